@@ -1,0 +1,58 @@
+// weft's native addon: the socket operations Node lacks (original destination,
+// transparent listeners, socket owner lookup). Loaded by src/native/addon.ts.
+#include <napi.h>
+
+#include <cerrno>
+#include <string>
+
+#include "original-dst.h"
+#include "sock-diag.h"
+#include "sys-error.h"
+#include "transparent-listener.h"
+
+namespace weft {
+
+// One instance per JS thread (main or worker), each with its own netlink socket.
+class WeftNative : public Napi::Addon<WeftNative> {
+ public:
+  WeftNative(Napi::Env, Napi::Object exports) {
+    DefineAddon(exports, {
+                             InstanceMethod("originalDestination", &WeftNative::OriginalDst),
+                             InstanceMethod("transparentListener", &WeftNative::Listener),
+                             InstanceMethod("socketOwner", &WeftNative::Owner),
+                         });
+  }
+
+ private:
+  Napi::Value OriginalDst(const Napi::CallbackInfo& info) { return OriginalDestination(info); }
+
+  Napi::Value Listener(const Napi::CallbackInfo& info) { return TransparentListener(info); }
+
+  Napi::Value Owner(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsString() ||
+        !info[3].IsNumber()) {
+      throw Napi::TypeError::New(
+          env, "socketOwner(localAddress, localPort, remoteAddress, remotePort): bad arguments");
+    }
+    InetAddress local, remote;
+    if (!Endpoint(info[0], info[1], &local) || !Endpoint(info[2], info[3], &remote)) {
+      ThrowErrno(env, EINVAL, "inet_pton");
+    }
+    return SocketOwnerToJs(env, diag_.Lookup(env, local, remote));
+  }
+
+  static bool Endpoint(const Napi::Value& address, const Napi::Value& port, InetAddress* out) {
+    uint32_t number = port.As<Napi::Number>().Uint32Value();
+    return number <= 65535 &&
+           ParseInetAddress(address.As<Napi::String>().Utf8Value(), static_cast<uint16_t>(number), out);
+  }
+
+  SockDiag diag_;
+};
+
+}  // namespace weft
+
+// The macro pastes the class name into an identifier, so it needs an unqualified name.
+using weft::WeftNative;
+NODE_API_ADDON(WeftNative)

@@ -1,0 +1,69 @@
+// Loads the compiled native addon from a path and checks it has what weft calls; a missing
+// or stale build becomes WEFT_E_NATIVE_NOT_BUILT with the command that fixes it.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { WeftError } from '../errors.js';
+
+/** What the addon's originalDestination returns; `redirected` is false when no NAT happened. */
+export interface RawOriginalDestination {
+  address: string;
+  port: number;
+  family: 4 | 6;
+  redirected: boolean;
+}
+
+export interface RawSocketOwner {
+  uid: number;
+  inode: number;
+  cgroupId?: bigint;
+}
+
+/** The functions native/src/addon.cc exports. They throw NativeErrnoError on kernel errors. */
+export interface NativeAddon {
+  originalDestination(fd: number): RawOriginalDestination;
+  transparentListener(host: string, port: number, backlog: number): number;
+  socketOwner(
+    localAddress: string,
+    localPort: number,
+    remoteAddress: string,
+    remotePort: number,
+  ): RawSocketOwner | undefined;
+}
+
+/** native/build/Release/weft_native.node, the same from src/native (tests) and dist/native. */
+export const defaultAddonPath = fileURLToPath(
+  new URL('../../native/build/Release/weft_native.node', import.meta.url),
+);
+
+const buildHint = 'run `npm run build:native` (or scripts/bootstrap)';
+const addonFunctions = ['originalDestination', 'transparentListener', 'socketOwner'] as const;
+
+export function loadAddon(path: string): NativeAddon {
+  if (!existsSync(path)) {
+    throw new WeftError(
+      'WEFT_E_NATIVE_NOT_BUILT',
+      `the native addon ${path} does not exist: it has not been built; ${buildHint}`,
+    );
+  }
+  let loaded: Partial<NativeAddon>;
+  try {
+    loaded = createRequire(import.meta.url)(path) as Partial<NativeAddon>;
+  } catch (err) {
+    // Typically built for another Node version (NODE_MODULE_VERSION mismatch).
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new WeftError(
+      'WEFT_E_NATIVE_NOT_BUILT',
+      `the native addon ${path} could not be loaded (${reason}); rebuild it: ${buildHint}`,
+      { cause: err },
+    );
+  }
+  const missing = addonFunctions.filter((name) => typeof loaded[name] !== 'function');
+  if (missing.length > 0) {
+    throw new WeftError(
+      'WEFT_E_NATIVE_NOT_BUILT',
+      `the native addon ${path} is out of date (it lacks ${missing.join(', ')}); ${buildHint}`,
+    );
+  }
+  return loaded as NativeAddon;
+}

@@ -1,0 +1,174 @@
+// The one interface for socket-level work (original destination, transparent listeners,
+// socket owners), so everything above it can run over plain sockets with another
+// implementation; nativeSocketOps is the real one, over the native addon.
+import net from 'node:net';
+import { WeftError } from '../errors.js';
+import { addon, type NativeAddon, type RawSocketOwner } from './addon.js';
+import { CgroupPaths } from './cgroup-paths.js';
+import {
+  listenerError,
+  notNattedError,
+  originalDestinationError,
+  ownerLookupError,
+} from './native-error.js';
+import { socketFd } from './socket-fd.js';
+import { unitOfCgroupPath } from './systemd-unit.js';
+
+export interface SocketAddress {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+export interface SocketOwner {
+  uid: number;
+  inode: number;
+  /** The socket's cgroup v2 id; absent on kernels older than 5.7. */
+  cgroupId?: bigint;
+  /** The cgroup's path in the v2 hierarchy, e.g. "/system.slice/redis-server.service". */
+  cgroupPath?: string;
+  /** The systemd unit the path names, e.g. "redis-server.service". */
+  unit?: string;
+}
+
+/** A TCP 4-tuple as seen from the owning socket: local = the app's end, remote = its peer. */
+export interface SocketTuple {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+export interface TransparentListenerOptions {
+  host: string;
+  port: number;
+  /** listen() backlog; default 511, as Node's. */
+  backlog?: number;
+}
+
+export interface SocketOps {
+  /**
+   * Where the client meant to connect before iptables REDIRECT sent it to us. An IPv4 client
+   * of a dual-stack listener gets a plain IPv4 answer (family 4).
+   * Throws WEFT_E_NOT_REDIRECTED when the connection was not redirected, WEFT_E_SOCKET when
+   * the socket has no fd or the kernel fails otherwise.
+   */
+  originalDestination(socket: net.Socket): SocketAddress;
+  /**
+   * The local socket with exactly this tuple, or undefined when there is none (also for
+   * TIME_WAIT and orphaned sockets, which have no owner). v4-mapped addresses
+   * ("::ffff:10.0.0.1") match the IPv4 connection. Throws WEFT_E_SOCKET on kernel errors.
+   */
+  ownerOf(tuple: SocketTuple): SocketOwner | undefined;
+  /**
+   * A listening socket with IP_TRANSPARENT set before bind; returns its fd for
+   * server.listen({ fd }), which then owns it. Throws WEFT_E_CONFIG for bad options and
+   * WEFT_E_SOCKET when the kernel refuses (EADDRINUSE, EPERM without CAP_NET_ADMIN).
+   */
+  transparentListener(opts: TransparentListenerOptions): number;
+}
+
+export interface NativeSocketOpsOptions {
+  addon?: NativeAddon;
+  cgroups?: CgroupPaths;
+}
+
+const defaultBacklog = 511;
+
+// Bad listener options are configuration errors; a bad tuple is a caller's bug.
+type CheckCode = 'WEFT_E_CONFIG' | 'WEFT_E_INTERNAL';
+
+function checkAddress(value: unknown, field: string, context: string, code: CheckCode): void {
+  if (typeof value !== 'string' || net.isIP(value) === 0) {
+    throw new WeftError(
+      code,
+      `${context}: ${field} must be an IP address literal, got ${JSON.stringify(value)}`,
+    );
+  }
+}
+
+function checkInteger(
+  value: unknown,
+  field: string,
+  context: string,
+  code: CheckCode,
+  [min, max]: [number, number],
+): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new WeftError(
+      code,
+      `${context}: ${field} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`,
+    );
+  }
+}
+
+function hostPort(address: string | undefined, port: number | undefined): string {
+  return address !== undefined && net.isIPv6(address)
+    ? `[${address}]:${port}`
+    : `${address}:${port}`;
+}
+
+function ownerFrom(raw: RawSocketOwner, cgroups: CgroupPaths): SocketOwner {
+  const owner: SocketOwner = { uid: raw.uid, inode: raw.inode };
+  if (raw.cgroupId === undefined) return owner;
+  owner.cgroupId = raw.cgroupId;
+  const path = cgroups.pathOf(raw.cgroupId);
+  if (path === undefined) return owner;
+  owner.cgroupPath = path;
+  const unit = unitOfCgroupPath(path);
+  if (unit !== undefined) owner.unit = unit;
+  return owner;
+}
+
+export function createNativeSocketOps(options: NativeSocketOpsOptions = {}): SocketOps {
+  const native = options.addon ?? addon;
+  const cgroups = options.cgroups ?? new CgroupPaths();
+  return {
+    originalDestination(socket) {
+      const fd = socketFd(socket);
+      const connection = () =>
+        `${hostPort(socket.remoteAddress, socket.remotePort)} -> ${hostPort(socket.localAddress, socket.localPort)}`;
+      let raw: ReturnType<NativeAddon['originalDestination']>;
+      try {
+        raw = native.originalDestination(fd);
+      } catch (err) {
+        throw originalDestinationError(connection(), err);
+      }
+      if (!raw.redirected) throw notNattedError(connection());
+      return { address: raw.address, port: raw.port, family: raw.family };
+    },
+
+    ownerOf(tuple) {
+      const bug = 'WEFT_E_INTERNAL';
+      checkAddress(tuple.localAddress, 'localAddress', 'ownerOf', bug);
+      checkAddress(tuple.remoteAddress, 'remoteAddress', 'ownerOf', bug);
+      checkInteger(tuple.localPort, 'localPort', 'ownerOf', bug, [0, 65535]);
+      checkInteger(tuple.remotePort, 'remotePort', 'ownerOf', bug, [0, 65535]);
+      const { localAddress, localPort, remoteAddress, remotePort } = tuple;
+      let raw: RawSocketOwner | undefined;
+      try {
+        raw = native.socketOwner(localAddress, localPort, remoteAddress, remotePort);
+      } catch (err) {
+        const where = `${hostPort(localAddress, localPort)} -> ${hostPort(remoteAddress, remotePort)}`;
+        throw ownerLookupError(where, err);
+      }
+      return raw === undefined ? undefined : ownerFrom(raw, cgroups);
+    },
+
+    transparentListener(opts) {
+      const context = 'transparentListener';
+      checkAddress(opts.host, 'host', context, 'WEFT_E_CONFIG');
+      checkInteger(opts.port, 'port', context, 'WEFT_E_CONFIG', [0, 65535]);
+      const backlog = opts.backlog ?? defaultBacklog;
+      checkInteger(backlog, 'backlog', context, 'WEFT_E_CONFIG', [1, 65535]);
+      try {
+        return native.transparentListener(opts.host, opts.port, backlog);
+      } catch (err) {
+        throw listenerError(hostPort(opts.host, opts.port), err);
+      }
+    },
+  };
+}
+
+/** The real SocketOps, over the native addon, with one shared cgroup path cache. */
+export const nativeSocketOps: SocketOps = createNativeSocketOps();
