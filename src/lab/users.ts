@@ -1,0 +1,90 @@
+// The users lab processes run as (the agent's `weft`, applications' `weftapp`, ...):
+// looked up through NSS, created as system users when asked, and entered with setpriv.
+import { execFileSync } from 'node:child_process';
+import { WeftError } from '../errors.js';
+import { run } from '../sys/run.js';
+
+export interface UserInfo {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+const cache = new Map<string, UserInfo>();
+
+function parsePasswd(line: string): UserInfo | undefined {
+  const [name, , uid, gid, , home] = line.trim().split(':');
+  if (!name || uid === undefined || gid === undefined) return undefined;
+  return { name, uid: Number(uid), gid: Number(gid), home: home || '/' };
+}
+
+/** The user's passwd entry, or undefined when there is none. Synchronous for spawn(). */
+export function lookupUser(name: string): UserInfo | undefined {
+  const known = cache.get(name);
+  if (known) return known;
+  let line: string;
+  try {
+    line = execFileSync('getent', ['passwd', name], { encoding: 'utf8', stdio: 'pipe' });
+  } catch {
+    return undefined; // getent exits 2 for an unknown user
+  }
+  const info = parsePasswd(line);
+  if (info) cache.set(name, info);
+  return info;
+}
+
+export function requireUser(name: string): UserInfo {
+  const info = lookupUser(name);
+  if (!info) {
+    throw new WeftError(
+      'WEFT_E_LAB',
+      `user "${name}" does not exist; create it with \`useradd --system ${name}\` (ensureUser() in code)`,
+    );
+  }
+  return info;
+}
+
+/**
+ * Creates `name` as a system user without home or login shell when it is missing. Safe
+ * against a concurrent creator: useradd losing that race (or the lock on /etc/passwd) is
+ * retried and then judged by whether the user exists.
+ */
+export async function ensureUser(name: string): Promise<UserInfo> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const existing = lookupUser(name);
+    if (existing) return existing;
+    const r = await run(
+      'useradd',
+      [
+        '--system',
+        '--no-create-home',
+        '--home-dir',
+        '/nonexistent',
+        '--shell',
+        '/usr/sbin/nologin',
+        name,
+      ],
+      { allowFailure: true },
+    );
+    if (r.exitCode === 0) continue;
+    // 9: name already in use (someone else made it); 10: /etc/passwd locked: try again.
+    if (r.exitCode !== 9 && r.exitCode !== 10) {
+      throw new WeftError('WEFT_E_LAB', `could not create user ${name}: ${r.stderr.trim()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50 * (attempt + 1)));
+  }
+  return requireUser(name);
+}
+
+/** argv prefix that drops from root to `user` (no capabilities left), or none for root. */
+export function asUser(user: UserInfo | undefined): string[] {
+  if (!user || user.uid === 0) return [];
+  return ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--'];
+}
+
+/** Environment a login as `user` would have; setpriv changes ids, not the environment. */
+export function userEnv(user: UserInfo | undefined): Record<string, string> {
+  const u = user ?? { name: 'root', home: '/root' };
+  return { HOME: u.home, USER: u.name, LOGNAME: u.name };
+}
