@@ -1,0 +1,125 @@
+// The agent's configuration file (/etc/weft/agent.yaml): what this host is, where the control
+// plane is, which local workloads it serves, and how traffic is captured. Every field is
+// optional; defaults follow DESIGN.md.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { WeftError } from '../errors.js';
+import { captureConfigSchema } from '../redirect/config.js';
+import { formatZodIssue } from '../sys/zod-format.js';
+
+const port = z.number().int().min(1).max(65535);
+const durationMs = z.number().int().min(1);
+
+export const workloadConfigSchema = z
+  .object({
+    /** The Service this workload is an endpoint of. */
+    service: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a DNS label: lowercase letters, digits and -'),
+    /** Unique per host; defaults to `<service>-<port>`. */
+    name: z.string().optional(),
+    /** The port the application listens on. */
+    port,
+    /** Address the application listens on; defaults to the host's first address. */
+    address: z.string().optional(),
+    /** Local processes of this workload, so outbound connections get its identity (issue 4). */
+    user: z.string().optional(),
+    unit: z.string().optional(),
+    weight: z.number().int().min(1).max(65535).default(1),
+    zone: z.string().optional(),
+    health: z
+      .object({
+        /** HTTP path to GET; without it, a TCP connect check. */
+        httpPath: z.string().startsWith('/').optional(),
+        intervalMs: durationMs.default(5_000),
+        timeoutMs: durationMs.default(1_000),
+      })
+      .prefault({}),
+  })
+  .strict();
+
+export const agentConfigSchema = z
+  .object({
+    /** Node name: spiffe://<td>/node/<hostname>. */
+    hostname: z
+      .string()
+      .min(1)
+      .default(() => hostname()),
+    /** Certificates, keys and the last-known-good snapshot live here (0700). */
+    dataDir: z.string().default('/var/lib/weft/agent'),
+    /** This host's addresses that peers reach it on; default: its non-loopback addresses. */
+    addresses: z.array(z.string()).optional(),
+    zone: z.string().optional(),
+    controlPlane: z
+      .object({
+        /** host:port of the control plane's gRPC port (15012). */
+        address: z.string().min(1),
+        /** One-time join token from `weft token create`; only needed until the host has joined. */
+        token: z.string().optional(),
+        /** sha256 of the CA's public key (printed by `weft token create`), pinned at join. */
+        caPin: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/, '64 hex digits')
+          .optional(),
+        /** Or: a PEM file with the CA certificate. */
+        caFile: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    workloads: z.array(workloadConfigSchema).default([]),
+    admin: z
+      .object({ address: z.string().default('127.0.0.1'), port: port.default(15000) })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({ address: z.string().default('0.0.0.0'), port: port.default(15020) })
+      .strict()
+      .prefault({}),
+    /** Traffic capture (iptables): the schema and its defaults live with src/redirect. */
+    capture: captureConfigSchema,
+    /** How often the agent tells the control plane its workloads are alive. */
+    heartbeatIntervalMs: durationMs.default(5_000),
+    /** SIGTERM: stop accepting, let open connections finish for this long, then exit. */
+    drainMs: durationMs.default(10_000),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .strict();
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+export type WorkloadConfig = z.infer<typeof workloadConfigSchema>;
+
+/** Parses and validates agent config text; errors name the source and the field path. */
+export function parseAgentConfig(text: string, source: string): AgentConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text) ?? {};
+  } catch (err) {
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      `${source}: not valid YAML: ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  const result = agentConfigSchema.safeParse(doc);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new WeftError('WEFT_E_CONFIG', `${source}: ${formatZodIssue(issue)}`);
+  }
+  return result.data;
+}
+
+/** Reads the agent config; no file means all defaults. */
+export function loadAgentConfig(file?: string): AgentConfig {
+  if (file === undefined) return parseAgentConfig('{}', '(defaults)');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      `cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
+  }
+  return parseAgentConfig(text, file);
+}

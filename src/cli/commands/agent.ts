@@ -1,0 +1,54 @@
+// `weft agent`: runs the per-host daemon in the foreground (systemd runs it this way).
+import type { Command } from 'commander';
+import { startAgent } from '../../agent/agent.js';
+import { loadAgentConfig } from '../../agent/config.js';
+import { createLogger } from '../../sys/logger.js';
+
+export function registerAgent(program: Command): void {
+  program
+    .command('agent')
+    .description('run the weft agent on this host (in the foreground)')
+    .option('-c, --config <file>', 'agent config file (YAML); default: built-in defaults')
+    .action(async (opts: { config?: string }) => {
+      const config = loadAgentConfig(opts.config);
+      const log = createLogger(config.logLevel, 'weft-agent');
+      // Imported here, not at the top: only the agent needs the native addon, and a missing
+      // build should not break `weft --help` or the other verbs.
+      const { nativeSocketOps } = await import('../../native/socket-ops.js');
+      const capture = config.capture;
+      const agent = await startAgent(config, {
+        socketOps: nativeSocketOps,
+        log,
+        capture: {
+          outboundPort: capture.outboundPort,
+          inboundPort: capture.inboundPort,
+          inboundMode: capture.inboundMode,
+          ownPorts: new Set([
+            capture.outboundPort,
+            capture.inboundPort,
+            capture.dns.port,
+            config.admin.port,
+            config.metrics.port,
+            capture.agentPorts.tunnel,
+          ]),
+        },
+      });
+      await waitForSignal();
+      log.info({ drain_ms: config.drainMs }, 'stopping: draining connections');
+      await agent.stop();
+      log.info('stopped');
+      log.flush();
+    });
+}
+
+function waitForSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,56 @@
+// Splices two TCP sockets together both ways, counts bytes and reports one summary when both
+// are done. Half-close is honoured: when one side ends (FIN) the other side's write end is
+// closed too, so request/response protocols that signal "done" with FIN still work.
+import type { Socket } from 'node:net';
+
+export type CloseReason =
+  | 'done' // both sides finished normally
+  | 'client_reset' // the downstream (accepted) side errored
+  | 'upstream_reset' // the upstream side errored after connecting
+  | 'connect_failed'; // the upstream could not be reached
+
+export interface RelaySummary {
+  bytesFromClient: number;
+  bytesToClient: number;
+  reason: CloseReason;
+  error?: string;
+}
+
+/** Pipes `client` <-> `upstream` and calls `onDone` exactly once. */
+export function relay(
+  client: Socket,
+  upstream: Socket,
+  onDone: (summary: RelaySummary) => void,
+): void {
+  let reason: CloseReason = 'done';
+  let error: string | undefined;
+  let open = 2;
+
+  const finish = (): void => {
+    open -= 1;
+    if (open > 0) return;
+    onDone({
+      bytesFromClient: client.bytesRead,
+      bytesToClient: client.bytesWritten,
+      reason,
+      ...(error ? { error } : {}),
+    });
+  };
+
+  const fail = (side: 'client_reset' | 'upstream_reset') => (err: Error) => {
+    if (reason === 'done') {
+      reason = side;
+      error = (err as NodeJS.ErrnoException).code ?? err.message;
+    }
+    // One side broke: the other cannot complete meaningfully, so reset it too.
+    client.destroy();
+    upstream.destroy();
+  };
+
+  client.on('error', fail('client_reset'));
+  upstream.on('error', fail('upstream_reset'));
+  client.once('close', finish);
+  upstream.once('close', finish);
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
