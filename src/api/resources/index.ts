@@ -1,0 +1,11 @@
+// weft's resources: schemas (zod), kinds and YAML parsing. See each kind's file for its fields.
+export * from './authorization-policy.js';
+export * from './common.js';
+export * from './http-route.js';
+export * from './kinds.js';
+export * from './mesh.js';
+export * from './parse.js';
+export * from './service.js';
+export * from './traffic-policy.js';
+export * from './validate.js';
+export * from './workload.js';

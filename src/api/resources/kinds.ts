@@ -1,0 +1,78 @@
+// The resource kinds, the names the CLI accepts for them (case-insensitive, plurals, short
+// names), and the schema of each.
+import type { z } from 'zod';
+import { type AuthorizationPolicy, authorizationPolicyDocument } from './authorization-policy.js';
+import { type HTTPRoute, httpRouteDocument } from './http-route.js';
+import { type Mesh, meshDocument } from './mesh.js';
+import { type Service, serviceDocument } from './service.js';
+import { type TrafficPolicy, trafficPolicyDocument } from './traffic-policy.js';
+import { type Workload, workloadDocument } from './workload.js';
+
+export const RESOURCE_KINDS = [
+  'Mesh',
+  'Service',
+  'Workload',
+  'TrafficPolicy',
+  'HTTPRoute',
+  'AuthorizationPolicy',
+] as const;
+export type ResourceKind = (typeof RESOURCE_KINDS)[number];
+
+/** Kinds users apply; Workloads are registered by agents. */
+export const USER_KINDS: readonly ResourceKind[] = RESOURCE_KINDS.filter((k) => k !== 'Workload');
+
+export type Resource = Mesh | Service | Workload | TrafficPolicy | HTTPRoute | AuthorizationPolicy;
+
+export interface ResourceByKind {
+  Mesh: Mesh;
+  Service: Service;
+  Workload: Workload;
+  TrafficPolicy: TrafficPolicy;
+  HTTPRoute: HTTPRoute;
+  AuthorizationPolicy: AuthorizationPolicy;
+}
+
+export const DOCUMENT_SCHEMAS: Record<ResourceKind, z.ZodType> = {
+  Mesh: meshDocument,
+  Service: serviceDocument,
+  Workload: workloadDocument,
+  TrafficPolicy: trafficPolicyDocument,
+  HTTPRoute: httpRouteDocument,
+  AuthorizationPolicy: authorizationPolicyDocument,
+};
+
+const ALIASES: Record<string, ResourceKind> = {
+  mesh: 'Mesh',
+  meshes: 'Mesh',
+  service: 'Service',
+  services: 'Service',
+  svc: 'Service',
+  workload: 'Workload',
+  workloads: 'Workload',
+  wl: 'Workload',
+  trafficpolicy: 'TrafficPolicy',
+  trafficpolicies: 'TrafficPolicy',
+  tp: 'TrafficPolicy',
+  httproute: 'HTTPRoute',
+  httproutes: 'HTTPRoute',
+  route: 'HTTPRoute',
+  routes: 'HTTPRoute',
+  authorizationpolicy: 'AuthorizationPolicy',
+  authorizationpolicies: 'AuthorizationPolicy',
+  authz: 'AuthorizationPolicy',
+  ap: 'AuthorizationPolicy',
+};
+
+/** The kind a user typed ("svc", "Services", "httproute"), or undefined. */
+export function resolveKind(input: string): ResourceKind | undefined {
+  return ALIASES[input.toLowerCase()];
+}
+
+/** Lowercase plural for messages and tables ("services"). */
+export function kindPlural(kind: ResourceKind): string {
+  return kind.endsWith('y')
+    ? `${kind.slice(0, -1).toLowerCase()}ies`
+    : kind === 'Mesh'
+      ? 'meshes'
+      : `${kind.toLowerCase()}s`;
+}

@@ -1,0 +1,137 @@
+// TrafficPolicy: how clients reach one Service: balancing, timeouts, retries, circuit breaking,
+// outlier detection, rate limiting and active health checks. Defaults follow what operators of
+// Linkerd and Envoy expect (see shared/REFERENCE.md); enforcement comes with the data path.
+import { z } from 'zod';
+import { durationString } from '../duration.js';
+import { documentSchema, resourceName, serviceRef } from './common.js';
+
+const count = (min: number, max: number) =>
+  z
+    .number()
+    .int(`must be a whole number ${min}-${max}`)
+    .min(min, `must be ${min}-${max}`)
+    .max(max, `must be ${min}-${max}`);
+
+export const balancer = z
+  .object({
+    /** p2cEwma: power of two choices over peak-EWMA latency (Linkerd's default). */
+    type: z.enum(['roundRobin', 'leastConnections', 'p2cEwma', 'ringHash']).default('p2cEwma'),
+    /** ringHash only: what requests are hashed on (default: the client's IP). */
+    hashOn: z
+      .object({
+        header: z.string().min(1).optional(),
+        cookie: z.string().min(1).optional(),
+        sourceIp: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.hashOn !== undefined && b.type !== 'ringHash') {
+      ctx.addIssue({ code: 'custom', path: ['hashOn'], message: 'only applies to type ringHash' });
+    }
+  });
+
+export const timeouts = z
+  .object({
+    connect: durationString.optional(),
+    /** The whole request, retries included. */
+    request: durationString.optional(),
+    idle: durationString.optional(),
+  })
+  .strict();
+
+export const retryOn = z.enum([
+  '5xx',
+  'gateway-error',
+  'reset',
+  'connect-failure',
+  'refused-stream',
+  'retriable-status-codes',
+]);
+
+export const retries = z
+  .object({
+    attempts: count(0, 10).default(1),
+    perTryTimeout: durationString.optional(),
+    on: z.array(retryOn).default(['connect-failure', 'refused-stream', 'reset', 'gateway-error']),
+    retriableStatusCodes: z.array(count(100, 599)).optional(),
+    backoff: z
+      .object({ base: durationString.default('25ms'), max: durationString.default('250ms') })
+      .strict()
+      .prefault({}),
+    /** Retries may add `percent` % of requests plus `minPerSecond` (Linkerd's budget). */
+    budget: z
+      .object({ percent: count(0, 100).default(20), minPerSecond: count(0, 1_000_000).default(10) })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export const circuitBreaker = z
+  .object({
+    maxConnections: count(1, 1_000_000).default(1024),
+    maxPendingRequests: count(1, 1_000_000).default(1024),
+    maxRequests: count(1, 1_000_000).default(1024),
+    maxRetries: count(0, 1_000_000).default(3),
+  })
+  .strict();
+
+export const outlierDetection = z
+  .object({
+    consecutiveFailures: count(1, 1_000).default(5),
+    interval: durationString.default('10s'),
+    baseEjectionTime: durationString.default('30s'),
+    maxEjectionPercent: count(0, 100).default(10),
+  })
+  .strict();
+
+/** A local token bucket (Envoy's shape): 429 when it is empty. */
+export const rateLimit = z
+  .object({
+    maxTokens: count(1, 1_000_000_000),
+    tokensPerFill: count(1, 1_000_000_000).default(1),
+    fillInterval: durationString,
+  })
+  .strict();
+
+export const healthCheck = z
+  .object({
+    interval: durationString.default('5s'),
+    timeout: durationString.default('1s'),
+    unhealthyThreshold: count(1, 100).default(3),
+    healthyThreshold: count(1, 100).default(1),
+    /** Without http, a TCP connect is the check. */
+    http: z
+      .object({
+        path: z.string().startsWith('/', 'must start with "/"'),
+        expectedStatuses: z.array(count(100, 599)).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const trafficPolicySpec = z
+  .object({
+    targetRef: serviceRef,
+    balancer: balancer.optional(),
+    timeouts: timeouts.optional(),
+    retries: retries.optional(),
+    circuitBreaker: circuitBreaker.optional(),
+    outlierDetection: outlierDetection.optional(),
+    rateLimit: rateLimit.optional(),
+    healthCheck: healthCheck.optional(),
+  })
+  .strict();
+
+export const trafficPolicyDocument = documentSchema(
+  'TrafficPolicy',
+  resourceName,
+  trafficPolicySpec,
+  z.object({}).loose(),
+);
+
+export type TrafficPolicySpec = z.infer<typeof trafficPolicySpec>;
+export type TrafficPolicy = z.infer<typeof trafficPolicyDocument>;

@@ -1,0 +1,179 @@
+// `weft get KIND [NAME] [-o table|yaml|json]`: resources (and `nodes`) from the control plane.
+// YAML output can be applied again as it is.
+import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { adminOptionsFrom, WeftAdminClient, withAdminOptions } from '../../api/admin-client.js';
+import type { NodeInfo } from '../../api/messages.js';
+import { kindPlural, type ResourceKind, resolveKind } from '../../api/resources/index.js';
+import { WeftError } from '../../errors.js';
+
+type Doc = {
+  metadata: { name: string };
+  spec: Record<string, unknown>;
+  status?: Record<string, unknown>;
+};
+type Row = string[];
+
+function table(headers: string[], rows: Row[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ');
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+const str = (v: unknown): string => (v === undefined || v === null || v === '' ? '-' : String(v));
+
+/** Columns per kind: what an operator looks for first. */
+const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
+  Mesh: {
+    headers: ['NAME', 'TRUST DOMAIN', 'MTLS', 'OUTBOUND'],
+    row: (d) => [
+      d.metadata.name,
+      str(d.spec.trustDomain),
+      str((d.spec.mtls as { mode?: string })?.mode),
+      str(d.spec.outboundPolicy),
+    ],
+  },
+  Service: {
+    headers: ['NAME', 'VIP', 'PORTS'],
+    row: (d) => [
+      d.metadata.name,
+      str(d.status?.vip),
+      ((d.spec.ports as Array<{ port: number; targetPort: number; protocol: string }>) ?? [])
+        .map((p) => `${p.port}${p.targetPort !== p.port ? `->${p.targetPort}` : ''}/${p.protocol}`)
+        .join(','),
+    ],
+  },
+  Workload: {
+    headers: ['NAME', 'SERVICE', 'NODE', 'ADDRESS', 'HEALTH', 'WEIGHT', 'ZONE'],
+    row: (d) => [
+      d.metadata.name,
+      str(d.spec.service),
+      str(d.spec.node),
+      `${str(d.spec.address)}:${str(d.spec.port)}`,
+      str(d.spec.health) + (d.status?.reason ? ` (${d.status.reason})` : ''),
+      str(d.spec.weight),
+      str(d.spec.zone),
+    ],
+  },
+  TrafficPolicy: {
+    headers: ['NAME', 'TARGET', 'BALANCER', 'POLICIES'],
+    row: (d) => [
+      d.metadata.name,
+      str((d.spec.targetRef as { name?: string })?.name),
+      str((d.spec.balancer as { type?: string })?.type),
+      ['timeouts', 'retries', 'circuitBreaker', 'outlierDetection', 'rateLimit', 'healthCheck']
+        .filter((k) => d.spec[k] !== undefined)
+        .join(',') || '-',
+    ],
+  },
+  HTTPRoute: {
+    headers: ['NAME', 'PARENTS', 'RULES'],
+    row: (d) => [
+      d.metadata.name,
+      ((d.spec.parentRefs as Array<{ name: string }>) ?? []).map((p) => p.name).join(','),
+      String(((d.spec.rules as unknown[]) ?? []).length),
+    ],
+  },
+  AuthorizationPolicy: {
+    headers: ['NAME', 'TARGET', 'ACTION', 'RULES'],
+    row: (d) => [
+      d.metadata.name,
+      str((d.spec.targetRef as { name?: string })?.name),
+      str(d.spec.action),
+      String(((d.spec.rules as unknown[]) ?? []).length),
+    ],
+  },
+};
+
+function ago(ms: number): string {
+  if (ms === 0) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 120
+    ? `${s}s ago`
+    : s < 7200
+      ? `${Math.round(s / 60)}m ago`
+      : `${Math.round(s / 3600)}h ago`;
+}
+
+function printNodes(nodes: NodeInfo[], output: string): void {
+  if (output === 'json') {
+    console.log(JSON.stringify(nodes, null, 2));
+  } else if (output === 'yaml') {
+    process.stdout.write(stringify(nodes));
+  } else if (nodes.length === 0) {
+    console.error('No nodes found.');
+  } else {
+    printNodeTable(nodes);
+  }
+}
+
+function printNodeTable(nodes: NodeInfo[]): void {
+  const rows = nodes.map((n) => [
+    n.name,
+    n.state,
+    String(n.ackedVersion),
+    ago(n.lastHeartbeatUnixMs),
+    n.addresses.join(',') || '-',
+    n.lastNack || '-',
+  ]);
+  console.log(table(['NAME', 'STATE', 'ACKED', 'HEARTBEAT', 'ADDRESSES', 'LAST NACK'], rows));
+}
+
+function printResources(kind: ResourceKind, docs: Doc[], output: string, single: boolean): void {
+  if (output === 'json') {
+    console.log(JSON.stringify(single ? docs[0] : docs, null, 2));
+  } else if (output === 'yaml') {
+    process.stdout.write(docs.map((d) => stringify(d)).join('---\n'));
+  } else if (docs.length === 0) {
+    console.error(`No ${kindPlural(kind)} found.`);
+  } else {
+    console.log(table(COLUMNS[kind].headers, docs.map(COLUMNS[kind].row)));
+  }
+}
+
+export function registerGet(program: Command): void {
+  withAdminOptions(
+    program
+      .command('get')
+      .description(
+        'show resources: mesh, services (svc), workloads, trafficpolicies (tp), httproutes, authorizationpolicies (authz), nodes',
+      )
+      .argument('<kind>', 'a kind, case-insensitive, singular, plural or short')
+      .argument('[name]', 'one resource; default all of the kind')
+      .option('-o, --output <format>', 'table, yaml or json', 'table'),
+  ).action(
+    async (
+      kindArg: string,
+      name: string | undefined,
+      opts: { output: string; server?: string; credentials?: string },
+    ) => {
+      if (!['table', 'yaml', 'json'].includes(opts.output)) {
+        throw new WeftError('WEFT_E_USAGE', `-o: "${opts.output}" is not one of table, yaml, json`);
+      }
+      const isNodes = /^(node|nodes|no)$/i.test(kindArg);
+      const kind = isNodes ? undefined : resolveKind(kindArg);
+      if (!isNodes && kind === undefined) {
+        throw new WeftError(
+          'WEFT_E_USAGE',
+          `unknown kind "${kindArg}"; try mesh, services, workloads, trafficpolicies, httproutes, authorizationpolicies or nodes`,
+        );
+      }
+      const client = WeftAdminClient.open(adminOptionsFrom(opts));
+      try {
+        if (kind === undefined) {
+          const nodes = (await client.listNodes()).filter(
+            (n) => name === undefined || n.name === name,
+          );
+          if (name !== undefined && nodes.length === 0)
+            throw new WeftError('WEFT_E_NOT_FOUND', `node "${name}" not found`);
+          return printNodes(nodes, opts.output);
+        }
+        const docs = (await client.get(kind, name ?? '')).map((r) => JSON.parse(r.json) as Doc);
+        printResources(kind, docs, opts.output, name !== undefined);
+      } finally {
+        client.close();
+      }
+    },
+  );
+}

@@ -1,0 +1,108 @@
+// The control plane's configuration file (--config, YAML). Every field is optional; durations
+// are written like "24h", "90s", "500ms" and held in milliseconds.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { DEFAULT_CONTROL_PLANE_DATA_DIR } from '../api/admin-client.js';
+import { durationMs } from '../api/duration.js';
+import { TRUST_DOMAIN } from '../api/spiffe.js';
+import { WeftError } from '../errors.js';
+import { formatZodIssue } from '../sys/zod-format.js';
+
+/** 0 lets the OS choose (tests). */
+const listenPort = z.number().int().min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
+
+export const controlPlaneConfigSchema = z
+  .object({
+    trustDomain: z
+      .string()
+      .regex(TRUST_DOMAIN, 'must be a trust domain: lowercase letters, digits, ".", "-", "_"')
+      .default('weft.local'),
+    /** Where state, the CA and the admin credentials live (0700); --data-dir overrides it. */
+    dataDir: z.string().min(1).default(DEFAULT_CONTROL_PLANE_DATA_DIR),
+    /** Address both ports bind to. */
+    listen: z.string().min(1).default('0.0.0.0'),
+    grpcPort: listenPort.default(15012),
+    httpPort: listenPort.default(15014),
+    /** Addresses and host names agents use to reach this control plane: the server
+     * certificate's SANs. Default: this host's addresses and hostname. */
+    advertise: z.array(z.string().min(1)).optional(),
+    /** Use this CA instead of creating one (PEM files; the key is ECDSA P-256 or P-384). */
+    ca: z
+      .object({ certFile: z.string().min(1), keyFile: z.string().min(1) })
+      .strict()
+      .optional(),
+    workloadCertTtl: durationMs.default(86_400_000),
+    nodeCertTtl: durationMs.default(86_400_000),
+    /** A node without a heartbeat for this long has its workloads marked unhealthy. */
+    workloadUnhealthyAfter: durationMs.default(15_000),
+    /** ... and removed after this long. */
+    workloadRemoveAfter: durationMs.default(300_000),
+    /** Default lifetime of join tokens. */
+    tokenTtl: durationMs.default(86_400_000),
+    /** At most one push per sync stream per this interval; bursts in between are merged. */
+    syncCoalesce: durationMs.default(50),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.workloadRemoveAfter <= c.workloadUnhealthyAfter) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workloadRemoveAfter'],
+        message: 'must be longer than workloadUnhealthyAfter',
+      });
+    }
+  });
+
+export type ControlPlaneConfig = z.infer<typeof controlPlaneConfigSchema>;
+export type ControlPlaneConfigInput = z.input<typeof controlPlaneConfigSchema>;
+
+function issueText(iss: z.core.$ZodRawIssue): string | undefined {
+  if (iss.code === 'invalid_type' && iss.input === undefined) return 'required';
+  if (iss.code === 'invalid_type') return `must be ${iss.expected}`;
+  if (iss.code === 'invalid_value') return `must be one of ${iss.values.map(String).join(', ')}`;
+  return undefined;
+}
+
+/** Validates config given as an object (tests, or parsed YAML); errors name source and field. */
+export function parseControlPlaneConfig(input: unknown, source: string): ControlPlaneConfig {
+  const result = controlPlaneConfigSchema.safeParse(input ?? {}, { error: issueText });
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const message =
+      issue.code === 'unrecognized_keys'
+        ? formatZodIssue({
+            ...issue,
+            path: [...issue.path, issue.keys[0]!],
+            message: 'unknown field',
+          })
+        : formatZodIssue(issue);
+    throw new WeftError('WEFT_E_CONFIG', `${source}: ${message}`);
+  }
+  return result.data;
+}
+
+/** Reads the config file; no file means all defaults. */
+export function loadControlPlaneConfig(file?: string): ControlPlaneConfig {
+  if (file === undefined) return parseControlPlaneConfig({}, '(defaults)');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      `cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      `${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  return parseControlPlaneConfig(doc, file);
+}

@@ -1,0 +1,350 @@
+// The control plane, assembled in start-up order: data directory -> store -> CA -> its own
+// certificates (server, admin) -> sync view -> services -> gRPC (15012) and HTTP (15014).
+// stop() undoes it in reverse; nothing acknowledged is lost across a stop and start.
+import { chmodSync, mkdirSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { type Logger, pino } from 'pino';
+import type { CreateTokenResponse } from '../api/messages.js';
+import { loadProto } from '../api/proto.js';
+import { WeftError } from '../errors.js';
+import type { CertificateAuthority } from './ca/certificate-authority.js';
+import { loadCa } from './ca/load-ca.js';
+import {
+  defaultAdvertise,
+  ensureAdminCredentials,
+  issueServerCertificate,
+  SERVER_CERT_TTL_MS,
+} from './ca/local-credentials.js';
+import type { ControlPlaneConfig } from './config.js';
+import { adminHandlers, createToken } from './grpc/admin-handlers.js';
+import { identityHandlers } from './grpc/identity-handlers.js';
+import { WeftServerCredentials } from './grpc/server-credentials.js';
+import { syncHandlers, syncServiceDefinition } from './grpc/sync-handler.js';
+import { startHttpServer } from './http/http-server.js';
+import { IdentityService } from './identity/identity-service.js';
+import type { TokenRecord } from './identity/tokens.js';
+import { ControlPlaneMetrics } from './metrics.js';
+import { ResourceRegistry } from './registry/resource-registry.js';
+import { FileStore } from './store/file-store.js';
+import { TOKENS_PREFIX } from './store/keys.js';
+import type { Store } from './store/store.js';
+import { NodeHealth } from './sync/node-health.js';
+import { NodeLiveness } from './sync/node-liveness.js';
+import { SyncHub } from './sync/sync-hub.js';
+import type { SyncSession } from './sync/sync-session.js';
+
+export interface ControlPlaneOptions {
+  config: ControlPlaneConfig;
+  /** Default: pino to stdout at config.logLevel. */
+  log?: Logger;
+  /** Register Node's default process metrics (default true; tests with several control planes
+   * in one process may turn it off). */
+  defaultMetrics?: boolean;
+}
+
+const SERVER_CERT_CHECK_MS = 3_600_000;
+
+function bindHost(listen: string): string {
+  return listen.includes(':') ? `[${listen}]` : listen;
+}
+
+/** An address clients on this host can use for a wildcard listen address. */
+function localHost(listen: string): string {
+  if (listen === '0.0.0.0') return '127.0.0.1';
+  if (listen === '::') return '[::1]';
+  return bindHost(listen);
+}
+
+export class ControlPlane {
+  readonly config: ControlPlaneConfig;
+  readonly dataDir: string;
+  readonly trustDomain: string;
+  readonly adminCredentialsDir: string;
+  readonly caPin: string;
+  readonly trustBundlePem: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly metrics: ControlPlaneMetrics;
+  private readonly log: Logger;
+  private readonly parts: Parts;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(init: {
+    config: ControlPlaneConfig;
+    log: Logger;
+    adminCredentialsDir: string;
+    ca: CertificateAuthority;
+    grpcPort: number;
+    httpPort: number;
+    metrics: ControlPlaneMetrics;
+    parts: Parts;
+  }) {
+    this.config = init.config;
+    this.dataDir = init.config.dataDir;
+    this.trustDomain = init.config.trustDomain;
+    this.adminCredentialsDir = init.adminCredentialsDir;
+    this.caPin = init.ca.pin;
+    this.trustBundlePem = init.ca.trustBundlePem;
+    this.grpcPort = init.grpcPort;
+    this.httpPort = init.httpPort;
+    this.metrics = init.metrics;
+    this.log = init.log;
+    this.parts = init.parts;
+  }
+
+  /** "127.0.0.1:15012" for a wildcard listen address, else the listen address. */
+  get grpcAddress(): string {
+    return `${localHost(this.config.listen)}:${this.grpcPort}`;
+  }
+
+  get httpUrl(): string {
+    return `http://${localHost(this.config.listen)}:${this.httpPort}`;
+  }
+
+  static async start(options: ControlPlaneOptions): Promise<ControlPlane> {
+    const config = options.config;
+    const log = options.log ?? pino({ name: 'weft-controlplane', level: config.logLevel });
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(config.dataDir, 0o700);
+    const store = await FileStore.open({ dir: join(config.dataDir, 'store') });
+    const parts: Parts = { store, sessions: new Set() };
+    try {
+      return await ControlPlane.assemble(config, log, options, parts);
+    } catch (err) {
+      await teardown(parts, log);
+      throw err;
+    }
+  }
+
+  private static async assemble(
+    config: ControlPlaneConfig,
+    log: Logger,
+    options: ControlPlaneOptions,
+    parts: Parts,
+  ): Promise<ControlPlane> {
+    const { store } = parts;
+    const ca = await loadCa(config, config.dataDir, store, log);
+    const advertise = config.advertise ?? defaultAdvertise();
+    const adminCredentialsDir = await ensureAdminCredentials(
+      ca,
+      config.trustDomain,
+      config.dataDir,
+    );
+    const serverCert = await issueServerCertificate(ca, config.trustDomain, advertise);
+
+    const liveness = new NodeLiveness();
+    const proto = loadProto();
+    const sync = syncServiceDefinition(proto.Sync.service);
+    let hub: SyncHub | undefined;
+    const metrics = new ControlPlaneMetrics(
+      {
+        syncVersion: () => hub?.version ?? 0,
+        storeRevision: () => store.revision(),
+        ackedVersions: () => liveness.ackedVersions(),
+        connectedAgents: () => liveness.connectedCount(),
+        outstandingTokens: async () => {
+          const now = Date.now();
+          const { entries } = await store.list<TokenRecord>(TOKENS_PREFIX);
+          return entries.filter((e) => e.value.usedAtMs === undefined && e.value.expiresAtMs > now)
+            .length;
+        },
+      },
+      { defaultMetrics: options.defaultMetrics },
+    );
+    hub = await SyncHub.start({
+      store,
+      trustBundlePem: ca.trustBundlePem,
+      coalesceMs: config.syncCoalesce,
+      encode: sync.encode,
+      log,
+    });
+    parts.hub = hub;
+    const health = new NodeHealth({ store, hub, liveness, config, metrics, log });
+    parts.health = health;
+    health.start();
+
+    const registry = new ResourceRegistry(store, { trustDomain: config.trustDomain });
+    const identity = new IdentityService({ store, ca, config, metrics });
+    const ctx = { metrics, log };
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+    });
+    parts.grpc = server;
+    server.addService(
+      proto.Identity.service,
+      identityHandlers({
+        ...ctx,
+        identity,
+        liveness,
+        trustDomain: config.trustDomain,
+        onJoined: () => metrics.joins.inc(),
+      }),
+    );
+    server.addService(
+      sync.definition,
+      syncHandlers({
+        ...ctx,
+        hub,
+        liveness,
+        health,
+        trustDomain: config.trustDomain,
+        sessions: parts.sessions,
+      }),
+    );
+    server.addService(
+      proto.Admin.service,
+      adminHandlers({ ...ctx, store, registry, liveness, config, caPin: ca.pin }),
+    );
+    const credentials = new WeftServerCredentials({
+      keyPem: serverCert.keyPem,
+      certificatePem: serverCert.certificatePem,
+      caPem: ca.trustBundlePem,
+    });
+    const grpcPort = await bind(
+      server,
+      `${bindHost(config.listen)}:${config.grpcPort}`,
+      credentials,
+    );
+    parts.renewTimer = renewServerCertificate(
+      ca,
+      config,
+      advertise,
+      credentials,
+      serverCert.notAfter,
+      log,
+    );
+
+    const http = await startHttpServer({
+      host: config.listen,
+      port: config.httpPort,
+      registry: metrics.registry,
+      notReady: async () => {
+        if (parts.stopping) return 'stopping';
+        try {
+          await store.revision(); // throws once the store failed a write
+          return undefined;
+        } catch (err) {
+          return `store: ${(err as Error).message}`;
+        }
+      },
+    });
+    parts.http = http.server;
+    const cp = new ControlPlane({
+      config,
+      log,
+      adminCredentialsDir,
+      ca,
+      grpcPort,
+      httpPort: http.port,
+      metrics,
+      parts,
+    });
+    log.info(
+      {
+        grpc: cp.grpcAddress,
+        http: cp.httpUrl,
+        dataDir: config.dataDir,
+        trustDomain: config.trustDomain,
+        caPin: ca.pin,
+        adminCredentials: adminCredentialsDir,
+      },
+      'control plane ready',
+    );
+    return cp;
+  }
+
+  /** A one-time join token (ttlMs 0: the configured default). */
+  createToken(ttlMs = 0, description = ''): Promise<CreateTokenResponse> {
+    return createToken(
+      { store: this.parts.store, config: this.config, metrics: this.metrics, caPin: this.caPin },
+      ttlMs,
+      description,
+    );
+  }
+
+  /** The store behind this control plane (tests inspect it). */
+  get store(): Store {
+    return this.parts.store;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= teardown(this.parts, this.log);
+    return this.stopping;
+  }
+}
+
+interface Parts {
+  store: FileStore;
+  sessions: Set<SyncSession>;
+  hub?: SyncHub;
+  health?: NodeHealth;
+  grpc?: grpc.Server;
+  http?: HttpServer;
+  renewTimer?: NodeJS.Timeout;
+  stopping?: boolean;
+}
+
+function bind(
+  server: grpc.Server,
+  address: string,
+  credentials: grpc.ServerCredentials,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, credentials, (err, port) => {
+      if (err !== null)
+        reject(new WeftError('WEFT_E_CONFIG', `cannot listen on ${address}: ${err.message}`));
+      else resolve(port);
+    });
+  });
+}
+
+/** Re-issues the server certificate at half-life and swaps it in without a restart. */
+function renewServerCertificate(
+  ca: CertificateAuthority,
+  config: ControlPlaneConfig,
+  advertise: string[],
+  credentials: WeftServerCredentials,
+  notAfter: Date,
+  log: Logger,
+): NodeJS.Timeout {
+  let expires = notAfter.getTime();
+  const timer = setInterval(() => {
+    if (expires - Date.now() > SERVER_CERT_TTL_MS / 2) return;
+    issueServerCertificate(ca, config.trustDomain, advertise).then(
+      (cert) => {
+        credentials.update({
+          keyPem: cert.keyPem,
+          certificatePem: cert.certificatePem,
+          caPem: ca.trustBundlePem,
+        });
+        expires = cert.notAfter.getTime();
+        log.info({ notAfter: cert.notAfter.toISOString() }, 'server certificate renewed');
+      },
+      (err: unknown) => log.error({ err }, 'cannot renew the server certificate'),
+    );
+  }, SERVER_CERT_CHECK_MS);
+  timer.unref();
+  return timer;
+}
+
+async function teardown(parts: Parts, log: Logger): Promise<void> {
+  parts.stopping = true;
+  if (parts.renewTimer !== undefined) clearInterval(parts.renewTimer);
+  parts.health?.stop();
+  parts.hub?.stop();
+  for (const session of parts.sessions) session.end();
+  // Open sync streams would keep a graceful shutdown waiting forever: they are ended above and
+  // the rest is cut.
+  parts.grpc?.forceShutdown();
+  if (parts.http !== undefined) {
+    const http = parts.http;
+    http.closeAllConnections();
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+  }
+  await parts.store.close();
+  log.info('control plane stopped');
+}

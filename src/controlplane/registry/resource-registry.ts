@@ -1,0 +1,227 @@
+// Apply, get and delete of user resources. An apply is validated as a whole and written as one
+// store transaction: one invalid document, or a conflict with a concurrent change, and nothing
+// changes. Services get their virtual IP here, in the same transaction that creates them.
+import type { ApplyResult, ResourceMessage } from '../../api/messages.js';
+import {
+  describeDocument,
+  kindPlural,
+  type Mesh,
+  type Resource,
+  type ResourceKind,
+  resolveKind,
+  USER_KINDS,
+  validateResource,
+} from '../../api/resources/index.js';
+import { WeftError } from '../../errors.js';
+import { kindPrefix, resourceKey, VIPS_PREFIX, vipKey } from '../store/keys.js';
+import type { Store, StoreCompare, StoreEntry, StoreOp } from '../store/store.js';
+import { canonicalJson } from './canonical-json.js';
+import { pickVip, SERVICE_VIP_RANGE, type VipRange } from './vip-allocator.js';
+
+export interface ApplyItem {
+  /** The parsed document (JSON.parse of Resource.json). */
+  document: unknown;
+  /** "echo.yaml: document 2" */
+  source: string;
+}
+
+interface StoredDocument {
+  apiVersion: string;
+  kind: ResourceKind;
+  metadata: { name: string };
+  spec: unknown;
+  status?: Record<string, unknown>;
+}
+
+/** How often an apply is retried when a concurrent change got in between (CAS conflict). */
+const MAX_ATTEMPTS = 8;
+
+export function toResourceMessage(entry: StoreEntry<StoredDocument>): ResourceMessage {
+  return {
+    kind: entry.value.kind,
+    name: entry.value.metadata.name,
+    json: JSON.stringify(entry.value),
+    revision: entry.modRevision,
+  };
+}
+
+/** The kind a request names; unknown kinds are a usage error that lists the known ones. */
+export function requireKind(input: string): ResourceKind {
+  const kind = resolveKind(input);
+  if (kind === undefined) {
+    throw new WeftError(
+      'WEFT_E_USAGE',
+      `unknown kind "${input}"; expected one of ${[...USER_KINDS, 'Workload'].join(', ')}`,
+    );
+  }
+  return kind;
+}
+
+export class ResourceRegistry {
+  private readonly store: Store;
+  private readonly trustDomain: string;
+  private readonly vipRange: VipRange;
+
+  constructor(store: Store, options: { trustDomain: string; vipRange?: VipRange }) {
+    this.store = store;
+    this.trustDomain = options.trustDomain;
+    this.vipRange = options.vipRange ?? SERVICE_VIP_RANGE;
+  }
+
+  /** Validates everything, then writes everything in one transaction. */
+  async apply(items: readonly ApplyItem[]): Promise<ApplyResult[]> {
+    const resources = this.validate(items);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const result = await this.tryApply(resources);
+      if (result !== undefined) return result;
+    }
+    throw new WeftError(
+      'WEFT_E_STORE',
+      'the resources kept changing while being applied; try again',
+    );
+  }
+
+  private validate(items: readonly ApplyItem[]): Array<{ resource: Resource; source: string }> {
+    const problems: string[] = [];
+    const out: Array<{ resource: Resource; source: string }> = [];
+    const seen = new Map<string, string>();
+    for (const item of items) {
+      const result = validateResource(item.document);
+      if (!result.ok) {
+        for (const p of result.problems)
+          problems.push(`${describeDocument(item.source, result.kind, result.name)}: ${p}`);
+        continue;
+      }
+      const id = `${result.resource.kind}/${result.resource.metadata.name}`;
+      const where = describeDocument(
+        item.source,
+        result.resource.kind,
+        result.resource.metadata.name,
+      );
+      const first = seen.get(id);
+      if (first !== undefined) problems.push(`${where}: defined twice (also in ${first})`);
+      seen.set(id, item.source);
+      const meshProblem =
+        result.resource.kind === 'Mesh' ? this.meshProblem(result.resource) : undefined;
+      if (meshProblem !== undefined) problems.push(`${where}: ${meshProblem}`);
+      out.push({ resource: result.resource, source: item.source });
+    }
+    const meshes = out.filter((r) => r.resource.kind === 'Mesh');
+    if (meshes.length > 1)
+      problems.push(
+        `${meshes[1]!.source}: there is one Mesh per control plane; this apply defines ${meshes.length}`,
+      );
+    if (problems.length > 0) throw new WeftError('WEFT_E_CONFIG', problems.join('\n'));
+    return out;
+  }
+
+  private meshProblem(mesh: Mesh): string | undefined {
+    const td = mesh.spec.trustDomain;
+    if (td !== undefined && td !== this.trustDomain) {
+      return `spec.trustDomain: must be ${this.trustDomain}, the control plane's trust domain (it is set in the control plane's config)`;
+    }
+    return undefined;
+  }
+
+  /** One attempt; undefined when a concurrent change made a compare fail. */
+  private async tryApply(
+    resources: Array<{ resource: Resource; source: string }>,
+  ): Promise<ApplyResult[] | undefined> {
+    const compares: StoreCompare[] = [];
+    const ops: StoreOp[] = [];
+    const results: ApplyResult[] = [];
+    let usedVips: Set<string> | undefined;
+    for (const { resource, source } of resources) {
+      const { kind } = resource;
+      const name = resource.metadata.name;
+      const key = resourceKey(kind, name);
+      const existing = await this.store.get<StoredDocument>(key);
+      compares.push({ key, modRevision: existing?.modRevision ?? 0 });
+      if (kind === 'Mesh') await this.checkSingleMesh(name, source);
+      const stored: StoredDocument = {
+        apiVersion: resource.apiVersion,
+        kind,
+        metadata: resource.metadata,
+        spec: kind === 'Mesh' ? { ...resource.spec, trustDomain: this.trustDomain } : resource.spec,
+      };
+      if (kind === 'Service') {
+        let vip = existing?.value.status?.vip as string | undefined;
+        if (vip === undefined) {
+          usedVips ??= await this.usedVips();
+          vip = pickVip(name, usedVips, this.vipRange);
+          usedVips.add(vip);
+          compares.push({ key: vipKey(vip), modRevision: 0 });
+          ops.push({ type: 'put', key: vipKey(vip), value: { service: name } });
+        }
+        stored.status = { vip };
+      }
+      const same =
+        existing !== undefined && canonicalJson(existing.value) === canonicalJson(stored);
+      results.push({
+        kind,
+        name,
+        outcome: existing === undefined ? 'created' : same ? 'unchanged' : 'configured',
+      });
+      if (!same) ops.push({ type: 'put', key, value: stored });
+    }
+    if (ops.length === 0) return results;
+    const txn = await this.store.txn({ compares, ops });
+    return txn.succeeded ? results : undefined;
+  }
+
+  private async checkSingleMesh(name: string, source: string): Promise<void> {
+    const meshes = await this.store.list<StoredDocument>(kindPrefix('Mesh'));
+    const other = meshes.entries.find((e) => e.value.metadata.name !== name);
+    if (other !== undefined) {
+      throw new WeftError(
+        'WEFT_E_CONFIG',
+        `${source} (Mesh/${name}): metadata.name: a Mesh named "${other.value.metadata.name}" already exists; there is one Mesh: change that one, or delete it first`,
+      );
+    }
+  }
+
+  private async usedVips(): Promise<Set<string>> {
+    const { entries } = await this.store.list(VIPS_PREFIX);
+    return new Set(entries.map((e) => e.key.slice(VIPS_PREFIX.length)));
+  }
+
+  async get(kindInput: string, name?: string): Promise<ResourceMessage[]> {
+    const kind = requireKind(kindInput);
+    if (name !== undefined && name !== '') {
+      const entry = await this.store.get<StoredDocument>(resourceKey(kind, name));
+      if (entry === undefined)
+        throw new WeftError('WEFT_E_NOT_FOUND', `${kind} "${name}" not found`);
+      return [toResourceMessage(entry)];
+    }
+    const { entries } = await this.store.list<StoredDocument>(kindPrefix(kind));
+    return entries.map(toResourceMessage);
+  }
+
+  /** Deletes one resource (a Service frees its virtual IP in the same transaction). */
+  async delete(kindInput: string, name: string): Promise<void> {
+    const kind = requireKind(kindInput);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const key = resourceKey(kind, name);
+      const entry = await this.store.get<StoredDocument>(key);
+      if (entry === undefined) {
+        throw new WeftError(
+          'WEFT_E_NOT_FOUND',
+          `${kind} "${name}" not found (see weft get ${kindPlural(kind)})`,
+        );
+      }
+      const ops: StoreOp[] = [{ type: 'delete', key }];
+      const vip = entry.value.status?.vip;
+      if (kind === 'Service' && typeof vip === 'string')
+        ops.push({ type: 'delete', key: vipKey(vip) });
+      const txn = await this.store.txn({
+        compares: [{ key, modRevision: entry.modRevision }],
+        ops,
+      });
+      if (txn.succeeded) return;
+    }
+    throw new WeftError(
+      'WEFT_E_STORE',
+      `${kind} "${name}" kept changing while being deleted; try again`,
+    );
+  }
+}

@@ -1,0 +1,23 @@
+// Where each kind of state lives in the store. One prefix per kind of thing, so watches and
+// lists select exactly what they need (the sync stream watches /resources/ only).
+import type { ResourceKind } from '../../api/resources/kinds.js';
+
+export const RESOURCES_PREFIX = '/resources/';
+export const TOKENS_PREFIX = '/tokens/';
+export const NODES_PREFIX = '/nodes/';
+export const VIPS_PREFIX = '/vips/';
+export const CA_KEY = '/ca';
+
+export const resourceKey = (kind: ResourceKind, name: string): string =>
+  `${RESOURCES_PREFIX}${kind}/${name}`;
+export const kindPrefix = (kind: ResourceKind): string => `${RESOURCES_PREFIX}${kind}/`;
+export const tokenKey = (id: string): string => `${TOKENS_PREFIX}${id}`;
+export const nodeKey = (name: string): string => `${NODES_PREFIX}${name}`;
+export const vipKey = (ip: string): string => `${VIPS_PREFIX}${ip}`;
+
+/** "Service/echo" from "/resources/Service/echo". */
+export function resourceIdOfKey(key: string): { kind: ResourceKind; name: string } {
+  const rest = key.slice(RESOURCES_PREFIX.length);
+  const slash = rest.indexOf('/');
+  return { kind: rest.slice(0, slash) as ResourceKind, name: rest.slice(slash + 1) };
+}

@@ -1,0 +1,181 @@
+// Workload health as the control plane sees it: heartbeats carry each workload's health (a
+// change is written once, and syncs to every agent); a sweeper marks the workloads of a node
+// that went silent for workloadUnhealthyAfter as unhealthy, and removes them after
+// workloadRemoveAfter. The node's store lease (a little longer than workloadRemoveAfter) is the
+// backstop that removes them even when no control plane is left to sweep.
+import type { Logger } from 'pino';
+import type { WorkloadHealth } from '../../api/messages.js';
+import type { Workload } from '../../api/resources/index.js';
+import type { ControlPlaneConfig } from '../config.js';
+import type { NodeRecord } from '../identity/node-record.js';
+import type { TokenRecord } from '../identity/tokens.js';
+import type { ControlPlaneMetrics } from '../metrics.js';
+import { nodeKey, resourceKey, TOKENS_PREFIX } from '../store/keys.js';
+import type { Store, StoreCompare, StoreEntry, StoreOp } from '../store/store.js';
+import type { NodeLiveness } from './node-liveness.js';
+import type { SyncHub } from './sync-hub.js';
+
+export const HEARTBEAT_LOST = 'NodeHeartbeatLost';
+/** Expired tokens (and their used markers) are kept this long, then deleted. */
+const TOKEN_RETENTION_MS = 3_600_000;
+const TOKEN_SWEEP_EVERY_MS = 60_000;
+/** A lease is renewed at most this often per node (each renewal is a call to etcd). */
+const KEEPALIVE_EVERY_MS = 1_000;
+
+export interface NodeHealthDeps {
+  store: Store;
+  hub: SyncHub;
+  liveness: NodeLiveness;
+  config: ControlPlaneConfig;
+  metrics: ControlPlaneMetrics;
+  log: Logger;
+}
+
+/** The workload lease outlives workloadRemoveAfter so that the sweeper, which logs, goes first. */
+export function workloadLeaseTtl(config: ControlPlaneConfig): number {
+  return Math.round(config.workloadRemoveAfter * 1.2) + 1_000;
+}
+
+export class NodeHealth {
+  private readonly deps: NodeHealthDeps;
+  private timer: NodeJS.Timeout | undefined;
+  private lastTokenSweep = 0;
+  private readonly lastKeepAlive = new Map<string, number>();
+  private sweeping = false;
+
+  constructor(deps: NodeHealthDeps) {
+    this.deps = deps;
+  }
+
+  start(): void {
+    const every = Math.min(
+      1_000,
+      Math.max(50, Math.floor(this.deps.config.workloadUnhealthyAfter / 4)),
+    );
+    this.timer = setInterval(() => {
+      if (this.sweeping) return;
+      this.sweeping = true;
+      this.sweep()
+        .catch((err: unknown) => this.deps.log.warn({ err }, 'workload sweep failed; retrying'))
+        .finally(() => {
+          this.sweeping = false;
+        });
+    }, every);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
+
+  /** A heartbeat from `node`: it is alive, and these are its workloads' health. */
+  async heartbeat(node: string, reported: readonly WorkloadHealth[]): Promise<void> {
+    const { liveness, hub, store } = this.deps;
+    liveness.seen(node, true);
+    await this.keepLease(node);
+    const byName = new Map(reported.map((w) => [w.name, w.health]));
+    const wasLost = liveness.get(node)?.lost === true;
+    const compares: StoreCompare[] = [];
+    const ops: StoreOp[] = [];
+    for (const [name, entry] of hub.workloadsOf(node)) {
+      const w = entry.value;
+      const local = name.startsWith(`${node}-`) ? name.slice(node.length + 1) : name;
+      const lost = w.status?.reason === HEARTBEAT_LOST;
+      const health =
+        byName.get(local) ??
+        byName.get(name) ??
+        (lost ? (w.status?.reportedHealth ?? 'unknown') : w.spec.health);
+      if (!lost && health === w.spec.health) continue;
+      const next: Workload = {
+        apiVersion: w.apiVersion,
+        kind: w.kind,
+        metadata: w.metadata,
+        spec: { ...w.spec, health },
+      };
+      compares.push({ key: entry.key, modRevision: entry.modRevision });
+      ops.push({ type: 'put', key: entry.key, value: next, lease: entry.lease });
+    }
+    if (ops.length > 0) {
+      // A conflict means the workloads changed under us (a re-registration): the next
+      // heartbeat compares again.
+      const txn = await store.txn({ compares, ops });
+      if (txn.succeeded && wasLost)
+        this.deps.log.info({ node }, 'node is heart-beating again: workload health restored');
+    }
+    if (wasLost) liveness.setLost(node, false);
+  }
+
+  private async keepLease(node: string): Promise<void> {
+    const now = Date.now();
+    if (now - (this.lastKeepAlive.get(node) ?? 0) < KEEPALIVE_EVERY_MS) return;
+    this.lastKeepAlive.set(node, now);
+    const record = await this.deps.store.get<NodeRecord>(nodeKey(node));
+    if (record?.value.lease !== undefined) await this.deps.store.keepAlive(record.value.lease);
+  }
+
+  /** One pass: mark silent nodes' workloads unhealthy, remove long-silent ones, drop old tokens. */
+  async sweep(now = Date.now()): Promise<void> {
+    const { hub, liveness, config } = this.deps;
+    for (const node of hub.nodesWithWorkloads()) {
+      const silentMs = now - liveness.lastSeen(node);
+      if (silentMs >= config.workloadRemoveAfter) await this.remove(node, silentMs);
+      else if (silentMs >= config.workloadUnhealthyAfter) await this.markUnhealthy(node, silentMs);
+    }
+    if (now - this.lastTokenSweep >= TOKEN_SWEEP_EVERY_MS) {
+      this.lastTokenSweep = now;
+      await this.dropOldTokens(now);
+    }
+  }
+
+  private async markUnhealthy(node: string, silentMs: number): Promise<void> {
+    const compares: StoreCompare[] = [];
+    const ops: StoreOp[] = [];
+    for (const entry of this.deps.hub.workloadsOf(node).values()) {
+      const w = entry.value;
+      if (w.status?.reason === HEARTBEAT_LOST) continue;
+      const next: Workload = {
+        ...w,
+        spec: { ...w.spec, health: 'unhealthy' },
+        status: { reason: HEARTBEAT_LOST, reportedHealth: w.spec.health },
+      };
+      compares.push({ key: entry.key, modRevision: entry.modRevision });
+      ops.push({ type: 'put', key: entry.key, value: next, lease: entry.lease });
+    }
+    if (ops.length === 0) return;
+    const txn = await this.deps.store.txn({ compares, ops });
+    if (!txn.succeeded) return;
+    this.deps.liveness.setLost(node, true);
+    this.deps.metrics.workloadsMarkedUnhealthy.inc(ops.length);
+    this.deps.log.warn(
+      { node, silentMs, workloads: ops.length },
+      'node missed its heartbeats: its workloads are marked unhealthy',
+    );
+  }
+
+  private async remove(node: string, silentMs: number): Promise<void> {
+    const entries: StoreEntry<Workload>[] = [...this.deps.hub.workloadsOf(node).values()];
+    const txn = await this.deps.store.txn({
+      compares: entries.map((e) => ({ key: e.key, modRevision: e.modRevision })),
+      ops: entries.map((e) => ({
+        type: 'delete' as const,
+        key: resourceKey('Workload', e.value.metadata.name),
+      })),
+    });
+    if (!txn.succeeded) return;
+    this.deps.metrics.workloadsRemoved.inc(entries.length);
+    this.deps.log.warn(
+      { node, silentMs, workloads: entries.length },
+      'node stayed silent: its workloads are removed',
+    );
+  }
+
+  private async dropOldTokens(now: number): Promise<void> {
+    const { entries } = await this.deps.store.list<TokenRecord>(TOKENS_PREFIX);
+    const old = entries.filter((e) => e.value.expiresAtMs + TOKEN_RETENTION_MS < now);
+    if (old.length === 0) return;
+    await this.deps.store.txn({
+      compares: old.map((e) => ({ key: e.key, modRevision: e.modRevision })),
+      ops: old.map((e) => ({ type: 'delete' as const, key: e.key })),
+    });
+  }
+}

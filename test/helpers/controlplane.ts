@@ -1,0 +1,202 @@
+// A real control plane in this process, on 127.0.0.1 with OS-chosen ports, for loopback and
+// multi-host tests: the same server `weft controlplane` runs, with test-friendly defaults
+// (quiet logs unless WEFT_TEST_LOG=debug|info|..., a fresh temp data directory unless one is
+// given, so that a test can stop it and start another on the same directory).
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { type AdminCredentials, readAdminCredentials } from '../../src/api/admin-client.js';
+import { createKeyAndCsr } from '../../src/api/csr.js';
+import { parseDuration } from '../../src/api/duration.js';
+import {
+  CONTROL_PLANE_CHANNEL_OPTIONS,
+  type IdentityClient,
+  loadProto,
+  type SyncClient,
+  unary,
+} from '../../src/api/proto.js';
+import { nodeSpiffeId } from '../../src/api/spiffe.js';
+import { controlPlaneCredentials } from '../../src/api/tls.js';
+import {
+  type ControlPlaneConfigInput,
+  parseControlPlaneConfig,
+} from '../../src/controlplane/config.js';
+import { ControlPlane } from '../../src/controlplane/control-plane.js';
+
+export interface StartControlPlaneOptions {
+  /** Default: a new temp directory (kept after stop; pass it again to restart on it). */
+  dataDir?: string;
+  /** Config overrides (as in the YAML file: durations as "2s"). */
+  config?: Omit<ControlPlaneConfigInput, 'dataDir'>;
+}
+
+export interface TestControlPlane {
+  /** "127.0.0.1:PORT" of the gRPC port. */
+  grpcAddress: string;
+  /** "http://127.0.0.1:PORT" of the HTTP port (/healthz, /readyz, /metrics). */
+  httpUrl: string;
+  dataDir: string;
+  trustDomain: string;
+  caPin: string;
+  /** The CA certificate(s) agents trust. */
+  trustBundlePem: string;
+  /** The admin credential (<dataDir>/admin) the CLI uses: dir, caPem, certPem, keyPem. */
+  adminCredentials: AdminCredentials;
+  controlPlane: ControlPlane;
+  /** A one-time join token; ttl as "1s"/"1h" or milliseconds (default: the configured 24 h). */
+  createToken(ttl?: string | number): Promise<string>;
+  stop(options?: { removeDataDir?: boolean }): Promise<void>;
+}
+
+export async function startControlPlane(
+  options: StartControlPlaneOptions = {},
+): Promise<TestControlPlane> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'weft-cp-test-'));
+  const level = process.env.WEFT_TEST_LOG ?? 'silent';
+  const config = parseControlPlaneConfig(
+    {
+      listen: '127.0.0.1',
+      grpcPort: 0,
+      httpPort: 0,
+      advertise: ['127.0.0.1', 'localhost'],
+      logLevel: level,
+      ...options.config,
+      dataDir,
+    },
+    'test config',
+  );
+  const controlPlane = await ControlPlane.start({
+    config,
+    log: pino({ name: 'weft-controlplane', level }),
+    defaultMetrics: false,
+  });
+  return {
+    grpcAddress: controlPlane.grpcAddress,
+    httpUrl: controlPlane.httpUrl,
+    dataDir,
+    trustDomain: controlPlane.trustDomain,
+    caPin: controlPlane.caPin,
+    trustBundlePem: controlPlane.trustBundlePem,
+    adminCredentials: readAdminCredentials(controlPlane.adminCredentialsDir),
+    controlPlane,
+    async createToken(ttl?: string | number): Promise<string> {
+      const ms = typeof ttl === 'string' ? parseDuration(ttl) : ttl;
+      if (ttl !== undefined && ms === undefined)
+        throw new Error(`createToken: "${ttl}" is not a duration`);
+      return (await controlPlane.createToken(ms ?? 0, 'test')).token;
+    },
+    async stop(stopOptions = {}): Promise<void> {
+      await controlPlane.stop();
+      if (stopOptions.removeDataDir === true) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---------------------------------------------------------------- raw clients for tests
+
+export interface NodeCredentials {
+  hostname: string;
+  keyPem: string;
+  certificatePem: string;
+  caPem: string;
+}
+
+export interface NodeClients {
+  identity: IdentityClient;
+  sync: SyncClient;
+  close(): void;
+}
+
+/** gRPC clients of the Identity and Sync services, with a node certificate or none (Join). */
+export function nodeClients(
+  cp: Pick<TestControlPlane, 'grpcAddress' | 'trustBundlePem' | 'trustDomain'>,
+  creds?: Pick<NodeCredentials, 'keyPem' | 'certificatePem'>,
+): NodeClients {
+  const { Identity, Sync } = loadProto();
+  const channel = controlPlaneCredentials(
+    { caPem: cp.trustBundlePem, keyPem: creds?.keyPem, certPem: creds?.certificatePem },
+    cp.trustDomain,
+  );
+  const identity = new Identity(cp.grpcAddress, channel, CONTROL_PLANE_CHANNEL_OPTIONS);
+  const sync = new Sync(cp.grpcAddress, channel, CONTROL_PLANE_CHANNEL_OPTIONS);
+  return {
+    identity,
+    sync,
+    close() {
+      identity.close();
+      sync.close();
+    },
+  };
+}
+
+/** Joins `hostname` with a fresh token (or the one given); returns its node credentials. */
+export async function joinNode(
+  cp: TestControlPlane,
+  hostname: string,
+  options: { token?: string; addresses?: string[]; zone?: string } = {},
+): Promise<NodeCredentials> {
+  const token = options.token ?? (await cp.createToken());
+  const { keyPem, csrPem } = await createKeyAndCsr(nodeSpiffeId(cp.trustDomain, hostname));
+  const clients = nodeClients(cp);
+  try {
+    const res = await unary(clients.identity, clients.identity.join, {
+      token,
+      hostname,
+      csrPem,
+      addresses: options.addresses ?? ['127.0.0.1'],
+      zone: options.zone ?? '',
+    });
+    return { hostname, keyPem, certificatePem: res.certificatePem, caPem: res.trustBundlePem };
+  } finally {
+    clients.close();
+  }
+}
+
+// ---------------------------------------------------------------- the built CLI
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+let building: Promise<void> | undefined;
+
+/**
+ * Builds dist/ once per test process (`tsc -p tsconfig.build.json`). tsc emits even when some
+ * module has type errors, so only a missing output fails.
+ */
+export function buildWeft(): Promise<void> {
+  building ??= new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+      { cwd: ROOT },
+      () => {
+        if (existsSync(join(ROOT, 'dist/cli/main.js'))) resolve();
+        else reject(new Error('tsc did not produce dist/cli/main.js'));
+      },
+    );
+  });
+  return building;
+}
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node bin/weft ARGS` (build first: buildWeft). */
+export function runWeft(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [join(ROOT, 'bin/weft'), ...args],
+      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
+        resolve({ exitCode: code, stdout, stderr });
+      },
+    );
+  });
+}

@@ -1,0 +1,270 @@
+// The admin verbs as an operator runs them: `node bin/weft apply|get|delete|token` against a
+// real control plane on loopback. Invalid files name the file, document and field, and change
+// nothing.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import {
+  buildWeft,
+  type CliResult,
+  joinNode,
+  runWeft,
+  startControlPlane,
+  type TestControlPlane,
+} from '../helpers/controlplane.js';
+
+let cp: TestControlPlane;
+let dir: string;
+let weft: (...args: string[]) => Promise<CliResult>;
+
+beforeAll(async () => {
+  await buildWeft();
+  cp = await startControlPlane();
+  dir = mkdtempSync(join(tmpdir(), 'weft-cli-test-'));
+  weft = (...args) =>
+    runWeft([...args, '--server', cp.grpcAddress, '--credentials', cp.adminCredentials.dir]);
+});
+
+afterAll(async () => {
+  await cp.stop({ removeDataDir: true });
+  await rm(dir, { recursive: true, force: true });
+});
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const ECHO = `apiVersion: weft/v1
+kind: Service
+metadata:
+  name: echo
+spec:
+  ports:
+    - port: 80
+      targetPort: 8080
+      protocol: http
+---
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata:
+  name: echo
+spec:
+  targetRef: {name: echo}
+  balancer: {type: roundRobin}
+  timeouts: {request: 5s}
+`;
+
+/** Everything the control plane holds that apply could change. */
+async function snapshot(): Promise<string> {
+  const out: string[] = [];
+  for (const kind of [
+    'mesh',
+    'services',
+    'trafficpolicies',
+    'httproutes',
+    'authorizationpolicies',
+  ]) {
+    out.push((await weft('get', kind, '-o', 'json')).stdout);
+  }
+  return out.join('\n');
+}
+
+describe('apply, get, delete', () => {
+  it('applies a multi-document file, then reports it unchanged', async () => {
+    const path = file('echo.yaml', ECHO);
+    const first = await weft('apply', '-f', path);
+    expect(first).toMatchObject({ exitCode: 0, stderr: '' });
+    expect(first.stdout).toBe('service/echo created\ntrafficpolicy/echo created\n');
+    const again = await weft('apply', '-f', path);
+    expect(again.stdout).toBe('service/echo unchanged\ntrafficpolicy/echo unchanged\n');
+    const changed = await weft(
+      'apply',
+      '-f',
+      file('echo.yaml', ECHO.replace('roundRobin', 'leastConnections')),
+    );
+    expect(changed.stdout).toBe('service/echo unchanged\ntrafficpolicy/echo configured\n');
+  });
+
+  it('shows a table, YAML that can be applied again, and JSON', async () => {
+    const table = await weft('get', 'svc');
+    expect(table.exitCode).toBe(0);
+    const [header, row] = table.stdout.trim().split('\n');
+    expect(header!.split(/\s{2,}/)).toEqual(['NAME', 'VIP', 'PORTS']);
+    expect(row).toMatch(/^echo\s+240\.240\.\d+\.\d+\s+80->8080\/http$/);
+
+    const yaml = await weft('get', 'Service', 'echo', '-o', 'yaml');
+    const doc = parseYaml(yaml.stdout) as { spec: unknown; status: { vip: string } };
+    expect(doc.spec).toEqual({ ports: [{ port: 80, targetPort: 8080, protocol: 'http' }] });
+    expect(row).toContain(doc.status.vip);
+    const reapplied = await weft('apply', '-f', file('roundtrip.yaml', yaml.stdout));
+    expect(reapplied.stdout).toBe('service/echo unchanged\n');
+
+    const json = await weft('get', 'trafficpolicies', '-o', 'json');
+    expect(JSON.parse(json.stdout)).toMatchObject([
+      {
+        kind: 'TrafficPolicy',
+        metadata: { name: 'echo' },
+        spec: { balancer: { type: 'leastConnections' } },
+      },
+    ]);
+  });
+
+  it('applies every YAML file of a directory', async () => {
+    const sub = mkdtempSync(join(dir, 'dir-'));
+    writeFileSync(
+      join(sub, 'a.yaml'),
+      'apiVersion: weft/v1\nkind: Service\nmetadata: {name: alpha}\nspec: {ports: [{port: 81}]}\n',
+    );
+    writeFileSync(
+      join(sub, 'b.yml'),
+      'apiVersion: weft/v1\nkind: Service\nmetadata: {name: beta}\nspec: {ports: [{port: 82}]}\n',
+    );
+    writeFileSync(join(sub, 'notes.txt'), 'not a resource');
+    const res = await weft('apply', '-f', sub);
+    expect(res.stdout).toBe('service/alpha created\nservice/beta created\n');
+    const all = await weft('get', 'services', '-o', 'yaml');
+    expect(
+      parseAllDocuments(all.stdout).map(
+        (d) => (d.toJS() as { metadata: { name: string } }).metadata.name,
+      ),
+    ).toEqual(['alpha', 'beta', 'echo']);
+  });
+
+  it('deletes, and says so when there is nothing to delete', async () => {
+    expect((await weft('delete', 'svc', 'alpha')).stdout).toBe('service/alpha deleted\n');
+    const missing = await weft('delete', 'svc', 'alpha');
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toBe(
+      'weft: WEFT_E_NOT_FOUND: Service "alpha" not found (see weft get services)\n',
+    );
+    const get = await weft('get', 'service', 'alpha');
+    expect(get.stderr).toBe('weft: WEFT_E_NOT_FOUND: Service "alpha" not found\n');
+  });
+
+  it('refuses an unknown kind', async () => {
+    const res = await weft('get', 'gateways');
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain('weft: WEFT_E_USAGE: unknown kind "gateways"');
+  });
+});
+
+describe('invalid input changes nothing', () => {
+  it('names the file, document and field of an invalid resource', async () => {
+    const before = await snapshot();
+    const path = file(
+      'bad.yaml',
+      `${ECHO.replace('timeouts: {request: 5s}', 'timeouts: {request: 9s}')}---\napiVersion: weft/v1\nkind: Service\nmetadata:\n  name: orders\nspec:\n  ports:\n    - port: 70000\n`,
+    );
+    const res = await weft('apply', '-f', path);
+    expect(res.exitCode).toBe(1);
+    expect(res.stdout).toBe('');
+    expect(res.stderr).toBe(
+      `weft: WEFT_E_CONFIG: ${path}: document 3 (Service/orders): spec.ports[0].port: must be 1-65535\n`,
+    );
+    expect(await snapshot()).toBe(before);
+  });
+
+  it('names the file and document of invalid YAML', async () => {
+    const before = await snapshot();
+    const path = file('broken.yaml', `${ECHO}---\nkind: Service\nmetadata: {name: [unclosed\n`);
+    const res = await weft('apply', '-f', path);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toMatch(
+      new RegExp(
+        `^weft: WEFT_E_CONFIG: ${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: document 3: not valid YAML: `,
+      ),
+    );
+    expect(await snapshot()).toBe(before);
+  });
+
+  it('refuses a Workload, which only agents register', async () => {
+    const res = await weft(
+      'apply',
+      '-f',
+      file('wl.yaml', 'apiVersion: weft/v1\nkind: Workload\nmetadata: {name: w}\nspec: {}\n'),
+    );
+    expect(res.stderr).toContain(
+      'document 1 (Workload/w): kind: Workload resources are registered by agents and cannot be applied',
+    );
+  });
+
+  it('refuses a Mesh with another trust domain (checked by the control plane)', async () => {
+    const res = await weft(
+      'apply',
+      '-f',
+      file(
+        'mesh.yaml',
+        'apiVersion: weft/v1\nkind: Mesh\nmetadata: {name: default}\nspec: {trustDomain: example.org}\n',
+      ),
+    );
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain(
+      "mesh.yaml: document 1 (Mesh/default): spec.trustDomain: must be weft.local, the control plane's trust domain",
+    );
+  });
+});
+
+describe('tokens and nodes', () => {
+  it('creates a join token with the CA pin and an agent config snippet', async () => {
+    const res = await weft('token', 'create', '--ttl', '30m');
+    expect(res.exitCode).toBe(0);
+    const token = /^token: +(\S+)$/m.exec(res.stdout)?.[1];
+    expect(token).toMatch(/^[0-9a-f]{12}\.[A-Za-z0-9_-]{32}$/);
+    expect(res.stdout).toContain(`CA pin:  ${cp.caPin}`);
+    const expires = Date.parse(/^expires: (\S+)$/m.exec(res.stdout)![1]!);
+    expect(expires - Date.now()).toBeGreaterThan(29 * 60_000);
+    expect(expires - Date.now()).toBeLessThanOrEqual(30 * 60_000);
+    const snippet = parseYaml(res.stdout.slice(res.stdout.indexOf('controlPlane:'))) as {
+      controlPlane: Record<string, string>;
+    };
+    expect(snippet.controlPlane).toMatchObject({ token, caPin: cp.caPin });
+    // The token works for a join.
+    const node = await joinNode(cp, 'cli-node', { token });
+    expect(node.certificatePem).toContain('BEGIN CERTIFICATE');
+    const nodes = await weft('get', 'nodes');
+    expect(nodes.stdout).toMatch(/^cli-node\s+disconnected\s+0\s+never\s+127\.0\.0\.1\s+-$/m);
+  });
+
+  it('refuses a bad --ttl', async () => {
+    const res = await weft('token', 'create', '--ttl', 'soon');
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toBe(
+      'weft: WEFT_E_USAGE: --ttl: "soon" is not a duration like 30m, 1h or 7d\n',
+    );
+  });
+
+  it('explains missing admin credentials', async () => {
+    const res = await runWeft([
+      'get',
+      'svc',
+      '--server',
+      cp.grpcAddress,
+      '--credentials',
+      join(dir, 'nowhere'),
+    ]);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain(
+      `weft: WEFT_E_CONFIG: cannot read admin credentials ${join(dir, 'nowhere', 'ca.crt')} (ENOENT)`,
+    );
+  });
+
+  it('explains an unreachable control plane', async () => {
+    const res = await runWeft([
+      'get',
+      'svc',
+      '--server',
+      '127.0.0.1:1',
+      '--credentials',
+      cp.adminCredentials.dir,
+    ]);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toMatch(
+      /^weft: WEFT_E_UNAVAILABLE: cannot reach the control plane at 127\.0\.0\.1:1: /,
+    );
+  });
+});
