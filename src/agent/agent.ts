@@ -1,13 +1,20 @@
 // The per-host daemon: binds the capture listeners, starts the control plane session and the
 // admin server, and drains on SIGTERM. Composition only: each part lives in its own module.
-
 import { once } from 'node:events';
 import type { Server, Socket } from 'node:net';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import {
+  type ControlPlaneSession,
+  startControlPlaneSession,
+} from '../controlplane-client/session.js';
 import { WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import { createCaptureServer, type Direction } from '../proxy/capture-listener.js';
 import type { Logger } from '../sys/logger.js';
+import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
+import { startMetricsServer } from './metrics-server.js';
+import { registerSyncMetrics } from './sync-metrics.js';
 
 export interface CaptureListenSpec {
   outboundPort: number;
@@ -24,6 +31,9 @@ export interface AgentDeps {
 }
 
 export interface RunningAgent {
+  /** Absent when the config names no control plane (a plain relay). */
+  session: ControlPlaneSession | undefined;
+  registry: Registry;
   /** Stop accepting, wait up to `drainMs` for open connections, then close everything. */
   stop(drainMs?: number): Promise<void>;
   addresses(): Record<Direction, number>;
@@ -31,6 +41,13 @@ export interface RunningAgent {
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<RunningAgent> {
   const { capture, socketOps, log } = deps;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  // Control plane first: it loads the last-known-good snapshot and certificates from disk at
+  // once (fail static) and connects in the background, so listeners never wait on the network.
+  const session = config.controlPlane ? await startControlPlaneSession(config, log) : undefined;
+  if (session) registerSyncMetrics(registry, session);
   const common = { ownPorts: capture.ownPorts, socketOps, log };
   const outbound = createCaptureServer({ ...common, direction: 'outbound', mode: 'redirect' });
   const inbound = createCaptureServer({
@@ -59,6 +76,16 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     'agent listening',
   );
 
+  let listening = true;
+  const admin = await startAdminServer({
+    address: config.admin.address,
+    port: config.admin.port,
+    session,
+    listenersReady: () => listening,
+    logger: log,
+  });
+  const metrics = await startMetricsServer(registry, config.metrics.address, config.metrics.port);
+
   const servers = [outbound, inbound];
   const open = new Set<Socket>();
   for (const server of servers) {
@@ -68,8 +95,11 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     });
   }
   return {
+    session,
+    registry,
     addresses: () => ({ outbound: portOf(outbound), inbound: portOf(inbound) }),
     async stop(drainMs = config.drainMs) {
+      listening = false;
       for (const server of servers) server.close();
       const drained = Promise.all(servers.map((s) => once(s, 'close')));
       const timedOut = await Promise.race([
@@ -84,6 +114,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         for (const socket of open) socket.destroy();
         await drained;
       }
+      await Promise.all([admin.close(), metrics.close(), session?.stop()]);
     },
   };
 }

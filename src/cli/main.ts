@@ -2,17 +2,32 @@
 import { Command, CommanderError } from 'commander';
 import { describeError, isWeftError } from '../errors.js';
 import { registerAgent } from './commands/agent.js';
+import { registerApply } from './commands/apply.js';
+import { registerControlplane } from './commands/controlplane.js';
+import { registerDelete } from './commands/delete.js';
+import { registerGet } from './commands/get.js';
 import { registerLab } from './commands/lab.js';
 import { registerRedirect } from './commands/redirect.js';
+import { registerStatus } from './commands/status.js';
+import { registerToken } from './commands/token.js';
 
 const program = new Command('weft')
   .description('weft: a service mesh for Linux hosts')
   .showHelpAfterError()
   .exitOverride();
 
-registerRedirect(program);
-registerLab(program);
+// Host side
 registerAgent(program);
+registerStatus(program);
+registerRedirect(program);
+// Control plane side
+registerControlplane(program);
+registerToken(program);
+registerApply(program);
+registerGet(program);
+registerDelete(program);
+// Development
+registerLab(program);
 
 try {
   await program.parseAsync(process.argv);

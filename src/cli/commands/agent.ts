@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { startAgent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
+import { describeError } from '../../errors.js';
 import { createLogger } from '../../sys/logger.js';
 
 export function registerAgent(program: Command): void {
@@ -32,6 +33,15 @@ export function registerAgent(program: Command): void {
             capture.agentPorts.tunnel,
           ]),
         },
+      });
+      // SIGHUP re-reads the config's workloads (registrations and their certificates).
+      process.on('SIGHUP', () => {
+        try {
+          agent.session?.updateWorkloads(loadAgentConfig(opts.config));
+          log.info('workloads reloaded');
+        } catch (err) {
+          log.error({ err: describeError(err) }, 'reload failed: keeping the previous workloads');
+        }
       });
       await waitForSignal();
       log.info({ drain_ms: config.drainMs }, 'stopping: draining connections');

@@ -1,0 +1,44 @@
+// Prometheus `/metrics` on the host address (DESIGN.md: 15020). The registry is filled by the
+// parts that own each metric; this only serves it, off the data path.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import { WeftError } from '../errors.js';
+
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startMetricsServer(
+  registry: Registry,
+  address: string,
+  port: number,
+): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    if (req.url !== '/metrics' && !req.url?.startsWith('/metrics?')) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('only /metrics here\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new WeftError(
+          'WEFT_E_SOCKET',
+          `metrics: cannot listen on ${address}:${port}: ${err.code ?? err.message}`,
+        ),
+      ),
+    );
+    server.listen(port, address, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => server.close(() => resolve()).closeAllConnections()),
+  };
+}

@@ -1,0 +1,54 @@
+// Prometheus metrics of the agent's control plane session, registered on the registry the
+// agent serves on 15020. Values are read from the session at scrape time (collect), so
+// nothing on any hot path touches them. identity_cert_expiration_timestamp_seconds is the
+// name Linkerd users alert on; an expiry alert is what catches a renewal that keeps failing.
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { ControlPlaneSession, SyncState } from '../controlplane-client/session.js';
+
+const STATES: readonly SyncState[] = ['starting', 'connected', 'stale'];
+
+export function registerSyncMetrics(registry: Registry, session: ControlPlaneSession): void {
+  new Gauge({
+    name: 'weft_sync_state',
+    help: 'Control plane sync state: 1 for the current one (connected, stale = serving cached state, starting)',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      for (const state of STATES) this.set({ state }, session.state === state ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'weft_sync_version',
+    help: 'Version of the configuration snapshot the agent serves (0: none)',
+    registers: [registry],
+    collect() {
+      this.set(session.status().version);
+    },
+  });
+  new Gauge({
+    name: 'weft_sync_last_update_timestamp_seconds',
+    help: 'When the snapshot the agent serves was accepted (unix seconds)',
+    registers: [registry],
+    collect() {
+      const at = session.status().lastUpdateUnixMs;
+      if (at !== undefined) this.set(at / 1000);
+    },
+  });
+  const nacks = new Counter({
+    name: 'weft_sync_nacks_total',
+    help: 'Configuration versions the agent rejected (see /config_dump lastNack for why)',
+    registers: [registry],
+  });
+  session.on('nack', () => nacks.inc());
+  new Gauge({
+    name: 'identity_cert_expiration_timestamp_seconds',
+    help: 'When each certificate the agent holds expires (unix seconds)',
+    labelNames: ['spiffe_id'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of session.certificates.all())
+        this.set({ spiffe_id: c.spiffeId }, c.info.notAfter.getTime() / 1000);
+    },
+  });
+}

@@ -1,0 +1,98 @@
+// The snapshot shaped for the data path: services by name and by virtual IP, the endpoints of
+// each service, policies by kind, the trust bundle. Built once per accepted version, so that
+// per-connection lookups are map reads.
+import type { MeshSpec, Service, ServicePort, Workload } from '../api/resources/index.js';
+import type { Snapshot, SnapshotResource } from './snapshot.js';
+
+export interface ServiceView {
+  name: string;
+  /** From 240.240.0.0/16; undefined until the control plane allocated one. */
+  vip: string | undefined;
+  ports: ServicePort[];
+}
+
+export interface EndpointView {
+  /** The Workload resource's name (`<node>-<workload>`). */
+  workload: string;
+  service: string;
+  node: string;
+  address: string;
+  port: number;
+  health: 'healthy' | 'unhealthy' | 'unknown';
+  weight: number;
+  zone: string | undefined;
+}
+
+export interface MeshView {
+  version: number;
+  trustBundlePem: string;
+  mesh: MeshSpec | undefined;
+  services: ReadonlyMap<string, ServiceView>;
+  servicesByVip: ReadonlyMap<string, ServiceView>;
+  /** Per service name; a service may have endpoints before its Service resource exists. */
+  endpoints: ReadonlyMap<string, readonly EndpointView[]>;
+  /** TrafficPolicy, HTTPRoute, AuthorizationPolicy (and kinds this agent does not know), by kind. */
+  policies: ReadonlyMap<string, readonly SnapshotResource[]>;
+}
+
+export function meshView(snapshot: Snapshot): MeshView {
+  let mesh: MeshSpec | undefined;
+  const services = new Map<string, ServiceView>();
+  const servicesByVip = new Map<string, ServiceView>();
+  const endpoints = new Map<string, EndpointView[]>();
+  const policies = new Map<string, SnapshotResource[]>();
+  for (const r of snapshot.resources.values()) {
+    switch (r.kind) {
+      case 'Mesh':
+        mesh = (r.doc as unknown as { spec: MeshSpec }).spec;
+        break;
+      case 'Service': {
+        const view = serviceView(r.doc as unknown as Service);
+        services.set(view.name, view);
+        if (view.vip !== undefined) servicesByVip.set(view.vip, view);
+        break;
+      }
+      case 'Workload': {
+        const ep = endpointView(r.doc as unknown as Workload);
+        const list = endpoints.get(ep.service);
+        if (list) list.push(ep);
+        else endpoints.set(ep.service, [ep]);
+        break;
+      }
+      default: {
+        const list = policies.get(r.kind);
+        if (list) list.push(r);
+        else policies.set(r.kind, [r]);
+      }
+    }
+  }
+  // Stable order, so that balancers and dumps do not reshuffle between versions.
+  for (const list of endpoints.values()) list.sort((a, b) => a.workload.localeCompare(b.workload));
+  return {
+    version: snapshot.version,
+    trustBundlePem: snapshot.trustBundlePem,
+    mesh,
+    services,
+    servicesByVip,
+    endpoints,
+    policies,
+  };
+}
+
+function serviceView(doc: Service): ServiceView {
+  return { name: doc.metadata.name, vip: doc.status?.vip, ports: doc.spec.ports };
+}
+
+function endpointView(doc: Workload): EndpointView {
+  const s = doc.spec;
+  return {
+    workload: doc.metadata.name,
+    service: s.service,
+    node: s.node,
+    address: s.address,
+    port: s.port,
+    health: s.health,
+    weight: s.weight,
+    zone: s.zone,
+  };
+}

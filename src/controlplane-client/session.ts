@@ -1,0 +1,494 @@
+// The agent's side of the control plane, assembled: join once, then keep one connection with
+// the node certificate, keep identities current over it, and follow the Sync stream. When the
+// control plane is unreachable it serves the last-known-good snapshot and certificates from the
+// data directory (fail static) and reconnects with jittered backoff. The data path reads the
+// current state from here through getters and events; nothing here is on the per-byte path.
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { AgentConfig } from '../agent/config.js';
+import { fromGrpcError } from '../api/grpc-errors.js';
+import type { IdentityClient } from '../api/proto.js';
+import { controlPlaneCredentials } from '../api/tls.js';
+import { describeError, isWeftError, WeftError } from '../errors.js';
+import { Backoff, type BackoffOptions, defaultBackoff } from './backoff.js';
+import { Certificates } from './certificates.js';
+import { openClients } from './clients.js';
+import { type Identity, IdentityStore, type NodeRecord } from './identity-store.js';
+import { upkeep } from './identity-upkeep.js';
+import { join } from './join.js';
+import { hostAddresses, type LocalWorkload, resolveWorkloads } from './local-workloads.js';
+import { type MeshView, meshView } from './mesh-view.js';
+import { snapshotRules } from './resource-rules.js';
+import { applyDelta, type Snapshot, type SnapshotRules, type SyncDelta } from './snapshot.js';
+import { SnapshotCache } from './snapshot-cache.js';
+import { openSyncStream, type StreamEnd, type SyncStream, type Verdict } from './sync-stream.js';
+import { WorkloadHealth } from './workload-health.js';
+
+/** connected: following the control plane; stale: serving a cached snapshot; starting: nothing yet. */
+export type SyncState = 'starting' | 'connected' | 'stale';
+
+export interface SessionOptions {
+  /** Reconnect backoff (default 250 ms base, 30 s cap, full jitter). */
+  backoff?: BackoffOptions;
+  /** Sent in Hello, for the control plane's node list. */
+  agentVersion?: string;
+  /** Deadline of each unary call (join, register, sign), ms. */
+  callTimeoutMs?: number;
+  /** Validation of resources; the shared schemas by default. */
+  rules?: SnapshotRules;
+}
+
+export interface SessionStatus {
+  state: SyncState;
+  /** Version of the snapshot held (0: none). */
+  version: number;
+  /** When the held snapshot was accepted (from the control plane, or earlier, if cached). */
+  lastUpdateUnixMs: number | undefined;
+  /** Last message received from the control plane. */
+  lastContactUnixMs: number | undefined;
+  /** Since when the agent has not had a working stream (undefined while connected). */
+  disconnectedSinceUnixMs: number | undefined;
+  controlPlane: string;
+  node: { hostname: string; spiffeId: string; trustDomain: string } | undefined;
+  nacks: number;
+  lastNack: { version: number; reason: string; atUnixMs: number } | undefined;
+  /** The last failure to reach or use the control plane, cleared by success. */
+  lastError: string | undefined;
+  workloads: { name: string; service: string; address: string; port: number; health: string }[];
+}
+
+export interface SessionEvents {
+  state: [state: SyncState];
+  /** A new snapshot was accepted (also emitted once for a cached one at start). */
+  snapshot: [view: MeshView];
+  /** A certificate was issued or renewed. */
+  certificate: [identity: Identity];
+  nack: [nack: { version: number; reason: string }];
+}
+
+interface Connection {
+  client: IdentityClient;
+  stream: SyncStream | undefined;
+  /** Identity upkeep on this connection: running, asked to run again, asked to register. */
+  upkeepRunning: boolean;
+  upkeepAgain: boolean;
+  register: boolean;
+}
+
+export class ControlPlaneSession extends EventEmitter<SessionEvents> {
+  readonly certificates: Certificates;
+  private readonly store: IdentityStore;
+  private readonly cache: SnapshotCache;
+  private readonly rules: SnapshotRules;
+  private readonly backoff: Backoff;
+  private readonly address: string;
+  private workloadList: LocalWorkload[];
+  private health: WorkloadHealth;
+  private record: NodeRecord | undefined;
+  private trustBundlePem = '';
+  private current: Snapshot | undefined;
+  private currentView: MeshView | undefined;
+  private syncState: SyncState = 'starting';
+  private acceptedUnixMs: number | undefined;
+  private lastContactUnixMs: number | undefined;
+  private disconnectedSinceUnixMs: number | undefined = Date.now();
+  private nacks = 0;
+  private lastNack: SessionStatus['lastNack'];
+  /** The current failure of each activity; cleared by its next success. */
+  private readonly errors = new Map<'sync' | 'identity', string>();
+  private conn: Connection | undefined;
+  private stopped = false;
+  private readonly sleepers = new Set<() => void>();
+  private loop: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly logger: Logger,
+    private readonly options: SessionOptions = {},
+  ) {
+    super();
+    if (config.controlPlane === undefined) {
+      throw new WeftError(
+        'WEFT_E_CONFIG',
+        'controlPlane.address is not set: the agent has no control plane to join',
+      );
+    }
+    this.address = config.controlPlane.address;
+    this.store = new IdentityStore(config.dataDir);
+    this.cache = new SnapshotCache(config.dataDir);
+    this.certificates = new Certificates(this.store);
+    this.rules = options.rules ?? snapshotRules;
+    this.backoff = new Backoff(options.backoff ?? defaultBackoff);
+    this.workloadList = resolveWorkloads(config);
+    this.health = new WorkloadHealth(this.workloadList);
+  }
+
+  // ---------------------------------------------------------------- what the agent reads
+
+  get state(): SyncState {
+    return this.syncState;
+  }
+
+  /** The snapshot held (fresh or cached), or undefined before the first one. */
+  snapshot(): Snapshot | undefined {
+    return this.current;
+  }
+
+  /** The snapshot as the data path wants it: services, endpoints, policies, trust bundle. */
+  view(): MeshView | undefined {
+    if (this.current && this.currentView?.version !== this.current.version)
+      this.currentView = meshView(this.current);
+    return this.currentView;
+  }
+
+  /** The trust bundle to verify peers with: the snapshot's, else the one from joining. */
+  trustBundle(): string {
+    return this.current?.trustBundlePem || this.trustBundlePem;
+  }
+
+  workloads(): readonly LocalWorkload[] {
+    return this.workloadList;
+  }
+
+  status(): SessionStatus {
+    return {
+      state: this.syncState,
+      version: this.current?.version ?? 0,
+      lastUpdateUnixMs: this.acceptedUnixMs,
+      lastContactUnixMs: this.lastContactUnixMs,
+      disconnectedSinceUnixMs: this.disconnectedSinceUnixMs,
+      controlPlane: this.address,
+      node: this.record
+        ? {
+            hostname: this.record.hostname,
+            spiffeId: this.record.spiffeId,
+            trustDomain: this.record.trustDomain,
+          }
+        : undefined,
+      nacks: this.nacks,
+      lastNack: this.lastNack,
+      lastError: this.errors.get('sync') ?? this.errors.get('identity'),
+      workloads: this.workloadList.map((w) => ({
+        name: w.name,
+        service: w.service,
+        address: w.address,
+        port: w.port,
+        health: this.health.get(w.name),
+      })),
+    };
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Loads what the data directory holds, then connects in the background. */
+  async start(): Promise<void> {
+    await this.store.init();
+    await this.loadCached();
+    this.certificates.on('certificate', (identity) => this.emit('certificate', identity));
+    this.certificates.on('due', () => this.kickUpkeep(false));
+    this.watchHealth();
+    this.loop = this.run();
+  }
+
+  /** Re-reads the workloads from a new config: re-registers them and fetches certificates. */
+  updateWorkloads(config: Pick<AgentConfig, 'workloads' | 'addresses' | 'zone'>): void {
+    this.workloadList = resolveWorkloads(config);
+    this.health.stop();
+    this.health = new WorkloadHealth(this.workloadList);
+    this.watchHealth();
+    this.kickUpkeep(true);
+  }
+
+  /**
+   * Stops talking to the control plane. Workloads stay registered: a restarting agent should
+   * not make its endpoints vanish fleet-wide; the control plane marks them unhealthy if the
+   * heartbeats do not come back.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.health.stop();
+    this.certificates.stop();
+    this.conn?.stream?.cancel();
+    for (const wake of this.sleepers) wake();
+    await this.loop;
+  }
+
+  private async loadCached(): Promise<void> {
+    const node = await this.store.loadNode();
+    if (node) {
+      this.record = node.record;
+      this.trustBundlePem = node.trustBundlePem;
+      this.certificates.adoptNode(node.identity);
+    }
+    for (const [service, identity] of await this.store.loadWorkloads()) {
+      this.certificates.adoptService(service, identity);
+    }
+    const cached = await this.cache.load(this.rules);
+    if (cached && 'error' in cached) {
+      this.logger.warn({ err: cached.error }, 'ignoring the cached snapshot');
+    } else if (cached) {
+      this.current = cached.snapshot;
+      this.acceptedUnixMs = cached.acceptedUnixMs;
+      this.setState('stale');
+      this.logger.info(
+        { version: cached.snapshot.version },
+        'serving the cached snapshot until the control plane answers',
+      );
+      this.emit('snapshot', this.view()!);
+    }
+  }
+
+  private watchHealth(): void {
+    this.health.on('change', (name, health) => {
+      this.logger.info({ workload: name, health }, 'workload health changed');
+      this.conn?.stream?.heartbeatNow();
+    });
+    this.health.start();
+  }
+
+  // ---------------------------------------------------------------- connection loop
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      let end: StreamEnd = { received: 0 };
+      try {
+        await this.ensureJoined();
+        end = await this.runConnection();
+      } catch (err) {
+        this.noteError(err, 'sync');
+      }
+      if (this.stopped) break;
+      const healthy = end.received > 0;
+      // A resync is the agent's own choice, the control plane is still there.
+      if (!end.resync) this.setState(this.current ? 'stale' : 'starting');
+      // A stream that delivered something was healthy: the next failure starts from the base.
+      if (healthy) this.backoff.reset();
+      await this.sleep(this.backoff.next());
+    }
+  }
+
+  private async ensureJoined(): Promise<void> {
+    const node = this.certificates.node;
+    const hostname = this.config.hostname;
+    if (node && this.record?.hostname === hostname && node.info.notAfter.getTime() > Date.now())
+      return;
+    if (node && !this.config.controlPlane?.token) {
+      const why =
+        this.record?.hostname !== hostname
+          ? `was joined as ${this.record?.hostname}`
+          : 'has an expired node certificate';
+      throw new WeftError(
+        'WEFT_E_DENIED',
+        `this host ${why}: put a new token from \`weft token create\` in controlPlane.token`,
+      );
+    }
+    const cp = this.config.controlPlane!;
+    const joined = await join(
+      {
+        address: this.address,
+        token: cp.token,
+        caPin: cp.caPin,
+        caFile: cp.caFile,
+        hostname,
+        addresses: hostAddresses(this.config),
+        zone: this.config.zone ?? '',
+        timeoutMs: this.options.callTimeoutMs ?? 10_000,
+      },
+      this.logger,
+    );
+    await this.store.saveNode(joined.record, joined.identity, joined.trustBundlePem);
+    this.record = joined.record;
+    this.trustBundlePem = joined.trustBundlePem;
+    this.certificates.adoptNode(joined.identity);
+    this.logger.info({ spiffeId: joined.record.spiffeId }, 'joined the mesh');
+  }
+
+  /** One connection: resolves when its stream ends, saying how. */
+  private async runConnection(): Promise<StreamEnd> {
+    const node = this.certificates.node!;
+    const creds = controlPlaneCredentials(
+      { caPem: this.trustBundle(), certPem: node.certPem, keyPem: node.keyPem },
+      this.record!.trustDomain,
+    );
+    const clients = openClients(this.address, creds);
+    const conn: Connection = {
+      client: clients.identity,
+      stream: undefined,
+      upkeepRunning: false,
+      upkeepAgain: false,
+      register: false,
+    };
+    this.conn = conn;
+    try {
+      this.kickUpkeep(true);
+      conn.stream = openSyncStream(
+        clients.sync,
+        {
+          agentVersion: this.options.agentVersion ?? 'weft-agent',
+          heartbeatIntervalMs: this.config.heartbeatIntervalMs,
+        },
+        {
+          heldVersion: () => this.current?.version ?? 0,
+          heartbeat: () => this.health.all(),
+          apply: (delta) => this.apply(delta),
+        },
+      );
+      const end = await conn.stream.done;
+      if (end.resync) this.logger.info({ reason: end.resync }, 'reconnecting to resynchronise');
+      if (end.error && !this.stopped)
+        this.noteError(fromGrpcError(end.error, `the control plane at ${this.address}`), 'sync');
+      return end;
+    } finally {
+      this.conn = undefined;
+      clients.close();
+    }
+  }
+
+  // ---------------------------------------------------------------- applying snapshots
+
+  private async apply(delta: SyncDelta): Promise<Verdict> {
+    const now = Date.now();
+    this.lastContactUnixMs = now;
+    const result = applyDelta(this.current, delta, this.rules);
+    if (!result.ok) return this.reject(delta.version, result.reason, result.resync ?? false);
+    this.errors.delete('sync');
+    if (result.unchanged) {
+      // The control plane confirmed the version held: up to date, nothing to write.
+      this.setState('connected');
+      return { accepted: true };
+    }
+    try {
+      // On disk before the Ack: an acknowledged version survives a crash of the agent.
+      await this.cache.save(result.snapshot, now);
+      await this.adoptTrustBundle(result.snapshot.trustBundlePem);
+    } catch (err) {
+      return this.reject(delta.version, describeError(err), false);
+    }
+    const previous = this.current?.version ?? 0;
+    this.current = result.snapshot;
+    this.acceptedUnixMs = now;
+    this.logger.info({ version: delta.version, previous, full: delta.full }, 'snapshot accepted');
+    this.setState('connected');
+    this.emit('snapshot', this.view()!);
+    return { accepted: true };
+  }
+
+  private reject(version: number, reason: string, resync: boolean): Verdict {
+    this.nacks += 1;
+    this.lastNack = { version, reason, atUnixMs: Date.now() };
+    this.logger.warn({ version, held: this.current?.version ?? 0, reason }, 'snapshot rejected');
+    if (this.current) this.setState('connected');
+    this.emit('nack', { version, reason });
+    return { accepted: false, reason, resync };
+  }
+
+  // ---------------------------------------------------------------- identities
+
+  /**
+   * Runs identity upkeep on the live connection; kicks during a run coalesce into one more run.
+   * Without a connection there is nothing to do: every new connection starts with a full run.
+   */
+  private kickUpkeep(register: boolean): void {
+    const conn = this.conn;
+    if (!conn) return;
+    conn.register ||= register;
+    if (conn.upkeepRunning) {
+      conn.upkeepAgain = true;
+      return;
+    }
+    conn.upkeepRunning = true;
+    void this.upkeepLoop(conn).finally(() => {
+      conn.upkeepRunning = false;
+    });
+  }
+
+  private async upkeepLoop(conn: Connection): Promise<void> {
+    const retry = new Backoff({ baseMs: 1_000, capMs: 30_000 });
+    while (conn === this.conn && !this.stopped) {
+      const register = conn.register;
+      conn.register = false;
+      conn.upkeepAgain = false;
+      try {
+        await upkeep(
+          {
+            client: conn.client,
+            certs: this.certificates,
+            workloads: this.workloadList,
+            health: (name) => this.health.get(name),
+            trustDomain: this.record!.trustDomain,
+            timeoutMs: this.options.callTimeoutMs ?? 10_000,
+            logger: this.logger,
+            onTrustBundle: (pem) => this.adoptTrustBundle(pem),
+          },
+          register,
+        );
+        this.errors.delete('identity');
+        if (!conn.upkeepAgain) return;
+      } catch (err) {
+        conn.register ||= register;
+        if (conn !== this.conn) return;
+        this.noteError(err, 'identity');
+        await this.sleep(Math.max(200, retry.next()));
+      }
+    }
+  }
+
+  private async adoptTrustBundle(pem: string): Promise<void> {
+    if (pem === this.trustBundlePem) return;
+    await this.store.saveTrustBundle(pem);
+    this.trustBundlePem = pem;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private setState(state: SyncState): void {
+    if (state === this.syncState) return;
+    this.logger.info(
+      { from: this.syncState, to: state, version: this.current?.version ?? 0 },
+      'sync state',
+    );
+    this.syncState = state;
+    if (state === 'connected') this.disconnectedSinceUnixMs = undefined;
+    else this.disconnectedSinceUnixMs ??= Date.now();
+    this.emit('state', state);
+  }
+
+  /**
+   * Records a failure for status, and logs it when it differs from the last one of its
+   * source: during an outage every reconnect fails the same way, and one line says so.
+   */
+  private noteError(err: unknown, source: 'sync' | 'identity'): void {
+    // grpc-js ends connection errors with an empty "Resolution note: ".
+    const message = describeError(err).replace(/\.? Resolution note: $/, '');
+    const known = this.errors.get(source) === message;
+    this.errors.set(source, message);
+    // An unreachable control plane is reported by the sync loop already.
+    if (known || (source === 'identity' && isWeftError(err, 'WEFT_E_UNAVAILABLE'))) return;
+    this.logger.warn({ err: message, source }, 'control plane');
+  }
+
+  /** A wait that stop() cuts short. */
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+}
+
+/** Starts the agent's control plane session: loads the cache, then connects in the background. */
+export async function startControlPlaneSession(
+  config: AgentConfig,
+  logger: Logger,
+  options: SessionOptions = {},
+): Promise<ControlPlaneSession> {
+  const session = new ControlPlaneSession(config, logger, options);
+  await session.start();
+  return session;
+}

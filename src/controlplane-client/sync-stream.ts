@@ -1,0 +1,117 @@
+// One Sync stream from open to end: Hello with the version the agent holds, then for each
+// SyncResponse an Ack or a Nack (in order: a version is acknowledged only after it is on
+// disk), and a Heartbeat every interval. Reconnecting is the caller's job.
+import type { SyncRequest, SyncResponse, WorkloadHealth } from '../api/messages.js';
+import type { SyncClient } from '../api/proto.js';
+import type { SyncDelta } from './snapshot.js';
+
+export type Verdict = { accepted: true } | { accepted: false; reason: string; resync: boolean };
+
+export interface StreamHandlers {
+  /** The version held now (0: none), sent in Hello. */
+  heldVersion(): number;
+  /** Local workload health for the Heartbeat. */
+  heartbeat(): WorkloadHealth[];
+  /** Validates, applies and persists one response. */
+  apply(delta: SyncDelta): Promise<Verdict>;
+}
+
+export interface StreamEnd {
+  /** SyncResponses received: > 0 means the stream was healthy for a while. */
+  received: number;
+  /** Why the stream failed (a grpc-js ServiceError, mostly). */
+  error?: Error;
+  /** The agent ended it to start over with a fresh Hello; why. */
+  resync?: string;
+}
+
+export interface SyncStream {
+  done: Promise<StreamEnd>;
+  /** Sends a Heartbeat now (e.g. a workload's health changed). */
+  heartbeatNow(): void;
+  cancel(): void;
+}
+
+export function openSyncStream(
+  client: SyncClient,
+  options: { agentVersion: string; heartbeatIntervalMs: number },
+  handlers: StreamHandlers,
+): SyncStream {
+  const call = client.stream();
+  let received = 0;
+  let ended = false;
+  let resyncing = false;
+  let queue = Promise.resolve();
+  const write = (msg: SyncRequest) => {
+    if (!ended && !resyncing) call.write(msg);
+  };
+  const heartbeatNow = () => write({ heartbeat: { workloads: handlers.heartbeat() } });
+
+  const done = new Promise<StreamEnd>((resolve) => {
+    const finish = (end: Omit<StreamEnd, 'received'>) => {
+      if (ended) return;
+      ended = true;
+      clearInterval(timer);
+      clearTimeout(graceTimer);
+      call.cancel();
+      // Let a response being persisted finish first, so the held version is final.
+      void queue.then(() => resolve({ received, ...end }));
+    };
+    const resync = (reason: string) => {
+      // The Nack was just written: half-close and give it a moment to reach the control plane
+      // (it shows in ListNodes) before the stream is torn down; later responses are ignored.
+      resyncing = true;
+      call.end();
+      graceTimer = setTimeout(() => finish({ resync: reason }), 300);
+    };
+    call.on('data', (msg: SyncResponse) => {
+      if (resyncing) return;
+      received += 1;
+      // Responses are handled strictly one after another: each applies on top of the last.
+      queue = queue.then(() => handle(msg, handlers, write, resync));
+    });
+    call.on('error', (error) => finish({ error }));
+    call.on('end', () => finish({ error: new Error('the control plane ended the sync stream') }));
+  });
+  let graceTimer: NodeJS.Timeout | undefined;
+
+  write({ hello: { version: handlers.heldVersion(), agentVersion: options.agentVersion } });
+  heartbeatNow();
+  const timer = setInterval(heartbeatNow, options.heartbeatIntervalMs);
+  timer.unref();
+  return { done, heartbeatNow, cancel: () => call.cancel() };
+}
+
+async function handle(
+  msg: SyncResponse,
+  handlers: StreamHandlers,
+  write: (msg: SyncRequest) => void,
+  resync: (reason: string) => void,
+): Promise<void> {
+  const delta = toDelta(msg);
+  const verdict = await handlers.apply(delta);
+  if (verdict.accepted) {
+    write({ ack: { version: delta.version } });
+    return;
+  }
+  write({ nack: { version: delta.version, reason: verdict.reason } });
+  // The agent and the control plane disagree on the base: a new stream with a fresh Hello
+  // makes the control plane send a delta from what the agent really holds (or a full one).
+  if (verdict.resync) resync(verdict.reason);
+}
+
+export function toDelta(msg: SyncResponse): SyncDelta {
+  return {
+    version: msg.version,
+    baseVersion: msg.baseVersion,
+    full: msg.full,
+    upserts: msg.upserts.map((r) => ({
+      kind: r.kind,
+      name: r.name,
+      json: r.json,
+      revision: r.revision,
+    })),
+    removals: msg.removals.map((r) => ({ kind: r.kind, name: r.name })),
+    trustBundlePem: msg.trustBundlePem,
+  };
+}

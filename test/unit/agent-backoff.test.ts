@@ -1,0 +1,45 @@
+// Reconnect backoff: full jitter under an exponentially growing, capped ceiling.
+import { describe, expect, it } from 'vitest';
+import { Backoff } from '../../src/controlplane-client/backoff.js';
+
+describe('Backoff', () => {
+  it('keeps every delay within [0, min(cap, base * 2^attempt))', () => {
+    const b = new Backoff({ baseMs: 250, capMs: 30_000 });
+    for (let attempt = 0; attempt < 40; attempt++) {
+      const ceiling = Math.min(30_000, 250 * 2 ** attempt);
+      expect(b.ceilingMs()).toBe(ceiling);
+      const delay = b.next();
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThan(ceiling);
+    }
+  });
+
+  it.each([
+    [0, 0],
+    [0.5, 125],
+    [0.999, 249],
+  ])('with random() = %s the first delay is %s ms', (r, expected) => {
+    expect(new Backoff({ baseMs: 250, capMs: 30_000, random: () => r }).next()).toBe(expected);
+  });
+
+  it('reaches the cap and stays there', () => {
+    const b = new Backoff({ baseMs: 250, capMs: 30_000, random: () => 0.999999 });
+    const delays = Array.from({ length: 12 }, () => b.next());
+    expect(delays.slice(0, 4)).toEqual([249, 499, 999, 1999]);
+    expect(delays.at(-1)).toBe(29_999);
+  });
+
+  it('starts from the base again after reset', () => {
+    const b = new Backoff({ baseMs: 100, capMs: 1_000, random: () => 0.5 });
+    b.next();
+    b.next();
+    b.next();
+    b.reset();
+    expect(b.next()).toBe(50);
+  });
+
+  it('refuses options that make no sense, naming the field', () => {
+    expect(() => new Backoff({ baseMs: 0, capMs: 10 })).toThrow(/baseMs/);
+    expect(() => new Backoff({ baseMs: 100, capMs: 10 })).toThrow(/capMs/);
+  });
+});
