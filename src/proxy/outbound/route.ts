@@ -1,0 +1,51 @@
+// Stage "route" of the outbound path: what a captured connection's original destination means
+// to the mesh. A service's virtual IP and port, or the address and port of one of its known
+// endpoints, is the mesh's; anything else is external and follows the Mesh's outbound policy.
+
+import type { ServicePort } from '../../api/resources/index.js';
+import type { MeshView, ServiceView } from '../../controlplane-client/mesh-view.js';
+import type { SocketAddress } from '../../native/socket-ops.js';
+
+export type OutboundRoute =
+  | { kind: 'service'; service: ServiceView; port: ServicePort; via: 'vip' | 'endpoint' }
+  | { kind: 'passthrough' }
+  | { kind: 'refuse'; reason: string };
+
+/** Index of endpoint "address:port" -> service, built once per snapshot version. */
+export type EndpointIndex = ReadonlyMap<string, { service: ServiceView; port: ServicePort }>;
+
+export function buildEndpointIndex(view: MeshView): EndpointIndex {
+  const index = new Map<string, { service: ServiceView; port: ServicePort }>();
+  for (const [name, endpoints] of view.endpoints) {
+    const service = view.services.get(name);
+    if (!service) continue;
+    for (const ep of endpoints) {
+      const port = service.ports.find((p) => p.targetPort === ep.port);
+      if (port) index.set(`${ep.address}|${ep.port}`, { service, port });
+    }
+  }
+  return index;
+}
+
+export function routeOutbound(
+  view: MeshView,
+  endpoints: EndpointIndex,
+  dst: SocketAddress,
+): OutboundRoute {
+  const byVip = view.servicesByVip.get(dst.address);
+  if (byVip) {
+    const port = byVip.ports.find((p) => p.port === dst.port);
+    // A VIP exists only in the mesh: a port the service does not declare has nowhere to go.
+    if (!port) return { kind: 'refuse', reason: `service ${byVip.name} has no port ${dst.port}` };
+    return { kind: 'service', service: byVip, port, via: 'vip' };
+  }
+  const known = endpoints.get(`${dst.address}|${dst.port}`);
+  if (known) return { kind: 'service', ...known, via: 'endpoint' };
+  if (view.mesh?.outboundPolicy === 'refuse') {
+    return {
+      kind: 'refuse',
+      reason: 'destination is not in the mesh and the outbound policy is refuse',
+    };
+  }
+  return { kind: 'passthrough' };
+}

@@ -1,0 +1,84 @@
+// Balancer choices and passive failure accrual, as pure decisions.
+import { describe, expect, it } from 'vitest';
+import type { EndpointView } from '../../src/controlplane-client/mesh-view.js';
+import { EndpointPool } from '../../src/proxy/balance/endpoint-pool.js';
+
+function ep(name: string, extra: Partial<EndpointView> = {}): EndpointView {
+  return {
+    workload: name,
+    service: 'echo',
+    node: name,
+    address: '10.0.0.1',
+    port: 8080,
+    health: 'healthy',
+    weight: 1,
+    zone: undefined,
+    ...extra,
+  };
+}
+
+function picks(pool: EndpointPool, n: number, hold = false): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = pool.pick()!;
+    if (hold) s.active += 1;
+    out.push(s.key);
+  }
+  return out;
+}
+
+describe('balancers', () => {
+  it('round robin cycles through usable endpoints in order', () => {
+    const pool = new EndpointPool('echo', 'roundRobin');
+    pool.update([ep('a'), ep('b'), ep('c')], 'roundRobin');
+    expect(picks(pool, 6)).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+  });
+
+  it('least connections prefers the least loaded, weighted, and spreads ties', () => {
+    const pool = new EndpointPool('echo', 'leastConnections');
+    pool.update([ep('a'), ep('b', { weight: 2 })], 'leastConnections');
+    // Held connections: b carries twice a's share before a is preferred again.
+    expect(picks(pool, 6, true).sort()).toEqual(['a', 'a', 'b', 'b', 'b', 'b']);
+    const idle = new EndpointPool('echo', 'leastConnections');
+    idle.update([ep('a'), ep('b')], 'leastConnections');
+    expect(new Set(picks(idle, 4))).toEqual(new Set(['a', 'b']));
+  });
+
+  it('skips unhealthy endpoints and those already tried; none usable gives undefined', () => {
+    const pool = new EndpointPool('echo', 'roundRobin');
+    pool.update([ep('a', { health: 'unhealthy' }), ep('b'), ep('c')], 'roundRobin');
+    expect(new Set(picks(pool, 4))).toEqual(new Set(['b', 'c']));
+    const tried = new Set([pool.pick()!, pool.pick()!]);
+    expect(pool.pick(tried)).toBeUndefined();
+    expect(pool.counts()).toEqual({ healthy: 2, unhealthy: 1, ejected: 0 });
+  });
+
+  it('ejects after consecutive failures, doubles the penalty, and lets a probe through', () => {
+    let now = 0;
+    const accrual = { consecutiveFailures: 2, baseEjectionMs: 1000, maxEjectionMs: 3000 };
+    const pool = new EndpointPool('echo', 'roundRobin', accrual, () => now);
+    pool.update([ep('a'), ep('b')], 'roundRobin');
+    const a = pool.pick()!;
+    expect(a.failed(now)).toBe(false);
+    expect(a.failed(now)).toBe(true);
+    expect(picks(pool, 3)).toEqual(['b', 'b', 'b']);
+    expect(pool.counts().ejected).toBe(1);
+    now = 1000; // penalty over: one probe may go to a
+    expect(picks(pool, 2)).toContain('a');
+    expect(a.failed(now)).toBe(true); // the probe failed: ejected again, for 2 s
+    now = 2999;
+    expect(picks(pool, 2)).toEqual(['b', 'b']);
+    now = 3000;
+    a.succeeded();
+    expect(new Set(picks(pool, 2))).toEqual(new Set(['a', 'b']));
+  });
+
+  it('keeps counters and ejections across a snapshot update', () => {
+    const pool = new EndpointPool('echo', 'leastConnections');
+    pool.update([ep('a'), ep('b')], 'leastConnections');
+    const a = pool.pick()!;
+    a.active = 5;
+    pool.update([ep('a', { address: '10.0.0.9' }), ep('b'), ep('c')], 'leastConnections');
+    expect(picks(pool, 2).sort()).toEqual(['b', 'c']);
+  });
+});
