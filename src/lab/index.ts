@@ -2,7 +2,7 @@
 // benchmarks and `weft lab`. Everything callers need is exported from here.
 
 export type { RunResult } from '../sys/run.js';
-export { demoLabSpec } from './demo.js';
+export { demoLabSpec, upDemo } from './demo.js';
 export {
   type ExecOptions,
   Lab,

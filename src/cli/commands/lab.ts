@@ -8,6 +8,7 @@ import { WeftError } from '../../errors.js';
 import {
   type DownReport,
   demoLabSpec,
+  upDemo,
   Lab,
   type LabSpec,
   type LabStatus,
@@ -80,7 +81,7 @@ function summary(s: LabStatus): string {
 
 async function up(opts: { file?: string }): Promise<void> {
   requireRoot('weft lab up');
-  const lab = await Lab.up(await readSpec(opts.file));
+  const lab = opts.file ? await Lab.up(await readSpec(opts.file)) : await upDemo();
   const status = await lab.status();
   const labFlag = lab.name === DEFAULT_LAB ? '' : ` --lab ${lab.name}`;
   const downArg = lab.name === DEFAULT_LAB ? '' : ` ${lab.name}`;
@@ -92,21 +93,26 @@ async function up(opts: { file?: string }): Promise<void> {
   ];
   if (status.processes.length > 0) lines.push('', processTable(status.processes));
   if (opts.file === undefined) {
-    const agentLog = status.processes.find(
-      (p) => p.host === 'node1' && p.name === 'agent',
-    )?.logFile;
+    const log = (host: string, name: string) =>
+      status.processes.find((p) => p.host === host && p.name === name)?.logFile ?? '?';
     lines.push(
       '',
-      'every node captures its TCP traffic and relays it through its agent; try:',
-      '  weft lab exec node1 -- curl -s http://node2:8080/',
-      `  tail ${agentLog ?? '<lab dir>/node1.agent.log'}    (one JSON line per connection)`,
+      'cp runs the control plane; node1-3 joined it, capture their traffic and run agents.',
+      'node2 and node3 serve echo (http), node3 also banner (opaque tcp); node1 calls echo.',
+      'try:',
+      '  bin/weft lab exec node1 -- curl -s http://echo.mesh/   (again: node2 and node3 answer)',
+      '  bin/weft lab exec node1 -- nc -N banner.mesh 7000 </dev/null',
+      '  bin/weft lab exec node1 -- bin/weft status',
+      '  bin/weft lab exec node1 -- curl -s http://127.0.0.1:15020/metrics',
+      `  tail -f ${log('node1', 'agent')}    (one JSON line per connection)`,
+      `  tail -f ${log('node1', 'client')}`,
     );
   }
   lines.push(
     '',
-    `run a command in a host:  weft lab exec${labFlag} ${first} -- sh`,
-    `see it:                   weft lab status${downArg}`,
-    `tear it down:             weft lab down${downArg}`,
+    `run a command in a host:  bin/weft lab exec${labFlag} ${first} -- sh`,
+    `see it:                   bin/weft lab status${downArg}`,
+    `tear it down:             bin/weft lab down${downArg}`,
   );
   console.log(lines.join('\n'));
 }
