@@ -10,7 +10,8 @@
         "src/inet-address.cc",
         "src/original-dst.cc",
         "src/transparent-listener.cc",
-        "src/sock-diag.cc"
+        "src/sock-diag.cc",
+        "src/sd-notify.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # C++ exceptions on: Napi::Error is thrown from deep helpers and RAII closes fds.

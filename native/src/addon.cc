@@ -6,6 +6,7 @@
 #include <string>
 
 #include "original-dst.h"
+#include "sd-notify.h"
 #include "sock-diag.h"
 #include "sys-error.h"
 #include "transparent-listener.h"
@@ -20,6 +21,7 @@ class WeftNative : public Napi::Addon<WeftNative> {
                              InstanceMethod("originalDestination", &WeftNative::OriginalDst),
                              InstanceMethod("transparentListener", &WeftNative::Listener),
                              InstanceMethod("socketOwner", &WeftNative::Owner),
+                             InstanceMethod("sdNotify", &WeftNative::Notify),
                          });
   }
 
@@ -27,6 +29,8 @@ class WeftNative : public Napi::Addon<WeftNative> {
   Napi::Value OriginalDst(const Napi::CallbackInfo& info) { return OriginalDestination(info); }
 
   Napi::Value Listener(const Napi::CallbackInfo& info) { return TransparentListener(info); }
+
+  Napi::Value Notify(const Napi::CallbackInfo& info) { return SdNotify(info); }
 
   Napi::Value Owner(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

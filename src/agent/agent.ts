@@ -1,46 +1,37 @@
-// The per-host daemon: binds the capture listeners, starts the control plane session and the
-// admin server, and drains on SIGTERM. Composition only: each part lives in its own module.
-import { once } from 'node:events';
-import type { Server, Socket } from 'node:net';
+// The per-host daemon, composed: the control plane session (which loads the last-known-good
+// state from disk first), the data plane, the admin endpoint and /metrics. Each part lives in
+// its own module; this file only orders their start and stop.
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   type ControlPlaneSession,
   startControlPlaneSession,
 } from '../controlplane-client/session.js';
-import { WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
-import { createCaptureServer, type Direction } from '../proxy/capture-listener.js';
+import { startDataPlane } from '../proxy/data-plane.js';
 import type { Logger } from '../sys/logger.js';
 import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
 import { startMetricsServer } from './metrics-server.js';
 import { registerSyncMetrics } from './sync-metrics.js';
-
-export interface CaptureListenSpec {
-  outboundPort: number;
-  inboundPort: number;
-  inboundMode: 'redirect' | 'tproxy';
-  /** Ports that belong to the agent: never relayed to, so a misrouted connection cannot loop. */
-  ownPorts: ReadonlySet<number>;
-}
+import { sdNotify, sdStatus, startWatchdog } from './systemd.js';
 
 export interface AgentDeps {
   socketOps: SocketOps;
   log: Logger;
-  capture: CaptureListenSpec;
 }
 
 export interface RunningAgent {
   /** Absent when the config names no control plane (a plain relay). */
   session: ControlPlaneSession | undefined;
   registry: Registry;
+  /** SIGHUP: re-read workloads (registrations, certificates, process-to-workload mapping). */
+  reload(config: AgentConfig): void;
   /** Stop accepting, wait up to `drainMs` for open connections, then close everything. */
   stop(drainMs?: number): Promise<void>;
-  addresses(): Record<Direction, number>;
 }
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<RunningAgent> {
-  const { capture, socketOps, log } = deps;
+  const { socketOps, log } = deps;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -48,102 +39,64 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   // once (fail static) and connects in the background, so listeners never wait on the network.
   const session = config.controlPlane ? await startControlPlaneSession(config, log) : undefined;
   if (session) registerSyncMetrics(registry, session);
-  const common = { ownPorts: capture.ownPorts, socketOps, log };
-  const outbound = createCaptureServer({ ...common, direction: 'outbound', mode: 'redirect' });
-  const inbound = createCaptureServer({
-    ...common,
-    direction: 'inbound',
-    mode: capture.inboundMode,
-  });
-
-  // Dual-stack listeners: REDIRECT sends IPv4 and IPv6 connections to the same port.
-  await listen(outbound, { host: '::', port: capture.outboundPort }, 'outbound');
-  if (capture.inboundMode === 'tproxy') {
-    // TPROXY delivers packets for foreign addresses: the socket needs IP_TRANSPARENT before
-    // bind, which Node cannot set, so the native addon creates it and Node adopts the fd.
-    const fd = socketOps.transparentListener({ host: '::', port: capture.inboundPort });
-    await listen(inbound, { fd }, 'inbound');
-  } else {
-    await listen(inbound, { host: '::', port: capture.inboundPort }, 'inbound');
-  }
-  log.info(
-    {
-      outbound: capture.outboundPort,
-      inbound: capture.inboundPort,
-      inbound_mode: capture.inboundMode,
-      node: config.hostname,
-    },
-    'agent listening',
-  );
-
-  let listening = true;
+  const dataPlane = await startDataPlane({ config, session, socketOps, registry, log });
   const admin = await startAdminServer({
     address: config.admin.address,
     port: config.admin.port,
     session,
-    listenersReady: () => listening,
+    listenersReady: () => dataPlane.listening,
     logger: log,
   });
   const metrics = await startMetricsServer(registry, config.metrics.address, config.metrics.port);
+  const stopWatchdog = startWatchdog();
+  const stopNotifying = notifyReady(session, log);
 
-  const servers = [outbound, inbound];
-  const open = new Set<Socket>();
-  for (const server of servers) {
-    server.on('connection', (socket: Socket) => {
-      open.add(socket);
-      socket.once('close', () => open.delete(socket));
-    });
-  }
   return {
     session,
     registry,
-    addresses: () => ({ outbound: portOf(outbound), inbound: portOf(inbound) }),
+    reload(next) {
+      session?.updateWorkloads(next);
+      dataPlane.reloadWorkloads(next);
+    },
     async stop(drainMs = config.drainMs) {
-      listening = false;
-      for (const server of servers) server.close();
-      const drained = Promise.all(servers.map((s) => once(s, 'close')));
-      const timedOut = await Promise.race([
-        drained.then(() => false),
-        sleep(drainMs).then(() => true),
-      ]);
-      if (timedOut) {
-        log.warn(
-          { drain_ms: drainMs, open: open.size },
-          'drain time over: closing remaining connections',
-        );
-        for (const socket of open) socket.destroy();
-        await drained;
-      }
+      stopNotifying();
+      sdNotify('STOPPING=1');
+      sdStatus(`draining open connections (up to ${drainMs} ms)`);
+      await dataPlane.stop(drainMs);
+      stopWatchdog();
       await Promise.all([admin.close(), metrics.close(), session?.stop()]);
     },
   };
 }
 
-async function listen(
-  server: Server,
-  options: { host: string; port: number } | { fd: number },
-  what: string,
-) {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      const where = 'fd' in options ? `fd ${options.fd}` : `[${options.host}]:${options.port}`;
-      const hint = err.code === 'EADDRINUSE' ? ': is another agent running?' : '';
-      reject(
-        new WeftError(
-          'WEFT_E_SOCKET',
-          `cannot listen for ${what} connections on ${where}: ${err.code ?? err.message}${hint}`,
-        ),
-      );
-    });
-    server.listen({ ...options, backlog: 1024 }, () => resolve());
-  });
-}
-
-function portOf(server: Server): number {
-  const address = server.address();
-  return address && typeof address === 'object' ? address.port : 0;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+/**
+ * systemd Type=notify: READY=1 once the listeners are up (they are when this runs) and a
+ * snapshot, cached or fresh, is loaded; then STATUS= follows the sync state. Returns a function
+ * that stops the updates. Not under systemd, sdNotify does nothing.
+ */
+function notifyReady(session: ControlPlaneSession | undefined, log: Logger): () => void {
+  const status = () => {
+    if (!session) return 'relaying (no control plane configured)';
+    const s = session.status();
+    return `sync ${s.state}, snapshot v${s.version}, control plane ${s.controlPlane}`;
+  };
+  const ready = () => {
+    sdNotify(`READY=1\nSTATUS=${status()}`);
+    log.info({ status: status() }, 'agent ready');
+  };
+  if (!session) {
+    ready();
+    return () => {};
+  }
+  const onState = () => sdStatus(status());
+  session.on('state', onState);
+  if (session.view()) ready();
+  else {
+    sdStatus(`listening; waiting for the first snapshot from ${session.status().controlPlane}`);
+    session.once('snapshot', ready);
+  }
+  return () => {
+    session.off('state', onState);
+    session.off('snapshot', ready);
+  };
 }

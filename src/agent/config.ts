@@ -69,12 +69,14 @@ export const agentConfigSchema = z
       .strict()
       .optional(),
     workloads: z.array(workloadConfigSchema).default([]),
+    /** The admin endpoint; its port is capture.agentPorts.admin (the rules must know it). */
     admin: z
-      .object({ address: z.string().default('127.0.0.1'), port: port.default(15000) })
+      .object({ address: z.string().default('127.0.0.1') })
       .strict()
       .prefault({}),
+    /** Prometheus /metrics; its port is capture.agentPorts.metrics. */
     metrics: z
-      .object({ address: z.string().default('0.0.0.0'), port: port.default(15020) })
+      .object({ address: z.string().default('0.0.0.0') })
       .strict()
       .prefault({}),
     /** Traffic capture (iptables): the schema and its defaults live with src/redirect. */
@@ -85,10 +87,17 @@ export const agentConfigSchema = z
     drainMs: durationMs.default(10_000),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   })
-  .strict();
+  .strict()
+  // Each port is configured once, under capture.agentPorts, because the capture rules
+  // must exclude exactly the ports the agent listens on; here they are copied for readers.
+  .transform((c) => ({
+    ...c,
+    admin: { ...c.admin, port: c.capture.agentPorts.admin },
+    metrics: { ...c.metrics, port: c.capture.agentPorts.metrics },
+  }));
 
-export type AgentConfig = z.infer<typeof agentConfigSchema>;
-export type WorkloadConfig = z.infer<typeof workloadConfigSchema>;
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+export type WorkloadConfig = z.output<typeof workloadConfigSchema>;
 
 /** Parses and validates agent config text; errors name the source and the field path. */
 export function parseAgentConfig(text: string, source: string): AgentConfig {

@@ -33,6 +33,7 @@ export async function listenAll(
   port: number,
   handle: QueryHandler,
   log: Logger,
+  udpFds: Readonly<Record<string, number>> = {},
 ): Promise<Listeners> {
   for (let attempt = 1; ; attempt++) {
     const pairs: Pair[] = [];
@@ -41,7 +42,7 @@ export async function listenAll(
       for (const host of hosts) {
         const pair: Pair = { clients: new Set() };
         pairs.push(pair);
-        pair.udp = await bindUdp(host, chosen, handle, log);
+        pair.udp = await bindUdp(host, chosen, handle, log, udpFds[host]);
         chosen = pair.udp.address().port;
         pair.tcp = await listenTcp(host, chosen, handle, log, pair.clients);
       }
@@ -70,11 +71,18 @@ function bindError(host: string, port: number, err: NodeJS.ErrnoException, proto
   return Object.assign(wrapped, { code: err.code });
 }
 
-async function bindUdp(host: string, port: number, handle: QueryHandler, log: Logger) {
+async function bindUdp(
+  host: string,
+  port: number,
+  handle: QueryHandler,
+  log: Logger,
+  fd: number | undefined,
+) {
   const socket = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
   await new Promise<void>((resolve, reject) => {
     socket.once('error', (err) => reject(bindError(host, port, err, 'udp')));
-    socket.bind(port, host, () => resolve());
+    if (fd === undefined) socket.bind(port, host, () => resolve());
+    else socket.bind({ fd }, () => resolve());
   });
   socket.removeAllListeners('error');
   socket.on('error', (err) => log.warn({ err }, 'dns udp socket error'));

@@ -31,6 +31,9 @@ export interface DnsServerOptions {
   log: Logger;
   /** Read for default upstreams; default /etc/resolv.conf (tests point elsewhere). */
   resolvConf?: string;
+  /** Bound UDP sockets to adopt, by host (systemd socket activation keeps them across
+   * restarts); a host without one is bound here. */
+  udpFds?: Readonly<Record<string, number>>;
 }
 
 export interface ResolvedDnsOptions {

@@ -53,7 +53,7 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
     metrics,
     log,
   });
-  const listeners = await listenAll(opts.hosts, opts.port, handle, log);
+  const listeners = await listenAll(opts.hosts, opts.port, handle, log, options.udpFds);
   const addresses = opts.hosts.map((host) => ({ host, port: listeners.port }));
   try {
     refuseOwnAddress(upstreams, opts.hosts, listeners.port);

@@ -2,7 +2,7 @@
 // benchmarks and `weft lab`. Everything callers need is exported from here.
 
 export type { RunResult } from '../sys/run.js';
-export { demoLabSpec, upDemo } from './demo.js';
+export { upDemo } from './demo.js';
 export {
   type ExecOptions,
   Lab,
@@ -10,6 +10,14 @@ export {
   type LabStatus,
   type SpawnOptions,
 } from './lab.js';
+export {
+  MeshLab,
+  type MeshLabNode,
+  type MeshLabOptions,
+  type MeshLabWorkload,
+  WEFT_BIN,
+  waitUntil,
+} from './mesh-lab.js';
 export {
   DEFAULT_NAMESERVERS,
   DEFAULT_SUBNET,

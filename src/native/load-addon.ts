@@ -29,6 +29,8 @@ export interface NativeAddon {
     remoteAddress: string,
     remotePort: number,
   ): RawSocketOwner | undefined;
+  /** Sends a sd_notify message; false when $NOTIFY_SOCKET is unset. Absent in older builds. */
+  sdNotify?(message: string): boolean;
 }
 
 /** native/build/Release/weft_native.node, the same from src/native (tests) and dist/native. */

@@ -1,14 +1,30 @@
-// A listener for captured connections (outbound 15001, inbound 15006): finds where each
-// connection was really going and relays it there. This is the plain-TCP relay of the
-// capture stage; the mesh path (service lookup, balancing, tunnels) replaces the "connect to
-// the original destination" step later.
-import { connect, createServer, type Server, type Socket } from 'node:net';
+// Stage "accept" for captured connections (outbound 15001, inbound 15006): finds where each
+// connection was really going and who opened it, then hands it to the next stage. Nothing is
+// read from the client until that stage resumes it.
+import { createServer, type Server, type Socket } from 'node:net';
 import { describeError, isWeftError } from '../errors.js';
-import type { SocketAddress, SocketOps } from '../native/socket-ops.js';
+import type { SocketAddress, SocketOps, SocketOwner, SocketTuple } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
-import { relay } from './tcp-relay.js';
+import { formatAddress, unmapV4 } from './address.js';
+import { originalSourcePort } from './nat-source.js';
 
 export type Direction = 'outbound' | 'inbound';
+
+/** A connection the kernel handed to the agent, with what the accept stage learned. */
+export interface CapturedConnection {
+  direction: Direction;
+  client: Socket;
+  /** "addr:port" of the client, for logs. */
+  source: string;
+  /** Where the client was going. */
+  target: SocketAddress;
+  /** The local process that opened it (outbound only; undefined when unknown). */
+  owner: SocketOwner | undefined;
+  /** process.hrtime.bigint() at accept. */
+  started: bigint;
+}
+
+export type CapturedHandler = (conn: CapturedConnection) => void;
 
 export interface CaptureListenerOptions {
   direction: Direction;
@@ -18,28 +34,25 @@ export interface CaptureListenerOptions {
   ownPorts: ReadonlySet<number>;
   socketOps: SocketOps;
   log: Logger;
-  connectTimeoutMs?: number;
+  /** The next stage; it resumes the client socket when it has somewhere to send its bytes. */
+  handle: CapturedHandler;
 }
 
 /** Builds the server; the caller listens (on a port, or an fd from systemd or TPROXY). */
 export function createCaptureServer(opts: CaptureListenerOptions): Server {
-  const server = createServer(
-    { noDelay: true, pauseOnConnect: true, allowHalfOpen: true },
-    (socket) => {
-      handleConnection(socket, opts);
-    },
+  // allowHalfOpen: a client's FIN must travel to the upstream, not close our write side.
+  return createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (socket) =>
+    accept(socket, opts),
   );
-  return server;
 }
 
-function handleConnection(client: Socket, opts: CaptureListenerOptions): void {
+function accept(client: Socket, opts: CaptureListenerOptions): void {
   const started = process.hrtime.bigint();
   const source = formatAddress({
     address: unmapV4(client.remoteAddress ?? ''),
     port: client.remotePort ?? 0,
     family: client.remoteFamily === 'IPv6' && !client.remoteAddress?.startsWith('::ffff:') ? 6 : 4,
   });
-
   let target: SocketAddress;
   try {
     target = destinationOf(client, opts);
@@ -52,52 +65,43 @@ function handleConnection(client: Socket, opts: CaptureListenerOptions): void {
     client.destroy();
     return;
   }
-  const dst = formatAddress(target);
   if (opts.ownPorts.has(target.port) && isLocalTarget(client, target)) {
     opts.log.warn(
-      { direction: opts.direction, src: source, dst, code: 'WEFT_E_LOOP' },
+      { direction: opts.direction, src: source, dst: formatAddress(target), code: 'WEFT_E_LOOP' },
       'connection to the agent itself refused',
     );
     client.destroy();
     return;
   }
-
-  const owner = opts.direction === 'outbound' ? ownerOf(client, target, opts) : undefined;
-  const upstream = connect({
-    host: target.address,
-    port: target.port,
-    noDelay: true,
-    allowHalfOpen: true,
-    timeout: opts.connectTimeoutMs ?? 10_000,
-  });
-  let connected = false;
-  upstream.once('connect', () => {
-    connected = true;
-    upstream.setTimeout(0);
-    client.resume();
-  });
-  upstream.once('timeout', () =>
-    upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
+  if (opts.direction === 'inbound') {
+    opts.handle({ direction: opts.direction, client, source, target, owner: undefined, started });
+    return;
+  }
+  const tuple = {
+    localAddress: unmapV4(client.remoteAddress ?? ''),
+    localPort: client.remotePort ?? 0,
+    remoteAddress: target.address,
+    remotePort: target.port,
+  };
+  const owner = ownerOf(tuple, opts);
+  if (owner !== undefined || opts.mode !== 'redirect') {
+    opts.handle({ direction: opts.direction, client, source, target, owner, started });
+    return;
+  }
+  // A miss after REDIRECT: NAT may have changed the source port (see nat-source.ts).
+  const seen = {
+    remoteAddress: tuple.localAddress,
+    remotePort: tuple.localPort,
+    localAddress: unmapV4(client.localAddress ?? ''),
+    localPort: client.localPort ?? 0,
+  };
+  originalSourcePort(seen).then(
+    (port) => {
+      const found = port === undefined || port === tuple.localPort ? undefined : ownerOf({ ...tuple, localPort: port }, opts);
+      opts.handle({ direction: opts.direction, client, source, target, owner: found, started });
+    },
+    () => opts.handle({ direction: opts.direction, client, source, target, owner: undefined, started }),
   );
-
-  relay(client, upstream, (summary) => {
-    const reason =
-      !connected && summary.reason === 'upstream_reset' ? 'connect_failed' : summary.reason;
-    opts.log.info(
-      {
-        direction: opts.direction,
-        src: source,
-        dst,
-        ...(owner ? { src_uid: owner.uid, ...(owner.unit ? { src_unit: owner.unit } : {}) } : {}),
-        bytes_sent: summary.bytesFromClient,
-        bytes_received: summary.bytesToClient,
-        duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
-        close_reason: reason,
-        ...(summary.error ? { error: summary.error } : {}),
-      },
-      'connection',
-    );
-  });
 }
 
 function destinationOf(client: Socket, opts: CaptureListenerOptions): SocketAddress {
@@ -106,23 +110,15 @@ function destinationOf(client: Socket, opts: CaptureListenerOptions): SocketAddr
     const address = client.localAddress;
     const port = client.localPort;
     if (!address || !port) throw new Error('accepted socket has no local address');
-    return {
-      address: unmapV4(address),
-      port,
-      family: address.includes(':') && !address.startsWith('::ffff:') ? 6 : 4,
-    };
+    const plain = unmapV4(address);
+    return { address: plain, port, family: plain.includes(':') ? 6 : 4 };
   }
   return opts.socketOps.originalDestination(client);
 }
 
-function ownerOf(client: Socket, target: SocketAddress, opts: CaptureListenerOptions) {
+function ownerOf(tuple: SocketTuple, opts: CaptureListenerOptions): SocketOwner | undefined {
   try {
-    return opts.socketOps.ownerOf({
-      localAddress: unmapV4(client.remoteAddress ?? ''),
-      localPort: client.remotePort ?? 0,
-      remoteAddress: target.address,
-      remotePort: target.port,
-    });
+    return opts.socketOps.ownerOf(tuple);
   } catch (err) {
     opts.log.debug({ err: describeError(err) }, 'owner lookup failed');
     return undefined;
@@ -133,14 +129,6 @@ function ownerOf(client: Socket, target: SocketAddress, opts: CaptureListenerOpt
 function isLocalTarget(client: Socket, target: SocketAddress): boolean {
   const local = unmapV4(client.localAddress ?? '');
   return target.address === local || target.address.startsWith('127.') || target.address === '::1';
-}
-
-function unmapV4(address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
-
-export function formatAddress(a: SocketAddress): string {
-  return a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
 }
 
 function codeOf(err: unknown): string {

@@ -2,6 +2,7 @@
 // are done. Half-close is honoured: when one side ends (FIN) the other side's write end is
 // closed too, so request/response protocols that signal "done" with FIN still work.
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export type CloseReason =
   | 'done' // both sides finished normally
@@ -16,10 +17,13 @@ export interface RelaySummary {
   error?: string;
 }
 
-/** Pipes `client` <-> `upstream` and calls `onDone` exactly once. */
+/**
+ * Pipes `client` <-> `upstream` (a socket, or a tunnel stream) and calls `onDone` exactly
+ * once. Byte counts come from the client socket: what it read and what it was sent.
+ */
 export function relay(
   client: Socket,
-  upstream: Socket,
+  upstream: Duplex,
   onDone: (summary: RelaySummary) => void,
 ): void {
   let reason: CloseReason = 'done';

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { startAgent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
-import { describeError } from '../../errors.js';
+import { describeError, isWeftError } from '../../errors.js';
 import { createLogger } from '../../sys/logger.js';
 
 export function registerAgent(program: Command): void {
@@ -11,33 +11,22 @@ export function registerAgent(program: Command): void {
     .description('run the weft agent on this host (in the foreground)')
     .option('-c, --config <file>', 'agent config file (YAML); default: built-in defaults')
     .action(async (opts: { config?: string }) => {
-      const config = loadAgentConfig(opts.config);
+      const config = loadConfigOrExit(opts.config);
       const log = createLogger(config.logLevel, 'weft-agent');
       // Imported here, not at the top: only the agent needs the native addon, and a missing
       // build should not break `weft --help` or the other verbs.
       const { nativeSocketOps } = await import('../../native/socket-ops.js');
-      const capture = config.capture;
-      const agent = await startAgent(config, {
-        socketOps: nativeSocketOps,
-        log,
-        capture: {
-          outboundPort: capture.outboundPort,
-          inboundPort: capture.inboundPort,
-          inboundMode: capture.inboundMode,
-          ownPorts: new Set([
-            capture.outboundPort,
-            capture.inboundPort,
-            capture.dns.port,
-            config.admin.port,
-            config.metrics.port,
-            capture.agentPorts.tunnel,
-          ]),
-        },
+      const agent = await startAgent(config, { socketOps: nativeSocketOps, log }).catch((err) => {
+        // The control plane session may already hold the event loop open: exit, so that
+        // systemd sees the failure instead of a process that never becomes ready.
+        console.error(`weft: ${describeError(err)}`);
+        log.flush();
+        process.exit(1);
       });
       // SIGHUP re-reads the config's workloads (registrations and their certificates).
       process.on('SIGHUP', () => {
         try {
-          agent.session?.updateWorkloads(loadAgentConfig(opts.config));
+          agent.reload(loadAgentConfig(opts.config));
           log.info('workloads reloaded');
         } catch (err) {
           log.error({ err: describeError(err) }, 'reload failed: keeping the previous workloads');
@@ -61,4 +50,18 @@ function waitForSignal(): Promise<NodeJS.Signals> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+}
+
+/** EX_CONFIG (sysexits.h): weft-agent.service names it in RestartPreventExitStatus=, so a bad
+ * config is reported once in the journal instead of being restarted in a loop. */
+const EXIT_CONFIG = 78;
+
+function loadConfigOrExit(file: string | undefined) {
+  try {
+    return loadAgentConfig(file);
+  } catch (err) {
+    if (!isWeftError(err, 'WEFT_E_CONFIG')) throw err;
+    console.error(`weft: ${describeError(err)}`);
+    process.exit(EXIT_CONFIG);
+  }
 }

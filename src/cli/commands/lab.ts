@@ -7,12 +7,12 @@ import type { Command } from 'commander';
 import { WeftError } from '../../errors.js';
 import {
   type DownReport,
-  demoLabSpec,
-  upDemo,
+  defaultLabSpec,
   Lab,
   type LabSpec,
   type LabStatus,
   parseLabSpec,
+  upDemo,
 } from '../../lab/index.js';
 import { listNetns } from '../../lab/netns.js';
 import { requireRoot } from '../../sys/run.js';
@@ -20,7 +20,7 @@ import { requireRoot } from '../../sys/run.js';
 const DEFAULT_LAB = 'demo';
 
 async function readSpec(file: string | undefined): Promise<LabSpec> {
-  if (!file) return demoLabSpec();
+  if (!file) return defaultLabSpec();
   let text: string;
   try {
     text = await readFile(file, 'utf8');

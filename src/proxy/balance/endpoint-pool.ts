@@ -51,6 +51,15 @@ export class EndpointPool {
     return this.balancer.pick(usable);
   }
 
+  /** The one endpoint matching `match` (a connection to a known endpoint address), if usable. */
+  find(
+    match: (s: EndpointState) => boolean,
+    exclude?: ReadonlySet<EndpointState>,
+  ): EndpointState | undefined {
+    const now = this.now();
+    return this.states.find((s) => match(s) && s.available(now) && !exclude?.has(s));
+  }
+
   counts(): EndpointCounts {
     const now = this.now();
     let healthy = 0;

@@ -7,7 +7,9 @@
 // rule that needs them does not match, and a DENY rule that has them matches on the rest.
 import type { AuthorizationPolicySpec } from '../../api/resources/index.js';
 
-export type AuthzDecision = { allow: true; policy?: string } | { allow: false; reason: string; policy?: string };
+export type AuthzDecision =
+  | { allow: true; policy?: string }
+  | { allow: false; reason: string; policy?: string };
 
 export interface NamedPolicy {
   name: string;
@@ -29,9 +31,13 @@ export function authorizeL4(policies: readonly NamedPolicy[], request: L4Request
   const allows = policies.filter((p) => p.spec.action === 'ALLOW');
   if (allows.length === 0) return { allow: true };
   for (const p of allows) {
-    if (p.spec.rules.some((r) => ruleMatches(r, request, 'allow'))) return { allow: true, policy: p.name };
+    if (p.spec.rules.some((r) => ruleMatches(r, request, 'allow')))
+      return { allow: true, policy: p.name };
   }
-  return { allow: false, reason: `no AuthorizationPolicy allows ${request.principal ?? 'a plaintext peer'}` };
+  return {
+    allow: false,
+    reason: `no AuthorizationPolicy allows ${request.principal ?? 'a plaintext peer'}`,
+  };
 }
 
 type Rule = AuthorizationPolicySpec['rules'][number];
@@ -48,8 +54,12 @@ function ruleMatches(rule: Rule, req: L4Request, action: 'allow' | 'deny'): bool
   return fromOk && toOk;
 }
 
-function sourceMatches(source: NonNullable<Rule['from']>[number], principal: string | undefined): boolean {
-  if (source.principals?.length && !source.principals.some((p) => principalMatches(p, principal))) return false;
+function sourceMatches(
+  source: NonNullable<Rule['from']>[number],
+  principal: string | undefined,
+): boolean {
+  if (source.principals?.length && !source.principals.some((p) => principalMatches(p, principal)))
+    return false;
   if (source.notPrincipals?.some((p) => principalMatches(p, principal))) return false;
   return true;
 }

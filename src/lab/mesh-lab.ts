@@ -1,0 +1,163 @@
+// A lab running the whole mesh: a control plane on host `cp`, and nodes that join it with
+// one-time tokens, install capture and run agents and their workloads. The demo and the
+// mesh tests build on it; it drives only the real CLI, as an operator would.
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WeftError } from '../errors.js';
+import type { RunResult } from '../sys/run.js';
+import { Lab } from './lab.js';
+import { ensureUser } from './users.js';
+
+/** The `weft` launcher of this checkout (the lab runs the same build as the caller). */
+export const WEFT_BIN = fileURLToPath(new URL('../../bin/weft', import.meta.url));
+const weft = (...args: string[]) => [process.execPath, WEFT_BIN, ...args];
+
+export interface MeshLabWorkload {
+  service: string;
+  port: number;
+  /** The application: started as `user` (default weftapp) after the node's agent. */
+  command: string[];
+  user?: string;
+}
+
+export interface MeshLabNode {
+  name: string;
+  workloads?: MeshLabWorkload[];
+}
+
+export interface MeshLabOptions {
+  /** Lab name (1-12 lowercase letters and digits). */
+  name: string;
+  nodes: MeshLabNode[];
+  /** Resources applied before the nodes join (YAML files). */
+  resourceFiles?: string[];
+  /** Extra agent config merged into every node's (e.g. capture settings). */
+  agentConfig?: Record<string, unknown>;
+}
+
+export class MeshLab {
+  private constructor(
+    readonly lab: Lab,
+    readonly options: MeshLabOptions,
+  ) {}
+
+  /** The admin flags of CLI verbs run on host cp. */
+  get adminArgs(): string[] {
+    return ['--server', '127.0.0.1:15012', '--credentials', join(this.lab.dir, 'cp', 'admin')];
+  }
+
+  configFile(node: string): string {
+    return join(this.lab.dir, `${node}.agent.yaml`);
+  }
+
+  /** Runs `weft ARGS` on a host (admin verbs get the control plane's credentials on cp). */
+  weft(
+    host: string,
+    args: string[],
+    opts: { allowFailure?: boolean; user?: string } = {},
+  ): Promise<RunResult> {
+    return this.lab.exec(host, weft(...args), opts);
+  }
+
+  /** `weft apply -f FILE` on the control plane host. */
+  apply(file: string): Promise<RunResult> {
+    return this.weft('cp', ['apply', '-f', file, ...this.adminArgs]);
+  }
+
+  async startControlPlane(): Promise<void> {
+    const dir = join(this.lab.dir, 'cp');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await this.lab.startProcess('cp', {
+      name: 'controlplane',
+      command: weft('controlplane', '--data-dir', dir),
+    });
+    await waitUntil('the control plane', async () => {
+      const r = await this.weft('cp', ['get', 'services', ...this.adminArgs], {
+        allowFailure: true,
+      });
+      return r.exitCode === 0;
+    });
+  }
+
+  async startAgent(node: string): Promise<void> {
+    await this.lab.startProcess(node, {
+      name: 'agent',
+      command: weft('agent', '--config', this.configFile(node)),
+      user: 'weft',
+    });
+  }
+
+  static async up(options: MeshLabOptions): Promise<MeshLab> {
+    const weftUser = await ensureUser('weft');
+    await ensureUser('weftapp');
+    const lab = await Lab.up({
+      name: options.name,
+      hosts: [{ name: 'cp' }, ...options.nodes.map((n) => ({ name: n.name }))],
+    });
+    const mesh = new MeshLab(lab, options);
+    try {
+      await mesh.startControlPlane();
+      for (const file of options.resourceFiles ?? []) await mesh.apply(file);
+      const cpAddress = `${lab.host('cp').address}:15012`;
+      for (const node of options.nodes) {
+        const out = (await mesh.weft('cp', ['token', 'create', '--ttl', '1h', ...mesh.adminArgs]))
+          .stdout;
+        const token = /^token:\s+(\S+)/m.exec(out)?.[1];
+        const caPin = /^CA pin:\s+(\S+)/m.exec(out)?.[1];
+        if (!token || !caPin)
+          throw new WeftError('WEFT_E_LAB', `weft token create printed no token: ${out}`);
+        // Each host's agent keeps its state apart: the namespaces share one filesystem.
+        const dataDir = join(lab.dir, node.name);
+        mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+        chownSync(dataDir, weftUser.uid, weftUser.gid);
+        const config = {
+          hostname: node.name,
+          dataDir,
+          addresses: [lab.host(node.name).address],
+          controlPlane: { address: cpAddress, token, caPin },
+          workloads: (node.workloads ?? []).map((w) => ({
+            service: w.service,
+            port: w.port,
+            user: w.user ?? 'weftapp',
+            health: { intervalMs: 1_000 },
+          })),
+          heartbeatIntervalMs: 1_000,
+          drainMs: 2_000,
+          capture: { dns: { enabled: true } },
+          ...options.agentConfig,
+        };
+        const file = mesh.configFile(node.name);
+        writeFileSync(file, JSON.stringify(config, null, 2));
+        chmodSync(file, 0o640);
+        chownSync(file, 0, weftUser.gid);
+        await mesh.weft(node.name, ['redirect', 'install', '--config', file]);
+        await mesh.startAgent(node.name);
+        for (const w of node.workloads ?? []) {
+          await lab.startProcess(node.name, {
+            name: w.service,
+            command: w.command,
+            user: w.user ?? 'weftapp',
+          });
+        }
+      }
+      return mesh;
+    } catch (err) {
+      await lab.down().catch(() => undefined);
+      throw err;
+    }
+  }
+}
+
+export async function waitUntil(
+  what: string,
+  ready: () => Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await ready()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new WeftError('WEFT_E_LAB', `${what} did not come up within ${timeoutMs / 1000} s`);
+}

@@ -1,0 +1,307 @@
+// The data plane of one host, assembled: capture listeners (15001 outbound, 15006 inbound),
+// the tunnel server (15008) and pool, DNS (15053), all fed from the control plane session's
+// snapshot and certificates. Without a session it is a plain relay: every destination is
+// passed through, as the capture-only setup of a host that has not joined yet.
+import { once } from 'node:events';
+import type { Server, Socket } from 'node:net';
+import { Gauge, type Registry } from 'prom-client';
+import type { AgentConfig } from '../agent/config.js';
+import { listenFds } from '../agent/systemd.js';
+import { parseSpiffeId } from '../api/spiffe.js';
+import type { Identity } from '../controlplane-client/identity-store.js';
+import type { ControlPlaneSession } from '../controlplane-client/session.js';
+import { type DnsServer, startDnsServer } from '../dns/index.js';
+import { describeError, WeftError } from '../errors.js';
+import type { SocketOps } from '../native/socket-ops.js';
+import type { Logger } from '../sys/logger.js';
+import { createCaptureServer } from './capture-listener.js';
+import { createPlaintextInboundHandler } from './inbound/plaintext.js';
+import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
+import { MeshState } from './mesh-state.js';
+import { SourceIdentities } from './outbound/source-identity.js';
+import { createOutboundHandler } from './outbound/stack.js';
+import { Telemetry } from './telemetry.js';
+import { startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
+
+const CONNECT_TIMEOUT_MS = 5_000;
+const MAX_ATTEMPTS = 3;
+
+export interface DataPlaneOptions {
+  config: AgentConfig;
+  session: ControlPlaneSession | undefined;
+  socketOps: SocketOps;
+  registry: Registry;
+  log: Logger;
+}
+
+export interface DataPlane {
+  /** True while the capture listeners accept connections. */
+  readonly listening: boolean;
+  /** New workload config (SIGHUP): which local users and units map to which service. */
+  reloadWorkloads(config: AgentConfig): void;
+  /** Stop accepting, let open connections finish for up to drainMs, then cut them. */
+  stop(drainMs: number): Promise<void>;
+}
+
+export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane> {
+  const { config, session, socketOps, registry, log } = opts;
+  const capture = config.capture;
+  // A socket unit (weft-agent.socket) holds the listeners across restarts: connections queue
+  // in the kernel while no agent runs. Without one, the agent binds them itself.
+  const passed = listenFds();
+  const state = new MeshState(config.hostname);
+  const telemetry = new Telemetry(registry, log);
+  let identities = session
+    ? new SourceIdentities(config.workloads, session.certificates)
+    : undefined;
+
+  // Tunnels need the node certificate and the trust bundle: with a cached or fresh identity
+  // they start at once, otherwise when the first node certificate arrives.
+  let tunnels: TunnelPool | undefined;
+  let tunnelServer: TunnelServer | undefined;
+  const startTunnels = async (node: Identity) => {
+    const trustDomain = parseSpiffeId(node.spiffeId)?.trustDomain;
+    const bundle = session?.trustBundle();
+    if (!trustDomain || !bundle || tunnels) return;
+    tunnels = new TunnelPool({ trustDomain, trustBundle: bundle, log });
+    tunnelServer = await startTunnelServer({
+      host: '::',
+      port: capture.agentPorts.tunnel,
+      fd: passed.get('tunnel')?.[0],
+      trustDomain,
+      identity: { key: node.keyPem, cert: node.certPem },
+      trustBundle: bundle,
+      authorize: tunnelAuthorizer(state, telemetry),
+      onAccess: tunnelAccessRecorder(state, telemetry),
+      connect: undefined,
+      log,
+    });
+    log.info({ port: tunnelServer.port, identity: node.spiffeId }, 'tunnel server listening');
+  };
+
+  if (session) {
+    const apply = () => {
+      const view = session.view();
+      if (!view) return;
+      state.update(view);
+      if (view.trustBundlePem) {
+        tunnels?.setTrustBundle(view.trustBundlePem);
+        tunnelServer?.setTrustBundle(view.trustBundlePem);
+      }
+    };
+    session.on('snapshot', apply);
+    session.on('certificate', (identity) => {
+      if (identity !== session.certificates.node) return;
+      if (tunnelServer) tunnelServer.setIdentity({ key: identity.keyPem, cert: identity.certPem });
+      else
+        startTunnels(identity).catch((err) =>
+          log.error({ err: describeError(err) }, 'tunnel server failed to start'),
+        );
+    });
+    apply();
+    const node = session.certificates.node;
+    if (node) await startTunnels(node);
+  }
+
+  const ownPorts = new Set([
+    capture.outboundPort,
+    capture.inboundPort,
+    capture.dns.port,
+    capture.agentPorts.tunnel,
+    config.admin.port,
+    config.metrics.port,
+  ]);
+  const common = { ownPorts, socketOps, log };
+  const outbound = createCaptureServer({
+    ...common,
+    direction: 'outbound',
+    mode: 'redirect',
+    handle: createOutboundHandler({
+      state,
+      identities: () => identities,
+      tunnels: () => tunnels,
+      telemetry,
+      log,
+      tunnelPort: capture.agentPorts.tunnel,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      maxAttempts: MAX_ATTEMPTS,
+    }),
+  });
+  const inbound = createCaptureServer({
+    ...common,
+    direction: 'inbound',
+    mode: capture.inboundMode,
+    handle: createPlaintextInboundHandler({
+      state,
+      telemetry,
+      log,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    }),
+  });
+  // Dual-stack listeners: REDIRECT sends IPv4 and IPv6 connections to the same port.
+  const outboundFd = passed.get('outbound')?.[0];
+  const inboundFd = passed.get('inbound')?.[0];
+  await listen(
+    outbound,
+    outboundFd === undefined ? { host: '::', port: capture.outboundPort } : { fd: outboundFd },
+    'outbound',
+  );
+  if (inboundFd !== undefined) {
+    // The socket unit sets Transparent= itself when inbound uses TPROXY.
+    await listen(inbound, { fd: inboundFd }, 'inbound');
+  } else if (capture.inboundMode === 'tproxy') {
+    // TPROXY delivers packets for foreign addresses: the socket needs IP_TRANSPARENT before
+    // bind, which Node cannot set, so the native addon creates it and Node adopts the fd.
+    await listen(
+      inbound,
+      { fd: socketOps.transparentListener({ host: '::', port: capture.inboundPort }) },
+      'inbound',
+    );
+  } else {
+    await listen(inbound, { host: '::', port: capture.inboundPort }, 'inbound');
+  }
+
+  let dns: DnsServer | undefined;
+  if (capture.dns.enabled) {
+    const dnsHosts = capture.ipv6 ? ['127.0.0.1', '::1'] : ['127.0.0.1'];
+    // weft-agent-dns.socket holds UDP 127.0.0.1:15053 then [::1]:15053, in that order: queries
+    // wait in them during a restart instead of failing. TCP (the truncation fallback) is ours.
+    const dnsFds = passed.get('dns') ?? [];
+    dns = await startDnsServer({
+      host: dnsHosts,
+      udpFds: Object.fromEntries(
+        dnsHosts.flatMap((h, i) => (dnsFds[i] === undefined ? [] : [[h, dnsFds[i]]])),
+      ),
+      port: capture.dns.port,
+      resolve: (name) => {
+        const vip = state.view?.services.get(name)?.vip;
+        return vip === undefined && !state.view?.services.has(name)
+          ? undefined
+          : { v4: vip ? [vip] : [], v6: [] };
+      },
+      registry,
+      log,
+    });
+  }
+
+  registerDataPlaneGauges(registry, state, () => tunnels);
+  log.info(
+    {
+      outbound: capture.outboundPort,
+      inbound: capture.inboundPort,
+      inbound_mode: capture.inboundMode,
+      dns: capture.dns.enabled ? capture.dns.port : false,
+      node: config.hostname,
+      mesh: session !== undefined,
+      socket_activated: passed.size > 0,
+    },
+    'agent listening',
+  );
+
+  const servers = [outbound, inbound];
+  const open = new Set<Socket>();
+  for (const server of servers) {
+    server.on('connection', (socket: Socket) => {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+    });
+  }
+  let listening = true;
+  return {
+    get listening() {
+      return listening;
+    },
+    reloadWorkloads(next) {
+      if (session) identities = new SourceIdentities(next.workloads, session.certificates);
+    },
+    async stop(drainMs) {
+      listening = false;
+      // close() stops accepting at once; 'close' fires when the last open connection ends.
+      for (const server of servers) server.close();
+      const drained = Promise.all(servers.map((s) => once(s, 'close')));
+      // Peers' streams through the tunnel drain for the same time (GOAWAY, then wait).
+      const tunnelDrained = tunnelServer?.close(drainMs);
+      const timedOut = await Promise.race([
+        drained.then(() => false),
+        sleep(drainMs).then(() => true),
+      ]);
+      if (timedOut) {
+        log.warn(
+          { drain_ms: drainMs, open: open.size },
+          'drain time over: closing remaining connections',
+        );
+        for (const socket of open) socket.destroy();
+        await drained;
+      }
+      await Promise.all([dns?.close(), tunnelDrained, tunnels?.close()]);
+    },
+  };
+}
+
+function registerDataPlaneGauges(
+  registry: Registry,
+  state: MeshState,
+  tunnels: () => TunnelPool | undefined,
+) {
+  new Gauge({
+    name: 'weft_balancer_endpoints',
+    help: 'Endpoints of each service as this host balances them, by state',
+    labelNames: ['service', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const pool of state.allPools()) {
+        for (const [s, n] of Object.entries(pool.counts()))
+          this.set({ service: pool.service, state: s }, n);
+      }
+    },
+  });
+  new Gauge({
+    name: 'weft_tunnel_sessions',
+    help: 'Open mTLS tunnel sessions to peer agents',
+    registers: [registry],
+    collect() {
+      this.set(tunnels()?.stats().sessions ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'weft_tunnel_handshakes',
+    help: 'TLS handshakes made by the tunnel pool since start (a counter; low under steady traffic)',
+    registers: [registry],
+    collect() {
+      this.set(tunnels()?.stats().handshakesTotal ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'weft_tunnel_streams_active',
+    help: 'Connections riding the tunnel pool now',
+    registers: [registry],
+    collect() {
+      this.set(tunnels()?.stats().streamsActive ?? 0);
+    },
+  });
+}
+
+async function listen(
+  server: Server,
+  options: { host: string; port: number } | { fd: number },
+  what: string,
+) {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const where = 'fd' in options ? `fd ${options.fd}` : `[${options.host}]:${options.port}`;
+      const hint = err.code === 'EADDRINUSE' ? ': is another agent running?' : '';
+      reject(
+        new WeftError(
+          'WEFT_E_SOCKET',
+          `cannot listen for ${what} connections on ${where}: ${err.code ?? err.message}${hint}`,
+        ),
+      );
+    });
+    server.listen({ ...options, backlog: 1024 }, () => resolve());
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

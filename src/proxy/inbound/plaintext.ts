@@ -1,0 +1,69 @@
+// The inbound path for plaintext connections captured on 15006: callers outside the mesh
+// (hosts without an agent, or ports a peer did not tunnel). The Mesh's mTLS mode decides:
+// strict refuses plaintext to a mesh workload's port, permissive lets it through, labelled.
+// AuthorizationPolicy applies with no principal, so an ALLOW list shuts plaintext out.
+// Ports that belong to no mesh workload are not the mesh's business and are relayed.
+import { describeError } from '../../errors.js';
+import type { Logger } from '../../sys/logger.js';
+import { formatAddress } from '../address.js';
+import type { CapturedConnection, CapturedHandler } from '../capture-listener.js';
+import { connectDirect } from '../endpoint/connect-direct.js';
+import type { MeshState } from '../mesh-state.js';
+import { observedRelay, refuseConnection } from '../observed-relay.js';
+import type { Telemetry } from '../telemetry.js';
+import { authorizeL4 } from './authorize.js';
+
+export interface PlaintextInboundDeps {
+  state: MeshState;
+  telemetry: Telemetry;
+  log: Logger;
+  connectTimeoutMs: number;
+}
+
+export function createPlaintextInboundHandler(deps: PlaintextInboundDeps): CapturedHandler {
+  return (conn) => {
+    handle(conn, deps).catch((err) => {
+      deps.log.error(
+        { err: describeError(err), src: conn.source },
+        'inbound connection failed unexpectedly',
+      );
+      conn.client.destroy();
+    });
+  };
+}
+
+async function handle(conn: CapturedConnection, deps: PlaintextInboundDeps): Promise<void> {
+  const { state, telemetry } = deps;
+  const service = state.localService(conn.target.port);
+  const record = {
+    direction: 'inbound' as const,
+    src: conn.source,
+    dst: formatAddress(conn.target),
+    src_service: 'unknown',
+    dst_service: service ?? 'unknown',
+    security: 'plaintext',
+  };
+  const refuse = (close_reason: string, error: string) =>
+    refuseConnection(conn, telemetry, { ...record, close_reason, error });
+
+  if (service !== undefined) {
+    if (state.mtlsMode === 'strict') {
+      telemetry.decision('inbound', service, false);
+      return refuse('denied', 'mTLS is strict: plaintext to a mesh service is refused');
+    }
+    const decision = authorizeL4(state.authorizationPolicies(service), {
+      principal: undefined,
+      port: conn.target.port,
+    });
+    telemetry.decision('inbound', service, decision.allow);
+    if (!decision.allow) return refuse('denied', decision.reason);
+  }
+
+  const upstream = await connectDirect(
+    conn.target.address,
+    conn.target.port,
+    deps.connectTimeoutMs,
+  ).catch((err) => err as Error);
+  if (upstream instanceof Error) return refuse('connect_failed', describeError(upstream));
+  observedRelay(conn, { socket: upstream }, telemetry, { ...record, endpoint: record.dst });
+}

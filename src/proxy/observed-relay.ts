@@ -1,0 +1,67 @@
+// The last stage of both directions: splice the client to its upstream and record the
+// connection when it closes, or refuse it at once and record that. One place, so every path
+// counts and logs alike.
+import type { Http2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { CapturedConnection } from './capture-listener.js';
+import { type RelaySummary, relay } from './tcp-relay.js';
+import type { ConnectionRecord, Telemetry } from './telemetry.js';
+import { splice } from './tunnel/index.js';
+
+/** Where the client's bytes go: a TCP socket, or a CONNECT stream of the tunnel. */
+export type Upstream = { socket: Socket } | { stream: Http2Stream };
+
+export type OpenRecord = Omit<ConnectionRecord, 'bytes_sent' | 'bytes_received' | 'close_reason'>;
+export type RefusedRecord = Omit<ConnectionRecord, 'bytes_sent' | 'bytes_received'>;
+
+export function observedRelay(
+  conn: CapturedConnection,
+  upstream: Upstream,
+  telemetry: Telemetry,
+  record: OpenRecord,
+  onDone?: () => void,
+): void {
+  telemetry.open(record);
+  const done = (summary: RelaySummary) => {
+    onDone?.();
+    telemetry.close(
+      {
+        ...record,
+        bytes_sent: summary.bytesFromClient,
+        bytes_received: summary.bytesToClient,
+        close_reason: summary.reason,
+        ...(summary.error ? { error: summary.error } : {}),
+      },
+      conn.started,
+    );
+  };
+  if ('socket' in upstream) {
+    relay(conn.client, upstream.socket, done);
+  } else {
+    // The tunnel's splice maps resets both ways (RFC 9113 8.5) and batches writes.
+    splice(upstream.stream, conn.client, (r) =>
+      done({
+        bytesFromClient: conn.client.bytesRead,
+        bytesToClient: conn.client.bytesWritten,
+        reason:
+          r.reason === 'done'
+            ? 'done'
+            : r.reason === 'stream_reset'
+              ? 'upstream_reset'
+              : 'client_reset',
+        ...(r.detail ? { error: r.detail } : {}),
+      }),
+    );
+  }
+  conn.client.resume();
+}
+
+/** A reset, not a FIN: the client learns at once that nothing is there. */
+export function refuseConnection(
+  conn: CapturedConnection,
+  telemetry: Telemetry,
+  record: RefusedRecord,
+): void {
+  conn.client.resetAndDestroy();
+  telemetry.refused(record, conn.started);
+}

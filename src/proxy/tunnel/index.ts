@@ -1,0 +1,27 @@
+// The tunnel between agents (HBONE-style HTTP/2 CONNECT over mTLS on 15008): the receiving
+// server and the sending pool, and the shapes they share.
+export { formatAuthority, parseAuthority } from './authority.js';
+export { TunnelStreamError } from './client-session.js';
+export { type ConnectTarget, connectLocal, REASON_HEADER } from './connect-stream.js';
+export { DEFAULT_FLOW_CONTROL, type FlowControl } from './flow-control.js';
+export { DEFAULT_KEEPALIVE, type KeepAlive } from './keepalive.js';
+export { hostAddressCheck, type LocalAddressCheck } from './local-addresses.js';
+export { resetStream, type SpliceResult, splice } from './splice.js';
+export {
+  type TunnelOpenRequest,
+  TunnelPool,
+  type TunnelPoolOptions,
+  type TunnelPoolStats,
+  type TunnelStream,
+} from './tunnel-pool.js';
+export {
+  AGENT_PORTS,
+  type RefusalReason,
+  startTunnelServer,
+  TUNNEL_PORT,
+  type TunnelRequestHandler,
+  type TunnelServer,
+  type TunnelServerOptions,
+  type TunnelServerStats,
+} from './tunnel-server.js';
+export type * from './types.js';

@@ -1,0 +1,70 @@
+// The shapes both ends of the agent-to-agent tunnel (HTTP/2 CONNECT over mTLS, port 15008)
+// share: targets, identities, the authorization hook and the per-stream access record.
+
+/** Where a CONNECT stream goes: an IP literal (v4 or v6, never a name) and a TCP port. */
+export interface TunnelTarget {
+  address: string;
+  port: number;
+}
+
+/** The key and certificate chain (PEM) a tunnel end presents. */
+export interface TlsIdentity {
+  key: string;
+  /** The leaf first, then any intermediates. */
+  cert: string;
+}
+
+/** The workload (or node) identity a client opens streams as. */
+export interface TunnelIdentity {
+  spiffeId: string;
+  key: string;
+  cert: string;
+}
+
+/** The verified peer of a server session: its SPIFFE ID and where it connected from. */
+export interface TunnelPeer {
+  spiffeId: string;
+  /** Serial number of the certificate the peer presented (hex, uppercase, as Node prints it). */
+  certSerial: string;
+  address: string;
+  port: number;
+}
+
+export interface AuthorizeRequest {
+  peer: TunnelPeer;
+  target: TunnelTarget;
+}
+
+export type AuthorizeDecision = { allow: true } | { allow: false; reason: string };
+
+/** The inbound authorization decision for one CONNECT stream (AuthorizationPolicy at L4). */
+export type AuthorizeHook = (
+  request: AuthorizeRequest,
+) => AuthorizeDecision | Promise<AuthorizeDecision>;
+
+/** Why a server-side stream ended. */
+export type StreamCloseReason =
+  | 'done' // both directions finished (END_STREAM and FIN both ways)
+  | 'peer_reset' // the tunnel client reset the stream, or its session died
+  | 'target_reset' // the local target errored after connecting
+  | 'connect_failed' // the local target could not be reached (502)
+  | 'denied' // authorization or the locality check refused it (403)
+  | 'bad_request' // the :authority was not ip:port (400)
+  | 'not_connect'; // not a CONNECT and no request handler took it (405)
+
+/** One record per stream on the receiving side, for access logs and metrics. */
+export interface TunnelAccessRecord {
+  peer: TunnelPeer;
+  /** The :authority as received (the target `ip:port`, or whatever a bad request sent). */
+  authority: string;
+  target?: TunnelTarget;
+  /** The :status answered (200, 400, 403, 405, 502), or 0 if the stream died first. */
+  status: number;
+  reason: StreamCloseReason;
+  /** Why it was denied, or the error behind a reset or failed connect. */
+  detail?: string;
+  /** Bytes the peer sent to the target, and the target sent back. */
+  bytesToTarget: number;
+  bytesFromTarget: number;
+  durationMs: number;
+}
