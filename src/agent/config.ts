@@ -1,12 +1,12 @@
 // The agent's configuration file (/etc/weft/agent.yaml): what this host is, where the control
 // plane is, which local workloads it serves, and how traffic is captured. Every field is
 // optional; defaults follow DESIGN.md.
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { WeftError } from '../errors.js';
 import { captureConfigSchema } from '../redirect/config.js';
+import { readConfigFile } from '../sys/config-file.js';
 import { formatZodIssue } from '../sys/zod-format.js';
 
 const port = z.number().int().min(1).max(65535);
@@ -121,14 +121,6 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
 /** Reads the agent config; no file means all defaults. */
 export function loadAgentConfig(file?: string): AgentConfig {
   if (file === undefined) return parseAgentConfig('{}', '(defaults)');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new WeftError(
-      'WEFT_E_CONFIG',
-      `cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
-    );
-  }
+  const text = readConfigFile(file);
   return parseAgentConfig(text, file);
 }

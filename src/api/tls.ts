@@ -61,7 +61,8 @@ export function parseHostPort(
   return { host: m[1]!, port };
 }
 
-function chainOf(leaf: DetailedPeerCertificate): X509Certificate[] {
+/** A peer's certificate chain as presented, leaf first (Node links it via issuerCertificate). */
+export function chainOf(leaf: DetailedPeerCertificate): X509Certificate[] {
   const out: X509Certificate[] = [];
   const seen = new Set<string>();
   for (

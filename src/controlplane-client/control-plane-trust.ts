@@ -4,12 +4,12 @@
 // (file), and learns the trust domain from the server's spiffe://<td>/controlplane identity,
 // which the node CSR needs before the join response could tell it.
 
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, type DetailedPeerCertificate } from 'node:tls';
 import { caPin, splitPemCertificates } from '../api/ca-pin.js';
 import { parseSpiffeId, spiffeIdOfCertificate } from '../api/spiffe.js';
-import { checkControlPlaneIdentity, parseHostPort } from '../api/tls.js';
+import { chainOf, checkControlPlaneIdentity, parseHostPort } from '../api/tls.js';
 import { WeftError } from '../errors.js';
 
 export interface ControlPlaneTrust {
@@ -116,21 +116,6 @@ function fetchChain(
       );
     });
   });
-}
-
-function chainOf(leaf: DetailedPeerCertificate): X509Certificate[] {
-  const out: X509Certificate[] = [];
-  const seen = new Set<string>();
-  for (
-    let c: DetailedPeerCertificate | undefined = leaf;
-    c?.raw !== undefined;
-    c = c.issuerCertificate
-  ) {
-    if (seen.has(c.fingerprint256)) break; // a self-signed root links to itself
-    seen.add(c.fingerprint256);
-    out.push(new X509Certificate(c.raw));
-  }
-  return out;
 }
 
 /** The pinned CA from the chain, after checking every certificate below it is signed by the next. */

@@ -1,12 +1,12 @@
 // The control plane's configuration file (--config, YAML). Every field is optional; durations
 // are written like "24h", "90s", "500ms" and held in milliseconds.
-import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_CONTROL_PLANE_DATA_DIR } from '../api/admin-client.js';
 import { durationMs } from '../api/duration.js';
 import { TRUST_DOMAIN } from '../api/spiffe.js';
 import { WeftError } from '../errors.js';
+import { readConfigFile } from '../sys/config-file.js';
 import { formatZodIssue } from '../sys/zod-format.js';
 
 /** 0 lets the OS choose (tests). */
@@ -86,15 +86,7 @@ export function parseControlPlaneConfig(input: unknown, source: string): Control
 /** Reads the config file; no file means all defaults. */
 export function loadControlPlaneConfig(file?: string): ControlPlaneConfig {
   if (file === undefined) return parseControlPlaneConfig({}, '(defaults)');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new WeftError(
-      'WEFT_E_CONFIG',
-      `cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
-    );
-  }
+  const text = readConfigFile(file);
   let doc: unknown;
   try {
     doc = parseYaml(text);
