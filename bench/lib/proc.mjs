@@ -1,0 +1,78 @@
+// CPU and memory of processes from /proc: CPU seconds (user + system, all threads) and RSS.
+import { readdirSync, readFileSync } from 'node:fs';
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+/** utime + stime of a process (all its threads), in seconds; 0 when it is gone. */
+export function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
+
+export const totalCpuSeconds = (pids) => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+
+/** Resident set size in MiB (VmRSS). */
+export function rssMiB(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    return kb / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+function comm(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function children(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8')
+        .split(' ')
+        .filter(Boolean)
+        .map(Number),
+    );
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The process named `name` at or under `pid`: a lab process is started through `ip netns exec`
+ * and setpriv, which exec but might fork on other versions, so the tree is searched.
+ */
+export function findProcess(pid, name) {
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.shift();
+    if (comm(p) === name) return p;
+    queue.push(...children(p));
+  }
+  throw new Error(`no process named ${name} under pid ${pid}`);
+}
+
+/** Samples the largest RSS of `pid` every `everyMs` until stop() is called. */
+export function rssSampler(pid, everyMs = 250) {
+  let peak = rssMiB(pid);
+  const timer = setInterval(() => {
+    peak = Math.max(peak, rssMiB(pid));
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, rssMiB(pid));
+    },
+  };
+}

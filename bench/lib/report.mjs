@@ -1,0 +1,68 @@
+// The run's figures as a markdown table: median [min-max] per setup, and weft's ratios.
+import { ratio } from './stats.mjs';
+
+const fmt = (v, digits) => (v == null ? '-' : v.toFixed(digits));
+const cell = (s, d) =>
+  s == null
+    ? '-'
+    : s.n > 1
+      ? `${fmt(s.median, d)} [${fmt(s.min, d)}-${fmt(s.max, d)}]`
+      : fmt(s.median, d);
+
+export function markdown(result) {
+  const lines = [];
+  const m = result.machine;
+  lines.push(`# weft benchmark, ${result.date}`);
+  lines.push('');
+  lines.push(
+    `commit ${result.commit}; ${m.cores} cores, ${m.model}; Node ${m.node}; kernel ${m.kernel}; ${result.mode} run, ${result.repetitions} repetition(s) per figure (median [min-max]).`,
+  );
+  lines.push(`Placement: ${result.placement}`);
+  lines.push('');
+  lines.push('| figure | direct | haproxy | weft | weft/direct | weft/haproxy |');
+  lines.push('|---|---|---|---|---|---|');
+  for (const row of result.rows) {
+    const s = row.setups;
+    const wd = row.noRatio ? null : ratio(s.weft?.median, s.direct?.median);
+    const wh = row.noRatio ? null : ratio(s.weft?.median, s.haproxy?.median);
+    lines.push(
+      `| ${row.label} | ${cell(s.direct, row.digits)} | ${cell(s.haproxy, row.digits)} | ${cell(s.weft, row.digits)} | ${fmt(wd, 2)} | ${fmt(wh, 2)} |`,
+    );
+  }
+  if (result.memory) {
+    lines.push('');
+    lines.push('| agent RSS (MiB, client / server host) | value |');
+    lines.push('|---|---|');
+    for (const [k, v] of Object.entries(result.memory))
+      lines.push(`| ${k} | ${v.map((x) => x.toFixed(1)).join(' / ')} |`);
+  }
+  const cp = result.controlPlane;
+  if (cp) {
+    lines.push('');
+    lines.push(
+      `Control plane: ${cp.agents} simulated agents (one process, one gRPC stream and node certificate each), ${cp.services} services, ${cp.endpoints} endpoints; ${cp.changes.length} changes (apply / a workload gone, alternating).`,
+    );
+    lines.push('');
+    lines.push('| figure | value |');
+    lines.push('|---|---|');
+    lines.push(
+      `| join ${cp.agents} nodes (token + CSR + Join each) | ${cp.joinSeconds.toFixed(1)} s |`,
+    );
+    lines.push(
+      `| initial sync: full snapshot to every agent, streams opened in waves of ${cp.initialSync.wave} | ${cp.initialSync.seconds.toFixed(1)} s, control plane CPU ${cp.initialSync.cpuSeconds.toFixed(1)} s, RSS peak ${cp.initialSync.rssMiBPeak.toFixed(0)} MiB |`,
+    );
+    lines.push(`| change until acked, p50 over agents (ms) | ${cell(cp.p50Ms, 1)} |`);
+    lines.push(`| change until acked, p99 over agents (ms) | ${cell(cp.p99Ms, 1)} |`);
+    lines.push(`| change until every agent acked (ms) | ${cell(cp.allAckedMs, 1)} |`);
+    lines.push(
+      `| control plane RSS, connected idle / peak (MiB) | ${cp.controlPlane.rssMiBIdleConnected.toFixed(0)} / ${cp.controlPlane.rssMiBPeak.toFixed(0)} |`,
+    );
+    lines.push(
+      `| control plane CPU during the changes | ${cp.controlPlane.cpuSecondsDuringChanges.toFixed(2)} s (${(cp.controlPlane.cpuShareDuringChanges * 100).toFixed(0)} % of a core) |`,
+    );
+  }
+  for (const f of result.failures ?? []) lines.push('', `FAILED: ${f}`);
+  lines.push('');
+  lines.push(`Duration of this run: ${(result.durationSeconds / 60).toFixed(1)} min.`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,397 @@
+// `npm run bench [-- --quick] [-- --profile] [-- --no-controlplane]`: weft against no mesh
+// (direct) and against one HAProxy per host with mTLS, in one two-host lab, setups alternated
+// within every repetition; then the control plane with many simulated agents. Writes
+// bench/results/<timestamp>.json and .md and prints the table. Needs root. See bench/README.md.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { lookupUser, WEFT_BIN } from '../dist/lab/index.js';
+import { BenchLab, CPU } from './lib/bench-lab.mjs';
+import { analyzeProfile } from './lib/cpuprofile.mjs';
+import { rssMiB, rssSampler, totalCpuSeconds } from './lib/proc.mjs';
+import { markdown } from './lib/report.mjs';
+import { summarize } from './lib/stats.mjs';
+import { ensureTools } from './lib/tools.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RESULTS = join(ROOT, 'bench', 'results');
+const argv = new Set(process.argv.slice(2));
+const QUICK = argv.has('--quick');
+const PROFILE = argv.has('--profile');
+const CONTROL_PLANE = !argv.has('--no-controlplane');
+const SETUPS = ['direct', 'haproxy', 'weft'];
+
+const PLAN = QUICK
+  ? { reps: 1, latencyS: 4, maxS: 4, bulkS: 3, connS: 3, simAgents: 200, simChanges: 4 }
+  : { reps: 3, latencyS: 10, maxS: 10, bulkS: 6, connS: 6, simAgents: 1000, simChanges: 10 };
+
+const started = Date.now();
+const log = (msg) =>
+  process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s] ${msg}\n`);
+
+function preflight() {
+  if (process.getuid?.() !== 0) {
+    console.error(
+      'bench: needs root (it builds network namespaces and iptables rules); run it with sudo',
+    );
+    process.exit(1);
+  }
+  try {
+    readdirSync(join(ROOT, 'dist', 'cli'));
+  } catch {
+    console.error('bench: dist/ is missing; run `npm run build` first');
+    process.exit(1);
+  }
+  ensureTools(log);
+}
+
+/** The scenarios of one repetition for one setup; figures go into `into[key][setup]`. */
+async function runScenarios(bench, setup, into, load) {
+  const put = (key, v) => {
+    into[key] ??= { direct: [], haproxy: [], weft: [] };
+    into[key][setup].push(v);
+  };
+  const pids = bench.proxyPids(setup);
+  const cpuDuring = async (fn) => {
+    const before = totalCpuSeconds(pids);
+    const res = await fn();
+    return { res, cpu: totalCpuSeconds(pids) - before };
+  };
+
+  // 1. HTTP/1.1 at ~1,000 requests/s over 16 connections (15 ms pause per connection: wrk adds its timer slack).
+  const s1 = await cpuDuring(() =>
+    bench.wrk(setup, { connections: 16, seconds: PLAN.latencyS, delayMs: 15 }),
+  );
+  put('s1.rps', s1.res.rps);
+  for (const p of ['p50', 'p90', 'p99', 'max']) put(`s1.${p}`, s1.res[p] / 1000);
+  put('s1.errors', s1.res.errors + s1.res.status);
+  if (setup !== 'direct') put('s1.cpu', s1.cpu / (s1.res.requests / 1000));
+
+  // 2. HTTP/1.1 at maximum rate, 64 connections (agent RSS sampled under this load).
+  const samplers = setup === 'weft' ? [load.client(), load.server()] : [];
+  const s2 = await cpuDuring(() => bench.wrk(setup, { connections: 64, seconds: PLAN.maxS }));
+  if (setup === 'weft') load.peaks.push(samplers.map((s) => s.stop()));
+  put('s2.rps', s2.res.rps);
+  put('s2.p99', s2.res.p99 / 1000);
+  put('s2.errors', s2.res.errors + s2.res.status);
+  if (setup !== 'direct') put('s2.cpu', s2.cpu / (s2.res.requests / 1000));
+
+  // 3. TCP bulk, one connection and eight.
+  put('s3.gbps1', await bench.iperf(setup, { streams: 1, seconds: PLAN.bulkS }));
+  put('s3.gbps8', await bench.iperf(setup, { streams: 8, seconds: PLAN.bulkS }));
+
+  // 4. A new connection per request.
+  const s4 = await bench.wrk(setup, { connections: 16, seconds: PLAN.connS, close: true });
+  put('s4.cps', s4.rps);
+  put('s4.errors', s4.errors + s4.status);
+}
+
+const ROWS = [
+  ['s1.p50', '1. latency p50 at 1k req/s (ms)', 3],
+  ['s1.p90', '1. latency p90 (ms)', 3],
+  ['s1.p99', '1. latency p99 (ms)', 3],
+  ['s1.max', '1. latency max (ms)', 2],
+  ['s1.added.p50', '1. added over direct, p50 (ms)', 3, true],
+  ['s1.added.p99', '1. added over direct, p99 (ms)', 3, true],
+  ['s1.rps', '1. achieved rate (req/s)', 0],
+  ['s2.rps', '2. max rate, 64 conns (req/s)', 0],
+  ['s2.p99', '2. latency p99 at max rate (ms)', 2],
+  ['s3.gbps1', '3. TCP bulk, 1 connection (Gbit/s)', 2],
+  ['s3.gbps8', '3. TCP bulk, 8 connections (Gbit/s)', 2],
+  ['s4.cps', '4. new connections/s (conn per request)', 0],
+  ['s1.cpu', '5. proxy CPU s per 1k req at 1k req/s (both hosts)', 4],
+  ['s2.cpu', '5. proxy CPU s per 1k req at max rate (both hosts)', 4],
+  ['errors', 'errors (all wrk runs, summed per repetition)', 0, true],
+];
+
+/** Latency each proxy adds over direct, paired within a repetition. */
+function addDerived(raw) {
+  for (const p of ['p50', 'p99']) {
+    const d = raw[`s1.${p}`];
+    raw[`s1.added.${p}`] = {
+      direct: [],
+      haproxy: d.haproxy.map((v, i) => v - d.direct[i]),
+      weft: d.weft.map((v, i) => v - d.direct[i]),
+    };
+  }
+  raw.errors = {};
+  for (const s of SETUPS)
+    raw.errors[s] = raw['s1.errors'][s].map(
+      (v, i) => v + raw['s2.errors'][s][i] + raw['s4.errors'][s][i],
+    );
+}
+
+async function controlPlaneScale(bench) {
+  log(`scenario 6: ${PLAN.simAgents} simulated agents against the control plane`);
+  const cpPid = bench.pids.controlPlane;
+  const child = bench.lab.spawn('cp', [
+    process.execPath,
+    join(ROOT, 'bench', 'sim-agents.mjs'),
+    '--server',
+    '127.0.0.1:15012',
+    '--credentials',
+    join(bench.lab.dir, 'cp', 'admin'),
+    '--cp-pid',
+    String(cpPid),
+    '--agents',
+    String(PLAN.simAgents),
+    '--services',
+    String(PLAN.simAgents),
+    '--per-agent',
+    '10',
+    '--changes',
+    String(PLAN.simChanges),
+    '--real-nodes',
+    'client,server',
+  ]);
+  child.stderr.on('data', (d) => process.stderr.write(d));
+  const result = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve(JSON.parse(line));
+    });
+    child.once('exit', (code) => reject(new Error(`sim-agents exited with ${code}`)));
+  });
+  // The real agents acked the state with every simulated service and endpoint: measure them.
+  const p = bench.pids;
+  await new Promise((r) => setTimeout(r, 2_000));
+  const loaded = [rssMiB(p.clientAgent), rssMiB(p.serverAgent)];
+  child.stdin.end();
+  await new Promise((r) => child.once('exit', r));
+  return { result, loaded };
+}
+
+async function profileAgents(bench, dir) {
+  const weft = lookupUser('weft');
+  const runs = [
+    ['http', () => bench.wrk('weft', { connections: 64, seconds: 10 })],
+    ['tcp', () => bench.iperf('weft', { streams: 8, seconds: 8 })],
+    ['new-connections', () => bench.wrk('weft', { connections: 16, seconds: 8, close: true })],
+  ];
+  const out = {};
+  for (const [name, load] of runs) {
+    const profDir = join(dir, name);
+    mkdirSync(profDir, { recursive: true });
+    chownSync(profDir, weft.uid, weft.gid);
+    const startedAt = {};
+    for (const host of ['client', 'server']) {
+      await bench.lab.stopProcess(host, 'agent');
+      startedAt[host] = Date.now();
+      await bench.lab.startProcess(host, {
+        name: 'agent',
+        // Node refuses --cpu-prof in NODE_OPTIONS: it goes on the command line. The profile
+        // is written when the agent exits after SIGTERM's drain.
+        command: [
+          process.execPath,
+          '--cpu-prof',
+          `--cpu-prof-dir=${profDir}`,
+          `--cpu-prof-name=${host}.cpuprofile`,
+          WEFT_BIN,
+          'agent',
+          '--config',
+          bench.mesh.configFile(host),
+        ],
+        user: 'weft',
+      });
+      await bench.pinAgent(host);
+    }
+    await bench.waitReady();
+    log(`profiling the agents under ${name} load`);
+    const loadStart = Date.now();
+    const result = await load();
+    const loadEnd = Date.now();
+    // A long grace: the profile is written after the drain, and a SIGKILL would lose it.
+    for (const host of ['client', 'server']) await bench.lab.stopProcess(host, 'agent', 30_000);
+    // Only the load window counts: start-up (module loading, joining) is left out.
+    out[name] = { load: result, seconds: (loadEnd - loadStart) / 1000 };
+    for (const host of ['client', 'server']) {
+      out[name][host] = analyzeProfile(join(profDir, `${host}.cpuprofile`), {
+        top: 25,
+        fromMs: loadStart - startedAt[host],
+        toMs: loadEnd - startedAt[host],
+      });
+    }
+  }
+  // Leave plain agents behind for whatever runs next.
+  for (const host of ['client', 'server']) {
+    await bench.mesh.startAgent(host);
+    await bench.pinAgent(host);
+  }
+  return out;
+}
+
+function profileMarkdown(profiles) {
+  const lines = ['# Agent CPU profiles (load window only)', ''];
+  const pct = (x) => (x == null ? '-' : (x * 100).toFixed(1));
+  for (const [load, run] of Object.entries(profiles)) {
+    const requests = run.load?.requests;
+    const what = requests ? `${requests} requests` : `${run.load?.toFixed?.(2) ?? '?'} Gbit/s`;
+    lines.push(`## ${load} load: ${what} in ${run.seconds.toFixed(1)} s`, '');
+    for (const host of ['client', 'server']) {
+      const p = run[host];
+      const perRequest = requests
+        ? `, ${((p.busyMs * 1000) / requests).toFixed(1)} µs per request`
+        : '';
+      lines.push(
+        `### ${host} agent: ${(p.busyMs / 1000).toFixed(2)} s busy of ${(p.totalMs / 1000).toFixed(2)} s${perRequest}`,
+        '',
+      );
+      lines.push('| self ms | % of busy | function | where |', '|---|---|---|---|');
+      for (const t of p.top)
+        lines.push(`| ${t.ms.toFixed(0)} | ${pct(t.shareOfBusy)} | ${t.name} | ${t.where} |`);
+      lines.push('', 'Callers of the heaviest native functions:', '');
+      for (const c of p.callers)
+        lines.push(
+          `- ${c.native}: ${c.from.map((t) => `${t.name} ${t.where} ${t.ms.toFixed(0)} ms`).join('; ')}`,
+        );
+      lines.push('', "Inclusive time of weft's own functions:", '');
+      lines.push('| ms | % of busy | function | where |', '|---|---|---|---|');
+      for (const t of p.weft.slice(0, 12))
+        lines.push(`| ${t.ms.toFixed(0)} | ${pct(t.shareOfBusy)} | ${t.name} | ${t.where} |`);
+      lines.push('');
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function gitCommit() {
+  try {
+    const head = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], {
+      encoding: 'utf8',
+    }).trim();
+    const dirty = execFileSync(
+      'git',
+      ['-C', ROOT, 'status', '--porcelain', '--', 'src', 'native'],
+      { encoding: 'utf8' },
+    ).trim();
+    return dirty ? `${head} (with uncommitted changes in src/)` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main() {
+  preflight();
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[:.]/g, '-')
+    .replace(/-\d{3}Z$/, 'Z');
+  const name = `bn${Math.random()
+    .toString(36)
+    .slice(2, 6)
+    .replace(/[^a-z0-9]/g, 'x')}`; // <lab>-<host> must fit an interface name
+  const bench = await BenchLab.up(name, log);
+  const raw = {};
+  const memory = {};
+  let controlPlane;
+  let profiles;
+  const failures = [];
+  try {
+    // Settle: the agents' start-up garbage is collected within a few seconds.
+    await new Promise((r) => setTimeout(r, 5_000));
+    const p0 = bench.pids;
+    memory['idle, after start'] = [rssMiB(p0.clientAgent), rssMiB(p0.serverAgent)];
+    const load = {
+      peaks: [],
+      client: () => rssSampler(p0.clientAgent),
+      server: () => rssSampler(p0.serverAgent),
+    };
+    for (let rep = 0; rep < PLAN.reps; rep++) {
+      // Rotate the order each repetition so that no setup always runs first or last.
+      const order = SETUPS.map((_, i) => SETUPS[(i + rep) % SETUPS.length]);
+      for (const setup of order) {
+        log(`repetition ${rep + 1}/${PLAN.reps}: ${setup}`);
+        await runScenarios(bench, setup, raw, load);
+      }
+    }
+    memory['under load (peak during scenario 2)'] = [0, 1].map((i) =>
+      Math.max(...load.peaks.map((p) => p[i])),
+    );
+    await new Promise((r) => setTimeout(r, 5_000));
+    memory['idle, after the load'] = [rssMiB(p0.clientAgent), rssMiB(p0.serverAgent)];
+    addDerived(raw);
+    if (PROFILE) {
+      const dir = join(RESULTS, `${stamp}-profile`);
+      mkdirSync(dir, { recursive: true });
+      chmodSync(dir, 0o755);
+      // A failure here (or in scenario 6) is reported; the figures so far are still written.
+      try {
+        profiles = await profileAgents(bench, dir);
+        writeFileSync(join(dir, 'summary.md'), profileMarkdown(profiles));
+        process.stdout.write(profileMarkdown(profiles));
+      } catch (err) {
+        failures.push(`profile: ${err.message}`);
+        // Plain agents again, for scenario 6.
+        for (const host of ['client', 'server']) {
+          await bench.lab.stopProcess(host, 'agent', 30_000).catch(() => false);
+          await bench.mesh.startAgent(host);
+          await bench.pinAgent(host);
+        }
+        await bench.waitReady();
+      }
+    }
+    if (CONTROL_PLANE) {
+      try {
+        const cp = await controlPlaneScale(bench);
+        controlPlane = cp.result;
+        memory[`with ${cp.result.services} services and ${cp.result.endpoints} endpoints loaded`] =
+          cp.loaded;
+      } catch (err) {
+        failures.push(`scenario 6: ${err.message}`);
+      }
+    }
+  } finally {
+    log('tearing the lab down');
+    await bench.lab.down().catch((err) => log(`teardown: ${err.message}`));
+    rmSync(bench.dir, { recursive: true, force: true }); // configs and throwaway certificates
+  }
+  const result = {
+    date: new Date().toISOString(),
+    commit: gitCommit(),
+    mode: QUICK ? 'quick' : 'full',
+    repetitions: PLAN.reps,
+    plan: PLAN,
+    machine: {
+      cores: cpus().length,
+      model: cpus()[0]?.model ?? 'unknown',
+      node: process.version,
+      kernel: release(),
+    },
+    placement: `client host (wrk, iperf3 client, client-side HAProxy, client agent) pinned to CPU ${CPU.client}; server host (upstream HAProxy, iperf3 servers, server-side HAProxy, server agent) pinned to CPU ${CPU.server}; control plane and simulated agents unpinned. The machine is shared: other work may run on the same cores.`,
+    rows: ROWS.map(([key, label, digits, noRatio]) => ({
+      key,
+      label,
+      digits,
+      noRatio:
+        noRatio === true && key !== 's1.added.p50' && key !== 's1.added.p99' ? true : noRatio,
+      setups: Object.fromEntries(SETUPS.map((s) => [s, summarize(raw[key]?.[s] ?? [])])),
+    })),
+    raw,
+    memory,
+    controlPlane,
+    profiles: profiles
+      ? Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, v]))
+      : undefined,
+    failures,
+    durationSeconds: (Date.now() - started) / 1000,
+  };
+  mkdirSync(RESULTS, { recursive: true });
+  const md = markdown(result);
+  writeFileSync(join(RESULTS, `${stamp}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(RESULTS, `${stamp}.md`), md);
+  process.stdout.write(md);
+  log(`wrote bench/results/${stamp}.json and .md`);
+  if (failures.length > 0) {
+    console.error(`bench: parts failed:\n  ${failures.join('\n  ')}`);
+    process.exitCode = 1;
+  }
+}
+
+main().catch((err) => {
+  console.error(`bench: ${err?.stack ?? err}`);
+  process.exit(1);
+});
