@@ -48,6 +48,9 @@ export function createCaptureServer(opts: CaptureListenerOptions): Server {
 
 function accept(client: Socket, opts: CaptureListenerOptions): void {
   const started = process.hrtime.bigint();
+  // The next stages may await (a connect, a tunnel stream) before they attach their own
+  // handlers: a reset from the client meanwhile must not be an unhandled 'error' event.
+  client.on('error', () => {});
   const source = formatAddress({
     address: unmapV4(client.remoteAddress ?? ''),
     port: client.remotePort ?? 0,
@@ -97,10 +100,14 @@ function accept(client: Socket, opts: CaptureListenerOptions): void {
   };
   originalSourcePort(seen).then(
     (port) => {
-      const found = port === undefined || port === tuple.localPort ? undefined : ownerOf({ ...tuple, localPort: port }, opts);
+      const found =
+        port === undefined || port === tuple.localPort
+          ? undefined
+          : ownerOf({ ...tuple, localPort: port }, opts);
       opts.handle({ direction: opts.direction, client, source, target, owner: found, started });
     },
-    () => opts.handle({ direction: opts.direction, client, source, target, owner: undefined, started }),
+    () =>
+      opts.handle({ direction: opts.direction, client, source, target, owner: undefined, started }),
   );
 }
 

@@ -22,6 +22,17 @@ export function observedRelay(
   onDone?: () => void,
 ): void {
   telemetry.open(record);
+  if (conn.client.destroyed) {
+    // The client went away while its upstream was being reached: nothing to relay.
+    if ('socket' in upstream) upstream.socket.destroy();
+    else upstream.stream.destroy();
+    onDone?.();
+    telemetry.close(
+      { ...record, bytes_sent: 0, bytes_received: 0, close_reason: 'client_reset' },
+      conn.started,
+    );
+    return;
+  }
   const done = (summary: RelaySummary) => {
     onDone?.();
     telemetry.close(
