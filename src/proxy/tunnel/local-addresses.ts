@@ -4,17 +4,13 @@
 // found, so an address added later is picked up without a syscall per stream.
 import { isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { unmapV4 } from '../address.js';
+
+export { unmapV4 };
 
 export type LocalAddressCheck = (address: string) => boolean;
 
 const REFRESH_MIN_MS = 1_000;
-
-/** Strips an IPv4-mapped prefix (::ffff:a.b.c.d) so one address has one spelling. */
-export function unmapV4(address: string): string {
-  return address.toLowerCase().startsWith('::ffff:') && isIPv4(address.slice(7))
-    ? address.slice(7)
-    : address;
-}
 
 function isLoopback(address: string): boolean {
   return (isIPv4(address) && address.startsWith('127.')) || address === '::1';
