@@ -2,10 +2,9 @@
 // server's SPIFFE ID (not its hostname: agents reach the control plane by whatever address
 // works), and the join-time CA fetch that trusts nothing but a pinned CA key.
 import { X509Certificate } from 'node:crypto';
-import { connect, type DetailedPeerCertificate, type PeerCertificate } from 'node:tls';
+import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { WeftError } from '../errors.js';
-import { caPin } from './ca-pin.js';
 import { controlPlaneSpiffeId, parseSpiffeId, spiffeIdOfCertificate } from './spiffe.js';
 
 export interface ClientTlsMaterial {
@@ -75,60 +74,4 @@ export function chainOf(leaf: DetailedPeerCertificate): X509Certificate[] {
     out.push(new X509Certificate(c.raw));
   }
   return out;
-}
-
-/**
- * Connects to the control plane without trusting anything yet, and returns the CA certificate
- * (PEM) from the chain it presents whose key matches `pin` (see caPin), after checking that the
- * server's certificate was issued by it. Used once, at join, before any CA is trusted.
- */
-export function fetchPinnedCa(address: string, pin: string, timeoutMs = 5_000): Promise<string> {
-  const { host, port } = parseHostPort(address, 15012);
-  return new Promise((resolve, reject) => {
-    const fail = (message: string): void => {
-      socket.destroy();
-      reject(new WeftError('WEFT_E_DENIED', `control plane at ${address}: ${message}`));
-    };
-    const socket = connect({
-      host,
-      port,
-      rejectUnauthorized: false,
-      ALPNProtocols: ['h2'],
-      timeout: timeoutMs,
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      reject(
-        new WeftError(
-          'WEFT_E_UNAVAILABLE',
-          `cannot reach the control plane at ${address}: timed out`,
-        ),
-      );
-    });
-    socket.once('error', (err) => {
-      reject(
-        new WeftError(
-          'WEFT_E_UNAVAILABLE',
-          `cannot reach the control plane at ${address}: ${err.message}`,
-        ),
-      );
-    });
-    socket.once('secureConnect', () => {
-      const chain = chainOf(socket.getPeerCertificate(true));
-      const leaf = chain[0];
-      const ca = chain.find((c) => caPin(c) === pin.toLowerCase());
-      if (leaf === undefined) return fail('presented no certificate');
-      if (ca === undefined)
-        return fail('no certificate in its chain matches the CA pin (wrong pin or wrong server)');
-      // Each certificate up to the pinned one must be signed by the next.
-      for (let i = 0; chain[i] !== ca; i++) {
-        const next = chain[i + 1];
-        if (next === undefined || !chain[i]!.verify(next.publicKey)) {
-          return fail('its certificate chain does not lead to the pinned CA');
-        }
-      }
-      socket.end();
-      resolve(ca.toString());
-    });
-  });
 }

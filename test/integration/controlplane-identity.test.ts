@@ -9,7 +9,8 @@ import { fromGrpcError } from '../../src/api/grpc-errors.js';
 import type { SyncResponse } from '../../src/api/messages.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, loadProto, unary } from '../../src/api/proto.js';
 import { nodeSpiffeId, serviceSpiffeId, spiffeIdOfCertificate } from '../../src/api/spiffe.js';
-import { controlPlaneCredentials, fetchPinnedCa } from '../../src/api/tls.js';
+import { controlPlaneCredentials } from '../../src/api/tls.js';
+import { establishTrust } from '../../src/controlplane-client/control-plane-trust.js';
 import {
   joinNode,
   type NodeCredentials,
@@ -79,11 +80,11 @@ describe('join', () => {
   });
 
   it('lets an agent find the CA from its pin alone', async () => {
-    const caPem = await fetchPinnedCa(cp.grpcAddress, cp.caPin);
+    const { caPem } = await establishTrust(cp.grpcAddress, { caPin: cp.caPin });
     expect(caPin(caPem)).toBe(cp.caPin);
-    await expect(fetchPinnedCa(cp.grpcAddress, 'ab'.repeat(32))).rejects.toThrow(
-      'no certificate in its chain matches the CA pin',
-    );
+    await expect(establishTrust(cp.grpcAddress, { caPin: 'ab'.repeat(32) })).rejects.toMatchObject({
+      code: 'WEFT_E_DENIED',
+    });
   });
 
   it('refuses a used token', async () => {
