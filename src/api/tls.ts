@@ -1,6 +1,6 @@
 // TLS for clients of the control plane: channel credentials that trust weft's CA and check the
 // server's SPIFFE ID (not its hostname: agents reach the control plane by whatever address
-// works), and the join-time CA fetch that trusts nothing but a pinned CA key.
+// works), and reading a peer's chain (the agent's join pins the CA key in it).
 import { X509Certificate } from 'node:crypto';
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
