@@ -55,6 +55,16 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     ? new SourceIdentities(config.workloads, session.certificates)
     : undefined;
 
+  // The agent's own ports: never relayed to (capture) nor tunnelled to, so nothing loops.
+  const ownPorts = new Set([
+    capture.outboundPort,
+    capture.inboundPort,
+    capture.dns.port,
+    capture.agentPorts.tunnel,
+    config.admin.port,
+    config.metrics.port,
+  ]);
+
   // Tunnels need the node certificate and the trust bundle: with a cached or fresh identity
   // they start at once, otherwise when the first node certificate arrives.
   let tunnels: TunnelPool | undefined;
@@ -73,7 +83,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       trustBundle: bundle,
       authorize: tunnelAuthorizer(state, telemetry),
       onAccess: tunnelAccessRecorder(state, telemetry),
-      connect: undefined,
+      reservedPorts: ownPorts,
       log,
     });
     log.info({ port: tunnelServer.port, identity: node.spiffeId }, 'tunnel server listening');
@@ -103,14 +113,6 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     if (node) await startTunnels(node);
   }
 
-  const ownPorts = new Set([
-    capture.outboundPort,
-    capture.inboundPort,
-    capture.dns.port,
-    capture.agentPorts.tunnel,
-    config.admin.port,
-    config.metrics.port,
-  ]);
   const common = { ownPorts, socketOps, log };
   const outbound = createCaptureServer({
     ...common,

@@ -93,17 +93,7 @@ export async function ensureRouting(
     for (const family of families) {
       const have = await routingPresence(r, family);
       if (!have.route) {
-        const args = [
-          flag(family),
-          'route',
-          'add',
-          'local',
-          'default',
-          'dev',
-          'lo',
-          'table',
-          String(r.table),
-        ];
+        const args = localRouteArgs(r, family, 'add');
         await ip(args);
         done.push(args);
       }
@@ -128,6 +118,11 @@ export async function ensureRouting(
     throw err;
   }
   return done.map((args) => `ip ${args.join(' ')}`);
+}
+
+/** TPROXY's route: every destination is local in weft's table, so marked packets are delivered. */
+function localRouteArgs(r: PolicyRouting, family: Family, verb: 'add' | 'del'): string[] {
+  return [flag(family), 'route', verb, 'local', 'default', 'dev', 'lo', 'table', String(r.table)];
 }
 
 function undoOf(args: string[]): string[] {
@@ -160,17 +155,7 @@ export async function removeRouting(
       done.push(`ip ${args.join(' ')}`);
     }
     for (const _ of await weftRoutes(r, family)) {
-      const args = [
-        flag(family),
-        'route',
-        'del',
-        'local',
-        'default',
-        'dev',
-        'lo',
-        'table',
-        String(r.table),
-      ];
+      const args = localRouteArgs(r, family, 'del');
       await ip(args);
       done.push(`ip ${args.join(' ')}`);
     }
