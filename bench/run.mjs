@@ -24,8 +24,17 @@ const CONTROL_PLANE = !argv.has('--no-controlplane');
 const SETUPS = ['direct', 'haproxy', 'weft'];
 
 const PLAN = QUICK
-  ? { reps: 1, latencyS: 4, maxS: 4, bulkS: 3, connS: 3, simAgents: 200, simChanges: 4 }
-  : { reps: 3, latencyS: 10, maxS: 10, bulkS: 6, connS: 6, simAgents: 1000, simChanges: 10 };
+  ? { reps: 1, warmS: 2, latencyS: 4, maxS: 4, bulkS: 3, connS: 3, simAgents: 200, simChanges: 4 }
+  : {
+      reps: 3,
+      warmS: 2,
+      latencyS: 10,
+      maxS: 10,
+      bulkS: 6,
+      connS: 6,
+      simAgents: 1000,
+      simChanges: 10,
+    };
 
 const started = Date.now();
 const log = (msg) =>
@@ -45,6 +54,18 @@ function preflight() {
     process.exit(1);
   }
   ensureTools(log);
+}
+
+/**
+ * Unmeasured load on a setup's paths before its scenarios: a proxy that has just started, or
+ * sat idle while the other setups ran, pays for its first requests (weft's JIT compiles its
+ * hot paths on the same core; HAProxy and the kernel warm caches and pools). Every setup gets
+ * the same warm-up, every repetition, so the figures are the steady state of each.
+ */
+async function warmUp(bench, setup) {
+  await bench.wrk(setup, { connections: 16, seconds: PLAN.warmS });
+  await bench.wrk(setup, { connections: 16, seconds: 1, close: true });
+  await bench.iperf(setup, { streams: 1, seconds: PLAN.warmS, omit: 0 });
 }
 
 /** The scenarios of one repetition for one setup; figures go into `into[key][setup]`. */
@@ -305,6 +326,7 @@ async function main() {
       const order = SETUPS.map((_, i) => SETUPS[(i + rep) % SETUPS.length]);
       for (const setup of order) {
         log(`repetition ${rep + 1}/${PLAN.reps}: ${setup}`);
+        await warmUp(bench, setup);
         await runScenarios(bench, setup, raw, load);
       }
     }

@@ -274,8 +274,11 @@ export class BenchLab {
     return res;
   }
 
-  /** iperf3 from the client host; returns received Gbit/s. */
-  async iperf(setup, { streams, seconds }) {
+  /**
+   * iperf3 from the client host; returns received Gbit/s over `seconds`, after `omit` seconds
+   * left out (TCP slow start and window growth; iperf3 -O).
+   */
+  async iperf(setup, { streams, seconds, omit = 1 }) {
     const [host, port] = this.tcpTargets()[setup];
     const argv = [
       'taskset',
@@ -290,6 +293,8 @@ export class BenchLab {
       String(streams),
       '-t',
       String(seconds),
+      '-O',
+      String(omit),
       '-J',
     ];
     let last;
