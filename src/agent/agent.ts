@@ -33,7 +33,9 @@ export interface RunningAgent {
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<RunningAgent> {
   const { socketOps, log } = deps;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  // The event-loop lag histogram samples with a libuv timer: prom-client's default 10 ms
+  // wakes an idle agent 100 times a second. 100 ms still catches every stall worth an alert.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
 
   // Control plane first: it loads the last-known-good snapshot and certificates from disk at
   // once (fail static) and connects in the background, so listeners never wait on the network.
