@@ -49,7 +49,7 @@ export function markdown(result) {
       `| join ${cp.agents} nodes (token + CSR + Join each) | ${cp.joinSeconds.toFixed(1)} s |`,
     );
     lines.push(
-      `| initial sync: full snapshot to every agent, streams opened in waves of ${cp.initialSync.wave} | ${cp.initialSync.seconds.toFixed(1)} s, control plane CPU ${cp.initialSync.cpuSeconds.toFixed(1)} s, RSS peak ${cp.initialSync.rssMiBPeak.toFixed(0)} MiB |`,
+      `| initial sync: full snapshot to every agent, streams opened ${cp.initialSync.wave >= cp.agents ? 'all at once' : `in waves of ${cp.initialSync.wave}`} | ${cp.initialSync.seconds.toFixed(1)} s, control plane CPU ${cp.initialSync.cpuSeconds.toFixed(1)} s, RSS peak ${cp.initialSync.rssMiBPeak.toFixed(0)} MiB |`,
     );
     lines.push(`| change until acked, p50 over agents (ms) | ${cell(cp.p50Ms, 1)} |`);
     lines.push(`| change until acked, p99 over agents (ms) | ${cell(cp.p99Ms, 1)} |`);

@@ -30,6 +30,7 @@ import { ResourceRegistry } from './registry/resource-registry.js';
 import { FileStore } from './store/file-store.js';
 import { TOKENS_PREFIX } from './store/keys.js';
 import type { Store } from './store/store.js';
+import { FullSnapshotGate } from './sync/full-snapshot-gate.js';
 import { NodeHealth } from './sync/node-health.js';
 import { NodeLiveness } from './sync/node-liveness.js';
 import { SyncHub } from './sync/sync-hub.js';
@@ -191,6 +192,7 @@ export class ControlPlane {
         hub,
         liveness,
         health,
+        fullSnapshots: new FullSnapshotGate(),
         trustDomain: config.trustDomain,
         sessions: parts.sessions,
       }),

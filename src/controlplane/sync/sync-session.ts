@@ -3,11 +3,14 @@
 // version the agent holds; Nack records the reason and rewinds the stream to the last version
 // the agent acknowledged, so the next push is a delta the agent can apply on what it really
 // holds. A stream whose socket is full is not written to until it drains, then it gets one
-// merged catch-up: a slow agent costs memory for one message, not for every change.
+// merged catch-up: a slow agent costs memory for one message, not for every change. A full
+// snapshot waits for a slot of the FullSnapshotGate (a bounded number on the wire at once),
+// and is taken from the hub only when the slot is granted, so it is the newest.
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { SyncRequest } from '../../api/messages.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
+import type { FullSnapshotGate } from './full-snapshot-gate.js';
 import type { NodeHealth } from './node-health.js';
 import type { NodeLiveness } from './node-liveness.js';
 import type { EncodedResponse, SyncBatch, SyncHub, SyncSubscriber } from './sync-hub.js';
@@ -17,6 +20,7 @@ export interface SyncSessionDeps {
   liveness: NodeLiveness;
   health: NodeHealth;
   metrics: ControlPlaneMetrics;
+  fullSnapshots: FullSnapshotGate;
   log: Logger;
 }
 
@@ -34,6 +38,8 @@ export class SyncSession implements SyncSubscriber {
   private blocked = false;
   private behind = false;
   private unsubscribe: (() => void) | undefined;
+  /** Set while the stream waits for, or holds, a full-snapshot slot. */
+  private cancelFullSlot: (() => void) | undefined;
   private closed = false;
 
   constructor(call: SyncCall, node: string, deps: SyncSessionDeps) {
@@ -112,14 +118,53 @@ export class SyncSession implements SyncSubscriber {
 
   private catchUp(): void {
     if (this.sentVersion === undefined || this.closed) return;
-    this.write(this.deps.hub.responseFrom(this.sentVersion));
+    if (this.cancelFullSlot) {
+      // A full snapshot is waiting or on the wire: catch up after it.
+      this.behind = true;
+      return;
+    }
+    const response = this.deps.hub.responseFrom(this.sentVersion);
+    if (!response.full) {
+      this.write(response);
+      return;
+    }
+    // Wait for a slot, counted as blocked: offers meanwhile only mark the stream behind, and
+    // the snapshot it gets when its turn comes is the newest.
+    this.blocked = true;
+    this.cancelFullSlot = this.deps.fullSnapshots.acquire(
+      (slot) => {
+        if (this.closed || this.sentVersion === undefined) return slot.release();
+        this.blocked = false;
+        this.behind = false;
+        const newest = this.deps.hub.responseFrom(this.sentVersion);
+        this.write(newest, () => {
+          this.cancelFullSlot = undefined;
+          slot.release();
+          if (this.behind && !this.blocked) {
+            this.behind = false;
+            this.catchUp();
+          }
+        });
+      },
+      () => {
+        this.log.warn(
+          'agent did not take its full snapshot in time: ending its stream (it will reconnect)',
+        );
+        this.call.emit('error', {
+          code: 14, // UNAVAILABLE: the agent retries with backoff
+          details: 'full snapshot not taken in time; reconnect',
+        });
+        this.close();
+      },
+    );
   }
 
-  private write(response: EncodedResponse): void {
+  /** `onWritten` runs once gRPC has handed the message to the connection (or failed to). */
+  private write(response: EncodedResponse, onWritten?: () => void): void {
     this.sentVersion = response.version;
     this.deps.metrics.syncPushes.inc({ type: response.full ? 'full' : 'delta' });
     this.deps.metrics.syncPushBytes.inc(response.buffer.length);
-    if (this.call.write(response.buffer)) return;
+    if (this.call.write(response.buffer, onWritten)) return;
     this.blocked = true;
     this.call.once('drain', () => {
       this.blocked = false;
@@ -134,6 +179,7 @@ export class SyncSession implements SyncSubscriber {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe?.();
+    this.cancelFullSlot?.();
     this.deps.liveness.disconnected(this.node);
     this.log.info('sync stream closed');
   }
