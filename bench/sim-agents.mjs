@@ -232,7 +232,7 @@ async function main() {
   const cpu0 = cpuSeconds(CP_PID);
   const tOpen = performance.now();
   let initialRssPeak = rssMiB(CP_PID);
-  const sampler = setInterval(() => {
+  const initialSampler = setInterval(() => {
     initialRssPeak = Math.max(initialRssPeak, rssMiB(CP_PID));
   }, 250);
   for (let w = 0; w < agents.length; w += WAVE) {
@@ -241,7 +241,7 @@ async function main() {
     for (const a of wave) a.open();
     await allReceivedAfter(wave, t, 300_000);
   }
-  clearInterval(sampler);
+  clearInterval(initialSampler);
   initialRssPeak = Math.max(initialRssPeak, rssMiB(CP_PID));
   const initial = {
     seconds: (performance.now() - tOpen) / 1000,
