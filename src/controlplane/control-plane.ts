@@ -139,12 +139,14 @@ export class ControlPlane {
     const proto = loadProto();
     const sync = syncServiceDefinition(proto.Sync.service);
     let hub: SyncHub | undefined;
+    const fullSnapshots = new FullSnapshotGate();
     const metrics = new ControlPlaneMetrics(
       {
         syncVersion: () => hub?.version ?? 0,
         storeRevision: () => store.revision(),
         ackedVersions: () => liveness.ackedVersions(),
         connectedAgents: () => liveness.connectedCount(),
+        fullSnapshots: () => fullSnapshots.load,
         outstandingTokens: async () => {
           const now = Date.now();
           const { entries } = await store.list<TokenRecord>(TOKENS_PREFIX);
@@ -192,7 +194,7 @@ export class ControlPlane {
         hub,
         liveness,
         health,
-        fullSnapshots: new FullSnapshotGate(),
+        fullSnapshots,
         trustDomain: config.trustDomain,
         sessions: parts.sessions,
       }),

@@ -9,6 +9,8 @@ export interface MetricsSources {
   /** Acked version of every known node. */
   ackedVersions(): number[];
   connectedAgents(): number;
+  /** Full snapshots being written, and streams waiting for a slot to get theirs. */
+  fullSnapshots(): { active: number; waiting: number };
   outstandingTokens(): Promise<number>;
 }
 
@@ -95,6 +97,17 @@ export class ControlPlaneMetrics {
       registers,
       collect() {
         this.set(sources.connectedAgents());
+      },
+    });
+    new Gauge({
+      name: 'weft_controlplane_sync_full_snapshots',
+      help: 'Full snapshots being written (state=sending) or waiting for a slot (state=waiting)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const { active, waiting } = sources.fullSnapshots();
+        this.set({ state: 'sending' }, active);
+        this.set({ state: 'waiting' }, waiting);
       },
     });
     new Gauge({

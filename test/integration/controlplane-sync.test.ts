@@ -226,6 +226,27 @@ describe('snapshots and deltas', () => {
   });
 });
 
+describe('a fleet reconnecting at once', () => {
+  it('gives each of 24 streams (more than the 16 full-snapshot slots) its snapshot and the changes after it', async () => {
+    const nodes = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => joinNode(cp, `fleet-${i}`)),
+    );
+    const streams = nodes.map((n) => openSync(cp, n));
+    // A change while streams wait for a slot: each must end up holding it.
+    await admin.apply([service('fleet-change', 81)], 'fleet.yaml');
+    for (const s of streams) {
+      // A stream that waited for a slot gets the snapshot taken when its turn came, so the
+      // change is in it or in a delta after it; a slot never released would leave it waiting.
+      const full = await s.next((m) => m.full, 10_000);
+      if (!has(full, 'Service', 'fleet-change'))
+        await s.next((m) => has(m, 'Service', 'fleet-change'), 10_000);
+    }
+    const text = await (await fetch(`${cp.httpUrl}/metrics`)).text();
+    expect(text).toContain('weft_controlplane_sync_full_snapshots{state="waiting"} 0');
+    for (const s of streams) s.close();
+  });
+});
+
 describe('acks and nacks', () => {
   it('shows acked versions and rejections in ListNodes, and keeps pushing after a rejection', async () => {
     const sync = openSync(cp, nodeB);
@@ -314,6 +335,7 @@ describe('metrics', () => {
       'weft_controlplane_store_revision',
       'weft_controlplane_tokens_created_total',
       'weft_controlplane_workloads_marked_unhealthy_total',
+      'weft_controlplane_sync_full_snapshots{state="sending"}',
     ]) {
       expect(text, name).toContain(name);
     }

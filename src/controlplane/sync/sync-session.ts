@@ -6,7 +6,7 @@
 // merged catch-up: a slow agent costs memory for one message, not for every change. A full
 // snapshot waits for a slot of the FullSnapshotGate (a bounded number on the wire at once),
 // and is taken from the hub only when the slot is granted, so it is the newest.
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { SyncRequest } from '../../api/messages.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
@@ -150,8 +150,9 @@ export class SyncSession implements SyncSubscriber {
         this.log.warn(
           'agent did not take its full snapshot in time: ending its stream (it will reconnect)',
         );
+        // UNAVAILABLE: the agent reconnects with backoff.
         this.call.emit('error', {
-          code: 14, // UNAVAILABLE: the agent retries with backoff
+          code: grpc.status.UNAVAILABLE,
           details: 'full snapshot not taken in time; reconnect',
         });
         this.close();
@@ -159,7 +160,10 @@ export class SyncSession implements SyncSubscriber {
     );
   }
 
-  /** `onWritten` runs once gRPC has handed the message to the connection (or failed to). */
+  /**
+   * `onWritten` runs once gRPC has handed the message to the connection. It does not run when
+   * the write fails: gRPC then ends the call, and close() releases what the stream held.
+   */
   private write(response: EncodedResponse, onWritten?: () => void): void {
     this.sentVersion = response.version;
     this.deps.metrics.syncPushes.inc({ type: response.full ? 'full' : 'delta' });
