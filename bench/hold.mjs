@@ -40,12 +40,6 @@ async function toggleProfiling() {
           bench.mesh.configFile(host),
         ],
         user: 'weft',
-        env: Object.fromEntries(
-          (process.env.HOLD_AGENT_ENV ?? '')
-            .split(' ')
-            .filter(Boolean)
-            .map((kv) => kv.split('=', 2)),
-        ),
       });
     } else {
       await bench.mesh.startAgent(host);

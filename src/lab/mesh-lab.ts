@@ -85,8 +85,6 @@ export class MeshLab {
       name: 'agent',
       command: weft('agent', '--config', this.configFile(node)),
       user: 'weft',
-      // As scripts/systemd/weft-agent.service runs it.
-      env: { MALLOC_ARENA_MAX: '2' },
     });
   }
 
