@@ -4,7 +4,7 @@
 // `node --cpu-prof` (profiles go to /tmp/weft-bench-NAME/prof); a second SIGUSR2 stops them,
 // which writes the profiles, and starts plain agents again.
 import { chownSync, mkdirSync } from 'node:fs';
-import { lookupUser, WEFT_BIN } from '../dist/lab/index.js';
+import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab } from './lib/bench-lab.mjs';
 
 const name = process.argv[2] ?? 'bnhold';
@@ -25,26 +25,18 @@ async function toggleProfiling() {
   profiling = !profiling;
   for (const host of hosts) {
     if (profiling) {
-      await bench.lab.startProcess(host, {
-        name: 'agent',
-        command: [
-          process.execPath,
-          ...(process.env.HOLD_NODE_FLAGS?.split(' ').filter(Boolean) ?? [
-            '--cpu-prof',
-            `--cpu-prof-dir=${dir}`,
-            `--cpu-prof-name=${host}.cpuprofile`,
-          ]),
-          WEFT_BIN,
-          'agent',
-          '--config',
-          bench.mesh.configFile(host),
+      await bench.startAgentUnder(
+        host,
+        process.env.HOLD_NODE_FLAGS?.split(' ').filter(Boolean) ?? [
+          '--cpu-prof',
+          `--cpu-prof-dir=${dir}`,
+          `--cpu-prof-name=${host}.cpuprofile`,
         ],
-        user: 'weft',
-      });
+      );
     } else {
       await bench.mesh.startAgent(host);
+      await bench.pinAgent(host);
     }
-    await bench.pinAgent(host);
   }
   await bench.waitReady();
   log(profiling ? `agents profiling into ${dir}` : `profiles written to ${dir}; plain agents`);

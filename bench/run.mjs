@@ -7,7 +7,7 @@ import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, writeFileSync } f
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { lookupUser, WEFT_BIN } from '../dist/lab/index.js';
+import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab, CPU } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
 import { rssMiB, rssSampler, totalCpuSeconds } from './lib/proc.mjs';
@@ -202,23 +202,12 @@ async function profileAgents(bench, dir) {
     for (const host of ['client', 'server']) {
       await bench.lab.stopProcess(host, 'agent');
       startedAt[host] = Date.now();
-      await bench.lab.startProcess(host, {
-        name: 'agent',
-        // Node refuses --cpu-prof in NODE_OPTIONS: it goes on the command line. The profile
-        // is written when the agent exits after SIGTERM's drain.
-        command: [
-          process.execPath,
-          '--cpu-prof',
-          `--cpu-prof-dir=${profDir}`,
-          `--cpu-prof-name=${host}.cpuprofile`,
-          WEFT_BIN,
-          'agent',
-          '--config',
-          bench.mesh.configFile(host),
-        ],
-        user: 'weft',
-      });
-      await bench.pinAgent(host);
+      // The profile is written when the agent exits after SIGTERM's drain.
+      await bench.startAgentUnder(host, [
+        '--cpu-prof',
+        `--cpu-prof-dir=${profDir}`,
+        `--cpu-prof-name=${host}.cpuprofile`,
+      ]);
     }
     await bench.waitReady();
     log(`profiling the agents under ${name} load`);

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MeshLab, waitUntil } from '../../dist/lab/index.js';
+import { MeshLab, WEFT_BIN, waitUntil } from '../../dist/lab/index.js';
 import { makeCerts } from './certs.mjs';
 import { findProcess } from './proc.mjs';
 
@@ -187,6 +187,26 @@ export class BenchLab {
     for (const [cpu, pids] of placement)
       for (const pid of pids)
         execFileSync('taskset', ['-a', '-cp', cpu, String(pid)], { stdio: 'ignore' });
+  }
+
+  /**
+   * Starts `host`'s agent (stopped by the caller) under `node <nodeFlags>`, pinned to its core.
+   * Node refuses --cpu-prof in NODE_OPTIONS: such flags go on the command line.
+   */
+  async startAgentUnder(host, nodeFlags) {
+    await this.lab.startProcess(host, {
+      name: 'agent',
+      command: [
+        process.execPath,
+        ...nodeFlags,
+        WEFT_BIN,
+        'agent',
+        '--config',
+        this.mesh.configFile(host),
+      ],
+      user: 'weft',
+    });
+    await this.pinAgent(host);
   }
 
   /** Pins a restarted agent again. */
