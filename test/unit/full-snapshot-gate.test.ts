@@ -75,4 +75,10 @@ describe('FullSnapshotGate', () => {
     vi.advanceTimersByTime(5_000);
     expect(gaveUp).toEqual([1]);
   });
+
+  it('refuses options it cannot work with, naming the field', () => {
+    expect(() => new FullSnapshotGate({ slots: 0, holdLimitMs: 1_000 })).toThrow(/slots/);
+    expect(() => new FullSnapshotGate({ slots: 1.5, holdLimitMs: 1_000 })).toThrow(/slots/);
+    expect(() => new FullSnapshotGate({ slots: 4, holdLimitMs: 0 })).toThrow(/holdLimitMs/);
+  });
 });

@@ -7,6 +7,8 @@
 // one. A stream that holds a slot longer than `holdLimitMs` (an agent that stopped reading) is
 // given up on, so one stuck agent cannot stall the fleet's reconnect.
 
+import { WeftError } from '../../errors.js';
+
 export interface GateOptions {
   slots: number;
   holdLimitMs: number;
@@ -24,7 +26,20 @@ export class FullSnapshotGate {
   /** Grants waiting for a slot, oldest first. */
   private readonly queue = new Set<() => void>();
 
-  constructor(private readonly options: GateOptions = DEFAULT_GATE) {}
+  constructor(private readonly options: GateOptions = DEFAULT_GATE) {
+    if (!Number.isInteger(options.slots) || options.slots < 1) {
+      throw new WeftError(
+        'WEFT_E_CONFIG',
+        `full snapshot gate: slots must be an integer of at least 1, got ${options.slots}`,
+      );
+    }
+    if (!Number.isFinite(options.holdLimitMs) || options.holdLimitMs <= 0) {
+      throw new WeftError(
+        'WEFT_E_CONFIG',
+        `full snapshot gate: holdLimitMs must be a positive number, got ${options.holdLimitMs}`,
+      );
+    }
+  }
 
   /**
    * Calls `start` with a slot now if one is free, else as soon as one frees. If the slot is
