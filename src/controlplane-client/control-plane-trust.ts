@@ -6,7 +6,7 @@
 
 import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect, type DetailedPeerCertificate } from 'node:tls';
+import { connect } from 'node:tls';
 import { caPin, splitPemCertificates } from '../api/ca-pin.js';
 import { parseSpiffeId, spiffeIdOfCertificate } from '../api/spiffe.js';
 import { chainOf, checkControlPlaneIdentity, parseHostPort } from '../api/tls.js';

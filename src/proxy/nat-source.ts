@@ -19,7 +19,10 @@ export interface SeenTuple {
 }
 
 /** The app socket's real source port, or undefined when conntrack has no such entry. */
-export async function originalSourcePort(seen: SeenTuple, table = TABLE): Promise<number | undefined> {
+export async function originalSourcePort(
+  seen: SeenTuple,
+  table = TABLE,
+): Promise<number | undefined> {
   let text: string;
   try {
     text = await readFile(table, 'utf8');

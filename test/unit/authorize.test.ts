@@ -7,11 +7,19 @@ const batch = 'spiffe://weft.local/svc/batch';
 
 const allowWeb: NamedPolicy = {
   name: 'allow-web',
-  spec: { targetRef: { kind: 'Service', name: 'echo' }, action: 'ALLOW', rules: [{ from: [{ principals: [web] }] }] },
+  spec: {
+    targetRef: { kind: 'Service', name: 'echo' },
+    action: 'ALLOW',
+    rules: [{ from: [{ principals: [web] }] }],
+  },
 };
 const denyBatch: NamedPolicy = {
   name: 'deny-batch',
-  spec: { targetRef: { kind: 'Service', name: 'echo' }, action: 'DENY', rules: [{ from: [{ principals: [batch] }] }] },
+  spec: {
+    targetRef: { kind: 'Service', name: 'echo' },
+    action: 'DENY',
+    rules: [{ from: [{ principals: [batch] }] }],
+  },
 };
 const allowAnyOn80: NamedPolicy = {
   name: 'any-80',
@@ -23,11 +31,19 @@ const allowAnyOn80: NamedPolicy = {
 };
 const allowGetOnly: NamedPolicy = {
   name: 'get-only',
-  spec: { targetRef: { kind: 'Service', name: 'echo' }, action: 'ALLOW', rules: [{ to: [{ methods: ['GET'] }] }] },
+  spec: {
+    targetRef: { kind: 'Service', name: 'echo' },
+    action: 'ALLOW',
+    rules: [{ to: [{ methods: ['GET'] }] }],
+  },
 };
 const denyPost: NamedPolicy = {
   name: 'deny-post',
-  spec: { targetRef: { kind: 'Service', name: 'echo' }, action: 'DENY', rules: [{ to: [{ methods: ['POST'] }] }] },
+  spec: {
+    targetRef: { kind: 'Service', name: 'echo' },
+    action: 'DENY',
+    rules: [{ to: [{ methods: ['POST'] }] }],
+  },
 };
 
 describe('authorizeL4', () => {

@@ -17,6 +17,8 @@ describe('findOriginalSourcePort', () => {
     ['no entry', '10.77.0.2', 1, '127.0.0.1', undefined],
     ['not the agent port', '10.77.0.2', 5353, '127.0.0.1', undefined],
   ])('%s', (_name, remoteAddress, remotePort, localAddress, expected) => {
-    expect(findOriginalSourcePort(TABLE, { remoteAddress, remotePort, localAddress, localPort: 15001 })).toBe(expected);
+    expect(
+      findOriginalSourcePort(TABLE, { remoteAddress, remotePort, localAddress, localPort: 15001 }),
+    ).toBe(expected);
   });
 });
