@@ -1,7 +1,7 @@
 // Shared pieces of the tunnel tests: a mesh PKI, a local echo target, and a tunnel server and
 // pool wired to them on loopback.
 import { createHash } from 'node:crypto';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   type AuthorizeHook,
@@ -126,4 +126,47 @@ export function hashAll(stream: Duplex | Socket): Promise<{ sha256: string; byte
     stream.once('end', () => resolve({ sha256: h.digest('hex'), bytes }));
     stream.once('error', reject);
   });
+}
+
+export interface MovableAddress {
+  /** The port peers dial (on 127.0.0.1). */
+  port: number;
+  /** New connections go to this backend from now on; established ones stay where they are. */
+  moveTo(backendPort: number): void;
+  close(): Promise<void>;
+}
+
+/**
+ * One address whose owner changes, as when a host is rebuilt under the same IP: each new
+ * connection is relayed to the current backend (a tunnel server on loopback), while
+ * connections made before a move keep reaching the old one.
+ */
+export async function movableAddress(backendPort: number): Promise<MovableAddress> {
+  let current = backendPort;
+  const sockets = new Set<Socket>();
+  const keep = (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    s.on('error', () => s.destroy());
+  };
+  const server = createServer((client) => {
+    const backend = netConnect({ host: '127.0.0.1', port: current });
+    keep(client);
+    keep(backend);
+    client.pipe(backend).pipe(client);
+    client.once('close', () => backend.destroy());
+    backend.once('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    moveTo(port) {
+      current = port;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

@@ -20,6 +20,8 @@ import {
   listenTarget,
   type MeshPki,
   meshPki,
+  movableAddress,
+  NODE_B,
   newPool,
   readAll,
   source,
@@ -290,6 +292,60 @@ describe('pooling', () => {
     await expect.poll(() => server.stats().sessionsActive, { timeout: 3_000 }).toBe(0);
     await roundTrips(pool, server, target.port, 1);
     expect(pool.stats()).toMatchObject({ sessions: 1, handshakesTotal: 2 });
+  });
+});
+
+describe('when an address changes hands (a rebuilt host)', () => {
+  const NODE_C = 'spiffe://weft.local/node/node-c';
+
+  /** node-b's tunnel server behind an address, node-c's ready to take it over. */
+  async function handover() {
+    const target = await echoTarget();
+    cleanups.push(() => target.close());
+    const old = await startServer(pki);
+    cleanups.push(() => old.destroy());
+    const leaf = await issueLeaf(pki.ca, NODE_C);
+    const rebuilt = await startServer(pki, { identity: { key: leaf.keyPem, cert: leaf.certPem } });
+    cleanups.push(() => rebuilt.destroy());
+    const address = await movableAddress(old.port);
+    cleanups.push(() => address.close());
+    const pool = newPool(pki);
+    cleanups.push(() => pool.destroy());
+    /** One round trip to the target, through whichever host the address leads to. */
+    const call = async (expectedSpiffeId: string, text: string) => {
+      const stream = await pool.open({
+        source: source(pki.client),
+        peer: { address: '127.0.0.1', port: address.port, expectedSpiffeId },
+        target: { address: '127.0.0.1', port: target.port },
+      });
+      stream.end(text);
+      return (await readAll(stream)).toString();
+    };
+    return { old, rebuilt, address, pool, call };
+  }
+
+  it('keys sessions by the expected peer: the new owner is dialled, not the old pooled session', async () => {
+    const { old, rebuilt, address, pool, call } = await handover();
+    expect(await call(NODE_B, 'to node-b')).toBe('to node-b');
+    // The snapshot now says node-c holds the address: its opens must not ride node-b's session.
+    address.moveTo(rebuilt.port);
+    for (let i = 0; i < 3; i++) expect(await call(NODE_C, `to node-c ${i}`)).toBe(`to node-c ${i}`);
+    expect(rebuilt.stats()).toMatchObject({ sessionsTotal: 1, streamsTotal: 3 });
+    expect(old.stats().streamsTotal).toBe(1);
+    expect(pool.stats().handshakesTotal).toBe(2);
+  });
+
+  it('never pools a session whose peer is not the expected identity', async () => {
+    const { old, rebuilt, address, call } = await handover();
+    // The snapshot already names node-c while node-b still holds the address: refused in the
+    // handshake, so nothing of node-b's is kept for node-c.
+    const early = await call(NODE_C, 'too early').catch((e: unknown) => e);
+    expect(isWeftError(early, 'WEFT_E_DENIED')).toBe(true);
+    expect((early as Error).message).toContain(`presented ${NODE_B}, expected ${NODE_C}`);
+    address.moveTo(rebuilt.port);
+    expect(await call(NODE_C, 'now')).toBe('now');
+    expect(old.stats().streamsTotal).toBe(0);
+    expect(rebuilt.stats().streamsTotal).toBe(1);
   });
 });
 

@@ -39,6 +39,8 @@ export class TunnelStreamError extends WeftError {
 
 export interface SessionParams {
   peer: { address: string; port: number };
+  /** The SPIFFE ID the server must present; any identity of the trust domain when unset. */
+  expectedSpiffeId?: string | undefined;
   identity: TunnelIdentity;
   trustBundle: string;
   trustDomain: string;
@@ -119,6 +121,14 @@ export class ClientSession {
       return Object.assign(new Error(`tunnel peer ${this.peerName}: ${id.reason}`), {
         code: 'WEFT_E_DENIED',
       });
+    }
+    // Checked in the handshake, so a session to the wrong host is never pooled.
+    const expected = this.p.expectedSpiffeId;
+    if (expected !== undefined && id.spiffeId !== expected) {
+      return Object.assign(
+        new Error(`tunnel peer ${this.peerName} presented ${id.spiffeId}, expected ${expected}`),
+        { code: 'WEFT_E_DENIED' },
+      );
     }
     this.serverSpiffeId = id.spiffeId;
     return undefined;

@@ -1,7 +1,9 @@
 // The sending end of the tunnel: a pool of HTTP/2-over-mTLS sessions per (source identity,
-// peer agent), each captured connection riding one CONNECT stream. Steady traffic makes no
-// new handshakes; opens that arrive while a session is being set up share its handshake; a
-// full, draining, rotated or dead session is replaced without the caller noticing.
+// peer address, peer identity), each captured connection riding one CONNECT stream. Steady
+// traffic makes no new handshakes; opens that arrive while a session is being set up share its
+// handshake; a full, draining, rotated or dead session is replaced without the caller noticing.
+// The peer's identity is in the key and checked in the handshake, so a session to a host that
+// no longer holds an address (a rebuilt host) is never taken for the address's new owner.
 import { X509Certificate } from 'node:crypto';
 import type { ClientHttp2Stream } from 'node:http2';
 import { pino } from 'pino';
@@ -54,7 +56,7 @@ export interface TunnelPoolStats {
   streamsTotal: number;
 }
 
-/** One (source identity, peer) pair: its sessions and the handshake in progress, if any. */
+/** One (source identity, peer address, peer identity): its sessions and any handshake. */
 interface Slot {
   sessions: ClientSession[];
   /** The identity new sessions use: the latest certificate seen for this source. */
@@ -115,8 +117,9 @@ export class TunnelPool {
    * END_STREAM (the target sees FIN); the target's FIN ends the readable side; a reset or a
    * lost session errors it (WEFT_E_UNAVAILABLE) and closes it. splice() it onto a socket for
    * coalesced writes and resets mapped both ways. Rejects with a TunnelStreamError
-   * (WEFT_E_DENIED for 403 or a peer that is not `expectedSpiffeId`, WEFT_E_UNAVAILABLE when
-   * the target or the peer cannot be reached) or a WeftError from the handshake.
+   * (WEFT_E_DENIED for 403, WEFT_E_UNAVAILABLE when the target or the peer cannot be reached)
+   * or a WeftError from the handshake (WEFT_E_DENIED for a peer that is not
+   * `expectedSpiffeId`, or that refused our certificate).
    */
   async open(req: TunnelOpenRequest): Promise<TunnelStream> {
     if (this.closed) throw new WeftError('WEFT_E_UNAVAILABLE', `${WHERE}: closed`);
@@ -125,16 +128,6 @@ export class TunnelPool {
     // session that went away before answering): the caller never sees a pooled session die.
     for (let attempt = 0; ; attempt++) {
       const session = await this.acquire(req);
-      const expected = req.peer.expectedSpiffeId;
-      if (expected !== undefined && session.serverSpiffeId !== expected) {
-        session.release();
-        throw new TunnelStreamError(
-          'WEFT_E_DENIED',
-          0,
-          'peer identity mismatch',
-          `tunnel peer ${session.peerName} presented ${session.serverSpiffeId}, expected ${expected}`,
-        );
-      }
       this.counters.streamsTotal += 1;
       try {
         return await session.connect(req.target, this.openTimeoutMs);
@@ -194,7 +187,8 @@ export class TunnelPool {
 
   /** A session with a reserved stream slot for this request, dialing one if needed. */
   private async acquire(req: TunnelOpenRequest): Promise<ClientSession> {
-    const key = `${req.source.spiffeId} ${formatAuthority(req.peer)}`;
+    // The expected peer identity belongs in the key: two hosts may hold one address in turn.
+    const key = `${req.source.spiffeId} ${formatAuthority(req.peer)} ${req.peer.expectedSpiffeId ?? '*'}`;
     let slot = this.slots.get(key);
     if (slot === undefined) {
       slot = { sessions: [], identity: req.source, replaced: [], dialing: undefined };
@@ -250,6 +244,7 @@ export class TunnelPool {
   private dial(key: string, slot: Slot, req: TunnelOpenRequest): Promise<ClientSession> {
     const session = new ClientSession({
       peer: { address: req.peer.address, port: req.peer.port },
+      expectedSpiffeId: req.peer.expectedSpiffeId,
       identity: slot.identity,
       trustBundle: this.trustBundle,
       trustDomain: this.trustDomain,
