@@ -16,6 +16,9 @@ const weft = (...args: string[]) => [process.execPath, WEFT_BIN, ...args];
 export interface MeshLabWorkload {
   service: string;
   port: number;
+  /** The application's process name in the lab; default the service (set it when a node
+   * runs several workloads of one service, one per port). */
+  name?: string;
   /** The application: started as `user` (default weftapp) after the node's agent. */
   command: string[];
   user?: string;
@@ -135,7 +138,7 @@ export class MeshLab {
         await mesh.startAgent(node.name);
         for (const w of node.workloads ?? []) {
           await lab.startProcess(node.name, {
-            name: w.service,
+            name: w.name ?? w.service,
             command: w.command,
             user: w.user ?? 'weftapp',
           });

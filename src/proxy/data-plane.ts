@@ -247,14 +247,14 @@ function registerDataPlaneGauges(
 ) {
   new Gauge({
     name: 'weft_balancer_endpoints',
-    help: 'Endpoints of each service as this host balances them, by state',
-    labelNames: ['service', 'state'],
+    help: 'Endpoints of each service port as this host balances them, by state',
+    labelNames: ['service', 'port', 'state'],
     registers: [registry],
     collect() {
       this.reset();
-      for (const pool of state.allPools()) {
+      for (const { service, port, pool } of state.allPools()) {
         for (const [s, n] of Object.entries(pool.counts()))
-          this.set({ service: pool.service, state: s }, n);
+          this.set({ service, port: String(port), state: s }, n);
       }
     },
   });

@@ -1,5 +1,5 @@
 // What the data path needs from one snapshot version, computed once when it is accepted so
-// that each connection does only map reads: the route index, a balancer pool per service
+// that each connection does only map reads: the route index, a balancer pool per service port
 // (kept across versions, so counters and ejections survive updates), authorization policies
 // per service, and which local ports belong to which service.
 import type { AuthorizationPolicySpec, TrafficPolicySpec } from '../api/resources/index.js';
@@ -8,10 +8,19 @@ import { EndpointPool } from './balance/endpoint-pool.js';
 import type { NamedPolicy } from './inbound/authorize.js';
 import { buildEndpointIndex, type EndpointIndex } from './outbound/route.js';
 
+/** A balancer pool and the service port it serves. */
+export interface ServicePortPool {
+  service: string;
+  /** The port clients use on the service's virtual IP. */
+  port: number;
+  pool: EndpointPool;
+}
+
 export class MeshState {
   view: MeshView | undefined;
   endpointIndex: EndpointIndex = new Map();
-  private pools = new Map<string, EndpointPool>();
+  /** By service, then by service port: a connection reads two maps, builds no key. */
+  private pools = new Map<string, Map<number, ServicePortPool>>();
   private authz = new Map<string, NamedPolicy[]>();
   private localServices = new Map<number, string>();
 
@@ -26,12 +35,22 @@ export class MeshState {
       const spec = (p.doc as { spec: TrafficPolicySpec }).spec;
       balancerOf.set(spec.targetRef.name, spec.balancer);
     }
-    const pools = new Map<string, EndpointPool>();
-    for (const [service, endpoints] of view.endpoints) {
-      const kind = balancerOf.get(service)?.type;
-      const pool = this.pools.get(service) ?? new EndpointPool(service, kind);
-      pool.update(endpoints, kind);
-      pools.set(service, pool);
+    // One pool per service port: a workload serves one port, so a port's endpoints are the
+    // service's workloads registered on its targetPort (80->8080 never dials an 8081 one).
+    const pools = new Map<string, Map<number, ServicePortPool>>();
+    for (const service of view.services.values()) {
+      const endpoints = view.endpoints.get(service.name) ?? [];
+      const kind = balancerOf.get(service.name)?.type;
+      const byPort = new Map<number, ServicePortPool>();
+      for (const port of service.ports) {
+        const pool = this.pool(service.name, port.port) ?? new EndpointPool(service.name, kind);
+        pool.update(
+          endpoints.filter((ep) => ep.port === port.targetPort),
+          kind,
+        );
+        byPort.set(port.port, { service: service.name, port: port.port, pool });
+      }
+      pools.set(service.name, byPort);
     }
 
     const authz = new Map<string, NamedPolicy[]>();
@@ -54,12 +73,13 @@ export class MeshState {
     this.localServices = localServices;
   }
 
-  pool(service: string): EndpointPool | undefined {
-    return this.pools.get(service);
+  /** The balancer pool of one port (as clients call it) of a service. */
+  pool(service: string, port: number): EndpointPool | undefined {
+    return this.pools.get(service)?.get(port)?.pool;
   }
 
-  allPools(): Iterable<EndpointPool> {
-    return this.pools.values();
+  *allPools(): Iterable<ServicePortPool> {
+    for (const byPort of this.pools.values()) yield* byPort.values();
   }
 
   authorizationPolicies(service: string): readonly NamedPolicy[] {

@@ -65,6 +65,15 @@ async function handle(conn: CapturedConnection, deps: OutboundDeps): Promise<voi
   const route = state.view
     ? routeOutbound(state.view, state.endpointIndex, conn.target)
     : ({ kind: 'passthrough' } as const);
+  if (route.kind === 'no_such_port') {
+    // Opaque TCP has no way to say why: a reset, counted and logged under the service.
+    return refuseConnection(conn, deps.telemetry, {
+      ...base,
+      dst_service: route.service.name,
+      close_reason: 'no_such_port',
+      error: route.reason,
+    });
+  }
   if (route.kind === 'refuse') {
     return refuseConnection(conn, deps.telemetry, {
       ...base,
@@ -95,10 +104,10 @@ async function handle(conn: CapturedConnection, deps: OutboundDeps): Promise<voi
     });
   }
 
-  // Balance
+  // Balance: over the endpoints of this service port (those on its targetPort).
   const service = route.service.name;
   const record = { ...base, dst_service: service };
-  const pool = state.pool(service);
+  const pool = state.pool(service, route.port.port);
   const exact =
     route.via === 'endpoint'
       ? (s: EndpointState) =>

@@ -1,0 +1,176 @@
+// A Service with two ports in lab hosts, with real servers: `nginx` 80->8080 (an HTTP/1.1
+// listener) and 81->8081 (an h2c listener), one workload registration per target port. Each
+// service port reaches only the workloads on its targetPort; a port the service does not
+// declare is reset and counted under the service.
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MeshLab, type MeshLabWorkload, waitUntil } from '../../src/lab/index.js';
+import { requireRootAndTools } from '../helpers/prereqs.js';
+
+const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
+
+const listener = (mode: 'http1' | 'h2c', port: number): MeshLabWorkload => ({
+  service: 'nginx',
+  name: `nginx-${mode}`,
+  port,
+  command: [process.execPath, fixture('http-port-server.mjs'), mode, String(port)],
+});
+const HTTP1 = listener('http1', 8080);
+const H2C = listener('h2c', 8081);
+
+const RESOURCES = `
+apiVersion: weft/v1
+kind: Service
+metadata: { name: nginx }
+spec:
+  ports:
+    - { name: web, port: 80, targetPort: 8080, protocol: http }
+    - { name: web2, port: 81, targetPort: 8081, protocol: http2 }
+`;
+const ROUNDS = 12;
+
+let mesh: MeshLab;
+let dir: string;
+
+/** curl from node1 as an application user; the exit code and the body. */
+async function curl(url: string, ...flags: string[]): Promise<{ code: number; body: string }> {
+  const r = await mesh.lab.exec('node1', ['curl', '-s', '--max-time', '5', ...flags, url], {
+    user: 'weftapp',
+    allowFailure: true,
+  });
+  return { code: r.exitCode, body: r.stdout };
+}
+const h2c = (url: string) => curl(url, '--http2-prior-knowledge');
+
+/** The answers of `rounds` calls, counted by body (failures by curl exit code). */
+async function answers(call: () => Promise<{ code: number; body: string }>, rounds = ROUNDS) {
+  const seen: Record<string, number> = {};
+  for (let i = 0; i < rounds; i++) {
+    const { code, body } = await call();
+    const key = code === 0 ? body.trim() : `curl exit ${code}`;
+    seen[key] = (seen[key] ?? 0) + 1;
+  }
+  return seen;
+}
+
+async function metric(host: string, pattern: RegExp): Promise<number> {
+  const r = await mesh.lab.exec(host, ['curl', '-s', 'http://127.0.0.1:15020/metrics']);
+  return r.stdout
+    .split('\n')
+    .filter((l) => pattern.test(l))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+/** The agent's access-log lines (JSON) on a host. */
+function accessLog(host: string): Array<Record<string, unknown>> {
+  const text = readFileSync(join(mesh.lab.dir, `${host}.agent.log`), 'utf8');
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg === 'connection');
+}
+
+beforeAll(async () => {
+  requireRootAndTools(['ip', 'iptables', 'curl', 'setpriv']);
+  dir = mkdtempSync(join(tmpdir(), 'weft-ports-'));
+  chmodSync(dir, 0o755);
+  const services = join(dir, 'services.yaml');
+  writeFileSync(services, RESOURCES);
+  mesh = await MeshLab.up({
+    name: `ports${randomBytes(2).toString('hex')}`,
+    nodes: [{ name: 'node1' }, { name: 'node2', workloads: [HTTP1] }],
+    resourceFiles: [services],
+  });
+  await waitUntil('nginx:80 to answer', async () => (await curl('http://nginx.mesh/')).code === 0);
+});
+
+afterAll(async () => {
+  await mesh?.lab.down();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a service with two ports', () => {
+  it('with only the 8080 workload: port 80 reaches it every time, port 81 reaches nothing', async () => {
+    expect(await answers(() => curl('http://nginx.mesh/'))).toEqual({
+      'http1 on node2:8080 HTTP/1.1': ROUNDS,
+    });
+    // Port 81's targetPort is 8081, where nothing is registered yet: every connection is
+    // refused at once as having no endpoint, none lands on the HTTP/1.1 listener.
+    const noEndpoint =
+      /^weft_tcp_close_total\{direction="outbound",[^}]*dst_service="nginx",reason="no_healthy_endpoint"\}/;
+    const before = await metric('node1', noEndpoint);
+    const seen = await answers(() => h2c('http://nginx.mesh:81/'));
+    expect(Object.keys(seen).some((k) => k.includes('http1'))).toBe(false);
+    expect((await metric('node1', noEndpoint)) - before).toBe(ROUNDS);
+  });
+
+  it('once an h2c workload on 8081 is registered, each port reaches only its own listener', async () => {
+    // Register the second listener as an operator would: agent.yaml gets a workload of the
+    // same service on the other port, the agent re-reads it on SIGHUP.
+    const file = mesh.configFile('node2');
+    const config = JSON.parse(readFileSync(file, 'utf8')) as { workloads: unknown[] };
+    config.workloads.push({
+      service: 'nginx',
+      port: 8081,
+      user: 'weftapp',
+      health: { intervalMs: 1_000 },
+    });
+    writeFileSync(file, JSON.stringify(config, null, 2));
+    await mesh.lab.startProcess('node2', {
+      name: H2C.name!,
+      command: H2C.command,
+      user: 'weftapp',
+    });
+    const agent = mesh.lab.processes().find((p) => p.host === 'node2' && p.name === 'agent');
+    process.kill(agent!.pid, 'SIGHUP');
+    await waitUntil(
+      'nginx:81 to answer',
+      async () => (await h2c('http://nginx.mesh:81/')).code === 0,
+    );
+
+    expect(await answers(() => curl('http://nginx.mesh/'))).toEqual({
+      'http1 on node2:8080 HTTP/1.1': ROUNDS,
+    });
+    expect(await answers(() => h2c('http://nginx.mesh:81/'))).toEqual({
+      'h2c on node2:8081 HTTP/2.0': ROUNDS,
+    });
+  });
+
+  it('a connection to an endpoint address directly keeps reaching that endpoint', async () => {
+    const node2 = mesh.lab.host('node2').address;
+    expect(await answers(() => curl(`http://${node2}:8080/`), 4)).toEqual({
+      'http1 on node2:8080 HTTP/1.1': 4,
+    });
+    expect(await answers(() => h2c(`http://${node2}:8081/`), 4)).toEqual({
+      'h2c on node2:8081 HTTP/2.0': 4,
+    });
+    expect(
+      await metric(
+        'node1',
+        /^weft_tcp_open_total\{direction="outbound",[^}]*dst_service="nginx"\}/,
+      ),
+    ).toBeGreaterThan(0);
+  });
+
+  it('a port the service does not declare is reset, counted under the service as no_such_port, and logged', async () => {
+    const noPort =
+      /^weft_tcp_close_total\{direction="outbound",[^}]*dst_service="nginx",reason="no_such_port"\}/;
+    const before = await metric('node1', noPort);
+    expect((await curl('http://nginx.mesh:82/')).code).not.toBe(0);
+    expect((await metric('node1', noPort)) - before).toBe(1);
+    await waitUntil(
+      'the access-log line of the refused connection',
+      async () => accessLog('node1').some((l) => l.close_reason === 'no_such_port'),
+      10_000,
+    );
+    const line = accessLog('node1').find((l) => l.close_reason === 'no_such_port')!;
+    expect(line).toMatchObject({ dst_service: 'nginx', direction: 'outbound' });
+    expect(String(line.dst)).toMatch(/:82$/);
+    expect(String(line.error)).toMatch(/nginx has no port 82/);
+  });
+});
