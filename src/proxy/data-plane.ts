@@ -21,7 +21,7 @@ import { MeshState } from './mesh-state.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
 import { Telemetry } from './telemetry.js';
-import { startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
+import { connectLocal, startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 const MAX_ATTEMPTS = 3;
@@ -82,6 +82,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       identity: { key: node.keyPem, cert: node.certPem },
       trustBundle: bundle,
       authorize: tunnelAuthorizer(state, telemetry),
+      // An authorized target is a registered workload: deliver to it as registered.
+      connect: (target) => connectLocal(state.localEndpoint(target) ?? target),
       onAccess: tunnelAccessRecorder(state, telemetry),
       reservedPorts: ownPorts,
       log,

@@ -1,9 +1,10 @@
 // What the data path needs from one snapshot version, computed once when it is accepted so
 // that each connection does only map reads: the route index, a balancer pool per service port
 // (kept across versions, so counters and ejections survive updates), authorization policies
-// per service, and which local ports belong to which service.
+// per service, and this host's own workloads (by port, and by registered address and port).
 import type { AuthorizationPolicySpec, TrafficPolicySpec } from '../api/resources/index.js';
-import type { MeshView } from '../controlplane-client/mesh-view.js';
+import type { EndpointView, MeshView } from '../controlplane-client/mesh-view.js';
+import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
 import type { NamedPolicy } from './inbound/authorize.js';
 import { buildEndpointIndex, type EndpointIndex } from './outbound/route.js';
@@ -23,6 +24,7 @@ export class MeshState {
   private pools = new Map<string, Map<number, ServicePortPool>>();
   private authz = new Map<string, NamedPolicy[]>();
   private localServices = new Map<number, string>();
+  private localEndpoints = new Map<string, EndpointView>();
 
   constructor(readonly node: string) {}
 
@@ -62,8 +64,13 @@ export class MeshState {
     }
 
     const localServices = new Map<number, string>();
+    const localEndpoints = new Map<string, EndpointView>();
     for (const endpoints of view.endpoints.values()) {
-      for (const ep of endpoints) if (ep.node === this.node) localServices.set(ep.port, ep.service);
+      for (const ep of endpoints) {
+        if (ep.node !== this.node) continue;
+        localServices.set(ep.port, ep.service);
+        localEndpoints.set(endpointKey(ep.address, ep.port), ep);
+      }
     }
 
     this.view = view;
@@ -71,6 +78,7 @@ export class MeshState {
     this.pools = pools;
     this.authz = authz;
     this.localServices = localServices;
+    this.localEndpoints = localEndpoints;
   }
 
   /** The balancer pool of one port (as clients call it) of a service. */
@@ -86,12 +94,24 @@ export class MeshState {
     return this.authz.get(service) ?? [];
   }
 
-  /** The service a local workload port belongs to (inbound attribution). */
+  /** The service a local workload port belongs to (inbound attribution of captured plaintext). */
   localService(port: number): string | undefined {
     return this.localServices.get(port);
+  }
+
+  /**
+   * The workload of this host registered at exactly this address and port, however the
+   * address is spelled: what a CONNECT through the tunnel may name, and where it is delivered.
+   */
+  localEndpoint(target: { address: string; port: number }): EndpointView | undefined {
+    return this.localEndpoints.get(endpointKey(target.address, target.port));
   }
 
   get mtlsMode(): 'strict' | 'permissive' {
     return this.view?.mesh?.mtls.mode ?? 'permissive';
   }
+}
+
+function endpointKey(address: string, port: number): string {
+  return `${canonicalAddress(address)}|${port}`;
 }

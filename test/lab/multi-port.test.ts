@@ -1,7 +1,8 @@
 // A Service with two ports in lab hosts, with real servers: `nginx` 80->8080 (an HTTP/1.1
 // listener) and 81->8081 (an h2c listener), one workload registration per target port. Each
 // service port reaches only the workloads on its targetPort; a port the service does not
-// declare is reset and counted under the service.
+// declare is reset and counted under the service; a CONNECT through the tunnel must name one
+// of the receiving host's registered workload addresses and ports.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { MeshLab, type MeshLabWorkload, waitUntil } from '../../src/lab/index.js
 import { requireRootAndTools } from '../helpers/prereqs.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
+const CLIENT = fixture('mesh-client.mjs');
 
 const listener = (mode: 'http1' | 'h2c', port: number): MeshLabWorkload => ({
   service: 'nginx',
@@ -172,5 +174,33 @@ describe('a service with two ports', () => {
     expect(line).toMatchObject({ dst_service: 'nginx', direction: 'outbound' });
     expect(String(line.dst)).toMatch(/:82$/);
     expect(String(line.error)).toMatch(/nginx has no port 82/);
+  });
+
+  it("a CONNECT through the tunnel must name one of the host's workload addresses and ports", async () => {
+    const node2 = mesh.lab.host('node2').address;
+    const own = join(mesh.lab.dir, 'node1', 'node.pem');
+    const probe = async (target: string) => {
+      const r = await mesh.lab.exec('node1', [
+        process.execPath,
+        CLIENT,
+        'connect-probe',
+        node2,
+        '15008',
+        own,
+        target,
+      ]);
+      return JSON.parse(r.stdout) as { result: string; status?: number; reason?: string };
+    };
+    const denied =
+      /^weft_authz_decisions_total\{direction="inbound",dst_service="unknown",decision="deny"\}/;
+    const before = await metric('node2', denied);
+    // The workload's port on loopback: a local address and a workload's port, but not the
+    // address it is registered at.
+    const loopback = await probe('127.0.0.1:8080');
+    expect(loopback).toMatchObject({ result: 'accepted', status: 403 });
+    expect(loopback.reason).toMatch(/127\.0\.0\.1:8080 is not a workload of this host/);
+    expect((await metric('node2', denied)) - before).toBe(1);
+    // Control: the registered address and port.
+    expect(await probe(`${node2}:8080`)).toEqual({ result: 'accepted', status: 200 });
   });
 });

@@ -1,6 +1,9 @@
 // Where connections go, as pure decisions over one snapshot: the outbound route of an original
-// destination, and the balancer pool of each service port (only workloads on its targetPort).
+// destination, the balancer pool of each service port (only workloads on its targetPort), and
+// which CONNECT targets the receiving side serves (registered workloads of this host only).
 import { describe, expect, it } from 'vitest';
+import { canonicalAddress } from '../../src/proxy/address.js';
+import { inboundTarget } from '../../src/proxy/inbound/tunnel-inbound.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { routeOutbound } from '../../src/proxy/outbound/route.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
@@ -116,5 +119,47 @@ describe('balancer pools, one per service port', () => {
       ['nginx', 81, 1],
       ['redis', 6379, 1],
     ]);
+  });
+});
+
+describe('CONNECT targets on the receiving side', () => {
+  const v6 = workloadDoc('node2', 'api', 'fd00::2', 9000);
+
+  it.each([
+    ['10.0.0.2', 8080, 'node2-nginx-8080'],
+    ['10.0.0.2', 8081, 'node2-nginx-8081'],
+    ['::ffff:10.0.0.2', 8080, 'node2-nginx-8080'],
+    ['fd00:0:0:0:0:0:0:2', 9000, 'node2-api-9000'],
+    ['FD00::2', 9000, 'node2-api-9000'],
+  ])('%s:%i is the registered workload %s', (address, port, workload) => {
+    const where = inboundTarget(stateOf('node2', [v6]), { address, port });
+    expect(where).toMatchObject({ kind: 'workload', endpoint: { workload } });
+  });
+
+  it.each([
+    ['127.0.0.1', 8080, "a workload's port on loopback"],
+    ['10.0.0.2', 9999, 'a port no workload is registered on'],
+    ['10.0.0.3', 8080, "another host's workload"],
+    ['10.0.0.2', 6379, "a port another host's workload uses"],
+  ])('%s:%i is refused (%s)', (address, port) => {
+    const where = inboundTarget(stateOf('node2', [v6]), { address, port });
+    expect(where).toEqual({
+      kind: 'not_a_workload',
+      reason: `${address}:${port} is not a workload of this host (node2): a CONNECT must name the address and port a workload is registered at`,
+    });
+  });
+});
+
+describe('address spelling', () => {
+  it.each([
+    ['10.0.0.2', '10.0.0.2'],
+    ['::1', '::1'],
+    ['0:0:0:0:0:0:0:1', '::1'],
+    ['FD00:0::2', 'fd00::2'],
+    ['::ffff:10.0.0.2', '10.0.0.2'],
+    ['::FFFF:a00:2', '10.0.0.2'],
+    ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+  ])('%s is %s', (given, canonical) => {
+    expect(canonicalAddress(given)).toBe(canonical);
   });
 });

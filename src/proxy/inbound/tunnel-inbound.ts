@@ -1,24 +1,42 @@
 // The inbound path for connections arriving through the mTLS tunnel (15008): the tunnel
-// server has verified the peer's certificate; here each CONNECT is authorized (only ports of
-// this host's mesh workloads, then AuthorizationPolicy on the peer's SPIFFE ID) and recorded.
+// server has verified the peer's certificate; here each CONNECT is authorized (only a workload
+// of this host, named by the address and port it is registered at, then AuthorizationPolicy
+// on the peer's SPIFFE ID) and recorded.
 import { parseSpiffeId } from '../../api/spiffe.js';
+import type { EndpointView } from '../../controlplane-client/mesh-view.js';
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
 import type { Telemetry } from '../telemetry.js';
-import type { AuthorizeHook, TunnelAccessRecord } from '../tunnel/index.js';
+import type { AuthorizeHook, TunnelAccessRecord, TunnelTarget } from '../tunnel/index.js';
 import { authorizeL4 } from './authorize.js';
+
+/** Where a CONNECT may go: a registered workload of this host, or nowhere, and why. */
+export type InboundTarget =
+  | { kind: 'workload'; endpoint: EndpointView }
+  | { kind: 'not_a_workload'; reason: string };
+
+/**
+ * The tunnel reaches this host's mesh workloads only, at the address and port each is
+ * registered at: never an open relay to other ports, nor to a workload's port on another
+ * local address (loopback, where an app may trust its callers).
+ */
+export function inboundTarget(state: MeshState, target: TunnelTarget): InboundTarget {
+  const endpoint = state.localEndpoint(target);
+  if (endpoint) return { kind: 'workload', endpoint };
+  return {
+    kind: 'not_a_workload',
+    reason: `${formatAddress(target)} is not a workload of this host (${state.node}): a CONNECT must name the address and port a workload is registered at`,
+  };
+}
 
 export function tunnelAuthorizer(state: MeshState, telemetry: Telemetry): AuthorizeHook {
   return ({ peer, target }) => {
-    const service = state.localService(target.port);
-    // The tunnel reaches mesh workloads only: never an open relay to any port of the host.
-    if (service === undefined) {
+    const where = inboundTarget(state, target);
+    if (where.kind === 'not_a_workload') {
       telemetry.decision('inbound', 'unknown', false);
-      return {
-        allow: false,
-        reason: `no mesh workload listens on port ${target.port} of this host`,
-      };
+      return { allow: false, reason: where.reason };
     }
+    const service = where.endpoint.service;
     const decision = authorizeL4(state.authorizationPolicies(service), {
       principal: peer.spiffeId,
       port: target.port,
@@ -40,7 +58,7 @@ export function tunnelAccessRecorder(
         src: formatAddress(r.peer),
         dst: r.target ? formatAddress(r.target) : r.authority,
         src_service: peer?.kind === 'svc' ? peer.name : 'unknown',
-        dst_service: (r.target && state.localService(r.target.port)) || 'unknown',
+        dst_service: (r.target && state.localEndpoint(r.target)?.service) || 'unknown',
         src_identity: r.peer.spiffeId,
         security: 'mtls',
         bytes_sent: r.bytesToTarget,
