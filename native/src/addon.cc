@@ -1,5 +1,5 @@
 // weft's native addon: the socket operations Node lacks (original destination,
-// transparent listeners, socket owner lookup). Loaded by src/native/addon.ts.
+// transparent listeners, socket owner lookup, listening sockets on a port). Loaded by src/native/addon.ts.
 #include <napi.h>
 
 #include <cerrno>
@@ -21,6 +21,7 @@ class WeftNative : public Napi::Addon<WeftNative> {
                              InstanceMethod("originalDestination", &WeftNative::OriginalDst),
                              InstanceMethod("transparentListener", &WeftNative::Listener),
                              InstanceMethod("socketOwner", &WeftNative::Owner),
+                             InstanceMethod("tcpListeners", &WeftNative::Listeners),
                              InstanceMethod("sdNotify", &WeftNative::Notify),
                          });
   }
@@ -44,6 +45,16 @@ class WeftNative : public Napi::Addon<WeftNative> {
       ThrowErrno(env, EINVAL, "inet_pton");
     }
     return SocketOwnerToJs(env, diag_.Lookup(env, local, remote));
+  }
+
+  Napi::Value Listeners(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      throw Napi::TypeError::New(env, "tcpListeners(port): bad arguments");
+    }
+    uint32_t port = info[0].As<Napi::Number>().Uint32Value();
+    if (port == 0 || port > 65535) ThrowErrno(env, EINVAL, "tcpListeners(port)");
+    return TcpListenersToJs(env, diag_.Listeners(env, static_cast<uint16_t>(port)));
   }
 
   static bool Endpoint(const Napi::Value& address, const Napi::Value& port, InetAddress* out) {

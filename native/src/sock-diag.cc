@@ -1,6 +1,7 @@
 // SOCK_DIAG_BY_FAMILY exact lookups (inet_diag_req_v2 without NLM_F_DUMP): the kernel finds
 // the one socket for the tuple with its hash lookup, and replies with inet_diag_msg plus
-// rtattrs, among them INET_DIAG_CGROUP_ID.
+// rtattrs, among them INET_DIAG_CGROUP_ID. And dumps of the listening sockets on one port
+// (NLM_F_DUMP, states = LISTEN, id.idiag_sport set: the kernel skips other ports itself).
 #include "sock-diag.h"
 
 #include <linux/inet_diag.h>
@@ -18,6 +19,10 @@
 #ifndef INET_DIAG_CGROUP_ID
 #define INET_DIAG_CGROUP_ID 21  // uapi value since Linux 5.7
 #endif
+
+namespace {
+constexpr uint32_t kTcpListen = 10;  // TCP_LISTEN in the kernel's tcp_states.h
+}  // namespace
 
 namespace weft {
 
@@ -156,6 +161,83 @@ std::optional<SocketOwner> SockDiag::Exchange(Napi::Env env, const InetAddress& 
     }
   }
   ThrowErrno(env, EPROTO, "SOCK_DIAG_BY_FAMILY");
+}
+
+std::vector<TcpListener> SockDiag::Listeners(Napi::Env env, uint16_t port) {
+  if (!fd_.Valid()) Open(env);
+  std::vector<TcpListener> out;
+  try {
+    DumpListeners(env, AF_INET, port, &out);
+    DumpListeners(env, AF_INET6, port, &out);
+  } catch (...) {
+    fd_.Reset();  // a dump cut short leaves its remaining parts queued: start afresh next time
+    throw;
+  }
+  return out;
+}
+
+void SockDiag::DumpListeners(Napi::Env env, uint8_t family, uint16_t port,
+                             std::vector<TcpListener>* out) {
+  Request request{};
+  request.header.nlmsg_len = sizeof(request);
+  request.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.header.nlmsg_seq = ++seq_;
+  request.body.sdiag_family = family;
+  request.body.sdiag_protocol = IPPROTO_TCP;
+  request.body.idiag_states = 1u << kTcpListen;
+  request.body.id.idiag_sport = htons(port);
+  request.body.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+  request.body.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd_.Get(), &request, sizeof(request), 0, reinterpret_cast<sockaddr*>(&kernel),
+             sizeof(kernel)) < 0) {
+    ThrowErrno(env, errno, "sendto(NETLINK_SOCK_DIAG)");
+  }
+  // The kernel queues the first part of a dump within sendto() and each next part within the
+  // recv() that takes the previous one, so a non-blocking recv always finds one until DONE.
+  alignas(nlmsghdr) char buffer[32768];
+  for (;;) {
+    ssize_t n = recv(fd_.Get(), buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n < 0) ThrowErrno(env, errno, "recv(NETLINK_SOCK_DIAG dump)");
+    int length = static_cast<int>(n);
+    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(header, length);
+         header = NLMSG_NEXT(header, length)) {
+      if (header->nlmsg_seq != request.header.nlmsg_seq) continue;  // stale: not ours
+      if (header->nlmsg_type == NLMSG_DONE) return;
+      if (header->nlmsg_type == NLMSG_ERROR) {
+        const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(header));
+        if (err->error == 0) return;
+        ThrowErrno(env, -err->error, "SOCK_DIAG_BY_FAMILY dump");
+      }
+      if (header->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      const auto* msg = static_cast<const inet_diag_msg*>(NLMSG_DATA(header));
+      if (msg->idiag_state != kTcpListen || ntohs(msg->id.idiag_sport) != port) continue;
+      TcpListener listener;
+      listener.local = ReplyEndpoint(msg->idiag_family, msg->id.idiag_src, msg->id.idiag_sport);
+      // The kernel adds INET_DIAG_SKV6ONLY for IPv6 sockets in LISTEN.
+      int rest = static_cast<int>(header->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(sizeof(*msg)));
+      for (auto* attr = reinterpret_cast<const rtattr*>(msg + 1); RTA_OK(attr, rest);
+           attr = RTA_NEXT(attr, rest)) {
+        if (attr->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(attr) >= 1) {
+          listener.v6only = *static_cast<const uint8_t*>(RTA_DATA(attr)) != 0;
+        }
+      }
+      out->push_back(listener);
+    }
+  }
+}
+
+Napi::Value TcpListenersToJs(Napi::Env env, const std::vector<TcpListener>& listeners) {
+  Napi::Array result = Napi::Array::New(env, listeners.size());
+  for (size_t i = 0; i < listeners.size(); i++) {
+    Napi::Object item = InetAddressToJs(env, listeners[i].local.Raw());
+    item.Set("v6only", Napi::Boolean::New(env, listeners[i].v6only));
+    result.Set(static_cast<uint32_t>(i), item);
+  }
+  return result;
 }
 
 Napi::Value SocketOwnerToJs(Napi::Env env, const std::optional<SocketOwner>& owner) {

@@ -1,6 +1,6 @@
 // The JSON documents the admin endpoint serves, built from the control plane session. Kept
 // apart from the HTTP server so `weft status` and tests share one definition of each shape.
-import type { ControlPlaneSession } from '../controlplane-client/session.js';
+import type { ControlPlaneSession, SessionStatus } from '../controlplane-client/session.js';
 
 export interface ReadyView {
   ready: boolean;
@@ -34,7 +34,8 @@ export interface ConfigDumpView {
   nacks: number;
   lastNack: { version: number; reason: string; at: string } | null;
   lastError: string | null;
-  workloads: { name: string; service: string; address: string; port: number; health: string }[];
+  /** Local workloads with their health and how it is checked. */
+  workloads: SessionStatus['workloads'];
   trustBundlePem: string;
   resources: unknown[];
 }

@@ -39,7 +39,11 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
 
   // Control plane first: it loads the last-known-good snapshot and certificates from disk at
   // once (fail static) and connects in the background, so listeners never wait on the network.
-  const session = config.controlPlane ? await startControlPlaneSession(config, log) : undefined;
+  const session = config.controlPlane
+    ? await startControlPlaneSession(config, log, {
+        listening: (address, port) => socketOps.listening(address, port),
+      })
+    : undefined;
   if (session) registerSyncMetrics(registry, session);
   const dataPlane = await startDataPlane({ config, session, socketOps, registry, log });
   const admin = await startAdminServer({

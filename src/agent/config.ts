@@ -12,6 +12,48 @@ import { formatZodIssue } from '../sys/zod-format.js';
 const port = z.number().int().min(1).max(65535);
 const durationMs = z.number().int().min(1);
 
+const threshold = z.number().int().min(1, 'must be 1-100').max(100, 'must be 1-100');
+
+/**
+ * How the agent checks a local workload (see src/controlplane-client/health-check.ts). Without
+ * `check`, the service's TrafficPolicy.healthCheck decides, else the quiet default: the
+ * kernel's table of listening sockets. `check` here overrides both, for this host.
+ */
+export const workloadHealthSchema = z
+  .object({
+    /** listening: is the app listening (sock_diag, nothing touches it); tcp: a connect; http: a GET. */
+    check: z.enum(['listening', 'tcp', 'http']).optional(),
+    /** The path an http check GETs (giving it alone means check: http). */
+    httpPath: z.string().startsWith('/', 'must start with "/"').optional(),
+    /** Statuses an http check accepts; default any 2xx or 3xx. */
+    expectedStatuses: z.array(z.number().int().min(100).max(599)).min(1).optional(),
+    /** How often, and the thresholds below: for this config's check and the default; a
+     * TrafficPolicy's check brings its own. */
+    intervalMs: durationMs.default(5_000),
+    /** tcp and http checks only; default 1000. */
+    timeoutMs: durationMs.optional(),
+    unhealthyThreshold: threshold.default(1),
+    healthyThreshold: threshold.default(1),
+  })
+  .strict()
+  .superRefine((h, ctx) => {
+    const check = h.check ?? (h.httpPath !== undefined ? 'http' : undefined);
+    const refuse = (field: string, message: string) =>
+      ctx.addIssue({ code: 'custom', path: [field], message });
+    if (check === 'http' && h.httpPath === undefined)
+      refuse('httpPath', 'required when check is http');
+    if (check !== 'http' && h.httpPath !== undefined)
+      refuse('httpPath', `only applies to check: http (check is ${check})`);
+    if (check !== 'http' && h.expectedStatuses !== undefined)
+      refuse('expectedStatuses', 'only applies to check: http (give httpPath)');
+    if (check !== 'tcp' && check !== 'http' && h.timeoutMs !== undefined)
+      refuse(
+        'timeoutMs',
+        "only applies to check: tcp or http (the listening check reads the kernel's table of listening sockets and cannot time out)",
+      );
+  })
+  .prefault({});
+
 export const workloadConfigSchema = z
   .object({
     /** The Service this workload is an endpoint of. */
@@ -29,14 +71,7 @@ export const workloadConfigSchema = z
     unit: z.string().optional(),
     weight: z.number().int().min(1).max(65535).default(1),
     zone: z.string().optional(),
-    health: z
-      .object({
-        /** HTTP path to GET; without it, a TCP connect check. */
-        httpPath: z.string().startsWith('/').optional(),
-        intervalMs: durationMs.default(5_000),
-        timeoutMs: durationMs.default(1_000),
-      })
-      .prefault({}),
+    health: workloadHealthSchema,
   })
   .strict();
 

@@ -12,7 +12,13 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-export const defaultBackoff: BackoffOptions = { baseMs: 250, capMs: 30_000 };
+/**
+ * The agent's reconnects to the control plane. The cap bounds how long an agent stays away
+ * after the control plane is back (a restart, a healed partition): 10 s keeps every agent back
+ * well before the control plane marks silent nodes stale (workloadStaleAfter, 20 s), while a
+ * fleet of thousands still spreads its reconnects over those 10 s.
+ */
+export const defaultBackoff: BackoffOptions = { baseMs: 250, capMs: 10_000 };
 
 export class Backoff {
   private attempt = 0;

@@ -13,6 +13,8 @@ import { describeError, isWeftError, WeftError } from '../errors.js';
 import { Backoff, type BackoffOptions, defaultBackoff } from './backoff.js';
 import { Certificates } from './certificates.js';
 import { openClients } from './clients.js';
+import { policyHealthChecks } from './health-check.js';
+import type { ListeningQuery } from './health-probes.js';
 import { type Identity, IdentityStore, type NodeRecord } from './identity-store.js';
 import { upkeep } from './identity-upkeep.js';
 import { join } from './join.js';
@@ -22,13 +24,13 @@ import { snapshotRules } from './resource-rules.js';
 import { applyDelta, type Snapshot, type SnapshotRules, type SyncDelta } from './snapshot.js';
 import { SnapshotCache } from './snapshot-cache.js';
 import { openSyncStream, type StreamEnd, type SyncStream, type Verdict } from './sync-stream.js';
-import { WorkloadHealth } from './workload-health.js';
+import { type WorkloadCheckStatus, WorkloadHealth } from './workload-health.js';
 
 /** connected: following the control plane; stale: serving a cached snapshot; starting: nothing yet. */
 export type SyncState = 'starting' | 'connected' | 'stale';
 
 export interface SessionOptions {
-  /** Reconnect backoff (default 250 ms base, 30 s cap, full jitter). */
+  /** Reconnect backoff (default 250 ms base, 10 s cap, full jitter). */
   backoff?: BackoffOptions;
   /** Sent in Hello, for the control plane's node list. */
   agentVersion?: string;
@@ -36,6 +38,8 @@ export interface SessionOptions {
   callTimeoutMs?: number;
   /** Validation of resources; the shared schemas by default. */
   rules?: SnapshotRules;
+  /** The workloads' listening check (SocketOps.listening); default: the native addon. */
+  listening?: ListeningQuery;
 }
 
 export interface SessionStatus {
@@ -54,7 +58,7 @@ export interface SessionStatus {
   lastNack: { version: number; reason: string; atUnixMs: number } | undefined;
   /** The last failure to reach or use the control plane, cleared by success. */
   lastError: string | undefined;
-  workloads: { name: string; service: string; address: string; port: number; health: string }[];
+  workloads: ({ service: string; address: string; port: number } & WorkloadCheckStatus)[];
 }
 
 export interface SessionEvents {
@@ -120,7 +124,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     this.rules = options.rules ?? snapshotRules;
     this.backoff = new Backoff(options.backoff ?? defaultBackoff);
     this.workloadList = resolveWorkloads(config);
-    this.health = new WorkloadHealth(this.workloadList);
+    this.health = this.newHealth();
   }
 
   // ---------------------------------------------------------------- what the agent reads
@@ -168,14 +172,18 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
       nacks: this.nacks,
       lastNack: this.lastNack,
       lastError: this.errors.get('sync') ?? this.errors.get('identity'),
-      workloads: this.workloadList.map((w) => ({
-        name: w.name,
-        service: w.service,
-        address: w.address,
-        port: w.port,
-        health: this.health.get(w.name),
-      })),
+      workloads: this.workloadStatus(),
     };
+  }
+
+  private workloadStatus(): SessionStatus['workloads'] {
+    const checks = new Map(this.health.status().map((h) => [h.name, h]));
+    return this.workloadList.map((w) => ({
+      ...checks.get(w.name)!,
+      service: w.service,
+      address: w.address,
+      port: w.port,
+    }));
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -194,7 +202,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   updateWorkloads(config: Pick<AgentConfig, 'workloads' | 'addresses' | 'zone'>): void {
     this.workloadList = resolveWorkloads(config);
     this.health.stop();
-    this.health = new WorkloadHealth(this.workloadList);
+    this.health = this.newHealth();
     this.watchHealth();
     this.kickUpkeep(true);
   }
@@ -238,12 +246,26 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     }
   }
 
+  private newHealth(): WorkloadHealth {
+    return new WorkloadHealth(this.workloadList, {
+      listening: this.options.listening,
+      logger: this.logger,
+    });
+  }
+
   private watchHealth(): void {
     this.health.on('change', (name, health) => {
       this.logger.info({ workload: name, health }, 'workload health changed');
       this.conn?.stream?.heartbeatNow();
     });
+    this.useHealthPolicies();
     this.health.start();
+  }
+
+  /** Services' TrafficPolicy.healthCheck choose their workloads' checks. */
+  private useHealthPolicies(): void {
+    const policies = this.view()?.policies.get('TrafficPolicy') ?? [];
+    this.health.usePolicies(policyHealthChecks(policies));
   }
 
   // ---------------------------------------------------------------- connection loop
@@ -370,6 +392,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     this.logger.info({ version: delta.version, previous, full: delta.full }, 'snapshot accepted');
     this.setState('connected');
     this.emit('snapshot', this.view()!);
+    this.useHealthPolicies();
     return { accepted: true };
   }
 

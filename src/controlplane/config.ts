@@ -34,10 +34,13 @@ export const controlPlaneConfigSchema = z
       .optional(),
     workloadCertTtl: durationMs.default(86_400_000),
     nodeCertTtl: durationMs.default(86_400_000),
-    /** A node without a heartbeat for this long has its workloads marked unhealthy. */
-    workloadUnhealthyAfter: durationMs.default(15_000),
-    /** ... and removed after this long. */
+    /** A node silent this long has its workloads marked stale: shown in their status, with
+     * their health kept as the node last reported it (silence is not a failure). */
+    workloadStaleAfter: durationMs.default(20_000),
+    /** ... and removed after this long (callers' failure accrual covers a dead host until then). */
     workloadRemoveAfter: durationMs.default(300_000),
+    /** Gone: read only to refuse it with what replaced it. */
+    workloadUnhealthyAfter: z.unknown().optional(),
     /** Default lifetime of join tokens. */
     tokenTtl: durationMs.default(86_400_000),
     /** At most one push per sync stream per this interval; bursts in between are merged. */
@@ -46,14 +49,26 @@ export const controlPlaneConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (c.workloadRemoveAfter <= c.workloadUnhealthyAfter) {
+    if (c.workloadUnhealthyAfter !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workloadUnhealthyAfter'],
+        message:
+          "no longer supported: a node's silence no longer marks its workloads unhealthy (its " +
+          "peers may still reach them; the health its agent reports and callers' failure " +
+          "accrual decide). Remove it; workloadStaleAfter sets when a silent node's workloads " +
+          'are marked stale, workloadRemoveAfter when they are removed',
+      });
+    }
+    if (c.workloadRemoveAfter <= c.workloadStaleAfter) {
       ctx.addIssue({
         code: 'custom',
         path: ['workloadRemoveAfter'],
-        message: 'must be longer than workloadUnhealthyAfter',
+        message: 'must be longer than workloadStaleAfter',
       });
     }
-  });
+  })
+  .transform(({ workloadUnhealthyAfter: _gone, ...config }) => config);
 
 export type ControlPlaneConfig = z.infer<typeof controlPlaneConfigSchema>;
 export type ControlPlaneConfigInput = z.input<typeof controlPlaneConfigSchema>;

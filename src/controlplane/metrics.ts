@@ -25,7 +25,7 @@ export class ControlPlaneMetrics {
   readonly syncAcks: Counter;
   readonly syncNacks: Counter;
   readonly syncLatency: Histogram;
-  readonly workloadsMarkedUnhealthy: Counter;
+  readonly workloadsMarkedStale: Counter;
   readonly workloadsRemoved: Counter;
 
   constructor(sources: MetricsSources, options: { defaultMetrics?: boolean } = {}) {
@@ -81,9 +81,9 @@ export class ControlPlaneMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
-    this.workloadsMarkedUnhealthy = new Counter({
-      name: 'weft_controlplane_workloads_marked_unhealthy_total',
-      help: 'Workloads marked unhealthy because their node stopped heart-beating',
+    this.workloadsMarkedStale = new Counter({
+      name: 'weft_controlplane_workloads_marked_stale_total',
+      help: 'Workloads marked stale because their node went silent (their health is kept)',
       registers,
     });
     this.workloadsRemoved = new Counter({

@@ -19,6 +19,15 @@ export interface RawSocketOwner {
   cgroupId?: bigint;
 }
 
+/** A TCP socket in LISTEN state, as tcpListeners reports it. */
+export interface RawTcpListener {
+  address: string;
+  port: number;
+  family: 4 | 6;
+  /** IPV6_V6ONLY: an IPv6 wildcard listener that takes no IPv4 connections. */
+  v6only: boolean;
+}
+
 /** The functions native/src/addon.cc exports. They throw NativeErrnoError on kernel errors. */
 export interface NativeAddon {
   originalDestination(fd: number): RawOriginalDestination;
@@ -29,6 +38,8 @@ export interface NativeAddon {
     remoteAddress: string,
     remotePort: number,
   ): RawSocketOwner | undefined;
+  /** Every TCP socket listening on `port` in this network namespace, both families. */
+  tcpListeners(port: number): RawTcpListener[];
   /** Sends a sd_notify message; false when $NOTIFY_SOCKET is unset. Absent in older builds. */
   sdNotify?(message: string): boolean;
 }
@@ -39,7 +50,12 @@ export const defaultAddonPath = fileURLToPath(
 );
 
 const buildHint = 'run `npm run build:native` (or scripts/bootstrap)';
-const addonFunctions = ['originalDestination', 'transparentListener', 'socketOwner'] as const;
+const addonFunctions = [
+  'originalDestination',
+  'transparentListener',
+  'socketOwner',
+  'tcpListeners',
+] as const;
 
 export function loadAddon(path: string): NativeAddon {
   if (!existsSync(path)) {

@@ -88,3 +88,11 @@ export function ownerLookupError(tuple: string, err: unknown): WeftError {
     { cause: err },
   );
 }
+
+export function listenersLookupError(port: number, err: unknown): WeftError {
+  return new WeftError(
+    'WEFT_E_SOCKET',
+    `listing the TCP sockets listening on port ${port} failed: ${describe(err)}`,
+    { cause: err },
+  );
+}

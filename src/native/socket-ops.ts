@@ -1,12 +1,14 @@
 // The one interface for socket-level work (original destination, transparent listeners,
-// socket owners), so everything above it can run over plain sockets with another
-// implementation; nativeSocketOps is the real one, over the native addon.
+// socket owners, listening sockets), so everything above it can run over plain sockets with
+// another implementation; nativeSocketOps is the real one, over the native addon.
 import net from 'node:net';
 import { WeftError } from '../errors.js';
 import { addon, type NativeAddon, type RawSocketOwner } from './addon.js';
 import { CgroupPaths } from './cgroup-paths.js';
+import { listenerAccepts } from './listener-match.js';
 import {
   listenerError,
+  listenersLookupError,
   notNattedError,
   originalDestinationError,
   ownerLookupError,
@@ -66,6 +68,13 @@ export interface SocketOps {
    * WEFT_E_SOCKET when the kernel refuses (EADDRINUSE, EPERM without CAP_NET_ADMIN).
    */
   transparentListener(opts: TransparentListenerOptions): number;
+  /**
+   * Whether a TCP connection from this host to address:port would find a listening socket,
+   * asked of the kernel (sock_diag) without connecting: wildcard listeners (0.0.0.0, and ::
+   * unless IPV6_V6ONLY for IPv4) count, and ::ffff:a.b.c.d is a.b.c.d. Throws WEFT_E_SOCKET
+   * when the kernel refuses the query.
+   */
+  listening(address: string, port: number): boolean;
 }
 
 export interface NativeSocketOpsOptions {
@@ -166,6 +175,18 @@ export function createNativeSocketOps(options: NativeSocketOpsOptions = {}): Soc
       } catch (err) {
         throw listenerError(hostPort(opts.host, opts.port), err);
       }
+    },
+
+    listening(address, port) {
+      checkAddress(address, 'address', 'listening', 'WEFT_E_INTERNAL');
+      checkInteger(port, 'port', 'listening', 'WEFT_E_INTERNAL', [1, 65535]);
+      let listeners: ReturnType<NativeAddon['tcpListeners']>;
+      try {
+        listeners = native.tcpListeners(port);
+      } catch (err) {
+        throw listenersLookupError(port, err);
+      }
+      return listenerAccepts(listeners, address);
     },
   };
 }

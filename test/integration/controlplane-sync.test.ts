@@ -1,6 +1,6 @@
 // The sync stream as an agent sees it, with a raw grpc-js client over mTLS: a full snapshot,
-// then deltas that carry only what changed, versions that acks and nacks refer to, and the
-// health of workloads whose node stops heart-beating.
+// then deltas that carry only what changed, versions that acks and nacks refer to, and what
+// happens to the workloads of a node that stops heart-beating (stale, then removed).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WeftAdminClient } from '../../src/api/admin-client.js';
 import type { ResourceMessage, SyncRequest, SyncResponse } from '../../src/api/messages.js';
@@ -86,6 +86,11 @@ const healthIn = (m: SyncResponse, name: string) => {
   const u = m.upserts.find((x) => x.kind === 'Workload' && x.name === name);
   return u === undefined ? undefined : docOf(u).spec.health;
 };
+/** The workload `name` as this message upserts it. */
+const workloadIn = (m: SyncResponse, name: string) => {
+  const u = m.upserts.find((x) => x.kind === 'Workload' && x.name === name);
+  return u === undefined ? undefined : docOf(u);
+};
 const service = (name: string, port = 80) => ({
   kind: 'Service',
   name,
@@ -106,7 +111,7 @@ let nodeB: NodeCredentials;
 
 beforeAll(async () => {
   cp = await startControlPlane({
-    config: { workloadUnhealthyAfter: '600ms', workloadRemoveAfter: '1500ms' },
+    config: { workloadStaleAfter: '600ms', workloadRemoveAfter: '1500ms' },
   });
   admin = WeftAdminClient.open({ server: cp.grpcAddress, credentialsDir: cp.adminCredentials.dir });
   nodeA = await joinNode(cp, 'node-a');
@@ -278,7 +283,7 @@ describe('acks and nacks', () => {
 });
 
 describe('heartbeats', () => {
-  it('marks the workloads of a silent node unhealthy, then removes them', async () => {
+  it('marks the workloads of a silent node stale, keeping the health it reported, then removes them', async () => {
     const nodeC = await joinNode(cp, 'node-c');
     await register(nodeC, [{ service: 'echo', port: 7000, health: 'healthy' }]);
     const observer = openSync(cp, nodeB);
@@ -294,12 +299,14 @@ describe('heartbeats', () => {
     expect(
       observer.received.slice(settled).some((m) => healthIn(m, 'node-c-echo-7000') !== undefined),
     ).toBe(false);
-    // ...then silent: unhealthy after workloadUnhealthyAfter, gone after workloadRemoveAfter.
+    // ...then silent: stale after workloadStaleAfter, still healthy (its peers may still reach
+    // it), and gone after workloadRemoveAfter.
     c.close();
     const marked = await observer.next((m) => healthIn(m, 'node-c-echo-7000') !== undefined, 3_000);
-    const doc = docOf(marked.upserts.find((u) => u.name === 'node-c-echo-7000')!);
-    expect(doc.spec.health).toBe('unhealthy');
-    expect(doc.status).toEqual({ reason: 'NodeHeartbeatLost', reportedHealth: 'healthy' });
+    const doc = workloadIn(marked, 'node-c-echo-7000')!;
+    expect(doc.spec.health).toBe('healthy');
+    expect(doc.status).toMatchObject({ stale: true, reason: 'NodeSilent' });
+    expect(Date.parse(String(doc.status?.lastSeen))).toBeGreaterThan(0);
     const removed = await observer.next(
       (m) => m.removals.some((r) => r.name === 'node-c-echo-7000'),
       3_000,
@@ -308,16 +315,16 @@ describe('heartbeats', () => {
     expect((await admin.get('workloads')).map((w) => w.name)).not.toContain('node-c-echo-7000');
   });
 
-  it('restores the reported health when the node heart-beats again', async () => {
+  it('clears the stale mark, with the health reported, when the node heart-beats again', async () => {
     const nodeD = await joinNode(cp, 'node-d');
     await register(nodeD, [{ service: 'echo', port: 7100, health: 'healthy' }]);
     const observer = openSync(cp, nodeB);
-    await observer.next((m) => healthIn(m, 'node-d-echo-7100') === 'unhealthy', 3_000);
+    await observer.next((m) => workloadIn(m, 'node-d-echo-7100')?.status?.stale === true, 3_000);
     const d = openSync(cp, nodeD);
-    d.send({ heartbeat: { workloads: [] } });
+    d.send({ heartbeat: { workloads: [{ name: 'echo-7100', health: 'unhealthy' }] } });
     const restored = await observer.next((m) => healthIn(m, 'node-d-echo-7100') !== undefined);
-    const doc = docOf(restored.upserts.find((u) => u.name === 'node-d-echo-7100')!);
-    expect(doc.spec.health).toBe('healthy');
+    const doc = workloadIn(restored, 'node-d-echo-7100')!;
+    expect(doc.spec.health).toBe('unhealthy');
     expect(doc.status).toBeUndefined();
   });
 });
@@ -334,7 +341,7 @@ describe('metrics', () => {
       'weft_controlplane_certificates_issued_total{type="node"}',
       'weft_controlplane_store_revision',
       'weft_controlplane_tokens_created_total',
-      'weft_controlplane_workloads_marked_unhealthy_total',
+      'weft_controlplane_workloads_marked_stale_total',
       'weft_controlplane_sync_full_snapshots{state="sending"}',
     ]) {
       expect(text, name).toContain(name);

@@ -327,7 +327,7 @@ describe('three agents and one control plane in lab hosts', () => {
 
   it('when the control plane returns, every stream resumes and the agents converge', async () => {
     await startControlPlane();
-    // Reconnects follow the agents' backoff (full jitter, capped at 30 s).
+    // Reconnects follow the agents' backoff (full jitter, capped at 10 s).
     for (const host of AGENTS) {
       await waitFor(
         `${host} connected`,

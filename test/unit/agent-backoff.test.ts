@@ -1,6 +1,6 @@
 // Reconnect backoff: full jitter under an exponentially growing, capped ceiling.
 import { describe, expect, it } from 'vitest';
-import { Backoff } from '../../src/controlplane-client/backoff.js';
+import { Backoff, defaultBackoff } from '../../src/controlplane-client/backoff.js';
 
 describe('Backoff', () => {
   it('keeps every delay within [0, min(cap, base * 2^attempt))', () => {
@@ -36,6 +36,21 @@ describe('Backoff', () => {
     b.next();
     b.reset();
     expect(b.next()).toBe(50);
+  });
+
+  it("the agent's default brings it back within 10 s of the control plane's return, jittered", () => {
+    // A control plane away for an hour: the delay after it returns is still under the cap.
+    const high = new Backoff({ ...defaultBackoff, random: () => 0.999999 });
+    const delays = Array.from({ length: 200 }, () => high.next());
+    expect(Math.max(...delays)).toBe(9_999);
+    // Full jitter: agents that lost it at the same moment come back spread over the range.
+    const spread = new Set<number>();
+    for (const r of [0.1, 0.4, 0.7]) {
+      const b = new Backoff({ ...defaultBackoff, random: () => r });
+      for (let i = 0; i < 10; i++) b.next();
+      spread.add(b.next());
+    }
+    expect([...spread].sort((a, b) => a - b)).toEqual([1_000, 4_000, 7_000]);
   });
 
   it('refuses options that make no sense, naming the field', () => {

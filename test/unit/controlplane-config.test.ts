@@ -46,7 +46,7 @@ describe('control plane config', () => {
       httpPort: 15014,
       workloadCertTtl: 86_400_000,
       nodeCertTtl: 86_400_000,
-      workloadUnhealthyAfter: 15_000,
+      workloadStaleAfter: 20_000,
       workloadRemoveAfter: 300_000,
       tokenTtl: 86_400_000,
       syncCoalesce: 50,
@@ -56,10 +56,10 @@ describe('control plane config', () => {
 
   it('reads durations', () => {
     const c = parseControlPlaneConfig(
-      { workloadCertTtl: '1h', workloadUnhealthyAfter: '500ms', workloadRemoveAfter: '2s' },
+      { workloadCertTtl: '1h', workloadStaleAfter: '500ms', workloadRemoveAfter: '2s' },
       'cp.yaml',
     );
-    expect([c.workloadCertTtl, c.workloadUnhealthyAfter, c.workloadRemoveAfter]).toEqual([
+    expect([c.workloadCertTtl, c.workloadStaleAfter, c.workloadRemoveAfter]).toEqual([
       3_600_000, 500, 2_000,
     ]);
   });
@@ -84,9 +84,14 @@ describe('control plane config', () => {
     ],
     ['ca without keyFile', { ca: { certFile: '/x' } }, 'cp.yaml: ca.keyFile: required'],
     [
-      'removal before unhealthy',
-      { workloadUnhealthyAfter: '1m', workloadRemoveAfter: '30s' },
-      'cp.yaml: workloadRemoveAfter: must be longer than workloadUnhealthyAfter',
+      'removal before stale',
+      { workloadStaleAfter: '1m', workloadRemoveAfter: '30s' },
+      'cp.yaml: workloadRemoveAfter: must be longer than workloadStaleAfter',
+    ],
+    [
+      'workloadUnhealthyAfter, whose meaning is gone, saying what replaced it',
+      { workloadUnhealthyAfter: '15s' },
+      "cp.yaml: workloadUnhealthyAfter: no longer supported: a node's silence no longer marks its workloads unhealthy",
     ],
   ];
   for (const [name, input, message] of errors) {

@@ -43,5 +43,6 @@ describe('loadAddon', () => {
     expect(typeof addon.originalDestination).toBe('function');
     expect(typeof addon.socketOwner).toBe('function');
     expect(typeof addon.transparentListener).toBe('function');
+    expect(typeof addon.tcpListeners).toBe('function');
   });
 });

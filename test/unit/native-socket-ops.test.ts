@@ -208,3 +208,64 @@ describe('transparentListener options', () => {
     expect((backlog as Error).message).toContain('backlog');
   });
 });
+
+describe('listening', () => {
+  async function listen(options: net.ListenOptions): Promise<{ server: net.Server; port: number }> {
+    const server = net.createServer((s) => s.destroy());
+    await new Promise<void>((resolve) => server.listen({ port: 0, ...options }, resolve));
+    return { server, port: (server.address() as net.AddressInfo).port };
+  }
+  const close = (server: net.Server) => new Promise((resolve) => server.close(resolve));
+
+  it('sees a listener on its address, and not on another', async () => {
+    const { server, port } = await listen({ host: '127.0.0.1' });
+    try {
+      expect(nativeSocketOps.listening('127.0.0.1', port)).toBe(true);
+      expect(nativeSocketOps.listening('::ffff:127.0.0.1', port)).toBe(true);
+      expect(nativeSocketOps.listening('127.0.0.2', port)).toBe(false);
+      expect(nativeSocketOps.listening('::1', port)).toBe(false);
+    } finally {
+      await close(server);
+    }
+    expect(nativeSocketOps.listening('127.0.0.1', port)).toBe(false);
+  });
+
+  it('counts a dual-stack :: listener for IPv4 and IPv6, a v6-only one for IPv6 only', async () => {
+    const dual = await listen({ host: '::' });
+    const v6only = await listen({ host: '::', ipv6Only: true });
+    try {
+      expect(nativeSocketOps.listening('127.0.0.1', dual.port)).toBe(true);
+      expect(nativeSocketOps.listening('::1', dual.port)).toBe(true);
+      expect(nativeSocketOps.listening('127.0.0.1', v6only.port)).toBe(false);
+      expect(nativeSocketOps.listening('::1', v6only.port)).toBe(true);
+    } finally {
+      await close(dual.server);
+      await close(v6only.server);
+    }
+  });
+
+  it('asks the kernel without connecting to the listener', async () => {
+    const { server, port } = await listen({ host: '0.0.0.0' });
+    let accepted = 0;
+    server.on('connection', () => accepted++);
+    try {
+      for (let i = 0; i < 20; i++) expect(nativeSocketOps.listening('127.0.0.1', port)).toBe(true);
+      // Sentinel: a connection of our own is counted, so the count above was live.
+      const sentinel = net.connect(port, '127.0.0.1');
+      await new Promise((resolve) => server.once('connection', resolve));
+      sentinel.destroy();
+      expect(accepted).toBe(1);
+    } finally {
+      await close(server);
+    }
+  });
+
+  it('refuses a bad address or port as a caller bug, naming it', () => {
+    const err = thrownBy(() => nativeSocketOps.listening('db.example', 3306));
+    expect(isWeftError(err, 'WEFT_E_INTERNAL')).toBe(true);
+    expect((err as Error).message).toContain('address');
+    expect((thrownBy(() => nativeSocketOps.listening('127.0.0.1', 0)) as Error).message).toContain(
+      'port',
+    );
+  });
+});

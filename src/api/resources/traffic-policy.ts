@@ -1,8 +1,9 @@
 // TrafficPolicy: how clients reach one Service: balancing, timeouts, retries, circuit breaking,
 // outlier detection, rate limiting and active health checks. Defaults follow what operators of
-// Linkerd and Envoy expect (see shared/REFERENCE.md); enforcement comes with the data path.
+// Linkerd and Envoy expect (see shared/REFERENCE.md); enforcement comes with the data path
+// (healthCheck: enforced by each workload's agent).
 import { z } from 'zod';
-import { durationString } from '../duration.js';
+import { durationString, parseDuration } from '../duration.js';
 import { documentSchema, resourceName, serviceRef } from './common.js';
 
 const count = (min: number, max: number) =>
@@ -96,22 +97,46 @@ export const rateLimit = z
   })
   .strict();
 
+/**
+ * An active check of every workload of the service, run by each workload's own agent (see
+ * src/controlplane-client/health-check.ts). Without one, agents check quietly that the
+ * application listens (the kernel's socket table), which never touches it; this opts into a
+ * TCP connect, or an HTTP GET with `http`. Every field is enforced.
+ */
 export const healthCheck = z
   .object({
     interval: durationString.default('5s'),
+    /** Shorter than interval: checks of one workload never overlap. */
     timeout: durationString.default('1s'),
+    /** Consecutive failures that make a healthy workload unhealthy. */
     unhealthyThreshold: count(1, 100).default(3),
+    /** Consecutive passes that make an unhealthy workload healthy again. */
     healthyThreshold: count(1, 100).default(1),
     /** Without http, a TCP connect is the check. */
     http: z
       .object({
         path: z.string().startsWith('/', 'must start with "/"'),
-        expectedStatuses: z.array(count(100, 599)).optional(),
+        /** Default: any 2xx or 3xx. */
+        expectedStatuses: z
+          .array(count(100, 599))
+          .min(1, 'must list at least one status')
+          .optional(),
       })
       .strict()
       .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((h, ctx) => {
+    const interval = parseDuration(h.interval);
+    const timeout = parseDuration(h.timeout);
+    if (interval !== undefined && timeout !== undefined && timeout >= interval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['timeout'],
+        message: `must be shorter than interval (${h.interval}): a check must end before the next one starts`,
+      });
+    }
+  });
 
 export const trafficPolicySpec = z
   .object({

@@ -24,9 +24,13 @@ export const workloadSpec = z
 
 export const workloadStatus = z
   .object({
-    /** Why the control plane changed spec.health (e.g. NodeHeartbeatLost). */
+    /** The node has not been heard from since lastSeen: spec.health is its last report. */
+    stale: z.boolean().optional(),
+    /** Why the control plane marked the workload (NodeSilent). */
     reason: z.string().optional(),
-    /** The health the agent last reported, kept while the control plane overrides it. */
+    /** When the control plane last heard from the node (ISO 8601). */
+    lastSeen: z.string().optional(),
+    /** Written by earlier versions, which overrode spec.health for silent nodes. */
     reportedHealth: workloadHealth.optional(),
   })
   .loose();

@@ -51,7 +51,7 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
       str(d.spec.service),
       str(d.spec.node),
       `${str(d.spec.address)}:${str(d.spec.port)}`,
-      str(d.spec.health) + (d.status?.reason ? ` (${d.status.reason})` : ''),
+      workloadHealth(d),
       str(d.spec.weight),
       str(d.spec.zone),
     ],
@@ -94,6 +94,15 @@ function ago(ms: number): string {
     : s < 7200
       ? `${Math.round(s / 60)}m ago`
       : `${Math.round(s / 3600)}h ago`;
+}
+
+/** "healthy", or "healthy (stale, node last seen 42s ago)" while its node is silent. */
+function workloadHealth(d: Doc): string {
+  const status = d.status ?? {};
+  const lastSeen = typeof status.lastSeen === 'string' ? Date.parse(status.lastSeen) : Number.NaN;
+  if (status.stale === true)
+    return `${str(d.spec.health)} (stale, node last seen ${Number.isNaN(lastSeen) ? '?' : ago(lastSeen)})`;
+  return str(d.spec.health) + (status.reason ? ` (${status.reason})` : '');
 }
 
 function printNodes(nodes: NodeInfo[], output: string): void {

@@ -117,8 +117,15 @@ export function renderStatus(
     lines.push(
       indent(
         table([
-          ['NAME', 'SERVICE', 'ADDRESS', 'HEALTH'],
-          ...dump.workloads.map((w) => [w.name, w.service, hostPort(w.address, w.port), w.health]),
+          ['NAME', 'SERVICE', 'ADDRESS', 'HEALTH', 'CHECK'],
+          ...dump.workloads.map((w) => [
+            w.name,
+            w.service,
+            hostPort(w.address, w.port),
+            w.health,
+            // An older agent's dump has no check.
+            w.check === undefined ? '-' : `${w.check} (${w.checkSource})`,
+          ]),
         ]),
       ),
     );

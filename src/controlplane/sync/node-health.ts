@@ -1,21 +1,22 @@
 // Workload health as the control plane sees it: heartbeats carry each workload's health (a
-// change is written once, and syncs to every agent); a sweeper marks the workloads of a node
-// that went silent for workloadUnhealthyAfter as unhealthy, and removes them after
-// workloadRemoveAfter. The node's store lease (a little longer than workloadRemoveAfter) is the
+// change is written once, and syncs to every agent). A sweeper marks the workloads of a node
+// silent for workloadStaleAfter as stale (their health stays the node's last report: silence
+// is not a failure, see silence.ts) and removes them after workloadRemoveAfter. Silence counts
+// from this control plane's start at the earliest, so a restart never judges agents that are
+// still reconnecting. The node's store lease (a little longer than workloadRemoveAfter) is the
 // backstop that removes them even when no control plane is left to sweep.
 import type { Logger } from 'pino';
 import type { WorkloadHealth } from '../../api/messages.js';
-import type { Workload } from '../../api/resources/index.js';
 import type { ControlPlaneConfig } from '../config.js';
 import type { NodeRecord } from '../identity/node-record.js';
 import type { TokenRecord } from '../identity/tokens.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import { nodeKey, resourceKey, TOKENS_PREFIX } from '../store/keys.js';
-import type { Store, StoreCompare, StoreEntry, StoreOp } from '../store/store.js';
+import type { Store, StoreCompare, StoreOp } from '../store/store.js';
 import type { NodeLiveness } from './node-liveness.js';
+import { afterHeartbeat, judgeSilence, markedStale } from './silence.js';
 import type { SyncHub } from './sync-hub.js';
 
-export const HEARTBEAT_LOST = 'NodeHeartbeatLost';
 /** Expired tokens (and their used markers) are kept this long, then deleted. */
 const TOKEN_RETENTION_MS = 3_600_000;
 const TOKEN_SWEEP_EVERY_MS = 60_000;
@@ -50,7 +51,7 @@ export class NodeHealth {
   start(): void {
     const every = Math.min(
       1_000,
-      Math.max(50, Math.floor(this.deps.config.workloadUnhealthyAfter / 4)),
+      Math.max(50, Math.floor(this.deps.config.workloadStaleAfter / 4)),
     );
     this.timer = setInterval(() => {
       if (this.sweeping) return;
@@ -74,35 +75,26 @@ export class NodeHealth {
     liveness.seen(node, true);
     await this.keepLease(node);
     const byName = new Map(reported.map((w) => [w.name, w.health]));
-    const wasLost = liveness.get(node)?.lost === true;
     const compares: StoreCompare[] = [];
     const ops: StoreOp[] = [];
+    let wereStale = 0;
     for (const [name, entry] of hub.workloadsOf(node)) {
-      const w = entry.value;
       const local = name.startsWith(`${node}-`) ? name.slice(node.length + 1) : name;
-      const lost = w.status?.reason === HEARTBEAT_LOST;
-      const health =
-        byName.get(local) ??
-        byName.get(name) ??
-        (lost ? (w.status?.reportedHealth ?? 'unknown') : w.spec.health);
-      if (!lost && health === w.spec.health) continue;
-      const next: Workload = {
-        apiVersion: w.apiVersion,
-        kind: w.kind,
-        metadata: w.metadata,
-        spec: { ...w.spec, health },
-      };
+      const next = afterHeartbeat(entry.value, byName.get(local) ?? byName.get(name));
+      if (next === undefined) continue;
+      if (entry.value.status !== undefined) wereStale++;
       compares.push({ key: entry.key, modRevision: entry.modRevision });
       ops.push({ type: 'put', key: entry.key, value: next, lease: entry.lease });
     }
-    if (ops.length > 0) {
-      // A conflict means the workloads changed under us (a re-registration): the next
-      // heartbeat compares again.
-      const txn = await store.txn({ compares, ops });
-      if (txn.succeeded && wasLost)
-        this.deps.log.info({ node }, 'node is heart-beating again: workload health restored');
-    }
-    if (wasLost) liveness.setLost(node, false);
+    if (ops.length === 0) return;
+    // A conflict means the workloads changed under us (a re-registration): the next
+    // heartbeat compares again.
+    const txn = await store.txn({ compares, ops });
+    if (txn.succeeded && wereStale > 0)
+      this.deps.log.info(
+        { node, workloads: wereStale },
+        'node is heard from again: workloads fresh',
+      );
   }
 
   private async keepLease(node: string): Promise<void> {
@@ -113,13 +105,14 @@ export class NodeHealth {
     if (record?.value.lease !== undefined) await this.deps.store.keepAlive(record.value.lease);
   }
 
-  /** One pass: mark silent nodes' workloads unhealthy, remove long-silent ones, drop old tokens. */
+  /** One pass: mark silent nodes' workloads stale, remove long-silent ones, drop old tokens. */
   async sweep(now = Date.now()): Promise<void> {
     const { hub, liveness, config } = this.deps;
     for (const node of hub.nodesWithWorkloads()) {
-      const silentMs = now - liveness.lastSeen(node);
-      if (silentMs >= config.workloadRemoveAfter) await this.remove(node, silentMs);
-      else if (silentMs >= config.workloadUnhealthyAfter) await this.markUnhealthy(node, silentMs);
+      const lastSeen = liveness.lastSeen(node);
+      const verdict = judgeSilence(now - lastSeen, config);
+      if (verdict === 'remove') await this.remove(node, now - lastSeen);
+      else if (verdict === 'stale') await this.markStale(node, lastSeen, now - lastSeen);
     }
     if (now - this.lastTokenSweep >= TOKEN_SWEEP_EVERY_MS) {
       this.lastTokenSweep = now;
@@ -127,33 +120,27 @@ export class NodeHealth {
     }
   }
 
-  private async markUnhealthy(node: string, silentMs: number): Promise<void> {
+  private async markStale(node: string, lastSeen: number, silentMs: number): Promise<void> {
     const compares: StoreCompare[] = [];
     const ops: StoreOp[] = [];
     for (const entry of this.deps.hub.workloadsOf(node).values()) {
-      const w = entry.value;
-      if (w.status?.reason === HEARTBEAT_LOST) continue;
-      const next: Workload = {
-        ...w,
-        spec: { ...w.spec, health: 'unhealthy' },
-        status: { reason: HEARTBEAT_LOST, reportedHealth: w.spec.health },
-      };
+      const next = markedStale(entry.value, lastSeen);
+      if (next === undefined) continue;
       compares.push({ key: entry.key, modRevision: entry.modRevision });
       ops.push({ type: 'put', key: entry.key, value: next, lease: entry.lease });
     }
     if (ops.length === 0) return;
     const txn = await this.deps.store.txn({ compares, ops });
     if (!txn.succeeded) return;
-    this.deps.liveness.setLost(node, true);
-    this.deps.metrics.workloadsMarkedUnhealthy.inc(ops.length);
+    this.deps.metrics.workloadsMarkedStale.inc(ops.length);
     this.deps.log.warn(
       { node, silentMs, workloads: ops.length },
-      'node missed its heartbeats: its workloads are marked unhealthy',
+      'node is silent: its workloads are marked stale and keep their last reported health',
     );
   }
 
   private async remove(node: string, silentMs: number): Promise<void> {
-    const entries: StoreEntry<Workload>[] = [...this.deps.hub.workloadsOf(node).values()];
+    const entries = [...this.deps.hub.workloadsOf(node).values()];
     const txn = await this.deps.store.txn({
       compares: entries.map((e) => ({ key: e.key, modRevision: e.modRevision })),
       ops: entries.map((e) => ({

@@ -1,15 +1,14 @@
 // What the control plane knows about each agent right now: when it was last heard from, how
 // many sync streams it has open, the version it acknowledged and its last rejection. Kept in
-// memory: after a restart, agents reconnect within seconds and every node counts as heard
-// from at start (so that a restart does not mark the whole mesh unhealthy).
+// memory: after a restart every node counts as heard from at start, because the control plane
+// cannot tell a node's silence from its own absence; agents reconnect within their backoff cap
+// (10 s, jittered), well before workloadStaleAfter.
 export interface NodeState {
   lastSeenMs: number;
   lastHeartbeatMs: number;
   connections: number;
   ackedVersion: number;
   lastNack: string;
-  /** Its workloads were marked unhealthy for missing heartbeats. */
-  lost: boolean;
 }
 
 export class NodeLiveness {
@@ -25,7 +24,6 @@ export class NodeLiveness {
         connections: 0,
         ackedVersion: 0,
         lastNack: '',
-        lost: false,
       };
       this.nodes.set(node, s);
     }
@@ -64,10 +62,6 @@ export class NodeLiveness {
 
   nack(node: string, version: number, reason: string): void {
     this.state(node).lastNack = `version ${version}: ${reason}`;
-  }
-
-  setLost(node: string, lost: boolean): void {
-    this.state(node).lost = lost;
   }
 
   connectedCount(): number {
