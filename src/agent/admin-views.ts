@@ -34,7 +34,15 @@ export interface ConfigDumpView {
   nacks: number;
   lastNack: { version: number; reason: string; at: string } | null;
   lastError: string | null;
-  workloads: { name: string; service: string; address: string; port: number; health: string }[];
+  workloads: {
+    name: string;
+    service: string;
+    address: string;
+    port: number;
+    health: string;
+    /** Why the control plane refused its registration, and what to do. */
+    refused?: string;
+  }[];
   trustBundlePem: string;
   resources: unknown[];
 }

@@ -109,8 +109,8 @@ beforeAll(async () => {
     config: { workloadUnhealthyAfter: '600ms', workloadRemoveAfter: '1500ms' },
   });
   admin = WeftAdminClient.open({ server: cp.grpcAddress, credentialsDir: cp.adminCredentials.dir });
-  nodeA = await joinNode(cp, 'node-a');
-  nodeB = await joinNode(cp, 'node-b');
+  nodeA = await joinNode(cp, 'node-a', { services: ['echo'] });
+  nodeB = await joinNode(cp, 'node-b', { services: ['echo'] });
   await admin.apply([service('echo')], 'echo.yaml');
 });
 
@@ -279,7 +279,7 @@ describe('acks and nacks', () => {
 
 describe('heartbeats', () => {
   it('marks the workloads of a silent node unhealthy, then removes them', async () => {
-    const nodeC = await joinNode(cp, 'node-c');
+    const nodeC = await joinNode(cp, 'node-c', { services: ['echo'] });
     await register(nodeC, [{ service: 'echo', port: 7000, health: 'healthy' }]);
     const observer = openSync(cp, nodeB);
     await observer.next((m) => healthIn(m, 'node-c-echo-7000') === 'healthy');
@@ -309,7 +309,7 @@ describe('heartbeats', () => {
   });
 
   it('restores the reported health when the node heart-beats again', async () => {
-    const nodeD = await joinNode(cp, 'node-d');
+    const nodeD = await joinNode(cp, 'node-d', { services: ['echo'] });
     await register(nodeD, [{ service: 'echo', port: 7100, health: 'healthy' }]);
     const observer = openSync(cp, nodeB);
     await observer.next((m) => healthIn(m, 'node-d-echo-7100') === 'unhealthy', 3_000);

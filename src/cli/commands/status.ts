@@ -118,7 +118,12 @@ export function renderStatus(
       indent(
         table([
           ['NAME', 'SERVICE', 'ADDRESS', 'HEALTH'],
-          ...dump.workloads.map((w) => [w.name, w.service, hostPort(w.address, w.port), w.health]),
+          ...dump.workloads.map((w) => [
+            w.name,
+            w.service,
+            hostPort(w.address, w.port),
+            w.refused ? `REFUSED: ${w.refused}` : w.health,
+          ]),
         ]),
       ),
     );
