@@ -202,3 +202,61 @@ describe('a node registers only services it may serve', () => {
     expect(unknown.details).toBe('node "nobody" not found (see weft get nodes)');
   });
 });
+
+describe('a control plane upgraded from before placement', () => {
+  it('allows each existing node the services it has workloads of, once, and says so', async () => {
+    const old = await startControlPlane();
+    const store = old.controlPlane.store;
+    // State as an older control plane left it: a node with no allowed services, its workload,
+    // and an unscoped token.
+    const { nodeKey, resourceKey, tokenKey } = await import('../../src/controlplane/store/keys.js');
+    const { newToken } = await import('../../src/controlplane/identity/tokens.js');
+    await store.put(nodeKey('legacy'), {
+      name: 'legacy',
+      spiffeId: 'spiffe://weft.local/node/legacy',
+      addresses: ['10.0.0.7'],
+      zone: '',
+      joinedAtMs: 1,
+      tokenId: '000000000000',
+      certNotAfterMs: Date.now() + 3_600_000,
+    });
+    await store.put(resourceKey('Workload', 'legacy-echo-8080'), {
+      apiVersion: 'weft/v1',
+      kind: 'Workload',
+      metadata: { name: 'legacy-echo-8080' },
+      spec: {
+        service: 'echo',
+        node: 'legacy',
+        address: '10.0.0.7',
+        port: 8080,
+        health: 'healthy',
+        weight: 1,
+      },
+    });
+    const unscoped = newToken(3_600_000, 'old', { node: 'x', services: [], replace: false });
+    const { node: _n, services: _s, replace: _r, ...record } = unscoped.record;
+    await store.put(tokenKey(record.id), record);
+    const dataDir = old.dataDir;
+    await old.stop();
+
+    const upgraded = await startControlPlane({ dataDir });
+    try {
+      const admin = adminClient(upgraded);
+      const nodes = await unary(admin, admin.listNodes, {});
+      admin.close();
+      expect(nodes.nodes.find((n) => n.name === 'legacy')?.services).toEqual(['echo']);
+      expect(
+        upgraded.logs.find((l) => l.node === 'legacy' && l.level === LOG_LEVEL.warn)?.msg,
+      ).toBe(
+        'node joined before placement: allowed the services it has workloads of (check with weft get nodes)',
+      );
+      const err = await refusal(joinNode(upgraded, 'x', { token: unscoped.token }));
+      expect(err.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(err.details).toBe(
+        `join token ${record.id} was made before tokens named their node, and is no longer accepted; create a new one with \`weft token create --node NAME\``,
+      );
+    } finally {
+      await upgraded.stop({ removeDataDir: true });
+    }
+  });
+});
