@@ -126,7 +126,10 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   private conn: Connection | undefined;
   /** Local workloads whose registration the control plane refuses, by name. */
   private refusedWorkloads = new Map<string, RefusedWorkload>();
+  /** The Workload resource names the last registration stored, comma-separated. */
   private registeredNames = '';
+  /** Of those, the ones a snapshot has shown (a later snapshot without one means removed). */
+  private readonly seenRegistered = new Set<string>();
   private retryTimer: NodeJS.Timeout | undefined;
   /** Set when the control plane says this node is gone: why. */
   private removed: string | undefined;
@@ -453,6 +456,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     this.logger.info({ version: delta.version, previous, full: delta.full }, 'snapshot accepted');
     this.setState('connected');
     this.emit('snapshot', this.view()!);
+    this.checkRegistered(result.snapshot);
     return { accepted: true };
   }
 
@@ -525,6 +529,23 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   }
 
   /**
+   * Registers again when a workload this agent registered, and saw in a snapshot, is gone from
+   * a later one: the control plane removed it (`weft node disallow`, or after a silence), and
+   * the answer to a new registration says which, and why.
+   */
+  private checkRegistered(snapshot: Snapshot): void {
+    if (this.registeredNames === '' || !this.conn) return;
+    let gone = false;
+    for (const name of this.registeredNames.split(',')) {
+      if (snapshot.resources.has(`Workload/${name}`)) this.seenRegistered.add(name);
+      else if (this.seenRegistered.delete(name)) gone = true;
+    }
+    if (!gone) return;
+    this.logger.info('a registered workload is gone from the control plane: registering again');
+    this.kickUpkeep(true);
+  }
+
+  /**
    * What a registration stored and refused: logs each change (a workload newly refused, at
    * error with the fix; one accepted again, at info) and keeps trying the refused ones.
    */
@@ -542,6 +563,8 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     }
     this.refusedWorkloads = next;
     const names = res.names.join(',');
+    for (const name of this.seenRegistered)
+      if (!res.names.includes(name)) this.seenRegistered.delete(name);
     if (names !== this.registeredNames)
       this.logger.info({ workloads: res.names }, 'workloads registered');
     this.registeredNames = names;

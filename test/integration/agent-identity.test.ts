@@ -148,6 +148,21 @@ describe('a workload the node may not serve', () => {
     ]);
   });
 
+  it('notices a `weft node disallow`: reports the refusal and drops the certificate', async () => {
+    await admin((a) =>
+      unary(a, a.setNodeServices, { node: 'agent-p', allow: [], disallow: ['frontend'] }),
+    );
+    await waitFor('frontend refused again', () =>
+      session.status().workloads.find((w) => w.service === 'frontend' && w.refused),
+    );
+    await waitFor(
+      'the frontend certificate dropped',
+      () => !session.certificates.service('frontend'),
+    );
+    expect(session.certificates.service('echo')).toBeDefined();
+    expect(lines.filter((l) => l.msg === 'workload registration refused')).toHaveLength(2);
+  });
+
   it('`weft leave --config` takes the node out of the mesh', async () => {
     await stopAgent(session);
     await buildWeft();
@@ -156,7 +171,7 @@ describe('a workload the node may not serve', () => {
     const res = await runWeft(['leave', '--config', file]);
     expect(res).toMatchObject({
       exitCode: 0,
-      stdout: 'node agent-p left the mesh: 3 certificates revoked, 2 workloads removed\n',
+      stdout: 'node agent-p left the mesh: 2 certificates revoked, 1 workload removed\n',
     });
     const nodes = await admin(async (a) => (await unary(a, a.listNodes, {})).nodes);
     expect(nodes.map((n) => n.name)).not.toContain('agent-p');

@@ -5,6 +5,7 @@
 // and nothing is granted or written when one is thrown. Each certificate issued is recorded on
 // the node before it is handed out, so that removing the node can revoke it.
 import { isIP } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
 import { canonicalSerial } from '../../api/cert-serial.js';
 import type {
   CertificateResponse,
@@ -170,7 +171,13 @@ export class IdentityService {
     if (!txn.succeeded) {
       // Someone else changed the token (or this node) first: most likely a racing join.
       await usableToken(store, req.token ?? '');
-      throw new Refusal('join_conflict', `node ${hostname} changed while joining; try again`);
+      // ABORTED, not a refusal an agent should give up on: a second attempt decides.
+      throw new Refusal(
+        'join_conflict',
+        `node ${hostname} changed while joining; try again`,
+        grpc.status.ABORTED,
+        'WEFT_E_UNAVAILABLE',
+      );
     }
     if (revocation !== undefined) this.deps.revocations.add(revocation);
     this.deps.metrics.certificatesIssued.inc({ type: 'node' });
