@@ -118,9 +118,13 @@ async function joinAll() {
   const identity = new proto.Identity(SERVER, anon, CONTROL_PLANE_CHANNEL_OPTIONS);
   const nodes = await pool(AGENTS, 16, async (i) => {
     const hostname = `simnode${i}`;
+    // Each simulated node may serve the services of its own workloads (placement).
+    const services = [...new Set(workloadsOf(i).map((w) => w.service))];
     const { token } = await unary(adminClient, adminClient.createToken, {
       ttlSeconds: 3600,
       description: 'bench',
+      node: hostname,
+      services,
     });
     const { keyPem, csrPem } = await createKeyAndCsr(nodeSpiffeId(td, hostname));
     const res = await unary(identity, identity.join, {

@@ -1,4 +1,4 @@
-// The client the CLI's admin verbs (apply, get, delete, token) use: an admin certificate from
+// The client the CLI's admin verbs (apply, get, delete, token, node) use: an admin certificate from
 // the credentials directory the control plane writes (<data-dir>/admin), over gRPC + mTLS.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -150,16 +150,36 @@ export class WeftAdminClient {
     return res.deleted;
   }
 
-  createToken(ttlSeconds = 0, description = ''): Promise<m.CreateTokenResponse> {
-    return this.call<m.CreateTokenRequest, m.CreateTokenResponse>((c) => c.createToken, {
-      ttlSeconds,
-      description,
+  createToken(request: m.CreateTokenRequest): Promise<m.CreateTokenResponse> {
+    return this.call<m.CreateTokenRequest, m.CreateTokenResponse>((c) => c.createToken, request);
+  }
+
+  async listTokens(): Promise<m.TokenInfo[]> {
+    const res = await this.call<m.ListTokensRequest, m.ListTokensResponse>((c) => c.listTokens, {});
+    return res.tokens;
+  }
+
+  async revokeToken(id: string): Promise<m.TokenInfo> {
+    const res = await this.call<m.RevokeTokenRequest, m.RevokeTokenResponse>((c) => c.revokeToken, {
+      id,
     });
+    return res.token;
   }
 
   async listNodes(): Promise<m.NodeInfo[]> {
     const res = await this.call<m.ListNodesRequest, m.ListNodesResponse>((c) => c.listNodes, {});
     return res.nodes;
+  }
+
+  deleteNode(name: string): Promise<m.DeleteNodeResponse> {
+    return this.call<m.DeleteNodeRequest, m.DeleteNodeResponse>((c) => c.deleteNode, { name });
+  }
+
+  setNodeServices(request: m.SetNodeServicesRequest): Promise<m.SetNodeServicesResponse> {
+    return this.call<m.SetNodeServicesRequest, m.SetNodeServicesResponse>(
+      (c) => c.setNodeServices,
+      request,
+    );
   }
 
   close(): void {

@@ -1,10 +1,12 @@
 // WeftError <-> gRPC status. The server sends the stable WEFT_E_* code in the `weft-code`
-// trailer next to a status code a generic gRPC client understands; clients turn any failed
-// call back into a WeftError with that code and the server's message.
+// trailer next to a status code a generic gRPC client understands, and for a refusal its
+// stable reason (token_used, certificate_revoked, ...) in `weft-reason`; clients turn any
+// failed call back into a WeftError with that code and the server's message.
 import * as grpc from '@grpc/grpc-js';
 import { type ErrorCode, ErrorCodes, WeftError } from '../errors.js';
 
 export const WEFT_CODE_METADATA = 'weft-code';
+export const WEFT_REASON_METADATA = 'weft-reason';
 
 const statusFor: Partial<Record<ErrorCode, grpc.status>> = {
   WEFT_E_CONFIG: grpc.status.INVALID_ARGUMENT,
@@ -67,4 +69,15 @@ export function fromGrpcError(err: unknown, target = 'the control plane'): WeftE
     default:
       return new WeftError('WEFT_E_INTERNAL', `${target} failed: ${err.details}`, { cause: err });
   }
+}
+
+/**
+ * The refusal reason a control plane sent with a failed call (a grpc.ServiceError, or the
+ * WeftError fromGrpcError made of one); undefined when there is none.
+ */
+export function refusalReason(err: unknown): string | undefined {
+  const cause = err instanceof WeftError ? err.cause : err;
+  if (!isServiceError(cause)) return undefined;
+  const reason = cause.metadata?.get(WEFT_REASON_METADATA)[0];
+  return typeof reason === 'string' && reason !== '' ? reason : undefined;
 }

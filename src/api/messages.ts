@@ -55,8 +55,28 @@ export interface RegisterWorkloadsRequest {
   workloads: WorkloadRegistration[];
 }
 
+export interface RefusedWorkload {
+  /** The workload's name on the node. */
+  name: string;
+  service: string;
+  /** Stable label: "service_not_allowed". */
+  reason: string;
+  /** What happened and what to do. */
+  message: string;
+}
+
 export interface RegisterWorkloadsResponse {
+  /** The Workload resource names stored. */
   names: string[];
+  /** Registrations not stored. */
+  refused: RefusedWorkload[];
+}
+
+export type LeaveRequest = Record<string, never>;
+
+export interface LeaveResponse {
+  revokedCertificates: number;
+  workloadsRemoved: number;
 }
 
 // ---------------------------------------------------------------- Sync
@@ -160,15 +180,62 @@ export interface DeleteResponse {
 export interface CreateTokenRequest {
   ttlSeconds?: number;
   description?: string;
+  /** Required: the hostname that may join with it. */
+  node: string;
+  /** Services that node may serve. */
+  services?: string[];
+  /** It may replace an existing node of that name (a rebuilt host). */
+  replace?: boolean;
 }
 
 export interface CreateTokenResponse {
   token: string;
   expiresUnixMs: number;
   caPin: string;
+  info: TokenInfo;
+}
+
+export type TokenState = 'unused' | 'used' | 'expired' | 'revoked';
+
+/** A join token as listed: never its secret. 0 / '' where a field does not apply. */
+export interface TokenInfo {
+  id: string;
+  node: string;
+  services: string[];
+  replace: boolean;
+  description: string;
+  createdUnixMs: number;
+  expiresUnixMs: number;
+  state: TokenState;
+  usedBy: string;
+  usedAtUnixMs: number;
+  revokedAtUnixMs: number;
+}
+
+export type ListTokensRequest = Record<string, never>;
+
+export interface ListTokensResponse {
+  tokens: TokenInfo[];
+}
+
+export interface RevokeTokenRequest {
+  id: string;
+}
+
+export interface RevokeTokenResponse {
+  token: TokenInfo;
 }
 
 export type ListNodesRequest = Record<string, never>;
+
+export interface NodeWorkload {
+  /** The Workload resource name. */
+  name: string;
+  service: string;
+  address: string;
+  port: number;
+  health: string;
+}
 
 export interface NodeInfo {
   name: string;
@@ -178,8 +245,41 @@ export interface NodeInfo {
   ackedVersion: number;
   state: 'connected' | 'disconnected';
   lastNack: string;
+  /** The services it may serve. */
+  services: string[];
+  /** From the agent's Hello; '' until it opened a sync stream to this control plane. */
+  agentVersion: string;
+  certNotAfterUnixMs: number;
+  /** Any call or stream message; 0 when not heard from since this control plane started. */
+  lastSeenUnixMs: number;
+  joinedUnixMs: number;
+  workloads: NodeWorkload[];
 }
 
 export interface ListNodesResponse {
   nodes: NodeInfo[];
+}
+
+export interface DeleteNodeRequest {
+  name: string;
+}
+
+export interface DeleteNodeResponse {
+  revokedCertificates: number;
+  workloadsRemoved: number;
+  tokensRemoved: number;
+}
+
+export interface SetNodeServicesRequest {
+  node: string;
+  allow?: string[];
+  /** Its workloads of these are removed and their certificates on this node revoked. */
+  disallow?: string[];
+}
+
+export interface SetNodeServicesResponse {
+  /** What the node may serve now, sorted. */
+  services: string[];
+  workloadsRemoved: number;
+  revokedCertificates: number;
 }

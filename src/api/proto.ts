@@ -51,6 +51,7 @@ export interface IdentityClient extends grpc.Client {
   renewNode: UnaryMethod<m.CsrRequest, m.CertificateResponse>;
   signWorkload: UnaryMethod<m.WorkloadCsrRequest, m.CertificateResponse>;
   registerWorkloads: UnaryMethod<m.RegisterWorkloadsRequest, m.RegisterWorkloadsResponse>;
+  leave: UnaryMethod<m.LeaveRequest, m.LeaveResponse>;
 }
 
 export interface SyncClient extends grpc.Client {
@@ -66,7 +67,11 @@ export interface AdminClient extends grpc.Client {
   get: UnaryMethod<m.GetRequest, m.GetResponse>;
   delete: UnaryMethod<m.DeleteRequest, m.DeleteResponse>;
   createToken: UnaryMethod<m.CreateTokenRequest, m.CreateTokenResponse>;
+  listTokens: UnaryMethod<m.ListTokensRequest, m.ListTokensResponse>;
+  revokeToken: UnaryMethod<m.RevokeTokenRequest, m.RevokeTokenResponse>;
   listNodes: UnaryMethod<m.ListNodesRequest, m.ListNodesResponse>;
+  deleteNode: UnaryMethod<m.DeleteNodeRequest, m.DeleteNodeResponse>;
+  setNodeServices: UnaryMethod<m.SetNodeServicesRequest, m.SetNodeServicesResponse>;
 }
 
 type ClientConstructor<C> = new (

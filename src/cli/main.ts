@@ -7,6 +7,8 @@ import { registerControlplane } from './commands/controlplane.js';
 import { registerDelete } from './commands/delete.js';
 import { registerGet } from './commands/get.js';
 import { registerLab } from './commands/lab.js';
+import { registerLeave } from './commands/leave.js';
+import { registerNode } from './commands/node.js';
 import { registerRedirect } from './commands/redirect.js';
 import { registerStatus } from './commands/status.js';
 import { registerToken } from './commands/token.js';
@@ -20,12 +22,14 @@ const program = new Command('weft')
 registerAgent(program);
 registerStatus(program);
 registerRedirect(program);
+registerLeave(program);
 // Control plane side
 registerControlplane(program);
 registerToken(program);
 registerApply(program);
 registerGet(program);
 registerDelete(program);
+registerNode(program);
 // Development
 registerLab(program);
 

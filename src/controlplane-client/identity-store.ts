@@ -56,6 +56,14 @@ export class IdentityStore {
     return { record, identity, trustBundlePem };
   }
 
+  /** Forgets the node identity and the workload identities (the node left the mesh). */
+  async forgetNode(): Promise<void> {
+    // The record first: without it the directory counts as "not joined" whatever else remains.
+    await rm(this.recordPath(), { force: true });
+    await rm(this.nodePath(), { force: true });
+    await rm(join(this.dataDir, 'workloads'), { recursive: true, force: true });
+  }
+
   saveNodeIdentity(identity: Identity): Promise<void> {
     return this.saveIdentity(this.nodePath(), identity);
   }

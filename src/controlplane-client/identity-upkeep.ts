@@ -1,10 +1,12 @@
 // Keeps this host's identities current over one control plane connection: registers the local
 // workloads, gets a certificate for each local service that lacks one or is past half-life,
-// renews the node certificate, and forgets services that left. Idempotent: it runs on every
-// connect, when a certificate falls due, and when the workloads change.
+// renews the node certificate, and forgets services that left (or that the control plane
+// refused: this node may not serve them). Idempotent: it runs on every connect, when a
+// certificate falls due, when the workloads change, and while registrations stay refused.
 import type { Logger } from 'pino';
 import { createKeyAndCsr } from '../api/csr.js';
 import { fromGrpcError } from '../api/grpc-errors.js';
+import type { RegisterWorkloadsResponse } from '../api/messages.js';
 import { deadlineIn, type IdentityClient, unary } from '../api/proto.js';
 import { serviceSpiffeId } from '../api/spiffe.js';
 import { WeftError } from '../errors.js';
@@ -23,14 +25,19 @@ export interface UpkeepContext {
   logger: Logger;
   /** A bundle that came with a certificate (the CA may have rotated). */
   onTrustBundle: (pem: string) => Promise<void>;
+  /** What a registration stored and refused (the session keeps and reports the refusals). */
+  onRegistered: (res: RegisterWorkloadsResponse) => void;
+  /** Names of the local workloads the control plane refuses now: they get no certificate. */
+  refused: () => ReadonlySet<string>;
 }
 
 /** Registers the workloads (when asked) and brings every certificate up to date. */
 export async function upkeep(ctx: UpkeepContext, register: boolean): Promise<void> {
-  if (register) await registerWorkloads(ctx);
+  if (register) ctx.onRegistered(await registerWorkloads(ctx));
   const { certs } = ctx;
   if (certs.needsRenewal(certs.node)) await renewNode(ctx);
-  const wanted = localServices(ctx.workloads);
+  const refused = ctx.refused();
+  const wanted = localServices(ctx.workloads.filter((w) => !refused.has(w.name)));
   for (const service of wanted) {
     if (certs.needsRenewal(certs.service(service))) await signWorkload(ctx, service);
   }
@@ -39,7 +46,7 @@ export async function upkeep(ctx: UpkeepContext, register: boolean): Promise<voi
   }
 }
 
-async function registerWorkloads(ctx: UpkeepContext): Promise<void> {
+async function registerWorkloads(ctx: UpkeepContext): Promise<RegisterWorkloadsResponse> {
   const workloads = ctx.workloads.map((w) => ({
     name: w.name,
     service: w.service,
@@ -49,7 +56,7 @@ async function registerWorkloads(ctx: UpkeepContext): Promise<void> {
     weight: w.weight,
     zone: w.zone,
   }));
-  await unary(
+  const res = await unary(
     ctx.client,
     ctx.client.registerWorkloads,
     { workloads },
@@ -57,7 +64,8 @@ async function registerWorkloads(ctx: UpkeepContext): Promise<void> {
   ).catch((err) => {
     throw withContext(err, 'registering workloads');
   });
-  ctx.logger.info({ workloads: workloads.map((w) => w.name) }, 'workloads registered');
+  // An older control plane sends no `refused`.
+  return { names: res.names ?? [], refused: res.refused ?? [] };
 }
 
 async function renewNode(ctx: UpkeepContext): Promise<void> {

@@ -1,7 +1,13 @@
 // The snapshot shaped for the data path: services by name and by virtual IP, the endpoints of
-// each service, policies by kind, the trust bundle. Built once per accepted version, so that
-// per-connection lookups are map reads.
-import type { MeshSpec, Service, ServicePort, Workload } from '../api/resources/index.js';
+// each service, policies by kind, the trust bundle, the revoked certificate serials. Built once
+// per accepted version, so that per-connection lookups are map reads.
+import type {
+  MeshSpec,
+  Revocation,
+  Service,
+  ServicePort,
+  Workload,
+} from '../api/resources/index.js';
 import type { Snapshot, SnapshotResource } from './snapshot.js';
 
 export interface ServiceView {
@@ -33,10 +39,16 @@ export interface MeshView {
   endpoints: ReadonlyMap<string, readonly EndpointView[]>;
   /** TrafficPolicy, HTTPRoute, AuthorizationPolicy (and kinds this agent does not know), by kind. */
   policies: ReadonlyMap<string, readonly SnapshotResource[]>;
+  /**
+   * Serials (canonical: lowercase hex, no leading zeros) of certificates the control plane
+   * revoked and that have not expired: the tunnel refuses peers presenting them.
+   */
+  revokedSerials: ReadonlySet<string>;
 }
 
-export function meshView(snapshot: Snapshot): MeshView {
+export function meshView(snapshot: Snapshot, now = Date.now()): MeshView {
   let mesh: MeshSpec | undefined;
+  const revokedSerials = new Set<string>();
   const services = new Map<string, ServiceView>();
   const servicesByVip = new Map<string, ServiceView>();
   const endpoints = new Map<string, EndpointView[]>();
@@ -59,6 +71,11 @@ export function meshView(snapshot: Snapshot): MeshView {
         else endpoints.set(ep.service, [ep]);
         break;
       }
+      case 'Revocation':
+        // An expired certificate is refused by TLS anyway: no need to list it.
+        for (const c of (r.doc as unknown as Revocation).spec.certificates)
+          if (Date.parse(c.notAfter) > now) revokedSerials.add(c.serial);
+        break;
       default: {
         const list = policies.get(r.kind);
         if (list) list.push(r);
@@ -76,6 +93,7 @@ export function meshView(snapshot: Snapshot): MeshView {
     servicesByVip,
     endpoints,
     policies,
+    revokedSerials,
   };
 }
 

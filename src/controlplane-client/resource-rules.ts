@@ -12,7 +12,7 @@ const known = new Set<string>(RESOURCE_KINDS);
 export const snapshotRules: SnapshotRules = {
   parse(kind, doc) {
     if (!known.has(kind)) return { ok: true, doc: doc as Record<string, unknown> };
-    const result = validateResource(doc, { allowWorkload: true });
+    const result = validateResource(doc, { allowInternal: true });
     if (!result.ok) return { ok: false, reason: result.problems.join('; ') };
     return { ok: true, doc: result.resource as unknown as Record<string, unknown> };
   },

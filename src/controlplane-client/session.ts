@@ -3,12 +3,18 @@
 // control plane is unreachable it serves the last-known-good snapshot and certificates from the
 // data directory (fail static) and reconnects with jittered backoff. The data path reads the
 // current state from here through getters and events; nothing here is on the per-byte path.
+// Workload registrations the control plane refuses (the node may not serve the service) are
+// reported and retried every refusedRetryMs, so that `weft node allow` takes effect without a
+// restart; a node the control plane removed (its certificates revoked) joins again when the
+// config holds a new token.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../agent/config.js';
-import { fromGrpcError } from '../api/grpc-errors.js';
+import { fromGrpcError, refusalReason } from '../api/grpc-errors.js';
+import type { RefusedWorkload, RegisterWorkloadsResponse } from '../api/messages.js';
 import type { IdentityClient } from '../api/proto.js';
 import { controlPlaneCredentials } from '../api/tls.js';
+import { WEFT_VERSION } from '../api/weft-version.js';
 import { describeError, isWeftError, WeftError } from '../errors.js';
 import { Backoff, type BackoffOptions, defaultBackoff } from './backoff.js';
 import { Certificates } from './certificates.js';
@@ -40,7 +46,18 @@ export interface SessionOptions {
   rules?: SnapshotRules;
   /** The workloads' listening check (SocketOps.listening); default: the native addon. */
   listening?: ListeningQuery;
+  /** How often refused workload registrations are tried again (default 30 s). */
+  refusedRetryMs?: number;
 }
+
+/** Refusals that mean the control plane no longer has this node (its certificates revoked). */
+const REMOVED = new Set([
+  'certificate_revoked',
+  'node_unknown',
+  'node_deleted',
+  'node_left',
+  'node_replaced',
+]);
 
 export interface SessionStatus {
   state: SyncState;
@@ -58,7 +75,13 @@ export interface SessionStatus {
   lastNack: { version: number; reason: string; atUnixMs: number } | undefined;
   /** The last failure to reach or use the control plane, cleared by success. */
   lastError: string | undefined;
-  workloads: ({ service: string; address: string; port: number } & WorkloadCheckStatus)[];
+  workloads: ({
+    service: string;
+    address: string;
+    port: number;
+    /** Why the control plane refused its registration, and what to do. */
+    refused?: string;
+  } & WorkloadCheckStatus)[];
 }
 
 export interface SessionEvents {
@@ -77,6 +100,8 @@ interface Connection {
   upkeepRunning: boolean;
   upkeepAgain: boolean;
   register: boolean;
+  /** Cancelled because the control plane removed this node (not a failure of its own). */
+  removed?: boolean;
 }
 
 export class ControlPlaneSession extends EventEmitter<SessionEvents> {
@@ -101,6 +126,15 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   /** The current failure of each activity; cleared by its next success. */
   private readonly errors = new Map<'sync' | 'identity', string>();
   private conn: Connection | undefined;
+  /** Local workloads whose registration the control plane refuses, by name. */
+  private refusedWorkloads = new Map<string, RefusedWorkload>();
+  /** The Workload resource names the last registration stored, comma-separated. */
+  private registeredNames = '';
+  /** Of those, the ones a snapshot has shown (a later snapshot without one means removed). */
+  private readonly seenRegistered = new Set<string>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Set when the control plane says this node is gone: why. */
+  private removed: string | undefined;
   private stopped = false;
   private readonly sleepers = new Set<() => void>();
   private loop: Promise<void> = Promise.resolve();
@@ -178,12 +212,16 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
 
   private workloadStatus(): SessionStatus['workloads'] {
     const checks = new Map(this.health.status().map((h) => [h.name, h]));
-    return this.workloadList.map((w) => ({
-      ...checks.get(w.name)!,
-      service: w.service,
-      address: w.address,
-      port: w.port,
-    }));
+    return this.workloadList.map((w) => {
+      const refused = this.refusedWorkloads.get(w.name);
+      return {
+        ...checks.get(w.name)!,
+        service: w.service,
+        address: w.address,
+        port: w.port,
+        ...(refused ? { refused: refused.message } : {}),
+      };
+    });
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -214,6 +252,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
    */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.retryTimer);
     this.health.stop();
     this.certificates.stop();
     this.conn?.stream?.cancel();
@@ -292,18 +331,39 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   private async ensureJoined(): Promise<void> {
     const node = this.certificates.node;
     const hostname = this.config.hostname;
-    if (node && this.record?.hostname === hostname && node.info.notAfter.getTime() > Date.now())
+    if (
+      node &&
+      this.removed === undefined &&
+      this.record?.hostname === hostname &&
+      node.info.notAfter.getTime() > Date.now()
+    )
       return;
+    const newToken = `put a new token from \`weft token create --node ${hostname}\` in controlPlane.token`;
     if (node && !this.config.controlPlane?.token) {
       const why =
-        this.record?.hostname !== hostname
-          ? `was joined as ${this.record?.hostname}`
-          : 'has an expired node certificate';
-      throw new WeftError(
-        'WEFT_E_DENIED',
-        `this host ${why}: put a new token from \`weft token create\` in controlPlane.token`,
-      );
+        this.removed !== undefined
+          ? this.removed
+          : this.record?.hostname !== hostname
+            ? `this host was joined as ${this.record?.hostname}`
+            : 'this host has an expired node certificate';
+      throw new WeftError('WEFT_E_DENIED', `${why}: ${newToken}`);
     }
+    if (this.removed !== undefined) {
+      try {
+        await this.rejoin();
+      } catch (err) {
+        const e = describeError(err).replace(/^WEFT_E_\w+: /, '');
+        throw new WeftError('WEFT_E_DENIED', `${this.removed}; joining again failed: ${e}`, {
+          cause: err,
+        });
+      }
+      return;
+    }
+    await this.rejoin();
+  }
+
+  private async rejoin(): Promise<void> {
+    const hostname = this.config.hostname;
     const cp = this.config.controlPlane!;
     const joined = await join(
       {
@@ -322,7 +382,31 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     this.record = joined.record;
     this.trustBundlePem = joined.trustBundlePem;
     this.certificates.adoptNode(joined.identity);
+    if (this.removed !== undefined) {
+      // The workload certificates were revoked with the old node: new ones are needed.
+      for (const service of this.certificates.serviceNames())
+        await this.certificates.dropService(service);
+      this.removed = undefined;
+    }
     this.logger.info({ spiffeId: joined.record.spiffeId }, 'joined the mesh');
+  }
+
+  /** Notes a refusal that means this node is gone; true when it was one. */
+  private noteRemoved(err: unknown): boolean {
+    const reason = refusalReason(err);
+    if (reason === undefined || !REMOVED.has(reason)) return false;
+    const message = `this node was removed from the mesh (${fromGrpcError(err).message})`;
+    if (this.removed === undefined)
+      this.logger.error(
+        { reason, err: message },
+        'the control plane removed this node: joining again needs a new token',
+      );
+    this.removed = message;
+    this.errors.set(
+      'sync',
+      `${message}: put a new token from \`weft token create --node ${this.config.hostname}\` in controlPlane.token`,
+    );
+    return true;
   }
 
   /** One connection: resolves when its stream ends, saying how. */
@@ -346,7 +430,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
       conn.stream = openSyncStream(
         clients.sync,
         {
-          agentVersion: this.options.agentVersion ?? 'weft-agent',
+          agentVersion: this.options.agentVersion ?? `weft-agent/${WEFT_VERSION}`,
           heartbeatIntervalMs: this.config.heartbeatIntervalMs,
         },
         {
@@ -357,7 +441,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
       );
       const end = await conn.stream.done;
       if (end.resync) this.logger.info({ reason: end.resync }, 'reconnecting to resynchronise');
-      if (end.error && !this.stopped)
+      if (end.error && !this.stopped && !conn.removed && !this.noteRemoved(end.error))
         this.noteError(fromGrpcError(end.error, `the control plane at ${this.address}`), 'sync');
       return end;
     } finally {
@@ -393,6 +477,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     this.setState('connected');
     this.emit('snapshot', this.view()!);
     this.useHealthPolicies();
+    this.checkRegistered(result.snapshot);
     return { accepted: true };
   }
 
@@ -442,6 +527,8 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
             timeoutMs: this.options.callTimeoutMs ?? 10_000,
             logger: this.logger,
             onTrustBundle: (pem) => this.adoptTrustBundle(pem),
+            onRegistered: (res) => this.onRegistered(res),
+            refused: () => new Set(this.refusedWorkloads.keys()),
           },
           register,
         );
@@ -451,8 +538,65 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
         conn.register ||= register;
         if (conn !== this.conn) return;
         this.noteError(err, 'identity');
+        if (this.noteRemoved(err)) {
+          // Nothing more to do on this connection: the loop joins again, if it can.
+          conn.removed = true;
+          conn.stream?.cancel();
+          return;
+        }
         await this.sleep(Math.max(200, retry.next()));
       }
+    }
+  }
+
+  /**
+   * Registers again when a workload this agent registered, and saw in a snapshot, is gone from
+   * a later one: the control plane removed it (`weft node disallow`, or after a silence), and
+   * the answer to a new registration says which, and why.
+   */
+  private checkRegistered(snapshot: Snapshot): void {
+    if (this.registeredNames === '' || !this.conn) return;
+    let gone = false;
+    for (const name of this.registeredNames.split(',')) {
+      if (snapshot.resources.has(`Workload/${name}`)) this.seenRegistered.add(name);
+      else if (this.seenRegistered.delete(name)) gone = true;
+    }
+    if (!gone) return;
+    this.logger.info('a registered workload is gone from the control plane: registering again');
+    this.kickUpkeep(true);
+  }
+
+  /**
+   * What a registration stored and refused: logs each change (a workload newly refused, at
+   * error with the fix; one accepted again, at info) and keeps trying the refused ones.
+   */
+  private onRegistered(res: RegisterWorkloadsResponse): void {
+    const next = new Map(res.refused.map((r) => [r.name, r]));
+    for (const [name, r] of next) {
+      if (this.refusedWorkloads.get(name)?.message === r.message) continue;
+      this.logger.error(
+        { workload: name, service: r.service, reason: r.reason, err: r.message },
+        'workload registration refused',
+      );
+    }
+    for (const name of this.refusedWorkloads.keys()) {
+      if (!next.has(name)) this.logger.info({ workload: name }, 'workload registration accepted');
+    }
+    this.refusedWorkloads = next;
+    const names = res.names.join(',');
+    for (const name of this.seenRegistered)
+      if (!res.names.includes(name)) this.seenRegistered.delete(name);
+    if (names !== this.registeredNames)
+      this.logger.info({ workloads: res.names }, 'workloads registered');
+    this.registeredNames = names;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (next.size > 0 && !this.stopped) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.kickUpkeep(true);
+      }, this.options.refusedRetryMs ?? 30_000);
+      this.retryTimer.unref();
     }
   }
 

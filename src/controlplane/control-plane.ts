@@ -6,7 +6,7 @@ import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { type Logger, pino } from 'pino';
-import type { CreateTokenResponse } from '../api/messages.js';
+import type { CreateTokenRequest, CreateTokenResponse } from '../api/messages.js';
 import { loadProto } from '../api/proto.js';
 import { WeftError } from '../errors.js';
 import type { CertificateAuthority } from './ca/certificate-authority.js';
@@ -21,10 +21,13 @@ import type { ControlPlaneConfig } from './config.js';
 import { adminHandlers, createToken } from './grpc/admin-handlers.js';
 import { identityHandlers } from './grpc/identity-handlers.js';
 import { WeftServerCredentials } from './grpc/server-credentials.js';
-import { syncHandlers, syncServiceDefinition } from './grpc/sync-handler.js';
+import { SyncStreams, syncHandlers, syncServiceDefinition } from './grpc/sync-handler.js';
 import { startHttpServer } from './http/http-server.js';
 import { IdentityService } from './identity/identity-service.js';
-import type { TokenRecord } from './identity/tokens.js';
+import { NodeAdmin } from './identity/node-admin.js';
+import { migrateNodeServices } from './identity/placement-migration.js';
+import { RevocationList } from './identity/revocation-list.js';
+import { type TokenRecord, tokenState } from './identity/tokens.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { ResourceRegistry } from './registry/resource-registry.js';
 import { FileStore } from './store/file-store.js';
@@ -34,7 +37,6 @@ import { FullSnapshotGate } from './sync/full-snapshot-gate.js';
 import { NodeHealth } from './sync/node-health.js';
 import { NodeLiveness } from './sync/node-liveness.js';
 import { SyncHub } from './sync/sync-hub.js';
-import type { SyncSession } from './sync/sync-session.js';
 
 export interface ControlPlaneOptions {
   config: ControlPlaneConfig;
@@ -46,6 +48,12 @@ export interface ControlPlaneOptions {
 }
 
 const SERVER_CERT_CHECK_MS = 3_600_000;
+/**
+ * The largest message the gRPC port takes: an apply is at most 4 MiB of JSON (see
+ * api/resources/limits.ts), a registration at most 1,024 small workloads; anything larger is
+ * refused before it is read into memory. Snapshots go the other way (agents' receive limit).
+ */
+const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
 
 function bindHost(listen: string): string {
   return listen.includes(':') ? `[${listen}]` : listen;
@@ -110,7 +118,7 @@ export class ControlPlane {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     chmodSync(config.dataDir, 0o700);
     const store = await FileStore.open({ dir: join(config.dataDir, 'store') });
-    const parts: Parts = { store, sessions: new Set() };
+    const parts: Parts = { store, streams: new SyncStreams() };
     try {
       return await ControlPlane.assemble(config, log, options, parts);
     } catch (err) {
@@ -135,6 +143,9 @@ export class ControlPlane {
     );
     const serverCert = await issueServerCertificate(ca, config.trustDomain, advertise);
 
+    await migrateNodeServices(store, log);
+    const revocations = await RevocationList.start(store, log);
+    parts.revocations = revocations;
     const liveness = new NodeLiveness();
     const proto = loadProto();
     const sync = syncServiceDefinition(proto.Sync.service);
@@ -150,8 +161,7 @@ export class ControlPlane {
         outstandingTokens: async () => {
           const now = Date.now();
           const { entries } = await store.list<TokenRecord>(TOKENS_PREFIX);
-          return entries.filter((e) => e.value.usedAtMs === undefined && e.value.expiresAtMs > now)
-            .length;
+          return entries.filter((e) => tokenState(e.value, now) === 'unused').length;
         },
       },
       { defaultMetrics: options.defaultMetrics },
@@ -169,10 +179,12 @@ export class ControlPlane {
     health.start();
 
     const registry = new ResourceRegistry(store, { trustDomain: config.trustDomain });
-    const identity = new IdentityService({ store, ca, config, metrics });
+    const identity = new IdentityService({ store, ca, config, metrics, revocations });
+    const nodes = new NodeAdmin({ store, revocations, liveness });
+    const streams = parts.streams;
     const ctx = { metrics, log };
     const server = new grpc.Server({
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
     });
@@ -182,6 +194,9 @@ export class ControlPlane {
       identityHandlers({
         ...ctx,
         identity,
+        nodes,
+        revocations,
+        streams,
         liveness,
         trustDomain: config.trustDomain,
         onJoined: () => metrics.joins.inc(),
@@ -196,12 +211,15 @@ export class ControlPlane {
         health,
         fullSnapshots,
         trustDomain: config.trustDomain,
-        sessions: parts.sessions,
+        store,
+        revocations,
+        streams,
+        onAgentVersion: (node, version) => nodes.noteAgentVersion(node, version),
       }),
     );
     server.addService(
       proto.Admin.service,
-      adminHandlers({ ...ctx, store, registry, liveness, config, caPin: ca.pin }),
+      adminHandlers({ ...ctx, store, registry, nodes, streams, config, caPin: ca.pin }),
     );
     const credentials = new WeftServerCredentials({
       keyPem: serverCert.keyPem,
@@ -261,12 +279,11 @@ export class ControlPlane {
     return cp;
   }
 
-  /** A one-time join token (ttlMs 0: the configured default). */
-  createToken(ttlMs = 0, description = ''): Promise<CreateTokenResponse> {
+  /** A one-time join token for one node (ttlSeconds 0: the configured default). */
+  createToken(request: CreateTokenRequest): Promise<CreateTokenResponse> {
     return createToken(
       { store: this.parts.store, config: this.config, metrics: this.metrics, caPin: this.caPin },
-      ttlMs,
-      description,
+      request,
     );
   }
 
@@ -283,7 +300,8 @@ export class ControlPlane {
 
 interface Parts {
   store: FileStore;
-  sessions: Set<SyncSession>;
+  streams: SyncStreams;
+  revocations?: RevocationList;
   hub?: SyncHub;
   health?: NodeHealth;
   grpc?: grpc.Server;
@@ -340,7 +358,8 @@ async function teardown(parts: Parts, log: Logger): Promise<void> {
   if (parts.renewTimer !== undefined) clearInterval(parts.renewTimer);
   parts.health?.stop();
   parts.hub?.stop();
-  for (const session of parts.sessions) session.end();
+  parts.revocations?.stop();
+  parts.streams.endAll();
   // Open sync streams would keep a graceful shutdown waiting forever: they are ended above and
   // the rest is cut.
   parts.grpc?.forceShutdown();

@@ -25,3 +25,7 @@ export const unauthenticated = (reason: string, message: string): Refusal =>
 
 export const invalidRequest = (reason: string, message: string): Refusal =>
   new Refusal(reason, message, grpc.status.INVALID_ARGUMENT, 'WEFT_E_CONFIG');
+
+/** Refused because of the state things are in (a node that exists, a token already used). */
+export const failedPrecondition = (reason: string, message: string): Refusal =>
+  new Refusal(reason, message, grpc.status.FAILED_PRECONDITION);

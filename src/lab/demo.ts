@@ -1,5 +1,6 @@
 // The demo that `weft lab up` builds without a spec: a control plane on `cp` and three nodes
-// that joined it. node2 and node3 serve `echo` (HTTP, answers with its host's name), node3
+// that joined it, each with a token naming it and the services it serves (MeshLab derives them
+// from the workloads: node2 echo, node3 echo and banner). node2 and node3 serve `echo` (HTTP, answers with its host's name), node3
 // also `banner` (an opaque, server-speaks-first TCP service), and node1 runs a client that
 // calls http://echo.mesh/ every two seconds.
 import { join } from 'node:path';

@@ -1,5 +1,6 @@
 // A lab running the whole mesh: a control plane on host `cp`, and nodes that join it with
-// one-time tokens, install capture and run agents and their workloads. The demo and the
+// one-time tokens (each naming its node and the services it serves), install capture and run
+// agents and their workloads. The demo and the
 // mesh tests build on it; it drives only the real CLI, as an operator would.
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -104,8 +105,16 @@ export class MeshLab {
       for (const file of options.resourceFiles ?? []) await mesh.apply(file);
       const cpAddress = `${lab.host('cp').address}:15012`;
       for (const node of options.nodes) {
-        const out = (await mesh.weft('cp', ['token', 'create', '--ttl', '1h', ...mesh.adminArgs]))
-          .stdout;
+        // Each token names its node and the services that node serves (placement).
+        const services = [...new Set((node.workloads ?? []).map((w) => w.service))];
+        const scope = [
+          '--node',
+          node.name,
+          ...(services.length ? ['--services', services.join(',')] : []),
+        ];
+        const out = (
+          await mesh.weft('cp', ['token', 'create', ...scope, '--ttl', '1h', ...mesh.adminArgs])
+        ).stdout;
         const token = /^token:\s+(\S+)/m.exec(out)?.[1];
         const caPin = /^CA pin:\s+(\S+)/m.exec(out)?.[1];
         if (!token || !caPin)

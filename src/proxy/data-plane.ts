@@ -69,11 +69,14 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   // they start at once, otherwise when the first node certificate arrives.
   let tunnels: TunnelPool | undefined;
   let tunnelServer: TunnelServer | undefined;
+  // The control plane's deny list (by serial), from the snapshot: checked per handshake.
+  const isRevoked = (serial: string): boolean =>
+    session?.view()?.revokedSerials.has(serial) === true;
   const startTunnels = async (node: Identity) => {
     const trustDomain = parseSpiffeId(node.spiffeId)?.trustDomain;
     const bundle = session?.trustBundle();
     if (!trustDomain || !bundle || tunnels) return;
-    tunnels = new TunnelPool({ trustDomain, trustBundle: bundle, log });
+    tunnels = new TunnelPool({ trustDomain, trustBundle: bundle, log, isRevoked });
     tunnelServer = await startTunnelServer({
       host: '::',
       port: capture.agentPorts.tunnel,
@@ -86,6 +89,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       connect: (target) => connectLocal(state.localEndpoint(target) ?? target),
       onAccess: tunnelAccessRecorder(state, telemetry),
       reservedPorts: ownPorts,
+      isRevoked,
       log,
     });
     log.info({ port: tunnelServer.port, identity: node.spiffeId }, 'tunnel server listening');
@@ -99,6 +103,11 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       if (view.trustBundlePem) {
         tunnels?.setTrustBundle(view.trustBundlePem);
         tunnelServer?.setTrustBundle(view.trustBundlePem);
+      }
+      // Sessions open with certificates this snapshot revokes are cut now, not at expiry.
+      if (view.revokedSerials.size > 0) {
+        tunnelServer?.closeRevoked();
+        tunnels?.closeRevoked();
       }
     };
     session.on('snapshot', apply);

@@ -1,18 +1,21 @@
 // A real control plane in this process, on 127.0.0.1 with OS-chosen ports, for loopback and
 // multi-host tests: the same server `weft controlplane` runs, with test-friendly defaults
-// (quiet logs unless WEFT_TEST_LOG=debug|info|..., a fresh temp data directory unless one is
-// given, so that a test can stop it and start another on the same directory).
+// (log lines kept in memory for assertions and printed only with WEFT_TEST_LOG=debug|info|...,
+// a fresh temp data directory unless one is given, so that a test can stop it and start
+// another on the same directory).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { type AdminCredentials, readAdminCredentials } from '../../src/api/admin-client.js';
 import { createKeyAndCsr } from '../../src/api/csr.js';
 import { parseDuration } from '../../src/api/duration.js';
 import {
+  type AdminClient,
   CONTROL_PLANE_CHANNEL_OPTIONS,
   type IdentityClient,
   loadProto,
@@ -47,33 +50,68 @@ export interface TestControlPlane {
   /** The admin credential (<dataDir>/admin) the CLI uses: dir, caPem, certPem, keyPem. */
   adminCredentials: AdminCredentials;
   controlPlane: ControlPlane;
-  /** A one-time join token; ttl as "1s"/"1h" or milliseconds (default: the configured 24 h). */
-  createToken(ttl?: string | number): Promise<string>;
+  /** A one-time join token for one node, made through the Admin API as `weft token create`. */
+  createToken(options: TokenOptions): Promise<string>;
+  /** Every line the control plane logged (pino JSON, parsed), oldest first. */
+  logs: LogLine[];
   stop(options?: { removeDataDir?: boolean }): Promise<void>;
+}
+
+export interface TokenOptions {
+  /** The node that may join with it. */
+  node: string;
+  /** Services that node may serve. */
+  services?: string[];
+  /** It may replace an existing node of that name (a rebuilt host). */
+  replace?: boolean;
+  /** "1s"/"1h" or milliseconds (default: the configured 24 h). */
+  ttl?: string | number;
+}
+
+export type LogLine = Record<string, unknown> & { level: number; msg: string };
+
+/** pino's numeric levels. */
+export const LOG_LEVEL = { debug: 20, info: 30, warn: 40, error: 50 } as const;
+
+/** A pino logger that keeps every line in `lines` and prints them only with WEFT_TEST_LOG. */
+function capturingLogger(lines: LogLine[]) {
+  const print = process.env.WEFT_TEST_LOG !== undefined;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const text of chunk.toString('utf8').split('\n')) {
+        if (text === '') continue;
+        lines.push(JSON.parse(text) as LogLine);
+        if (print) process.stdout.write(`${text}\n`);
+      }
+      done();
+    },
+  });
+  const level = process.env.WEFT_TEST_LOG ?? 'info';
+  return pino({ name: 'weft-controlplane', level: level === 'silent' ? 'info' : level }, sink);
 }
 
 export async function startControlPlane(
   options: StartControlPlaneOptions = {},
 ): Promise<TestControlPlane> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'weft-cp-test-'));
-  const level = process.env.WEFT_TEST_LOG ?? 'silent';
   const config = parseControlPlaneConfig(
     {
       listen: '127.0.0.1',
       grpcPort: 0,
       httpPort: 0,
       advertise: ['127.0.0.1', 'localhost'],
-      logLevel: level,
       ...options.config,
       dataDir,
     },
     'test config',
   );
+  const logs: LogLine[] = [];
   const controlPlane = await ControlPlane.start({
     config,
-    log: pino({ name: 'weft-controlplane', level }),
+    log: capturingLogger(logs),
     defaultMetrics: false,
   });
+  const adminCredentials = readAdminCredentials(controlPlane.adminCredentialsDir);
   return {
     grpcAddress: controlPlane.grpcAddress,
     httpUrl: controlPlane.httpUrl,
@@ -81,13 +119,26 @@ export async function startControlPlane(
     trustDomain: controlPlane.trustDomain,
     caPin: controlPlane.caPin,
     trustBundlePem: controlPlane.trustBundlePem,
-    adminCredentials: readAdminCredentials(controlPlane.adminCredentialsDir),
+    adminCredentials,
     controlPlane,
-    async createToken(ttl?: string | number): Promise<string> {
-      const ms = typeof ttl === 'string' ? parseDuration(ttl) : ttl;
-      if (ttl !== undefined && ms === undefined)
-        throw new Error(`createToken: "${ttl}" is not a duration`);
-      return (await controlPlane.createToken(ms ?? 0, 'test')).token;
+    logs,
+    async createToken(token: TokenOptions): Promise<string> {
+      const ms = typeof token.ttl === 'string' ? parseDuration(token.ttl) : token.ttl;
+      if (token.ttl !== undefined && ms === undefined)
+        throw new Error(`createToken: "${token.ttl}" is not a duration`);
+      const admin = adminClient({ grpcAddress: controlPlane.grpcAddress, adminCredentials });
+      try {
+        const res = await unary(admin, admin.createToken, {
+          ttlSeconds: ms === undefined ? 0 : Math.max(1, Math.ceil(ms / 1000)),
+          description: 'test',
+          node: token.node,
+          services: token.services ?? [],
+          replace: token.replace ?? false,
+        } as never);
+        return res.token;
+      } finally {
+        admin.close();
+      }
     },
     async stop(stopOptions = {}): Promise<void> {
       await controlPlane.stop();
@@ -133,13 +184,33 @@ export function nodeClients(
   };
 }
 
-/** Joins `hostname` with a fresh token (or the one given); returns its node credentials. */
+/** A raw gRPC client of the Admin service with the control plane's admin credentials. */
+export function adminClient(
+  cp: Pick<TestControlPlane, 'grpcAddress' | 'adminCredentials'>,
+): AdminClient {
+  const { Admin } = loadProto();
+  const creds = cp.adminCredentials;
+  return new Admin(
+    cp.grpcAddress,
+    controlPlaneCredentials(
+      { caPem: creds.caPem, keyPem: creds.keyPem, certPem: creds.certPem },
+      creds.trustDomain,
+    ),
+    CONTROL_PLANE_CHANNEL_OPTIONS,
+  );
+}
+
+/**
+ * Joins `hostname` with a fresh token for it (allowed `services`), or the token given;
+ * returns its node credentials.
+ */
 export async function joinNode(
   cp: TestControlPlane,
   hostname: string,
-  options: { token?: string; addresses?: string[]; zone?: string } = {},
+  options: { token?: string; services?: string[]; addresses?: string[]; zone?: string } = {},
 ): Promise<NodeCredentials> {
-  const token = options.token ?? (await cp.createToken());
+  const token =
+    options.token ?? (await cp.createToken({ node: hostname, services: options.services }));
   const { keyPem, csrPem } = await createKeyAndCsr(nodeSpiffeId(cp.trustDomain, hostname));
   const clients = nodeClients(cp);
   try {

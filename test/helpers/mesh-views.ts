@@ -42,7 +42,7 @@ export function workloadDoc(
 export function viewOf(docs: readonly Record<string, unknown>[], version = 1): MeshView {
   const resources = new Map<string, SnapshotResource>();
   for (const doc of docs) {
-    const result = validateResource(doc, { allowWorkload: true });
+    const result = validateResource(doc, { allowInternal: true });
     if (!result.ok) throw new Error(`test resource does not validate: ${result.problems}`);
     const r = result.resource as unknown as Record<string, unknown> & {
       kind: string;

@@ -190,7 +190,10 @@ describe('weft on hosts that boot systemd', () => {
       ['node1', ['--workload', 'echo:7000:weftapp']],
       ['node2', []],
     ] as const) {
-      const token = (await g('cp').exec(['weft', 'token', 'create', '--ttl', '1h'])).stdout;
+      const services = node === 'node1' ? ['--services', 'echo'] : [];
+      const token = (
+        await g('cp').exec(['weft', 'token', 'create', '--node', node, ...services, '--ttl', '1h'])
+      ).stdout;
       const t = /^token:\s+(\S+)/m.exec(token)![1]!;
       const pin = /^CA pin:\s+(\S+)/m.exec(token)![1]!;
       await g(node).exec(['useradd', '--system', 'weftapp']);

@@ -135,7 +135,7 @@ describe('agent and control plane on loopback', () => {
   });
 
   it('joins with a token, gets its node and workload certificates, and sees a new Service within 1 s', async () => {
-    agent = await startAgent(await cp.createToken());
+    agent = await startAgent(await cp.createToken({ node: 'node-a', services: ['echo'] }));
     await waitFor('connected', () => agent.session.state === 'connected');
     const certs = await waitFor('two certificates', async () => {
       const { body } = await agent.get<{ certificates: CertView[] }>('/certs');

@@ -61,7 +61,7 @@ async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 5_
 
 describe('joining', () => {
   it('refuses a control plane that does not match the pin, writes nothing, and /ready says why', async () => {
-    const token = await cp.createToken();
+    const token = await cp.createToken({ node: 'pin-wrong' });
     const session = await start('pin-wrong', { token, caPin: 'ab'.repeat(32) });
     const error = await until('an error', () => session.status().lastError);
     expect(error).toMatch(
@@ -79,7 +79,7 @@ describe('joining', () => {
   });
 
   it('says a used token was used, and by whom', async () => {
-    const token = await cp.createToken();
+    const token = await cp.createToken({ node: 'first' });
     const caPin = cp.caPin;
     const first = await start('first', { token, caPin });
     await until('first connected', () => (first.state === 'connected' ? true : undefined));
@@ -100,7 +100,7 @@ describe('joining', () => {
   it('joins with a CA file instead of a pin', async () => {
     const caFile = join(root, 'ca.pem');
     await writeFile(caFile, cp.trustBundlePem);
-    const token = await cp.createToken();
+    const token = await cp.createToken({ node: 'by-file' });
     const session = await start('by-file', { token, caFile });
     await until('connected', () => (session.state === 'connected' ? true : undefined));
     expect(session.status().node?.spiffeId).toBe('spiffe://weft.local/node/by-file');

@@ -5,9 +5,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { unary } from '../../src/api/proto.js';
 import {
+  adminClient,
   buildWeft,
   type CliResult,
   joinNode,
@@ -210,12 +213,22 @@ describe('invalid input changes nothing', () => {
 });
 
 describe('tokens and nodes', () => {
-  it('creates a join token with the CA pin and an agent config snippet', async () => {
-    const res = await weft('token', 'create', '--ttl', '30m');
+  it('creates a join token for a node with the CA pin and an agent config snippet', async () => {
+    const res = await weft(
+      'token',
+      'create',
+      '--node',
+      'cli-node',
+      '--services',
+      'echo,web',
+      '--ttl',
+      '30m',
+    );
     expect(res.exitCode).toBe(0);
     const token = /^token: +(\S+)$/m.exec(res.stdout)?.[1];
     expect(token).toMatch(/^[0-9a-f]{12}\.[A-Za-z0-9_-]{32}$/);
     expect(res.stdout).toContain(`CA pin:  ${cp.caPin}`);
+    expect(res.stdout).toMatch(/^node: +cli-node \(may serve echo, web\)$/m);
     const expires = Date.parse(/^expires: (\S+)$/m.exec(res.stdout)![1]!);
     expect(expires - Date.now()).toBeGreaterThan(29 * 60_000);
     expect(expires - Date.now()).toBeLessThanOrEqual(30 * 60_000);
@@ -223,18 +236,93 @@ describe('tokens and nodes', () => {
       controlPlane: Record<string, string>;
     };
     expect(snippet.controlPlane).toMatchObject({ token, caPin: cp.caPin });
-    // The token works for a join.
+    // The token works for a join of that node.
     const node = await joinNode(cp, 'cli-node', { token });
     expect(node.certificatePem).toContain('BEGIN CERTIFICATE');
     const nodes = await weft('get', 'nodes');
-    expect(nodes.stdout).toMatch(/^cli-node\s+disconnected\s+0\s+never\s+127\.0\.0\.1\s+-$/m);
+    const [header, row] = nodes.stdout.trim().split('\n');
+    expect(header!.split(/\s{2,}/)).toEqual([
+      'NAME',
+      'STATE',
+      'SERVICES',
+      'ADDRESSES',
+      'VERSION',
+      'LAST SEEN',
+      'CERT EXPIRES',
+      'WORKLOADS',
+    ]);
+    expect(row).toMatch(
+      /^cli-node\s+disconnected\s+echo,web\s+127\.0\.0\.1\s+-\s+\S+ ago\s+in 2\dh\s+-$/,
+    );
+  });
+
+  it('refuses a token without --node, saying why', async () => {
+    const res = await weft('token', 'create', '--ttl', '30m');
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toBe(
+      'weft: WEFT_E_USAGE: --node NAME is required: a join token names the host that may use it (the hostname it joins as)\n',
+    );
   });
 
   it('refuses a bad --ttl', async () => {
-    const res = await weft('token', 'create', '--ttl', 'soon');
+    const res = await weft('token', 'create', '--node', 'x', '--ttl', 'soon');
     expect(res.exitCode).toBe(2);
     expect(res.stderr).toBe(
       'weft: WEFT_E_USAGE: --ttl: "soon" is not a duration like 30m, 1h or 7d\n',
+    );
+  });
+
+  it('lists tokens without their secret and revokes one', async () => {
+    const created = await weft('token', 'create', '--node', 'later', '--replace');
+    const token = /^token: +(\S+)$/m.exec(created.stdout)![1]!;
+    const [id, secret] = token.split('.') as [string, string];
+    const list = await weft('token', 'list');
+    expect(list.exitCode).toBe(0);
+    expect(list.stdout).not.toContain(secret);
+    const [header, ...rows] = list.stdout.trim().split('\n');
+    expect(header!.split(/\s{2,}/)).toEqual([
+      'ID',
+      'NODE',
+      'SERVICES',
+      'REPLACE',
+      'CREATED',
+      'EXPIRES',
+      'STATE',
+    ]);
+    expect(rows.find((r) => r.startsWith(id))).toMatch(
+      new RegExp(`^${id}\\s+later\\s+-\\s+yes\\s+\\S+\\s+\\S+\\s+unused$`),
+    );
+    expect(rows.find((r) => r.includes('cli-node'))).toMatch(/used by cli-node at \S+$/);
+    const revoked = await weft('token', 'revoke', id);
+    expect(revoked).toMatchObject({ exitCode: 0, stdout: `token ${id} revoked\n` });
+    expect((await weft('token', 'list')).stdout).toMatch(
+      new RegExp(`^${id}.*revoked at \\S+$`, 'm'),
+    );
+  });
+
+  it('allows and disallows services on a node, and deletes it', async () => {
+    const allowed = await weft('node', 'allow', 'cli-node', '--service', 'orders');
+    expect(allowed).toMatchObject({
+      exitCode: 0,
+      stdout: 'node/cli-node may serve echo, orders, web\n',
+    });
+    const disallowed = await weft('node', 'disallow', 'cli-node', '--service', 'echo');
+    expect(disallowed.stdout).toBe('node/cli-node may serve orders, web\n');
+    const json = JSON.parse(
+      (await weft('get', 'nodes', 'cli-node', '-o', 'json')).stdout,
+    ) as Array<{
+      services: string[];
+    }>;
+    expect(json[0]?.services).toEqual(['orders', 'web']);
+    const deleted = await weft('delete', 'node', 'cli-node');
+    expect(deleted).toMatchObject({
+      exitCode: 0,
+      stdout: 'node/cli-node deleted: 1 certificate revoked, 0 workloads removed\n',
+    });
+    const missing = await weft('delete', 'node', 'cli-node');
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toBe(
+      'weft: WEFT_E_NOT_FOUND: node "cli-node" not found (see weft get nodes)\n',
     );
   });
 
@@ -266,5 +354,61 @@ describe('tokens and nodes', () => {
     expect(res.stderr).toMatch(
       /^weft: WEFT_E_UNAVAILABLE: cannot reach the control plane at 127\.0\.0\.1:1: /,
     );
+  });
+});
+
+describe('resource size limits', () => {
+  /** A Service document with an annotation of `kib` KiB. */
+  const serviceWithAnnotation = (name: string, kib: number): string =>
+    `apiVersion: weft/v1\nkind: Service\nmetadata:\n  name: ${name}\n  annotations:\n    note: "${'x'.repeat(kib * 1024)}"\nspec:\n  ports: [{port: 80}]\n`;
+
+  it('refuses a 10 MB annotation naming the file, document and limits, and changes nothing', async () => {
+    const before = await snapshot();
+    const path = file('huge.yaml', `${ECHO}---\n${serviceWithAnnotation('huge', 10 * 1024)}`);
+    const res = await weft('apply', '-f', path);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain(
+      `${path}: document 3 (Service/huge): 10.0 MiB of JSON, over the limit of 256 KiB per resource`,
+    );
+    expect(res.stderr).toContain(
+      `${path}: document 3 (Service/huge): metadata.labels and metadata.annotations hold 10.0 MiB, over the limit of 64 KiB`,
+    );
+    expect(await snapshot()).toBe(before);
+  });
+
+  it('refuses an apply over 4 MiB in total', async () => {
+    const docs = Array.from({ length: 80 }, (_, i) => serviceWithAnnotation(`s${i}`, 60)).join(
+      '---\n',
+    );
+    const path = file('many.yaml', docs);
+    const res = await weft('apply', '-f', path);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toMatch(
+      new RegExp(
+        `^weft: WEFT_E_CONFIG: ${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: 4\\.\\d MiB of JSON in one apply, over the limit of 4 MiB: apply fewer resources at a time\\n$`,
+      ),
+    );
+  });
+
+  it('is enforced by the control plane, not only by the CLI', async () => {
+    const doc = {
+      apiVersion: 'weft/v1',
+      kind: 'Service',
+      metadata: { name: 'sneaky', annotations: { note: 'x'.repeat(300 * 1024) } },
+      spec: { ports: [{ port: 80 }] },
+    };
+    const admin = adminClient(cp);
+    const err = await unary(admin, admin.apply, {
+      resources: [
+        { kind: 'Service', name: 'sneaky', json: JSON.stringify(doc), revision: 0, source: 'raw' },
+      ],
+      source: 'raw',
+    }).catch((e: grpc.ServiceError) => e);
+    admin.close();
+    expect((err as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((err as grpc.ServiceError).details).toContain(
+      'raw (Service/sneaky): 300.1 KiB of JSON, over the limit of 256 KiB per resource',
+    );
+    expect((await weft('get', 'svc', 'sneaky')).exitCode).toBe(1);
   });
 });

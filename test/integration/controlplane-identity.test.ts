@@ -65,7 +65,7 @@ async function metric(name: string): Promise<string[]> {
 
 describe('join', () => {
   it('gives a node certificate for spiffe://<td>/node/<host> with a good token', async () => {
-    const token = await cp.createToken('1h');
+    const token = await cp.createToken({ node: 'host-a', ttl: '1h' });
     const res = await join('host-a', token);
     expect(res.spiffeId).toBe('spiffe://weft.local/node/host-a');
     expect(res.trustDomain).toBe('weft.local');
@@ -88,7 +88,7 @@ describe('join', () => {
   });
 
   it('refuses a used token', async () => {
-    const token = await cp.createToken();
+    const token = await cp.createToken({ node: 'host-b' });
     await join('host-b', token);
     const r = await refusal(join('host-c', token));
     expect(r.code).toBe(grpc.status.PERMISSION_DENIED);
@@ -99,17 +99,17 @@ describe('join', () => {
   });
 
   it('refuses an expired token', async () => {
-    const token = await cp.createToken('1s');
+    const token = await cp.createToken({ node: 'host-d', ttl: '1s' });
     await new Promise((resolve) => setTimeout(resolve, 1_200));
     const r = await refusal(join('host-d', token));
     expect(r.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(r.message).toMatch(
-      /^join token [0-9a-f]{12} expired at .*; create a new one with `weft token create`$/,
+      /^join token [0-9a-f]{12} expired at .*; create a new one with `weft token create --node host-d`$/,
     );
   });
 
   it('refuses an unknown token, and a token with a wrong secret, alike', async () => {
-    const token = await cp.createToken();
+    const token = await cp.createToken({ node: 'host-e' });
     const wrongSecret = `${token.split('.')[0]}.${'A'.repeat(32)}`;
     for (const t of ['000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', wrongSecret]) {
       const r = await refusal(join('host-e', t));
@@ -127,7 +127,7 @@ describe('join', () => {
   });
 
   it('refuses a CSR for another SPIFFE ID, and keeps the token usable', async () => {
-    const token = await cp.createToken();
+    const token = await cp.createToken({ node: 'host-f' });
     const r = await refusal(join('host-f', token, 'spiffe://weft.local/node/someone-else'));
     expect(r.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(r.message).toBe(
@@ -138,7 +138,7 @@ describe('join', () => {
 
   it('refuses a hostname that is not a DNS label', async () => {
     const r = await refusal(
-      join('Host_G', await cp.createToken(), 'spiffe://weft.local/node/host-g'),
+      join('Host_G', await cp.createToken({ node: 'host-g' }), 'spiffe://weft.local/node/host-g'),
     );
     expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(r.message).toBe(
@@ -146,9 +146,11 @@ describe('join', () => {
     );
   });
 
-  it('lets a host join again with a new token and replaces its certificate', async () => {
+  it('lets a host join again with a --replace token and replaces its certificate', async () => {
     const first = await joinNode(cp, 'host-h');
-    const second = await joinNode(cp, 'host-h');
+    const second = await joinNode(cp, 'host-h', {
+      token: await cp.createToken({ node: 'host-h', replace: true }),
+    });
     expect(second.certificatePem).not.toBe(first.certificatePem);
   });
 
@@ -171,8 +173,9 @@ describe('with a node certificate', () => {
   let b: NodeCredentials;
 
   beforeAll(async () => {
-    a = await joinNode(cp, 'node-a');
-    b = await joinNode(cp, 'node-b');
+    // node-a may serve payments too, but runs no workload of it.
+    a = await joinNode(cp, 'node-a', { services: ['orders', 'payments'] });
+    b = await joinNode(cp, 'node-b', { services: ['payments'] });
     const ca = nodeClients(cp, a);
     await unary(ca.identity, ca.identity.registerWorkloads, {
       workloads: [{ service: 'orders', port: 8080 }],
@@ -243,7 +246,7 @@ describe('with a node certificate', () => {
       ),
       CONTROL_PLANE_CHANNEL_OPTIONS,
     );
-    const r = await refusal(unary(admin, admin.createToken, { ttlSeconds: 60 }));
+    const r = await refusal(unary(admin, admin.createToken, { ttlSeconds: 60, node: 'x' }));
     admin.close();
     expect(r.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(r.message).toBe(

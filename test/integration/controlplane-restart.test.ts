@@ -81,7 +81,7 @@ it('keeps resources, virtual IPs, used tokens, nodes and the CA across a restart
   });
   await admin.apply([service('echo'), service('orders')], 'services.yaml');
   admin.close();
-  const usedToken = await cp.createToken();
+  const usedToken = await cp.createToken({ node: 'node-a', services: ['echo'] });
   const node = await joinNode(cp, 'node-a', { token: usedToken });
   const c = nodeClients(cp, node);
   await unary(c.identity, c.identity.registerWorkloads, {
@@ -95,7 +95,7 @@ it('keeps resources, virtual IPs, used tokens, nodes and the CA across a restart
   });
   await admin1.apply([service('later')], 'later.yaml');
   admin1.close();
-  const unusedToken = await cp.createToken('1h');
+  const unusedToken = await cp.createToken({ node: 'node-b', ttl: '1h' });
   const before = await state(cp);
   const versionBefore = (await firstSyncMessage(cp, node, 0)).version;
   const { dataDir, caPin, trustBundlePem } = cp;

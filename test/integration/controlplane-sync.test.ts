@@ -114,8 +114,8 @@ beforeAll(async () => {
     config: { workloadStaleAfter: '600ms', workloadRemoveAfter: '1500ms' },
   });
   admin = WeftAdminClient.open({ server: cp.grpcAddress, credentialsDir: cp.adminCredentials.dir });
-  nodeA = await joinNode(cp, 'node-a');
-  nodeB = await joinNode(cp, 'node-b');
+  nodeA = await joinNode(cp, 'node-a', { services: ['echo'] });
+  nodeB = await joinNode(cp, 'node-b', { services: ['echo'] });
   await admin.apply([service('echo')], 'echo.yaml');
 });
 
@@ -284,7 +284,7 @@ describe('acks and nacks', () => {
 
 describe('heartbeats', () => {
   it('marks the workloads of a silent node stale, keeping the health it reported, then removes them', async () => {
-    const nodeC = await joinNode(cp, 'node-c');
+    const nodeC = await joinNode(cp, 'node-c', { services: ['echo'] });
     await register(nodeC, [{ service: 'echo', port: 7000, health: 'healthy' }]);
     const observer = openSync(cp, nodeB);
     await observer.next((m) => healthIn(m, 'node-c-echo-7000') === 'healthy');
@@ -316,7 +316,7 @@ describe('heartbeats', () => {
   });
 
   it('clears the stale mark, with the health reported, when the node heart-beats again', async () => {
-    const nodeD = await joinNode(cp, 'node-d');
+    const nodeD = await joinNode(cp, 'node-d', { services: ['echo'] });
     await register(nodeD, [{ service: 'echo', port: 7100, health: 'healthy' }]);
     const observer = openSync(cp, nodeB);
     await observer.next((m) => workloadIn(m, 'node-d-echo-7100')?.status?.stale === true, 3_000);

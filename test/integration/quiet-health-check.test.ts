@@ -124,7 +124,11 @@ beforeAll(async () => {
     hostname: 'db-host',
     dataDir: join(root, 'agent'),
     addresses: ['127.0.0.1'],
-    controlPlane: { address: cp.grpcAddress, token: await cp.createToken(), caPin: cp.caPin },
+    controlPlane: {
+      address: cp.grpcAddress,
+      token: await cp.createToken({ node: 'db-host', services: ['mariadb'] }),
+      caPin: cp.caPin,
+    },
     workloads: [
       { service: 'mariadb', port: server.port, address: '127.0.0.1', health: { intervalMs: 100 } },
     ],

@@ -209,7 +209,23 @@ afterAll(async () => {
 describe('three agents and one control plane in lab hosts', () => {
   it('each agent joins with its own token and gets its node and workload certificates', async () => {
     for (const host of AGENTS) {
-      const out = await weft(['token', 'create', '--ttl', '10m', '--description', `test ${host}`]);
+      // a3 may also serve orders: a later test registers a workload of it there.
+      const services = [
+        ...workloads[host].map((w) => w.service),
+        ...(host === 'a3' ? ['orders'] : []),
+      ];
+      const out = await weft([
+        'token',
+        'create',
+        '--node',
+        host,
+        '--services',
+        services.join(','),
+        '--ttl',
+        '10m',
+        '--description',
+        `test ${host}`,
+      ]);
       const token = /^token:\s+(\S+)/m.exec(out)?.[1];
       const caPin = /^CA pin:\s+([0-9a-f]{64})/m.exec(out)?.[1];
       expect(token, out).toBeDefined();

@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { type AuthorizationPolicy, authorizationPolicyDocument } from './authorization-policy.js';
 import { type HTTPRoute, httpRouteDocument } from './http-route.js';
 import { type Mesh, meshDocument } from './mesh.js';
+import { type Revocation, revocationDocument } from './revocation.js';
 import { type Service, serviceDocument } from './service.js';
 import { type TrafficPolicy, trafficPolicyDocument } from './traffic-policy.js';
 import { type Workload, workloadDocument } from './workload.js';
@@ -15,13 +16,26 @@ export const RESOURCE_KINDS = [
   'TrafficPolicy',
   'HTTPRoute',
   'AuthorizationPolicy',
+  'Revocation',
 ] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
 
-/** Kinds users apply; Workloads are registered by agents. */
-export const USER_KINDS: readonly ResourceKind[] = RESOURCE_KINDS.filter((k) => k !== 'Workload');
+/** Kinds only the control plane writes: Workloads (registered by agents) and Revocations. */
+export const INTERNAL_KINDS: readonly ResourceKind[] = ['Workload', 'Revocation'];
 
-export type Resource = Mesh | Service | Workload | TrafficPolicy | HTTPRoute | AuthorizationPolicy;
+/** Kinds users apply. */
+export const USER_KINDS: readonly ResourceKind[] = RESOURCE_KINDS.filter(
+  (k) => !INTERNAL_KINDS.includes(k),
+);
+
+export type Resource =
+  | Mesh
+  | Service
+  | Workload
+  | TrafficPolicy
+  | HTTPRoute
+  | AuthorizationPolicy
+  | Revocation;
 
 export interface ResourceByKind {
   Mesh: Mesh;
@@ -30,6 +44,7 @@ export interface ResourceByKind {
   TrafficPolicy: TrafficPolicy;
   HTTPRoute: HTTPRoute;
   AuthorizationPolicy: AuthorizationPolicy;
+  Revocation: Revocation;
 }
 
 export const DOCUMENT_SCHEMAS: Record<ResourceKind, z.ZodType> = {
@@ -39,6 +54,7 @@ export const DOCUMENT_SCHEMAS: Record<ResourceKind, z.ZodType> = {
   TrafficPolicy: trafficPolicyDocument,
   HTTPRoute: httpRouteDocument,
   AuthorizationPolicy: authorizationPolicyDocument,
+  Revocation: revocationDocument,
 };
 
 const ALIASES: Record<string, ResourceKind> = {
@@ -61,6 +77,8 @@ const ALIASES: Record<string, ResourceKind> = {
   authorizationpolicies: 'AuthorizationPolicy',
   authz: 'AuthorizationPolicy',
   ap: 'AuthorizationPolicy',
+  revocation: 'Revocation',
+  revocations: 'Revocation',
 };
 
 /** The kind a user typed ("svc", "Services", "httproute"), or undefined. */

@@ -1,9 +1,11 @@
-// Reads resources from YAML text (one or many documents) and validates every one of them.
-// Errors name the file, the document (1-based, as an editor counts them) and the field:
+// Reads resources from YAML text (one or many documents) and validates every one of them,
+// their size included (see ./limits.ts). Errors name the file, the document (1-based, as an
+// editor counts them) and the field:
 //   echo.yaml: document 2 (Service/echo): spec.ports[0].port: must be 1-65535
 import { parseAllDocuments } from 'yaml';
 import { WeftError } from '../../errors.js';
 import type { Resource } from './kinds.js';
+import { applySizeProblem, documentBytes, documentSizeProblems } from './limits.js';
 import { describeDocument, type ValidateOptions, validateResource } from './validate.js';
 
 export interface ParsedResource {
@@ -21,11 +23,17 @@ export interface ResourceText {
 /** At most this many problems are listed; one is enough to refuse the whole apply. */
 const MAX_PROBLEMS = 20;
 
+/** Counts the JSON bytes of every valid document, for the per-apply limit. */
+interface Totals {
+  bytes: number;
+}
+
 function collect(
   input: ResourceText,
   options: ValidateOptions,
   problems: string[],
   out: ParsedResource[],
+  totals: Totals,
 ): void {
   const docs = parseAllDocuments(input.text);
   const list = Array.isArray(docs) ? docs : [];
@@ -39,10 +47,17 @@ function collect(
     const value: unknown = doc.toJS();
     if (value === null || value === undefined) return; // an empty document (a stray "---")
     const result = validateResource(value, options);
-    if (result.ok) out.push({ resource: result.resource, source: where });
-    else
-      for (const p of result.problems)
-        problems.push(`${describeDocument(where, result.kind, result.name)}: ${p}`);
+    const named = result.ok
+      ? describeDocument(where, result.resource.kind, result.resource.metadata.name)
+      : describeDocument(where, result.kind, result.name);
+    const bytes = documentBytes(result.ok ? result.resource : value);
+    for (const p of documentSizeProblems(value, bytes)) problems.push(`${named}: ${p}`);
+    if (result.ok) {
+      out.push({ resource: result.resource, source: where });
+      totals.bytes += bytes;
+    } else {
+      for (const p of result.problems) problems.push(`${named}: ${p}`);
+    }
   });
 }
 
@@ -68,8 +83,11 @@ export function parseResourceTexts(
 ): ParsedResource[] {
   const problems: string[] = [];
   const out: ParsedResource[] = [];
-  for (const input of inputs) collect(input, options, problems, out);
+  const totals: Totals = { bytes: 0 };
+  for (const input of inputs) collect(input, options, problems, out, totals);
   problems.push(...duplicates(out));
+  const tooBig = applySizeProblem(totals.bytes);
+  if (tooBig !== undefined) problems.push(`${inputs.map((i) => i.source).join(', ')}: ${tooBig}`);
   if (problems.length > 0) {
     const shown = problems.slice(0, MAX_PROBLEMS);
     if (problems.length > MAX_PROBLEMS)

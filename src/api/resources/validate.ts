@@ -6,6 +6,7 @@ import { formatZodIssue } from '../../sys/zod-format.js';
 import { API_VERSION } from './common.js';
 import {
   DOCUMENT_SCHEMAS,
+  INTERNAL_KINDS,
   RESOURCE_KINDS,
   type Resource,
   type ResourceKind,
@@ -13,8 +14,8 @@ import {
 } from './kinds.js';
 
 export interface ValidateOptions {
-  /** Accept kind Workload (the control plane's own writes); users cannot apply Workloads. */
-  allowWorkload?: boolean;
+  /** Accept the internal kinds, Workload and Revocation (the control plane's own writes). */
+  allowInternal?: boolean;
 }
 
 export type ValidationResult =
@@ -100,10 +101,13 @@ function envelopeProblem(
       problem: `kind: unknown kind ${JSON.stringify(kind)}; expected one of ${USER_KINDS.join(', ')}`,
     };
   }
-  if (kind === 'Workload' && options.allowWorkload !== true) {
+  if (INTERNAL_KINDS.includes(kind as ResourceKind) && options.allowInternal !== true) {
     return {
       kind,
-      problem: 'kind: Workload resources are registered by agents and cannot be applied',
+      problem:
+        kind === 'Workload'
+          ? 'kind: Workload resources are registered by agents and cannot be applied'
+          : `kind: ${kind} resources are written by the control plane and cannot be applied`,
     };
   }
   if (apiVersion !== API_VERSION) {

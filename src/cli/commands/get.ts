@@ -1,11 +1,13 @@
-// `weft get KIND [NAME] [-o table|yaml|json]`: resources (and `nodes`) from the control plane.
-// YAML output can be applied again as it is.
+// `weft get KIND [NAME] [-o table|yaml|json]`: resources (and `nodes`: each with the services
+// it may serve, addresses, agent version, last seen, certificate expiry and workloads) from
+// the control plane. YAML output can be applied again as it is.
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { adminOptionsFrom, WeftAdminClient, withAdminOptions } from '../../api/admin-client.js';
 import type { NodeInfo } from '../../api/messages.js';
 import { kindPlural, type ResourceKind, resolveKind } from '../../api/resources/index.js';
 import { WeftError } from '../../errors.js';
+import { table } from './table.js';
 
 type Doc = {
   metadata: { name: string };
@@ -13,13 +15,6 @@ type Doc = {
   status?: Record<string, unknown>;
 };
 type Row = string[];
-
-function table(headers: string[], rows: Row[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ');
-  return [line(headers), ...rows.map(line)].join('\n');
-}
 
 const str = (v: unknown): string => (v === undefined || v === null || v === '' ? '-' : String(v));
 
@@ -84,16 +79,38 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
       String(((d.spec.rules as unknown[]) ?? []).length),
     ],
   },
+  Revocation: {
+    headers: ['NAME', 'NODE', 'REASON', 'REVOKED', 'CERTIFICATES', 'LAST EXPIRES'],
+    row: (d) => {
+      const certs = (d.spec.certificates as Array<{ notAfter: string }>) ?? [];
+      return [
+        d.metadata.name,
+        str(d.spec.node),
+        str(d.spec.reason),
+        str(d.spec.revokedAt),
+        String(certs.length),
+        certs
+          .map((c) => c.notAfter)
+          .sort()
+          .at(-1) ?? '-',
+      ];
+    },
+  },
 };
 
+/** "45s", "3m", "5h" (rounded) for a span of milliseconds. */
+function span(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+}
+
 function ago(ms: number): string {
-  if (ms === 0) return 'never';
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  return s < 120
-    ? `${s}s ago`
-    : s < 7200
-      ? `${Math.round(s / 60)}m ago`
-      : `${Math.round(s / 3600)}h ago`;
+  return ms === 0 ? 'never' : `${span(Date.now() - ms)} ago`;
+}
+
+function until(ms: number): string {
+  if (ms === 0) return '-';
+  return ms <= Date.now() ? `EXPIRED ${span(Date.now() - ms)} ago` : `in ${span(ms - Date.now())}`;
 }
 
 /** "healthy", or "healthy (stale, node last seen 42s ago)" while its node is silent. */
@@ -121,12 +138,28 @@ function printNodeTable(nodes: NodeInfo[]): void {
   const rows = nodes.map((n) => [
     n.name,
     n.state,
-    String(n.ackedVersion),
-    ago(n.lastHeartbeatUnixMs),
+    n.services.join(',') || '-',
     n.addresses.join(',') || '-',
-    n.lastNack || '-',
+    n.agentVersion || '-',
+    ago(n.lastSeenUnixMs),
+    until(n.certNotAfterUnixMs),
+    n.workloads.map((w) => `${w.service}:${w.port}(${w.health})`).join(',') || '-',
   ]);
-  console.log(table(['NAME', 'STATE', 'ACKED', 'HEARTBEAT', 'ADDRESSES', 'LAST NACK'], rows));
+  console.log(
+    table(
+      [
+        'NAME',
+        'STATE',
+        'SERVICES',
+        'ADDRESSES',
+        'VERSION',
+        'LAST SEEN',
+        'CERT EXPIRES',
+        'WORKLOADS',
+      ],
+      rows,
+    ),
+  );
 }
 
 function printResources(kind: ResourceKind, docs: Doc[], output: string, single: boolean): void {
@@ -146,7 +179,7 @@ export function registerGet(program: Command): void {
     program
       .command('get')
       .description(
-        'show resources: mesh, services (svc), workloads, trafficpolicies (tp), httproutes, authorizationpolicies (authz), nodes',
+        'show resources: mesh, services (svc), workloads, trafficpolicies (tp), httproutes, authorizationpolicies (authz), revocations, nodes',
       )
       .argument('<kind>', 'a kind, case-insensitive, singular, plural or short')
       .argument('[name]', 'one resource; default all of the kind')

@@ -122,7 +122,7 @@ export function renderStatus(
             w.name,
             w.service,
             hostPort(w.address, w.port),
-            w.health,
+            w.refused ? `REFUSED: ${w.refused}` : w.health,
             // An older agent's dump has no check.
             w.check === undefined ? '-' : `${w.check} (${w.checkSource})`,
           ]),

@@ -3,20 +3,26 @@
 import type * as grpc from '@grpc/grpc-js';
 import type * as m from '../../api/messages.js';
 import type { ControlPlaneConfig } from '../config.js';
-import type { NodeRecord } from '../identity/node-record.js';
-import { storeNewToken } from '../identity/tokens.js';
-import { invalidRequest } from '../refusal.js';
+import type { NodeAdmin } from '../identity/node-admin.js';
+import {
+  checkScope,
+  listTokens,
+  revokeToken,
+  storeNewToken,
+  tokenInfo,
+} from '../identity/tokens.js';
+import { invalidRequest, Refusal } from '../refusal.js';
 import type { ApplyItem, ResourceRegistry } from '../registry/resource-registry.js';
-import { NODES_PREFIX } from '../store/keys.js';
 import type { Store } from '../store/store.js';
-import type { NodeLiveness } from '../sync/node-liveness.js';
 import { type HandlerContext, unaryHandler } from './handler.js';
 import { requireAdmin } from './peer-identity.js';
+import type { SyncStreams } from './sync-handler.js';
 
 export interface AdminHandlerDeps extends HandlerContext {
   store: Store;
   registry: ResourceRegistry;
-  liveness: NodeLiveness;
+  nodes: NodeAdmin;
+  streams: SyncStreams;
   config: ControlPlaneConfig;
   caPin: string;
 }
@@ -34,34 +40,23 @@ function applyItems(req: m.ApplyRequest): ApplyItem[] {
 
 export async function createToken(
   deps: Pick<AdminHandlerDeps, 'store' | 'config' | 'metrics' | 'caPin'>,
-  ttlMs: number,
-  description: string,
+  req: m.CreateTokenRequest,
 ): Promise<m.CreateTokenResponse> {
+  const scope = checkScope(req);
+  const ttlMs = (req.ttlSeconds ?? 0) * 1000;
   const { token, record } = await storeNewToken(
     deps.store,
     ttlMs > 0 ? ttlMs : deps.config.tokenTtl,
-    description,
+    req.description ?? '',
+    scope,
   );
   deps.metrics.tokensCreated.inc();
-  return { token, expiresUnixMs: record.expiresAtMs, caPin: deps.caPin };
-}
-
-export async function listNodes(
-  deps: Pick<AdminHandlerDeps, 'store' | 'liveness'>,
-): Promise<m.NodeInfo[]> {
-  const { entries } = await deps.store.list<NodeRecord>(NODES_PREFIX);
-  return entries.map(({ value: n }) => {
-    const live = deps.liveness.get(n.name);
-    return {
-      name: n.name,
-      spiffeId: n.spiffeId,
-      addresses: n.addresses,
-      lastHeartbeatUnixMs: live?.lastHeartbeatMs ?? 0,
-      ackedVersion: live?.ackedVersion ?? 0,
-      state: (live?.connections ?? 0) > 0 ? 'connected' : 'disconnected',
-      lastNack: live?.lastNack ?? '',
-    };
-  });
+  return {
+    token,
+    expiresUnixMs: record.expiresAtMs,
+    caPin: deps.caPin,
+    info: tokenInfo(record, Date.now()),
+  };
 }
 
 export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplementation {
@@ -69,7 +64,10 @@ export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplem
   return {
     Apply: unaryHandler<m.ApplyRequest, m.ApplyResponse>('Apply', deps, async (call) => {
       const admin = requireAdmin(call, td);
-      const results = await deps.registry.apply(applyItems(call.request));
+      const results = await deps.registry.apply(
+        applyItems(call.request),
+        call.request.source || 'request',
+      );
       const changed = results.filter((r) => r.outcome !== 'unchanged');
       if (changed.length > 0)
         deps.log.info(
@@ -96,16 +94,37 @@ export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplem
       deps,
       async (call) => {
         const admin = requireAdmin(call, td);
-        const res = await createToken(
-          deps,
-          (call.request.ttlSeconds ?? 0) * 1000,
-          call.request.description ?? '',
-        );
+        const res = await createToken(deps, call.request);
         deps.log.info(
-          { admin, expires: new Date(res.expiresUnixMs).toISOString() },
+          {
+            admin,
+            token: res.info.id,
+            node: res.info.node,
+            services: res.info.services,
+            replace: res.info.replace,
+            expires: new Date(res.expiresUnixMs).toISOString(),
+          },
           'join token created',
         );
         return res;
+      },
+    ),
+    ListTokens: unaryHandler<m.ListTokensRequest, m.ListTokensResponse>(
+      'ListTokens',
+      deps,
+      async (call) => {
+        requireAdmin(call, td);
+        return { tokens: await listTokens(deps.store) };
+      },
+    ),
+    RevokeToken: unaryHandler<m.RevokeTokenRequest, m.RevokeTokenResponse>(
+      'RevokeToken',
+      deps,
+      async (call) => {
+        const admin = requireAdmin(call, td);
+        const token = await revokeToken(deps.store, call.request.id ?? '');
+        deps.log.info({ admin, token: token.id, node: token.node }, 'join token revoked');
+        return { token };
       },
     ),
     ListNodes: unaryHandler<m.ListNodesRequest, m.ListNodesResponse>(
@@ -113,7 +132,36 @@ export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplem
       deps,
       async (call) => {
         requireAdmin(call, td);
-        return { nodes: await listNodes(deps) };
+        return { nodes: await deps.nodes.list() };
+      },
+    ),
+    DeleteNode: unaryHandler<m.DeleteNodeRequest, m.DeleteNodeResponse>(
+      'DeleteNode',
+      deps,
+      async (call) => {
+        const admin = requireAdmin(call, td);
+        const node = call.request.name ?? '';
+        const res = await deps.nodes.removeNode(node, 'deleted');
+        deps.streams.endNode(
+          node,
+          new Refusal(
+            'node_deleted',
+            `node ${node} was removed from the mesh (weft delete node): its certificates are revoked; join again with a new token`,
+          ),
+        );
+        deps.log.warn({ admin, node, ...res }, 'node deleted: its certificates are revoked');
+        return res;
+      },
+    ),
+    SetNodeServices: unaryHandler<m.SetNodeServicesRequest, m.SetNodeServicesResponse>(
+      'SetNodeServices',
+      deps,
+      async (call) => {
+        const admin = requireAdmin(call, td);
+        const { node, allow = [], disallow = [] } = call.request;
+        const res = await deps.nodes.setServices(node ?? '', allow, disallow);
+        deps.log.info({ admin, node, allow, disallow, ...res }, 'node services changed');
+        return res;
       },
     ),
   };

@@ -1,9 +1,10 @@
 // Runs a unary handler and turns whatever it throws into a gRPC status: refusals are counted
-// (method and reason) and logged; WeftErrors keep their code (in the weft-code trailer);
-// anything else is a bug, logged with its stack and reported as INTERNAL.
+// (method and reason), logged, and carry their reason in the weft-reason trailer; WeftErrors
+// keep their code (in the weft-code trailer); anything else is a bug, logged with its stack
+// and reported as INTERNAL.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { toGrpcError } from '../../api/grpc-errors.js';
+import { toGrpcError, WEFT_REASON_METADATA } from '../../api/grpc-errors.js';
 import { isWeftError } from '../../errors.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import { Refusal } from '../refusal.js';
@@ -21,7 +22,7 @@ export function statusFor(
   if (err instanceof Refusal) {
     ctx.metrics.refusals.inc({ method, reason: err.reason });
     ctx.log.info({ method, reason: err.reason }, `refused: ${err.message}`);
-    return toGrpcError(err.code, err.message, err.status);
+    return refusalStatus(err);
   }
   if (isWeftError(err)) {
     if (err.code === 'WEFT_E_INTERNAL' || err.code === 'WEFT_E_STORE')
@@ -34,6 +35,13 @@ export function statusFor(
     `internal error in ${method}: ${err instanceof Error ? err.message : String(err)}`,
     grpc.status.INTERNAL,
   );
+}
+
+/** The gRPC status of a refusal: its status code, weft-code and weft-reason. */
+export function refusalStatus(err: Refusal): ReturnType<typeof toGrpcError> {
+  const status = toGrpcError(err.code, err.message, err.status);
+  status.metadata?.set(WEFT_REASON_METADATA, err.reason);
+  return status;
 }
 
 export function unaryHandler<Req, Res>(

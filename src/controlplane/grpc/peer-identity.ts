@@ -1,8 +1,11 @@
 // Who is calling: the SPIFFE ID of the client certificate that TLS verified against the CA.
-// Node methods (Identity, Sync) accept spiffe://<td>/node/<host>; Admin accepts
+// Node methods (Identity, Sync) accept spiffe://<td>/node/<host> whose certificate is not
+// revoked (a deleted node's, or a stolen one of a name that joined again); Admin accepts
 // spiffe://<td>/admin/<name>. The caller learns exactly what was missing or wrong.
 import type { PeerCertificate } from 'node:tls';
+import { canonicalSerial } from '../../api/cert-serial.js';
 import { parseSpiffeId, type SpiffeKind, spiffeIdOfCertificate } from '../../api/spiffe.js';
+import type { RevocationLookup } from '../identity/revocation-list.js';
 import { Refusal, unauthenticated } from '../refusal.js';
 
 /** grpc-js server calls (getAuthContext exists since 1.10; its type is not exported). */
@@ -44,9 +47,23 @@ function requireKind(call: HasAuthContext, trustDomain: string, kind: 'node' | '
   return parsed.name;
 }
 
-/** The calling node's name, or a refusal. */
-export const requireNode = (call: HasAuthContext, trustDomain: string): string =>
-  requireKind(call, trustDomain, 'node');
+/** The calling node's name, or a refusal (no node certificate, or a revoked one). */
+export function requireNode(
+  call: HasAuthContext,
+  trustDomain: string,
+  revoked?: RevocationLookup,
+): string {
+  const name = requireKind(call, trustDomain, 'node');
+  const serial = call.getAuthContext()?.sslPeerCertificate?.serialNumber;
+  const why = serial === undefined ? undefined : revoked?.why(canonicalSerial(serial));
+  if (why !== undefined) {
+    throw new Refusal(
+      'certificate_revoked',
+      `this certificate was revoked (${why}): join again with a new token`,
+    );
+  }
+  return name;
+}
 
 /** The calling admin's name, or a refusal. */
 export const requireAdmin = (call: HasAuthContext, trustDomain: string): string =>

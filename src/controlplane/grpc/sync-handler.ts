@@ -1,10 +1,17 @@
-// gRPC handler of the Sync service: authenticates the node, then hands the stream to a
-// SyncSession. Responses are pre-serialized Buffers (encoded once by the hub for all streams),
-// so the service definition's serializer lets Buffers through untouched.
+// gRPC handler of the Sync service: authenticates the node (a certificate that is not revoked,
+// of a node the store still knows), then hands the stream to a SyncSession. Streams are kept
+// by node so that removing a node ends its streams at once. Responses are pre-serialized
+// Buffers (encoded once by the hub for all streams), so the service definition's serializer
+// lets Buffers through untouched.
 import type * as grpc from '@grpc/grpc-js';
-import type { SyncResponse } from '../../api/messages.js';
+import type { SyncRequest, SyncResponse } from '../../api/messages.js';
+import type { NodeRecord } from '../identity/node-record.js';
+import type { RevocationLookup } from '../identity/revocation-list.js';
+import { Refusal } from '../refusal.js';
+import { nodeKey } from '../store/keys.js';
+import type { Store } from '../store/store.js';
 import { type SyncCall, SyncSession, type SyncSessionDeps } from '../sync/sync-session.js';
-import { type HandlerContext, statusFor } from './handler.js';
+import { type HandlerContext, refusalStatus, statusFor } from './handler.js';
 import { requireNode } from './peer-identity.js';
 
 /** The Sync service definition with a Buffer pass-through serializer, and the real encoder. */
@@ -25,24 +32,83 @@ export function syncServiceDefinition(service: grpc.ServiceDefinition): {
   return { definition, encode };
 }
 
+/** The open sync streams, by node. */
+export class SyncStreams {
+  private readonly byNode = new Map<string, Map<SyncSession, SyncCall>>();
+
+  add(node: string, session: SyncSession, call: SyncCall): void {
+    let streams = this.byNode.get(node);
+    if (streams === undefined) {
+      streams = new Map();
+      this.byNode.set(node, streams);
+    }
+    streams.set(session, call);
+    call.on('close', () => {
+      streams.delete(session);
+      if (streams.size === 0 && this.byNode.get(node) === streams) this.byNode.delete(node);
+    });
+  }
+
+  /** Ends every stream of `node` with `refusal` as its status (the agent sees why). */
+  endNode(node: string, refusal: Refusal): number {
+    const streams = this.byNode.get(node);
+    if (streams === undefined) return 0;
+    this.byNode.delete(node);
+    for (const call of streams.values()) call.emit('error', refusalStatus(refusal));
+    return streams.size;
+  }
+
+  /** Ends every stream from the server side (shutdown). */
+  endAll(): void {
+    for (const streams of this.byNode.values()) for (const session of streams.keys()) session.end();
+  }
+}
+
 export interface SyncHandlerDeps extends SyncSessionDeps, HandlerContext {
   trustDomain: string;
-  sessions: Set<SyncSession>;
+  store: Store;
+  revocations: RevocationLookup;
+  streams: SyncStreams;
+  /** The agent version a node's Hello names (recorded for `weft get nodes`). */
+  onAgentVersion(node: string, version: string): Promise<void>;
 }
 
 export function syncHandlers(deps: SyncHandlerDeps): grpc.UntypedServiceImplementation {
+  const refuse = (call: SyncCall, err: unknown) => call.emit('error', statusFor(err, 'Sync', deps));
   return {
     Stream: (call: SyncCall) => {
       let node: string;
       try {
-        node = requireNode(call, deps.trustDomain);
+        node = requireNode(call, deps.trustDomain, deps.revocations);
       } catch (err) {
-        call.emit('error', statusFor(err, 'Sync', deps));
+        refuse(call, err);
         return;
       }
-      const session = new SyncSession(call, node, deps);
-      deps.sessions.add(session);
-      call.on('close', () => deps.sessions.delete(session));
+      // Messages wait in the stream (paused) until the session listens.
+      deps.store.get<NodeRecord>(nodeKey(node)).then(
+        (record) => {
+          if (call.cancelled) return;
+          if (record === undefined) {
+            refuse(
+              call,
+              new Refusal(
+                'node_unknown',
+                `node ${node} is not joined to this control plane: join again with a new token`,
+              ),
+            );
+            return;
+          }
+          const session = new SyncSession(call, node, deps);
+          deps.streams.add(node, session, call);
+          call.on('data', (req: SyncRequest) => {
+            if (req.hello?.agentVersion)
+              deps
+                .onAgentVersion(node, req.hello.agentVersion)
+                .catch((err: unknown) => deps.log.debug({ err, node }, 'agent version not kept'));
+          });
+        },
+        (err: unknown) => refuse(call, err),
+      );
     },
   };
 }

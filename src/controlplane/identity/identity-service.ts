@@ -1,28 +1,43 @@
-// The Identity service's decisions: join with a one-time token, node certificate renewal,
-// workload certificates (only for services with a workload on the calling node), and workload
-// registration. Callers (src/controlplane/grpc) have already authenticated the node; every
-// refusal here is a Refusal and nothing is granted or written when one is thrown.
+// The Identity service's decisions: join with a token scoped to one node, node certificate
+// renewal, workload certificates (only for services the node may serve and has a workload
+// of), and workload registration (the allowed ones stored, the others refused). Callers
+// (src/controlplane/grpc) have already authenticated the node; every refusal here is a Refusal
+// and nothing is granted or written when one is thrown. Each certificate issued is recorded on
+// the node before it is handed out, so that removing the node can revoke it.
 import { isIP } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { canonicalSerial } from '../../api/cert-serial.js';
 import type {
   CertificateResponse,
   JoinRequest,
   JoinResponse,
+  RefusedWorkload,
   RegisterWorkloadsRequest,
   WorkloadRegistration,
 } from '../../api/messages.js';
 import { validateResource, type Workload } from '../../api/resources/index.js';
 import { isDnsLabel, nodeSpiffeId, serviceSpiffeId } from '../../api/spiffe.js';
 import { WeftError } from '../../errors.js';
-import type { CertificateAuthority } from '../ca/certificate-authority.js';
+import type { CertificateAuthority, IssuedCertificate } from '../ca/certificate-authority.js';
 import { verifyCsr } from '../ca/csr-check.js';
 import type { ControlPlaneConfig } from '../config.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
-import { invalidRequest, Refusal } from '../refusal.js';
+import { failedPrecondition, invalidRequest, Refusal } from '../refusal.js';
 import { canonicalJson } from '../registry/canonical-json.js';
 import { kindPrefix, nodeKey, resourceKey, tokenKey } from '../store/keys.js';
 import type { Store, StoreCompare, StoreEntry, StoreOp } from '../store/store.js';
 import { workloadLeaseTtl } from '../sync/node-health.js';
-import type { NodeRecord } from './node-record.js';
+import { decideJoin } from './join-decision.js';
+import {
+  allowedServices,
+  type IssuedCert,
+  liveCerts,
+  type NodeRecord,
+  withIssued,
+} from './node-record.js';
+import { MAX_WORKLOADS_PER_NODE, notAllowedMessage, placeWorkloads } from './placement.js';
+import { revocationDocument } from './revocation.js';
+import type { RevocationList } from './revocation-list.js';
 import { type TokenRecord, usableToken } from './tokens.js';
 
 export interface IdentityDeps {
@@ -30,6 +45,18 @@ export interface IdentityDeps {
   ca: CertificateAuthority;
   config: ControlPlaneConfig;
   metrics: ControlPlaneMetrics;
+  revocations: RevocationList;
+}
+
+export interface JoinOutcome {
+  response: JoinResponse;
+  /** The node this join replaced (a rebuilt host), if any. */
+  replaced: NodeRecord | undefined;
+}
+
+export interface Registered {
+  names: string[];
+  refused: RefusedWorkload[];
 }
 
 const MAX_ATTEMPTS = 8;
@@ -39,6 +66,25 @@ export async function workloadsOfNode(store: Store, node: string): Promise<Store
   const { entries } = await store.list<Workload>(`${kindPrefix('Workload')}${node}-`);
   return entries.filter((e) => e.value.spec.node === node);
 }
+
+/** The refusal for a call of a node the store does not know (deleted, or never joined). */
+export function nodeUnknown(node: string): Refusal {
+  return new Refusal(
+    'node_unknown',
+    `node ${node} is not joined to this control plane: join again with a new token`,
+  );
+}
+
+const issuedCert = (
+  issued: IssuedCertificate,
+  kind: IssuedCert['kind'],
+  service?: string,
+): IssuedCert => ({
+  serial: canonicalSerial(issued.serialNumber),
+  notAfterMs: issued.notAfter.getTime(),
+  kind,
+  ...(service === undefined ? {} : { service }),
+});
 
 export class IdentityService {
   private readonly deps: IdentityDeps;
@@ -51,7 +97,7 @@ export class IdentityService {
     return this.deps.config.trustDomain;
   }
 
-  async join(req: JoinRequest): Promise<JoinResponse> {
+  async join(req: JoinRequest): Promise<JoinOutcome> {
     const { store, ca, config } = this.deps;
     const hostname = req.hostname ?? '';
     if (!isDnsLabel(hostname)) {
@@ -68,68 +114,122 @@ export class IdentityService {
       );
     }
     const token = await usableToken(store, req.token ?? '');
+    const existing = await store.get<NodeRecord>(nodeKey(hostname));
+    const decision = decideJoin(token.value, hostname, existing?.value);
+    const id = token.value.id;
+    if (decision.outcome === 'wrong_node') {
+      throw new Refusal(
+        'token_wrong_node',
+        `join token ${id} is for node ${decision.tokenNode}, not ${hostname}: create one for this host with \`weft token create --node ${hostname}\``,
+      );
+    }
+    if (decision.outcome === 'node_exists') {
+      const at = decision.existing.addresses.join(', ') || 'no address';
+      throw failedPrecondition(
+        'node_exists',
+        `node ${hostname} already exists (joined at ${at}): for a rebuilt host create a token with \`weft token create --node ${hostname} --replace\`, or remove the node first with \`weft delete node ${hostname}\``,
+      );
+    }
     const spiffeId = nodeSpiffeId(this.trustDomain, hostname);
     const publicKey = await verifyCsr(req.csrPem ?? '', spiffeId);
     // Signed before the token is consumed, handed out only after: a failed write grants nothing.
     const issued = await ca.issue({ spiffeId, publicKey, ttlMs: config.nodeCertTtl });
     const now = Date.now();
-    const existing = await store.get<NodeRecord>(nodeKey(hostname));
     const record: NodeRecord = {
       name: hostname,
       spiffeId,
       addresses: req.addresses ?? [],
       zone: req.zone ?? '',
       joinedAtMs: now,
-      tokenId: token.value.id,
-      // Re-joining (a rebuilt host) replaces the certificate; its workloads keep their lease.
+      tokenId: id,
+      // A rebuilt host's workloads keep their lease: its agent registers them again at once.
       lease: existing?.value.lease,
       certNotAfterMs: issued.notAfter.getTime(),
+      services: decision.services,
+      certs: [issuedCert(issued, 'node')],
     };
     const used: TokenRecord = { ...token.value, usedAtMs: now, usedBy: hostname };
-    const txn = await store.txn({
-      compares: [
-        { key: tokenKey(token.value.id), modRevision: token.modRevision },
-        { key: nodeKey(hostname), modRevision: existing?.modRevision ?? 0 },
-      ],
-      ops: [
-        { type: 'put', key: tokenKey(token.value.id), value: used },
-        { type: 'put', key: nodeKey(hostname), value: record },
-      ],
-    });
+    const ops: StoreOp[] = [
+      { type: 'put', key: tokenKey(id), value: used },
+      { type: 'put', key: nodeKey(hostname), value: record },
+    ];
+    // The replaced host's certificates are of no use to the new one: they are taken back.
+    const revocation =
+      decision.outcome === 'replace'
+        ? revocationDocument(hostname, 'replaced', liveCerts(decision.previous, now), now)
+        : undefined;
+    const compares: StoreCompare[] = [
+      { key: tokenKey(id), modRevision: token.modRevision },
+      { key: nodeKey(hostname), modRevision: existing?.modRevision ?? 0 },
+    ];
+    if (revocation !== undefined) {
+      const key = resourceKey('Revocation', revocation.metadata.name);
+      compares.push({ key, modRevision: 0 });
+      ops.push({ type: 'put', key, value: revocation });
+    }
+    const txn = await store.txn({ compares, ops });
     if (!txn.succeeded) {
       // Someone else changed the token (or this node) first: most likely a racing join.
       await usableToken(store, req.token ?? '');
-      throw new Refusal('join_conflict', `node ${hostname} changed while joining; try again`);
+      // ABORTED, not a refusal an agent should give up on: a second attempt decides.
+      throw new Refusal(
+        'join_conflict',
+        `node ${hostname} changed while joining; try again`,
+        grpc.status.ABORTED,
+        'WEFT_E_UNAVAILABLE',
+      );
     }
+    if (revocation !== undefined) this.deps.revocations.add(revocation);
     this.deps.metrics.certificatesIssued.inc({ type: 'node' });
     return {
-      certificatePem: issued.certificatePem,
-      trustBundlePem: ca.trustBundlePem,
-      trustDomain: this.trustDomain,
-      spiffeId,
+      response: {
+        certificatePem: issued.certificatePem,
+        trustBundlePem: ca.trustBundlePem,
+        trustDomain: this.trustDomain,
+        spiffeId,
+      },
+      replaced: decision.outcome === 'replace' ? decision.previous : undefined,
     };
   }
 
   private async requireNodeRecord(node: string): Promise<StoreEntry<NodeRecord>> {
     const entry = await this.deps.store.get<NodeRecord>(nodeKey(node));
-    if (entry === undefined)
-      throw new Refusal(
-        'node_unknown',
-        `node ${node} is not joined to this control plane: join again with a new token`,
-      );
+    if (entry === undefined) throw nodeUnknown(node);
     return entry;
   }
 
+  /**
+   * Records a certificate on the node (compare-and-swap, retried); refuses when the node went
+   * away meanwhile, so that a certificate is never handed out unrecorded.
+   */
+  private async recordIssued(
+    node: string,
+    cert: IssuedCert,
+    change: (record: NodeRecord) => NodeRecord = (r) => r,
+  ): Promise<void> {
+    const { store } = this.deps;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = await this.requireNodeRecord(node);
+      const next = change(withIssued(entry.value, cert, Date.now()));
+      const txn = await store.put(nodeKey(node), next, { prevModRevision: entry.modRevision });
+      if (txn.succeeded) return;
+    }
+    throw new WeftError(
+      'WEFT_E_STORE',
+      `node ${node} kept changing while a certificate was recorded; try again`,
+    );
+  }
+
   async renewNode(node: string, csrPem: string): Promise<CertificateResponse> {
-    const { ca, config, store } = this.deps;
-    const entry = await this.requireNodeRecord(node);
+    const { ca, config } = this.deps;
+    await this.requireNodeRecord(node);
     const spiffeId = nodeSpiffeId(this.trustDomain, node);
     const publicKey = await verifyCsr(csrPem, spiffeId);
     const issued = await ca.issue({ spiffeId, publicKey, ttlMs: config.nodeCertTtl });
-    await store.put(nodeKey(node), {
-      ...entry.value,
+    await this.recordIssued(node, issuedCert(issued, 'node'), (r) => ({
+      ...r,
       certNotAfterMs: issued.notAfter.getTime(),
-    } satisfies NodeRecord);
+    }));
     this.deps.metrics.certificatesIssued.inc({ type: 'node' });
     return {
       certificatePem: issued.certificatePem,
@@ -146,6 +246,10 @@ export class IdentityService {
         'service_invalid',
         `service "${service}" is not a valid service name (a DNS label)`,
       );
+    const record = await this.requireNodeRecord(node);
+    if (!allowedServices(record.value).includes(service)) {
+      throw new Refusal('service_not_allowed', notAllowedMessage(node, service));
+    }
     const onNode = (await workloadsOfNode(store, node)).some(
       (w) => w.value.spec.service === service,
     );
@@ -158,6 +262,7 @@ export class IdentityService {
     const spiffeId = serviceSpiffeId(this.trustDomain, service);
     const publicKey = await verifyCsr(csrPem, spiffeId);
     const issued = await ca.issue({ spiffeId, publicKey, ttlMs: config.workloadCertTtl });
+    await this.recordIssued(node, issuedCert(issued, 'workload', service));
     this.deps.metrics.certificatesIssued.inc({ type: 'workload' });
     return {
       certificatePem: issued.certificatePem,
@@ -167,13 +272,28 @@ export class IdentityService {
     };
   }
 
-  /** Replaces the node's Workloads with `req.workloads`; returns the resource names. */
-  async registerWorkloads(node: string, req: RegisterWorkloadsRequest): Promise<string[]> {
-    const nodeEntry = await this.requireNodeRecord(node);
-    const docs = this.workloadDocuments(nodeEntry.value, req.workloads ?? []);
+  /**
+   * Replaces the node's Workloads with the registrations of services it may serve; returns the
+   * resource names stored and the registrations refused.
+   */
+  async registerWorkloads(node: string, req: RegisterWorkloadsRequest): Promise<Registered> {
+    const registrations = req.workloads ?? [];
+    if (registrations.length > MAX_WORKLOADS_PER_NODE) {
+      throw invalidRequest(
+        'too_many_workloads',
+        `${registrations.length} workloads in one registration; a node may register at most ${MAX_WORKLOADS_PER_NODE}`,
+      );
+    }
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const lease = await this.nodeLease(node);
-      if (await this.replaceWorkloads(node, docs, lease)) return docs.map((d) => d.metadata.name);
+      // Read after the lease: the placement and the write below compare this very record, so a
+      // concurrent `node disallow` or delete makes the write fail and the loop look again.
+      const nodeEntry = await this.requireNodeRecord(node);
+      const docs = this.workloadDocuments(nodeEntry.value, registrations);
+      const placed = placeWorkloads(node, allowedServices(nodeEntry.value), docs);
+      const stored = placed.accepted.map((d) => d.doc);
+      if (await this.replaceWorkloads(nodeEntry, stored, lease))
+        return { names: stored.map((d) => d.metadata.name), refused: placed.refused };
     }
     throw new WeftError(
       'WEFT_E_STORE',
@@ -181,7 +301,10 @@ export class IdentityService {
     );
   }
 
-  private workloadDocuments(node: NodeRecord, registrations: WorkloadRegistration[]): Workload[] {
+  private workloadDocuments(
+    node: NodeRecord,
+    registrations: WorkloadRegistration[],
+  ): Array<{ name: string; item: { service: string; doc: Workload } }> {
     const seen = new Set<string>();
     return registrations.map((reg, i) => {
       const local = reg.name || `${reg.service}-${reg.port}`;
@@ -212,9 +335,10 @@ export class IdentityService {
           ...(zone ? { zone } : {}),
         },
       };
-      const result = validateResource(doc, { allowWorkload: true });
+      const result = validateResource(doc, { allowInternal: true });
       if (!result.ok) throw invalidRequest('workload_invalid', `${where}: ${result.problems[0]}`);
-      return result.resource as Workload;
+      const workload = result.resource as Workload;
+      return { name: local, item: { service: workload.spec.service, doc: workload } };
     });
   }
 
@@ -238,12 +362,17 @@ export class IdentityService {
     );
   }
 
-  private async replaceWorkloads(node: string, docs: Workload[], lease: string): Promise<boolean> {
+  private async replaceWorkloads(
+    nodeEntry: StoreEntry<NodeRecord>,
+    docs: Workload[],
+    lease: string,
+  ): Promise<boolean> {
     const { store } = this.deps;
+    const node = nodeEntry.value.name;
     const existing = new Map(
       (await workloadsOfNode(store, node)).map((e) => [e.value.metadata.name, e]),
     );
-    const compares: StoreCompare[] = [];
+    const compares: StoreCompare[] = [{ key: nodeEntry.key, modRevision: nodeEntry.modRevision }];
     const ops: StoreOp[] = [];
     for (const doc of docs) {
       const key = resourceKey('Workload', doc.metadata.name);
@@ -262,7 +391,11 @@ export class IdentityService {
       compares.push({ key: resourceKey('Workload', name), modRevision: old.modRevision });
       ops.push({ type: 'delete', key: resourceKey('Workload', name) });
     }
-    if (ops.length === 0) return true;
+    if (ops.length === 0) {
+      // Nothing to write; the node must still exist for the answer to mean anything.
+      const now = await store.get(nodeEntry.key);
+      return now?.modRevision === nodeEntry.modRevision;
+    }
     return (await store.txn({ compares, ops })).succeeded;
   }
 }

@@ -1,9 +1,14 @@
-// Apply, get and delete of user resources. An apply is validated as a whole and written as one
-// store transaction: one invalid document, or a conflict with a concurrent change, and nothing
-// changes. Services get their virtual IP here, in the same transaction that creates them.
+// Apply, get and delete of user resources. An apply is validated as a whole (sizes included:
+// see api/resources/limits.ts) and written as one store transaction: one invalid document, or
+// a conflict with a concurrent change, and nothing changes. Services get their virtual IP here,
+// in the same transaction that creates them.
 import type { ApplyResult, ResourceMessage } from '../../api/messages.js';
 import {
+  applySizeProblem,
   describeDocument,
+  documentBytes,
+  documentSizeProblems,
+  INTERNAL_KINDS,
   kindPlural,
   type Mesh,
   type Resource,
@@ -51,7 +56,7 @@ export function requireKind(input: string): ResourceKind {
   if (kind === undefined) {
     throw new WeftError(
       'WEFT_E_USAGE',
-      `unknown kind "${input}"; expected one of ${[...USER_KINDS, 'Workload'].join(', ')}`,
+      `unknown kind "${input}"; expected one of ${[...USER_KINDS, ...INTERNAL_KINDS].join(', ')}`,
     );
   }
   return kind;
@@ -69,8 +74,8 @@ export class ResourceRegistry {
   }
 
   /** Validates everything, then writes everything in one transaction. */
-  async apply(items: readonly ApplyItem[]): Promise<ApplyResult[]> {
-    const resources = this.validate(items);
+  async apply(items: readonly ApplyItem[], source = 'request'): Promise<ApplyResult[]> {
+    const resources = this.validate(items, source);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const result = await this.tryApply(resources);
       if (result !== undefined) return result;
@@ -81,15 +86,24 @@ export class ResourceRegistry {
     );
   }
 
-  private validate(items: readonly ApplyItem[]): Array<{ resource: Resource; source: string }> {
+  private validate(
+    items: readonly ApplyItem[],
+    source: string,
+  ): Array<{ resource: Resource; source: string }> {
     const problems: string[] = [];
     const out: Array<{ resource: Resource; source: string }> = [];
     const seen = new Map<string, string>();
+    let total = 0;
     for (const item of items) {
       const result = validateResource(item.document);
+      const bytes = documentBytes(item.document);
+      total += bytes;
+      const named = result.ok
+        ? describeDocument(item.source, result.resource.kind, result.resource.metadata.name)
+        : describeDocument(item.source, result.kind, result.name);
+      for (const p of documentSizeProblems(item.document, bytes)) problems.push(`${named}: ${p}`);
       if (!result.ok) {
-        for (const p of result.problems)
-          problems.push(`${describeDocument(item.source, result.kind, result.name)}: ${p}`);
+        for (const p of result.problems) problems.push(`${named}: ${p}`);
         continue;
       }
       const id = `${result.resource.kind}/${result.resource.metadata.name}`;
@@ -111,6 +125,8 @@ export class ResourceRegistry {
       problems.push(
         `${meshes[1]!.source}: there is one Mesh per control plane; this apply defines ${meshes.length}`,
       );
+    const tooBig = applySizeProblem(total);
+    if (tooBig !== undefined) problems.push(`${source}: ${tooBig}`);
     if (problems.length > 0) throw new WeftError('WEFT_E_CONFIG', problems.join('\n'));
     return out;
   }
@@ -200,6 +216,12 @@ export class ResourceRegistry {
   /** Deletes one resource (a Service frees its virtual IP in the same transaction). */
   async delete(kindInput: string, name: string): Promise<void> {
     const kind = requireKind(kindInput);
+    if (kind === 'Revocation') {
+      throw new WeftError(
+        'WEFT_E_USAGE',
+        'Revocation resources are removed by the control plane once their certificates have expired; they cannot be deleted',
+      );
+    }
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const key = resourceKey(kind, name);
       const entry = await this.store.get<StoredDocument>(key);

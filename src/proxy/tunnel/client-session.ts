@@ -10,6 +10,7 @@ import {
   connect as h2connect,
 } from 'node:http2';
 import { type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { canonicalSerial } from '../../api/cert-serial.js';
 import { type ErrorCode, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAuthority } from './authority.js';
@@ -49,6 +50,8 @@ export interface SessionParams {
   handshakeTimeoutMs: number;
   idleTimeoutMs: number;
   log: Logger;
+  /** The deny list: true for a revoked serial (canonical hex); such a server is refused. */
+  isRevoked?: (serial: string) => boolean;
 }
 
 /** TLS alerts that mean the server rejected our certificate, or we rejected its. */
@@ -63,6 +66,8 @@ export class ClientSession {
   readonly peerName: string;
   /** The server's SPIFFE ID, from its verified certificate. */
   serverSpiffeId = '';
+  /** The server certificate's serial (canonical hex). */
+  serverSerial = '';
   private maxStreams = 0;
   private active = 0;
   private state: 'connecting' | 'ready' | 'draining' | 'closed' = 'connecting';
@@ -130,7 +135,17 @@ export class ClientSession {
         { code: 'WEFT_E_DENIED' },
       );
     }
+    const serial = canonicalSerial(cert.serialNumber);
+    if (this.p.isRevoked?.(serial)) {
+      return Object.assign(
+        new Error(
+          `tunnel peer ${this.peerName} (${id.spiffeId}): its certificate is revoked (serial ${serial})`,
+        ),
+        { code: 'WEFT_E_DENIED' },
+      );
+    }
     this.serverSpiffeId = id.spiffeId;
+    this.serverSerial = serial;
     return undefined;
   }
 

@@ -30,6 +30,8 @@ export interface TunnelPoolOptions {
   keepAlive?: KeepAlive | false;
   flowControl?: Partial<FlowControl>;
   log?: Logger;
+  /** The deny list: true for a revoked serial (canonical hex); such servers are refused. */
+  isRevoked?: (serial: string) => boolean;
 }
 
 export interface TunnelOpenRequest {
@@ -87,6 +89,7 @@ export class TunnelPool {
   private readonly handshakeTimeoutMs: number;
   private readonly openTimeoutMs: number;
   private readonly log: Logger;
+  private readonly isRevoked: ((serial: string) => boolean) | undefined;
   private closed = false;
   private readonly counters = {
     handshakesTotal: 0,
@@ -110,6 +113,7 @@ export class TunnelPool {
     this.handshakeTimeoutMs = positive(opts.handshakeTimeoutMs, 10_000, 'handshakeTimeoutMs');
     this.openTimeoutMs = positive(opts.openTimeoutMs, 15_000, 'openTimeoutMs');
     this.log = opts.log ?? pino({ level: 'silent' });
+    this.isRevoked = opts.isRevoked;
   }
 
   /**
@@ -177,6 +181,25 @@ export class TunnelPool {
       ),
     );
     clearTimeout(timer);
+  }
+
+  /** Cuts the sessions to servers whose certificate isRevoked() now; returns how many. */
+  closeRevoked(): number {
+    const isRevoked = this.isRevoked;
+    if (isRevoked === undefined) return 0;
+    let closed = 0;
+    for (const slot of this.slots.values()) {
+      for (const s of slot.sessions) {
+        if (s.serverSerial === '' || !isRevoked(s.serverSerial)) continue;
+        this.log.warn(
+          { peer: s.peerName, server: s.serverSpiffeId },
+          'tunnel session closed: the server certificate was revoked',
+        );
+        s.destroy();
+        closed += 1;
+      }
+    }
+    return closed;
   }
 
   /** Cuts every session at once. */
@@ -253,6 +276,7 @@ export class TunnelPool {
       handshakeTimeoutMs: this.handshakeTimeoutMs,
       idleTimeoutMs: this.idleTimeoutMs,
       log: this.log,
+      isRevoked: this.isRevoked,
     });
     session.onClosed(() => {
       const i = slot.sessions.indexOf(session);

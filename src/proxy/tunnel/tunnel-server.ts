@@ -16,6 +16,7 @@ import {
   type Server as TlsServer,
 } from 'node:tls';
 import { pino } from 'pino';
+import { canonicalSerial } from '../../api/cert-serial.js';
 import { describeError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import {
@@ -69,9 +70,19 @@ export interface TunnelServerOptions {
   maxConcurrentStreams?: number;
   connectTimeoutMs?: number;
   handshakeTimeoutMs?: number;
+  /**
+   * The control plane's deny list: true for a serial (canonical hex, see canonicalSerial) it
+   * revoked. Peers presenting one are refused at the handshake; closeRevoked() cuts open ones.
+   */
+  isRevoked?: (serial: string) => boolean;
 }
 
-export type RefusalReason = 'no_certificate' | 'untrusted' | 'bad_identity' | 'handshake';
+export type RefusalReason =
+  | 'no_certificate'
+  | 'untrusted'
+  | 'bad_identity'
+  | 'revoked'
+  | 'handshake';
 
 export interface TunnelServerStats {
   sessionsActive: number;
@@ -96,6 +107,8 @@ export interface TunnelServer {
   close(graceMs?: number): Promise<void>;
   /** Cuts every connection at once, as a crash would. */
   destroy(): void;
+  /** Cuts the sessions of peers whose certificate isRevoked() now; returns how many. */
+  closeRevoked(): number;
 }
 
 export const TUNNEL_PORT = 15008;
@@ -161,7 +174,7 @@ class TunnelServerImpl implements TunnelServer {
     sessionsTotal: 0,
     streamsActive: 0,
     streamsTotal: 0,
-    refused: { no_certificate: 0, untrusted: 0, bad_identity: 0, handshake: 0 },
+    refused: { no_certificate: 0, untrusted: 0, bad_identity: 0, revoked: 0, handshake: 0 },
     byStatus: {} as Record<string, number>,
   };
 
@@ -281,6 +294,23 @@ class TunnelServerImpl implements TunnelServer {
     for (const socket of this.sockets) socket.destroy();
   }
 
+  closeRevoked(): number {
+    const isRevoked = this.opts.isRevoked;
+    if (isRevoked === undefined) return 0;
+    let closed = 0;
+    for (const session of this.sessions) {
+      const peer = this.peers.get(session);
+      if (peer === undefined || !isRevoked(canonicalSerial(peer.certSerial))) continue;
+      this.log.warn(
+        { peer: peer.spiffeId, remote: `${peer.address}:${peer.port}`, serial: peer.certSerial },
+        'tunnel session closed: the peer certificate was revoked',
+      );
+      session.destroy();
+      closed += 1;
+    }
+    return closed;
+  }
+
   private track(socket: Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
@@ -313,6 +343,10 @@ class TunnelServerImpl implements TunnelServer {
     const id = peerSpiffeId(cert, this.opts.trustDomain);
     if (!id.ok) {
       this.refuse('bad_identity', id.reason, remote);
+      return void socket.destroy();
+    }
+    if (this.opts.isRevoked?.(canonicalSerial(cert.serialNumber))) {
+      this.refuse('revoked', `${id.spiffeId}: certificate ${cert.serialNumber} is revoked`, remote);
       return void socket.destroy();
     }
     this.handOver(socket, {
