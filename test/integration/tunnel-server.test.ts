@@ -145,6 +145,35 @@ describe('TLS: only certificates of this mesh get in', () => {
     expect(server.stats().sessionsTotal).toBe(0);
   });
 
+  it('refuses callers of this mesh that are not node/<name> or svc/<name>, spelled canonically', async () => {
+    const { server } = await serverWith();
+    const odd = [
+      `spiffe://${TD}/admin/ops`,
+      `spiffe://${TD}/svc/web/../../node/n1`,
+      `spiffe://${TD}/svc/w%65b`,
+      `spiffe://${TD}/svc/Web`,
+    ];
+    for (const id of odd) {
+      const leaf = await issueLeaf(pki.ca, id);
+      const raw = await rawTls(server.port, { cert: leaf, ca: pki.ca.certPem });
+      expect(raw.gotServerBytes, id).toBe(false);
+      const err = await roundTrip(server, leaf).catch((e: unknown) => e);
+      expect(isWeftError(err, 'WEFT_E_DENIED'), id).toBe(true);
+    }
+    await expect.poll(() => server.stats().refused.bad_identity).toBe(2 * odd.length);
+    expect(server.stats().sessionsTotal).toBe(0);
+    // Control: the same CA's canonical service identity gets in.
+    expect(await roundTrip(server, pki.client)).toBe('pingbye');
+  });
+
+  it('the client refuses a server that presents a service identity, not a node', async () => {
+    const svc = await issueLeaf(pki.ca, `spiffe://${TD}/svc/echo`);
+    const { server } = await serverWith({ identity: { key: svc.keyPem, cert: svc.certPem } });
+    const err = await roundTrip(server, pki.client).catch((e: unknown) => e);
+    expect(isWeftError(err, 'WEFT_E_DENIED')).toBe(true);
+    expect((err as Error).message).toContain('a svc identity');
+  });
+
   it('refuses TLS 1.2', async () => {
     const { server } = await serverWith();
     const raw = await rawTls(server.port, {
