@@ -1,7 +1,8 @@
 // The agent's /metrics as an operator scrapes it, from a whole agent in this process (a plain
 // relay: no control plane) on loopback ports chosen free: the process metrics tell the real
-// event-loop lag.
-import { createServer } from 'node:net';
+// event-loop lag, counters are counters, and connections refused at accept are counted by
+// listener and reason.
+import { createServer, connect as netConnect } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -69,6 +70,15 @@ function value(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.split(' ').pop());
 }
 
+/** A connection made straight to a capture port (not redirected): the agent closes it. */
+function connectAndWaitClose(port: number): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    socket.on('error', () => {});
+    socket.once('close', () => resolve());
+  });
+}
+
 describe('agent /metrics', () => {
   it('reports the real event-loop lag of an idle agent, not its sampling interval', async () => {
     const { metricsPort } = await start();
@@ -96,5 +106,20 @@ describe('agent /metrics', () => {
     expect(value(await scrape(metricsPort), 'nodejs_eventloop_lag_max_seconds')).toBeGreaterThan(
       0.2,
     );
+  });
+
+  it('exports tunnel handshakes as a counter named _total', async () => {
+    const { metricsPort } = await start();
+    const text = await scrape(metricsPort);
+    expect(text).toContain('# TYPE weft_tunnel_handshakes_total counter');
+    expect(value(text, 'weft_tunnel_handshakes_total')).toBe(0);
+    expect(text).not.toMatch(/^weft_tunnel_handshakes /m);
+  });
+
+  it('counts connections refused at accept by listener and reason', async () => {
+    const { metricsPort, outboundPort } = await start();
+    for (let i = 0; i < 3; i++) await connectAndWaitClose(outboundPort);
+    const series = 'weft_connections_refused_total{listener="outbound",reason="not_captured"}';
+    await expect.poll(async () => value(await scrape(metricsPort), series)).toBe(3);
   });
 });

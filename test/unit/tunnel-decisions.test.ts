@@ -189,6 +189,8 @@ describe('options are checked when objects are built', () => {
     [{ port: 70000 }, /tunnel server: port must be 0-65535/],
     [{ authorize: undefined }, /tunnel server: authorize must be a function/],
     [{ maxConcurrentStreams: 0 }, /tunnel server: maxConcurrentStreams must be a positive/],
+    [{ idleTimeoutMs: 0 }, /tunnel server: idleTimeoutMs must be a positive integer of ms/],
+    [{ handshakeTimeoutMs: 1.5 }, /tunnel server: handshakeTimeoutMs must be a positive/],
     [{ identity: { key: 'nope', cert: bundle } }, /tunnel server\.identity\.key must be a PEM/],
   ])('tunnel server %j', async (override, message) => {
     const opts = {
