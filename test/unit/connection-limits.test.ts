@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { isWeftError } from '../../src/errors.js';
-import { admission, ConnectionGate } from '../../src/proxy/limits/connection-gate.js';
+import { admission, ConnectionGate, sourceKey } from '../../src/proxy/limits/connection-gate.js';
 import { parseFdLimit } from '../../src/proxy/limits/fd-limit.js';
 import {
   type LimitsConfig,
@@ -177,6 +177,27 @@ describe('admission', () => {
     expect(gate.openFrom('10.0.0.1')).toBe(1);
     expect(gate.admit('10.0.0.1').admitted).toBe(true);
     expect(gate.admit('10.0.0.3')).toEqual({ admitted: false, reason: 'total_limit' });
+  });
+
+  it.each([
+    ['10.0.0.9', '10.0.0.9'],
+    ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+    ['2001:DB8:1:2::99', '2001:db8:1:2::/64'],
+    ['2001:db8::1', '2001:db8:0:0::/64'],
+    ['2001:0db8:0000:0002:ffff::1', '2001:db8:0:2::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    ['64:ff9b::10.0.0.9', '64:ff9b:0:0::/64'],
+  ])('source %s counts as %s', (address, key) => {
+    expect(sourceKey(address)).toBe(key);
+  });
+
+  it('counts the addresses of one IPv6 /64 as one source', () => {
+    const gate = new ConnectionGate({ maxConnections: 10, maxConnectionsPerSource: 2 });
+    expect(gate.admit('2001:db8:1:2::1').admitted).toBe(true);
+    expect(gate.admit('2001:db8:1:2::2').admitted).toBe(true);
+    expect(gate.admit('2001:db8:1:2::3')).toEqual({ admitted: false, reason: 'per_source_limit' });
+    expect(gate.admit('2001:db8:1:3::1').admitted).toBe(true);
   });
 
   it('refuses limits that are not positive integers, naming the field', () => {

@@ -1,6 +1,9 @@
 // Admission at accept: a listener holds at most maxConnections open connections, at most
-// maxConnectionsPerSource of them from one address. Decided before any work is done for the
-// connection (no original destination lookup, no TLS), so a refusal costs only the accept.
+// maxConnectionsPerSource of them from one source: an IPv4 address, or an IPv6 /64 (one host
+// usually holds a whole /64, so counting its addresses apart would not limit it). Decided
+// before any work is done for the connection (no original destination lookup, no TLS), so a
+// refusal costs only the accept.
+import { isIPv6 } from 'node:net';
 import { WeftError } from '../../errors.js';
 import type { ListenerLimits } from './limits-config.js';
 
@@ -14,6 +17,29 @@ export function admission(
   if (open.total >= limits.maxConnections) return 'total_limit';
   if (open.fromSource >= limits.maxConnectionsPerSource) return 'per_source_limit';
   return 'admit';
+}
+
+/** The key a source is counted under: the IPv4 address, or the IPv6 address's /64. */
+export function sourceKey(address: string): string {
+  if (!isIPv6(address)) return address;
+  let text = address.toLowerCase();
+  const zone = text.indexOf('%');
+  if (zone >= 0) text = text.slice(0, zone);
+  // A trailing dotted quad stands for the last two groups.
+  const dotted = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(2).map(Number) as [number, number, number, number];
+    text = `${dotted[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right];
+  const prefix = groups.slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16));
+  return `${prefix.join(':')}::/64`;
 }
 
 export type Admission =
@@ -39,8 +65,9 @@ export class ConnectionGate {
     }
   }
 
-  /** Takes a slot for a connection from `source` (an address); release() gives it back once. */
-  admit(source: string): Admission {
+  /** Takes a slot for a connection from `address`; release() gives it back once. */
+  admit(address: string): Admission {
+    const source = sourceKey(address);
     const fromSource = this.bySource.get(source) ?? 0;
     const decision = admission(this.limits, { total: this.total, fromSource });
     if (decision !== 'admit') return { admitted: false, reason: decision };
@@ -64,7 +91,8 @@ export class ConnectionGate {
     return this.total;
   }
 
-  openFrom(source: string): number {
-    return this.bySource.get(source) ?? 0;
+  /** Connections open from the source `address` counts under. */
+  openFrom(address: string): number {
+    return this.bySource.get(sourceKey(address)) ?? 0;
   }
 }
