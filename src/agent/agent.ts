@@ -1,7 +1,7 @@
 // The per-host daemon, composed: the control plane session (which loads the last-known-good
 // state from disk first), the data plane, the admin endpoint and /metrics. Each part lives in
 // its own module; this file only orders their start and stop.
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import {
   type ControlPlaneSession,
   startControlPlaneSession,
@@ -11,7 +11,7 @@ import { startDataPlane } from '../proxy/data-plane.js';
 import type { Logger } from '../sys/logger.js';
 import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
-import { startMetricsServer } from './metrics-server.js';
+import { registerProcessMetrics, startMetricsServer } from './metrics-server.js';
 import { registerSyncMetrics } from './sync-metrics.js';
 import { sdNotify, sdStatus, startWatchdog } from './systemd.js';
 
@@ -33,9 +33,7 @@ export interface RunningAgent {
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<RunningAgent> {
   const { socketOps, log } = deps;
   const registry = new Registry();
-  // The event-loop lag histogram samples with a libuv timer: prom-client's default 10 ms
-  // wakes an idle agent 100 times a second. 100 ms still catches every stall worth an alert.
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
+  registerProcessMetrics(registry);
 
   // Control plane first: it loads the last-known-good snapshot and certificates from disk at
   // once (fail static) and connects in the background, so listeners never wait on the network.

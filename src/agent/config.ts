@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { WeftError } from '../errors.js';
+import { limitsConfigSchema } from '../proxy/limits/limits-config.js';
 import { captureConfigSchema } from '../redirect/config.js';
 import { readConfigFile } from '../sys/config-file.js';
 import { formatZodIssue } from '../sys/zod-format.js';
@@ -116,6 +117,8 @@ export const agentConfigSchema = z
       .prefault({}),
     /** Traffic capture (iptables): the schema and its defaults live with src/redirect. */
     capture: captureConfigSchema,
+    /** Connection limits and timeouts per listener: schema and defaults in src/proxy/limits. */
+    limits: limitsConfigSchema,
     /** How often the agent tells the control plane its workloads are alive. */
     heartbeatIntervalMs: durationMs.default(5_000),
     /** SIGTERM: stop accepting, let open connections finish for this long, then exit. */

@@ -1,9 +1,21 @@
 // Prometheus `/metrics` on the host address (DESIGN.md: 15020). The registry is filled by the
-// parts that own each metric; this only serves it, off the data path.
+// parts that own each metric; this serves it, off the data path, and adds the process's own.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import { collectDefaultMetrics, type Registry } from 'prom-client';
 import { WeftError } from '../errors.js';
+import { EVENT_LOOP_LAG_METRICS, registerEventLoopLag } from './event-loop-lag.js';
+
+/**
+ * prom-client's process metrics (CPU, memory, fds, GC, ...), with the event-loop lag measured
+ * by event-loop-lag.ts instead: prom-client's reports its sampling interval as lag. Its own
+ * sampler cannot be left out; at a 1 s interval it wakes the loop once a second, unread.
+ */
+export function registerProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1_000 });
+  for (const name of EVENT_LOOP_LAG_METRICS) registry.removeSingleMetric(name);
+  registerEventLoopLag(registry);
+}
 
 export interface MetricsServer {
   readonly port: number;

@@ -1,12 +1,15 @@
-// Stage "accept" for captured connections (outbound 15001, inbound 15006): finds where each
-// connection was really going and who opened it, then hands it to the next stage. Nothing is
-// read from the client until that stage resumes it.
+// Stage "accept" for captured connections (outbound 15001, inbound 15006): admits each
+// connection within the listener's limits (else refuses it at once), finds where it was really
+// going and who opened it, then hands it to the next stage. Nothing is read from the client
+// until that stage resumes it.
 import { createServer, type Server, type Socket } from 'node:net';
-import { describeError, isWeftError } from '../errors.js';
+import { describeError } from '../errors.js';
 import type { SocketAddress, SocketOps, SocketOwner, SocketTuple } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
 import { formatAddress, unmapV4 } from './address.js';
+import type { ConnectionGate } from './limits/connection-gate.js';
 import { originalSourcePort } from './nat-source.js';
+import type { Refusals } from './refusals.js';
 
 export type Direction = 'outbound' | 'inbound';
 
@@ -22,6 +25,15 @@ export interface CapturedConnection {
   owner: SocketOwner | undefined;
   /** process.hrtime.bigint() at accept. */
   started: bigint;
+  /** What the relay enforces (observed-relay.ts): the listener's timeouts. */
+  timeouts: RelayTimeouts;
+}
+
+export interface RelayTimeouts {
+  /** No byte either way for this long closes the connection. */
+  idleMs: number;
+  /** No byte at all since accept for this long closes it (inbound: callers outside the mesh). */
+  silentMs?: number;
 }
 
 export type CapturedHandler = (conn: CapturedConnection) => void;
@@ -34,6 +46,11 @@ export interface CaptureListenerOptions {
   ownPorts: ReadonlySet<number>;
   socketOps: SocketOps;
   log: Logger;
+  /** Open connections in total and per source address; beyond, refused at accept. */
+  gate: ConnectionGate;
+  /** Where refusals at accept are counted and logged (rate-limited). */
+  refusals: Refusals;
+  timeouts: RelayTimeouts;
   /** The next stage; it resumes the client socket when it has somewhere to send its bytes. */
   handle: CapturedHandler;
 }
@@ -41,9 +58,17 @@ export interface CaptureListenerOptions {
 /** Builds the server; the caller listens (on a port, or an fd from systemd or TPROXY). */
 export function createCaptureServer(opts: CaptureListenerOptions): Server {
   // allowHalfOpen: a client's FIN must travel to the upstream, not close our write side.
-  return createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (socket) =>
-    accept(socket, opts),
+  const server = createServer(
+    { noDelay: true, pauseOnConnect: true, allowHalfOpen: true },
+    (socket) => accept(socket, opts),
   );
+  // accept(2) failing (EMFILE, ENFILE: out of descriptors) is an 'error' on the server, and
+  // libuv has already closed the pending connection: count it, never let it crash the agent.
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.syscall !== 'accept') return; // listen errors: the caller's listen() reports them
+    opts.refusals.refuse(opts.direction, 'fd_exhausted', undefined, err.code ?? err.message);
+  });
+  return server;
 }
 
 function accept(client: Socket, opts: CaptureListenerOptions): void {
@@ -51,8 +76,17 @@ function accept(client: Socket, opts: CaptureListenerOptions): void {
   // The next stages may await (a connect, a tunnel stream) before they attach their own
   // handlers: a reset from the client meanwhile must not be an unhandled 'error' event.
   client.on('error', () => {});
+  const address = unmapV4(client.remoteAddress ?? '');
+  // Admit first: a refusal costs the accept and nothing else (no lookup, no log line).
+  const admission = opts.gate.admit(address);
+  if (!admission.admitted) {
+    client.resetAndDestroy();
+    opts.refusals.refuse(opts.direction, admission.reason, address);
+    return;
+  }
+  client.once('close', admission.release);
   const source = formatAddress({
-    address: unmapV4(client.remoteAddress ?? ''),
+    address,
     port: client.remotePort ?? 0,
     family: client.remoteFamily === 'IPv6' && !client.remoteAddress?.startsWith('::ffff:') ? 6 : 4,
   });
@@ -61,23 +95,26 @@ function accept(client: Socket, opts: CaptureListenerOptions): void {
     target = destinationOf(client, opts);
   } catch (err) {
     // Not captured (someone connected to the capture port directly): nothing to relay to.
-    opts.log.warn(
-      { direction: opts.direction, src: source, code: codeOf(err), err: describeError(err) },
-      'connection refused',
-    );
+    opts.refusals.refuse(opts.direction, 'not_captured', source, describeError(err));
     client.destroy();
     return;
   }
   if (opts.ownPorts.has(target.port) && isLocalTarget(client, target)) {
-    opts.log.warn(
-      { direction: opts.direction, src: source, dst: formatAddress(target), code: 'WEFT_E_LOOP' },
-      'connection to the agent itself refused',
-    );
+    opts.refusals.refuse(opts.direction, 'loop', source, `to ${formatAddress(target)}`);
     client.destroy();
     return;
   }
+  const timeouts = opts.timeouts;
   if (opts.direction === 'inbound') {
-    opts.handle({ direction: opts.direction, client, source, target, owner: undefined, started });
+    opts.handle({
+      direction: opts.direction,
+      client,
+      source,
+      target,
+      owner: undefined,
+      started,
+      timeouts,
+    });
     return;
   }
   const tuple = {
@@ -87,8 +124,9 @@ function accept(client: Socket, opts: CaptureListenerOptions): void {
     remotePort: target.port,
   };
   const owner = ownerOf(tuple, opts);
+  const conn = { direction: opts.direction, client, source, target, started, timeouts };
   if (owner !== undefined || opts.mode !== 'redirect') {
-    opts.handle({ direction: opts.direction, client, source, target, owner, started });
+    opts.handle({ ...conn, owner });
     return;
   }
   // A miss after REDIRECT: NAT may have changed the source port (see nat-source.ts).
@@ -104,10 +142,9 @@ function accept(client: Socket, opts: CaptureListenerOptions): void {
         port === undefined || port === tuple.localPort
           ? undefined
           : ownerOf({ ...tuple, localPort: port }, opts);
-      opts.handle({ direction: opts.direction, client, source, target, owner: found, started });
+      opts.handle({ ...conn, owner: found });
     },
-    () =>
-      opts.handle({ direction: opts.direction, client, source, target, owner: undefined, started }),
+    () => opts.handle({ ...conn, owner: undefined }),
   );
 }
 
@@ -136,8 +173,4 @@ function ownerOf(tuple: SocketTuple, opts: CaptureListenerOptions): SocketOwner 
 function isLocalTarget(client: Socket, target: SocketAddress): boolean {
   const local = unmapV4(client.localAddress ?? '');
   return target.address === local || target.address.startsWith('127.') || target.address === '::1';
-}
-
-function codeOf(err: unknown): string {
-  return isWeftError(err) ? err.code : 'WEFT_E_INTERNAL';
 }

@@ -17,11 +17,13 @@ import type { Logger } from '../sys/logger.js';
 import { createCaptureServer } from './capture-listener.js';
 import { createPlaintextInboundHandler } from './inbound/plaintext.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
+import { buildGuards } from './limits/index.js';
 import { MeshState } from './mesh-state.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
 import { Telemetry } from './telemetry.js';
 import { connectLocal, startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
+import { registerTunnelMetrics } from './tunnel-metrics.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 const MAX_ATTEMPTS = 3;
@@ -51,6 +53,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const passed = listenFds();
   const state = new MeshState(config.hostname);
   const telemetry = new Telemetry(registry, log);
+  // Connection limits per listener (shares of the descriptor limit), timeouts, refusals.
+  const guards = buildGuards(config.limits, { registry, log });
   let identities = session
     ? new SourceIdentities(config.workloads, session.certificates)
     : undefined;
@@ -87,9 +91,10 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       authorize: tunnelAuthorizer(state, telemetry),
       // An authorized target is a registered workload: deliver to it as registered.
       connect: (target) => connectLocal(state.localEndpoint(target) ?? target),
-      onAccess: tunnelAccessRecorder(state, telemetry),
+      onStream: tunnelAccessRecorder(state, telemetry),
       reservedPorts: ownPorts,
       isRevoked,
+      ...guards.tunnel,
       log,
     });
     log.info({ port: tunnelServer.port, identity: node.spiffeId }, 'tunnel server listening');
@@ -127,6 +132,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const common = { ownPorts, socketOps, log };
   const outbound = createCaptureServer({
     ...common,
+    ...guards.outbound,
     direction: 'outbound',
     mode: 'redirect',
     handle: createOutboundHandler({
@@ -142,6 +148,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   });
   const inbound = createCaptureServer({
     ...common,
+    ...guards.inbound,
     direction: 'inbound',
     mode: capture.inboundMode,
     handle: createPlaintextInboundHandler({
@@ -197,7 +204,12 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     });
   }
 
-  registerDataPlaneGauges(registry, state, () => tunnels);
+  registerDataPlaneGauges(registry, state);
+  registerTunnelMetrics(
+    registry,
+    () => tunnels,
+    () => tunnelServer,
+  );
   log.info(
     {
       outbound: capture.outboundPort,
@@ -251,11 +263,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   };
 }
 
-function registerDataPlaneGauges(
-  registry: Registry,
-  state: MeshState,
-  tunnels: () => TunnelPool | undefined,
-) {
+function registerDataPlaneGauges(registry: Registry, state: MeshState) {
   new Gauge({
     name: 'weft_balancer_endpoints',
     help: 'Endpoints of each service port as this host balances them, by state',
@@ -267,30 +275,6 @@ function registerDataPlaneGauges(
         for (const [s, n] of Object.entries(pool.counts()))
           this.set({ service, port: String(port), state: s }, n);
       }
-    },
-  });
-  new Gauge({
-    name: 'weft_tunnel_sessions',
-    help: 'Open mTLS tunnel sessions to peer agents',
-    registers: [registry],
-    collect() {
-      this.set(tunnels()?.stats().sessions ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'weft_tunnel_handshakes',
-    help: 'TLS handshakes made by the tunnel pool since start (a counter; low under steady traffic)',
-    registers: [registry],
-    collect() {
-      this.set(tunnels()?.stats().handshakesTotal ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'weft_tunnel_streams_active',
-    help: 'Connections riding the tunnel pool now',
-    registers: [registry],
-    collect() {
-      this.set(tunnels()?.stats().streamsActive ?? 0);
     },
   });
 }

@@ -1,6 +1,8 @@
 // The last stage of both directions: splice the client to its upstream and record the
 // connection when it closes, or refuse it at once and record that. One place, so every path
-// counts and logs alike.
+// counts and logs alike, and every relayed connection keeps its listener's timeouts: closed
+// after idleMs with no byte either way (idle_timeout), or after silentMs with no byte at all
+// since it started (silent_timeout: a caller that only holds a descriptor).
 import type { Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { CapturedConnection } from './capture-listener.js';
@@ -33,15 +35,24 @@ export function observedRelay(
     );
     return;
   }
+  let timedOut: 'idle_timeout' | 'silent_timeout' | undefined;
+  const cut = (reason: 'idle_timeout' | 'silent_timeout'): void => {
+    timedOut ??= reason;
+    conn.client.destroy();
+    if ('socket' in upstream) upstream.socket.destroy();
+    else upstream.stream.destroy();
+  };
+  const silent = armTimeouts(conn, cut);
   const done = (summary: RelaySummary) => {
+    if (silent !== undefined) clearTimeout(silent);
     onDone?.();
     telemetry.close(
       {
         ...record,
         bytes_sent: summary.bytesFromClient,
         bytes_received: summary.bytesToClient,
-        close_reason: summary.reason,
-        ...(summary.error ? { error: summary.error } : {}),
+        close_reason: timedOut ?? summary.reason,
+        ...(summary.error && !timedOut ? { error: summary.error } : {}),
       },
       conn.started,
     );
@@ -65,6 +76,25 @@ export function observedRelay(
     );
   }
   conn.client.resume();
+}
+
+/**
+ * The client socket carries every byte of the connection, both ways: its inactivity timer is
+ * the connection's (Node re-arms it on each read and write, with no timer per byte). The
+ * silent check is one timer, at silentMs after the start; it returns it for clearing.
+ */
+function armTimeouts(
+  conn: CapturedConnection,
+  cut: (reason: 'idle_timeout' | 'silent_timeout') => void,
+): NodeJS.Timeout | undefined {
+  const { idleMs, silentMs } = conn.timeouts;
+  conn.client.setTimeout(idleMs, () => cut('idle_timeout'));
+  if (silentMs === undefined) return undefined;
+  const timer = setTimeout(() => {
+    if (conn.client.bytesRead === 0 && conn.client.bytesWritten === 0) cut('silent_timeout');
+  }, silentMs);
+  timer.unref();
+  return timer;
 }
 
 /** A reset, not a FIN: the client learns at once that nothing is there. */

@@ -89,7 +89,7 @@ export class Telemetry {
     });
   }
 
-  /** A connection starts: counted open until close(). */
+  /** A connection starts: counted open until close() (every path: capture and tunnel). */
   open(labels: ConnectionLabels): void {
     this.opened.inc(labelsOf(labels));
     this.openConnections.inc(labelsOf(labels));
@@ -105,12 +105,6 @@ export class Telemetry {
   refused(record: Omit<ConnectionRecord, 'bytes_sent' | 'bytes_received'>, started: bigint): void {
     this.opened.inc(labelsOf(record));
     this.finish({ ...record, bytes_sent: 0, bytes_received: 0 }, elapsedMs(started));
-  }
-
-  /** A connection only known once it is over (a tunnel stream, reported by the server). */
-  completed(record: ConnectionRecord, durationMs: number): void {
-    this.opened.inc(labelsOf(record));
-    this.finish(record, durationMs);
   }
 
   private finish(record: ConnectionRecord, durationMs: number): void {

@@ -1,9 +1,9 @@
 // Structured JSON logs (pino) to stdout. Asynchronous and batched: lines collect in a buffer
 // written in one syscall once it holds BATCH_BYTES (one write per line cost ~17 % of an
 // agent's CPU at 550 new connections/s; bench/results), and a quiet buffer is flushed
-// FLUSH_AFTER_MS after its first line, so a line is never held back longer than that. The
-// flush timer is armed only while a line waits: an idle agent does not wake up for its logs.
-// The per-connection path never blocks on a log line.
+// FLUSH_AFTER_MS after its first line, so a line is never held back much longer than that.
+// The flush timer is armed only while a line waits: an idle agent does not wake up for its
+// logs. The per-connection path never blocks on a log line.
 import { type Logger, pino } from 'pino';
 
 export type { Logger };
@@ -19,6 +19,12 @@ export function createLogger(level = 'info', name = 'weft'): Logger {
     minLength: BATCH_BYTES,
     maxWrite: 4 * BATCH_BYTES,
   });
+  // Bytes handed to the destination and not yet written. A flush that comes while a write is
+  // in flight (the thread pool busy, a slow journal) does nothing (sonic-boom), and once that
+  // write is done sonic-boom writes on only past minLength: the lines logged meanwhile would
+  // wait for the next line's timer, at low traffic seconds later. So after every write, what
+  // is left gets a timer of its own.
+  let unwritten = 0;
   let pending: NodeJS.Timeout | undefined;
   const flushSoon = (): void => {
     if (pending !== undefined) return;
@@ -28,6 +34,10 @@ export function createLogger(level = 'info', name = 'weft'): Logger {
     }, FLUSH_AFTER_MS);
     pending.unref();
   };
+  destination.on('write', (n: number) => {
+    unwritten = Math.max(0, unwritten - n);
+    if (unwritten > 0) flushSoon();
+  });
   return pino(
     {
       name,
@@ -35,6 +45,7 @@ export function createLogger(level = 'info', name = 'weft'): Logger {
       base: { pid: process.pid },
       hooks: {
         streamWrite: (line) => {
+          unwritten += Buffer.byteLength(line);
           flushSoon();
           return line;
         },

@@ -2,9 +2,11 @@
 // what the authorization hook and the locality check answer, the statuses a raw HTTP/2
 // client sees, certificate rotation without dropping streams, and the access records.
 import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isWeftError } from '../../src/errors.js';
+import { ConnectionGate } from '../../src/proxy/limits/connection-gate.js';
 import {
   type AuthorizeHook,
   type TunnelAccessRecord,
@@ -143,6 +145,35 @@ describe('TLS: only certificates of this mesh get in', () => {
     expect(isWeftError(err)).toBe(true);
     await expect.poll(() => server.stats().refused.bad_identity).toBe(4);
     expect(server.stats().sessionsTotal).toBe(0);
+  });
+
+  it('refuses callers of this mesh that are not node/<name> or svc/<name>, spelled canonically', async () => {
+    const { server } = await serverWith();
+    const odd = [
+      `spiffe://${TD}/admin/ops`,
+      `spiffe://${TD}/svc/web/../../node/n1`,
+      `spiffe://${TD}/svc/w%65b`,
+      `spiffe://${TD}/svc/Web`,
+    ];
+    for (const id of odd) {
+      const leaf = await issueLeaf(pki.ca, id);
+      const raw = await rawTls(server.port, { cert: leaf, ca: pki.ca.certPem });
+      expect(raw.gotServerBytes, id).toBe(false);
+      const err = await roundTrip(server, leaf).catch((e: unknown) => e);
+      expect(isWeftError(err, 'WEFT_E_DENIED'), id).toBe(true);
+    }
+    await expect.poll(() => server.stats().refused.bad_identity).toBe(2 * odd.length);
+    expect(server.stats().sessionsTotal).toBe(0);
+    // Control: the same CA's canonical service identity gets in.
+    expect(await roundTrip(server, pki.client)).toBe('pingbye');
+  });
+
+  it('the client refuses a server that presents a service identity, not a node', async () => {
+    const svc = await issueLeaf(pki.ca, `spiffe://${TD}/svc/echo`);
+    const { server } = await serverWith({ identity: { key: svc.keyPem, cert: svc.certPem } });
+    const err = await roundTrip(server, pki.client).catch((e: unknown) => e);
+    expect(isWeftError(err, 'WEFT_E_DENIED')).toBe(true);
+    expect((err as Error).message).toContain('a svc identity');
   });
 
   it('refuses TLS 1.2', async () => {
@@ -481,5 +512,102 @@ describe('shutdown', () => {
     stream.end('last words');
     expect((await readAll(stream)).toString()).toBe('last wordsbye');
     await closed;
+  });
+});
+
+describe('hostile clients', () => {
+  interface RawTcp {
+    socket: Socket;
+    /** How it ended: the error code (ECONNRESET for a reset), or 'closed'. */
+    ended: Promise<string>;
+  }
+
+  /** Raw TCP to the tunnel port from `from`, never speaking TLS; resolves once connected. */
+  async function idleTcp(port: number, from: string): Promise<RawTcp> {
+    const socket = netConnect({ host: '127.0.0.1', port, localAddress: from });
+    cleanups.push(() => socket.destroy());
+    let code = 'closed';
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      code = err.code ?? err.message;
+    });
+    const ended = new Promise<string>((resolve) => socket.once('close', () => resolve(code)));
+    await Promise.race([new Promise((resolve) => socket.once('connect', resolve)), ended]);
+    return { socket, ended };
+  }
+
+  it('holds a flood from one source to its limit, refuses the rest at once; others get in', async () => {
+    const { server } = await serverWith({
+      gate: new ConnectionGate({ maxConnections: 8, maxConnectionsPerSource: 3 }),
+    });
+    const flood: RawTcp[] = [];
+    for (let i = 0; i < 3; i++) flood.push(await idleTcp(server.port, '127.0.0.2'));
+    const refused = await Promise.all(
+      Array.from({ length: 20 }, async () => (await idleTcp(server.port, '127.0.0.2')).ended),
+    );
+    expect(new Set(refused)).toEqual(new Set(['ECONNRESET']));
+    expect(server.stats().refused.per_source_limit).toBe(20);
+    // The three held ones are still open, and a peer from another address is served.
+    expect(flood.every((c) => !c.socket.destroyed)).toBe(true);
+    expect(await roundTrip(server, pki.client)).toBe('pingbye');
+  });
+
+  it('refuses beyond the total limit, and gives a slot back when a connection closes', async () => {
+    const { server } = await serverWith({
+      gate: new ConnectionGate({ maxConnections: 2, maxConnectionsPerSource: 2 }),
+    });
+    const held = [await idleTcp(server.port, '127.0.0.2'), await idleTcp(server.port, '127.0.0.3')];
+    expect(await (await idleTcp(server.port, '127.0.0.4')).ended).toBe('ECONNRESET');
+    expect(server.stats().refused.total_limit).toBe(1);
+    held[0]!.socket.destroy();
+    await expect.poll(() => roundTrip(server, pki.client).catch(() => 'refused')).toBe('pingbye');
+  });
+
+  it('closes a connection that does not finish its TLS handshake in time: handshake_timeout', async () => {
+    const { server } = await serverWith({ handshakeTimeoutMs: 200 });
+    await (await idleTcp(server.port, '127.0.0.2')).ended;
+    expect(server.stats().refused.handshake_timeout).toBe(1);
+  });
+
+  it('closes a session that carries no stream for idleTimeoutMs, with GOAWAY', async () => {
+    const { server } = await serverWith({ idleTimeoutMs: 300 });
+    const pool = poolWith({ idleTimeoutMs: 600_000 });
+    expect(await roundTrip(server, pki.client, undefined, pool)).toBe('pingbye');
+    await expect.poll(() => server.stats().sessionsIdleClosed).toBe(1);
+    await expect.poll(() => pool.stats().sessions).toBe(0);
+    expect(server.stats().sessionsActive).toBe(0);
+    // The pool opens a new session for the next stream: nothing failed.
+    expect(await roundTrip(server, pki.client, undefined, pool)).toBe('pingbye');
+  });
+
+  it('a session with an open stream is not idle', async () => {
+    const { server } = await serverWith({ idleTimeoutMs: 200 });
+    const pool = poolWith();
+    const stream = await pool.open({
+      source: source(pki.client),
+      peer: { address: '127.0.0.1', port: server.port },
+      target: { address: '127.0.0.1', port: echo.port },
+    });
+    // A second, short stream on the same session ends; the first keeps it busy past 200 ms.
+    expect(await roundTrip(server, pki.client, undefined, pool)).toBe('pingbye');
+    const echoed = new Promise((resolve) => stream.once('data', resolve));
+    setTimeout(() => stream.write('later'), 500);
+    expect(String(await echoed)).toBe('later');
+    expect(server.stats().sessionsIdleClosed).toBe(0);
+    stream.end();
+    await readAll(stream);
+  });
+
+  it('tells onStream when a stream starts and hands its record to what it returned', async () => {
+    const events: string[] = [];
+    const { server } = await serverWith({
+      onStream: ({ peer, target }) => {
+        events.push(`start ${peer.spiffeId} ${target?.port}`);
+        return (record) => events.push(`end ${record.status} ${record.reason}`);
+      },
+    });
+    expect(await roundTrip(server, pki.client)).toBe('pingbye');
+    await expect.poll(() => events.length).toBe(2);
+    expect(events).toEqual([`start ${pki.client.spiffeId} ${echo.port}`, 'end 200 done']);
+    expect(server.stats().streamOutcomes).toEqual([{ status: 200, reason: 'done', count: 1 }]);
   });
 });

@@ -293,7 +293,7 @@ spec: { mtls: { mode: strict } }
     // where NAT moved the source port and conntrack no longer had the entry (nat-source.ts).
     const pattern = /^weft_tcp_open_total\{direction="outbound",[^}]*dst_service="bulk"\}/;
     const before = await metric('node1', pattern);
-    const handshakesBefore = await metric('node1', /^weft_tunnel_handshakes /);
+    const handshakesBefore = await metric('node1', /^weft_tunnel_handshakes_total /);
     expect(await client('concurrent', 'bulk.mesh', '9000', '200')).toEqual({
       ok: 200,
       failed: 0,
@@ -302,7 +302,7 @@ spec: { mtls: { mode: strict } }
     expect((await metric('node1', pattern)) - before).toBe(200);
     // Pooled: the 200 streams ride the session already open to node3.
     expect(
-      (await metric('node1', /^weft_tunnel_handshakes /)) - handshakesBefore,
+      (await metric('node1', /^weft_tunnel_handshakes_total /)) - handshakesBefore,
     ).toBeLessThanOrEqual(1);
   });
 

@@ -64,13 +64,53 @@ describe('peer identity', () => {
     ['DNS:host', 'has 0 URI SANs'],
     ['URI:spiffe://other.mesh/svc/a', 'is not in trust domain weft.local'],
     ['URI:spiffe://weft.localx/svc/a', 'is not in trust domain weft.local'],
-    ['URI:spiffe://weft.local/', 'is not in trust domain weft.local'],
     ['URI:https://weft.local/svc/a', 'is not in trust domain weft.local'],
+    ['URI:spiffe://WEFT.local/svc/a', 'is not in trust domain weft.local'],
     ['URI:spiffe://weft.local/svc/a, URI:spiffe://weft.local/svc/b', 'has 2 URI SANs'],
   ])('%s is refused (%s)', (san, why) => {
     const result = peerSpiffeId(cert(san), 'weft.local');
     expect(result.ok).toBe(false);
     expect(result.ok === false && result.reason).toContain(why);
+  });
+
+  // Only node/<dns-label> and svc/<dns-label> of this trust domain, spelled canonically, may
+  // call through the tunnel: anything else could be read as another identity by a policy.
+  it.each([
+    ['spiffe://weft.local/', 'not a canonical weft identity'],
+    ['spiffe://weft.local/admin/ops', 'an admin identity'],
+    ['spiffe://weft.local/controlplane', 'a controlplane identity'],
+    ['spiffe://weft.local/svc/web/../../node/n1', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/./web', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/..', 'not a canonical weft identity'],
+    ['spiffe://weft.local//svc/web', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc//web', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/web/', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/w%65b', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/%2e%2e', 'not a canonical weft identity'],
+    ['spiffe://weft.local/SVC/web', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/Web', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/web?x=1', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/web#frag', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/web/extra', 'not a canonical weft identity'],
+    ['spiffe://weft.local/node/n1.example', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/-web', 'not a canonical weft identity'],
+    ['spiffe://weft.local/svc/web\\x', 'not a canonical weft identity'],
+    ['spiffe://weft.local/workload/web', 'not a canonical weft identity'],
+    [`spiffe://weft.local/svc/${'a'.repeat(64)}`, 'not a canonical weft identity'],
+  ])('%s is refused as a caller (%s)', (uri, why) => {
+    const result = peerSpiffeId(cert(`URI:${uri}`), 'weft.local');
+    expect(result).toMatchObject({ ok: false });
+    expect(result.ok === false && result.reason).toContain(why);
+    expect(result.ok === false && result.reason).toContain('node/<name> or svc/<name>');
+  });
+
+  it('a tunnel server must be a node: a service identity is refused as a server', () => {
+    const svc = cert('URI:spiffe://weft.local/svc/a');
+    expect(peerSpiffeId(svc, 'weft.local', ['node'])).toMatchObject({ ok: false });
+    expect(peerSpiffeId(cert('URI:spiffe://weft.local/node/n1'), 'weft.local', ['node'])).toEqual({
+      ok: true,
+      spiffeId: 'spiffe://weft.local/node/n1',
+    });
   });
 
   it('refuses a peer without a certificate', () => {
@@ -149,6 +189,8 @@ describe('options are checked when objects are built', () => {
     [{ port: 70000 }, /tunnel server: port must be 0-65535/],
     [{ authorize: undefined }, /tunnel server: authorize must be a function/],
     [{ maxConcurrentStreams: 0 }, /tunnel server: maxConcurrentStreams must be a positive/],
+    [{ idleTimeoutMs: 0 }, /tunnel server: idleTimeoutMs must be a positive integer of ms/],
+    [{ handshakeTimeoutMs: 1.5 }, /tunnel server: handshakeTimeoutMs must be a positive/],
     [{ identity: { key: 'nope', cert: bundle } }, /tunnel server\.identity\.key must be a PEM/],
   ])('tunnel server %j', async (override, message) => {
     const opts = {

@@ -1,13 +1,18 @@
 // The inbound path for connections arriving through the mTLS tunnel (15008): the tunnel
 // server has verified the peer's certificate; here each CONNECT is authorized (only a workload
 // of this host, named by the address and port it is registered at, then AuthorizationPolicy
-// on the peer's SPIFFE ID) and recorded.
+// on the peer's SPIFFE ID) and recorded from its start to its end.
 import { parseSpiffeId } from '../../api/spiffe.js';
 import type { EndpointView } from '../../controlplane-client/mesh-view.js';
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
 import type { Telemetry } from '../telemetry.js';
-import type { AuthorizeHook, TunnelAccessRecord, TunnelTarget } from '../tunnel/index.js';
+import type {
+  AuthorizeHook,
+  TunnelAccessRecord,
+  TunnelStreamObserver,
+  TunnelTarget,
+} from '../tunnel/index.js';
 import { authorizeL4 } from './authorize.js';
 
 /** Where a CONNECT may go: a registered workload of this host, or nowhere, and why. */
@@ -46,27 +51,35 @@ export function tunnelAuthorizer(state: MeshState, telemetry: Telemetry): Author
   };
 }
 
-export function tunnelAccessRecorder(
-  state: MeshState,
-  telemetry: Telemetry,
-): (r: TunnelAccessRecord) => void {
-  return (r) => {
-    const peer = parseSpiffeId(r.peer.spiffeId);
-    telemetry.completed(
-      {
-        direction: 'inbound',
-        src: formatAddress(r.peer),
-        dst: r.target ? formatAddress(r.target) : r.authority,
-        src_service: peer?.kind === 'svc' ? peer.name : 'unknown',
-        dst_service: (r.target && state.localEndpoint(r.target)?.service) || 'unknown',
-        src_identity: r.peer.spiffeId,
-        security: 'mtls',
-        bytes_sent: r.bytesToTarget,
-        bytes_received: r.bytesFromTarget,
-        close_reason: r.reason,
-        ...(r.detail ? { error: r.detail } : {}),
-      },
-      r.durationMs,
-    );
+/**
+ * One connection record per tunnel stream, opened when the stream arrives and closed with its
+ * access record: the labels are fixed at the start, so the open-connections gauge is
+ * decremented exactly as it was incremented.
+ */
+export function tunnelAccessRecorder(state: MeshState, telemetry: Telemetry): TunnelStreamObserver {
+  return ({ peer, authority, target }) => {
+    const id = parseSpiffeId(peer.spiffeId);
+    const record = {
+      direction: 'inbound' as const,
+      src: formatAddress(peer),
+      dst: target ? formatAddress(target) : authority,
+      src_service: id?.kind === 'svc' ? id.name : 'unknown',
+      dst_service: (target && state.localEndpoint(target)?.service) || 'unknown',
+      src_identity: peer.spiffeId,
+      security: 'mtls',
+    };
+    const started = process.hrtime.bigint();
+    telemetry.open(record);
+    return (r: TunnelAccessRecord) =>
+      telemetry.close(
+        {
+          ...record,
+          bytes_sent: r.bytesToTarget,
+          bytes_received: r.bytesFromTarget,
+          close_reason: r.reason,
+          ...(r.detail ? { error: r.detail } : {}),
+        },
+        started,
+      );
   };
 }

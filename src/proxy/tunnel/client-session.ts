@@ -121,7 +121,8 @@ export class ClientSession {
   }
 
   private checkServer(cert: PeerCertificate): Error | undefined {
-    const id = peerSpiffeId(cert, this.p.trustDomain);
+    // A tunnel server is always an agent: its identity is a node's, never a service's.
+    const id = peerSpiffeId(cert, this.p.trustDomain, ['node']);
     if (!id.ok) {
       return Object.assign(new Error(`tunnel peer ${this.peerName}: ${id.reason}`), {
         code: 'WEFT_E_DENIED',

@@ -16,6 +16,7 @@ export {
 } from './tunnel-pool.js';
 export {
   AGENT_PORTS,
+  type PeerVerdict,
   type RefusalReason,
   startTunnelServer,
   TUNNEL_PORT,
@@ -23,5 +24,7 @@ export {
   type TunnelServer,
   type TunnelServerOptions,
   type TunnelServerStats,
+  type TunnelStreamObserver,
+  type TunnelStreamStart,
 } from './tunnel-server.js';
 export type * from './types.js';

@@ -1,6 +1,8 @@
-// The receiving end of the tunnel between agents (port 15008): TLS 1.3 with client
-// certificates verified against the mesh trust bundle, one SPIFFE ID per peer, then HTTP/2
-// where each CONNECT stream is authorized and spliced to a local endpoint.
+// The receiving end of the tunnel between agents (port 15008): each TCP connection admitted
+// within the listener's limits (else refused at once), then TLS 1.3 with client certificates
+// verified against the mesh trust bundle, one canonical SPIFFE ID per peer, then HTTP/2 where
+// each CONNECT stream is authorized and spliced to a local endpoint. A session that carries
+// no stream for idleTimeoutMs is closed.
 
 import {
   createServer as createH2Server,
@@ -9,7 +11,12 @@ import {
   type ServerHttp2Session,
   type ServerHttp2Stream,
 } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server,
+  type Socket,
+} from 'node:net';
 import {
   createServer as createTlsServer,
   type TLSSocket,
@@ -19,6 +26,9 @@ import { pino } from 'pino';
 import { canonicalSerial } from '../../api/cert-serial.js';
 import { describeError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
+import type { ConnectionGate } from '../limits/connection-gate.js';
+import { type RefusalReason as AnyRefusalReason, Refusals } from '../refusals.js';
+import { parseAuthority } from './authority.js';
 import {
   type ConnectStreamDeps,
   type ConnectTarget,
@@ -31,7 +41,14 @@ import { type KeepAlive, keepAliveOf, watchSession } from './keepalive.js';
 import { hostAddressCheck, type LocalAddressCheck, unmapV4 } from './local-addresses.js';
 import { peerSpiffeId } from './peer-identity.js';
 import { buildContext, checkBundle, contextOptions, TUNNEL_ALPN } from './tls-context.js';
-import type { AuthorizeHook, TlsIdentity, TunnelAccessRecord, TunnelPeer } from './types.js';
+import type {
+  AuthorizeHook,
+  StreamCloseReason,
+  TlsIdentity,
+  TunnelAccessRecord,
+  TunnelPeer,
+  TunnelTarget,
+} from './types.js';
 
 /** Handles a non-CONNECT request (HTTP riding the tunnel); it must answer the stream. */
 export type TunnelRequestHandler = (
@@ -61,8 +78,20 @@ export interface TunnelServerOptions {
   reservedPorts?: Iterable<number>;
   /** Non-CONNECT requests; default 405. */
   onRequest?: TunnelRequestHandler;
-  /** One record per CONNECT stream; default one info log line. */
+  /** One record per CONNECT stream, at its end; default (with no onStream) one info log line. */
   onAccess?: (record: TunnelAccessRecord) => void;
+  /**
+   * Told when a stream arrives (before authorization); the function it returns gets that
+   * stream's record at its end. One record per stream from start to end: what a gauge of open
+   * connections needs.
+   */
+  onStream?: TunnelStreamObserver;
+  /** Open connections in total and per source address; beyond, refused right after accept. */
+  gate?: ConnectionGate;
+  /** Where refusals are counted and logged (rate-limited); default: this server's own. */
+  refusals?: Refusals;
+  /** A session with no stream for this long is closed with GOAWAY; default 10 min. */
+  idleTimeoutMs?: number;
   log?: Logger;
   keepAlive?: KeepAlive | false;
   flowControl?: Partial<FlowControl>;
@@ -77,22 +106,45 @@ export interface TunnelServerOptions {
   isRevoked?: (serial: string) => boolean;
 }
 
-export type RefusalReason =
+/** Why a connection to 15008 was refused (refusals.ts's vocabulary, the tunnel's part). */
+export type RefusalReason = Extract<
+  AnyRefusalReason,
+  | 'total_limit'
+  | 'per_source_limit'
+  | 'fd_exhausted'
+  | 'handshake_timeout'
   | 'no_certificate'
   | 'untrusted'
   | 'bad_identity'
   | 'revoked'
-  | 'handshake';
+  | 'handshake'
+>;
+
+/** The start of a stream, for TunnelServerOptions.onStream. */
+export interface TunnelStreamStart {
+  peer: TunnelPeer;
+  /** The :authority as received, and the target it names when it is one. */
+  authority: string;
+  target?: TunnelTarget;
+}
+
+export type TunnelStreamObserver = (
+  start: TunnelStreamStart,
+) => ((record: TunnelAccessRecord) => void) | undefined;
 
 export interface TunnelServerStats {
   sessionsActive: number;
   sessionsTotal: number;
-  /** Connections closed at the TLS layer, by reason. */
+  /** Connections closed at accept or at the TLS layer, by reason. */
   refused: Record<RefusalReason, number>;
   streamsActive: number;
   streamsTotal: number;
   /** CONNECT streams by the status answered (0: the stream died before an answer). */
   streamsByStatus: Record<string, number>;
+  /** Streams by status and close reason. */
+  streamOutcomes: Array<{ status: number; reason: StreamCloseReason; count: number }>;
+  /** Sessions closed because they carried no stream for idleTimeoutMs. */
+  sessionsIdleClosed: number;
 }
 
 export interface TunnelServer {
@@ -130,7 +182,25 @@ function checkOptions(opts: TunnelServerOptions): void {
     bad('port', `must be 0-65535, got ${port}`);
   const mcs = opts.maxConcurrentStreams ?? 1;
   if (!Number.isInteger(mcs) || mcs < 1) bad('maxConcurrentStreams', 'must be a positive integer');
+  for (const field of ['idleTimeoutMs', 'handshakeTimeoutMs', 'connectTimeoutMs'] as const) {
+    const v = opts[field];
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) {
+      bad(field, `must be a positive integer of ms, got ${v}`);
+    }
+  }
 }
+
+/** What the server keeps per session: its verified peer and its streams, for the idle timer. */
+interface SessionState {
+  peer: TunnelPeer;
+  streams: number;
+  idle: NodeJS.Timeout | undefined;
+}
+
+/** The verdict on a peer whose TLS handshake completed: served, or refused and why. */
+export type PeerVerdict =
+  | { accept: true; peer: TunnelPeer }
+  | { accept: false; reason: RefusalReason; detail: string };
 
 /**
  * Why OpenSSL failed a handshake. A chain that does not verify shows up as a verify error, or,
@@ -138,7 +208,9 @@ function checkOptions(opts: TunnelServerOptions): void {
  * signature check failure deep in OpenSSL (ERR_SSL_EVP_LIB).
  */
 function classifyTlsError(err: Error): RefusalReason {
-  const text = `${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`;
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'handshake_timeout';
+  const text = `${code} ${err.message}`;
   if (/DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED|NO_CERTIFICATE/i.test(text)) {
     return 'no_certificate';
   }
@@ -156,33 +228,53 @@ function remoteOf(socket: TLSSocket): string {
   return `${unmapV4(address)}:${port}`;
 }
 
+const NO_REFUSALS: Record<RefusalReason, number> = {
+  total_limit: 0,
+  per_source_limit: 0,
+  fd_exhausted: 0,
+  handshake_timeout: 0,
+  no_certificate: 0,
+  untrusted: 0,
+  bad_identity: 0,
+  revoked: 0,
+  handshake: 0,
+};
+
 class TunnelServerImpl implements TunnelServer {
+  /** Accepts TCP; an admitted socket is handed to the TLS server, which does not listen. */
+  private readonly tcp: Server;
   private readonly tls: TlsServer;
   private readonly h2: Http2Server;
   private readonly log: Logger;
+  private readonly refusals: Refusals;
   private readonly keepAlive: KeepAlive | false;
   private readonly fc: FlowControl;
+  private readonly idleTimeoutMs: number;
   private identity: TlsIdentity;
   private trustBundle: string;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<ServerHttp2Session>();
-  private readonly peers = new WeakMap<ServerHttp2Session, TunnelPeer>();
+  private readonly states = new WeakMap<ServerHttp2Session, SessionState>();
   /** The peer of the socket being handed to the HTTP/2 server right now (see handOver). */
   private handing: { peer: TunnelPeer; socket: TLSSocket } | undefined;
-  private readonly deps: ConnectStreamDeps;
+  private readonly deps: Omit<ConnectStreamDeps, 'record'>;
   private readonly counters = {
     sessionsTotal: 0,
+    sessionsIdleClosed: 0,
     streamsActive: 0,
     streamsTotal: 0,
-    refused: { no_certificate: 0, untrusted: 0, bad_identity: 0, revoked: 0, handshake: 0 },
+    refused: { ...NO_REFUSALS },
     byStatus: {} as Record<string, number>,
+    byOutcome: new Map<string, { status: number; reason: StreamCloseReason; count: number }>(),
   };
 
   constructor(private readonly opts: TunnelServerOptions) {
     checkOptions(opts);
     this.log = opts.log ?? pino({ level: 'silent' });
+    this.refusals = opts.refusals ?? new Refusals({ log: this.log });
     this.keepAlive = keepAliveOf(opts.keepAlive, WHERE);
     this.fc = flowControlOf(opts.flowControl, WHERE);
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
     this.identity = opts.identity;
     this.trustBundle = opts.trustBundle;
     buildContext(opts.identity, opts.trustBundle, `${WHERE}.identity`);
@@ -192,12 +284,14 @@ class TunnelServerImpl implements TunnelServer {
       isLocalAddress: opts.isLocalAddress ?? hostAddressCheck(),
       reservedPorts: new Set(opts.reservedPorts ?? AGENT_PORTS),
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
-      record: (entry) => {
-        this.counters.streamsActive -= 1;
-        this.record(entry);
-      },
     };
 
+    this.tcp = createNetServer({ noDelay: true }, (socket) => this.onTcp(socket));
+    // accept(2) failing (EMFILE: out of descriptors) is an 'error' on the server; libuv has
+    // closed the pending connection already. Counted; it must not crash the agent.
+    this.tcp.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.syscall === 'accept') this.refuse('fd_exhausted', err.code ?? err.message, '');
+    });
     this.tls = createTlsServer({
       ...contextOptions(opts.identity, opts.trustBundle),
       // The chain is verified against the bundle either way; rejecting here would make Node
@@ -207,9 +301,7 @@ class TunnelServerImpl implements TunnelServer {
       rejectUnauthorized: false,
       ALPNProtocols: TUNNEL_ALPN,
       handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
-      noDelay: true,
     });
-    this.tls.on('connection', (socket: Socket) => this.track(socket));
     this.tls.on('secureConnection', (socket) => this.onSecureConnection(socket));
     this.tls.on('tlsClientError', (err, socket) => this.onTlsError(err, socket));
 
@@ -228,22 +320,25 @@ class TunnelServerImpl implements TunnelServer {
     const host = this.opts.host;
     const port = this.opts.port ?? TUNNEL_PORT;
     return new Promise((resolve, reject) => {
-      this.tls.once('error', (err) =>
+      const onError = (err: NodeJS.ErrnoException) =>
         reject(
           new WeftError(
             'WEFT_E_SOCKET',
-            `${WHERE}: cannot listen on ${host ?? '*'}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+            `${WHERE}: cannot listen on ${host ?? '*'}:${port}: ${err.code ?? err.message}`,
             { cause: err },
           ),
-        ),
-      );
+        );
+      this.tcp.once('error', onError);
       const fd = this.opts.fd;
-      this.tls.listen(fd === undefined ? { host, port } : { fd }, () => resolve());
+      this.tcp.listen(fd === undefined ? { host, port } : { fd }, () => {
+        this.tcp.off('error', onError);
+        resolve();
+      });
     });
   }
 
   get address(): AddressInfo {
-    return this.tls.address() as AddressInfo;
+    return this.tcp.address() as AddressInfo;
   }
 
   get port(): number {
@@ -272,11 +367,13 @@ class TunnelServerImpl implements TunnelServer {
       streamsActive: c.streamsActive,
       streamsTotal: c.streamsTotal,
       streamsByStatus: { ...c.byStatus },
+      streamOutcomes: [...c.byOutcome.values()].map((o) => ({ ...o })),
+      sessionsIdleClosed: c.sessionsIdleClosed,
     };
   }
 
   async close(graceMs = 10_000): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.tls.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
     const drained = [...this.sessions].map(
       (session) => new Promise<void>((resolve) => session.close(() => resolve())),
     );
@@ -289,7 +386,7 @@ class TunnelServerImpl implements TunnelServer {
   }
 
   destroy(): void {
-    this.tls.close();
+    this.tcp.close();
     for (const session of this.sessions) session.destroy();
     for (const socket of this.sockets) socket.destroy();
   }
@@ -299,7 +396,7 @@ class TunnelServerImpl implements TunnelServer {
     if (isRevoked === undefined) return 0;
     let closed = 0;
     for (const session of this.sessions) {
-      const peer = this.peers.get(session);
+      const peer = this.states.get(session)?.peer;
       if (peer === undefined || !isRevoked(canonicalSerial(peer.certSerial))) continue;
       this.log.warn(
         { peer: peer.spiffeId, remote: `${peer.address}:${peer.port}`, serial: peer.certSerial },
@@ -311,14 +408,27 @@ class TunnelServerImpl implements TunnelServer {
     return closed;
   }
 
-  private track(socket: Socket): void {
+  /** Admission, before any TLS work: a refused socket costs its accept and nothing else. */
+  private onTcp(socket: Socket): void {
+    socket.on('error', () => {}); // the TLS socket wrapping it reports; a refused one is gone
+    const address = unmapV4(socket.remoteAddress ?? '');
+    const admission = this.opts.gate?.admit(address);
+    if (admission !== undefined && !admission.admitted) {
+      socket.resetAndDestroy();
+      this.refuse(admission.reason, '', address);
+      return;
+    }
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      admission?.release();
+    });
+    this.tls.emit('connection', socket);
   }
 
   private refuse(reason: RefusalReason, detail: string, remote: string): void {
     this.counters.refused[reason] += 1;
-    this.log.warn({ reason, remote, detail }, 'tunnel connection refused');
+    this.refusals.refuse('tunnel', reason, remote || undefined, detail || undefined);
   }
 
   private onTlsError(err: Error, socket: TLSSocket): void {
@@ -327,34 +437,48 @@ class TunnelServerImpl implements TunnelServer {
   }
 
   private onSecureConnection(socket: TLSSocket): void {
-    const address = unmapV4(socket.remoteAddress ?? '');
-    const remote = `${address}:${socket.remotePort ?? 0}`;
+    const verdict = this.verifyPeer(socket);
+    if (!verdict.accept) {
+      this.refuse(verdict.reason, verdict.detail, remoteOf(socket));
+      return void socket.destroy();
+    }
+    this.handOver(socket, verdict.peer);
+  }
+
+  /**
+   * The one place where a peer whose handshake completed is accepted or refused: its chain
+   * verified against the bundle, h2 negotiated, and one canonical caller identity of the
+   * trust domain. Checks on the peer's certificate (a revocation list) belong here.
+   */
+  private verifyPeer(socket: TLSSocket): PeerVerdict {
     if (!socket.authorized) {
       const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
       const reason = presented ? 'untrusted' : 'no_certificate';
-      this.refuse(reason, String(socket.authorizationError), remote);
-      return void socket.destroy();
+      return { accept: false, reason, detail: String(socket.authorizationError) };
     }
     if (socket.alpnProtocol !== 'h2') {
-      this.refuse('handshake', `ALPN ${socket.alpnProtocol || 'none'}, h2 required`, remote);
-      return void socket.destroy();
+      return {
+        accept: false,
+        reason: 'handshake',
+        detail: `ALPN ${socket.alpnProtocol || 'none'}, h2 required`,
+      };
     }
     const cert = socket.getPeerCertificate();
     const id = peerSpiffeId(cert, this.opts.trustDomain);
-    if (!id.ok) {
-      this.refuse('bad_identity', id.reason, remote);
-      return void socket.destroy();
-    }
+    if (!id.ok) return { accept: false, reason: 'bad_identity', detail: id.reason };
     if (this.opts.isRevoked?.(canonicalSerial(cert.serialNumber))) {
-      this.refuse('revoked', `${id.spiffeId}: certificate ${cert.serialNumber} is revoked`, remote);
-      return void socket.destroy();
+      const detail = `${id.spiffeId}: certificate ${cert.serialNumber} is revoked`;
+      return { accept: false, reason: 'revoked', detail };
     }
-    this.handOver(socket, {
-      spiffeId: id.spiffeId,
-      certSerial: cert.serialNumber,
-      address,
-      port: socket.remotePort ?? 0,
-    });
+    return {
+      accept: true,
+      peer: {
+        spiffeId: id.spiffeId,
+        certSerial: cert.serialNumber,
+        address: unmapV4(socket.remoteAddress ?? ''),
+        port: socket.remotePort ?? 0,
+      },
+    };
   }
 
   /**
@@ -377,7 +501,8 @@ class TunnelServerImpl implements TunnelServer {
       this.log.error({ code: 'WEFT_E_INTERNAL' }, 'tunnel session without a verified peer');
       return void session.destroy();
     }
-    this.peers.set(session, handing.peer);
+    const state: SessionState = { peer: handing.peer, streams: 0, idle: undefined };
+    this.states.set(session, state);
     this.sessions.add(session);
     this.counters.sessionsTotal += 1;
     session.setLocalWindowSize(this.fc.connectionWindowBytes);
@@ -391,45 +516,99 @@ class TunnelServerImpl implements TunnelServer {
         'tunnel session error',
       ),
     );
-    session.once('close', () => this.sessions.delete(session));
+    session.once('close', () => {
+      clearTimeout(state.idle);
+      this.sessions.delete(session);
+    });
+    this.startIdle(session, state);
+  }
+
+  /** A session with no stream is closed after idleTimeoutMs (GOAWAY: nothing is cut). */
+  private startIdle(session: ServerHttp2Session, state: SessionState): void {
+    clearTimeout(state.idle);
+    state.idle = setTimeout(() => {
+      if (state.streams > 0 || session.closed || session.destroyed) return;
+      this.counters.sessionsIdleClosed += 1;
+      this.log.debug(
+        { peer: state.peer.spiffeId, idle_ms: this.idleTimeoutMs },
+        'tunnel session idle: closing it',
+      );
+      session.close();
+    }, this.idleTimeoutMs);
+    state.idle.unref();
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    const peer = this.peers.get(stream.session as ServerHttp2Session);
-    if (peer === undefined) return void stream.close();
+    const session = stream.session as ServerHttp2Session;
+    const state = this.states.get(session);
+    if (state === undefined) return void stream.close();
+    state.streams += 1;
+    clearTimeout(state.idle);
+    stream.once('close', () => {
+      state.streams -= 1;
+      if (state.streams === 0 && !session.closed && !session.destroyed) {
+        this.startIdle(session, state);
+      }
+    });
+    const peer = state.peer;
+    if (headers[':method'] !== 'CONNECT' && this.opts.onRequest) {
+      this.opts.onRequest(stream, headers, peer);
+      return;
+    }
+    const authority = String(headers[':authority'] ?? '');
+    const target = parseAuthority(authority);
+    const finish = this.opts.onStream?.({ peer, authority, ...(target ? { target } : {}) });
     if (headers[':method'] !== 'CONNECT') {
-      if (this.opts.onRequest) this.opts.onRequest(stream, headers, peer);
-      else this.notAllowed(stream, headers, peer);
+      this.notAllowed(stream, peer, authority, finish);
       return;
     }
     this.counters.streamsActive += 1;
     this.counters.streamsTotal += 1;
-    void handleConnect(stream, headers, peer, this.deps);
+    void handleConnect(stream, headers, peer, {
+      ...this.deps,
+      record: (entry) => {
+        this.counters.streamsActive -= 1;
+        this.record(entry, finish);
+      },
+    });
   }
 
   private notAllowed(
     stream: ServerHttp2Stream,
-    headers: IncomingHttpHeaders,
     peer: TunnelPeer,
+    authority: string,
+    finish: ((record: TunnelAccessRecord) => void) | undefined,
   ): void {
     methodNotAllowed(stream);
-    this.record({
-      peer,
-      authority: String(headers[':authority'] ?? ''),
-      status: 405,
-      reason: 'not_connect',
-      bytesToTarget: 0,
-      bytesFromTarget: 0,
-      durationMs: 0,
-    });
+    this.record(
+      {
+        peer,
+        authority,
+        status: 405,
+        reason: 'not_connect',
+        bytesToTarget: 0,
+        bytesFromTarget: 0,
+        durationMs: 0,
+      },
+      finish,
+    );
   }
 
-  private record(entry: TunnelAccessRecord): void {
+  private record(
+    entry: TunnelAccessRecord,
+    finish: ((record: TunnelAccessRecord) => void) | undefined,
+  ): void {
+    const c = this.counters;
     const key = String(entry.status);
-    this.counters.byStatus[key] = (this.counters.byStatus[key] ?? 0) + 1;
+    c.byStatus[key] = (c.byStatus[key] ?? 0) + 1;
+    const outcome = `${entry.status} ${entry.reason}`;
+    const known = c.byOutcome.get(outcome);
+    if (known) known.count += 1;
+    else c.byOutcome.set(outcome, { status: entry.status, reason: entry.reason, count: 1 });
     try {
+      finish?.(entry);
       if (this.opts.onAccess) this.opts.onAccess(entry);
-      else this.log.info({ ...entry, peer: entry.peer.spiffeId }, 'tunnel stream');
+      else if (!finish) this.log.info({ ...entry, peer: entry.peer.spiffeId }, 'tunnel stream');
     } catch (err) {
       this.log.error({ err: describeError(err) }, 'tunnel access hook threw');
     }
