@@ -92,7 +92,7 @@ beforeAll(async () => {
   metrics = await startMetricsServer(registry, '127.0.0.1', 0);
   server = await startServer(pki, {
     authorize: tunnelAuthorizer(state, telemetry),
-    onAccess: tunnelAccessRecorder(state, telemetry),
+    onStream: tunnelAccessRecorder(state, telemetry),
   });
   pool = newPool(pki);
 });
