@@ -1,5 +1,5 @@
 // weft's native addon: the socket operations Node lacks (original destination,
-// transparent listeners, socket owner lookup). Loaded by src/native/addon.ts.
+// transparent listeners and connects, socket owner lookup). Loaded by src/native/addon.ts.
 #include <napi.h>
 
 #include <cerrno>
@@ -9,6 +9,7 @@
 #include "sd-notify.h"
 #include "sock-diag.h"
 #include "sys-error.h"
+#include "transparent-connect.h"
 #include "transparent-listener.h"
 
 namespace weft {
@@ -22,6 +23,8 @@ class WeftNative : public Napi::Addon<WeftNative> {
                              InstanceMethod("transparentListener", &WeftNative::Listener),
                              InstanceMethod("socketOwner", &WeftNative::Owner),
                              InstanceMethod("sdNotify", &WeftNative::Notify),
+                             InstanceMethod("transparentConnect", &WeftNative::Connect),
+                             InstanceMethod("cancelConnect", &WeftNative::Cancel),
                          });
   }
 
@@ -31,6 +34,10 @@ class WeftNative : public Napi::Addon<WeftNative> {
   Napi::Value Listener(const Napi::CallbackInfo& info) { return TransparentListener(info); }
 
   Napi::Value Notify(const Napi::CallbackInfo& info) { return SdNotify(info); }
+
+  Napi::Value Connect(const Napi::CallbackInfo& info) { return TransparentConnect(info); }
+
+  Napi::Value Cancel(const Napi::CallbackInfo& info) { return CancelConnect(info); }
 
   Napi::Value Owner(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

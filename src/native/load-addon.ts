@@ -31,6 +31,21 @@ export interface NativeAddon {
   ): RawSocketOwner | undefined;
   /** Sends a sd_notify message; false when $NOTIFY_SOCKET is unset. Absent in older builds. */
   sdNotify?(message: string): boolean;
+  /**
+   * Starts a connect from `source` (IP_TRANSPARENT, SO_MARK = mark, bound to source:0 but never
+   * to avoidPort) to target:port and returns its fd. `callback(null)` once connected (the fd is
+   * the caller's), `callback(error)` when it failed (the fd is closed).
+   */
+  transparentConnect(
+    source: string,
+    target: string,
+    port: number,
+    mark: number,
+    avoidPort: number,
+    callback: (err: Error | null) => void,
+  ): number;
+  /** Stops a pending transparentConnect and closes its fd (no callback); false if not pending. */
+  cancelConnect(fd: number): boolean;
 }
 
 /** native/build/Release/weft_native.node, the same from src/native (tests) and dist/native. */
@@ -39,7 +54,13 @@ export const defaultAddonPath = fileURLToPath(
 );
 
 const buildHint = 'run `npm run build:native` (or scripts/bootstrap)';
-const addonFunctions = ['originalDestination', 'transparentListener', 'socketOwner'] as const;
+const addonFunctions = [
+  'originalDestination',
+  'transparentListener',
+  'socketOwner',
+  'transparentConnect',
+  'cancelConnect',
+] as const;
 
 export function loadAddon(path: string): NativeAddon {
   if (!existsSync(path)) {

@@ -43,5 +43,7 @@ describe('loadAddon', () => {
     expect(typeof addon.originalDestination).toBe('function');
     expect(typeof addon.socketOwner).toBe('function');
     expect(typeof addon.transparentListener).toBe('function');
+    expect(typeof addon.transparentConnect).toBe('function');
+    expect(typeof addon.cancelConnect).toBe('function');
   });
 });
