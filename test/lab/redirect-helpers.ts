@@ -5,9 +5,11 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
-export const ROOT = '/work/main';
+/** This checkout: the tests build and run its own `weft`, not another tree's. */
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WEFT = join(ROOT, 'bin/weft');
 
 export interface Result {
