@@ -101,7 +101,14 @@ function inboundRules(config: CaptureConfig, family: Family): string[] {
     rule(c, '-i lo', 'inbound-loopback', 'RETURN'),
     // Later packets of flows the agent already accepted go straight to its socket.
     ...(tproxy
-      ? [rule(c, '-p tcp -m socket --transparent', 'inbound-established', CHAINS.divert)]
+      ? [
+          rule(c, '-p tcp -m socket --transparent', 'inbound-established', CHAINS.divert),
+          // Only new connections are diverted: TPROXY drops a packet of an established flow
+          // whose socket is not transparent, such as every reply to this host's own outbound
+          // connections (the agent's to the control plane and its peers, the apps' own).
+          // (nat REDIRECT sees new connections only, so redirect mode needs no such rule.)
+          rule(c, '-p tcp -m conntrack --ctstate RELATED,ESTABLISHED', 'inbound-tracked', 'RETURN'),
+        ]
       : []),
     rule(c, `-p tcp -m tcp --dport ${SSH_PORT}`, 'inbound-ssh', 'RETURN'),
     ...portRules(c, agentOwnPorts(config), 'inbound-agent-ports', 'RETURN'),

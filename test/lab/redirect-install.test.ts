@@ -264,6 +264,9 @@ describe('tproxy mode', () => {
       expect(text).toContain(
         '-A WEFT_INBOUND -p tcp -m socket --transparent -m comment --comment "weft:inbound-established" -j WEFT_DIVERT',
       );
+      expect(text).toContain(
+        '-A WEFT_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "weft:inbound-tracked" -j RETURN',
+      );
       const flag = family === 'ipv4' ? '-4' : '-6';
       expect((await inNs(ns, ['ip', flag, 'rule'])).stdout).toContain(
         '15006:\tfrom all fwmark 0x3a9e lookup 15006',

@@ -213,7 +213,7 @@ COMMIT
 });
 
 describe('tproxy mode', () => {
-  it('moves inbound to mangle with TPROXY, a divert chain for established flows, and policy routing', () => {
+  it('moves inbound to mangle with TPROXY (new connections only), a divert chain for established flows, and policy routing', () => {
     const p = plan({ inboundMode: 'tproxy' });
     expect(payloadOf(p, 'ipv4')).toBe(`*mangle
 :WEFT_DIVERT - [0:0]
@@ -222,6 +222,7 @@ describe('tproxy mode', () => {
 -A WEFT_DIVERT ${c('divert-accept')} -j ACCEPT
 -A WEFT_INBOUND -i lo ${c('inbound-loopback')} -j RETURN
 -A WEFT_INBOUND -p tcp -m socket --transparent ${c('inbound-established')} -j WEFT_DIVERT
+-A WEFT_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED ${c('inbound-tracked')} -j RETURN
 -A WEFT_INBOUND -p tcp -m tcp --dport 22 ${c('inbound-ssh')} -j RETURN
 -A WEFT_INBOUND -p tcp -m multiport --dports 15000,15001,15006,15008,15020,15053 ${c('inbound-agent-ports')} -j RETURN
 -A WEFT_INBOUND -p tcp ${c('inbound-tproxy')} -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark 0x3a9e/0xffffffff
