@@ -86,6 +86,15 @@ export async function saveBoth(
   return { ipv4: await save(ns, 'ipv4', backend), ipv6: await save(ns, 'ipv6', backend) };
 }
 
+/**
+ * A save without tables that hold nothing: only built-in chains, policy ACCEPT, no rule. Rules
+ * in a table the host never used (mangle, for the reply path) make nf_tables create it, and
+ * removing the rules leaves it empty; an empty table changes no packet.
+ */
+export function withoutEmptyTables(text: string): string {
+  return text.replace(/^\*\w+\n(?::[A-Z]+ ACCEPT \[\d+:\d+\]\n)*COMMIT\n/gm, '');
+}
+
 /** Applies rules that are not weft's (a user's own), as iptables-restore --noflush input. */
 export async function addForeignRules(
   ns: string,
