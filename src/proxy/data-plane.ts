@@ -83,7 +83,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       trustBundle: bundle,
       authorize: tunnelAuthorizer(state, telemetry),
       // An authorized target is a registered workload: deliver to it as registered.
-      connect: (target) => connectLocal(state.localEndpoint(target) ?? target),
+      connect: (target, o) => connectLocal(state.localEndpoint(target) ?? target, o),
       onAccess: tunnelAccessRecorder(state, telemetry),
       reservedPorts: ownPorts,
       log,

@@ -55,7 +55,10 @@ export function tunnelAccessRecorder(
     telemetry.completed(
       {
         direction: 'inbound',
-        src: formatAddress(r.peer),
+        // The original client as the peer reported it; the peer agent's own address apart.
+        src: formatAddress(r.client ?? r.peer),
+        peer: formatAddress(r.peer),
+        ...(r.clientPreserved !== undefined ? { src_preserved: r.clientPreserved } : {}),
         dst: r.target ? formatAddress(r.target) : r.authority,
         src_service: peer?.kind === 'svc' ? peer.name : 'unknown',
         dst_service: (r.target && state.localEndpoint(r.target)?.service) || 'unknown',
