@@ -10,6 +10,7 @@
         "src/inet-address.cc",
         "src/original-dst.cc",
         "src/transparent-listener.cc",
+        "src/transparent-connect.cc",
         "src/sock-diag.cc",
         "src/sd-notify.cc"
       ],

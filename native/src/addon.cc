@@ -1,5 +1,6 @@
 // weft's native addon: the socket operations Node lacks (original destination,
-// transparent listeners, socket owner lookup, listening sockets on a port). Loaded by src/native/addon.ts.
+// transparent listeners and connects, socket owner lookup, listening sockets on a port).
+// Loaded by src/native/addon.ts.
 #include <napi.h>
 
 #include <cerrno>
@@ -9,6 +10,7 @@
 #include "sd-notify.h"
 #include "sock-diag.h"
 #include "sys-error.h"
+#include "transparent-connect.h"
 #include "transparent-listener.h"
 
 namespace weft {
@@ -23,6 +25,8 @@ class WeftNative : public Napi::Addon<WeftNative> {
                              InstanceMethod("socketOwner", &WeftNative::Owner),
                              InstanceMethod("tcpListeners", &WeftNative::Listeners),
                              InstanceMethod("sdNotify", &WeftNative::Notify),
+                             InstanceMethod("transparentConnect", &WeftNative::Connect),
+                             InstanceMethod("cancelConnect", &WeftNative::Cancel),
                          });
   }
 
@@ -32,6 +36,10 @@ class WeftNative : public Napi::Addon<WeftNative> {
   Napi::Value Listener(const Napi::CallbackInfo& info) { return TransparentListener(info); }
 
   Napi::Value Notify(const Napi::CallbackInfo& info) { return SdNotify(info); }
+
+  Napi::Value Connect(const Napi::CallbackInfo& info) { return TransparentConnect(info); }
+
+  Napi::Value Cancel(const Napi::CallbackInfo& info) { return CancelConnect(info); }
 
   Napi::Value Owner(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -7,7 +7,7 @@
 
 namespace weft {
 
-void ThrowErrno(Napi::Env env, int err, const char* syscall) {
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
   // strerrorname_np (glibc >= 2.32) gives "EADDRINUSE"; fall back to the number elsewhere.
   const char* name = strerrorname_np(err);
   std::string code = name != nullptr ? name : "E" + std::to_string(err);
@@ -16,7 +16,9 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall) {
   error.Set("code", Napi::String::New(env, code));
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("syscall", Napi::String::New(env, syscall));
-  throw error;
+  return error;
 }
+
+void ThrowErrno(Napi::Env env, int err, const char* syscall) { throw ErrnoError(env, err, syscall); }
 
 }  // namespace weft

@@ -269,7 +269,7 @@ export class Lab {
     };
     let child: ChildProcess;
     try {
-      child = spawn('ip', netnsArgv(h.netns, user, p.command), {
+      child = spawn('ip', netnsArgv(h.netns, user, p.command, p.capabilities), {
         cwd: p.cwd,
         env,
         stdio: ['ignore', fd, fd],

@@ -89,6 +89,8 @@ export class MeshLab {
       name: 'agent',
       command: weft('agent', '--config', this.configFile(node)),
       user: 'weft',
+      // As its systemd unit grants: IP_TRANSPARENT and SO_MARK need it.
+      capabilities: ['net_admin'],
     });
   }
 

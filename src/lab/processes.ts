@@ -2,7 +2,7 @@
 // survive pid reuse (pid + start time), and stopping them: SIGTERM, a grace, then SIGKILL.
 import { readFileSync } from 'node:fs';
 import { pidsInNetns } from './netns.js';
-import { asUser, type UserInfo } from './users.js';
+import { asUser, type LabCapability, type UserInfo } from './users.js';
 
 /** Grace between SIGTERM and SIGKILL when a lab goes down. */
 export const STOP_GRACE_MS = 1_000;
@@ -16,8 +16,9 @@ export function netnsArgv(
   netns: string,
   user: UserInfo | undefined,
   argv: readonly string[],
+  capabilities: readonly LabCapability[] = [],
 ): string[] {
-  return ['netns', 'exec', netns, ...asUser(user), ...argv];
+  return ['netns', 'exec', netns, ...asUser(user, capabilities), ...argv];
 }
 
 /** Start time of a live (non-zombie) process, or undefined when there is none. */

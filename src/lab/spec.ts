@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml';
 import { type ZodError, z } from 'zod';
 import { WeftError } from '../errors.js';
 import { resolveAddresses } from './spec-addresses.js';
+import type { LabCapability } from './users.js';
 
 /** The namespace of the Linux bridge is `<lab>-switch`, so no host may be called that. */
 export const SWITCH_SUFFIX = 'switch';
@@ -20,6 +21,8 @@ export interface ProcessSpec {
   /** argv; a spec's string command becomes ['sh', '-c', command]. */
   command: string[];
   user: string;
+  /** Capabilities kept when `user` is not root (ambient, as systemd grants them). */
+  capabilities?: LabCapability[];
   env: Record<string, string>;
   cwd: string;
 }
@@ -85,6 +88,7 @@ export const processSpecSchema = z.strictObject({
     )
     .transform((c) => (typeof c === 'string' ? ['sh', '-c', c] : c)),
   user: userName.default('root'),
+  capabilities: z.array(z.enum(['net_admin', 'net_bind_service'])).optional(),
   env: z
     .record(
       z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'),

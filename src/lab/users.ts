@@ -49,10 +49,21 @@ export async function ensureUser(name: string): Promise<UserInfo> {
   return requireUser(name);
 }
 
-/** argv prefix that drops from root to `user` (no capabilities left), or none for root. */
-export function asUser(user: UserInfo | undefined): string[] {
+/** Capabilities a lab process may keep as another user (as systemd's AmbientCapabilities=). */
+export type LabCapability = 'net_admin' | 'net_bind_service';
+
+/**
+ * argv prefix that drops from root to `user`, or none for root. No capabilities are left but
+ * `capabilities`, kept as ambient ones (the agent's unit grants CAP_NET_ADMIN the same way).
+ */
+export function asUser(
+  user: UserInfo | undefined,
+  capabilities: readonly LabCapability[] = [],
+): string[] {
   if (!user || user.uid === 0) return [];
-  return ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--'];
+  const caps = capabilities.map((c) => `+${c}`).join(',');
+  const keep = caps === '' ? [] : [`--inh-caps=${caps}`, `--ambient-caps=${caps}`];
+  return ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', ...keep, '--'];
 }
 
 /** Environment a login as `user` would have; setpriv changes ids, not the environment. */

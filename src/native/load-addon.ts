@@ -42,6 +42,21 @@ export interface NativeAddon {
   tcpListeners(port: number): RawTcpListener[];
   /** Sends a sd_notify message; false when $NOTIFY_SOCKET is unset. Absent in older builds. */
   sdNotify?(message: string): boolean;
+  /**
+   * Starts a connect from `source` (IP_TRANSPARENT, SO_MARK = mark, bound to source:0 but never
+   * to avoidPort) to target:port and returns its fd. `callback(null)` once connected (the fd is
+   * the caller's), `callback(error)` when it failed (the fd is closed).
+   */
+  transparentConnect(
+    source: string,
+    target: string,
+    port: number,
+    mark: number,
+    avoidPort: number,
+    callback: (err: Error | null) => void,
+  ): number;
+  /** Stops a pending transparentConnect and closes its fd (no callback); false if not pending. */
+  cancelConnect(fd: number): boolean;
 }
 
 /** native/build/Release/weft_native.node, the same from src/native (tests) and dist/native. */
@@ -55,6 +70,8 @@ const addonFunctions = [
   'transparentListener',
   'socketOwner',
   'tcpListeners',
+  'transparentConnect',
+  'cancelConnect',
 ] as const;
 
 export function loadAddon(path: string): NativeAddon {

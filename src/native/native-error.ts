@@ -96,3 +96,35 @@ export function listenersLookupError(port: number, err: unknown): WeftError {
     { cause: err },
   );
 }
+
+/** The errno name behind an error: its own code, or its cause's (a WeftError wraps it). */
+export function errnoCode(err: unknown): string | undefined {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    if (isNativeErrnoError(e)) return e.code;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/** What to do about each way the kernel refuses a connect from a caller's address. */
+function transparentConnectHint(err: unknown): string {
+  const code = errnoCode(err);
+  if (code === 'EPERM' || code === 'EACCES') {
+    return (
+      'IP_TRANSPARENT and SO_MARK need CAP_NET_ADMIN: run as root or grant the capability ' +
+      '(AmbientCapabilities=CAP_NET_ADMIN in the systemd unit)'
+    );
+  }
+  if (code === 'EADDRINUSE') return 'no free source port is left for this caller address';
+  return 'the kernel refused the socket';
+}
+
+/** `connection` reads "10.0.0.2 -> 10.0.0.9:80"; the socket could not even be set up. */
+export function transparentConnectError(connection: string, err: unknown): WeftError {
+  return new WeftError(
+    'WEFT_E_SOCKET',
+    `cannot connect ${connection} from the caller's address: ${describe(err)}; ${transparentConnectHint(err)}`,
+    { cause: err },
+  );
+}

@@ -1,6 +1,7 @@
-// The one interface for socket-level work (original destination, transparent listeners,
-// socket owners, listening sockets), so everything above it can run over plain sockets with
-// another implementation; nativeSocketOps is the real one, over the native addon.
+// The one interface for socket-level work (original destination, transparent listeners and
+// connects, socket owners, listening sockets), so everything above it can run over plain
+// sockets with another implementation; nativeSocketOps is the real one, over the native addon.
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { WeftError } from '../errors.js';
 import { addon, type NativeAddon, type RawSocketOwner } from './addon.js';
@@ -12,6 +13,7 @@ import {
   notNattedError,
   originalDestinationError,
   ownerLookupError,
+  transparentConnectError,
 } from './native-error.js';
 import { socketFd } from './socket-fd.js';
 import { unitOfCgroupPath } from './systemd-unit.js';
@@ -48,6 +50,22 @@ export interface TransparentListenerOptions {
   backlog?: number;
 }
 
+export interface TransparentConnectOptions {
+  /** The address the connection comes from: a caller's, not one of this host's. */
+  source: string;
+  /**
+   * A source port the kernel must not pick: the caller's own, when its connection reached this
+   * host at the same address and port (plaintext capture), which that port would duplicate.
+   */
+  avoidPort?: number;
+  target: { address: string; port: number };
+  /** The socket's SO_MARK: the fwmark whose policy routing brings the replies back to it. */
+  mark: number;
+  timeoutMs: number;
+  /** Aborting stops the connect and closes the socket. */
+  signal?: AbortSignal;
+}
+
 export interface SocketOps {
   /**
    * Where the client meant to connect before iptables REDIRECT sent it to us. An IPv4 client
@@ -75,6 +93,14 @@ export interface SocketOps {
    * when the kernel refuses the query.
    */
   listening(address: string, port: number): boolean;
+  /**
+   * A TCP connection to `target` from `source`, a foreign address (IP_TRANSPARENT and SO_MARK
+   * set before bind), resolved once connected, as a socket allowing half-open. Rejects with
+   * WEFT_E_SOCKET when the kernel refuses the socket (EPERM without CAP_NET_ADMIN; the errno
+   * is the error's cause), WEFT_E_UNAVAILABLE when the connect fails, times out (ETIMEDOUT) or
+   * is aborted, WEFT_E_INTERNAL for bad options.
+   */
+  transparentConnect(opts: TransparentConnectOptions): Promise<net.Socket>;
 }
 
 export interface NativeSocketOpsOptions {
@@ -188,7 +214,93 @@ export function createNativeSocketOps(options: NativeSocketOpsOptions = {}): Soc
       }
       return listenerAccepts(listeners, address);
     },
+
+    transparentConnect(opts) {
+      try {
+        return transparentConnect(native, opts);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
   };
+}
+
+function checkConnectOptions(opts: TransparentConnectOptions): void {
+  const bug = 'WEFT_E_INTERNAL';
+  const context = 'transparentConnect';
+  checkAddress(opts.source, 'source', context, bug);
+  checkAddress(opts.target?.address, 'target.address', context, bug);
+  checkInteger(opts.target.port, 'target.port', context, bug, [1, 65535]);
+  checkInteger(opts.avoidPort ?? 0, 'avoidPort', context, bug, [0, 65535]);
+  checkInteger(opts.mark, 'mark', context, bug, [0, 0xffffffff]);
+  checkInteger(opts.timeoutMs, 'timeoutMs', context, bug, [1, 2 ** 31 - 1]);
+}
+
+/** Errors with an errno name as their code, so that callers can tell the failures apart. */
+function codedError(message: string, code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code });
+}
+
+function transparentConnect(
+  native: NativeAddon,
+  opts: TransparentConnectOptions,
+): Promise<net.Socket> {
+  checkConnectOptions(opts);
+  const { source, target, signal } = opts;
+  const where = `${source} -> ${hostPort(target.address, target.port)}`;
+  const unavailable = (why: string, cause: unknown) =>
+    new WeftError('WEFT_E_UNAVAILABLE', `cannot connect ${where}: ${why}`, { cause });
+  if (signal?.aborted) {
+    return Promise.reject(unavailable('aborted', codedError('aborted', 'ABORT_ERR')));
+  }
+  return new Promise((resolve, reject) => {
+    let fd = -1;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const stop = (why: string, cause: Error) => {
+      native.cancelConnect(fd);
+      settle();
+      reject(unavailable(why, cause));
+    };
+    const onAbort = () => stop('aborted', codedError('aborted', 'ABORT_ERR'));
+    const done = (err: Error | null) => {
+      settle();
+      if (err !== null) return reject(unavailable(describeNative(err), err));
+      let socket: net.Socket;
+      try {
+        socket = new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
+      } catch (cause) {
+        closeSync(fd);
+        return reject(unavailable(`Node did not take the socket: ${describeNative(cause)}`, cause));
+      }
+      socket.setNoDelay(true);
+      resolve(socket);
+    };
+    try {
+      fd = native.transparentConnect(
+        source,
+        target.address,
+        target.port,
+        opts.mark,
+        opts.avoidPort ?? 0,
+        done,
+      );
+    } catch (err) {
+      return reject(transparentConnectError(where, err));
+    }
+    timer = setTimeout(
+      () => stop(`no answer within ${opts.timeoutMs} ms`, codedError('timed out', 'ETIMEDOUT')),
+      opts.timeoutMs,
+    );
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function describeNative(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** The real SocketOps, over the native addon, with one shared cgroup path cache. */

@@ -15,6 +15,8 @@ import { describeError, WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
 import { createCaptureServer } from './capture-listener.js';
+import { LocalConnector } from './endpoint/connect-local.js';
+import { checkReplyPath } from './endpoint/reply-path-check.js';
 import { createPlaintextInboundHandler } from './inbound/plaintext.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
 import { buildGuards } from './limits/index.js';
@@ -22,7 +24,7 @@ import { MeshState } from './mesh-state.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
 import { Telemetry } from './telemetry.js';
-import { connectLocal, startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
+import { startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
 import { registerTunnelMetrics } from './tunnel-metrics.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -58,6 +60,15 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   let identities = session
     ? new SourceIdentities(config.workloads, session.certificates)
     : undefined;
+  // Local applications are reached from their callers' addresses where the host allows it.
+  const local = new LocalConnector({
+    preserve: capture.inbound.preserveClientAddress,
+    ipv6: capture.ipv6,
+    mark: capture.tproxy.mark,
+    socketOps,
+    log,
+    unavailable: await checkReplyPath(capture),
+  });
 
   // The agent's own ports: never relayed to (capture) nor tunnelled to, so nothing loops.
   const ownPorts = new Set([
@@ -90,7 +101,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       trustBundle: bundle,
       authorize: tunnelAuthorizer(state, telemetry),
       // An authorized target is a registered workload: deliver to it as registered.
-      connect: (target) => connectLocal(state.localEndpoint(target) ?? target),
+      connect: (target, o) =>
+        local.connect({ ...o, target: state.localEndpoint(target) ?? target }),
       onStream: tunnelAccessRecorder(state, telemetry),
       reservedPorts: ownPorts,
       isRevoked,
@@ -155,6 +167,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       state,
       telemetry,
       log,
+      local,
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
     }),
   });
@@ -215,6 +228,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       outbound: capture.outboundPort,
       inbound: capture.inboundPort,
       inbound_mode: capture.inboundMode,
+      preserve_client_address: local.preserving,
       dns: capture.dns.enabled ? capture.dns.port : false,
       node: config.hostname,
       mesh: session !== undefined,

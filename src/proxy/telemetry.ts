@@ -14,6 +14,10 @@ export interface ConnectionLabels {
 export interface ConnectionRecord extends ConnectionLabels {
   src: string;
   dst: string;
+  /** Inbound through the tunnel: the peer agent's address (`src` is the original client's). */
+  peer?: string;
+  /** Inbound: whether the application saw `src` as its peer (false: the agent's address). */
+  src_preserved?: boolean;
   /** Where bytes went: "ip:port", or "tunnel <peer> -> ip:port". */
   endpoint?: string;
   src_identity?: string;

@@ -74,6 +74,13 @@ export const captureConfigSchema = z
         excludePorts: z.array(portSpec).default([]),
         /** Source networks whose connections bypass the agent. */
         excludeCidrs: z.array(cidr).default([]),
+        /**
+         * Local applications see the caller's address, not the agent's: the agent connects to
+         * them from it (IP_TRANSPARENT), and the policy routing of `tproxy` plus mangle OUTPUT
+         * rules bring their replies back to the agent (see rules.ts). Falls back to the
+         * agent's own address where the kernel does not allow it.
+         */
+        preserveClientAddress: z.boolean().default(true),
       })
       .prefault({}),
     /** Capture IPv6 too; when false weft writes no IPv6 rule at all. */
@@ -88,7 +95,11 @@ export const captureConfigSchema = z
         metrics: port.default(15020),
       })
       .prefault({}),
-    /** Policy routing for inboundMode `tproxy`: `ip rule fwmark MARK lookup TABLE priority PRIORITY`. */
+    /**
+     * Policy routing for inboundMode `tproxy` and for inbound.preserveClientAddress:
+     * `ip rule fwmark MARK lookup TABLE priority PRIORITY` + `ip route local default dev lo table
+     * TABLE`. The mark is also the SO_MARK of the agent's connections from callers' addresses.
+     */
     tproxy: z
       .strictObject({
         mark: z.number().int().min(1).max(0xffffffff).default(15006),

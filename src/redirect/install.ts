@@ -10,6 +10,7 @@ import { FAMILIES, type Family } from './family.js';
 import { saveRules } from './iptables.js';
 import { type CapturePlan, planCapture, routingOf } from './plan.js';
 import { ensureRouting, removeRouting } from './policy-routing.js';
+import { needsPolicyRouting } from './rules.js';
 import { ruleCount } from './weft-state.js';
 
 export interface CaptureOptions {
@@ -24,7 +25,7 @@ export interface InstallResult {
   /** False when everything was already in place. */
   changed: boolean;
   families: { family: Family; rules: number; changed: boolean; payload: string }[];
-  /** `ip rule` / `ip route` commands run for TPROXY (or to remove a former TPROXY setup). */
+  /** `ip rule` / `ip route` commands run (added, or removed when no longer needed). */
   routing: string[];
 }
 
@@ -35,10 +36,15 @@ export async function installCapture(
   requireRoot('installing capture rules');
   const backend = await resolveBackend(config.backend, config.ipv6 ? FAMILIES : ['ipv4']);
   const ipInstalled = await haveTool('ip');
-  if (config.inboundMode === 'tproxy' && !ipInstalled) {
+  if (needsPolicyRouting(config) && !ipInstalled) {
+    const why =
+      config.inboundMode === 'tproxy'
+        ? 'TPROXY needs policy routing'
+        : 'the reply path of capture.inbound.preserveClientAddress needs policy routing; ' +
+          'or set it to false';
     throw new WeftError(
       'WEFT_E_MISSING_TOOL',
-      `\`ip\` is not installed (TPROXY needs policy routing); ${installHint('ip')}`,
+      `\`ip\` is not installed (${why}); ${installHint('ip')}`,
     );
   }
   const agentUid = await resolveAgentUid(config.agentUser, options.source);
@@ -69,14 +75,14 @@ export async function installCapture(
   return result;
 }
 
-/** Adds TPROXY's rule and route after the iptables rules are in; removes them in redirect mode. */
+/** Adds the policy routing after the iptables rules are in; removes it when nothing needs it. */
 async function converge(
   plan: CapturePlan,
   config: CaptureConfig,
   ipInstalled: boolean,
 ): Promise<string[]> {
   if (plan.routing) return ensureRouting(plan.routing, plan.routingFamilies);
-  // A former TPROXY install left its routing: it is weft's, and no longer wanted.
+  // A former install left its routing: it is weft's, and no longer wanted.
   return ipInstalled ? removeRouting(routingOf(config), FAMILIES) : [];
 }
 

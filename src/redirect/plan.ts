@@ -3,7 +3,7 @@
 import type { CaptureConfig } from './config.js';
 import type { Family } from './family.js';
 import { convergePayload } from './restore-payload.js';
-import { buildWeftState } from './rules.js';
+import { buildWeftState, needsPolicyRouting } from './rules.js';
 import { extractWeftState, type WeftState } from './weft-state.js';
 
 export interface CaptureEnv {
@@ -37,7 +37,10 @@ export interface CapturePlan {
    * in the plan and nothing reads or writes its tables.
    */
   families: FamilyPlan[];
-  /** Policy routing TPROXY needs, for `routingFamilies`; null in redirect mode. */
+  /**
+   * Policy routing that TPROXY and the reply path of preserved client addresses need, for
+   * `routingFamilies`; null when neither is on.
+   */
   routing: PolicyRouting | null;
   routingFamilies: Family[];
 }
@@ -50,11 +53,11 @@ export function planCapture(config: CaptureConfig, env: CaptureEnv): CapturePlan
     const desired = buildWeftState(config, family, env.agentUid);
     families.push({ family, current, desired, payload: convergePayload(current, desired) });
   }
-  const tproxy = config.inboundMode === 'tproxy';
+  const routed = needsPolicyRouting(config);
   return {
     families,
-    routing: tproxy ? routingOf(config) : null,
-    routingFamilies: tproxy ? (config.ipv6 ? ['ipv4', 'ipv6'] : ['ipv4']) : [],
+    routing: routed ? routingOf(config) : null,
+    routingFamilies: routed ? (config.ipv6 ? ['ipv4', 'ipv6'] : ['ipv4']) : [],
   };
 }
 

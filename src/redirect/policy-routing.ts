@@ -1,5 +1,7 @@
-// TPROXY's policy routing: packets marked by the TPROXY rule must be delivered locally
-// even when their destination is not a local address, hence per family
+// The policy routing of TPROXY and of the reply path of preserved client addresses: packets
+// marked by the TPROXY rule, or (replies to a caller's address) by the mangle OUTPUT rules,
+// must be delivered locally even when their destination is not a local address, hence per
+// family
 //   ip rule add fwmark MARK lookup TABLE priority PRIORITY
 //   ip route add local default dev lo table TABLE
 // weft's rule is recognised by its priority and table, its route by its table.
@@ -120,7 +122,7 @@ export async function ensureRouting(
   return done.map((args) => `ip ${args.join(' ')}`);
 }
 
-/** TPROXY's route: every destination is local in weft's table, so marked packets are delivered. */
+/** The route: every destination is local in weft's table, so marked packets are delivered. */
 function localRouteArgs(r: PolicyRouting, family: Family, verb: 'add' | 'del'): string[] {
   return [flag(family), 'route', verb, 'local', 'default', 'dev', 'lo', 'table', String(r.table)];
 }

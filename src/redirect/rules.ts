@@ -10,6 +10,15 @@
 // conntrack NAT and the accepted socket's local address *is* the original destination,
 // but it needs an `ip rule`/`ip route` pair per family, a listener opened natively with
 // IP_TRANSPARENT, and CAP_NET_ADMIN for the agent; it is there for operators who want it.
+//
+// Reply path (inbound.preserveClientAddress, either mode). The agent connects to a local
+// application from the caller's address, with SO_MARK = the mark; the application's replies
+// are addressed to that foreign address and would leave the host. mangle OUTPUT saves the mark
+// of the agent's packets into the connection (CONNMARK) and restores it on every packet of the
+// connection, the application's included; the kernel routes a packet again when OUTPUT changed
+// its mark, and TPROXY's `ip rule fwmark MARK lookup TABLE` with `local default dev lo` delivers
+// it to the agent's socket. (Istio's TPROXY mode does the same for its original-source
+// connections.)
 import type { CaptureConfig } from './config.js';
 import type { Family } from './family.js';
 import { multiportGroups, type PortRange, uniquePorts } from './ports.js';
@@ -20,6 +29,7 @@ export const CHAINS = {
   inbound: 'WEFT_INBOUND',
   dns: 'WEFT_DNS',
   divert: 'WEFT_DIVERT',
+  reply: 'WEFT_REPLY',
 } as const;
 
 /** Port 22 is never captured inbound, so that a broken agent cannot lock out ssh. */
@@ -62,6 +72,10 @@ export function buildWeftState(config: CaptureConfig, family: Family, agentUid: 
   if (config.inboundMode === 'tproxy') {
     mangle.chains.push({ name: CHAINS.divert, rules: divertRules(config) });
   }
+  if (config.inbound.preserveClientAddress) {
+    mangle.chains.push({ name: CHAINS.reply, rules: replyRules(config) });
+    mangle.jumps.push(rule('OUTPUT', '-p tcp', 'reply', CHAINS.reply));
+  }
   return normalizeState([mangle, nat]);
 }
 
@@ -101,7 +115,14 @@ function inboundRules(config: CaptureConfig, family: Family): string[] {
     rule(c, '-i lo', 'inbound-loopback', 'RETURN'),
     // Later packets of flows the agent already accepted go straight to its socket.
     ...(tproxy
-      ? [rule(c, '-p tcp -m socket --transparent', 'inbound-established', CHAINS.divert)]
+      ? [
+          rule(c, '-p tcp -m socket --transparent', 'inbound-established', CHAINS.divert),
+          // Only new connections are diverted: TPROXY drops a packet of an established flow
+          // whose socket is not transparent, such as every reply to this host's own outbound
+          // connections (the agent's to the control plane and its peers, the apps' own).
+          // (nat REDIRECT sees new connections only, so redirect mode needs no such rule.)
+          rule(c, '-p tcp -m conntrack --ctstate RELATED,ESTABLISHED', 'inbound-tracked', 'RETURN'),
+        ]
       : []),
     rule(c, `-p tcp -m tcp --dport ${SSH_PORT}`, 'inbound-ssh', 'RETURN'),
     ...portRules(c, agentOwnPorts(config), 'inbound-agent-ports', 'RETURN'),
@@ -120,6 +141,23 @@ function divertRules(config: CaptureConfig): string[] {
   return [
     rule(c, '', 'divert-mark', `MARK --set-xmark ${hexMark(config)}`),
     rule(c, '', 'divert-accept', 'ACCEPT'),
+  ];
+}
+
+/** Policy routing is needed by TPROXY and by the reply path of preserved client addresses. */
+export function needsPolicyRouting(config: CaptureConfig): boolean {
+  return config.inboundMode === 'tproxy' || config.inbound.preserveClientAddress;
+}
+
+function replyRules(config: CaptureConfig): string[] {
+  const c = CHAINS.reply;
+  const mark = `0x${config.tproxy.mark.toString(16)}`;
+  const masks = '--nfmask 0xffffffff --ctmask 0xffffffff';
+  return [
+    // The agent's connection from a caller's address (its socket carries the mark).
+    rule(c, `-m mark --mark ${mark}`, 'reply-save', `CONNMARK --save-mark ${masks}`),
+    // Every packet of such a connection, the application's replies among them.
+    rule(c, `-m connmark --mark ${mark}`, 'reply-restore', `CONNMARK --restore-mark ${masks}`),
   ];
 }
 

@@ -1,5 +1,5 @@
 // `weft redirect status`: weft's rules as installed, compared with what the config would
-// install, per family, plus TPROXY's policy routing. Reads only.
+// install, per family, plus the policy routing (TPROXY, preserved client addresses). Reads only.
 import { haveTool, requireRoot } from '../sys/run.js';
 import { resolveAgentUid } from './agent-user.js';
 import { type BackendKind, resolveBackend } from './backend.js';
@@ -10,6 +10,7 @@ import { readHost } from './install.js';
 import { type DiffLine, diffLines } from './line-diff.js';
 import { planCapture, routingOf } from './plan.js';
 import { describeRouting, routingPresence } from './policy-routing.js';
+import { needsPolicyRouting } from './rules.js';
 import { stateLines } from './weft-state.js';
 
 export type SyncState = 'in-sync' | 'missing' | 'drifted';
@@ -35,7 +36,7 @@ export interface CaptureStatus {
   inSync: boolean;
   backend: BackendKind;
   families: FamilyStatus[];
-  /** TPROXY's rule and route per family (also reported when present but not wanted). */
+  /** The policy rule and route per family (also reported when present but not wanted). */
   routing: RoutingCheck[];
 }
 
@@ -65,7 +66,7 @@ async function checkRouting(config: CaptureConfig): Promise<RoutingCheck[]> {
   const r = routingOf(config);
   const checks: RoutingCheck[] = [];
   for (const family of FAMILIES) {
-    const wanted = config.inboundMode === 'tproxy' && (family === 'ipv4' || config.ipv6);
+    const wanted = needsPolicyRouting(config) && (family === 'ipv4' || config.ipv6);
     const have = await routingPresence(r, family);
     const text = describeRouting(r, family);
     if (wanted || have.rule) checks.push({ family, what: text.rule, wanted, present: have.rule });

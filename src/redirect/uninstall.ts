@@ -1,5 +1,6 @@
 // `weft redirect uninstall`: remove every weft rule (found by its comment), every WEFT_*
-// chain, and TPROXY's rule and route, in both families, and nothing else.
+// chain, and the policy rule and route (TPROXY, preserved client addresses), in both
+// families, and nothing else.
 import { haveTool, requireRoot } from '../sys/run.js';
 import { applyChanges, type FamilyChange } from './apply.js';
 import { type Backend, type BackendKind, installedBackends, resolveBackend } from './backend.js';
@@ -19,7 +20,7 @@ export interface UninstallResult {
 }
 
 /**
- * Without a config the defaults apply (they name TPROXY's route table and priority).
+ * Without a config the defaults apply (they name the policy route table and priority).
  * With backend `auto`, every installed backend is cleaned: rules written while the
  * host used the other backend are weft's too.
  */

@@ -255,7 +255,10 @@ describe('control plane trouble under load', () => {
     await waitUntil(
       "node1 ejecting node3's endpoint",
       async () =>
-        (await metric('node1', /^weft_balancer_endpoints\{service="echo",port="\d+",state="ejected"\}/)) >= 1,
+        (await metric(
+          'node1',
+          /^weft_balancer_endpoints\{service="echo",port="\d+",state="ejected"\}/,
+        )) >= 1,
       180_000,
     );
     // Meanwhile and from then on, calls are answered, by node2.

@@ -12,6 +12,7 @@ import {
   Scratch,
   saveBoth,
   weft,
+  withoutEmptyTables,
 } from './redirect-helpers.js';
 
 const namespaces = new Namespaces();
@@ -162,6 +163,8 @@ exit 1
     );
     expectOneLineError(r, 'WEFT_E_IPTABLES');
     expect(await snapshot()).toContain('WEFT_OUTPUT');
-    expect(await saveBoth(ns)).toEqual(before);
+    const after = await saveBoth(ns);
+    expect(withoutEmptyTables(after.ipv4)).toBe(withoutEmptyTables(before.ipv4));
+    expect(after.ipv6).toBe(before.ipv6);
   });
 });

@@ -19,6 +19,7 @@ const scratch = new Scratch();
 let config = '';
 let tproxyConfig = '';
 let legacyConfig = '';
+let plainConfig = '';
 
 // A user's own rules, which weft must leave exactly as they are.
 const FOREIGN_V4 = `*nat
@@ -74,6 +75,10 @@ beforeAll(async () => {
   tproxyConfig = await scratch.file(
     'tproxy.yaml',
     'capture:\n  agentUser: nobody\n  inboundMode: tproxy\n',
+  );
+  plainConfig = await scratch.file(
+    'plain.yaml',
+    'capture:\n  agentUser: nobody\n  inbound: { preserveClientAddress: false }\n',
   );
   legacyConfig = await scratch.file(
     'legacy.yaml',
@@ -157,7 +162,8 @@ describe('install', () => {
       'capture:\n  agentUser: nobody\n  outboundPort: 16001\n',
     );
     ok(await weft(ns, ['redirect', 'install', '--config', other]));
-    const output = (await save(ns, 'ipv4')).split('\n').filter((l) => l.startsWith('-A OUTPUT'));
+    const nat = (await save(ns, 'ipv4')).split('*nat\n')[1]!.split('COMMIT\n')[0]!;
+    const output = nat.split('\n').filter((l) => l.startsWith('-A OUTPUT'));
     expect(output).toEqual([
       '-A OUTPUT -d 10.9.9.9/32 -p tcp -j DNAT --to-destination 10.0.0.1:80',
       '-A OUTPUT -p tcp -m comment --comment "weft:outbound" -j WEFT_OUTPUT',
@@ -264,6 +270,9 @@ describe('tproxy mode', () => {
       expect(text).toContain(
         '-A WEFT_INBOUND -p tcp -m socket --transparent -m comment --comment "weft:inbound-established" -j WEFT_DIVERT',
       );
+      expect(text).toContain(
+        '-A WEFT_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "weft:inbound-tracked" -j RETURN',
+      );
       const flag = family === 'ipv4' ? '-4' : '-6';
       expect((await inNs(ns, ['ip', flag, 'rule'])).stdout).toContain(
         '15006:\tfrom all fwmark 0x3a9e lookup 15006',
@@ -288,14 +297,70 @@ describe('tproxy mode', () => {
     expect((await inNs(ns, ['ip', '-6', 'route', 'show', 'table', '15006'])).stdout).toBe('');
   });
 
-  it('switching back to redirect mode removes the policy routing', async () => {
+  it('switching back to redirect mode keeps the policy routing only for preserved client addresses', async () => {
     const ns = await namespaces.create();
     ok(await weft(ns, ['redirect', 'install', '--config', tproxyConfig]));
-    const r = ok(await weft(ns, ['redirect', 'install', '--config', config]));
-    expect(r.stdout).toContain('ip -4 rule del priority 15006');
-    expect((await inNs(ns, ['ip', 'rule'])).stdout).not.toContain('lookup 15006');
+    // Redirect mode, client addresses preserved (the default): the routing stays.
+    ok(await weft(ns, ['redirect', 'install', '--config', config]));
+    expect((await inNs(ns, ['ip', 'rule'])).stdout).toContain('lookup 15006');
     expect(await save(ns, 'ipv4')).not.toContain('WEFT_DIVERT');
     expect((await weft(ns, ['redirect', 'status', '--config', config])).exitCode).toBe(0);
+    // Neither TPROXY nor preserved addresses: the routing goes.
+    const r = ok(await weft(ns, ['redirect', 'install', '--config', plainConfig]));
+    expect(r.stdout).toContain('ip -4 rule del priority 15006');
+    expect((await inNs(ns, ['ip', 'rule'])).stdout).not.toContain('lookup 15006');
+    expect(await save(ns, 'ipv4')).not.toContain('WEFT_REPLY');
+    expect((await weft(ns, ['redirect', 'status', '--config', plainConfig])).exitCode).toBe(0);
+  });
+});
+
+describe('preserved client addresses', () => {
+  const REPLY_RULES = [
+    '-A OUTPUT -p tcp -m comment --comment "weft:reply" -j WEFT_REPLY',
+    '-A WEFT_REPLY -m mark --mark 0x3a9e -m comment --comment "weft:reply-save" -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+    '-A WEFT_REPLY -m connmark --mark 0x3a9e -m comment --comment "weft:reply-restore" -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+  ];
+
+  it('by default add the reply path (mangle OUTPUT, ip rule, local route); uninstall removes it all', async () => {
+    const ns = await nsWithForeignRules();
+    const before = await saveBoth(ns);
+    const rulesBefore = (await inNs(ns, ['ip', 'rule'])).stdout;
+    const rules6Before = (await inNs(ns, ['ip', '-6', 'rule'])).stdout;
+
+    ok(await weft(ns, ['redirect', 'install', '--config', config]));
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const mangle = (await save(ns, family)).split('\n');
+      for (const rule of REPLY_RULES) expect(mangle).toContain(rule);
+      const flag = family === 'ipv4' ? '-4' : '-6';
+      expect((await inNs(ns, ['ip', flag, 'rule'])).stdout).toContain(
+        '15006:\tfrom all fwmark 0x3a9e lookup 15006',
+      );
+      expect((await inNs(ns, ['ip', flag, 'route', 'show', 'table', '15006'])).stdout).toMatch(
+        /^local default dev lo/,
+      );
+    }
+    expect((await weft(ns, ['redirect', 'status', '--config', config])).exitCode).toBe(0);
+
+    // Without --config, uninstall uses the defaults, which name the same table and priority.
+    ok(await weft(ns, ['redirect', 'uninstall']));
+    expect(await saveBoth(ns)).toEqual(before);
+    expect((await inNs(ns, ['ip', 'rule'])).stdout).toBe(rulesBefore);
+    expect((await inNs(ns, ['ip', '-6', 'rule'])).stdout).toBe(rules6Before);
+    expect((await inNs(ns, ['ip', 'route', 'show', 'table', '15006'])).stdout).toBe('');
+    expect((await inNs(ns, ['ip', '-6', 'route', 'show', 'table', '15006'])).stdout).toBe('');
+  });
+
+  it('status reports a missing reply rule', async () => {
+    const ns = await namespaces.create();
+    ok(await weft(ns, ['redirect', 'install', '--config', config]));
+    // Someone deletes the restore rule by hand (rule 2 of WEFT_REPLY).
+    expect(
+      (await inNs(ns, ['iptables-nft', '-t', 'mangle', '-D', 'WEFT_REPLY', '2'])).exitCode,
+    ).toBe(0);
+    const drifted = await weft(ns, ['redirect', 'status', '--config', config]);
+    expect(drifted.exitCode).toBe(3);
+    expect(drifted.stdout).toMatch(/^IPv4: drifted/m);
+    expect(drifted.stdout).toContain(`  + -t mangle ${REPLY_RULES[2]}`);
   });
 });
 

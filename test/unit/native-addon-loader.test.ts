@@ -44,5 +44,7 @@ describe('loadAddon', () => {
     expect(typeof addon.socketOwner).toBe('function');
     expect(typeof addon.transparentListener).toBe('function');
     expect(typeof addon.tcpListeners).toBe('function');
+    expect(typeof addon.transparentConnect).toBe('function');
+    expect(typeof addon.cancelConnect).toBe('function');
   });
 });

@@ -4,6 +4,7 @@ import { fstatSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isWeftError } from '../../src/errors.js';
+import { errnoCode } from '../../src/native/native-error.js';
 import { socketFd } from '../../src/native/socket-fd.js';
 import { nativeSocketOps } from '../../src/native/socket-ops.js';
 import { unitOfCgroupPath } from '../../src/native/systemd-unit.js';
@@ -267,5 +268,50 @@ describe('listening', () => {
     expect((thrownBy(() => nativeSocketOps.listening('127.0.0.1', 0)) as Error).message).toContain(
       'port',
     );
+  });
+});
+
+describe('transparentConnect options', () => {
+  const good = {
+    source: '10.77.0.2',
+    target: { address: '127.0.0.1', port: 8080 },
+    mark: 15006,
+    timeoutMs: 1_000,
+  };
+
+  it.each([
+    [{ source: 'node1' }, 'source'],
+    [{ target: { address: 'localhost', port: 80 } }, 'target.address'],
+    [{ target: { address: '127.0.0.1', port: 0 } }, 'target.port'],
+    [{ avoidPort: 70_000 }, 'avoidPort'],
+    [{ mark: -1 }, 'mark'],
+    [{ timeoutMs: 0 }, 'timeoutMs'],
+  ])('refuses %o, naming %s, before any socket is made', async (change, field) => {
+    const err = await nativeSocketOps
+      .transparentConnect({ ...good, ...change })
+      .catch((e: unknown) => e);
+    expect(isWeftError(err, 'WEFT_E_INTERNAL')).toBe(true);
+    expect((err as Error).message).toContain(field);
+  });
+
+  it('an already aborted signal stops it before any socket is made', async () => {
+    const err = await nativeSocketOps
+      .transparentConnect({ ...good, signal: AbortSignal.abort() })
+      .catch((e: unknown) => e);
+    expect(isWeftError(err, 'WEFT_E_UNAVAILABLE')).toBe(true);
+    expect(errnoCode(err)).toBe(undefined);
+    expect((err as Error).message).toMatch(/aborted/);
+  });
+});
+
+describe('errnoCode', () => {
+  it('finds the errno name on an error or down its causes', () => {
+    const errno = Object.assign(new Error('connect: EPERM'), { code: 'EPERM', syscall: 'x' });
+    expect(errnoCode(errno)).toBe('EPERM');
+    expect(errnoCode(new Error('wrapped', { cause: new Error('w', { cause: errno }) }))).toBe(
+      'EPERM',
+    );
+    expect(errnoCode(Object.assign(new Error('w'), { code: 'WEFT_E_SOCKET' }))).toBeUndefined();
+    expect(errnoCode('EPERM')).toBeUndefined();
   });
 });

@@ -9,7 +9,9 @@ import {
 } from '../../src/redirect/index.js';
 import { diffLines } from '../../src/redirect/line-diff.js';
 
-const config = parseCaptureConfig({});
+// nat only (no reply path in mangle), so that SAVED below is one table's worth.
+const natOnly = { inbound: { preserveClientAddress: false } };
+const config = parseCaptureConfig(natOnly);
 const installed = planCapture(config, { agentUid: 999 }).families[0]!;
 
 /** What iptables-save prints after a default install next to a user's own rules. */
@@ -69,7 +71,7 @@ COMMIT
   });
 
   it('keeps wanted jumps in place when chain contents change', () => {
-    const changed = parseCaptureConfig({ outboundPort: 16001 });
+    const changed = parseCaptureConfig({ ...natOnly, outboundPort: 16001 });
     const p = planCapture(changed, { agentUid: 999, current: { ipv4: SAVED } }).families[0]!;
     expect(p.payload).not.toContain('-D ');
     expect(p.payload).not.toContain('-A OUTPUT');
@@ -90,8 +92,9 @@ COMMIT
   });
 
   it('turning DNS off deletes only its jump', () => {
-    const dns = planCapture(parseCaptureConfig({ dns: { enabled: true } }), { agentUid: 999 })
-      .families[0]!;
+    const dns = planCapture(parseCaptureConfig({ ...natOnly, dns: { enabled: true } }), {
+      agentUid: 999,
+    }).families[0]!;
     const p = planCapture(config, { agentUid: 999, current: { ipv4: dns.payload } }).families[0]!;
     expect(p.payload).toBe(`*nat
 :WEFT_INBOUND - [0:0]

@@ -23,7 +23,14 @@ function payloadOf(p: CapturePlan, family: 'ipv4' | 'ipv6'): string | undefined 
 
 const c = (name: string) => `-m comment --comment "weft:${name}"`;
 
-const DEFAULT_V4 = `*nat
+// The reply path of preserved client addresses (the default): see rules.ts.
+const REPLY_CHAIN = `:WEFT_REPLY - [0:0]
+-A WEFT_REPLY -m mark --mark 0x3a9e ${c('reply-save')} -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff
+-A WEFT_REPLY -m connmark --mark 0x3a9e ${c('reply-restore')} -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff
+`;
+const REPLY_JUMP = `-A OUTPUT -p tcp ${c('reply')} -j WEFT_REPLY\n`;
+
+const NAT_V4 = `*nat
 :WEFT_INBOUND - [0:0]
 :WEFT_OUTPUT - [0:0]
 -A WEFT_INBOUND -i lo ${c('inbound-loopback')} -j RETURN
@@ -37,9 +44,10 @@ const DEFAULT_V4 = `*nat
 -A PREROUTING -p tcp -m addrtype --dst-type LOCAL ${c('inbound')} -j WEFT_INBOUND
 COMMIT
 `;
+const DEFAULT_V4 = `*mangle\n${REPLY_CHAIN}${REPLY_JUMP}COMMIT\n${NAT_V4}`;
 
 describe('default config', () => {
-  it('captures outbound TCP to 15001 and inbound TCP to 15006 with nat REDIRECT (IPv4)', () => {
+  it('captures outbound TCP to 15001 and inbound TCP to 15006 with nat REDIRECT, and routes replies to callers back (IPv4)', () => {
     expect(payloadOf(plan(), 'ipv4')).toBe(DEFAULT_V4);
   });
 
@@ -47,10 +55,45 @@ describe('default config', () => {
     expect(payloadOf(plan(), 'ipv6')).toBe(DEFAULT_V4.replace('127.0.0.0/8', '::1/128'));
   });
 
-  it('needs no policy routing', () => {
+  it("needs TPROXY's policy routing for the replies to callers' addresses, in both families", () => {
     const p = plan();
+    expect(p.routing).toEqual({ mark: 15006, table: 15006, priority: 15006 });
+    expect(p.routingFamilies).toEqual(['ipv4', 'ipv6']);
+  });
+});
+
+describe('preserveClientAddress', () => {
+  it('off: nat REDIRECT only, no mangle rules, no policy routing', () => {
+    const p = plan({ inbound: { preserveClientAddress: false } });
+    expect(payloadOf(p, 'ipv4')).toBe(NAT_V4);
     expect(p.routing).toBeNull();
     expect(p.routingFamilies).toEqual([]);
+  });
+
+  it('follows the configured mark and routing table', () => {
+    const p = plan({ tproxy: { mark: 0x539, routeTable: 133, rulePriority: 100 } });
+    expect(payloadOf(p, 'ipv4')).toContain(
+      `-A WEFT_REPLY -m mark --mark 0x539 ${c('reply-save')} -j CONNMARK --save-mark`,
+    );
+    expect(payloadOf(p, 'ipv4')).toContain(
+      `-A WEFT_REPLY -m connmark --mark 0x539 ${c('reply-restore')} -j CONNMARK --restore-mark`,
+    );
+    expect(p.routing).toEqual({ mark: 0x539, table: 133, priority: 100 });
+  });
+
+  it('with ipv6 off: IPv4 routing only', () => {
+    expect(plan({ ipv6: false }).routingFamilies).toEqual(['ipv4']);
+  });
+
+  it('is removed again when turned off', () => {
+    const earlier = payloadOf(plan(), 'ipv4')!;
+    const p = plan({ inbound: { preserveClientAddress: false } }, { ipv4: earlier });
+    expect(payloadOf(p, 'ipv4')).toBe(`*mangle
+:WEFT_REPLY - [0:0]
+-D OUTPUT -p tcp ${c('reply')} -j WEFT_REPLY
+-X WEFT_REPLY
+COMMIT
+`);
   });
 
   it("tags every rule as weft's and names every chain WEFT_*", () => {
@@ -200,7 +243,12 @@ describe('ipv6 off', () => {
   it('removes weft rules an earlier install left on IPv6, and only those', () => {
     const earlier = plan().families.find((f) => f.family === 'ipv6')!.payload;
     const p = plan({ ipv6: false }, { ipv6: earlier });
-    expect(payloadOf(p, 'ipv6')).toBe(`*nat
+    expect(payloadOf(p, 'ipv6')).toBe(`*mangle
+:WEFT_REPLY - [0:0]
+-D OUTPUT -p tcp ${c('reply')} -j WEFT_REPLY
+-X WEFT_REPLY
+COMMIT
+*nat
 :WEFT_INBOUND - [0:0]
 :WEFT_OUTPUT - [0:0]
 -D OUTPUT -p tcp ${c('outbound')} -j WEFT_OUTPUT
@@ -213,19 +261,21 @@ COMMIT
 });
 
 describe('tproxy mode', () => {
-  it('moves inbound to mangle with TPROXY, a divert chain for established flows, and policy routing', () => {
+  it('moves inbound to mangle with TPROXY (new connections only), a divert chain for established flows, and policy routing', () => {
     const p = plan({ inboundMode: 'tproxy' });
     expect(payloadOf(p, 'ipv4')).toBe(`*mangle
 :WEFT_DIVERT - [0:0]
 :WEFT_INBOUND - [0:0]
+:WEFT_REPLY - [0:0]
 -A WEFT_DIVERT ${c('divert-mark')} -j MARK --set-xmark 0x3a9e/0xffffffff
 -A WEFT_DIVERT ${c('divert-accept')} -j ACCEPT
 -A WEFT_INBOUND -i lo ${c('inbound-loopback')} -j RETURN
 -A WEFT_INBOUND -p tcp -m socket --transparent ${c('inbound-established')} -j WEFT_DIVERT
+-A WEFT_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED ${c('inbound-tracked')} -j RETURN
 -A WEFT_INBOUND -p tcp -m tcp --dport 22 ${c('inbound-ssh')} -j RETURN
 -A WEFT_INBOUND -p tcp -m multiport --dports 15000,15001,15006,15008,15020,15053 ${c('inbound-agent-ports')} -j RETURN
 -A WEFT_INBOUND -p tcp ${c('inbound-tproxy')} -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark 0x3a9e/0xffffffff
--A PREROUTING -p tcp -m addrtype --dst-type LOCAL ${c('inbound')} -j WEFT_INBOUND
+${REPLY_CHAIN.split('\n').slice(1).join('\n')}${REPLY_JUMP}-A PREROUTING -p tcp -m addrtype --dst-type LOCAL ${c('inbound')} -j WEFT_INBOUND
 COMMIT
 *nat
 :WEFT_OUTPUT - [0:0]

@@ -3,11 +3,12 @@
 // strict refuses plaintext to a mesh workload's port, permissive lets it through, labelled.
 // AuthorizationPolicy applies with no principal, so an ALLOW list shuts plaintext out.
 // Ports that belong to no mesh workload are not the mesh's business and are relayed.
+// Either way the application is reached from the caller's address where the host allows it.
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
-import { formatAddress } from '../address.js';
+import { formatAddress, unmapV4 } from '../address.js';
 import type { CapturedConnection, CapturedHandler } from '../capture-listener.js';
-import { connectDirect } from '../endpoint/connect-direct.js';
+import type { LocalConnector } from '../endpoint/connect-local.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection } from '../observed-relay.js';
 import type { Telemetry } from '../telemetry.js';
@@ -17,6 +18,8 @@ export interface PlaintextInboundDeps {
   state: MeshState;
   telemetry: Telemetry;
   log: Logger;
+  /** Connects to the application, from the caller's address where it can. */
+  local: Pick<LocalConnector, 'connect'>;
   connectTimeoutMs: number;
 }
 
@@ -59,11 +62,22 @@ async function handle(conn: CapturedConnection, deps: PlaintextInboundDeps): Pro
     if (!decision.allow) return refuse('denied', decision.reason);
   }
 
-  const upstream = await connectDirect(
-    conn.target.address,
-    conn.target.port,
-    deps.connectTimeoutMs,
-  ).catch((err) => err as Error);
+  // The accepted socket's peer is the caller (REDIRECT and TPROXY keep the source address).
+  const client = {
+    address: unmapV4(conn.client.remoteAddress ?? ''),
+    port: conn.client.remotePort ?? 0,
+  };
+  const upstream = await deps.local
+    .connect({
+      target: conn.target,
+      client: client.address === '' ? undefined : client,
+      timeoutMs: deps.connectTimeoutMs,
+    })
+    .catch((err) => err as Error);
   if (upstream instanceof Error) return refuse('connect_failed', describeError(upstream));
-  observedRelay(conn, { socket: upstream }, telemetry, { ...record, endpoint: record.dst });
+  observedRelay(conn, { socket: upstream.socket }, telemetry, {
+    ...record,
+    endpoint: record.dst,
+    src_preserved: upstream.preserved,
+  });
 }

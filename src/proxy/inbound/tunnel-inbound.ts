@@ -74,6 +74,10 @@ export function tunnelAccessRecorder(state: MeshState, telemetry: Telemetry): Tu
       telemetry.close(
         {
           ...record,
+          // The original client as the peer reported it; the peer agent's own address apart.
+          src: formatAddress(r.client ?? peer),
+          peer: formatAddress(peer),
+          ...(r.clientPreserved !== undefined ? { src_preserved: r.clientPreserved } : {}),
           bytes_sent: r.bytesToTarget,
           bytes_received: r.bytesFromTarget,
           close_reason: r.reason,

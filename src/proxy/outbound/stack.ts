@@ -7,7 +7,7 @@
 import { nodeSpiffeId, parseSpiffeId } from '../../api/spiffe.js';
 import { describeError, isWeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
-import { formatAddress } from '../address.js';
+import { formatAddress, unmapV4 } from '../address.js';
 import type { EndpointState } from '../balance/endpoint-state.js';
 import type { CapturedConnection, CapturedHandler } from '../capture-listener.js';
 import { connectDirect } from '../endpoint/connect-direct.js';
@@ -15,7 +15,7 @@ import { authorizeL4 } from '../inbound/authorize.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection, type Upstream } from '../observed-relay.js';
 import type { Telemetry } from '../telemetry.js';
-import type { TunnelPool } from '../tunnel/index.js';
+import type { TunnelPool, TunnelTarget } from '../tunnel/index.js';
 import { routeOutbound } from './route.js';
 import type { SourceIdentities, SourceIdentity } from './source-identity.js';
 
@@ -158,6 +158,7 @@ async function handle(conn: CapturedConnection, deps: OutboundDeps): Promise<voi
                 expectedSpiffeId: peerIdentity(source!, ep.node),
               },
               target: { address: ep.address, port: ep.port },
+              client: clientOf(conn),
             }),
           };
       chosen.succeeded();
@@ -192,6 +193,13 @@ async function handle(conn: CapturedConnection, deps: OutboundDeps): Promise<voi
     close_reason: 'no_healthy_endpoint',
     error: lastError,
   });
+}
+
+/** The captured connection's own client (a local app), which the receiving agent logs and uses. */
+function clientOf(conn: CapturedConnection): TunnelTarget | undefined {
+  const address = unmapV4(conn.client.remoteAddress ?? '');
+  const port = conn.client.remotePort ?? 0;
+  return address === '' || port === 0 ? undefined : { address, port };
 }
 
 /** The node identity the endpoint's agent must present: same trust domain, its host name. */

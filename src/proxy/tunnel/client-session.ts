@@ -14,6 +14,7 @@ import { canonicalSerial } from '../../api/cert-serial.js';
 import { type ErrorCode, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAuthority } from './authority.js';
+import { CLIENT_ADDRESS_HEADER, formatClientAddress } from './client-address.js';
 import { REASON_HEADER } from './connect-stream.js';
 import { type FlowControl, localSettings } from './flow-control.js';
 import { type KeepAlive, watchSession } from './keepalive.js';
@@ -279,15 +280,24 @@ export class ClientSession {
   }
 
   /**
-   * Opens a CONNECT stream to `target` on a reserved slot; resolves with the stream once the
-   * peer answers 200, rejects with a TunnelStreamError otherwise.
+   * Opens a CONNECT stream to `target` on a reserved slot, naming the original `client` when
+   * known; resolves with the stream once the peer answers 200, rejects with a
+   * TunnelStreamError otherwise.
    */
-  connect(target: TunnelTarget, timeoutMs: number): Promise<ClientHttp2Stream> {
+  connect(
+    target: TunnelTarget,
+    timeoutMs: number,
+    client?: TunnelTarget,
+  ): Promise<ClientHttp2Stream> {
     const authority = formatAuthority(target);
     let stream: ClientHttp2Stream;
     try {
       stream = this.session.request(
-        { ':method': 'CONNECT', ':authority': authority },
+        {
+          ':method': 'CONNECT',
+          ':authority': authority,
+          ...(client ? { [CLIENT_ADDRESS_HEADER]: formatClientAddress(client) } : {}),
+        },
         { endStream: false },
       );
     } catch (err) {

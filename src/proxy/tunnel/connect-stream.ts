@@ -1,11 +1,14 @@
-// The receiving side of one CONNECT stream, in the order it happens: parse the target, check it
-// is this host's, authorize the peer, connect to the local target, answer 200 and splice.
+// The receiving side of one CONNECT stream, in the order it happens: parse the target and the
+// original client, check the target is this host's, authorize the peer, connect to the local
+// target (from the client's address where the connector can), answer 200 and splice.
 // Every outcome answers a status (with a `weft-reason` header when refused) and produces one
 // access record.
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { describeError } from '../../errors.js';
+import { connectDirect } from '../endpoint/connect-direct.js';
 import { formatAuthority, parseAuthority } from './authority.js';
+import { CLIENT_ADDRESS_HEADER, parseClientAddress } from './client-address.js';
 import type { LocalAddressCheck } from './local-addresses.js';
 import { splice } from './splice.js';
 import type {
@@ -25,7 +28,25 @@ const SPLICE_REASONS = {
 /** The header that carries why a stream was refused (HTTP/2 has no reason phrase). */
 export const REASON_HEADER = 'weft-reason';
 
-export type ConnectTarget = (target: TunnelTarget) => Socket;
+export interface ConnectTargetOptions {
+  /** The connection's original client, as the peer sent it (weft-client-addr). */
+  client: TunnelTarget | undefined;
+  timeoutMs: number;
+  /** Aborted when the stream closes first: the connect must stop and release its socket. */
+  signal: AbortSignal;
+}
+
+export interface ConnectedTarget {
+  socket: Socket;
+  /** The target sees the original client's address as its peer (not the agent's). */
+  preserved: boolean;
+}
+
+/** Connects to a local target; resolves once connected, rejects when it cannot. */
+export type ConnectTarget = (
+  target: TunnelTarget,
+  opts: ConnectTargetOptions,
+) => Promise<ConnectedTarget>;
 
 export interface ConnectStreamDeps {
   authorize: AuthorizeHook;
@@ -37,14 +58,13 @@ export interface ConnectStreamDeps {
   record: (entry: TunnelAccessRecord) => void;
 }
 
-/** The default local connect: half-open allowed so that each direction ends on its own. */
-export function connectLocal(target: TunnelTarget): Socket {
-  return netConnect({
-    host: target.address,
-    port: target.port,
-    allowHalfOpen: true,
-    noDelay: true,
-  });
+/** The default local connect, from the agent's own address; half-open allowed. */
+export async function connectLocal(
+  target: TunnelTarget,
+  opts: ConnectTargetOptions,
+): Promise<ConnectedTarget> {
+  const socket = await connectDirect(target.address, target.port, opts.timeoutMs, opts.signal);
+  return { socket, preserved: false };
 }
 
 /** Header values must not carry CR/LF; keep reasons short and on one line. */
@@ -61,6 +81,8 @@ export async function handleConnect(
   const started = performance.now();
   const authority = String(headers[':authority'] ?? '');
   let target: TunnelTarget | undefined;
+  let client: TunnelTarget | undefined;
+  let preserved = false;
   const done = (
     status: number,
     reason: StreamCloseReason,
@@ -71,6 +93,7 @@ export async function handleConnect(
       peer,
       authority,
       ...(target ? { target } : {}),
+      ...(client ? { client, clientPreserved: preserved } : {}),
       status,
       reason,
       ...(detail !== undefined ? { detail } : {}),
@@ -94,6 +117,10 @@ export async function handleConnect(
   if (target === undefined) {
     return refuse(400, 'bad_request', `:authority "${authority}" is not ip:port`);
   }
+  // Only logged and used as the source of the local connect: never in authorization below.
+  const claimed = parseClientAddress(headers[CLIENT_ADDRESS_HEADER]);
+  if (!claimed.ok) return refuse(400, 'bad_request', claimed.reason);
+  client = claimed.client;
   if (!deps.isLocalAddress(target.address)) {
     return refuse(403, 'denied', `target ${authority} is not an address of this host`);
   }
@@ -111,7 +138,10 @@ export async function handleConnect(
   if (stream.destroyed)
     return done(0, 'peer_reset', undefined, 'stream closed during authorization');
 
-  connectAndSplice(stream, target, deps, done);
+  await connectAndSplice(stream, target, client, deps, (from, ...rest) => {
+    preserved = from;
+    done(...rest);
+  });
 }
 
 type Done = (
@@ -121,62 +151,47 @@ type Done = (
   detail?: string,
 ) => void;
 
-function connectAndSplice(
+/** `done` with whether the target saw the client's address first. */
+type ConnectDone = (preserved: boolean, ...args: Parameters<Done>) => void;
+
+async function connectAndSplice(
   stream: ServerHttp2Stream,
   target: TunnelTarget,
+  client: TunnelTarget | undefined,
   deps: ConnectStreamDeps,
-  done: Done,
-): void {
-  const fail502 = (detail: string): void => {
-    if (stream.destroyed) {
-      done(0, 'peer_reset', undefined, 'stream closed while connecting');
-      return;
-    }
-    stream.respond({ ':status': 502, [REASON_HEADER]: headerSafe(detail) }, { endStream: true });
-    done(502, 'connect_failed', undefined, detail);
-  };
-  let socket: Socket;
-  try {
-    socket = deps.connect(target);
-  } catch (err) {
-    fail502(`connect to ${formatAuthority(target)} failed: ${describeError(err)}`);
-    return;
-  }
-  const timer = setTimeout(() => {
-    socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }));
-  }, deps.connectTimeoutMs);
-  // The peer may give up (reset, session gone) before the target answers.
-  const onStreamClose = (): void => {
-    cleanup();
-    socket.destroy();
-    done(0, 'peer_reset', undefined, 'stream closed while connecting');
-  };
-  const onConnectError = (err: Error): void => {
-    cleanup();
-    fail502(`connect to ${formatAuthority(target)} failed: ${describeError(err)}`);
-  };
-  const onConnect = (): void => {
-    cleanup();
-    if (stream.destroyed) {
-      socket.destroy();
-      done(0, 'peer_reset', undefined, 'stream closed while connecting');
-      return;
-    }
-    stream.respond({ ':status': 200 });
-    splice(stream, socket, (result) => {
-      const bytes = { to: socket.bytesWritten, from: socket.bytesRead };
-      done(200, SPLICE_REASONS[result.reason], bytes, result.detail);
-    });
-  };
-  const cleanup = (): void => {
-    clearTimeout(timer);
-    stream.off('close', onStreamClose);
-    socket.off('error', onConnectError);
-    socket.off('connect', onConnect);
-  };
+  done: ConnectDone,
+): Promise<void> {
+  const closedWhileConnecting = () =>
+    done(false, 0, 'peer_reset', undefined, 'stream closed while connecting');
+  // The peer may give up (reset, session gone) before the target answers: stop connecting.
+  const abort = new AbortController();
+  const onStreamClose = (): void => abort.abort();
   stream.once('close', onStreamClose);
-  socket.once('error', onConnectError);
-  socket.once('connect', onConnect);
+  let connected: ConnectedTarget;
+  try {
+    connected = await deps.connect(target, {
+      client,
+      timeoutMs: deps.connectTimeoutMs,
+      signal: abort.signal,
+    });
+  } catch (err) {
+    if (stream.destroyed) return closedWhileConnecting();
+    const detail = `connect to ${formatAuthority(target)} failed: ${describeError(err)}`;
+    stream.respond({ ':status': 502, [REASON_HEADER]: headerSafe(detail) }, { endStream: true });
+    return done(false, 502, 'connect_failed', undefined, detail);
+  } finally {
+    stream.off('close', onStreamClose);
+  }
+  const { socket, preserved } = connected;
+  if (stream.destroyed) {
+    socket.destroy();
+    return closedWhileConnecting();
+  }
+  stream.respond({ ':status': 200 });
+  splice(stream, socket, (result) => {
+    const bytes = { to: socket.bytesWritten, from: socket.bytesRead };
+    done(preserved, 200, SPLICE_REASONS[result.reason], bytes, result.detail);
+  });
 }
 
 /** The answer to anything but CONNECT until HTTP requests ride the tunnel too. */

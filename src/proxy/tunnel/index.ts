@@ -1,8 +1,20 @@
 // The tunnel between agents (HBONE-style HTTP/2 CONNECT over mTLS on 15008): the receiving
 // server and the sending pool, and the shapes they share.
 export { formatAuthority, parseAuthority } from './authority.js';
+export {
+  CLIENT_ADDRESS_HEADER,
+  type ClientAddressParse,
+  formatClientAddress,
+  parseClientAddress,
+} from './client-address.js';
 export { TunnelStreamError } from './client-session.js';
-export { type ConnectTarget, connectLocal, REASON_HEADER } from './connect-stream.js';
+export {
+  type ConnectedTarget,
+  type ConnectTarget,
+  type ConnectTargetOptions,
+  connectLocal,
+  REASON_HEADER,
+} from './connect-stream.js';
 export { DEFAULT_FLOW_CONTROL, type FlowControl } from './flow-control.js';
 export { DEFAULT_KEEPALIVE, type KeepAlive } from './keepalive.js';
 export { hostAddressCheck, type LocalAddressCheck } from './local-addresses.js';

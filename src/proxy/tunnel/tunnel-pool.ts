@@ -41,6 +41,8 @@ export interface TunnelOpenRequest {
   peer: { address: string; port: number; expectedSpiffeId?: string };
   /** The endpoint behind the peer agent. */
   target: TunnelTarget;
+  /** The connection's original client on this host, sent along (weft-client-addr). */
+  client?: TunnelTarget;
 }
 
 /**
@@ -134,7 +136,7 @@ export class TunnelPool {
       const session = await this.acquire(req);
       this.counters.streamsTotal += 1;
       try {
-        return await session.connect(req.target, this.openTimeoutMs);
+        return await session.connect(req.target, this.openTimeoutMs, req.client);
       } catch (err) {
         if (attempt === 0 && err instanceof TunnelStreamError && err.retryable) {
           // The session may be the broken part: let the next attempt pick or dial another.
@@ -329,6 +331,7 @@ function checkRequest(req: TunnelOpenRequest): void {
   try {
     checkTarget(req.peer, 'peer');
     checkTarget(req.target, 'target');
+    if (req.client !== undefined) checkTarget(req.client, 'client');
   } catch (err) {
     bad((err as Error).message);
   }

@@ -58,6 +58,10 @@ export interface TunnelAccessRecord {
   /** The :authority as received (the target `ip:port`, or whatever a bad request sent). */
   authority: string;
   target?: TunnelTarget;
+  /** The connection's original client, as the peer sent it (weft-client-addr), if it did. */
+  client?: TunnelTarget;
+  /** Whether the target saw `client`'s address as its peer (else the agent's). */
+  clientPreserved?: boolean;
   /** The :status answered (200, 400, 403, 405, 502), or 0 if the stream died first. */
   status: number;
   reason: StreamCloseReason;

@@ -1,0 +1,68 @@
+// The `weft-client-addr` header of a CONNECT: the original client of the connection
+// (`ip:port`, `[v6]:port`), which the sending agent captured, so that the receiving agent can
+// log it and connect to the application from it. It is an authenticated mesh peer's claim
+// about a client on its own host: it never takes part in authorization (which judges the
+// peer's SPIFFE ID), and anything but one canonical unicast address and a port is refused.
+import { isIPv4, isIPv6 } from 'node:net';
+import { canonicalAddress } from '../address.js';
+import { formatAuthority, parseAuthority } from './authority.js';
+import type { TunnelTarget } from './types.js';
+
+export const CLIENT_ADDRESS_HEADER = 'weft-client-addr';
+
+/** `[` + 39 characters of IPv6 + `]:65535`. */
+const MAX_LENGTH = 47;
+
+export type ClientAddressParse =
+  | { ok: true; client: TunnelTarget | undefined }
+  | { ok: false; reason: string };
+
+export function formatClientAddress(client: TunnelTarget): string {
+  return formatAuthority(client);
+}
+
+/** Why an address cannot be a caller's, or undefined when it can. */
+function notUnicast(address: string): string | undefined {
+  if (isIPv4(address)) {
+    const first = Number(address.split('.')[0]);
+    if (address === '0.0.0.0') return 'the unspecified address';
+    if (first === 127) return 'a loopback address';
+    if (first >= 224 && first <= 239) return 'a multicast address';
+    if (address === '255.255.255.255') return 'the broadcast address';
+    return undefined;
+  }
+  if (address === '::') return 'the unspecified address';
+  if (address === '::1') return 'a loopback address';
+  if (/^ff[0-9a-f]{2}:/.test(address)) return 'a multicast address'; // ff00::/8
+  return undefined;
+}
+
+/** One spelling only: RFC 5952 for IPv6 (lowercase, compressed), never IPv4-mapped. */
+function isCanonical(address: string): boolean {
+  if (!isIPv6(address)) return true;
+  try {
+    return canonicalAddress(address) === address;
+  } catch {
+    return false; // a zone ("%eth0") or anything else the URL parser refuses
+  }
+}
+
+/** The header's value as Node gives it: absent, a string, or (repeated) an array or joined. */
+export function parseClientAddress(value: unknown): ClientAddressParse {
+  if (value === undefined) return { ok: true, client: undefined };
+  const bad = (why: string): ClientAddressParse => ({
+    ok: false,
+    reason: `${CLIENT_ADDRESS_HEADER} ${why}`,
+  });
+  if (typeof value !== 'string') return bad('must be sent once');
+  const shown = JSON.stringify(value.slice(0, MAX_LENGTH));
+  if (value.length > MAX_LENGTH) return bad(`${shown}... is too long to be ip:port`);
+  const client = parseAuthority(value);
+  if (client === undefined) return bad(`${shown} is not ip:port`);
+  if (!isCanonical(client.address)) {
+    return bad(`${shown} is not in canonical form (RFC 5952, IPv4 unmapped)`);
+  }
+  const notCaller = notUnicast(client.address);
+  if (notCaller !== undefined) return bad(`${shown} is ${notCaller}, not a caller's`);
+  return { ok: true, client };
+}
