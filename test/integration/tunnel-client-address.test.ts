@@ -53,9 +53,12 @@ beforeAll(async () => {
   );
   server = await startServer(pki, {
     connect,
-    onAccess: (r) => {
-      records.push(r);
-      recorder(r);
+    onStream: (start) => {
+      const done = recorder(start);
+      return (r) => {
+        records.push(r);
+        done?.(r);
+      };
     },
   });
   pool = newPool(pki);

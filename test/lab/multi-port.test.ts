@@ -128,11 +128,21 @@ describe('a service with two ports', () => {
       command: H2C.command,
       user: 'weftapp',
     });
+    // The agent checks a new workload at once: reload only once the server listens, and
+    // call only once node1 balances over a healthy endpoint on port 81.
+    await waitUntil(
+      'the h2c server to listen on node2:8081',
+      async () => (await mesh.lab.exec('node2', ['ss', '-Htln', 'sport = :8081'])).stdout !== '',
+    );
     const agent = mesh.lab.processes().find((p) => p.host === 'node2' && p.name === 'agent');
     process.kill(agent!.pid, 'SIGHUP');
     await waitUntil(
-      'nginx:81 to answer',
-      async () => (await h2c('http://nginx.mesh:81/')).code === 0,
+      "node1 to see nginx:81's endpoint healthy",
+      async () =>
+        (await metric(
+          'node1',
+          /^weft_balancer_endpoints\{service="nginx",port="81",state="healthy"\}/,
+        )) === 1,
     );
 
     expect(await answers(() => curl('http://nginx.mesh/'))).toEqual({
