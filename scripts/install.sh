@@ -325,7 +325,7 @@ explain_failure() {
   journalctl --sync 2>/dev/null || true
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     run_log="$(journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$invocation" 2>/dev/null || true)"
-    lines="$(grep -E '^weft: ' <<<"$run_log" | tail -n 3 || true)"
+    lines="$(grep -E '^weft: WEFT_E_' <<<"$run_log" | tail -n 3 || true)"
     [[ -z "$lines" && ($status == 77 || $status == 78) ]] || break
     sleep 0.3
   done
