@@ -1,7 +1,10 @@
 #!/bin/bash
-# Installs (or upgrades in place) weft on this host as systemd services: /opt/weft, the
-# `weft` command, the `weft` system user, /etc/weft/<role>.yaml, /var/lib/weft and the units.
-# Every flag is checked before anything changes; a bad one is named and nothing is touched.
+# Installs (or upgrades in place) weft on this host as systemd services: /opt/weft, the `weft`
+# command, /etc/weft/<role>.yaml and the units. An agent runs as user `weft` with its state in
+# /var/lib/weft; the control plane as user `weft-cp` with its state, CA and admin credentials in
+# /var/lib/weft-cp, which the agent's user cannot read. Every flag is checked before anything
+# changes; a bad one is named and nothing is touched. It returns when the unit is ready (both
+# units are Type=notify), or prints the unit's own error from the journal.
 set -euo pipefail
 
 usage() {
@@ -10,11 +13,16 @@ usage: install.sh [--role agent|controlplane] [options]
 
   --role ROLE            agent (default) or controlplane
   --control-plane H:P    agent: the control plane's gRPC address (host:15012)
-  --token TOKEN          agent: one-time join token (`weft token create`)
+  --token-file FILE      agent: the one-time join token (`weft token create`), read from FILE
+                         (the token alone, or that command's output); `-` reads standard input
+  --token -              agent: the same as --token-file - (a token is never taken from argv,
+                         where every user of this host sees it in ps)
   --ca-pin PIN           agent: CA pin (64 hex digits, printed by `weft token create`)
   --ca-file FILE         agent: or the CA certificate (PEM), copied to /etc/weft/ca.pem
-  --workload SVC:PORT[:USER]
-                         agent: a local service this host serves (repeatable)
+  --workload SERVICE:PORT[:USER]
+                         agent: a local service this host serves (repeatable); USER, an
+                         existing user, is the one its processes run as: their outbound
+                         connections carry the service's identity
   --dns                  agent: capture DNS so that <service>.mesh resolves on this host
   --hostname NAME        node name (default: this host's name)
   --trust-domain TD      controlplane: trust domain (default weft.local)
@@ -22,7 +30,8 @@ usage: install.sh [--role agent|controlplane] [options]
   --no-start             install and enable, but do not start or restart the units
 
 Re-running upgrades in place: the units are restarted (the agent's sockets stay open, so no
-connection is refused). Without --control-plane/--token/--ca-*, an existing config is kept.
+connection is refused). Without --control-plane/--token-file/--ca-*, an existing config is
+kept, and so is a joined node's identity (/var/lib/weft): an upgrade needs no new token.
 EOF
 }
 
@@ -30,18 +39,27 @@ die() {
   echo "install.sh: $*" >&2
   exit 2
 }
+say() { echo "install.sh: $*"; }
 
-role=agent control_plane='' token='' ca_pin='' ca_file='' node_name='' trust_domain=weft.local
+role=agent control_plane='' token_source='' ca_pin='' ca_file='' node_name=''
+trust_domain=weft.local
 source_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 start=yes
 dns=false
 workloads=()
-need_value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1 needs a value"; }
+need_value() { [[ $# -ge 2 && -n "$2" && ("$2" == - || "$2" != -*) ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --role) need_value "$@"; role="$2"; shift 2 ;;
     --control-plane) need_value "$@"; control_plane="$2"; shift 2 ;;
-    --token) need_value "$@"; token="$2"; shift 2 ;;
+    --token-file) need_value "$@"; token_source="$2"; shift 2 ;;
+    --token)
+      # Not echoed: the value may be the very secret this refuses to handle.
+      [[ $# -ge 2 && "$2" == - ]] ||
+        die "--token takes only '-' (standard input): a token on the command line is visible to every user in ps. Use --token-file FILE, or --token - with the token on standard input"
+      token_source=-
+      shift 2
+      ;;
     --ca-pin) need_value "$@"; ca_pin="$2"; shift 2 ;;
     --ca-file) need_value "$@"; ca_file="$2"; shift 2 ;;
     --workload) need_value "$@"; workloads+=("$2"); shift 2 ;;
@@ -55,12 +73,40 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+# The join token from a file or standard input, in this shell's memory only: no command that
+# could show it in ps gets it as an argument. A line "token: T" (`weft token create` output)
+# gives T; otherwise the first non-empty line is the token.
+read_token() {
+  local text line first=''
+  if [[ "$1" == - ]]; then
+    if [[ -t 0 ]]; then
+      read -rs -p "join token: " text
+      echo >&2
+    else
+      text="$(cat)"
+    fi
+  else
+    [[ -r "$1" ]] || die "--token-file $1: cannot read it"
+    text="$(<"$1")"
+  fi
+  while IFS= read -r line; do
+    line="${line#"${line%%[![:space:]]*}"}"
+    line="${line%"${line##*[![:space:]]}"}"
+    if [[ "$line" =~ ^token:[[:space:]]*([^[:space:]]+)$ ]]; then
+      token="${BASH_REMATCH[1]}"
+      return
+    fi
+    [[ -z "$first" && -n "$line" ]] && first="$line"
+  done <<<"$text"
+  token="$first"
+}
+
 # --- checks: nothing below them changes the system until all have passed -------------------
 [[ $EUID -eq 0 ]] || die "must run as root (it creates a user, units and iptables rules)"
 case "$role" in agent | controlplane) ;; *) die "--role must be agent or controlplane, got '$role'" ;; esac
 command -v systemctl >/dev/null || die "systemctl not found: weft installs as systemd services"
 node_bin="$(command -v node || true)"
-[[ -n "$node_bin" ]] || die "node not found in PATH: weft needs Node.js 20 or later"
+[[ -n "$node_bin" ]] || die "node not found in PATH: weft needs Node.js 20 or later (see the README, Install on hosts)"
 node_major="$("$node_bin" -p 'process.versions.node.split(".")[0]')"
 ((node_major >= 20)) || die "Node.js $node_major is too old: weft needs 20 or later"
 
@@ -72,19 +118,26 @@ for f in package.json package-lock.json bin/weft dist/cli/main.js native/build/R
 done
 
 config_file=/etc/weft/$role.yaml
+cp_data_dir=/var/lib/weft-cp
+old_cp_data_dir=/var/lib/weft/controlplane
+token=''
 given_cp=no
-[[ -n "$control_plane$token$ca_pin$ca_file" ]] && given_cp=yes
+[[ -n "$control_plane$token_source$ca_pin$ca_file" ]] && given_cp=yes
 if [[ "$role" == agent ]]; then
   command -v iptables-restore >/dev/null || die "iptables-restore not found: install the iptables package"
   if [[ $given_cp == no && ! -f $config_file ]]; then
-    die "missing --control-plane HOST:PORT, --token TOKEN and --ca-pin PIN (or --ca-file FILE): this host has no $config_file yet"
+    die "missing --control-plane HOST:PORT, --token-file FILE (or --token -) and --ca-pin PIN (or --ca-file FILE): this host has no $config_file yet"
   fi
   if [[ $given_cp == yes ]]; then
     [[ -n "$control_plane" ]] || die "missing --control-plane HOST:PORT"
     [[ "$control_plane" =~ ^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] && ((BASH_REMATCH[2] >= 1 && BASH_REMATCH[2] <= 65535)) ||
       die "--control-plane must be HOST:PORT (e.g. 10.0.0.2:15012), got '$control_plane'"
-    [[ -n "$token" ]] || die "missing --token TOKEN (create one on the control plane: weft token create)"
-    [[ "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "--token has characters a join token never has"
+    [[ -n "$token_source" ]] ||
+      die "missing --token-file FILE or --token - (standard input): the join token from \`weft token create\` on the control plane"
+    read_token "$token_source"
+    [[ -n "$token" ]] || die "no join token in ${token_source/#-/standard input}"
+    [[ "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]] ||
+      die "the join token in ${token_source/#-/standard input} has characters a join token never has (give the token alone, or the output of weft token create)"
     [[ -n "$ca_pin" || -n "$ca_file" ]] || die "missing --ca-pin PIN or --ca-file FILE (printed by weft token create)"
     [[ -z "$ca_pin" || -z "$ca_file" ]] || die "give --ca-pin or --ca-file, not both"
     [[ -z "$ca_pin" || "$ca_pin" =~ ^[0-9a-f]{64}$ ]] || die "--ca-pin must be 64 lowercase hex digits, got '$ca_pin'"
@@ -94,26 +147,52 @@ if [[ "$role" == agent ]]; then
     fi
   fi
   [[ $given_cp == yes || (${#workloads[@]} -eq 0 && -z "$node_name") ]] ||
-    die "--workload and --hostname rewrite $config_file: give --control-plane, --token and --ca-* too"
+    die "--workload and --hostname rewrite $config_file: give --control-plane, --token-file and --ca-* too"
   for w in ${workloads[@]+"${workloads[@]}"}; do
-    [[ "$w" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[0-9]{1,5}(:[a-z_][a-z0-9_-]*)?$ ]] ||
+    [[ "$w" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?:([0-9]{1,5})(:([a-z_][a-z0-9_-]*))?$ ]] &&
+      ((BASH_REMATCH[2] >= 1 && BASH_REMATCH[2] <= 65535)) ||
       die "--workload must be SERVICE:PORT[:USER] (e.g. echo:7000:weftapp), got '$w'"
+    user="${BASH_REMATCH[4]}"
+    [[ -z "$user" ]] || getent passwd "$user" >/dev/null ||
+      die "--workload $w: there is no user '$user' on this host (create it first, or leave out :$user; it names the user the service's processes run as)"
   done
 else
   [[ $given_cp == no && ${#workloads[@]} -eq 0 ]] ||
-    die "--control-plane, --token, --ca-* and --workload are agent options (--role controlplane takes --trust-domain)"
+    die "--control-plane, --token-file, --ca-* and --workload are agent options (--role controlplane takes --trust-domain)"
   [[ "$trust_domain" =~ ^[a-z0-9._-]+$ ]] || die "--trust-domain must be lowercase letters, digits, '.', '-', '_'"
+  # The unit lets the control plane write only /var/lib/weft-cp. State in the place older
+  # installs used (/var/lib/weft/controlplane, user weft) is moved there below; any other
+  # dataDir is the operator's choice, which this script does not guess how to move.
+  migrate=no
+  if [[ -f $config_file ]]; then
+    configured="$(sed -n 's/^dataDir:[[:space:]]*//p' "$config_file" | tr -d "\"' ")"
+    case "${configured:-$old_cp_data_dir}" in
+      "$cp_data_dir") ;;
+      "$old_cp_data_dir") [[ -d $old_cp_data_dir ]] && migrate=yes ;;
+      *) die "$config_file: dataDir is $configured, but weft-controlplane.service (user weft-cp) may write only $cp_data_dir: stop the control plane, move that directory's contents to $cp_data_dir, set dataDir: $cp_data_dir, and run install.sh again" ;;
+    esac
+    if [[ $migrate == yes && -n "$(ls -A "$cp_data_dir" 2>/dev/null)" ]]; then
+      die "both $old_cp_data_dir and $cp_data_dir hold control plane state: keep the one in use ($config_file names $old_cp_data_dir), remove the other, and run install.sh again"
+    fi
+  fi
 fi
 [[ -z "$node_name" || "$node_name" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] ||
   die "--hostname must be a host name, got '$node_name'"
 
-say() { echo "install.sh: $*"; }
-
 # --- install ---------------------------------------------------------------------------------
-if ! getent passwd weft >/dev/null; then
-  say "creating system user weft"
-  useradd --system --user-group --home-dir /var/lib/weft --no-create-home \
-    --shell /usr/sbin/nologin --comment "weft service mesh" weft
+if [[ "$role" == agent ]]; then
+  service_user=weft
+  service_home=/var/lib/weft
+  comment="weft service mesh agent"
+else
+  service_user=weft-cp
+  service_home=$cp_data_dir
+  comment="weft service mesh control plane"
+fi
+if ! getent passwd "$service_user" >/dev/null; then
+  say "creating system user $service_user"
+  useradd --system --user-group --home-dir "$service_home" --no-create-home \
+    --shell /usr/sbin/nologin --comment "$comment" "$service_user"
 fi
 
 # Stage the new tree next to the old one and swap directories, so a running agent never
@@ -125,7 +204,9 @@ mkdir -p "$stage/native/build/Release"
 cp -a "$source_dir/package.json" "$source_dir/package-lock.json" "$source_dir/bin" "$source_dir/dist" "$stage/"
 [[ -d "$source_dir/proto" ]] && cp -a "$source_dir/proto" "$stage/"
 cp "$source_dir/native/build/Release/weft_native.node" "$stage/native/build/Release/"
-install -D -m 0755 "$source_dir/scripts/systemd/weft-agent-prestart" "$stage/libexec/weft-agent-prestart"
+for helper in weft-agent-prestart weft-agent-poststop; do
+  install -D -m 0755 "$source_dir/scripts/systemd/$helper" "$stage/libexec/$helper"
+done
 if [[ -d "$source_dir/node_modules" ]]; then
   "$node_bin" "$source_dir/scripts/systemd/copy-prod-deps.mjs" "$source_dir" "$stage"
 else
@@ -148,17 +229,29 @@ EOF
 chmod 0755 /usr/local/bin/weft.new
 mv /usr/local/bin/weft.new /usr/local/bin/weft
 
-install -d -m 0700 -o weft -g weft /var/lib/weft
-# Kept by `uninstall.sh --keep-data`: the user may have come back with another uid.
-chown -R weft:weft /var/lib/weft
-install -d -m 0750 -o root -g weft /etc/weft
+# /etc/weft is readable by all; each config only by root and its service's group (the agent's
+# holds the join token until the host has joined).
+install -d -m 0755 -o root -g root /etc/weft
 
 templates="$source_dir/scripts/systemd"
-render() { # template output: replaces @NAME@ from the variables below
-  sed -e "s|@HOSTNAME@|${node_name:-$(hostname)}|" -e "s|@CONTROL_PLANE@|$control_plane|" \
-    -e "s|@TOKEN@|$token|" -e "s|@CA_LINE@|$ca_line|" -e "s|@TRUST_DOMAIN@|$trust_domain|" -e "s|@DNS@|$dns|" "$1" >"$2"
+# template -> output with @NAME@ replaced, in bash itself: the token never becomes an argument
+# of another command (sed's command line is visible in ps).
+render() {
+  local text
+  text="$(<"$1")"
+  text="${text//@HOSTNAME@/${node_name:-$(hostname)}}"
+  text="${text//@CONTROL_PLANE@/$control_plane}"
+  text="${text//@TOKEN@/$token}"
+  text="${text//@CA_LINE@/$ca_line}"
+  text="${text//@TRUST_DOMAIN@/$trust_domain}"
+  text="${text//@DNS@/$dns}"
+  printf '%s\n' "$text" >"$2"
 }
 if [[ "$role" == agent ]]; then
+  install -d -m 0700 -o weft -g weft /var/lib/weft
+  # Kept by `uninstall.sh --keep-data`: the user may have come back with another uid. Only the
+  # agent's own state: an older layout's control plane state is moved by its own install.
+  find /var/lib/weft -path "$old_cp_data_dir" -prune -o -exec chown weft:weft {} +
   if [[ $given_cp == yes ]]; then
     if [[ -n "$ca_file" ]]; then
       install -m 0644 "$ca_file" /etc/weft/ca.pem
@@ -166,7 +259,7 @@ if [[ "$role" == agent ]]; then
     else
       ca_line="caPin: \"$ca_pin\""
     fi
-    render "$templates/agent.yaml.in" "$config_file.new"
+    (umask 077 && render "$templates/agent.yaml.in" "$config_file.new")
     if [[ ${#workloads[@]} -gt 0 ]]; then
       sed -i '/^workloads: \[\]$/d' "$config_file.new"
       {
@@ -181,23 +274,38 @@ if [[ "$role" == agent ]]; then
     chmod 0640 "$config_file.new"
     mv "$config_file.new" "$config_file"
     say "wrote $config_file"
+  elif [[ -f $config_file ]]; then
+    chown root:weft "$config_file"
   fi
   # Stops here, before any unit changes, when the config does not parse (`redirect status`
   # exits non-zero also when the rules are merely not installed yet: only the code counts).
   if check=$(/usr/local/bin/weft redirect status --config "$config_file" 2>&1 >/dev/null); [[ "$check" == *WEFT_E_CONFIG* ]]; then
     die "$config_file is not a valid agent config: $check"
   fi
-  units=(weft-agent.socket weft-agent-inbound.socket weft-agent-tunnel.socket weft-agent-dns.socket
-    weft-agent.service)
+  sockets=(weft-agent.socket weft-agent-inbound.socket weft-agent-tunnel.socket weft-agent-dns.socket)
+  units=("${sockets[@]}" weft-agent.service)
 else
+  sockets=()
+  units=(weft-controlplane.service)
+  install -d -m 0700 -o weft-cp -g weft-cp "$cp_data_dir"
+  if [[ ${migrate:-no} == yes ]]; then
+    systemctl stop weft-controlplane.service 2>/dev/null || true
+    rmdir "$cp_data_dir"
+    mv "$old_cp_data_dir" "$cp_data_dir"
+    sed -i "s|^dataDir:.*|dataDir: $cp_data_dir|" "$config_file"
+    say "moved the control plane state from $old_cp_data_dir to $cp_data_dir (user weft-cp)"
+    rmdir /var/lib/weft 2>/dev/null || true
+  fi
+  # Also after `uninstall.sh --keep-data` and a new weft-cp uid: the state is weft-cp's only.
+  chown -R weft-cp:weft-cp "$cp_data_dir"
+  chmod 0700 "$cp_data_dir"
   if [[ ! -f $config_file ]]; then
-    ca_line=''
+    ca_line='' token=''
     render "$templates/controlplane.yaml.in" "$config_file"
-    chown root:weft "$config_file"
-    chmod 0640 "$config_file"
     say "wrote $config_file"
   fi
-  units=(weft-controlplane.service)
+  chown root:weft-cp "$config_file"
+  chmod 0640 "$config_file"
 fi
 
 for unit in "${units[@]}"; do
@@ -205,19 +313,47 @@ for unit in "${units[@]}"; do
 done
 systemctl daemon-reload
 systemctl enable "${units[@]}" >/dev/null 2>&1
+
+# The unit's own account of a failed start: its error lines from the journal of that run
+# (`weft: WEFT_E_...` on stderr when it gave up, else its last warnings), and what to do.
+explain_failure() {
+  local unit=$1 invocation run_log lines status
+  invocation="$(systemctl show -p InvocationID --value "$unit")"
+  status="$(systemctl show -p ExecMainStatus --value "$unit")"
+  # journald reads the unit's output asynchronously: after 77 and 78 (the agent gave up and
+  # wrote why) wait a little for its line.
+  journalctl --sync 2>/dev/null || true
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    run_log="$(journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$invocation" 2>/dev/null || true)"
+    lines="$(grep -E '^weft: WEFT_E_' <<<"$run_log" | tail -n 3 || true)"
+    [[ -z "$lines" && ($status == 77 || $status == 78) ]] || break
+    sleep 0.3
+  done
+  [[ -n "$lines" ]] || lines="$(grep -E '"level":(40|50|60)' <<<"$run_log" | tail -n 5 || true)"
+  [[ -n "$lines" ]] || lines="$(journalctl --no-pager -o cat -n 10 -u "$unit" 2>/dev/null || true)"
+  echo "install.sh: $unit did not become ready ($(systemctl show -p Result --value "$unit"), exit status $status):" >&2
+  echo "$lines" | sed 's/^/  /' >&2
+  case "$status" in
+    77) echo "install.sh: the control plane refused this host: create a new token (weft token create on the control plane) and run install.sh again with it" >&2 ;;
+    78) echo "install.sh: fix $config_file and run install.sh again" >&2 ;;
+    *) echo "install.sh: systemd keeps retrying; follow it with: journalctl -u $unit -f" >&2 ;;
+  esac
+  exit 1
+}
+
 if [[ $start == yes ]]; then
   main_unit="${units[-1]}"
-  if [[ "$role" == agent ]]; then
-    systemctl start weft-agent.socket weft-agent-inbound.socket weft-agent-tunnel.socket \
-      weft-agent-dns.socket
-  fi
+  # After a refused join or a crash loop, units are failed or rate-limited: a re-run with a
+  # corrected config starts them at once.
+  for unit in "${units[@]}"; do systemctl reset-failed "$unit" 2>/dev/null || true; done
+  [[ ${#sockets[@]} -eq 0 ]] || systemctl start "${sockets[@]}"
+  verb=start
   if systemctl is-active --quiet "$main_unit"; then
     say "upgrading: restarting $main_unit"
-    systemctl restart "$main_unit"
-  else
-    systemctl reset-failed "$main_unit" 2>/dev/null || true
-    systemctl start "$main_unit"
+    verb=restart
   fi
+  # Type=notify: this returns once the unit reported READY=1, or failed.
+  systemctl "$verb" "$main_unit" 2>/dev/null || explain_failure "$main_unit"
   say "$main_unit is $(systemctl is-active "$main_unit")"
 fi
 say "installed weft $("$node_bin" -p "require('/opt/weft/package.json').version") as $role"

@@ -1,8 +1,10 @@
 #!/bin/bash
-# Removes what scripts/install.sh installed: stops the units, removes every capture rule
-# (`weft redirect uninstall`), the units, /opt/weft, /usr/local/bin/weft, /etc/weft and the
-# weft user. /var/lib/weft (identity, cached snapshot, control plane state) goes too, unless
-# --keep-data is given.
+# Removes what scripts/install.sh installed: tells the control plane that this node leaves
+# (`weft leave`, so it is not kept as a disconnected node with unhealthy workloads), stops the
+# units, removes every capture rule (`weft redirect uninstall`), the units, /opt/weft,
+# /usr/local/bin/weft, /etc/weft and the users weft and weft-cp. /var/lib/weft (the node's
+# identity, cached snapshot) and /var/lib/weft-cp (the control plane's state, CA and admin
+# credentials) go too, unless --keep-data is given.
 set -euo pipefail
 
 keep_data=no
@@ -15,15 +17,29 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $EUID -eq 0 ]] || { echo "uninstall.sh: must run as root" >&2; exit 2; }
 say() { echo "uninstall.sh: $*"; }
+warn() { echo "uninstall.sh: warning: $*" >&2; }
+
+# Before the agent stops, while it may still reach the control plane with its node identity.
+# Uninstalling must work with the control plane down or gone: a failure is reported, not fatal.
+if [[ -x /usr/local/bin/weft && -f /etc/weft/agent.yaml ]]; then
+  if out=$(timeout 30 /usr/local/bin/weft leave --config /etc/weft/agent.yaml 2>&1); then
+    say "told the control plane that this node leaves"
+  else
+    warn "could not tell the control plane that this node leaves (${out//$'\n'/ }); continuing." \
+      "Remove it there with: weft delete node NAME"
+  fi
+fi
 
 units=(weft-agent.service weft-agent.socket weft-agent-inbound.socket weft-agent-tunnel.socket
   weft-agent-dns.socket weft-controlplane.service)
-for unit in "${units[@]}"; do
-  if [[ -e /etc/systemd/system/$unit ]]; then
-    systemctl disable --now "$unit" >/dev/null 2>&1 || true
-    say "stopped $unit"
-  fi
-done
+present=()
+for unit in "${units[@]}"; do [[ -e /etc/systemd/system/$unit ]] && present+=("$unit"); done
+if [[ ${#present[@]} -gt 0 ]]; then
+  # One transaction: stopped one by one, a connection captured in between (the rules are still
+  # there) would have a socket still listening start the agent, and its sockets, again.
+  systemctl disable --now "${present[@]}" >/dev/null 2>&1 || true
+  say "stopped ${present[*]}"
+fi
 # After the agent stopped, so nothing is redirected to a port with no listener in between.
 if [[ -x /usr/local/bin/weft ]]; then
   if [[ -f /etc/weft/agent.yaml ]]; then
@@ -39,15 +55,20 @@ systemctl daemon-reload
 for unit in "${units[@]}"; do systemctl reset-failed "$unit" >/dev/null 2>&1 || true; done
 
 rm -rf /opt/weft /opt/weft.new /opt/weft.old /usr/local/bin/weft /etc/weft
-if [[ $keep_data == no ]]; then
-  rm -rf /var/lib/weft
-  say "removed /var/lib/weft"
-else
-  say "kept /var/lib/weft (--keep-data)"
-fi
-if getent passwd weft >/dev/null; then
-  userdel weft
-  say "removed user weft"
-fi
-getent group weft >/dev/null && groupdel weft
+for dir in /var/lib/weft /var/lib/weft-cp; do
+  [[ -e $dir ]] || continue
+  if [[ $keep_data == no ]]; then
+    rm -rf "$dir"
+    say "removed $dir"
+  else
+    say "kept $dir (--keep-data)"
+  fi
+done
+for user in weft weft-cp; do
+  if getent passwd "$user" >/dev/null; then
+    userdel "$user"
+    say "removed user $user"
+  fi
+  if getent group "$user" >/dev/null; then groupdel "$user"; fi
+done
 say "weft is uninstalled"

@@ -6,6 +6,7 @@ import {
   type ControlPlaneSession,
   startControlPlaneSession,
 } from '../controlplane-client/session.js';
+import type { WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import { startDataPlane } from '../proxy/data-plane.js';
 import type { Logger } from '../sys/logger.js';
@@ -13,7 +14,7 @@ import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
 import { registerProcessMetrics, startMetricsServer } from './metrics-server.js';
 import { registerSyncMetrics } from './sync-metrics.js';
-import { sdNotify, sdStatus, startWatchdog } from './systemd.js';
+import { sdNotify, sdStatus, startWatchdog, statusNotifier } from './systemd.js';
 
 export interface AgentDeps {
   socketOps: SocketOps;
@@ -24,6 +25,9 @@ export interface RunningAgent {
   /** Absent when the config names no control plane (a plain relay). */
   session: ControlPlaneSession | undefined;
   registry: Registry;
+  /** Settles when the control plane refused this never-joined host for good (the session gave
+   * up: the caller should stop and exit with exitStatusForRefusal); never without a session. */
+  refused: Promise<WeftError>;
   /** SIGHUP: re-read workloads (registrations, certificates, process-to-workload mapping). */
   reload(config: AgentConfig): void;
   /** Stop accepting, wait up to `drainMs` for open connections, then close everything. */
@@ -42,6 +46,11 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         listening: (address, port) => socketOps.listening(address, port),
       })
     : undefined;
+  const refused = new Promise<WeftError>((resolve) => {
+    const already = session?.refusal();
+    if (already) resolve(already);
+    else session?.once('refused', resolve);
+  });
   if (session) registerSyncMetrics(registry, session);
   const dataPlane = await startDataPlane({ config, session, socketOps, registry, log });
   const admin = await startAdminServer({
@@ -58,6 +67,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   return {
     session,
     registry,
+    refused,
     reload(next) {
       session?.updateWorkloads(next);
       dataPlane.reloadWorkloads(next);
@@ -75,7 +85,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
 
 /**
  * systemd Type=notify: READY=1 once the listeners are up (they are when this runs) and a
- * snapshot, cached or fresh, is loaded; then STATUS= follows the sync state. Returns a function
+ * snapshot, cached or fresh, is loaded; then STATUS= follows the sync state and every accepted
+ * snapshot (rate-limited), so `systemctl status` shows the version served. Returns a function
  * that stops the updates. Not under systemd, sdNotify does nothing.
  */
 function notifyReady(session: ControlPlaneSession | undefined, log: Logger): () => void {
@@ -92,15 +103,21 @@ function notifyReady(session: ControlPlaneSession | undefined, log: Logger): () 
     ready();
     return () => {};
   }
-  const onState = () => sdStatus(status());
-  session.on('state', onState);
+  const line = statusNotifier();
+  const onChange = () => {
+    if (session.view()) line.update(status());
+  };
+  session.on('state', onChange);
+  session.on('snapshot', onChange);
   if (session.view()) ready();
   else {
     sdStatus(`listening; waiting for the first snapshot from ${session.status().controlPlane}`);
     session.once('snapshot', ready);
   }
   return () => {
-    session.off('state', onState);
+    line.stop();
+    session.off('state', onChange);
+    session.off('snapshot', onChange);
     session.off('snapshot', ready);
   };
 }

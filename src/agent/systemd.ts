@@ -80,3 +80,53 @@ export function startWatchdog(env: Env = process.env, pid = process.pid): () => 
   timer.unref();
   return () => clearInterval(timer);
 }
+
+export interface StatusNotifier {
+  /** The line systemd should show now; sent at once or at the end of the current interval. */
+  update(text: string): void;
+  /** Drops a pending update (the caller sends its own final STATUS=). */
+  stop(): void;
+}
+
+/**
+ * STATUS= that stays current without a message per snapshot: the first update goes at once,
+ * later ones at most one per `minIntervalMs`, and the last one of a burst is sent when the
+ * interval ends, so `systemctl status` never stays behind. Repeats of the line sent are dropped.
+ */
+export function statusNotifier(
+  send: (text: string) => unknown = sdStatus,
+  minIntervalMs = 1_000,
+  now: () => number = Date.now,
+): StatusNotifier {
+  let sent: string | undefined;
+  let sentAt = Number.NEGATIVE_INFINITY;
+  let pending: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (pending === undefined) return;
+    const text = pending;
+    pending = undefined;
+    if (text === sent) return;
+    sent = text;
+    sentAt = now();
+    send(text);
+  };
+  return {
+    update(text) {
+      pending = text;
+      if (timer !== undefined) return;
+      const wait = sentAt + minIntervalMs - now();
+      if (wait <= 0) flush();
+      else {
+        timer = setTimeout(flush, wait);
+        timer.unref();
+      }
+    },
+    stop() {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      pending = undefined;
+    },
+  };
+}

@@ -16,7 +16,8 @@ import {
 import { parseSpiffeId, spiffeIdOfCertificate } from './spiffe.js';
 import { controlPlaneCredentials, parseHostPort } from './tls.js';
 
-export const DEFAULT_CONTROL_PLANE_DATA_DIR = '/var/lib/weft/controlplane';
+/** The control plane's own state directory (user weft-cp, 0700): never the agent's /var/lib/weft. */
+export const DEFAULT_CONTROL_PLANE_DATA_DIR = '/var/lib/weft-cp';
 export const DEFAULT_ADMIN_CREDENTIALS_DIR = `${DEFAULT_CONTROL_PLANE_DATA_DIR}/admin`;
 export const DEFAULT_CONTROL_PLANE_SERVER = '127.0.0.1:15012';
 
@@ -36,7 +37,7 @@ export interface AdminCredentials {
 export interface AdminConnectOptions {
   /** HOST:PORT of the control plane's gRPC port; default $WEFT_SERVER or 127.0.0.1:15012. */
   server?: string;
-  /** Default $WEFT_CREDENTIALS or /var/lib/weft/controlplane/admin. */
+  /** Default $WEFT_CREDENTIALS or /var/lib/weft-cp/admin. */
   credentialsDir?: string;
   /** Per call; default 10 s. */
   timeoutMs?: number;

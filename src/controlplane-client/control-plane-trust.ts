@@ -102,7 +102,12 @@ function fetchChain(
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
       // Certificate errors only happen with caFile: the server is not the one that file trusts.
-      const tlsFailure = /CERT|SSL|TLS|self.signed|identity/i.test(`${err.code} ${err.message}`);
+      // Only a verdict on the certificate says so (checkServerIdentity's error has no code); a
+      // connection cut mid-handshake ("disconnected before secure TLS connection was
+      // established", ECONNRESET) is an outage, retried, not a refusal.
+      const tlsFailure =
+        fileCa !== undefined &&
+        (err.code === undefined || /CERT|SELF_SIGNED|UNABLE_TO_/.test(err.code));
       reject(
         tlsFailure
           ? new WeftError(

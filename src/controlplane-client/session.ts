@@ -24,6 +24,7 @@ import type { ListeningQuery } from './health-probes.js';
 import { type Identity, IdentityStore, type NodeRecord } from './identity-store.js';
 import { upkeep } from './identity-upkeep.js';
 import { join } from './join.js';
+import { joinFailure } from './join-failure.js';
 import { hostAddresses, type LocalWorkload, resolveWorkloads } from './local-workloads.js';
 import { type MeshView, meshView } from './mesh-view.js';
 import { snapshotRules } from './resource-rules.js';
@@ -91,6 +92,8 @@ export interface SessionEvents {
   /** A certificate was issued or renewed. */
   certificate: [identity: Identity];
   nack: [nack: { version: number; reason: string }];
+  /** This host never joined and the control plane refused it for good: the session gave up. */
+  refused: [err: WeftError];
 }
 
 interface Connection {
@@ -136,6 +139,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   /** Set when the control plane says this node is gone: why. */
   private removed: string | undefined;
   private stopped = false;
+  private refusedWith: WeftError | undefined;
   private readonly sleepers = new Set<() => void>();
   private loop: Promise<void> = Promise.resolve();
 
@@ -186,6 +190,11 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
 
   workloads(): readonly LocalWorkload[] {
     return this.workloadList;
+  }
+
+  /** Why the session gave up joining (also emitted as 'refused'); undefined while it tries. */
+  refusal(): WeftError | undefined {
+    return this.refusedWith;
   }
 
   status(): SessionStatus {
@@ -318,6 +327,10 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
       } catch (err) {
         this.noteError(err, 'sync');
       }
+      if (this.refusedWith) {
+        this.emit('refused', this.refusedWith);
+        break;
+      }
       if (this.stopped) break;
       const healthy = end.received > 0;
       // A resync is the agent's own choice, the control plane is still there.
@@ -364,6 +377,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
 
   private async rejoin(): Promise<void> {
     const hostname = this.config.hostname;
+    const hadIdentity = this.certificates.node !== undefined;
     const cp = this.config.controlPlane!;
     const joined = await join(
       {
@@ -377,7 +391,14 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
         timeoutMs: this.options.callTimeoutMs ?? 10_000,
       },
       this.logger,
-    );
+    ).catch((err: unknown) => {
+      // Never joined, so nothing served depends on this session: a final refusal ends it, and
+      // whoever waits for the agent hears the reason now instead of after a timeout. A host
+      // that has an identity keeps retrying and keeps serving what it has (fail static).
+      if (!hadIdentity && joinFailure(err) === 'refused' && err instanceof WeftError)
+        this.refusedWith = err;
+      throw err;
+    });
     await this.store.saveNode(joined.record, joined.identity, joined.trustBundlePem);
     this.record = joined.record;
     this.trustBundlePem = joined.trustBundlePem;

@@ -267,8 +267,12 @@ export class ControlPlane {
     });
     log.info(
       {
-        grpc: cp.grpcAddress,
-        http: cp.httpUrl,
+        // What is bound (a wildcard stays one) and the names agents may use for it.
+        listen: {
+          grpc: `${bindHost(config.listen)}:${grpcPort}`,
+          http: `${bindHost(config.listen)}:${http.port}`,
+        },
+        advertise,
         dataDir: config.dataDir,
         trustDomain: config.trustDomain,
         caPin: ca.pin,

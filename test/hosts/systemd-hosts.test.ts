@@ -1,7 +1,8 @@
 // weft installed as a user would on hosts that boot systemd: a Debian 12 rootfs (debootstrap,
 // cached) booted with systemd-nspawn as cp, node1 and node2, each in its own lab network
-// namespace; scripts/install.sh runs in each; then meshing, zero-failure restarts, crash
-// recovery, a bad config, and an uninstall that leaves nothing behind.
+// namespace; scripts/install.sh runs in each, as the README says; then refused join tokens,
+// meshing, the control plane's own user and files, zero-failure restarts, crash recovery, a
+// bad config, an upgrade from the old layout, and an uninstall that leaves nothing behind.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../src/lab/index.js';
-import { run } from '../../src/sys/run.js';
+import { type RunResult, run } from '../../src/sys/run.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { Guest, sleep } from './guest.js';
 import { ensureRootfs } from './rootfs.js';
@@ -23,6 +24,8 @@ kind: Service
 metadata: { name: echo }
 spec: { ports: [{ port: 7000, protocol: tcp }] }
 `;
+/** Well-formed, but no control plane ever issued it. */
+const UNKNOWN_TOKEN = `0123456789ab.${'A'.repeat(32)}`;
 
 let lab: Lab;
 const guests = new Map<string, Guest>();
@@ -95,23 +98,76 @@ async function underLoad(seconds: number, during: () => Promise<void>) {
   return { short: a, held: b };
 }
 
-async function install(host: string, args: string[]) {
-  const r = await g(host).exec(['bash', `${SRC}/scripts/install.sh`, ...args], {
+interface InstallResult extends RunResult {
+  /** install.sh's own stdout and stderr, as a user sees them. */
+  output: string;
+  /** What systemd saw (the agent's and the control plane's journal), for failure messages. */
+  journal: string;
+}
+
+/** Runs scripts/install.sh as the README says (the script itself, not `bash script`). */
+async function install(host: string, args: string[], input?: string): Promise<InstallResult> {
+  const r = await g(host).exec([`${SRC}/scripts/install.sh`, ...args], {
     allowFailure: true,
     timeoutMs: 180_000,
+    input,
   });
-  if (r.exitCode !== 0 && args.length > 2) {
-    // What systemd saw, in the failure message: the journal holds the agent's own error.
-    const journal = await g(host).exec(
-      ['journalctl', '--no-pager', '-n', '40', '-u', 'weft-agent', '-u', 'weft-controlplane'],
-      { allowFailure: true },
-    );
-    r.stderr += `\n--- journal ---\n${journal.stdout}`;
-  }
-  return r;
+  const journal =
+    r.exitCode === 0
+      ? ''
+      : (
+          await g(host).exec(
+            ['journalctl', '--no-pager', '-n', '40', '-u', 'weft-agent', '-u', 'weft-controlplane'],
+            { allowFailure: true },
+          )
+        ).stdout;
+  return { ...r, output: `${r.stdout}\n${r.stderr}`, journal };
 }
+const explain = (r: InstallResult) => `${r.output}\n--- journal ---\n${r.journal}`;
+
+/** The agent flags of install.sh; the token goes on standard input, never on argv. */
+function agentArgs(node: string, join: { cp: string; pin: string }, extra: string[] = []) {
+  return [
+    '--control-plane',
+    join.cp,
+    '--token-file',
+    '-',
+    '--ca-pin',
+    join.pin,
+    '--hostname',
+    node,
+    ...extra,
+  ];
+}
+
+/** A one-time token for `node` (scoped: only that host may join with it) serving `services`. */
+async function createToken(
+  node: string,
+  services: string[] = [],
+): Promise<{ token: string; pin: string }> {
+  const scope = [
+    '--node',
+    node,
+    ...(services.length > 0 ? ['--services', services.join(',')] : []),
+  ];
+  const out = (await g('cp').exec(['weft', 'token', 'create', ...scope, '--ttl', '1h'])).stdout;
+  return { token: /^token:\s+(\S+)/m.exec(out)![1]!, pin: /^CA pin:\s+(\S+)/m.exec(out)![1]! };
+}
+
 const unit = async (host: string, name: string, props: string) =>
   (await g(host).exec(['systemctl', 'show', name, `--property=${props}`])).stdout;
+
+/** The control plane's "control plane ready" log line, as JSON (the last one). */
+async function controlPlaneReadyLine(): Promise<Record<string, unknown>> {
+  const r = await g('cp').sh(
+    'journalctl -u weft-controlplane -o cat --no-pager | grep "control plane ready" | tail -n 1',
+  );
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+let cpAddress: string;
+let pin: string;
+let usedToken: string;
 
 beforeAll(async () => {
   requireRootAndTools(['debootstrap', 'systemd-nspawn', 'nsenter', 'ip', 'iptables']);
@@ -122,6 +178,7 @@ beforeAll(async () => {
     name: `wh${tag}`,
     hosts: [{ name: 'cp' }, { name: 'node1' }, { name: 'node2' }],
   });
+  cpAddress = `${lab.host('cp').address}:15012`;
   const logs = mkdtempSync(join(tmpdir(), 'weft-hosts-'));
   await timed('boot', () =>
     Promise.all(
@@ -147,75 +204,93 @@ afterAll(async () => {
 }, 120_000);
 
 describe('weft on hosts that boot systemd', () => {
-  it('install.sh refuses a missing or wrong flag and changes nothing', async () => {
+  it('install.sh refuses a missing or wrong flag, a token on argv, a missing user; changes nothing', async () => {
     const missing = await install('node1', ['--control-plane', '10.0.0.1:15012']);
     expect(missing.exitCode).not.toBe(0);
-    expect(missing.stderr).toContain('missing --token');
+    expect(missing.stderr).toContain('missing --token-file');
     const wrong = await install('node1', ['--role', 'router']);
     expect(wrong.stderr).toContain('--role must be agent or controlplane');
-    const pin = await install('node1', [
+    const pinWrong = await install(
+      'node1',
+      ['--control-plane', 'cp:15012', '--token-file', '-', '--ca-pin', 'xyz'],
+      UNKNOWN_TOKEN,
+    );
+    expect(pinWrong.stderr).toContain('--ca-pin must be 64 lowercase hex digits');
+    // A secret on the command line is visible to every user in ps: refused, pointing at the
+    // safe forms, without repeating the secret.
+    const onArgv = await install('node1', [
       '--control-plane',
       'cp:15012',
       '--token',
-      't',
+      UNKNOWN_TOKEN,
       '--ca-pin',
-      'xyz',
+      'a'.repeat(64),
     ]);
-    expect(pin.stderr).toContain('--ca-pin must be 64 lowercase hex digits');
+    expect(onArgv.exitCode).not.toBe(0);
+    expect(onArgv.stderr).toMatch(/--token-file FILE.*--token -/);
+    expect(onArgv.stderr).not.toContain(UNKNOWN_TOKEN);
+    const noUser = await install(
+      'node1',
+      agentArgs('node1', { cp: 'cp:15012', pin: 'a'.repeat(64) }, [
+        '--workload',
+        'web:9090:nosuchuser',
+      ]),
+      UNKNOWN_TOKEN,
+    );
+    expect(noUser.exitCode).not.toBe(0);
+    expect(noUser.stderr).toContain(
+      "--workload web:9090:nosuchuser: there is no user 'nosuchuser' on this host",
+    );
     const left = await g('node1').sh(
-      'ls -d /opt/weft /etc/weft /usr/local/bin/weft 2>/dev/null; getent passwd weft; true',
+      'ls -d /opt/weft /etc/weft /var/lib/weft* /usr/local/bin/weft 2>/dev/null; getent passwd weft weft-cp; true',
     );
     expect(left.stdout.trim()).toBe('');
   });
 
-  it('installs a control plane and two agents; echo on node1 is reached by name from node2', async () => {
+  it('installs a control plane; `weft token create` works as soon as install.sh returns', async () => {
     await timed('install cp', async () => {
       const r = await install('cp', ['--role', 'controlplane']);
-      expect(r.exitCode, r.stderr + r.stdout).toBe(0);
+      expect(r.exitCode, explain(r)).toBe(0);
     });
-    await until(
-      'the control plane answers',
-      async () =>
-        (await g('cp').exec(['weft', 'get', 'services'], { allowFailure: true })).exitCode === 0,
+    // No waiting here: Type=notify, READY=1 once both ports listen and the credentials exist;
+    // systemd holds the STATUS= that came with it (with Type=exec it would hold none, and
+    // `weft token create` would race the control plane's start).
+    expect(await unit('cp', 'weft-controlplane', 'StatusText')).toMatch(
+      /^StatusText=serving on 0\.0\.0\.0 \(gRPC 15012, HTTP 15014\); admin credentials in \/var\/lib\/weft-cp\/admin$/m,
     );
-    await g('cp')
-      .exec(['weft', 'apply', '-f', '-'], { input: SERVICES })
-      .catch(async () => {
-        await g('cp').sh(
-          `cat > /root/services.yaml <<'Y'\n${SERVICES}Y\nweft apply -f /root/services.yaml`,
-        );
-      });
-    const cp = `${lab.host('cp').address}:15012`;
-    for (const [node, extra] of [
-      ['node1', ['--workload', 'echo:7000:weftapp']],
-      ['node2', []],
-    ] as const) {
-      const services = node === 'node1' ? ['--services', 'echo'] : [];
-      const token = (
-        await g('cp').exec(['weft', 'token', 'create', '--node', node, ...services, '--ttl', '1h'])
-      ).stdout;
-      const t = /^token:\s+(\S+)/m.exec(token)![1]!;
-      const pin = /^CA pin:\s+(\S+)/m.exec(token)![1]!;
-      await g(node).exec(['useradd', '--system', 'weftapp']);
-      await timed(`install ${node}`, async () => {
-        const r = await install(node, [
-          '--control-plane',
-          cp,
-          '--token',
-          t,
-          '--ca-pin',
-          pin,
-          '--hostname',
-          node,
-          '--dns',
-          ...extra,
-        ]);
-        expect(r.exitCode, r.stderr + r.stdout).toBe(0);
-      });
-      expect((await g(node).exec(['systemctl', 'is-active', 'weft-agent'])).stdout.trim()).toBe(
-        'active',
+    const token = await g('cp').exec(
+      ['weft', 'token', 'create', '--node', 'node1', '--ttl', '1h'],
+      {
+        allowFailure: true,
+      },
+    );
+    expect(token.exitCode, token.stderr).toBe(0);
+    pin = /^CA pin:\s+(\S+)/m.exec(token.stdout)![1]!;
+    await g('cp').exec(['weft', 'apply', '-f', '-'], { input: SERVICES });
+    // It says what it listens on: every address, not the loopback one the CLI uses.
+    const ready = await controlPlaneReadyLine();
+    expect(ready.listen).toEqual({ grpc: '0.0.0.0:15012', http: '0.0.0.0:15014' });
+    expect(ready.advertise).toContain(lab.host('cp').address);
+  });
+
+  it('installs node1 with a workload, its token on standard input', async () => {
+    const { token } = await createToken('node1', ['echo']);
+    usedToken = token;
+    await g('node1').exec(['useradd', '--system', 'weftapp']);
+    await timed('install node1', async () => {
+      const r = await install(
+        'node1',
+        agentArgs('node1', { cp: cpAddress, pin }, ['--dns', '--workload', 'echo:7000:weftapp']),
+        `${token}\n`,
       );
-    }
+      expect(r.exitCode, explain(r)).toBe(0);
+    });
+    expect((await g('node1').exec(['systemctl', 'is-active', 'weft-agent'])).stdout.trim()).toBe(
+      'active',
+    );
+    expect((await g('node1').exec(['stat', '-c', '%a %U', '/var/lib/weft'])).stdout.trim()).toBe(
+      '700 weft',
+    );
     await g('node1').exec([
       'systemd-run',
       '--unit=demo-echo',
@@ -224,8 +299,47 @@ describe('weft on hosts that boot systemd', () => {
       ECHO,
       '7000',
     ]);
-    const data = await g('node1').exec(['stat', '-c', '%a %U', '/var/lib/weft']);
-    expect(data.stdout.trim()).toBe('700 weft');
+  }, 180_000);
+
+  it('a token the control plane refuses fails install.sh at once with its reason, no restart loop; a good one works at once', async () => {
+    await g('node2').exec(['useradd', '--system', 'weftapp']);
+    for (const [token, reason] of [
+      [UNKNOWN_TOKEN, 'unknown join token'],
+      [usedToken, `join token ${usedToken.split('.')[0]} was already used (by node1`],
+    ] as const) {
+      const r = await timed(`refused ${reason.slice(0, 12)}`, () =>
+        install('node2', agentArgs('node2', { cp: cpAddress, pin }, ['--dns']), token),
+      );
+      console.log(`install.sh with a refused token:\n${r.stderr}`);
+      expect(r.exitCode, explain(r)).not.toBe(0);
+      // The control plane's reason, from install.sh itself (read from the agent's journal).
+      expect(r.stderr, explain(r)).toContain(reason);
+      expect(r.stderr).not.toMatch(/timeout/i);
+      // failed, not auto-restart: systemd was told not to restart on 77 (EX_NOPERM).
+      const state = await unit(
+        'node2',
+        'weft-agent',
+        'ActiveState,Result,ExecMainStatus,NRestarts',
+      );
+      expect(state).toContain('ActiveState=failed');
+      expect(state).toContain('Result=exit-code');
+      expect(state).toContain('ExecMainStatus=77');
+      expect(state).toContain('NRestarts=0');
+      // A host that never joined does not keep its traffic captured for an agent that is gone.
+      const rules = await g('node2').sh('iptables-save | grep -c WEFT; true');
+      expect(rules.stdout.trim()).toBe('0');
+    }
+    const { token } = await createToken('node2');
+    const good = await timed('install node2', () =>
+      install('node2', agentArgs('node2', { cp: cpAddress, pin }, ['--dns']), token),
+    );
+    expect(good.exitCode, explain(good)).toBe(0);
+    expect((await g('node2').exec(['systemctl', 'is-active', 'weft-agent'])).stdout.trim()).toBe(
+      'active',
+    );
+  }, 300_000);
+
+  it('echo on node1 is reached by name from node2; the Status line follows every snapshot', async () => {
     await until('echo.mesh answers on node2', async () => {
       const r = await g('node2').exec(
         ['runuser', '-u', 'weftapp', '--', 'node', LOAD, 'echo.mesh', '7000', '1', '1'],
@@ -234,10 +348,63 @@ describe('weft on hosts that boot systemd', () => {
       return /"failed":0/.test(r.stdout) && !/"ok":0,/.test(r.stdout);
     });
     // Type=notify: READY=1 came with a snapshot; STATUS= follows the sync state.
-    expect(await unit('node2', 'weft-agent', 'StatusText')).toMatch(
-      /StatusText=sync connected, snapshot v\d+, control plane /,
+    const statusVersion = async () => {
+      const text = await unit('node2', 'weft-agent', 'StatusText');
+      expect(text).toMatch(/StatusText=sync connected, snapshot v\d+, control plane /);
+      return Number(/snapshot v(\d+)/.exec(text)![1]);
+    };
+    const agentVersion = async () =>
+      (
+        JSON.parse((await g('node2').exec(['weft', 'status', '-o', 'json'])).stdout) as {
+          version: number;
+        }
+      ).version;
+    const before = await statusVersion();
+    await g('cp').exec(['weft', 'apply', '-f', '-'], {
+      input: SERVICES.replace('name: echo', 'name: status-probe'),
+    });
+    await until('node2 accepted the new snapshot', async () => (await agentVersion()) > before);
+    const served = await agentVersion();
+    await until(
+      `the Status line shows v${served}`,
+      async () => (await statusVersion()) === served,
+      15_000,
     );
-  }, 600_000);
+  }, 120_000);
+
+  it("the control plane's state is its own: user weft-cp, 0700, unreadable by the agent's user on the same host", async () => {
+    const { token } = await createToken('cp');
+    const r = await install('cp', agentArgs('cp', { cp: cpAddress, pin }), token);
+    expect(r.exitCode, explain(r)).toBe(0);
+    expect(await unit('cp', 'weft-controlplane', 'User')).toBe('User=weft-cp\n');
+    const dataDir = String((await controlPlaneReadyLine()).dataDir);
+    expect(dataDir).toBe('/var/lib/weft-cp');
+    const modes = await g('cp').exec([
+      'stat',
+      '-c',
+      '%n %a %U',
+      dataDir,
+      `${dataDir}/ca.key`,
+      `${dataDir}/admin`,
+      `${dataDir}/admin/admin.key`,
+    ]);
+    expect(modes.stdout.trim().split('\n')).toEqual([
+      `${dataDir} 700 weft-cp`,
+      `${dataDir}/ca.key 600 weft-cp`,
+      `${dataDir}/admin 700 weft-cp`,
+      `${dataDir}/admin/admin.key 600 weft-cp`,
+    ]);
+    for (const file of [`${dataDir}/ca.key`, `${dataDir}/admin/admin.key`]) {
+      const read = await g('cp').exec(['runuser', '-u', 'weft', '--', 'cat', file], {
+        allowFailure: true,
+      });
+      expect(read.exitCode, file).not.toBe(0);
+      expect(read.stderr).toContain('Permission denied');
+    }
+    // ... while root, as the README says, runs the admin commands without --credentials.
+    const nodes = await g('cp').exec(['weft', 'get', 'nodes']);
+    expect(nodes.stdout).toContain('cp');
+  }, 180_000);
 
   it('systemctl restart weft-agent under load fails no connection (client and server side)', async () => {
     for (const host of ['node2', 'node1']) {
@@ -257,7 +424,7 @@ describe('weft on hosts that boot systemd', () => {
   it('an upgrade in place (install.sh again) under load fails no connection', async () => {
     const load = await underLoad(30, async () => {
       const r = await install('node2', []);
-      expect(r.exitCode, r.stderr + r.stdout).toBe(0);
+      expect(r.exitCode, explain(r)).toBe(0);
       expect(r.stdout).toContain('upgrading');
     });
     console.log(`upgrade of node2 under load: ${JSON.stringify(load)}`);
@@ -290,7 +457,12 @@ describe('weft on hosts that boot systemd', () => {
       'cp /etc/weft/agent.yaml /root/agent.yaml.good && sed -i "s/^drainMs: .*/drainMs: soon/" /etc/weft/agent.yaml',
     );
     await g('node2').exec(['systemctl', 'restart', 'weft-agent'], { allowFailure: true });
-    await sleep(6_000);
+    // failed (not auto-restart) is systemd's own verdict: it will not restart this exit.
+    await until(
+      'the agent failed',
+      async () => (await unit('node2', 'weft-agent', 'ActiveState')).includes('failed'),
+      30_000,
+    );
     const state = await unit('node2', 'weft-agent', 'ActiveState,NRestarts,ExecMainStatus');
     expect(state).toContain('ActiveState=failed');
     expect(state).toContain('ExecMainStatus=78');
@@ -307,13 +479,45 @@ describe('weft on hosts that boot systemd', () => {
     );
   }, 60_000);
 
-  it('uninstall.sh leaves no rule, unit, user or file behind', async () => {
+  it('an upgrade from the old layout (state in /var/lib/weft/controlplane) moves it to weft-cp', async () => {
+    // The layout install.sh made before the control plane had its own user.
+    await g('cp').sh(
+      [
+        'systemctl stop weft-controlplane',
+        'mkdir -p /var/lib/weft',
+        'mv /var/lib/weft-cp /var/lib/weft/controlplane',
+        'chown -R weft:weft /var/lib/weft/controlplane',
+        'sed -i "s|^dataDir: .*|dataDir: /var/lib/weft/controlplane|" /etc/weft/controlplane.yaml',
+      ].join(' && '),
+    );
+    const r = await install('cp', ['--role', 'controlplane']);
+    expect(r.exitCode, explain(r)).toBe(0);
+    expect(r.stdout).toContain('moved the control plane state from /var/lib/weft/controlplane');
+    const left = await g('cp').sh('ls -d /var/lib/weft/controlplane 2>/dev/null; true');
+    expect(left.stdout.trim()).toBe('');
+    // The same CA (agents keep trusting it) and the same registry.
+    const token = await g('cp').exec(['weft', 'token', 'create', '--node', 'node9', '--ttl', '1h']);
+    expect(token.stdout).toContain(pin);
+    expect((await g('cp').exec(['weft', 'get', 'nodes'])).stdout).toContain('node2');
+    expect((await controlPlaneReadyLine()).dataDir).toBe('/var/lib/weft-cp');
+  }, 120_000);
+
+  it('uninstall.sh tells the control plane the node leaves, and leaves no rule, unit, user or file behind', async () => {
     for (const host of ['node2', 'cp']) {
-      const r = await g(host).exec(['bash', `${SRC}/scripts/uninstall.sh`]);
-      expect(r.exitCode).toBe(0);
+      // As the README says: the script itself (it must be executable), not `bash script`.
+      const r = await g(host).exec([`${SRC}/scripts/uninstall.sh`], { allowFailure: true });
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout + r.stderr).toMatch(/told the control plane/);
+      if (host === 'node2') {
+        // The control plane no longer lists it: not `disconnected` with its workloads forever.
+        const nodes = await g('cp').exec(['weft', 'get', 'nodes']);
+        expect(nodes.stdout).not.toMatch(/^node2\b/m);
+        expect(nodes.stdout).toMatch(/^node1\b/m);
+      }
       const left = await g(host).sh(
         'iptables-save | grep -i weft; ip6tables-save | grep -i weft; ls /etc/systemd/system | grep weft; ' +
-          'ls -d /opt/weft* /etc/weft /var/lib/weft /usr/local/bin/weft 2>/dev/null; getent passwd weft; getent group weft; ' +
+          'ls -d /opt/weft* /etc/weft /var/lib/weft* /usr/local/bin/weft 2>/dev/null; ' +
+          'getent passwd weft weft-cp; getent group weft weft-cp; ' +
           'systemctl list-unit-files --no-legend "weft*"; ' +
           'systemctl list-units --all --no-legend --state=active,activating,deactivating,failed "weft*"; true',
       );
@@ -328,6 +532,9 @@ describe('the Vagrantfile', () => {
     for (const vm of ['controlplane', 'node1', 'node2']) expect(vagrantfile).toContain(vm);
     expect(vagrantfile).toContain('debian/bookworm64');
     expect(vagrantfile).toContain('/vagrant/scripts/install.sh --role controlplane');
+    // The join token never on a command line.
+    expect(vagrantfile).toContain('--token-file');
+    expect(vagrantfile).not.toMatch(/--token "\$token"/);
     const vagrant = await run('sh', ['-c', 'command -v vagrant'], { allowFailure: true });
     if (vagrant.exitCode !== 0) {
       // Not installed here (and not installed by the tests): only the checks above apply.

@@ -41,7 +41,7 @@ describe('control plane config', () => {
     const c = parseControlPlaneConfig({}, 'cp.yaml');
     expect(c).toMatchObject({
       trustDomain: 'weft.local',
-      dataDir: '/var/lib/weft/controlplane',
+      dataDir: '/var/lib/weft-cp',
       grpcPort: 15012,
       httpPort: 15014,
       workloadCertTtl: 86_400_000,

@@ -1,9 +1,11 @@
 // `weft agent`: runs the per-host daemon in the foreground (systemd runs it this way).
 import type { Command } from 'commander';
-import { startAgent } from '../../agent/agent.js';
+import { type RunningAgent, startAgent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
-import { describeError, isWeftError } from '../../errors.js';
-import { createLogger, flushLogs } from '../../sys/logger.js';
+import { EXIT_CONFIG, exitStatusForRefusal } from '../../agent/exit-status.js';
+import { sdStatus } from '../../agent/systemd.js';
+import { describeError, isWeftError, type WeftError } from '../../errors.js';
+import { createLogger, flushLogs, type Logger } from '../../sys/logger.js';
 
 export function registerAgent(program: Command): void {
   program
@@ -32,7 +34,8 @@ export function registerAgent(program: Command): void {
           log.error({ err: describeError(err) }, 'reload failed: keeping the previous workloads');
         }
       });
-      await waitForSignal();
+      const ended = await Promise.race([waitForSignal(), agent.refused]);
+      if (typeof ended !== 'string') await exitRefused(agent, ended, log);
       log.info({ drain_ms: config.drainMs }, 'stopping: draining connections');
       await agent.stop();
       log.info('stopped');
@@ -43,6 +46,20 @@ export function registerAgent(program: Command): void {
       // timeout and turn a clean stop into a SIGKILL.
       process.exit(0);
     });
+}
+
+/**
+ * This host never joined and the control plane refused it for good: retrying would fail the
+ * same way. The reason goes to stderr (the journal, where install.sh reads it) and the exit
+ * status is one weft-agent.service names in RestartPreventExitStatus=, so the unit fails once.
+ */
+async function exitRefused(agent: RunningAgent, err: WeftError, log: Logger): Promise<never> {
+  log.error({ err: describeError(err) }, 'cannot join the mesh: giving up');
+  await agent.stop(0);
+  sdStatus(`join refused: ${err.message}`);
+  console.error(`weft: ${describeError(err)}`);
+  await flushLogs(log);
+  process.exit(exitStatusForRefusal(err));
 }
 
 function waitForSignal(): Promise<NodeJS.Signals> {
@@ -57,15 +74,12 @@ function waitForSignal(): Promise<NodeJS.Signals> {
   });
 }
 
-/** EX_CONFIG (sysexits.h): weft-agent.service names it in RestartPreventExitStatus=, so a bad
- * config is reported once in the journal instead of being restarted in a loop. */
-const EXIT_CONFIG = 78;
-
 function loadConfigOrExit(file: string | undefined) {
   try {
     return loadAgentConfig(file);
   } catch (err) {
     if (!isWeftError(err, 'WEFT_E_CONFIG')) throw err;
+    // EX_CONFIG: reported once in the journal, not restarted in a loop (see exit-status.ts).
     console.error(`weft: ${describeError(err)}`);
     process.exit(EXIT_CONFIG);
   }

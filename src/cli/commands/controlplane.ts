@@ -1,7 +1,13 @@
-// `weft controlplane`: runs the control plane in the foreground until SIGINT/SIGTERM.
+// `weft controlplane`: runs the control plane in the foreground until SIGINT/SIGTERM. Under
+// systemd (Type=notify) it reports READY=1 once both ports listen and the admin credentials
+// exist, so `systemctl start` (and install.sh) return only when `weft token create` works.
 import type { Command } from 'commander';
-import { loadControlPlaneConfig } from '../../controlplane/config.js';
+import { EXIT_CONFIG } from '../../agent/exit-status.js';
+import { sdNotify } from '../../agent/systemd.js';
+import { DEFAULT_CONTROL_PLANE_DATA_DIR } from '../../api/admin-client.js';
+import { type ControlPlaneConfig, loadControlPlaneConfig } from '../../controlplane/config.js';
 import { ControlPlane } from '../../controlplane/control-plane.js';
+import { describeError } from '../../errors.js';
 
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -24,13 +30,28 @@ export function registerControlplane(program: Command): void {
     .option('-c, --config <file>', 'config file (YAML); without it, every default')
     .option(
       '--data-dir <dir>',
-      'state, CA and admin credentials (default /var/lib/weft/controlplane)',
+      `state, CA and admin credentials (default ${DEFAULT_CONTROL_PLANE_DATA_DIR})`,
     )
     .action(async (opts: { config?: string; dataDir?: string }) => {
-      const config = loadControlPlaneConfig(opts.config);
+      const config = loadConfigOrExit(opts.config);
       if (opts.dataDir !== undefined) config.dataDir = opts.dataDir;
+      // start() resolves after gRPC and HTTP are bound and <dataDir>/admin is written.
       const cp = await ControlPlane.start({ config });
+      sdNotify(
+        `READY=1\nSTATUS=serving on ${config.listen} (gRPC ${cp.grpcPort}, HTTP ${cp.httpPort}); admin credentials in ${cp.adminCredentialsDir}`,
+      );
       await untilSignal();
+      sdNotify('STOPPING=1');
       await cp.stop();
     });
+}
+
+/** An invalid config exits EX_CONFIG, which weft-controlplane.service does not restart on. */
+function loadConfigOrExit(file: string | undefined): ControlPlaneConfig {
+  try {
+    return loadControlPlaneConfig(file);
+  } catch (err) {
+    console.error(`weft: ${describeError(err)}`);
+    process.exit(EXIT_CONFIG);
+  }
 }
