@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeshLab, type MeshLabWorkload, waitUntil } from '../../src/lab/index.js';
+import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { createTestCa, issueLeaf } from '../helpers/test-pki.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const demo = (name: string) =>
@@ -111,7 +112,7 @@ beforeAll(async () => {
     ],
     resourceFiles: [writeResource('services.yaml', RESOURCES)],
   });
-  await waitUntil('echo on both nodes', async () => (await hosts(4)).size === 2, 30_000);
+  await waitFor('echo on both nodes', async () => (await hosts(4)).size === 2, 30_000);
 });
 
 afterAll(async () => {
@@ -203,7 +204,7 @@ spec: { targetRef: { name: echo }, action: DENY, rules: [{ from: [{ principals: 
 `,
     );
     await mesh.apply(deny);
-    await waitUntil(
+    await waitFor(
       'the deny to apply',
       async () => (await curl('http://echo.mesh/')).code !== 0,
       10_000,
@@ -219,14 +220,14 @@ spec: { targetRef: { name: echo }, action: ALLOW, rules: [{ from: [{ principals:
 `,
     );
     await mesh.apply(allow);
-    await waitUntil(
+    await waitFor(
       'the allow to apply',
       async () => (await curl('http://echo.mesh/')).code === 0,
       10_000,
     );
     // Allowed: the web workload. Not on the list: root on node1 (the node identity).
     expect((await curl('http://echo.mesh/')).body).toMatch(/hello from node[23]/);
-    await waitUntil(
+    await waitFor(
       'root to be refused',
       async () => (await curl('http://echo.mesh/', 'root')).code !== 0,
       10_000,
@@ -257,23 +258,23 @@ spec: { mtls: { mode: strict } }
 `,
     );
     await mesh.apply(strict);
-    await waitUntil('strict mTLS to apply', async () => (await fromCp()).exitCode !== 0, 10_000);
+    await waitFor('strict mTLS to apply', async () => (await fromCp()).exitCode !== 0, 10_000);
     // Mesh clients are unaffected: they come through the tunnel.
     expect((await curl('http://echo.mesh/')).code).toBe(0);
     await mesh.weft('cp', ['delete', 'mesh', 'default', ...mesh.adminArgs]);
-    await waitUntil('permissive again', async () => (await fromCp()).exitCode === 0, 10_000);
+    await waitFor('permissive again', async () => (await fromCp()).exitCode === 0, 10_000);
   });
 
   it('an endpoint whose process stops leaves the balancer, and rejoins when it is back', async () => {
     await mesh.lab.stopProcess('node3', 'echo');
-    await waitUntil('node3 to leave', async () => [...(await hosts(6))].join() === 'node2', 15_000);
+    await waitFor('node3 to leave', async () => [...(await hosts(6))].join() === 'node2', 15_000);
     expect(await hosts(6)).toEqual(new Set(['node2']));
     await mesh.lab.startProcess('node3', {
       name: 'echo',
       command: http('echo').command,
       user: 'weftapp',
     });
-    await waitUntil('node3 to rejoin', async () => (await hosts(6)).has('node3'), 20_000);
+    await waitFor('node3 to rejoin', async () => (await hosts(6)).has('node3'), 20_000);
   });
 
   it('declared-opaque, server-speaks-first TCP works, and 100 MB cross byte-exact', async () => {
@@ -311,7 +312,7 @@ spec: { mtls: { mode: strict } }
     expect(await hosts(4)).toEqual(new Set(['node2', 'node3']));
     await mesh.lab.stopProcess('node1', 'agent');
     await mesh.startAgent('node1');
-    await waitUntil(
+    await waitFor(
       'node1 to serve from its cache',
       async () => (await curl('http://echo.mesh/')).code === 0,
       15_000,

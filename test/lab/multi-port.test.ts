@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeshLab, type MeshLabWorkload, waitUntil } from '../../src/lab/index.js';
+import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const CLIENT = fixture('mesh-client.mjs');
@@ -88,7 +89,11 @@ beforeAll(async () => {
     nodes: [{ name: 'node1' }, { name: 'node2', workloads: [HTTP1] }],
     resourceFiles: [services],
   });
-  await waitUntil('nginx:80 to answer', async () => (await curl('http://nginx.mesh/')).code === 0);
+  await waitFor(
+    'nginx:80 to answer',
+    async () => (await curl('http://nginx.mesh/')).code === 0,
+    30_000,
+  );
 });
 
 afterAll(async () => {
@@ -130,9 +135,10 @@ describe('a service with two ports', () => {
     });
     const agent = mesh.lab.processes().find((p) => p.host === 'node2' && p.name === 'agent');
     process.kill(agent!.pid, 'SIGHUP');
-    await waitUntil(
+    await waitFor(
       'nginx:81 to answer',
       async () => (await h2c('http://nginx.mesh:81/')).code === 0,
+      30_000,
     );
 
     expect(await answers(() => curl('http://nginx.mesh/'))).toEqual({
@@ -165,7 +171,7 @@ describe('a service with two ports', () => {
     const before = await metric('node1', noPort);
     expect((await curl('http://nginx.mesh:82/')).code).not.toBe(0);
     expect((await metric('node1', noPort)) - before).toBe(1);
-    await waitUntil(
+    await waitFor(
       'the access-log line of the refused connection',
       async () => accessLog('node1').some((l) => l.close_reason === 'no_such_port'),
       10_000,
