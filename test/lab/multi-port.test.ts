@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EndpointsView } from '../../src/agent/admin-views.js';
 import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { waitFor } from '../helpers/wait.js';
@@ -135,9 +136,21 @@ describe('a service with two ports', () => {
     });
     const agent = mesh.lab.processes().find((p) => p.host === 'node2' && p.name === 'agent');
     process.kill(agent!.pid, 'SIGHUP');
+    // Not the first answer: a new workload is usable at once ("unknown"), and the health its
+    // agent reports next may still be from a check made before the listener was up. Wait for
+    // the caller's view of it to say healthy, as its agent reports it.
     await waitFor(
-      'nginx:81 to answer',
-      async () => (await h2c('http://nginx.mesh:81/')).code === 0,
+      "node1's view of the 8081 workload: healthy",
+      async () => {
+        const r = await mesh.lab.exec('node1', ['curl', '-s', 'http://127.0.0.1:15000/endpoints'], {
+          allowFailure: true,
+        });
+        if (r.exitCode !== 0) return false;
+        const view = JSON.parse(r.stdout) as EndpointsView;
+        return view.services.nginx?.endpoints.some(
+          (e) => e.port === 8081 && e.health === 'healthy',
+        );
+      },
       30_000,
     );
 
