@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import type { Lab } from '../../src/lab/index.js';
+import { waitFor } from './wait.js';
 
 export const WEFT_BIN = fileURLToPath(new URL('../../bin/weft', import.meta.url));
 
@@ -46,7 +47,6 @@ export async function startAgentProcess(
     configFile,
   ]);
   const lines: LogLine[] = [];
-  const waiters = new Set<() => void>();
   let buffered = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -61,39 +61,41 @@ export async function startAgentProcess(
       } catch {
         lines.push({ msg: text });
       }
-      for (const wake of waiters) wake();
     }
   });
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;
   });
 
-  const waitFor = (match: (line: LogLine) => boolean, timeoutMs = 5_000) =>
-    new Promise<LogLine>((resolve, reject) => {
-      const check = () => {
-        const found = lines.find(match);
-        if (!found) return false;
-        waiters.delete(check);
-        clearTimeout(timer);
-        resolve(found);
-        return true;
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(check);
-        reject(
-          new Error(
-            `agent on ${host}: no matching log line in ${timeoutMs} ms; stderr: ${stderr.slice(-500)}; last lines: ${JSON.stringify(lines.slice(-3))}`,
-          ),
-        );
-      }, timeoutMs);
-      if (!check()) waiters.add(check);
-    });
+  // 'close' comes after the last stdout line: a line missing by then will never come.
+  let closed = false;
+  child.once('close', () => {
+    closed = true;
+  });
 
-  await waitFor((l) => l.msg === 'agent listening', 10_000);
+  const waitForLine = (match: (line: LogLine) => boolean, timeoutMs = 5_000) =>
+    waitFor(
+      `a matching log line from the agent on ${host}`,
+      () => {
+        const found = lines.find(match);
+        if (found === undefined && closed)
+          throw new Error(
+            `the agent on ${host} exited (${child.exitCode ?? child.signalCode}) without the awaited log line; stderr: ${stderr.slice(-500)}`,
+          );
+        return found;
+      },
+      {
+        timeoutMs,
+        detail: () =>
+          `stderr: ${stderr.slice(-500)}; last lines: ${JSON.stringify(lines.slice(-3))}`,
+      },
+    );
+
+  await waitForLine((l) => l.msg === 'agent listening', 10_000);
   return {
     child,
     lines,
-    waitFor,
+    waitFor: waitForLine,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

@@ -4,7 +4,7 @@
 // a fresh temp data directory unless one is given, so that a test can stop it and start
 // another on the same directory).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -230,34 +230,13 @@ export async function joinNode(
 // ---------------------------------------------------------------- the built CLI
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-let building: Promise<void> | undefined;
-
-/**
- * Builds dist/ once per test process (`tsc -p tsconfig.build.json`). tsc emits even when some
- * module has type errors, so only a missing output fails.
- */
-export function buildWeft(): Promise<void> {
-  building ??= new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
-      { cwd: ROOT },
-      () => {
-        if (existsSync(join(ROOT, 'dist/cli/main.js'))) resolve();
-        else reject(new Error('tsc did not produce dist/cli/main.js'));
-      },
-    );
-  });
-  return building;
-}
-
 export interface CliResult {
   exitCode: number;
   stdout: string;
   stderr: string;
 }
 
-/** Runs `node bin/weft ARGS` (build first: buildWeft). */
+/** Runs `node bin/weft ARGS` (the run's global setup built it: test/global-setup.ts). */
 export function runWeft(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listenFds, sdNotify, sdStatus } from '../../src/agent/systemd.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
-import { sleep } from './guest.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('listenFds', () => {
   it('maps FileDescriptorName= names to fds from 3, in order, and unsets the variables', () => {
@@ -46,7 +46,7 @@ describe('sdNotify', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     receiver.stdout?.on('data', (d) => (received += `${d}|`));
-    while (!existsSync(socket)) await sleep(20);
+    await waitFor('socat to bind the notify socket', () => existsSync(socket));
   });
 
   afterAll(() => {
@@ -63,8 +63,12 @@ describe('sdNotify', () => {
     process.env.NOTIFY_SOCKET = join(dir, 'notify');
     expect(sdNotify('READY=1')).toBe(true);
     expect(sdStatus('sync connected,\n snapshot v3')).toBe(true);
-    for (let i = 0; i < 50 && !received.includes('STATUS'); i++) await sleep(20);
     // Two datagrams may arrive in one pipe read: compare the bytes in order.
-    expect(received.replaceAll('|', '')).toBe('READY=1STATUS=sync connected, snapshot v3');
+    const bytes = () => received.replaceAll('|', '');
+    const expected = 'READY=1STATUS=sync connected, snapshot v3';
+    await waitFor('both messages at the socket', () => bytes().length >= expected.length, {
+      detail: () => `received: ${JSON.stringify(received)}`,
+    });
+    expect(bytes()).toBe(expected);
   });
 });

@@ -28,6 +28,7 @@ import {
   startControlPlaneSession,
 } from '../../src/controlplane-client/session.js';
 import { startControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
+import { waitFor } from '../helpers/wait.js';
 
 const log = pino({ level: process.env.WEFT_TEST_LOG ?? 'silent' });
 
@@ -94,21 +95,6 @@ async function startAgent(token: string): Promise<RunningAgent> {
       await session.stop();
     },
   };
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 5_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 beforeAll(async () => {

@@ -19,12 +19,12 @@ import {
 } from '../../src/controlplane-client/session.js';
 import {
   adminClient,
-  buildWeft,
   type LogLine,
   runWeft,
   startControlPlane,
   type TestControlPlane,
 } from '../helpers/controlplane.js';
+import { waitFor } from '../helpers/wait.js';
 
 let root: string;
 let cp: TestControlPlane;
@@ -82,16 +82,6 @@ async function startAgent(config: ReturnType<typeof agentConfig>, lines: LogLine
 async function stopAgent(session: ControlPlaneSession): Promise<void> {
   await session.stop();
   sessions.delete(session);
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 5_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 async function admin<T>(fn: (a: ReturnType<typeof adminClient>) => Promise<T>): Promise<T> {
@@ -165,7 +155,6 @@ describe('a workload the node may not serve', () => {
 
   it('`weft leave --config` takes the node out of the mesh', async () => {
     await stopAgent(session);
-    await buildWeft();
     const file = join(root, 'agent-p.yaml');
     await writeFile(file, JSON.stringify(agentConfig('agent-p', '', ['echo', 'frontend'])));
     const res = await runWeft(['leave', '--config', file]);

@@ -15,6 +15,7 @@ import {
   startControlPlaneSession,
 } from '../../src/controlplane-client/session.js';
 import { startControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
+import { waitFor } from '../helpers/wait.js';
 
 const log = pino({ level: process.env.WEFT_TEST_LOG ?? 'silent' });
 let root: string;
@@ -49,21 +50,11 @@ async function start(
   return session;
 }
 
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('joining', () => {
   it('refuses a control plane that does not match the pin, writes nothing, and /ready says why', async () => {
     const token = await cp.createToken({ node: 'pin-wrong' });
     const session = await start('pin-wrong', { token, caPin: 'ab'.repeat(32) });
-    const error = await until('an error', () => session.status().lastError);
+    const error = await waitFor('an error', () => session.status().lastError);
     expect(error).toMatch(
       /WEFT_E_DENIED: .*no certificate in its chain matches controlPlane\.caPin/,
     );
@@ -82,16 +73,16 @@ describe('joining', () => {
     const token = await cp.createToken({ node: 'first' });
     const caPin = cp.caPin;
     const first = await start('first', { token, caPin });
-    await until('first connected', () => (first.state === 'connected' ? true : undefined));
+    await waitFor('first connected', () => (first.state === 'connected' ? true : undefined));
     const second = await start('second', { token, caPin });
-    const error = await until('an error', () => second.status().lastError);
+    const error = await waitFor('an error', () => second.status().lastError);
     expect(error).toMatch(/WEFT_E_DENIED: join token \S+ was already used \(by first/);
     expect(second.certificates.node).toBeUndefined();
   });
 
   it('says what to do when the host has not joined and has no token', async () => {
     const session = await start('no-token', { caPin: cp.caPin });
-    const error = await until('an error', () => session.status().lastError);
+    const error = await waitFor('an error', () => session.status().lastError);
     expect(error).toMatch(
       /WEFT_E_CONFIG: this host has not joined the mesh: put a token from `weft token create` in controlPlane\.token/,
     );
@@ -102,7 +93,7 @@ describe('joining', () => {
     await writeFile(caFile, cp.trustBundlePem);
     const token = await cp.createToken({ node: 'by-file' });
     const session = await start('by-file', { token, caFile });
-    await until('connected', () => (session.state === 'connected' ? true : undefined));
+    await waitFor('connected', () => (session.state === 'connected' ? true : undefined));
     expect(session.status().node?.spiffeId).toBe('spiffe://weft.local/node/by-file');
   });
 });

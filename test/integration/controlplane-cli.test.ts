@@ -11,7 +11,6 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { unary } from '../../src/api/proto.js';
 import {
   adminClient,
-  buildWeft,
   type CliResult,
   joinNode,
   runWeft,
@@ -24,7 +23,6 @@ let dir: string;
 let weft: (...args: string[]) => Promise<CliResult>;
 
 beforeAll(async () => {
-  await buildWeft();
   cp = await startControlPlane();
   dir = mkdtempSync(join(tmpdir(), 'weft-cli-test-'));
   weft = (...args) =>

@@ -20,6 +20,7 @@ import {
   startControlPlane,
   type TestControlPlane,
 } from '../helpers/controlplane.js';
+import { waitFor } from '../helpers/wait.js';
 
 let cp: TestControlPlane;
 
@@ -115,10 +116,7 @@ describe('weft delete node', () => {
     // An unused token for the same name: deleting the node takes it too.
     await cp.createToken({ node: 'gone', replace: true });
     stream = openSync(victim.creds);
-    const deadline = Date.now() + 5_000;
-    while (stream.received.length === 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 10));
-    expect(stream.received.length).toBeGreaterThan(0);
+    await waitFor("the victim's first sync message", () => stream.received.length > 0);
   });
   afterAll(() => stream.close());
 
@@ -158,9 +156,7 @@ describe('weft delete node', () => {
   it('publishes the revoked serials (node and workload certificates) to every agent', async () => {
     const watcher = await joinNode(cp, 'watcher');
     const s = openSync(watcher);
-    const deadline = Date.now() + 5_000;
-    while (s.received.length === 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 10));
+    await waitFor("the watcher's first sync message", () => s.received.length > 0);
     s.close();
     const revocations = s.received[0]!.upserts.filter((u) => u.kind === 'Revocation');
     expect(revocations).toHaveLength(1);

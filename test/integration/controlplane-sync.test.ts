@@ -285,20 +285,40 @@ describe('acks and nacks', () => {
 describe('heartbeats', () => {
   it('marks the workloads of a silent node stale, keeping the health it reported, then removes them', async () => {
     const nodeC = await joinNode(cp, 'node-c', { services: ['echo'] });
+    // The sentinel: a node that goes silent while node-c heart-beats.
+    const nodeS = await joinNode(cp, 'node-s', { services: ['echo'] });
     await register(nodeC, [{ service: 'echo', port: 7000, health: 'healthy' }]);
+    await register(nodeS, [{ service: 'echo', port: 7001, health: 'healthy' }]);
     const observer = openSync(cp, nodeB);
     await observer.next((m) => healthIn(m, 'node-c-echo-7000') === 'healthy');
     const settled = observer.received.length;
     const c = openSync(cp, nodeC);
     await c.next((m) => m.full);
-    // Alive while it heart-beats...
-    for (let i = 0; i < 4; i++) {
+    // Alive while it heart-beats, as an agent does (here every 100 ms)...
+    const beat = () =>
       c.send({ heartbeat: { workloads: [{ name: 'echo-7000', health: 'healthy' }] } });
-      await new Promise((resolve) => setTimeout(resolve, 250));
+    beat();
+    const heart = setInterval(beat, 100);
+    let removedSentinel: SyncResponse;
+    try {
+      // ...while node-s, last heard from after node-c first was, falls silent and is removed
+      // after workloadRemoveAfter: had the heartbeats been ignored, node-c would have been
+      // marked stale long before that removal.
+      const s = openSync(cp, nodeS);
+      await s.next((m) => m.full);
+      s.close();
+      removedSentinel = await observer.next(
+        (m) => m.removals.some((r) => r.name === 'node-s-echo-7001'),
+        3_000,
+      );
+    } finally {
+      clearInterval(heart);
     }
-    expect(
-      observer.received.slice(settled).some((m) => healthIn(m, 'node-c-echo-7000') !== undefined),
-    ).toBe(false);
+    const upToSentinel = observer.received.slice(
+      settled,
+      observer.received.indexOf(removedSentinel) + 1,
+    );
+    expect(upToSentinel.some((m) => healthIn(m, 'node-c-echo-7000') !== undefined)).toBe(false);
     // ...then silent: stale after workloadStaleAfter, still healthy (its peers may still reach
     // it), and gone after workloadRemoveAfter.
     c.close();

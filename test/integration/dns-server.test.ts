@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type DnsServer, type DnsServerOptions, startDnsServer } from '../../src/dns/index.js';
+import { waitFor } from '../helpers/wait.js';
 
 type LogLine = Record<string, unknown> & { msg: string };
 
@@ -114,18 +115,38 @@ function resolver(s: DnsServer, host = '127.0.0.1'): Resolver {
   return r;
 }
 
-/** Sends one query over UDP and returns the first reply's bytes (or undefined after ms). */
-async function udpExchange(port: number, message: Buffer, ms = 3000): Promise<Buffer | undefined> {
+interface UdpClient {
+  /** Its own port, for datagrams sent to it. */
+  port: number;
+  send(message: Buffer): void;
+  /** The next datagram not taken yet (from the server or anyone else), in arrival order. */
+  next(what: string): Promise<{ message: Buffer; from: number }>;
+  close(): void;
+}
+
+/** A raw UDP client of the server on `port`. Unconnected, so that a test can send it a sentinel. */
+async function udpClient(port: number): Promise<UdpClient> {
   const socket = createSocket('udp4');
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  const inbox: Array<{ message: Buffer; from: number }> = [];
+  socket.on('message', (message, peer) => inbox.push({ message, from: peer.port }));
+  return {
+    port: socket.address().port,
+    send: (message) => socket.send(message, port, '127.0.0.1'),
+    next: (what) => waitFor(what, () => inbox.shift()),
+    close: () => socket.close(),
+  };
+}
+
+/** Sends one query over UDP and returns the reply's bytes. */
+async function udpExchange(port: number, message: Buffer): Promise<Buffer> {
+  const client = await udpClient(port);
   try {
-    socket.connect(port, '127.0.0.1');
-    await once(socket, 'connect');
-    socket.send(message);
-    const timer = new Promise<undefined>((r) => setTimeout(() => r(undefined), ms));
-    const reply = once(socket, 'message').then(([m]) => m as Buffer);
-    return await Promise.race([reply, timer]);
+    client.send(message);
+    return (await client.next('a reply from the DNS server')).message;
   } finally {
-    socket.close();
+    client.close();
   }
 }
 
@@ -193,7 +214,7 @@ describe('mesh names', () => {
   it('matches names case-insensitively and echoes the question as asked', async () => {
     const s = await start();
     expect(await resolver(s).resolve4('EcHo.MESH')).toEqual(['240.240.0.1']);
-    const reply = decode((await udpExchange(s.address.port, query('EcHo.MeSh.', 'A')))!);
+    const reply = decode(await udpExchange(s.address.port, query('EcHo.MeSh.', 'A')));
     expect(reply.questions).toEqual([{ name: 'EcHo.MeSh', type: 'A', class: 'IN' }]);
     expect(reply.answers?.[0]).toMatchObject({ name: 'EcHo.MeSh', data: '240.240.0.1' });
   });
@@ -201,7 +222,7 @@ describe('mesh names', () => {
   it('answers NODATA with an SOA for a known service without that address family', async () => {
     const s = await start({ ttl: 9 });
     await expect(resolver(s).resolve6('v4only.mesh')).rejects.toMatchObject({ code: 'ENODATA' });
-    const reply = decode((await udpExchange(s.address.port, query('v4only.mesh', 'AAAA')))!);
+    const reply = decode(await udpExchange(s.address.port, query('v4only.mesh', 'AAAA')));
     expect(reply).toMatchObject({ rcode: 'NOERROR', flag_aa: true });
     expect(reply.answers).toEqual([]);
     expect(reply.authorities).toMatchObject([
@@ -212,7 +233,7 @@ describe('mesh names', () => {
   it('answers an authoritative NXDOMAIN with an SOA for an unknown name under the domain', async () => {
     const s = await start();
     await expect(resolver(s).resolve4('nope.mesh')).rejects.toMatchObject({ code: 'ENOTFOUND' });
-    const reply = decode((await udpExchange(s.address.port, query('nope.mesh', 'A', 7)))!);
+    const reply = decode(await udpExchange(s.address.port, query('nope.mesh', 'A', 7)));
     expect(reply).toMatchObject({ id: 7, rcode: 'NXDOMAIN', flag_aa: true, flag_rd: true });
     expect(reply.authorities?.map((a) => a.type)).toEqual(['SOA']);
     expect(good.received.some((q) => q.questions?.[0]?.name === 'nope.mesh')).toBe(false);
@@ -233,7 +254,7 @@ describe('mesh names', () => {
 
   it('truncates an answer too large for UDP, and the client gets it whole over TCP', async () => {
     const s = await start();
-    const udp = decode((await udpExchange(s.address.port, query('many.mesh', 'A', 5, true)))!);
+    const udp = decode(await udpExchange(s.address.port, query('many.mesh', 'A', 5, true)));
     expect(udp.flag_tc).toBe(true);
     expect(udp.answers).toEqual([]);
     // c-ares retries a truncated answer over TCP by itself.
@@ -276,7 +297,7 @@ describe('forwarding', () => {
     await expect(resolver(s).resolve4('lost.example')).rejects.toMatchObject({
       code: 'ESERVFAIL',
     });
-    const reply = decode((await udpExchange(s.address.port, query('lost.example', 'A', 11)))!);
+    const reply = decode(await udpExchange(s.address.port, query('lost.example', 'A', 11)));
     expect(reply).toMatchObject({ id: 11, rcode: 'SERVFAIL', flag_ra: true });
     expect(reply.questions).toEqual([{ name: 'lost.example', type: 'A', class: 'IN' }]);
     expect(lines.some((l) => l.msg.startsWith('dns upstream is not answering'))).toBe(true);
@@ -307,13 +328,15 @@ describe('forwarding', () => {
 
   it('answers SERVFAIL above the bound on queries being forwarded', async () => {
     const s = await start({ upstreams: [silent.address], upstreamTimeoutMs: 1500, maxInflight: 1 });
+    const asked = () => silent.received.map((q) => q.questions?.[0]?.name);
     const first = udpExchange(s.address.port, query('slow.example', 'A', 1));
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor('the first query at the upstream', () => asked().includes('slow.example'));
     const second = await udpExchange(s.address.port, query('slow2.example', 'A', 2));
-    expect(decode(second!)).toMatchObject({ id: 2, rcode: 'SERVFAIL' });
-    // The first was still waiting for its upstream when the second was refused.
-    expect(silent.received.map((q) => q.questions?.[0]?.name)).not.toContain('slow2.example');
-    expect(decode((await first)!)).toMatchObject({ id: 1, rcode: 'SERVFAIL' });
+    expect(decode(second)).toMatchObject({ id: 2, rcode: 'SERVFAIL' });
+    // The first was still waiting for its upstream when the second was refused; its own
+    // SERVFAIL comes after anything the server could have sent upstream for the second.
+    expect(decode(await first)).toMatchObject({ id: 1, rcode: 'SERVFAIL' });
+    expect(asked()).not.toContain('slow2.example');
   });
 
   it('refuses at start an upstream that is its own address and port', async () => {
@@ -362,12 +385,19 @@ describe('forwarding', () => {
 describe('robustness and metrics', () => {
   it('drops or FORMERRs malformed packets and keeps answering', async () => {
     const s = await start();
-    expect(await udpExchange(s.address.port, Buffer.from('hello'), 300)).toBeUndefined();
+    // Junk, then a query as the sentinel: the server takes them in order, so a reply to the
+    // junk would come first.
+    const client = await udpClient(s.address.port);
+    client.send(Buffer.from('hello'));
+    client.send(query('echo.mesh', 'A', 21));
+    const first = await client.next('the answer to the sentinel query');
+    client.close();
+    expect(decode(first.message)).toMatchObject({ id: 21, rcode: 'NOERROR' });
     // A valid header claiming one question, followed by junk.
     const junk = Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f, 0x61]);
     const formerr = await udpExchange(s.address.port, junk);
-    expect(formerr!.readUInt16BE(0)).toBe(0x1234);
-    expect(rcodeOf(formerr!)).toBe(1);
+    expect(formerr.readUInt16BE(0)).toBe(0x1234);
+    expect(rcodeOf(formerr)).toBe(1);
     const tcp = connect(s.address.port, '127.0.0.1');
     tcp.end(Buffer.from([0, 3, 1, 2, 3]));
     await once(tcp, 'close');
@@ -387,10 +417,22 @@ describe('robustness and metrics', () => {
 
   it('closes while queries are being forwarded without failing them loudly or crashing', async () => {
     const s = await start({ upstreams: [silent.address], upstreamTimeoutMs: 5000 });
-    const pending = udpExchange(s.address.port, query('pending.example', 'A', 3), 1000);
-    await new Promise((r) => setTimeout(r, 100));
+    const client = await udpClient(s.address.port);
+    client.send(query('pending.example', 'A', 3));
+    await waitFor('the query at the upstream', () =>
+      silent.received.some((q) => q.questions?.[0]?.name === 'pending.example'),
+    );
     await s.close();
-    expect(await pending).toBeUndefined();
+    // A sentinel sent to the client after the close: had the server answered the pending
+    // query (or failed it loudly on the wire), that datagram would have come first.
+    const sentinel = createSocket('udp4');
+    sentinel.bind(0, '127.0.0.1');
+    await once(sentinel, 'listening');
+    sentinel.send('sentinel', client.port, '127.0.0.1');
+    const first = await client.next('the sentinel datagram');
+    sentinel.close();
+    client.close();
+    expect(first.message.toString()).toBe('sentinel');
     await expect(resolver(s).resolve4('echo.mesh')).rejects.toMatchObject({
       code: expect.stringMatching(/ECONNREFUSED|ETIMEOUT/),
     });

@@ -23,6 +23,7 @@ import {
   startControlPlaneSession,
 } from '../../src/controlplane-client/session.js';
 import { startControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
+import { waitFor } from '../helpers/wait.js';
 
 const log = pino({ level: process.env.WEFT_TEST_LOG ?? 'silent' });
 const SERVER = fileURLToPath(new URL('../fixtures/greeting-server.mjs', import.meta.url));
@@ -64,21 +65,6 @@ async function stopServer(s: Server): Promise<void> {
   const exited = once(s.child, 'exit');
   s.child.kill('SIGTERM');
   await exited;
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** The workload's health as the control plane holds it (what every agent balances on). */

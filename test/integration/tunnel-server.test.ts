@@ -69,12 +69,15 @@ async function roundTrip(
   return (await readAll(stream)).toString();
 }
 
-/** A raw TLS client: resolves with how the connection ended, never with HTTP/2 data. */
+/**
+ * A raw TLS client: resolves with how the connection ended (the server answered, or closed
+ * it); a server that does neither within 10 s fails the test, since silence is no refusal.
+ */
 function rawTls(
   port: number,
   opts: { cert?: TestLeaf; ca: string; maxVersion?: 'TLSv1.2' },
 ): Promise<{ gotServerBytes: boolean; error?: string }> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const socket = tlsConnect({
       host: '127.0.0.1',
       port,
@@ -95,8 +98,14 @@ function rawTls(
     socket.on('error', (err) => {
       error = (err as NodeJS.ErrnoException).code ?? err.message;
     });
-    socket.once('close', () => resolve({ gotServerBytes, ...(error ? { error } : {}) }));
-    setTimeout(() => socket.destroy(), 3_000).unref();
+    const silence = setTimeout(() => {
+      reject(new Error('the tunnel server neither answered nor closed the connection in 10 s'));
+      socket.destroy();
+    }, 10_000);
+    socket.once('close', () => {
+      clearTimeout(silence);
+      resolve({ gotServerBytes, ...(error ? { error } : {}) });
+    });
   });
 }
 
@@ -587,12 +596,18 @@ describe('hostile clients', () => {
       peer: { address: '127.0.0.1', port: server.port },
       target: { address: '127.0.0.1', port: echo.port },
     });
-    // A second, short stream on the same session ends; the first keeps it busy past 200 ms.
+    // A second, short stream on the same session ends; the first keeps it busy.
     expect(await roundTrip(server, pki.client, undefined, pool)).toBe('pingbye');
+    // The sentinel: a session of another pool, idle from later on. Once it is closed as idle,
+    // the busy one would have been closed before it, were its open stream not counted.
+    const sentinel = poolWith();
+    expect(await roundTrip(server, pki.client, undefined, sentinel)).toBe('pingbye');
+    await expect.poll(() => sentinel.stats().sessions).toBe(0);
+    expect(server.stats().sessionsIdleClosed).toBe(1);
+    expect(pool.stats().sessions).toBe(1);
     const echoed = new Promise((resolve) => stream.once('data', resolve));
-    setTimeout(() => stream.write('later'), 500);
+    stream.write('later');
     expect(String(await echoed)).toBe('later');
-    expect(server.stats().sessionsIdleClosed).toBe(0);
     stream.end();
     await readAll(stream);
   });

@@ -18,6 +18,8 @@ let dir: string;
 let agentA: AgentProcess;
 let agentB: AgentProcess;
 let appUid: number;
+/** The agents' config (capture excludes outbound port 9090). */
+let config: string;
 
 /** Connects from `host` as `user` with a real client (netcat), sends a line, returns the reply. */
 async function talk(host: string, address: string, port: number, user = APP_USER): Promise<string> {
@@ -37,8 +39,25 @@ function connectionLines(agent: AgentProcess, direction: string, dst: string) {
   );
 }
 
-async function settle(): Promise<void> {
-  await new Promise((r) => setTimeout(r, 400));
+/**
+ * The positive sentinel of the negative tests: an app's connection from a to b:8080, which
+ * both agents capture. Resolves once both logged it; a connection made earlier would have
+ * been logged before it (each agent logs connections in the order they end).
+ */
+async function sentinel(): Promise<void> {
+  const b = lab.host('b');
+  const dst = `${b.address}:8080`;
+  const [seenA, seenB] = [agentA.lines.length, agentB.lines.length];
+  expect(await talk('a', b.address, 8080)).toContain('ping');
+  const logged = (agent: AgentProcess, seen: number, direction: string) =>
+    agent.waitFor(
+      (l) =>
+        l.msg === 'connection' &&
+        l.direction === direction &&
+        l.dst === dst &&
+        agent.lines.indexOf(l) >= seen,
+    );
+  await Promise.all([logged(agentA, seenA, 'outbound'), logged(agentB, seenB, 'inbound')]);
 }
 
 function writeConfig(name: string, capture: Record<string, unknown>): string {
@@ -69,7 +88,7 @@ beforeAll(async () => {
       },
     ],
   });
-  const config = writeConfig('agent.yaml', { outbound: { excludePorts: [9090] } });
+  config = writeConfig('agent.yaml', { outbound: { excludePorts: [9090] } });
   for (const host of ['a', 'b']) {
     await lab.exec(host, [process.execPath, WEFT_BIN, 'redirect', 'install', '--config', config]);
   }
@@ -130,8 +149,14 @@ describe('capture with iptables REDIRECT', () => {
     expect(await talk('b', '127.0.0.1', 8080)).toContain('ping');
     // Port 22 inbound on b, from a's agent user so that a does not capture it either.
     expect(await talk('a', b.address, 22, 'weft')).toContain('ping');
-    await settle();
-    expect(agentA.lines.slice(before).filter((l) => l.msg === 'connection')).toEqual([]);
+    await sentinel();
+    // On a: nothing but the sentinel.
+    expect(
+      agentA.lines
+        .slice(before)
+        .filter((l) => l.msg === 'connection')
+        .map((l) => l.dst),
+    ).toEqual([`${b.address}:8080`]);
     expect(connectionLines(agentB, 'inbound', `${b.address}:22`)).toEqual([]);
     expect(connectionLines(agentB, 'outbound', `127.0.0.1:8080`)).toEqual([]);
   });
@@ -148,9 +173,15 @@ describe('capture with iptables REDIRECT', () => {
     const beforeA = agentA.lines.length;
     const beforeB = agentB.lines.length;
     expect(await talk('a', b.address, 8080)).toContain('ping');
-    await settle();
-    expect(agentA.lines.slice(beforeA).filter((l) => l.msg === 'connection')).toEqual([]);
-    expect(agentB.lines.slice(beforeB).filter((l) => l.msg === 'connection')).toEqual([]);
+    // The sentinel needs capture back: once it is logged, the uncaptured call would have been.
+    for (const host of ['a', 'b']) {
+      await lab.exec(host, [process.execPath, WEFT_BIN, 'redirect', 'install', '--config', config]);
+    }
+    await sentinel();
+    const logged = (agent: AgentProcess, from: number) =>
+      agent.lines.slice(from).filter((l) => l.msg === 'connection').length;
+    expect(logged(agentA, beforeA)).toBe(1); // the sentinel's line only
+    expect(logged(agentB, beforeB)).toBe(1);
   });
 });
 

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeshLab, waitUntil } from '../../src/lab/index.js';
+import { MeshLab } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const SERVER = fileURLToPath(new URL('../fixtures/peer-address-server.mjs', import.meta.url));
 
@@ -57,7 +58,11 @@ describe.each(['redirect', 'tproxy'] as const)('inbound mode %s', (inboundMode) 
   }
 
   async function logLine(host: string, match: (l: Record<string, unknown>) => boolean) {
-    await waitUntil(`the access-log line on ${host}`, async () => accessLog(host).some(match));
+    await waitFor(
+      `the access-log line on ${host}`,
+      async () => accessLog(host).some(match),
+      30_000,
+    );
     return accessLog(host).find(match)!;
   }
 
@@ -83,9 +88,10 @@ describe.each(['redirect', 'tproxy'] as const)('inbound mode %s', (inboundMode) 
       resourceFiles: [services],
       agentConfig: { capture: { dns: { enabled: true }, inboundMode } },
     });
-    await waitUntil(
+    await waitFor(
       'whoami to answer through the mesh',
       async () => (await call('node1', 'http://whoami.mesh/')).code === 0,
+      30_000,
     );
   });
 

@@ -18,8 +18,8 @@ import type {
   ReadyView,
 } from '../../src/agent/admin-views.js';
 import { Lab } from '../../src/lab/index.js';
-import { buildWeft } from '../helpers/controlplane.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 // Stand-ins until bin/weft registers every verb and `weft agent` runs the session (see them).
@@ -67,21 +67,6 @@ async function adminGet<T>(
   if (r.exitCode !== 0) return undefined;
   const cut = r.stdout.lastIndexOf('\n');
   return { status: Number(r.stdout.slice(cut + 1)), body: JSON.parse(r.stdout.slice(0, cut)) as T };
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** Waits until every agent's /endpoints satisfies `check`, within `timeoutMs` (the budget). */
@@ -174,8 +159,6 @@ function serviceYaml(name: string): string {
 
 beforeAll(async () => {
   requireRootAndTools(['ip', 'curl']);
-  // The processes in lab hosts run the built code.
-  await buildWeft();
   dir = mkdtempSync(join(tmpdir(), 'weft-cp3-'));
   chmodSync(dir, 0o755);
   lab = await Lab.up({

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeInfo } from '../../src/api/messages.js';
-import { MeshLab, type MeshLabWorkload, waitUntil } from '../../src/lab/index.js';
-import { buildWeft } from '../helpers/controlplane.js';
+import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const echoServer = fileURLToPath(new URL('../../scripts/demo/echo-server.mjs', import.meta.url));
@@ -95,7 +95,7 @@ async function allConnected(): Promise<boolean> {
 /** Waits until `n` more requests than now have succeeded: the load is flowing. */
 async function moreSuccesses(n: number, timeoutMs = 30_000): Promise<void> {
   const target = results.filter((r) => r.ok).length + n;
-  await waitUntil(
+  await waitFor(
     `${n} more successful requests`,
     async () => results.filter((r) => r.ok).length >= target,
     timeoutMs,
@@ -119,7 +119,6 @@ function iptables(host: string, ...args: string[]) {
 
 beforeAll(async () => {
   requireRootAndTools(['ip', 'iptables', 'curl', 'setpriv']);
-  await buildWeft();
   dir = mkdtempSync(join(tmpdir(), 'weft-cptrouble-'));
   chmodSync(dir, 0o755);
   const resources = join(dir, 'services.yaml');
@@ -141,7 +140,7 @@ beforeAll(async () => {
     });
     return /hello from (\w+)/.exec(r.stdout)?.[1] ?? 'failed';
   };
-  await waitUntil(
+  await waitFor(
     'echo on node2 and node3, orders on node2',
     async () => {
       const seen = new Set<string>();
@@ -189,7 +188,7 @@ describe('control plane trouble under load', () => {
       await mesh.lab.stopProcess('cp', 'controlplane');
       await mesh.startControlPlane();
       // Each restart ends when every agent is back on its stream and requests still flow.
-      await waitUntil(`every agent reconnected after restart ${i + 1}`, allConnected, 60_000);
+      await waitFor(`every agent reconnected after restart ${i + 1}`, allConnected, 60_000);
       await moreSuccesses(5);
     }
     expect(failuresIn(from)).toEqual([]);
@@ -206,7 +205,7 @@ describe('control plane trouble under load', () => {
     await iptables('node2', '-I', ...rule);
     try {
       // The control plane notices the silence and says so, without judging the workloads.
-      await waitUntil(
+      await waitFor(
         "node2's workloads marked by the control plane",
         async () => (await workloadsOn('node2')).every((w) => w.status !== undefined),
         90_000,
@@ -235,8 +234,8 @@ describe('control plane trouble under load', () => {
 
   it('once the partition heals, node2 reconnects and its workloads are no longer stale', async () => {
     const from = results.length;
-    await waitUntil('node2 reconnected', allConnected, 90_000);
-    await waitUntil(
+    await waitFor('node2 reconnected', allConnected, 90_000);
+    await waitFor(
       "node2's workloads fresh",
       async () => (await workloadsOn('node2')).every((w) => w.status?.stale !== true),
       30_000,
@@ -252,7 +251,7 @@ describe('control plane trouble under load', () => {
     await iptables('node3', '-I', 'OUTPUT', '-j', 'DROP');
     // The first calls sent to node3 wait for their tunnel's timeouts, then fail over to node2;
     // their failures add up until node1 ejects the endpoint.
-    await waitUntil(
+    await waitFor(
       "node1 ejecting node3's endpoint",
       async () =>
         (await metric(
@@ -268,7 +267,7 @@ describe('control plane trouble under load', () => {
     expect(after.filter((r) => r.url === 'http://echo.mesh/').length).toBeGreaterThan(0);
     expect(after.every((r) => r.host === 'node2')).toBe(true);
     // The control plane shows node3's silence too.
-    await waitUntil(
+    await waitFor(
       "node3's workloads marked stale",
       async () => (await workloadsOn('node3')).every((w) => w.status?.stale === true),
       90_000,

@@ -4,7 +4,7 @@
 // that is not excluded from capture detects its own queries coming back instead of looping.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,10 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureUser, Lab } from '../../src/lab/index.js';
 import { WEFT_BIN } from '../helpers/agent-process.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/dns-server.mjs', import.meta.url));
-const SRC_DNS = fileURLToPath(new URL('../../src/dns/', import.meta.url));
-const DIST_DNS = fileURLToPath(new URL('../../dist/dns/index.js', import.meta.url));
 const APP_USER = 'weftapp';
 
 type LogLine = Record<string, unknown> & { msg: string };
@@ -31,22 +30,6 @@ let lab: Lab;
 let dir: string;
 let upstream: Running;
 const running: Running[] = [];
-
-/** dist/ must hold the current src/dns: the fixture runs the built server. */
-function requireFreshBuild(): void {
-  let built: number;
-  try {
-    built = statSync(DIST_DNS).mtimeMs;
-  } catch {
-    throw new Error('dist/dns is missing: run `npx tsc -p tsconfig.build.json` first');
-  }
-  const stale = readdirSync(SRC_DNS).filter((f) => statSync(join(SRC_DNS, f)).mtimeMs > built);
-  if (stale.length > 0) {
-    throw new Error(
-      `dist/dns is older than src/dns/${stale[0]}: run \`npx tsc -p tsconfig.build.json\` first`,
-    );
-  }
-}
 
 function start(argv: string[], user: string): Running {
   const child = lab.spawn('a', [process.execPath, FIXTURE, ...argv], { user });
@@ -68,21 +51,27 @@ function start(argv: string[], user: string): Running {
   child.stderr?.setEncoding('utf8').on('data', (c: string) => {
     stderr += c;
   });
+  // 'close' comes after the last stdout line: a line missing by then will never come.
+  let closed = false;
+  child.once('close', () => {
+    closed = true;
+  });
   const r: Running = {
     child,
     lines,
-    async waitFor(match, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const found = lines.find(match);
-        if (found) return found;
-        if (child.exitCode !== null) break;
-        await new Promise((res) => setTimeout(res, 50));
-      }
-      throw new Error(
-        `no matching log line from ${argv.join(' ')} (exit ${child.exitCode}); stderr: ${stderr}; lines: ${JSON.stringify(lines)}`,
-      );
-    },
+    waitFor: (match, timeoutMs = 10_000) =>
+      waitFor(
+        `a matching log line from ${argv.join(' ')}`,
+        () => {
+          const found = lines.find(match);
+          if (found === undefined && closed)
+            throw new Error(
+              `${argv.join(' ')} exited (${child.exitCode ?? child.signalCode}) without the awaited line; stderr: ${stderr}`,
+            );
+          return found;
+        },
+        { timeoutMs, detail: () => `stderr: ${stderr}; lines: ${JSON.stringify(lines)}` },
+      ),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((res) => child.once('exit', res));
@@ -101,7 +90,6 @@ async function getent(database: string, name: string, user = APP_USER) {
 
 beforeAll(async () => {
   requireRootAndTools(['ip', 'iptables', 'ip6tables', 'getent', 'setpriv']);
-  requireFreshBuild();
   dir = mkdtempSync(join(tmpdir(), 'weft-dns-lab-'));
   chmodSync(dir, 0o755);
   await ensureUser('weft');

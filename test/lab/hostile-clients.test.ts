@@ -11,8 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeshLab, type MeshLabWorkload, WEFT_BIN, waitUntil } from '../../src/lab/index.js';
+import { MeshLab, type MeshLabWorkload, WEFT_BIN } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const demo = (name: string) =>
@@ -75,14 +76,18 @@ function logLines(host: string, from = 0): Array<Record<string, unknown>> {
 }
 
 async function ready(host: string): Promise<void> {
-  await waitUntil(`the agent on ${host}`, async () => {
-    const r = await mesh.lab.exec(
-      host,
-      ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:15000/ready'],
-      { allowFailure: true },
-    );
-    return r.stdout === '200';
-  });
+  await waitFor(
+    `the agent on ${host}`,
+    async () => {
+      const r = await mesh.lab.exec(
+        host,
+        ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:15000/ready'],
+        { allowFailure: true },
+      );
+      return r.stdout === '200';
+    },
+    30_000,
+  );
 }
 
 /** Starts a process in `host` and resolves with it once it printed its first line. */
@@ -114,8 +119,10 @@ beforeAll(async () => {
     ],
     resourceFiles: [file],
   });
-  await waitUntil('echo through the mesh', async () =>
-    (await curl('node1', 'http://echo.mesh/', 'weftapp')).body.includes('node2'),
+  await waitFor(
+    'echo through the mesh',
+    async () => (await curl('node1', 'http://echo.mesh/', 'weftapp')).body.includes('node2'),
+    30_000,
   );
 });
 

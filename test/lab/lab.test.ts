@@ -355,8 +355,6 @@ describe('weft lab (CLI)', () => {
     execa('node', [join(ROOT, 'bin', 'weft'), 'lab', ...args], { reject: false, timeout: 30_000 });
 
   beforeAll(async () => {
-    // Emits dist/ even when other parts of the tree have type errors.
-    await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, reject: false });
     name = labName();
     dir = mkdtempSync(join(tmpdir(), 'weft-lab-test-'));
     specFile = join(dir, 'spec.yaml');

@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeshLab, type MeshLabWorkload, waitUntil } from '../../src/lab/index.js';
+import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { createTestCa, issueLeaf } from '../helpers/test-pki.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const demo = (name: string) =>
@@ -66,6 +67,34 @@ async function curl(url: string, user = 'weftapp'): Promise<{ code: number; body
   return { code: r.exitCode, body: r.stdout };
 }
 
+/** curl from node1 as an app user, with curl's own source port (to find the call's log line). */
+async function tracedCurl(url: string, user = 'weftapp') {
+  const r = await mesh.lab.exec(
+    'node1',
+    ['curl', '-s', '--max-time', '5', '-w', '\n%{local_port}', url],
+    { user, allowFailure: true },
+  );
+  const localPort = r.stdout.split('\n').pop()!;
+  return { code: r.exitCode, localPort };
+}
+
+/** The access-log line of node1's agent for the outbound call from curl's `localPort`. */
+async function outboundLine(localPort: string): Promise<Record<string, unknown>> {
+  const lines = () =>
+    readFileSync(join(mesh.lab.dir, 'node1.agent.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return waitFor(`node1's access-log line for the call from port ${localPort}`, () =>
+    lines().find(
+      (l) =>
+        l.msg === 'connection' &&
+        l.direction === 'outbound' &&
+        String(l.src).endsWith(`:${localPort}`),
+    ),
+  );
+}
+
 async function client(...args: string[]): Promise<Record<string, unknown>> {
   const r = await mesh.lab.exec('node1', [process.execPath, CLIENT, ...args], {
     user: 'weftapp',
@@ -111,7 +140,7 @@ beforeAll(async () => {
     ],
     resourceFiles: [writeResource('services.yaml', RESOURCES)],
   });
-  await waitUntil('echo on both nodes', async () => (await hosts(4)).size === 2, 30_000);
+  await waitFor('echo on both nodes', async () => (await hosts(4)).size === 2, 30_000);
 });
 
 afterAll(async () => {
@@ -159,7 +188,23 @@ describe('the mesh path', () => {
     });
     for (let i = 0; i < 4; i++)
       expect((await curl(`http://echo.mesh/${marker}`)).body).toContain(marker);
-    await new Promise((r) => setTimeout(r, 300));
+    // The sentinel: plaintext sent across the bridge after the calls (to node2's tunnel port,
+    // which refuses it). Once it is in the file, every packet of the calls is too.
+    const sentinel = `weft-sentinel-${randomBytes(6).toString('hex')}`;
+    await mesh.lab.exec(
+      'cp',
+      [
+        'curl',
+        '-s',
+        '--max-time',
+        '5',
+        `http://${mesh.lab.host('node2').address}:15008/${sentinel}`,
+      ],
+      { allowFailure: true },
+    );
+    await waitFor('the sentinel in the capture file', () =>
+      readFileSync(pcap).includes(Buffer.from(sentinel)),
+    );
     dump.kill('SIGINT');
     await new Promise((r) => dump.once('exit', r));
     // tcpdump drops to its own user by default: -Z root lets it write into the test's dir;
@@ -203,12 +248,21 @@ spec: { targetRef: { name: echo }, action: DENY, rules: [{ from: [{ principals: 
 `,
     );
     await mesh.apply(deny);
-    await waitUntil(
+    await waitFor(
       'the deny to apply',
       async () => (await curl('http://echo.mesh/')).code !== 0,
       10_000,
     );
-    expect((await curl('http://echo.mesh/')).code).not.toBe(0);
+    // Refused for that reason, not failed for any other: node1's agent resets curl's
+    // connection (curl 56, "Recv failure") once the serving node answered the tunnel stream
+    // with 403 for this policy, and logs the call as denied.
+    const denied = await tracedCurl('http://echo.mesh/');
+    expect(denied.code).toBe(56);
+    expect(await outboundLine(denied.localPort)).toMatchObject({
+      dst_service: 'echo',
+      close_reason: 'denied',
+      error: expect.stringMatching(/status 403: denied by AuthorizationPolicy echo-deny-web$/),
+    });
     await mesh.weft('cp', ['delete', 'authorizationpolicy', 'echo-deny-web', ...mesh.adminArgs]);
     const allow = writeResource(
       'allow.yaml',
@@ -219,18 +273,26 @@ spec: { targetRef: { name: echo }, action: ALLOW, rules: [{ from: [{ principals:
 `,
     );
     await mesh.apply(allow);
-    await waitUntil(
+    await waitFor(
       'the allow to apply',
       async () => (await curl('http://echo.mesh/')).code === 0,
       10_000,
     );
     // Allowed: the web workload. Not on the list: root on node1 (the node identity).
     expect((await curl('http://echo.mesh/')).body).toMatch(/hello from node[23]/);
-    await waitUntil(
+    await waitFor(
       'root to be refused',
       async () => (await curl('http://echo.mesh/', 'root')).code !== 0,
       10_000,
     );
+    const root = await tracedCurl('http://echo.mesh/', 'root');
+    expect(root.code).toBe(56);
+    expect(await outboundLine(root.localPort)).toMatchObject({
+      close_reason: 'denied',
+      error: expect.stringMatching(
+        /status 403: no AuthorizationPolicy allows spiffe:\/\/weft\.local\/node\/node1$/,
+      ),
+    });
     expect(await metric('node2', /^weft_authz_decisions_total\{.*decision="deny"/)).toBeGreaterThan(
       0,
     );
@@ -257,23 +319,23 @@ spec: { mtls: { mode: strict } }
 `,
     );
     await mesh.apply(strict);
-    await waitUntil('strict mTLS to apply', async () => (await fromCp()).exitCode !== 0, 10_000);
+    await waitFor('strict mTLS to apply', async () => (await fromCp()).exitCode !== 0, 10_000);
     // Mesh clients are unaffected: they come through the tunnel.
     expect((await curl('http://echo.mesh/')).code).toBe(0);
     await mesh.weft('cp', ['delete', 'mesh', 'default', ...mesh.adminArgs]);
-    await waitUntil('permissive again', async () => (await fromCp()).exitCode === 0, 10_000);
+    await waitFor('permissive again', async () => (await fromCp()).exitCode === 0, 10_000);
   });
 
   it('an endpoint whose process stops leaves the balancer, and rejoins when it is back', async () => {
     await mesh.lab.stopProcess('node3', 'echo');
-    await waitUntil('node3 to leave', async () => [...(await hosts(6))].join() === 'node2', 15_000);
+    await waitFor('node3 to leave', async () => [...(await hosts(6))].join() === 'node2', 15_000);
     expect(await hosts(6)).toEqual(new Set(['node2']));
     await mesh.lab.startProcess('node3', {
       name: 'echo',
       command: http('echo').command,
       user: 'weftapp',
     });
-    await waitUntil('node3 to rejoin', async () => (await hosts(6)).has('node3'), 20_000);
+    await waitFor('node3 to rejoin', async () => (await hosts(6)).has('node3'), 20_000);
   });
 
   it('declared-opaque, server-speaks-first TCP works, and 100 MB cross byte-exact', async () => {
@@ -311,7 +373,7 @@ spec: { mtls: { mode: strict } }
     expect(await hosts(4)).toEqual(new Set(['node2', 'node3']));
     await mesh.lab.stopProcess('node1', 'agent');
     await mesh.startAgent('node1');
-    await waitUntil(
+    await waitFor(
       'node1 to serve from its cache',
       async () => (await curl('http://echo.mesh/')).code === 0,
       15_000,

@@ -9,8 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeshLab, type MeshLabWorkload, waitUntil } from '../../src/lab/index.js';
+import type { EndpointsView } from '../../src/agent/admin-views.js';
+import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const CLIENT = fixture('mesh-client.mjs');
@@ -88,7 +90,11 @@ beforeAll(async () => {
     nodes: [{ name: 'node1' }, { name: 'node2', workloads: [HTTP1] }],
     resourceFiles: [services],
   });
-  await waitUntil('nginx:80 to answer', async () => (await curl('http://nginx.mesh/')).code === 0);
+  await waitFor(
+    'nginx:80 to answer',
+    async () => (await curl('http://nginx.mesh/')).code === 0,
+    30_000,
+  );
 });
 
 afterAll(async () => {
@@ -128,21 +134,29 @@ describe('a service with two ports', () => {
       command: H2C.command,
       user: 'weftapp',
     });
-    // The agent checks a new workload at once: reload only once the server listens, and
-    // call only once node1 balances over a healthy endpoint on port 81.
-    await waitUntil(
+    // The agent checks a new workload at once: reload only once the server listens.
+    await waitFor(
       'the h2c server to listen on node2:8081',
       async () => (await mesh.lab.exec('node2', ['ss', '-Htln', 'sport = :8081'])).stdout !== '',
     );
     const agent = mesh.lab.processes().find((p) => p.host === 'node2' && p.name === 'agent');
     process.kill(agent!.pid, 'SIGHUP');
-    await waitUntil(
-      "node1 to see nginx:81's endpoint healthy",
-      async () =>
-        (await metric(
-          'node1',
-          /^weft_balancer_endpoints\{service="nginx",port="81",state="healthy"\}/,
-        )) === 1,
+    // Not the first answer: a new workload is usable at once ("unknown"), and the health its
+    // agent reports next may still be from a check made before the listener was up. Wait for
+    // the caller's view of it to say healthy, as its agent reports it.
+    await waitFor(
+      "node1's view of the 8081 workload: healthy",
+      async () => {
+        const r = await mesh.lab.exec('node1', ['curl', '-s', 'http://127.0.0.1:15000/endpoints'], {
+          allowFailure: true,
+        });
+        if (r.exitCode !== 0) return false;
+        const view = JSON.parse(r.stdout) as EndpointsView;
+        return view.services.nginx?.endpoints.some(
+          (e) => e.port === 8081 && e.health === 'healthy',
+        );
+      },
+      30_000,
     );
 
     expect(await answers(() => curl('http://nginx.mesh/'))).toEqual({
@@ -175,7 +189,7 @@ describe('a service with two ports', () => {
     const before = await metric('node1', noPort);
     expect((await curl('http://nginx.mesh:82/')).code).not.toBe(0);
     expect((await metric('node1', noPort)) - before).toBe(1);
-    await waitUntil(
+    await waitFor(
       'the access-log line of the refused connection',
       async () => accessLog('node1').some((l) => l.close_reason === 'no_such_port'),
       10_000,

@@ -3,7 +3,7 @@
 // lookups of a connection held by another user in a cgroup of our own.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,35 +23,6 @@ const proxyNs = `weftnat-${tag}`; // REDIRECT and TPROXY rules, the fixtures' li
 const clientNs = `weftnat-${tag}-c`; // a client across a veth pair, for TPROXY
 const children = new Set<ChildProcess>();
 const cgroupDirs: string[] = [];
-
-/** Fixtures run under plain node and import dist/native: build it when src is newer. */
-async function ensureDistBuilt(): Promise<void> {
-  const sources = [
-    'errors',
-    ...readdirSync(join(projectRoot, 'src/native'))
-      .filter((f) => f.endsWith('.ts'))
-      .map((f) => `native/${f.slice(0, -3)}`),
-  ];
-  const stale = () =>
-    sources.filter((name) => {
-      const built = join(projectRoot, 'dist', `${name}.js`);
-      const source = join(projectRoot, 'src', `${name}.ts`);
-      return !existsSync(built) || statSync(built).mtimeMs < statSync(source).mtimeMs;
-    });
-  if (stale().length === 0) return;
-  // Other modules' type errors do not stop tsc from emitting ours.
-  await run(
-    join(projectRoot, 'node_modules/.bin/tsc'),
-    ['-p', join(projectRoot, 'tsconfig.build.json')],
-    {
-      allowFailure: true,
-      timeoutMs: 300_000,
-    },
-  );
-  const still = stale();
-  if (still.length > 0)
-    throw new Error(`dist is stale for ${still.join(', ')} after tsc: run \`npm run build\``);
-}
 
 async function ip(...args: string[]): Promise<void> {
   await run('ip', args);
@@ -173,7 +144,6 @@ async function ncFromClient(host: string, port: number, waitSeconds: number) {
 
 beforeAll(async () => {
   requireRootAndTools(['ip', 'iptables', 'ip6tables', 'setpriv', 'nc']);
-  await ensureDistBuilt();
   await buildLab();
 });
 

@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import {
   addForeignRules,
-  buildWeft,
   Namespaces,
   type Result,
   Scratch,
@@ -44,7 +43,6 @@ function expectOneLineError(r: Result, code: string): string {
 
 beforeAll(async () => {
   requireRootAndTools(['ip', 'iptables', 'ip6tables', 'iptables-legacy', 'setpriv']);
-  await buildWeft();
   await scratch.init();
   goodConfig = await scratch.file('good.yaml', 'capture:\n  agentUser: nobody\n');
   otherConfig = await scratch.file(

@@ -1,7 +1,6 @@
 // Shared by the redirect lab tests: throw-away network namespaces named weftrd-*, the real
 // `weft` CLI run inside them, and their iptables as iptables-save prints it.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -16,14 +15,6 @@ export interface Result {
   stdout: string;
   stderr: string;
   exitCode: number;
-}
-
-/** Builds dist/ with tsc; other modules' type errors do not stop the emit. */
-export async function buildWeft(): Promise<void> {
-  await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, reject: false });
-  for (const file of ['dist/cli/main.js', 'dist/redirect/index.js']) {
-    if (!existsSync(join(ROOT, file))) throw new Error(`the build did not produce ${file}`);
-  }
 }
 
 export class Namespaces {

@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import {
   addForeignRules,
-  buildWeft,
   inNs,
   Namespaces,
   type Result,
@@ -57,7 +56,6 @@ async function nsWithForeignRules(backend: 'nft' | 'legacy' = 'nft'): Promise<st
 
 beforeAll(async () => {
   requireRootAndTools(['ip', 'iptables', 'ip6tables', 'iptables-legacy']);
-  await buildWeft();
   await scratch.init();
   config = await scratch.file(
     'agent.yaml',

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigDumpView } from '../../src/agent/admin-views.js';
-import { MeshLab, type MeshLabWorkload, waitUntil } from '../../src/lab/index.js';
-import { buildWeft } from '../helpers/controlplane.js';
+import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const demo = (name: string) =>
   fileURLToPath(new URL(`../../scripts/demo/${name}`, import.meta.url));
@@ -61,7 +61,6 @@ function agentLog(host: string): Array<Record<string, unknown>> {
 
 beforeAll(async () => {
   requireRootAndTools(['ip', 'iptables', 'curl', 'setpriv']);
-  await buildWeft();
   dir = mkdtempSync(join(tmpdir(), 'weft-revocation-'));
   chmodSync(dir, 0o755);
   const resources = join(dir, 'services.yaml');
@@ -74,8 +73,10 @@ beforeAll(async () => {
     ],
     resourceFiles: [resources],
   });
-  await waitUntil('echo answering node1', async () =>
-    (await curlEcho()).body.includes('hello from node2'),
+  await waitFor(
+    'echo answering node1',
+    async () => (await curlEcho()).body.includes('hello from node2'),
+    30_000,
   );
 });
 
@@ -94,14 +95,18 @@ describe('weft delete node', () => {
 
     // The sync that carries the revocation to node2 ...
     let dump = before;
-    await waitUntil('the revocation on node2', async () => {
-      dump = await configDump('node2');
-      return dump.resources.some(
-        (r) =>
-          (r as { kind: string; spec: { node?: string } }).kind === 'Revocation' &&
-          (r as { spec: { node: string } }).spec.node === 'node1',
-      );
-    });
+    await waitFor(
+      'the revocation on node2',
+      async () => {
+        dump = await configDump('node2');
+        return dump.resources.some(
+          (r) =>
+            (r as { kind: string; spec: { node?: string } }).kind === 'Revocation' &&
+            (r as { spec: { node: string } }).spec.node === 'node1',
+        );
+      },
+      30_000,
+    );
     expect(dump.version).toBeGreaterThan(before.version);
 
     // ... is all it takes: node1, which still holds its certificates and node2's endpoint in
@@ -115,7 +120,7 @@ describe('weft delete node', () => {
     const isRefusal = (l: Record<string, unknown>) =>
       (l.msg === 'tunnel connection refused' && l.reason === 'revoked') ||
       l.msg === 'tunnel session closed: the peer certificate was revoked';
-    await waitUntil(
+    await waitFor(
       'node2 logging the refusal',
       async () => agentLog('node2').some(isRefusal),
       5_000,

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireRootAndTools } from '../helpers/prereqs.js';
-import { buildWeft, inNs, Namespaces, Scratch, weft } from './redirect-helpers.js';
+import { inNs, Namespaces, Scratch, weft } from './redirect-helpers.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/local-connect.mjs', import.meta.url));
 const SERVER = '10.203.0.1';
@@ -57,7 +57,6 @@ const asNobody = [...nobody, '--'];
 
 beforeAll(async () => {
   requireRootAndTools(['ip', 'iptables', 'setpriv']);
-  await buildWeft();
   await scratch.init();
   config = await scratch.file('agent.yaml', 'capture:\n  agentUser: nobody\n');
 });

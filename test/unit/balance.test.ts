@@ -63,14 +63,35 @@ describe('balancers', () => {
     expect(a.failed(now)).toBe(true);
     expect(picks(pool, 3)).toEqual(['b', 'b', 'b']);
     expect(pool.counts().ejected).toBe(1);
-    now = 1000; // penalty over: one probe may go to a
-    expect(picks(pool, 2)).toContain('a');
+    now = 1000; // penalty over: exactly one probe goes to a, the rest wait for its outcome
+    expect(picks(pool, 4).sort()).toEqual(['a', 'b', 'b', 'b']);
+    expect(pool.counts().ejected).toBe(1); // out of rotation while its probe is out
     expect(a.failed(now)).toBe(true); // the probe failed: ejected again, for 2 s
     now = 2999;
     expect(picks(pool, 2)).toEqual(['b', 'b']);
     now = 3000;
     a.succeeded();
     expect(new Set(picks(pool, 2))).toEqual(new Set(['a', 'b']));
+  });
+
+  it('sends one probe even to the least loaded endpoint, another only after a penalty without an outcome', () => {
+    let now = 0;
+    const accrual = { consecutiveFailures: 1, baseEjectionMs: 1000, maxEjectionMs: 8000 };
+    const pool = new EndpointPool('echo', 'leastConnections', accrual, () => now);
+    pool.update([ep('a'), ep('b')], 'leastConnections');
+    const a = pool.find((s) => s.key === 'a')!;
+    expect(a.failed(now)).toBe(true);
+    now = 1000;
+    // a carries no connection, so least connections would hand it every new one: one probe.
+    expect(picks(pool, 4, true).sort()).toEqual(['a', 'b', 'b', 'b']);
+    // The probe never reports (its connection hangs): one more after the same penalty.
+    now = 1999;
+    expect(picks(pool, 2, true)).toEqual(['b', 'b']);
+    now = 2000;
+    expect(picks(pool, 3, true).sort()).toEqual(['a', 'b', 'b']);
+    // It succeeds: back in rotation at once, and the least loaded again.
+    a.succeeded();
+    expect(picks(pool, 2, true)).toEqual(['a', 'a']);
   });
 
   it('keeps counters and ejections across a snapshot update', () => {

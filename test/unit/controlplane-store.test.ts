@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FileStore } from '../../src/controlplane/store/file-store.js';
 import { StoreCompactedError, type WatchBatch } from '../../src/controlplane/store/store.js';
 
@@ -27,11 +27,10 @@ async function openStore(
 }
 
 afterEach(async () => {
+  vi.useRealTimers();
   for (const s of open.splice(0)) await s.close();
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('revisions and compare-and-swap', () => {
   it('counts one revision per transaction and tracks each key', async () => {
@@ -154,14 +153,32 @@ describe('durability', () => {
 });
 
 describe('watch', () => {
+  /** A watch's batches and errors as they come, and promises of the next of each. */
   function collect(store: FileStore, prefix: string, from: number) {
     const batches: WatchBatch[] = [];
     const errors: Error[] = [];
+    let batchSeen: (b: WatchBatch) => void = () => {};
+    let errorSeen: (e: Error) => void = () => {};
     const watch = store.watch(prefix, from, {
-      onBatch: (b) => batches.push(b),
-      onError: (e) => errors.push(e),
+      onBatch: (b) => {
+        batches.push(b);
+        batchSeen(b);
+      },
+      onError: (e) => {
+        errors.push(e);
+        errorSeen(e);
+      },
     });
-    return { batches, errors, watch };
+    /** Resolves once the batch of `revision` came: every batch before it has come too. */
+    const upTo = (revision: number) =>
+      new Promise<void>((resolve) => {
+        if (batches.some((b) => b.revision >= revision)) return resolve();
+        batchSeen = (b) => b.revision >= revision && resolve();
+      });
+    const ended = new Promise<Error>((resolve) => {
+      errorSeen = resolve;
+    });
+    return { batches, errors, watch, upTo, ended };
   }
 
   it('replays history from a revision, then follows live changes, one batch per transaction', async () => {
@@ -176,7 +193,7 @@ describe('watch', () => {
     }); // 3
     const w = collect(store, '/r/', 2);
     await store.put('/r/c', 3); // 4
-    await sleep(10);
+    await w.upTo(4);
     expect(w.batches.map((b) => [b.revision, b.events.map((e) => `${e.type} ${e.key}`)])).toEqual([
       [3, ['put /r/b', 'delete /r/a']],
       [4, ['put /r/c']],
@@ -188,9 +205,9 @@ describe('watch', () => {
     const store = await openStore(newDir(), { historyEvents: 2 });
     for (let i = 0; i < 5; i++) await store.put(`/k/${i}`, i);
     const w = collect(store, '/', 1);
-    await sleep(10);
+    // The error ends the watch: no batch can follow it.
+    expect(await w.ended).toBeInstanceOf(StoreCompactedError);
     expect(w.batches).toEqual([]);
-    expect(w.errors[0]).toBeInstanceOf(StoreCompactedError);
   });
 
   it('after a restart, follows from the current revision', async () => {
@@ -201,11 +218,11 @@ describe('watch', () => {
     const again = await openStore(dir);
     const w = collect(again, '/', 2);
     await again.put('/b', 2);
-    await sleep(10);
+    await w.upTo(2);
     expect(w.batches.map((b) => b.revision)).toEqual([2]);
     const old = collect(again, '/', 1);
-    await sleep(10);
-    expect(old.errors[0]).toBeInstanceOf(StoreCompactedError);
+    expect(await old.ended).toBeInstanceOf(StoreCompactedError);
+    expect(old.batches).toEqual([]);
   });
 });
 
@@ -251,18 +268,33 @@ describe('change log', () => {
 });
 
 describe('leases', () => {
+  // Leases keep time with Date.now and a setInterval sweep: fake both and move the clock.
+  const fakeClock = () => vi.useFakeTimers({ toFake: ['Date', 'setInterval', 'clearInterval'] });
+
+  /**
+   * A write after the sweeps so far: a revocation one of them started is enqueued at once, so
+   * it has committed when this write has.
+   */
+  const afterSweeps = (store: FileStore) => store.put('/sentinel', Date.now());
+
   it('deletes the keys of a lease that is not kept alive, and only those', async () => {
+    fakeClock();
     const store = await openStore(newDir(), { leaseCheckMs: 20 });
     const lease = await store.grantLease(150);
     await store.put('/w/1', 'a', { lease });
     await store.put('/w/2', 'b', { lease });
     await store.put('/w/3', 'c');
+    // Kept alive for well past its TTL, swept every 20 ms all along.
     for (let i = 0; i < 4; i++) {
-      await sleep(60);
+      await vi.advanceTimersByTimeAsync(60);
       expect(await store.keepAlive(lease)).toBe(true);
     }
+    await vi.advanceTimersByTimeAsync(140);
+    await afterSweeps(store);
     expect((await store.list('/w/')).entries).toHaveLength(3);
-    await sleep(300);
+    // Then not kept alive: the next sweep past its TTL revokes it.
+    await vi.advanceTimersByTimeAsync(40);
+    await afterSweeps(store);
     expect((await store.list('/w/')).entries.map((e) => e.key)).toEqual(['/w/3']);
     expect(await store.keepAlive(lease)).toBe(false);
     await expect(store.put('/w/4', 'd', { lease })).rejects.toThrow('does not exist');
@@ -277,15 +309,22 @@ describe('leases', () => {
   });
 
   it('keeps leases across a restart with a fresh TTL', async () => {
+    fakeClock();
     const dir = newDir();
     const store = await openStore(dir, { leaseCheckMs: 20 });
     const lease = await store.grantLease(200);
     await store.put('/w/1', 'a', { lease });
     await store.close();
+    // Down for longer than the TTL: the lease counts from the restart, not from before it.
+    await vi.advanceTimersByTimeAsync(1_000);
     const again = await openStore(dir, { leaseCheckMs: 20 });
-    expect(await again.keepAlive(lease)).toBe(true);
+    await vi.advanceTimersByTimeAsync(180);
+    await afterSweeps(again);
     expect((await again.get('/w/1'))?.lease).toBe(lease);
-    await sleep(400);
+    expect(await again.keepAlive(lease)).toBe(true);
+    // Not kept alive again: gone one TTL later.
+    await vi.advanceTimersByTimeAsync(220);
+    await afterSweeps(again);
     expect(await again.get('/w/1')).toBeUndefined();
   });
 });

@@ -48,7 +48,9 @@ export class EndpointPool {
     const now = this.now();
     const usable = this.states.filter((s) => s.available(now) && !exclude?.has(s));
     if (usable.length === 0) return undefined;
-    return this.balancer.pick(usable);
+    const chosen = this.balancer.pick(usable);
+    chosen.taken(now);
+    return chosen;
   }
 
   /** The one endpoint matching `match` (a connection to a known endpoint address), if usable. */
@@ -57,7 +59,9 @@ export class EndpointPool {
     exclude?: ReadonlySet<EndpointState>,
   ): EndpointState | undefined {
     const now = this.now();
-    return this.states.find((s) => match(s) && s.available(now) && !exclude?.has(s));
+    const found = this.states.find((s) => match(s) && s.available(now) && !exclude?.has(s));
+    found?.taken(now);
+    return found;
   }
 
   counts(): EndpointCounts {

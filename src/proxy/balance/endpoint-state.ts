@@ -1,6 +1,8 @@
 // What the data path knows about one endpoint beyond the control plane's view: connections
 // in flight, and passive failure accrual (consecutive connect failures eject it for a while,
-// Linkerd-style: the penalty doubles up to a cap, and one probe is let through after it).
+// Linkerd-style: the penalty doubles up to a cap, and one probe is let through after it; the
+// endpoint stays out of rotation until that probe reports, or for another penalty if it never
+// does, so that a balancer that favours the idle endpoint cannot send it every connection).
 import type { EndpointView } from '../../controlplane-client/mesh-view.js';
 
 export interface FailureAccrual {
@@ -41,9 +43,16 @@ export class EndpointState {
     return now < this.ejectedUntil;
   }
 
+  /** Handed to a connection: after an ejection, that connection is the one probe. */
+  taken(now: number): void {
+    if (this.ejections === 0) return;
+    this.ejectedUntil = now + this.penalty(this.ejections - 1);
+  }
+
   succeeded(): void {
     this.failures = 0;
     this.ejections = 0;
+    this.ejectedUntil = 0;
   }
 
   /** Returns true when this failure ejected the endpoint. */
@@ -52,13 +61,14 @@ export class EndpointState {
     if (this.failures < this.accrual.consecutiveFailures && this.ejections === 0) return false;
     // After an ejection, the first probe that fails ejects again at once (with a longer
     // penalty): the endpoint has not shown it recovered.
-    const penalty = Math.min(
-      this.accrual.baseEjectionMs * 2 ** this.ejections,
-      this.accrual.maxEjectionMs,
-    );
-    this.ejectedUntil = now + penalty;
+    this.ejectedUntil = now + this.penalty(this.ejections);
     this.ejections += 1;
     this.failures = 0;
     return true;
+  }
+
+  /** The length of ejection number `n` (from 0): doubling, capped. */
+  private penalty(n: number): number {
+    return Math.min(this.accrual.baseEjectionMs * 2 ** n, this.accrual.maxEjectionMs);
   }
 }
