@@ -1,8 +1,13 @@
 // How an agent that cannot join says so: a wrong CA pin, a used token, no token. Nothing is
 // written to its data directory and /ready names the reason. Joining with a CA file instead
-// of a pin works too.
+// of a pin works too. A host that has never joined and is refused for good stops trying and
+// says why at once, through 'refused' and refusal(); an unreachable control plane is retried.
+// install.sh and systemd rely on this: the agent exits with a status systemd does not restart
+// on (src/agent/exit-status).
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -14,7 +19,9 @@ import {
   type ControlPlaneSession,
   startControlPlaneSession,
 } from '../../src/controlplane-client/session.js';
+import type { WeftError } from '../../src/errors.js';
 import { startControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
+import { createTestCa } from '../helpers/test-pki.js';
 import { waitFor } from '../helpers/wait.js';
 
 const log = pino({ level: process.env.WEFT_TEST_LOG ?? 'silent' });
@@ -95,5 +102,106 @@ describe('joining', () => {
     const session = await start('by-file', { token, caFile });
     await waitFor('connected', () => (session.state === 'connected' ? true : undefined));
     expect(session.status().node?.spiffeId).toBe('spiffe://weft.local/node/by-file');
+  });
+});
+
+/** The session's refusal: already recorded, or the next 'refused' event. */
+async function refused(session: ControlPlaneSession): Promise<WeftError> {
+  return session.refusal() ?? (await once(session, 'refused'))[0];
+}
+
+/** Join refusals the control plane counted, by reason (its /metrics). */
+async function joinRefusals(reason: string): Promise<number> {
+  const text = await (await fetch(`${cp.httpUrl}/metrics`)).text();
+  const line = text
+    .split('\n')
+    .find((l) => l.includes('method="Join"') && l.includes(`reason="${reason}"`));
+  return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+describe('a join refused for good', () => {
+  it('an unknown token: the session gives up with the control plane reason', async () => {
+    const session = await start('unknown-token', {
+      token: `${'0'.repeat(12)}.${'A'.repeat(32)}`,
+      caPin: cp.caPin,
+    });
+    const err = await refused(session);
+    expect(err.code).toBe('WEFT_E_DENIED');
+    expect(err.message).toMatch(/unknown join token/);
+    expect(session.status().lastError).toMatch(/unknown join token/);
+    expect(session.state).toBe('starting');
+    expect(session.certificates.node).toBeUndefined();
+  });
+
+  it('a used token: refused once, not retried; a good token joins at once after it', async () => {
+    const token = await cp.createToken({ node: 'first-user' });
+    const first = await start('first-user', { token, caPin: cp.caPin });
+    await new Promise((resolve) => first.once('state', resolve));
+    const before = await joinRefusals('token_used');
+    const second = await start('second-user', { token, caPin: cp.caPin });
+    expect((await refused(second)).message).toMatch(/was already used \(by first-user/);
+    // The sentinel: a later session joins and connects; by then a session still retrying with
+    // a 50-200 ms backoff would have been refused again.
+    const good = await start('third-user', {
+      token: await cp.createToken({ node: 'third-user' }),
+      caPin: cp.caPin,
+    });
+    await new Promise((resolve) => good.once('state', resolve));
+    expect(good.state).toBe('connected');
+    expect(await joinRefusals('token_used')).toBe(before + 1);
+  });
+
+  it('a CA pin that the control plane does not match', async () => {
+    const session = await start('pin-mismatch', {
+      token: await cp.createToken({ node: 'pin-mismatch' }),
+      caPin: 'ab'.repeat(32),
+    });
+    expect((await refused(session)).message).toMatch(/no certificate in its chain matches/);
+  });
+
+  it('a CA file that does not trust the control plane', async () => {
+    const caFile = join(root, 'other-ca.pem');
+    await writeFile(caFile, (await createTestCa()).certPem);
+    const session = await start('ca-file-wrong', {
+      token: await cp.createToken({ node: 'ca-file-wrong' }),
+      caFile,
+    });
+    expect((await refused(session)).message).toMatch(/is not trusted by controlPlane\.caFile/);
+  });
+
+  it('no token in the config: a config error (the agent exits with EX_CONFIG)', async () => {
+    const session = await start('no-token-at-all', { caPin: cp.caPin });
+    const err = await refused(session);
+    expect(err.code).toBe('WEFT_E_CONFIG');
+    expect(err.message).toMatch(/put a token from `weft token create` in controlPlane\.token/);
+  });
+});
+
+describe('a control plane that cannot be reached', () => {
+  let server: Server;
+  let connections = 0;
+
+  beforeAll(async () => {
+    // Accepts and hangs up: every attempt fails the same way a crashed control plane would.
+    server = createServer((socket) => {
+      connections += 1;
+      socket.destroy();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+  });
+
+  afterAll(() => server?.close());
+
+  it('is retried, not refused', async () => {
+    const port = (server.address() as { port: number }).port;
+    const session = await start('unreachable', {
+      address: `127.0.0.1:${port}`,
+      token: await cp.createToken({ node: 'unreachable' }),
+      caPin: cp.caPin,
+    });
+    await waitFor('three attempts to reach the control plane', () => connections >= 3);
+    expect(session.refusal()).toBeUndefined();
+    expect(session.status().lastError).toMatch(/WEFT_E_UNAVAILABLE/);
   });
 });

@@ -18,6 +18,7 @@ import {
   TunnelStreamError,
 } from '../../src/proxy/tunnel/index.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
+import { sumSeries } from '../helpers/metrics-text.js';
 import { type MeshPki, meshPki, newPool, readAll, source, startServer } from './tunnel-fixture.js';
 
 const REGISTERED = '127.0.0.2';
@@ -63,10 +64,7 @@ async function listenBoth(): Promise<void> {
 
 async function scrape(pattern: RegExp): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${metrics.port}/metrics`)).text();
-  return text
-    .split('\n')
-    .filter((l) => pattern.test(l))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+  return sumSeries(text, pattern);
 }
 
 function open(address: string) {

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeInfo } from '../../src/api/messages.js';
 import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
+import { labMetric } from '../helpers/metrics-text.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -105,13 +106,7 @@ async function moreSuccesses(n: number, timeoutMs = 30_000): Promise<void> {
 const failuresIn = (from: number, to = results.length) =>
   results.slice(from, to).filter((r) => !r.ok);
 
-async function metric(host: string, pattern: RegExp): Promise<number> {
-  const r = await mesh.lab.exec(host, ['curl', '-s', 'http://127.0.0.1:15020/metrics']);
-  return r.stdout
-    .split('\n')
-    .filter((l) => pattern.test(l))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
+const metric = (host: string, pattern: RegExp) => labMetric(mesh.lab, host, pattern);
 
 function iptables(host: string, ...args: string[]) {
   return mesh.lab.exec(host, ['iptables', '-w', ...args]);

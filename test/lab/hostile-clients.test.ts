@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MeshLab, type MeshLabWorkload, WEFT_BIN } from '../../src/lab/index.js';
+import { labMetrics, sumSeries } from '../helpers/metrics-text.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -53,17 +54,7 @@ async function curl(host: string, url: string, user: string) {
   return { code: r.exitCode, body: r.stdout };
 }
 
-async function metrics(host: string): Promise<string> {
-  return (await mesh.lab.exec(host, ['curl', '-s', 'http://127.0.0.1:15020/metrics'])).stdout;
-}
-
-/** The sum of the series whose line matches `pattern` (0 when there is none). */
-function sum(text: string, pattern: RegExp): number {
-  return text
-    .split('\n')
-    .filter((l) => pattern.test(l))
-    .reduce((total, l) => total + Number(l.split(' ').pop()), 0);
-}
+const metrics = (host: string) => labMetrics(mesh.lab, host);
 
 function logLines(host: string, from = 0): Array<Record<string, unknown>> {
   const text = readFileSync(join(mesh.lab.dir, `${host}.agent.log`))
@@ -140,9 +131,13 @@ describe('telemetry of tunnelled connections', () => {
     // nc holds a connection to echo.mesh:80 from node1 as the web workload, sending nothing.
     const nc = mesh.lab.spawn('node1', ['nc', 'echo.mesh', '80'], { user: 'weftapp' });
     children.push(nc);
-    await expect.poll(async () => sum(await metrics('node2'), open), { timeout: 10_000 }).toBe(1);
+    await expect
+      .poll(async () => sumSeries(await metrics('node2'), open), { timeout: 10_000 })
+      .toBe(1);
     nc.kill('SIGTERM');
-    await expect.poll(async () => sum(await metrics('node2'), open), { timeout: 10_000 }).toBe(0);
+    await expect
+      .poll(async () => sumSeries(await metrics('node2'), open), { timeout: 10_000 })
+      .toBe(0);
     // The sending agent's access-log line for it (it sent nothing) comes well within the
     // 8 s seen in issue 11.
     const ours = () =>
@@ -153,7 +148,7 @@ describe('telemetry of tunnelled connections', () => {
     await expect.poll(() => ours().length, { timeout: 2_000, interval: 100 }).toBe(1);
     // The receiving tunnel server's streams are exported by status and reason.
     expect(
-      sum(await metrics('node2'), /^weft_tunnel_server_streams_total\{status="200"/),
+      sumSeries(await metrics('node2'), /^weft_tunnel_server_streams_total\{status="200"/),
     ).toBeGreaterThan(0);
   });
 });
@@ -212,18 +207,18 @@ describe('a flood from a host outside the mesh', () => {
     const refused = (listener: string, reason: string) =>
       new RegExp(`^weft_connections_refused_total\\{listener="${listener}",reason="${reason}"\\}`);
     await expect
-      .poll(async () => sum(await metrics('node2'), refused('inbound', 'per_source_limit')), {
+      .poll(async () => sumSeries(await metrics('node2'), refused('inbound', 'per_source_limit')), {
         timeout: 20_000,
       })
       .toBeGreaterThan(FLOOD - 100);
     await expect
-      .poll(async () => sum(await metrics('node2'), refused('tunnel', 'per_source_limit')), {
+      .poll(async () => sumSeries(await metrics('node2'), refused('tunnel', 'per_source_limit')), {
         timeout: 20_000,
       })
       .toBeGreaterThan(FLOOD - 100);
     // The held TLS-less ones are freed by the handshake timeout.
     await expect
-      .poll(async () => sum(await metrics('node2'), refused('tunnel', 'handshake_timeout')), {
+      .poll(async () => sumSeries(await metrics('node2'), refused('tunnel', 'handshake_timeout')), {
         timeout: 30_000,
       })
       .toBeGreaterThan(0);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
+import { labMetric } from '../helpers/metrics-text.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { createTestCa, issueLeaf } from '../helpers/test-pki.js';
 import { waitFor } from '../helpers/wait.js';
@@ -113,13 +114,7 @@ async function hosts(n: number): Promise<Set<string>> {
   return seen;
 }
 
-async function metric(host: string, pattern: RegExp): Promise<number> {
-  const r = await mesh.lab.exec(host, ['curl', '-s', 'http://127.0.0.1:15020/metrics']);
-  return r.stdout
-    .split('\n')
-    .filter((l) => pattern.test(l))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
+const metric = (host: string, pattern: RegExp) => labMetric(mesh.lab, host, pattern);
 
 function writeResource(name: string, yaml: string): string {
   const file = join(dir, name);

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EndpointsView } from '../../src/agent/admin-views.js';
 import { MeshLab, type MeshLabWorkload } from '../../src/lab/index.js';
+import { labMetric } from '../helpers/metrics-text.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -61,13 +62,7 @@ async function answers(call: () => Promise<{ code: number; body: string }>, roun
   return seen;
 }
 
-async function metric(host: string, pattern: RegExp): Promise<number> {
-  const r = await mesh.lab.exec(host, ['curl', '-s', 'http://127.0.0.1:15020/metrics']);
-  return r.stdout
-    .split('\n')
-    .filter((l) => pattern.test(l))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
+const metric = (host: string, pattern: RegExp) => labMetric(mesh.lab, host, pattern);
 
 /** The agent's access-log lines (JSON) on a host. */
 function accessLog(host: string): Array<Record<string, unknown>> {
