@@ -123,6 +123,24 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+describe('limits that cannot work', () => {
+  it('stop the agent at start with EX_CONFIG (78), naming the fields, so systemd does not restart it', async () => {
+    // More connections than 256 descriptors can carry: refused when the listeners are built.
+    const file = join(dir, 'too-many.yaml');
+    writeFileSync(
+      file,
+      JSON.stringify({ hostname: 'cp', limits: { inbound: { maxConnections: 10_000 } } }),
+    );
+    const r = await mesh.lab.exec(
+      'cp',
+      ['prlimit', '--nofile=256', '--', process.execPath, WEFT_BIN, 'agent', '--config', file],
+      { allowFailure: true, timeoutMs: 30_000 },
+    );
+    expect(r.exitCode, r.stderr).toBe(78);
+    expect(r.stderr).toMatch(/WEFT_E_CONFIG: .*limits\.inbound\.maxConnections/);
+  });
+});
+
 describe('telemetry of tunnelled connections', () => {
   it('counts a tunnelled inbound connection as open while it is, and logs it promptly when it closes', async () => {
     const open =

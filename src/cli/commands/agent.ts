@@ -20,10 +20,12 @@ export function registerAgent(program: Command): void {
       const { nativeSocketOps } = await import('../../native/socket-ops.js');
       const agent = await startAgent(config, { socketOps: nativeSocketOps, log }).catch((err) => {
         // The control plane session may already hold the event loop open: exit, so that
-        // systemd sees the failure instead of a process that never becomes ready.
+        // systemd sees the failure instead of a process that never becomes ready. A config
+        // that cannot work (limits beyond the descriptors the process may open) is EX_CONFIG,
+        // not restarted in a loop; anything else (a port in use) may pass: restart.
         console.error(`weft: ${describeError(err)}`);
         log.flush();
-        process.exit(1);
+        process.exit(isWeftError(err, 'WEFT_E_CONFIG') ? EXIT_CONFIG : 1);
       });
       // SIGHUP re-reads the config's workloads (registrations and their certificates).
       process.on('SIGHUP', () => {
