@@ -18,6 +18,8 @@ export interface ConnectionRecord extends ConnectionLabels {
   peer?: string;
   /** Inbound: whether the application saw `src` as its peer (false: the agent's address). */
   src_preserved?: boolean;
+  /** A client a tunnel peer claimed from another address than its own: not used. */
+  src_claimed?: string;
   /** Where bytes went: "ip:port", or "tunnel <peer> -> ip:port". */
   endpoint?: string;
   src_identity?: string;

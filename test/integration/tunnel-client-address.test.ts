@@ -80,22 +80,27 @@ function open(client?: TunnelTarget) {
 }
 
 describe('weft-client-addr', () => {
-  it('travels from the pool to the local connect and the access record', async () => {
+  it("travels from the pool to the receiving agent, which uses it only from the peer's own address", async () => {
+    // The peer's tunnel comes from 127.0.0.1 here, so a client of 10.77.0.2 is a claim it
+    // cannot vouch for: kept in the record, never connected from. (Lab hosts, where the
+    // peer's address is the client host's, test the claim that is used:
+    // test/lab/client-address.test.ts.)
     const client = { address: '10.77.0.2', port: 40312 };
     const stream = await open(client);
     stream.end('ping');
     expect((await readAll(stream)).toString()).toBe('ping');
     await expect.poll(() => records.length).toBe(1);
-    expect(connectedFor).toEqual([client]);
-    expect(records[0]).toMatchObject({ status: 200, client, clientPreserved: false });
+    expect(connectedFor).toEqual([undefined]);
+    expect(records[0]).toMatchObject({ status: 200, clientUnverified: client });
+    expect(records[0]!.client).toBeUndefined();
   });
 
-  it('is logged as src, with the tunnel peer apart', async () => {
+  it('an unverified claim is logged apart, src stays the tunnel peer', async () => {
     await expect.poll(() => logged.filter((l) => l.msg === 'connection').length).toBe(1);
     const line = logged.find((l) => l.msg === 'connection')!;
-    expect(line.src).toBe('10.77.0.2:40312');
-    expect(String(line.peer)).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(line.src_preserved).toBe(false);
+    expect(String(line.src)).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(line.src).toBe(line.peer);
+    expect(line.src_claimed).toBe('10.77.0.2:40312');
   });
 
   it("without it, src is the tunnel peer's address", async () => {
@@ -140,10 +145,11 @@ describe('weft-client-addr', () => {
         expect(r.status, value).toBe(400);
         expect(String(r.reason), value).toMatch(/^weft-client-addr /);
       }
-      // The sentinel: a good one on the same session is connected, and it is the only one.
+      // The sentinel: a well-formed one on the same session is connected (from the agent's
+      // address: the peer, on 127.0.0.1, cannot vouch for 10.77.0.9), and it is the only one.
       const ok = await answer('10.77.0.9:1234');
       expect(ok.status).toBe(200);
-      expect(connectedFor.slice(before)).toEqual([{ address: '10.77.0.9', port: 1234 }]);
+      expect(connectedFor.slice(before)).toEqual([undefined]);
     } finally {
       session.destroy();
     }

@@ -6,6 +6,7 @@ import {
   CLIENT_ADDRESS_HEADER,
   formatClientAddress,
   parseClientAddress,
+  vouchedClient,
 } from '../../src/proxy/tunnel/index.js';
 
 describe('formatClientAddress', () => {
@@ -74,5 +75,33 @@ describe('parseClientAddress', () => {
       ok: false,
       reason: `${CLIENT_ADDRESS_HEADER} must be sent once`,
     });
+  });
+});
+
+describe('vouchedClient', () => {
+  const client = { address: '10.77.0.2', port: 40312 };
+  it.each([
+    ['no claim', undefined, '10.77.0.2', { client: undefined, unverified: undefined }],
+    ["the peer's own address", client, '10.77.0.2', { client, unverified: undefined }],
+    [
+      "the peer's own address, spelled IPv4-mapped by the socket",
+      client,
+      '::ffff:10.77.0.2',
+      { client, unverified: undefined },
+    ],
+    [
+      'the same IPv6 address spelled otherwise',
+      { address: 'fd00:77::2', port: 1 },
+      'fd00:77:0:0:0:0:0:2',
+      { client: { address: 'fd00:77::2', port: 1 }, unverified: undefined },
+    ],
+    [
+      'another host (a jump host, say)',
+      client,
+      '10.77.0.9',
+      { client: undefined, unverified: client },
+    ],
+  ])('%s', (_name, claimed, peer, expected) => {
+    expect(vouchedClient(claimed, peer)).toEqual(expected);
   });
 });

@@ -78,6 +78,7 @@ export function tunnelAccessRecorder(state: MeshState, telemetry: Telemetry): Tu
           src: formatAddress(r.client ?? peer),
           peer: formatAddress(peer),
           ...(r.clientPreserved !== undefined ? { src_preserved: r.clientPreserved } : {}),
+          ...(r.clientUnverified ? { src_claimed: formatAddress(r.clientUnverified) } : {}),
           bytes_sent: r.bytesToTarget,
           bytes_received: r.bytesFromTarget,
           close_reason: r.reason,

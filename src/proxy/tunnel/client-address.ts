@@ -2,7 +2,8 @@
 // (`ip:port`, `[v6]:port`), which the sending agent captured, so that the receiving agent can
 // log it and connect to the application from it. It is an authenticated mesh peer's claim
 // about a client on its own host: it never takes part in authorization (which judges the
-// peer's SPIFFE ID), and anything but one canonical unicast address and a port is refused.
+// peer's SPIFFE ID), anything but one canonical unicast address and a port is refused, and
+// it is used only for the address the peer's tunnel connection comes from (vouchedClient).
 import { isIPv4, isIPv6 } from 'node:net';
 import { canonicalAddress } from '../address.js';
 import { formatAuthority, parseAuthority } from './authority.js';
@@ -65,4 +66,30 @@ export function parseClientAddress(value: unknown): ClientAddressParse {
   const notCaller = notUnicast(client.address);
   if (notCaller !== undefined) return bad(`${shown} is ${notCaller}, not a caller's`);
   return { ok: true, client };
+}
+
+/** A claimed client, and whether the receiving agent may act on it. */
+export interface VouchedClient {
+  /** The client to connect from and log as `src`: the claim, when the peer can vouch for it. */
+  client: TunnelTarget | undefined;
+  /** A claim the peer cannot vouch for: kept for the log, used for nothing else. */
+  unverified: TunnelTarget | undefined;
+}
+
+/**
+ * A peer speaks only for clients on its own host, and its host's address is the one its
+ * tunnel connection came from (verified by the handshake's socket, not by the peer). A claim
+ * of another address is not used: a compromised node naming, say, an operator's jump host
+ * would otherwise reach an application that trusts source addresses as that host. Such an
+ * application then sees the agent, as without the header (a multi-homed caller whose app used
+ * another local address than the tunnel does falls back the same way).
+ */
+export function vouchedClient(
+  claimed: TunnelTarget | undefined,
+  peerAddress: string,
+): VouchedClient {
+  if (claimed === undefined) return { client: undefined, unverified: undefined };
+  return canonicalAddress(claimed.address) === canonicalAddress(peerAddress)
+    ? { client: claimed, unverified: undefined }
+    : { client: undefined, unverified: claimed };
 }

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { describeError } from '../../errors.js';
 import { connectDirect } from '../endpoint/connect-direct.js';
 import { formatAuthority, parseAuthority } from './authority.js';
-import { CLIENT_ADDRESS_HEADER, parseClientAddress } from './client-address.js';
+import { CLIENT_ADDRESS_HEADER, parseClientAddress, vouchedClient } from './client-address.js';
 import type { LocalAddressCheck } from './local-addresses.js';
 import { splice } from './splice.js';
 import type {
@@ -82,6 +82,7 @@ export async function handleConnect(
   const authority = String(headers[':authority'] ?? '');
   let target: TunnelTarget | undefined;
   let client: TunnelTarget | undefined;
+  let unverified: TunnelTarget | undefined;
   let preserved = false;
   const done = (
     status: number,
@@ -94,6 +95,7 @@ export async function handleConnect(
       authority,
       ...(target ? { target } : {}),
       ...(client ? { client, clientPreserved: preserved } : {}),
+      ...(unverified ? { clientUnverified: unverified } : {}),
       status,
       reason,
       ...(detail !== undefined ? { detail } : {}),
@@ -120,7 +122,7 @@ export async function handleConnect(
   // Only logged and used as the source of the local connect: never in authorization below.
   const claimed = parseClientAddress(headers[CLIENT_ADDRESS_HEADER]);
   if (!claimed.ok) return refuse(400, 'bad_request', claimed.reason);
-  client = claimed.client;
+  ({ client, unverified } = vouchedClient(claimed.client, peer.address));
   if (!deps.isLocalAddress(target.address)) {
     return refuse(403, 'denied', `target ${authority} is not an address of this host`);
   }

@@ -6,6 +6,8 @@ export {
   type ClientAddressParse,
   formatClientAddress,
   parseClientAddress,
+  type VouchedClient,
+  vouchedClient,
 } from './client-address.js';
 export { TunnelStreamError } from './client-session.js';
 export {

@@ -62,6 +62,8 @@ export interface TunnelAccessRecord {
   client?: TunnelTarget;
   /** Whether the target saw `client`'s address as its peer (else the agent's). */
   clientPreserved?: boolean;
+  /** A client the peer claimed from an address other than its own: logged, never used. */
+  clientUnverified?: TunnelTarget;
   /** The :status answered (200, 400, 403, 405, 502), or 0 if the stream died first. */
   status: number;
   reason: StreamCloseReason;
