@@ -1,0 +1,61 @@
+// Header fields between apps and agents. Between agents an HTTP request is an HTTP/2 stream
+// on the pooled tunnel session; weft's own fields (weft-*) ride it and never reach an app:
+// the sending agent drops any an app sent (an app must not steer the receiving agent), the
+// receiving agent drops them before the app sees the request.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderMap } from './types.js';
+
+/** The workload endpoint a request is for (`ip:port`, as a CONNECT's :authority). */
+export const TARGET_HEADER = 'weft-target';
+/** Present when the calling app spoke HTTP/1.x: the receiving app is spoken to in HTTP/1.1. */
+export const ORIG_PROTO_HEADER = 'weft-orig-proto';
+export const ORIG_PROTO_HTTP1 = 'HTTP/1.1';
+/** Why the agent answered a request itself (HTTP/2 has no reason phrase): as for CONNECT. */
+export { REASON_HEADER } from '../tunnel/connect-stream.js';
+
+/**
+ * Hop-by-hop fields (RFC 9110 section 7.6.1, and the HTTP/2 connection-specific fields of
+ * RFC 9113 section 8.2.2): they describe one connection and are never forwarded.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'host',
+  'http2-settings',
+]);
+
+/**
+ * The end-to-end fields of a request or response as received (Node's parsed headers, either
+ * version): pseudo-headers, hop-by-hop fields, the fields `Connection` names, and weft's own
+ * dropped. `te: trailers` is kept: gRPC needs it and it is the one value HTTP/2 allows.
+ */
+export function endToEnd(headers: IncomingHttpHeaders): HeaderMap {
+  const named = connectionTokens(headers.connection);
+  const out: HeaderMap = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.startsWith(':') || name.startsWith('weft-')) continue;
+    if (HOP_BY_HOP.has(name) || named.has(name)) continue;
+    out[name] = value as string | string[];
+  }
+  const te = headers.te;
+  if (typeof te === 'string' && te.split(',').some((t) => t.trim().toLowerCase() === 'trailers'))
+    out.te = 'trailers';
+  return out;
+}
+
+function connectionTokens(value: string | string[] | undefined): Set<string> {
+  const all = Array.isArray(value) ? value.join(',') : (value ?? '');
+  return new Set(
+    all
+      .split(',')
+      .map((t) => t.trim().toLowerCase())
+      .filter((t) => t !== ''),
+  );
+}
