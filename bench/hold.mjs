@@ -13,6 +13,9 @@ const bench = await BenchLab.up(name, log);
 const hosts = ['client', 'server'];
 log(`up: server ${bench.serverAddr}; pids ${JSON.stringify(bench.pids)}`);
 log(`urls ${JSON.stringify(bench.httpUrls())}`);
+log(
+  `h2c urls ${JSON.stringify(bench.h2Urls())}; gRPC targets ${JSON.stringify(bench.grpcTargets())}`,
+);
 
 let profiling = false;
 let busy = false;

@@ -1,7 +1,8 @@
 // `npm run bench [-- --quick] [-- --profile] [-- --no-controlplane]`: weft against no mesh
-// (direct) and against one HAProxy per host with mTLS, in one two-host lab, setups alternated
-// within every repetition; then the control plane with many simulated agents. Writes
-// bench/results/<timestamp>.json and .md and prints the table. Needs root. See bench/README.md.
+// (direct) and against one HAProxy per host with mTLS, in one lab, setups alternated within
+// every repetition: weft's opaque path (L4 table) and its HTTP path (L7 table: HTTP/1.1, h2c,
+// gRPC); then the control plane with many simulated agents. Writes
+// bench/results/<timestamp>.json and .md and prints the tables. Needs root. See bench/README.md.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -21,10 +22,36 @@ const argv = new Set(process.argv.slice(2));
 const QUICK = argv.has('--quick');
 const PROFILE = argv.has('--profile');
 const CONTROL_PLANE = !argv.has('--no-controlplane');
-const SETUPS = ['direct', 'haproxy', 'weft'];
+const SETUPS = ['direct', 'haproxy', 'weft', 'weft-l7'];
+
+/**
+ * What each setup runs. `weft` is weft's opaque path (service `bench-tcp`, protocol tcp): the
+ * L4 figures, comparable with runs from before the L7 engine. `weft-l7` is the same upstream
+ * through the HTTP path (service `bench`, protocol http) and the gRPC service.
+ * http: scenarios 1, 2 (and 5); l4: 3, 4; l7: 7 (h2c), 8 (gRPC).
+ */
+const SCENARIOS = {
+  direct: ['http', 'l4', 'l7'],
+  haproxy: ['http', 'l4', 'l7'],
+  weft: ['http', 'l4'],
+  'weft-l7': ['http', 'l7'],
+};
+const H2 = { clients: 4, streams: 32 };
+const GRPC_CONCURRENCY = 32;
 
 const PLAN = QUICK
-  ? { reps: 1, warmS: 2, latencyS: 4, maxS: 4, bulkS: 3, connS: 3, simAgents: 200, simChanges: 4 }
+  ? {
+      reps: 1,
+      warmS: 2,
+      latencyS: 4,
+      maxS: 4,
+      bulkS: 3,
+      connS: 3,
+      h2S: 3,
+      grpcS: 3,
+      simAgents: 200,
+      simChanges: 4,
+    }
   : {
       reps: 3,
       warmS: 2,
@@ -32,6 +59,8 @@ const PLAN = QUICK
       maxS: 10,
       bulkS: 6,
       connS: 6,
+      h2S: 6,
+      grpcS: 6,
       simAgents: 1000,
       simChanges: 10,
     };
@@ -64,6 +93,7 @@ function preflight() {
  */
 async function warmUp(bench, setup) {
   await bench.wrk(setup, { connections: 16, seconds: PLAN.warmS });
+  if (!SCENARIOS[setup].includes('l4')) return; // h2load and grpc-load warm up by themselves
   await bench.wrk(setup, { connections: 16, seconds: 1, close: true });
   await bench.iperf(setup, { streams: 1, seconds: PLAN.warmS, omit: 0 });
 }
@@ -71,45 +101,91 @@ async function warmUp(bench, setup) {
 /** The scenarios of one repetition for one setup; figures go into `into[key][setup]`. */
 async function runScenarios(bench, setup, into, load) {
   const put = (key, v) => {
-    into[key] ??= { direct: [], haproxy: [], weft: [] };
+    into[key] ??= Object.fromEntries(SETUPS.map((s) => [s, []]));
     into[key][setup].push(v);
   };
-  const pids = bench.proxyPids(setup);
-  const cpuDuring = async (fn) => {
+  const runs = SCENARIOS[setup];
+  const cpuDuring = async (fn, opts) => {
+    const pids = bench.proxyPids(setup, opts);
     const before = totalCpuSeconds(pids);
     const res = await fn();
     return { res, cpu: totalCpuSeconds(pids) - before };
   };
 
-  // 1. HTTP/1.1 at ~1,000 requests/s over 16 connections (15 ms pause per connection: wrk adds its timer slack).
-  const s1 = await cpuDuring(() =>
-    bench.wrk(setup, { connections: 16, seconds: PLAN.latencyS, delayMs: 15 }),
-  );
-  put('s1.rps', s1.res.rps);
-  for (const p of ['p50', 'p90', 'p99', 'max']) put(`s1.${p}`, s1.res[p] / 1000);
-  put('s1.errors', s1.res.errors + s1.res.status);
-  if (setup !== 'direct') put('s1.cpu', s1.cpu / (s1.res.requests / 1000));
+  if (runs.includes('http')) {
+    // 1. HTTP/1.1 at ~1,000 requests/s over 16 connections (15 ms pause per connection: wrk adds its timer slack).
+    const s1 = await cpuDuring(() =>
+      bench.wrk(setup, { connections: 16, seconds: PLAN.latencyS, delayMs: 15 }),
+    );
+    put('s1.rps', s1.res.rps);
+    for (const p of ['p50', 'p90', 'p99', 'max']) put(`s1.${p}`, s1.res[p] / 1000);
+    put('s1.errors', s1.res.errors + s1.res.status);
+    if (setup !== 'direct') put('s1.cpu', s1.cpu / (s1.res.requests / 1000));
 
-  // 2. HTTP/1.1 at maximum rate, 64 connections (agent RSS sampled under this load).
-  const samplers = setup === 'weft' ? [load.client(), load.server()] : [];
-  const s2 = await cpuDuring(() => bench.wrk(setup, { connections: 64, seconds: PLAN.maxS }));
-  if (setup === 'weft') load.peaks.push(samplers.map((s) => s.stop()));
-  put('s2.rps', s2.res.rps);
-  put('s2.p99', s2.res.p99 / 1000);
-  put('s2.errors', s2.res.errors + s2.res.status);
-  if (setup !== 'direct') put('s2.cpu', s2.cpu / (s2.res.requests / 1000));
+    // 2. HTTP/1.1 at maximum rate, 64 connections (agent RSS sampled under this load).
+    const samplers = setup.startsWith('weft') ? [load.client(), load.server()] : [];
+    const s2 = await cpuDuring(() => bench.wrk(setup, { connections: 64, seconds: PLAN.maxS }));
+    if (samplers.length) load.peaks[setup].push(samplers.map((s) => s.stop()));
+    put('s2.rps', s2.res.rps);
+    put('s2.p99', s2.res.p99 / 1000);
+    put('s2.errors', s2.res.errors + s2.res.status);
+    if (setup !== 'direct') put('s2.cpu', s2.cpu / (s2.res.requests / 1000));
+  }
 
-  // 3. TCP bulk, one connection and eight.
-  put('s3.gbps1', await bench.iperf(setup, { streams: 1, seconds: PLAN.bulkS }));
-  put('s3.gbps8', await bench.iperf(setup, { streams: 8, seconds: PLAN.bulkS }));
+  if (runs.includes('l4')) {
+    // 3. TCP bulk, one connection and eight.
+    put('s3.gbps1', await bench.iperf(setup, { streams: 1, seconds: PLAN.bulkS }));
+    put('s3.gbps8', await bench.iperf(setup, { streams: 8, seconds: PLAN.bulkS }));
 
-  // 4. A new connection per request.
-  const s4 = await bench.wrk(setup, { connections: 16, seconds: PLAN.connS, close: true });
-  put('s4.cps', s4.rps);
-  put('s4.errors', s4.errors + s4.status);
+    // 4. A new connection per request.
+    const s4 = await bench.wrk(setup, { connections: 16, seconds: PLAN.connS, close: true });
+    put('s4.cps', s4.rps);
+    put('s4.errors', s4.errors + s4.status);
+  }
+
+  // A failure of 7 or 8 is reported and leaves a gap: the figures of the rest still count.
+  const attempt = async (what, fn) => {
+    try {
+      await fn();
+    } catch (err) {
+      load.failures.push(`${what}, ${setup}: ${err.message}`);
+      log(`${what}, ${setup} failed: ${err.message}`);
+    }
+  };
+  if (runs.includes('l7')) {
+    await attempt('scenario 7', () => h2Scenario(bench, setup, put, cpuDuring));
+    await attempt('scenario 8', () => grpcScenario(bench, setup, put, cpuDuring));
+  }
 }
 
-const ROWS = [
+/** 7. HTTP/2 with prior knowledge at maximum rate, multiplexed. */
+async function h2Scenario(bench, setup, put, cpuDuring) {
+  const h2 = await cpuDuring(() => bench.h2load(setup, { ...H2, seconds: PLAN.h2S }));
+  put('h2.rps', h2.res.rps);
+  put('h2.p50', h2.res.p50);
+  put('h2.p99', h2.res.p99);
+  put('h2.errors', h2.res.errors);
+  if (setup !== 'direct') put('h2.cpu', h2.cpu / (h2.res.requests / 1000));
+}
+
+/** 8. gRPC unary on one channel; haproxy and weft balance over server's and server2's endpoints. */
+async function grpcScenario(bench, setup, put, cpuDuring) {
+  const g = await cpuDuring(
+    () => bench.grpc(setup, { seconds: PLAN.grpcS, concurrency: GRPC_CONCURRENCY, warmS: 1 }),
+    { server2: true },
+  );
+  put('grpc.rps', g.res.rps);
+  put('grpc.p50', g.res.p50Us / 1000);
+  put('grpc.p99', g.res.p99Us / 1000);
+  put('grpc.errors', g.res.errors);
+  if (g.res.firstError) log(`gRPC ${setup}: ${g.res.errors} errors, first: ${g.res.firstError}`);
+  if (setup !== 'direct') {
+    put('grpc.share', (100 * (g.res.byEndpoint.server ?? 0)) / Math.max(1, g.res.calls));
+    put('grpc.cpu', g.cpu / (g.res.calls / 1000));
+  }
+}
+
+const HTTP1_ROWS = [
   ['s1.p50', '1. latency p50 at 1k req/s (ms)', 3],
   ['s1.p90', '1. latency p90 (ms)', 3],
   ['s1.p99', '1. latency p99 (ms)', 3],
@@ -119,29 +195,96 @@ const ROWS = [
   ['s1.rps', '1. achieved rate (req/s)', 0],
   ['s2.rps', '2. max rate, 64 conns (req/s)', 0],
   ['s2.p99', '2. latency p99 at max rate (ms)', 2],
-  ['s3.gbps1', '3. TCP bulk, 1 connection (Gbit/s)', 2],
-  ['s3.gbps8', '3. TCP bulk, 8 connections (Gbit/s)', 2],
-  ['s4.cps', '4. new connections/s (conn per request)', 0],
-  ['s1.cpu', '5. proxy CPU s per 1k req at 1k req/s (both hosts)', 4],
-  ['s2.cpu', '5. proxy CPU s per 1k req at max rate (both hosts)', 4],
-  ['errors', 'errors (all wrk runs, summed per repetition)', 0, true],
 ];
 
-/** Latency each proxy adds over direct, paired within a repetition. */
+/**
+ * Two tables of one run: the L4 one (weft's opaque port; the same rows as before the L7
+ * engine) and the L7 one (weft's http port and the gRPC service). direct and haproxy have one
+ * set of HTTP/1.1 runs, shown in both tables.
+ */
+const TABLES = [
+  {
+    id: 'l4',
+    title: 'L4: weft on an opaque port (`bench-tcp`, protocol tcp)',
+    weft: 'weft',
+    weftLabel: 'weft',
+    rows: [
+      ...HTTP1_ROWS,
+      ['s3.gbps1', '3. TCP bulk, 1 connection (Gbit/s)', 2],
+      ['s3.gbps8', '3. TCP bulk, 8 connections (Gbit/s)', 2],
+      ['s4.cps', '4. new connections/s (conn per request)', 0],
+      ['s1.cpu', '5. proxy CPU s per 1k req at 1k req/s (both hosts)', 4],
+      ['s2.cpu', '5. proxy CPU s per 1k req at max rate (both hosts)', 4],
+      ['errors', 'errors (all wrk runs, summed per repetition)', 0, true],
+    ],
+  },
+  {
+    id: 'l7',
+    title:
+      "L7: weft on an `http` port (`bench`) and a `grpc` one (`bench-grpc`); direct and haproxy's rows 1, 2 and 5 are the runs of the L4 table",
+    weft: 'weft-l7',
+    weftLabel: 'weft L7',
+    rows: [
+      ...HTTP1_ROWS,
+      ['s1.cpu', '5. proxy CPU s per 1k req at 1k req/s (both hosts)', 4],
+      ['s2.cpu', '5. proxy CPU s per 1k req at max rate (both hosts)', 4],
+      ['h2.rps', `7. h2c max rate, ${H2.clients} conns x ${H2.streams} streams (req/s)`, 0],
+      ['h2.p50', '7. h2c latency p50 at max rate (ms)', 2],
+      ['h2.p99', '7. h2c latency p99 at max rate (ms)', 2],
+      ['h2.cpu', '7. h2c proxy CPU s per 1k req (both hosts)', 4],
+      ['grpc.rps', `8. gRPC unary, 1 channel, ${GRPC_CONCURRENCY} in flight (calls/s)`, 0],
+      ['grpc.p50', '8. gRPC latency p50 (ms)', 2],
+      ['grpc.p99', '8. gRPC latency p99 (ms)', 2],
+      [
+        'grpc.share',
+        "8. gRPC calls answered by server's endpoint (%, the rest by server2's)",
+        1,
+        true,
+      ],
+      ['grpc.cpu', '8. gRPC proxy CPU s per 1k calls (all hosts)', 4],
+      ['l7.errors', 'errors (wrk, h2load and gRPC runs, summed per repetition)', 0, true],
+    ],
+  },
+];
+
+/** Latency each proxy adds over direct, paired within a repetition; errors summed. */
 function addDerived(raw) {
   for (const p of ['p50', 'p99']) {
     const d = raw[`s1.${p}`];
-    raw[`s1.added.${p}`] = {
-      direct: [],
-      haproxy: d.haproxy.map((v, i) => v - d.direct[i]),
-      weft: d.weft.map((v, i) => v - d.direct[i]),
-    };
-  }
-  raw.errors = {};
-  for (const s of SETUPS)
-    raw.errors[s] = raw['s1.errors'][s].map(
-      (v, i) => v + raw['s2.errors'][s][i] + raw['s4.errors'][s][i],
+    raw[`s1.added.${p}`] = Object.fromEntries(
+      SETUPS.map((s) => [s, s === 'direct' ? [] : d[s].map((v, i) => v - d.direct[i])]),
     );
+  }
+  const sum = (keys, setup) => {
+    const series = keys.map((k) => raw[k]?.[setup] ?? []);
+    const n = Math.max(...series.map((v) => v.length));
+    return Array.from({ length: n }, (_, i) => series.reduce((a, v) => a + (v[i] ?? 0), 0));
+  };
+  raw.errors = {};
+  raw['l7.errors'] = {};
+  for (const s of SETUPS) {
+    raw.errors[s] = SCENARIOS[s].includes('l4')
+      ? sum(['s1.errors', 's2.errors', 's4.errors'], s)
+      : [];
+    raw['l7.errors'][s] = SCENARIOS[s].includes('l7')
+      ? sum(['s1.errors', 's2.errors', 'h2.errors', 'grpc.errors'], s)
+      : [];
+  }
+}
+
+/** A table's rows: median [min-max] per column, its weft column taken from its weft setup. */
+function tableRows(table, raw) {
+  return table.rows.map(([key, label, digits, noRatio]) => ({
+    key,
+    label,
+    digits,
+    noRatio: noRatio === true,
+    setups: {
+      direct: summarize(raw[key]?.direct ?? []),
+      haproxy: summarize(raw[key]?.haproxy ?? []),
+      weft: summarize(raw[key]?.[table.weft] ?? []),
+    },
+  }));
 }
 
 async function controlPlaneScale(bench) {
@@ -190,6 +333,7 @@ async function profileAgents(bench, dir) {
   const weft = lookupUser('weft');
   const runs = [
     ['http', () => bench.wrk('weft', { connections: 64, seconds: 10 })],
+    ['http-l7', () => bench.wrk('weft-l7', { connections: 64, seconds: 10 })],
     ['tcp', () => bench.iperf('weft', { streams: 8, seconds: 8 })],
     ['new-connections', () => bench.wrk('weft', { connections: 16, seconds: 8, close: true })],
   ];
@@ -299,6 +443,7 @@ async function main() {
   const memory = {};
   let controlPlane;
   let profiles;
+  let httpCounted;
   const failures = [];
   try {
     // Settle: the agents' start-up garbage is collected within a few seconds.
@@ -306,7 +451,8 @@ async function main() {
     const p0 = bench.pids;
     memory['idle, after start'] = [rssMiB(p0.clientAgent), rssMiB(p0.serverAgent)];
     const load = {
-      peaks: [],
+      peaks: { weft: [], 'weft-l7': [] },
+      failures,
       client: () => rssSampler(p0.clientAgent),
       server: () => rssSampler(p0.serverAgent),
     };
@@ -319,11 +465,12 @@ async function main() {
         await runScenarios(bench, setup, raw, load);
       }
     }
-    memory['under load (peak during scenario 2)'] = [0, 1].map((i) =>
-      Math.max(...load.peaks.map((p) => p[i])),
-    );
+    const peak = (setup) => [0, 1].map((i) => Math.max(...load.peaks[setup].map((p) => p[i])));
+    memory['under load (peak during scenario 2, opaque port)'] = peak('weft');
+    memory['under load (peak during scenario 2, http port)'] = peak('weft-l7');
     await new Promise((r) => setTimeout(r, 5_000));
     memory['idle, after the load'] = [rssMiB(p0.clientAgent), rssMiB(p0.serverAgent)];
+    httpCounted = await bench.httpRequestsCounted();
     addDerived(raw);
     if (PROFILE) {
       const dir = join(RESULTS, `${stamp}-profile`);
@@ -372,15 +519,14 @@ async function main() {
       node: process.version,
       kernel: release(),
     },
-    placement: `client host (wrk, iperf3 client, client-side HAProxy, client agent) pinned to CPU ${CPU.client}; server host (upstream HAProxy, iperf3 servers, server-side HAProxy, server agent) pinned to CPU ${CPU.server}; control plane and simulated agents unpinned. The machine is shared: other work may run on the same cores.`,
-    rows: ROWS.map(([key, label, digits, noRatio]) => ({
-      key,
-      label,
-      digits,
-      noRatio:
-        noRatio === true && key !== 's1.added.p50' && key !== 's1.added.p99' ? true : noRatio,
-      setups: Object.fromEntries(SETUPS.map((s) => [s, summarize(raw[key]?.[s] ?? [])])),
+    placement: `client host (wrk, h2load, iperf3 and gRPC clients, client-side HAProxy, client agent) pinned to CPU ${CPU.client}; server and server2 hosts (upstream HAProxy, iperf3 and gRPC servers, server-side HAProxy, their agents) pinned to CPU ${CPU.server}; control plane and simulated agents unpinned. The machine is shared: other work may run on the same cores.`,
+    tables: TABLES.map((t) => ({
+      id: t.id,
+      title: t.title,
+      weftLabel: t.weftLabel,
+      rows: tableRows(t, raw),
     })),
+    httpCounted,
     raw,
     memory,
     controlPlane,

@@ -1,35 +1,71 @@
-// The benchmark's lab: host `client` and host `server` (plus `cp` for weft's control plane),
-// the upstream and iperf3 servers on `server`, one HAProxy per host, weft's capture and agents
-// on both, and the placement of every process on the machine's cores.
+// The benchmark's lab: host `client` and host `server` (plus `cp` for weft's control plane and
+// `server2` for the second gRPC endpoint), the upstream, iperf3 and gRPC servers on `server`,
+// one HAProxy per host, weft's capture and agents on all of them, and the placement of every
+// process on the machine's cores.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MeshLab, WEFT_BIN, waitUntil } from '../../dist/lab/index.js';
+import { lookupUser, MeshLab, WEFT_BIN, waitUntil } from '../../dist/lab/index.js';
 import { makeCerts } from './certs.mjs';
 import { findProcess } from './proc.mjs';
 
 const BENCH = fileURLToPath(new URL('..', import.meta.url));
+const GRPC_LOAD = join(BENCH, 'grpc-load.mjs');
 
 /** Ports on the server host. weft's are registered workloads; the rest bypass capture. */
 export const PORTS = {
-  weftHttp: 8080, // upstream, reached through weft
+  weftHttp: 8080, // upstream through weft's L7 path (service `bench`, protocol http)
   plainHttp: 8081, // the same upstream, for direct and haproxy
+  weftTcp: 8082, // the same upstream through weft's opaque path (`bench-tcp`, protocol tcp)
   weftIperf: 5201,
   plainIperf: 5202,
+  weftGrpc: 9090, // gRPC endpoints on server and server2 (`bench-grpc`, protocol grpc)
+  plainGrpc: 9091, // the same gRPC servers, for direct and haproxy
   tlsHttp: 18443, // server-side HAProxy
   tlsTcp: 18444,
+  tlsH2: 18445,
+  tlsGrpc: 18446,
   haHttp: 18001, // client-side HAProxy on 127.0.0.1
   haTcp: 18002,
+  haH2: 18003,
+  haGrpc: 18004,
 };
 
 /** CPU placement: each lab "host" gets one core, as two one-core machines would. */
-export const CPU = { client: '0', server: '1' };
+export const CPU = { client: '0', server: '1', server2: '1' };
 
+/** A gRPC endpoint of scenario 8 on `host`: weft's port and the plain one, in one process. */
+const grpcWorkload = (host) => ({
+  service: 'bench-grpc',
+  name: 'grpc',
+  port: PORTS.weftGrpc,
+  command: [
+    process.execPath,
+    GRPC_LOAD,
+    'server',
+    host,
+    String(PORTS.weftGrpc),
+    String(PORTS.plainGrpc),
+  ],
+});
+
+// One upstream behind two services: `bench` (http, the L7 path) and `bench-tcp` (tcp, opaque:
+// the L4 figures, comparable with runs from before the L7 engine).
 const RESOURCES = `apiVersion: weft/v1
 kind: Service
 metadata: { name: bench }
 spec: { ports: [{ port: ${PORTS.weftHttp}, protocol: http }] }
+---
+apiVersion: weft/v1
+kind: Service
+metadata: { name: bench-tcp }
+spec: { ports: [{ port: ${PORTS.weftTcp}, protocol: tcp }] }
+---
+apiVersion: weft/v1
+kind: Service
+metadata: { name: bench-grpc }
+spec: { ports: [{ port: ${PORTS.weftGrpc}, protocol: grpc }] }
 ---
 apiVersion: weft/v1
 kind: Service
@@ -49,6 +85,7 @@ export class BenchLab {
     this.lab = mesh.lab;
     this.dir = dir;
     this.serverAddr = mesh.lab.host('server').address;
+    this.server2Addr = mesh.lab.host('server2').address;
   }
 
   static async up(name, log) {
@@ -60,11 +97,23 @@ export class BenchLab {
     const upstreamCfg = join(dir, 'upstream.cfg');
     writeFileSync(
       upstreamCfg,
-      template('upstream', { WEFT_PORT: PORTS.weftHttp, PLAIN_PORT: PORTS.plainHttp }),
+      template('upstream', {
+        WEFT_PORT: PORTS.weftHttp,
+        WEFT_TCP_PORT: PORTS.weftTcp,
+        PLAIN_PORT: PORTS.plainHttp,
+      }),
     );
     chmodSync(upstreamCfg, 0o644);
-    const bypass = [PORTS.plainHttp, PORTS.plainIperf, PORTS.tlsHttp, PORTS.tlsTcp];
-    log('building the lab (cp, client, server) with the real CLI');
+    const bypass = [
+      PORTS.plainHttp,
+      PORTS.plainIperf,
+      PORTS.plainGrpc,
+      PORTS.tlsHttp,
+      PORTS.tlsTcp,
+      PORTS.tlsH2,
+      PORTS.tlsGrpc,
+    ];
+    log('building the lab (cp, client, server, server2) with the real CLI');
     const mesh = await MeshLab.up({
       name,
       nodes: [
@@ -78,12 +127,23 @@ export class BenchLab {
               command: ['haproxy', '-f', upstreamCfg, '-db'],
             },
             {
+              // The upstream above answers on this port too; MeshLab starts one process per
+              // workload, so this one only holds the slot.
+              service: 'bench-tcp',
+              port: PORTS.weftTcp,
+              command: ['sleep', 'infinity'],
+            },
+            {
               service: 'bulk',
               port: PORTS.weftIperf,
               command: ['iperf3', '-s', '-p', String(PORTS.weftIperf)],
             },
+            grpcWorkload('server'),
           ],
         },
+        // The second endpoint of `bench-grpc`: a service's endpoints on one host would need
+        // two addresses, and one endpoint per host is the common case anyway.
+        { name: 'server2', workloads: [grpcWorkload('server2')] },
       ],
       resourceFiles: [resources],
       // The direct and haproxy setups use ports left out of capture on both hosts, so the
@@ -98,6 +158,7 @@ export class BenchLab {
     });
     const bench = new BenchLab(mesh, dir);
     try {
+      await bench.findVips();
       await bench.startPeers();
       await bench.pin();
       await bench.waitReady();
@@ -123,10 +184,16 @@ export class BenchLab {
       SERVER_ADDR: this.serverAddr,
       TLS_HTTP_PORT: PORTS.tlsHttp,
       TLS_TCP_PORT: PORTS.tlsTcp,
+      TLS_H2_PORT: PORTS.tlsH2,
+      TLS_GRPC_PORT: PORTS.tlsGrpc,
       HTTP_PORT: PORTS.haHttp,
       TCP_PORT: PORTS.haTcp,
+      H2_PORT: PORTS.haH2,
+      GRPC_PORT: PORTS.haGrpc,
       PLAIN_PORT: PORTS.plainHttp,
       IPERF_PLAIN_PORT: PORTS.plainIperf,
+      SERVER2_ADDR: this.server2Addr,
+      GRPC_PLAIN_PORT: PORTS.plainGrpc,
     };
     for (const side of ['client', 'server']) {
       const cfg = join(this.dir, `haproxy-${side}.cfg`);
@@ -134,6 +201,15 @@ export class BenchLab {
       execFileSync('haproxy', ['-c', '-q', '-f', cfg]);
       await lab.startProcess(side, { name: 'haproxy', command: ['haproxy', '-f', cfg, '-db'] });
     }
+  }
+
+  /** The services' virtual IPs, from the control plane (the bench runs without weft's DNS). */
+  async findVips() {
+    const r = await this.mesh.weft('cp', ['get', 'services', '-o', 'json', ...this.mesh.adminArgs]);
+    this.vips = Object.fromEntries(
+      JSON.parse(r.stdout).map((d) => [d.metadata.name, d.status?.vip]),
+    );
+    if (!this.vips['bench-grpc']) throw new Error(`no VIP for bench-grpc in: ${r.stdout}`);
   }
 
   /** The pid of a lab process by host and name, resolved to the program itself. */
@@ -155,6 +231,7 @@ export class BenchLab {
     return {
       clientAgent: this.pid('client', 'agent', 'node'),
       serverAgent: this.pid('server', 'agent', 'node'),
+      server2Agent: this.pid('server2', 'agent', 'node'),
       clientHaproxy: this.pid('client', 'haproxy', 'haproxy'),
       serverHaproxy: this.pid('server', 'haproxy', 'haproxy'),
       upstream: this.pid('server', 'bench', 'haproxy'),
@@ -180,9 +257,15 @@ export class BenchLab {
     await this.settle();
     const p = this.pids;
     const iperfs = ['bulk', 'iperfplain'].map((n) => this.pid('server', n, 'iperf3'));
+    const grpcs = ['server', 'server2'].map((h) => this.pid(h, 'grpc', 'node'));
+    // server2 stands for a second server machine, but there are only two cores: it shares
+    // the server host's, so both gRPC endpoints compete as the server side's processes do.
     const placement = [
       [CPU.client, [p.clientAgent, p.clientHaproxy]],
-      [CPU.server, [p.serverAgent, p.serverHaproxy, p.upstream, ...iperfs]],
+      [
+        CPU.server,
+        [p.serverAgent, p.server2Agent, p.serverHaproxy, p.upstream, ...iperfs, ...grpcs],
+      ],
     ];
     for (const [cpu, pids] of placement)
       for (const pid of pids)
@@ -225,9 +308,9 @@ export class BenchLab {
   }
 
   async waitReady() {
-    const ok = async (url) =>
+    const ok = async (url, ...flags) =>
       (
-        await this.lab.exec('client', ['curl', '-sf', '--max-time', '3', url], {
+        await this.lab.exec('client', ['curl', '-sf', '--max-time', '3', ...flags, url], {
           user: 'weftapp',
           allowFailure: true,
         })
@@ -235,13 +318,73 @@ export class BenchLab {
     for (const [what, url] of Object.entries(this.httpUrls())) {
       await waitUntil(`the ${what} path`, () => ok(url), 60_000);
     }
+    for (const [what, url] of Object.entries(this.h2Urls())) {
+      await waitUntil(`the ${what} h2c path`, () => ok(url, '--http2-prior-knowledge'), 60_000);
+    }
+    // Every gRPC endpoint a setup balances over must have answered once (weft's agents learn
+    // server2's endpoint when its health check passes), or the first share measured is lopsided.
+    for (const what of Object.keys(this.grpcTargets())) {
+      const want = what === 'direct' ? ['server'] : ['server', 'server2'];
+      const seen = new Set();
+      await waitUntil(
+        `the ${what} gRPC path to ${want.join(' and ')}`,
+        async () => {
+          const r = await this.grpc(what, { seconds: 0.3, concurrency: 1, allowFailure: true });
+          for (const name of Object.keys(r?.byEndpoint ?? {})) seen.add(name);
+          return want.every((n) => seen.has(n));
+        },
+        60_000,
+      );
+    }
   }
 
+  /**
+   * Requests the client agent counted in weft_http_requests_total (outbound) per destination
+   * service: which columns went through weft's HTTP path. Before the L7 engine, none did.
+   */
+  async httpRequestsCounted() {
+    const r = await this.lab.exec('client', ['curl', '-s', 'http://127.0.0.1:15020/metrics'], {
+      allowFailure: true,
+    });
+    const counted = { bench: 0, 'bench-grpc': 0, 'bench-tcp': 0 };
+    for (const line of r.stdout.split('\n')) {
+      const m = /^weft_http_requests_total\{([^}]*)\} (\S+)$/.exec(line);
+      if (!m?.[1].includes('direction="outbound"')) continue;
+      const service = /dst_service="([^"]*)"/.exec(m[1])?.[1];
+      if (service in counted) counted[service] += Number(m[2]);
+    }
+    return counted;
+  }
+
+  /** HTTP/1.1 targets of wrk: `weft` is the opaque (tcp) port, `weft-l7` the http one. */
   httpUrls() {
     return {
       direct: `http://${this.serverAddr}:${PORTS.plainHttp}/`,
       haproxy: `http://127.0.0.1:${PORTS.haHttp}/`,
-      weft: `http://${this.serverAddr}:${PORTS.weftHttp}/`,
+      weft: `http://${this.serverAddr}:${PORTS.weftTcp}/`,
+      'weft-l7': `http://${this.serverAddr}:${PORTS.weftHttp}/`,
+    };
+  }
+
+  /** h2c (prior knowledge) targets of h2load; the upstream HAProxy answers h2c on every port. */
+  h2Urls() {
+    return {
+      direct: `http://${this.serverAddr}:${PORTS.plainHttp}/`,
+      haproxy: `http://127.0.0.1:${PORTS.haH2}/`,
+      'weft-l7': `http://${this.serverAddr}:${PORTS.weftHttp}/`,
+    };
+  }
+
+  /**
+   * gRPC targets: direct reaches the server host's endpoint only (no balancing); weft the
+   * service's virtual IP, as an app resolving bench-grpc.mesh would (an endpoint's own address
+   * would pin every call to that endpoint).
+   */
+  grpcTargets() {
+    return {
+      direct: `${this.serverAddr}:${PORTS.plainGrpc}`,
+      haproxy: `127.0.0.1:${PORTS.haGrpc}`,
+      'weft-l7': `${this.vips['bench-grpc']}:${PORTS.weftGrpc}`,
     };
   }
 
@@ -253,11 +396,15 @@ export class BenchLab {
     };
   }
 
-  /** The proxy processes whose CPU a setup costs (both hosts). */
-  proxyPids(setup) {
+  /**
+   * The proxy processes whose CPU a setup costs (both hosts; with `server2`, also server2's
+   * agent, which carries half of the weft gRPC calls).
+   */
+  proxyPids(setup, { server2 = false } = {}) {
     const p = this.pids;
     if (setup === 'haproxy') return [p.clientHaproxy, p.serverHaproxy];
-    if (setup === 'weft') return [p.clientAgent, p.serverAgent];
+    if (setup === 'weft' || setup === 'weft-l7')
+      return [p.clientAgent, p.serverAgent, ...(server2 ? [p.server2Agent] : [])];
     return [];
   }
 
@@ -335,5 +482,90 @@ export class BenchLab {
       await new Promise((res) => setTimeout(res, 1000));
     }
     throw new Error(`iperf3 ${setup} failed: ${last}`);
+  }
+
+  /**
+   * h2load on the client host's core: `clients` h2c connections with `streams` requests in
+   * flight on each, `seconds` measured after 1 s of warm-up. Latency percentiles come from
+   * h2load's per-request log (it prints only min, max and mean).
+   */
+  async h2load(setup, { clients, streams, seconds }) {
+    const dir = join(this.dir, 'h2load');
+    mkdirSync(dir, { recursive: true });
+    const app = lookupUser('weftapp');
+    chownSync(dir, app.uid, app.gid);
+    const logFile = join(dir, `${setup}.log`);
+    const argv = [
+      'taskset',
+      '-c',
+      CPU.client,
+      'h2load',
+      '-t1',
+      `-c${clients}`,
+      `-m${streams}`,
+      `-D${seconds}`,
+      '--warm-up-time=1',
+      `--log-file=${logFile}`,
+      this.h2Urls()[setup],
+    ];
+    const r = await this.lab.exec('client', argv, {
+      user: 'weftapp',
+      timeoutMs: (seconds + 30) * 1000,
+    });
+    const rps = /finished in [\d.]+s, ([\d.]+) req\/s/.exec(r.stdout)?.[1];
+    const req =
+      /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed/.exec(
+        r.stdout,
+      );
+    if (!rps || !req) throw new Error(`h2load printed no result: ${r.stdout} ${r.stderr}`);
+    const us = readFileSync(logFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => Number(l.split('\t')[2]));
+    rmSync(logFile, { force: true });
+    const sorted = Float64Array.from(us).sort();
+    const pct = (p) => (sorted.length ? sorted[Math.floor((sorted.length - 1) * p)] : null);
+    return {
+      rps: Number(rps),
+      requests: Number(req[3]),
+      errors: Number(req[4]),
+      p50: pct(0.5) / 1000,
+      p99: pct(0.99) / 1000,
+    };
+  }
+
+  /**
+   * bench/grpc-load.mjs on the client host's core: one channel, `concurrency` unary calls in
+   * flight, `seconds` measured after `warmS` unmeasured. Returns its JSON line (calls/s,
+   * latency percentiles in microseconds, calls answered per endpoint).
+   */
+  async grpc(setup, { seconds, concurrency, warmS = 0, allowFailure = false }) {
+    const argv = [
+      'taskset',
+      '-c',
+      CPU.client,
+      process.execPath,
+      GRPC_LOAD,
+      'client',
+      this.grpcTargets()[setup],
+      String(seconds),
+      String(concurrency),
+      String(warmS),
+    ];
+    const r = await this.lab.exec('client', argv, {
+      user: 'weftapp',
+      allowFailure,
+      timeoutMs: (seconds + warmS + 30) * 1000,
+    });
+    const line = r.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .pop();
+    if (!line) {
+      if (allowFailure) return undefined;
+      throw new Error(`grpc-load printed no result: ${r.stdout} ${r.stderr}`);
+    }
+    return JSON.parse(line);
   }
 }

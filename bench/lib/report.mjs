@@ -1,4 +1,4 @@
-// The run's figures as a markdown table: median [min-max] per setup, and weft's ratios.
+// The run's figures as markdown tables (L4, L7): median [min-max] per setup, and weft's ratios.
 import { ratio } from './stats.mjs';
 
 const fmt = (v, digits) => (v == null ? '-' : v.toFixed(digits));
@@ -19,18 +19,32 @@ export function markdown(result) {
   );
   lines.push(`Placement: ${result.placement}`);
   lines.push('');
-  lines.push('| figure | direct | haproxy | weft | weft/direct | weft/haproxy |');
-  lines.push('|---|---|---|---|---|---|');
-  for (const row of result.rows) {
-    const s = row.setups;
-    const wd = row.noRatio ? null : ratio(s.weft?.median, s.direct?.median);
-    const wh = row.noRatio ? null : ratio(s.weft?.median, s.haproxy?.median);
-    lines.push(
-      `| ${row.label} | ${cell(s.direct, row.digits)} | ${cell(s.haproxy, row.digits)} | ${cell(s.weft, row.digits)} | ${fmt(wd, 2)} | ${fmt(wh, 2)} |`,
-    );
+  for (const table of result.tables) {
+    const w = table.weftLabel;
+    const short = w === 'weft' ? 'weft' : w.replace(/^weft /, '');
+    lines.push(`## ${table.title}`);
+    lines.push('');
+    lines.push(`| figure | direct | haproxy | ${w} | ${short}/direct | ${short}/haproxy |`);
+    lines.push('|---|---|---|---|---|---|');
+    for (const row of table.rows) {
+      const s = row.setups;
+      const wd = row.noRatio ? null : ratio(s.weft?.median, s.direct?.median);
+      const wh = row.noRatio ? null : ratio(s.weft?.median, s.haproxy?.median);
+      lines.push(
+        `| ${row.label} | ${cell(s.direct, row.digits)} | ${cell(s.haproxy, row.digits)} | ${cell(s.weft, row.digits)} | ${fmt(wd, 2)} | ${fmt(wh, 2)} |`,
+      );
+    }
+    lines.push('');
+    const c = result.httpCounted;
+    if (table.id === 'l7' && c) {
+      const l7 = c.bench > 0 && c['bench-grpc'] > 0;
+      lines.push(
+        `Requests the client agent counted in weft_http_requests_total (outbound): bench ${c.bench}, bench-grpc ${c['bench-grpc']}, bench-tcp ${c['bench-tcp']}. ${l7 ? "The L7 column went through weft's HTTP path" : "The L7 column did NOT go (all) through weft's HTTP path: it measured the opaque one"}; ${c['bench-tcp'] === 0 ? 'the L4 table stayed opaque.' : 'the L4 table did NOT stay opaque.'}`,
+      );
+      lines.push('');
+    }
   }
   if (result.memory) {
-    lines.push('');
     lines.push('| agent RSS (MiB, client / server host) | value |');
     lines.push('|---|---|');
     for (const [k, v] of Object.entries(result.memory))

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 
 const TOOLS = [
   { bin: 'wrk', pkg: 'wrk' },
+  { bin: 'h2load', pkg: 'nghttp2-client' },
   { bin: 'iperf3', pkg: 'iperf3' },
   { bin: 'haproxy', pkg: 'haproxy' },
   { bin: 'openssl', pkg: 'openssl' },
