@@ -10,6 +10,7 @@ import type { WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import { startDataPlane } from '../proxy/data-plane.js';
 import type { Logger } from '../sys/logger.js';
+import { createTracer } from '../telemetry/create-tracer.js';
 import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
 import { registerProcessMetrics, startMetricsServer } from './metrics-server.js';
@@ -52,7 +53,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     else session?.once('refused', resolve);
   });
   if (session) registerSyncMetrics(registry, session);
-  const dataPlane = await startDataPlane({ config, session, socketOps, registry, log });
+  // W3C trace context per request; the OpenTelemetry exporter only with telemetry.tracing.
+  const tracer = await createTracer(config.telemetry.tracing, {
+    registry,
+    log,
+    hostname: config.hostname,
+  });
+  const dataPlane = await startDataPlane({ config, session, socketOps, registry, log, tracer });
   const admin = await startAdminServer({
     address: config.admin.address,
     port: config.admin.port,
@@ -77,6 +84,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       sdNotify('STOPPING=1');
       sdStatus(`draining open connections (up to ${drainMs} ms)`);
       await dataPlane.stop(drainMs);
+      // After the drain, so the last requests' spans go out too (bounded by the export timeout).
+      await tracer.shutdown();
       stopWatchdog();
       await Promise.all([admin.close(), metrics.close(), session?.stop()]);
     },

@@ -9,6 +9,7 @@ import { limitsConfigSchema } from '../proxy/limits/limits-config.js';
 import { captureConfigSchema } from '../redirect/config.js';
 import { readConfigFile } from '../sys/config-file.js';
 import { formatZodIssue } from '../sys/zod-format.js';
+import { telemetryConfigSchema } from '../telemetry/tracing-config.js';
 
 const port = z.number().int().min(1).max(65535);
 const durationMs = z.number().int().min(1);
@@ -124,6 +125,9 @@ export const agentConfigSchema = z
     /** SIGTERM: stop accepting, let open connections finish for this long, then exit. */
     drainMs: durationMs.default(10_000),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    /** Tracing: W3C trace context is always propagated; spans are exported with
+     * telemetry.tracing.otlpEndpoint (schema in src/telemetry/tracing-config.ts). */
+    telemetry: telemetryConfigSchema,
   })
   .strict()
   // Each port is configured once, under capture.agentPorts, because the capture rules

@@ -14,6 +14,7 @@ import { type DnsServer, startDnsServer } from '../dns/index.js';
 import { describeError, WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
+import type { Tracer } from '../telemetry/tracer.js';
 import { createCaptureServer } from './capture-listener.js';
 import { LocalConnector } from './endpoint/connect-local.js';
 import { checkReplyPath } from './endpoint/reply-path-check.js';
@@ -36,6 +37,8 @@ export interface DataPlaneOptions {
   socketOps: SocketOps;
   registry: Registry;
   log: Logger;
+  /** One span per HTTP request per hop (src/telemetry/tracer.ts), for the HTTP stacks. */
+  tracer: Tracer;
 }
 
 export interface DataPlane {
