@@ -29,9 +29,16 @@ export function headerSafe(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, ' ').slice(0, 200);
 }
 
-/** grpc-message is percent-encoded (everything outside printable ASCII, and %). */
+/** grpc-message: UTF-8, each byte outside printable ASCII, and %, percent-encoded (PROTOCOL-HTTP2). */
 function grpcMessage(text: string): string {
-  return encodeURIComponent(text.slice(0, 200)).replace(/%20/g, ' ');
+  let out = '';
+  for (const byte of Buffer.from(text.slice(0, 200))) {
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }
 
 export interface AgentAnswer {
