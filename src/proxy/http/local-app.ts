@@ -75,12 +75,13 @@ export class LocalApps {
     return new Promise((resolve, reject) => {
       const onAbort = () => out.destroy(new Error('the caller went away'));
       req.signal.addEventListener('abort', onAbort, { once: true });
-      out.once('error', (err) => {
+      const fail = (err: Error) => {
         req.signal.removeEventListener('abort', onAbort);
         reject(err);
-      });
+      };
+      out.once('error', fail);
       out.once('response', (res: IncomingMessage) => {
-        out.removeAllListeners('error');
+        out.off('error', fail);
         out.on('error', () => {}); // a later failure shows as the response body's error
         // A caller gone mid-body: the app's connection is cut (it cannot be reused mid-body).
         req.signal.addEventListener('abort', () => res.destroy(), { once: true });
@@ -115,15 +116,15 @@ export class LocalApps {
       };
       stream.once('error', fail);
       // Closed with no response at all: a refused stream, a reset, the session gone.
-      stream.once('close', () =>
-        fail(new Error(`the app reset the stream (code ${stream.rstCode})`)),
-      );
+      const closedEarly = () =>
+        fail(new Error(`the app reset the stream (code ${stream.rstCode})`));
+      stream.once('close', closedEarly);
       stream.once('trailers', (t: IncomingHttpHeaders) => {
         trailers = endToEnd(t);
       });
       stream.once('response', (headers: IncomingHttpHeaders) => {
         stream.off('error', fail);
-        stream.removeAllListeners('close');
+        stream.off('close', closedEarly);
         stream.on('error', () => {}); // a later failure shows as the body's error
         resolve({
           response: {
