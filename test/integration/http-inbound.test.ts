@@ -219,6 +219,16 @@ beforeAll(async () => {
       {
         apiVersion: 'weft/v1',
         kind: 'AuthorizationPolicy',
+        metadata: { name: 'no-admin-posts' },
+        spec: {
+          targetRef: { name: 'web' },
+          action: 'DENY',
+          rules: [{ to: [{ methods: ['POST'], paths: ['/admin'] }] }],
+        },
+      },
+      {
+        apiVersion: 'weft/v1',
+        kind: 'AuthorizationPolicy',
         metadata: { name: 'no-frontend' },
         spec: {
           targetRef: { name: 'locked' },
@@ -364,6 +374,18 @@ describe('answers the agent makes itself', () => {
           (o) => o.status === 400 && o.reason === 'bad_request' && o.count === 4,
         ),
     );
+  });
+
+  it('judges methods and paths per request: GET /admin served, POST /admin denied', async () => {
+    const http1 = { 'weft-orig-proto': 'HTTP/1.1' };
+    const get = await request(toApp(h1.port, { ...http1, ':path': '/admin' }));
+    expect(get.headers[':status']).toBe(200);
+    const post = await request(
+      toApp(h1.port, { ...http1, ':method': 'POST', ':path': '/admin' }),
+      Buffer.from('x'),
+    );
+    expect(post.headers[':status']).toBe(403);
+    expect(post.headers['weft-reason']).toMatch(/AuthorizationPolicy no-admin-posts/);
   });
 
   it('refuses a target that is not a workload of this host with 403', async () => {

@@ -6,7 +6,7 @@
 import type { ServicePort } from '../../api/resources/index.js';
 import type { EndpointView } from '../../controlplane-client/mesh-view.js';
 import type { AuthzDecision, NamedPolicy } from '../inbound/authorize.js';
-import { authorizeL4 } from '../inbound/authorize.js';
+import { authorizeL4, authorizeRequest } from '../inbound/authorize.js';
 import { inboundTarget } from '../inbound/tunnel-inbound.js';
 import type { MeshState } from '../mesh-state.js';
 import type { HttpVersion, InboundCall } from './types.js';
@@ -24,7 +24,7 @@ export interface InboundAuthzRequest {
   grpc: boolean;
 }
 
-/** The policy decision; authorizeL4 until the L7 decision (methods, paths, gRPC) is wired. */
+/** The policy decision on one request (methods, paths, gRPC calls: authorizeRequest). */
 export type RequestAuthorizer = (
   policies: readonly NamedPolicy[],
   request: InboundAuthzRequest,
@@ -32,6 +32,15 @@ export type RequestAuthorizer = (
 
 export const authorizeAtL4: RequestAuthorizer = (policies, r) =>
   authorizeL4(policies, { principal: r.principal, port: r.port });
+
+/** The L7 decision: AuthorizationPolicy's methods, paths and gRPC calls judged per request. */
+export const authorizeAtL7: RequestAuthorizer = (policies, r) =>
+  authorizeRequest(policies, {
+    principal: r.principal,
+    port: r.port,
+    method: r.method,
+    path: r.path,
+  });
 
 export type InboundDecision =
   | {

@@ -11,7 +11,7 @@ import type { MeshState } from '../mesh-state.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
 import { agentAnswer, isGrpc } from './inbound-answer.js';
-import { authorizeAtL4, decideInbound, type RequestAuthorizer } from './inbound-decision.js';
+import { authorizeAtL7, decideInbound, type RequestAuthorizer } from './inbound-decision.js';
 import type { LocalApps } from './local-app.js';
 import { LocalConnectError } from './local-http1.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
@@ -24,12 +24,12 @@ export interface InboundHttpDeps {
   requests: RequestTelemetry;
   apps: LocalApps;
   log: Logger;
-  /** The policy decision per request; default authorizeL4 (principals and ports). */
+  /** The policy decision per request; default authorizeRequest (principals, ports, methods, paths, gRPC). */
   authorize?: RequestAuthorizer;
 }
 
 export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHandler {
-  const authorize = deps.authorize ?? authorizeAtL4;
+  const authorize = deps.authorize ?? authorizeAtL7;
   return async (call) => {
     const started = process.hrtime.bigint();
     const { request, peer } = call;
