@@ -18,6 +18,10 @@ import type { Tracer } from '../telemetry/tracer.js';
 import { createCaptureServer } from './capture-listener.js';
 import { LocalConnector } from './endpoint/connect-local.js';
 import { checkReplyPath } from './endpoint/reply-path-check.js';
+import { createInboundHttpHandler } from './http/inbound-stack.js';
+import { tunnelRequestHandler } from './http/inbound-tunnel.js';
+import { LocalApps } from './http/local-app.js';
+import { RequestTelemetry } from './http/request-telemetry.js';
 import { createPlaintextInboundHandler } from './inbound/plaintext.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
 import { buildGuards } from './limits/index.js';
@@ -72,6 +76,10 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     log,
     unavailable: await checkReplyPath(capture),
   });
+  // HTTP from peer agents (tunnel request streams) and same-host HTTP calls: one inbound stack.
+  const requests = new RequestTelemetry(registry, log);
+  const apps = new LocalApps({ local, connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  const inboundHttp = createInboundHttpHandler({ state, telemetry, requests, apps, log });
 
   // The agent's own ports: never relayed to (capture) nor tunnelled to, so nothing loops.
   const ownPorts = new Set([
@@ -107,6 +115,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       connect: (target, o) =>
         local.connect({ ...o, target: state.localEndpoint(target) ?? target }),
       onStream: tunnelAccessRecorder(state, telemetry),
+      onRequest: tunnelRequestHandler(inboundHttp, log),
       reservedPorts: ownPorts,
       isRevoked,
       ...guards.tunnel,
@@ -276,6 +285,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
         await drained;
       }
       await Promise.all([dns?.close(), tunnelDrained, tunnels?.close()]);
+      apps.close();
     },
   };
 }

@@ -369,9 +369,10 @@ describe('what a raw HTTP/2 client sees', () => {
 
   it('hands non-CONNECT requests to a plugged-in handler', async () => {
     const { server } = await serverWith({
-      onRequest: (stream, headers, peer) => {
+      onRequest: async (stream, headers, peer) => {
         stream.respond({ ':status': 204, 'x-peer': peer.spiffeId, 'x-path': headers[':path'] });
         stream.end();
+        return { status: 204, reason: 'done' };
       },
     });
     const session = await rawSession(server);

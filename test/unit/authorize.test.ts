@@ -45,6 +45,30 @@ const denyPost: NamedPolicy = {
     rules: [{ to: [{ methods: ['POST'] }] }],
   },
 };
+const allowOrdersCalls: NamedPolicy = {
+  name: 'orders-calls',
+  spec: {
+    targetRef: { kind: 'Service', name: 'echo' },
+    action: 'ALLOW',
+    rules: [{ to: [{ grpc: [{ service: 'pkg.Orders' }] }] }],
+  },
+};
+const denyOrdersDelete: NamedPolicy = {
+  name: 'no-delete',
+  spec: {
+    targetRef: { kind: 'Service', name: 'echo' },
+    action: 'DENY',
+    rules: [{ to: [{ grpc: [{ service: 'pkg.Orders', method: 'Delete' }] }] }],
+  },
+};
+const allowPublicPaths: NamedPolicy = {
+  name: 'public',
+  spec: {
+    targetRef: { kind: 'Service', name: 'echo' },
+    action: 'ALLOW',
+    rules: [{ to: [{ paths: ['/public*'] }] }],
+  },
+};
 
 describe('authorizeL4', () => {
   const cases: [string, NamedPolicy[], string | undefined, number, boolean][] = [
@@ -60,6 +84,9 @@ describe('authorizeL4', () => {
     ['port outside the rule', [allowAnyOn80], batch, 81, false],
     ['ALLOW needing L7 fails closed at L4', [allowGetOnly], web, 80, false],
     ['DENY with L7 fields fails closed at L4', [denyPost], web, 80, false],
+    ['ALLOW with paths fails closed at L4', [allowPublicPaths], web, 80, false],
+    ['ALLOW with gRPC calls fails closed at L4', [allowOrdersCalls], web, 80, false],
+    ['DENY with gRPC calls fails closed at L4', [allowWeb, denyOrdersDelete], web, 80, false],
   ];
   it.each(cases)('%s', (_name, policies, principal, port, allowed) => {
     expect(authorizeL4(policies, { principal, port }).allow).toBe(allowed);

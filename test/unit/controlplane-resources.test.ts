@@ -153,6 +153,42 @@ describe('resource validation messages', () => {
         'echo.yaml: document 1 (AuthorizationPolicy/a): spec.rules[0].from[0].principals[0]: must be a SPIFFE ID (spiffe://...), optionally ending in "*", or "*"',
     },
     {
+      name: 'authorization path with "*" inside',
+      yaml: 'apiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\nspec:\n  targetRef: {name: echo}\n  rules:\n    - to: [{paths: [/api/*/x]}]\n',
+      message:
+        'echo.yaml: document 1 (AuthorizationPolicy/a): spec.rules[0].to[0].paths[0]: may have "*" only at the end (a prefix: "/admin*", "/admin/*")',
+    },
+    {
+      name: 'authorization path with a query',
+      yaml: 'apiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\nspec:\n  targetRef: {name: echo}\n  rules:\n    - to: [{paths: ["/api?x=1"]}]\n',
+      message:
+        'echo.yaml: document 1 (AuthorizationPolicy/a): spec.rules[0].to[0].paths[0]: must not have a query ("?"): paths are matched without the query',
+    },
+    {
+      name: 'authorization path not in normal form',
+      yaml: 'apiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\nspec:\n  targetRef: {name: echo}\n  rules:\n    - to: [{paths: [/public/../admin*]}]\n',
+      message:
+        'echo.yaml: document 1 (AuthorizationPolicy/a): spec.rules[0].to[0].paths[0]: is not in normal form (it has a ".." segment): requests with such paths are refused, so it would never match',
+    },
+    {
+      name: 'authorization gRPC service name',
+      yaml: 'apiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\nspec:\n  targetRef: {name: echo}\n  rules:\n    - to: [{grpc: [{service: /pkg.Orders/Get}]}]\n',
+      message:
+        'echo.yaml: document 1 (AuthorizationPolicy/a): spec.rules[0].to[0].grpc[0].service: must be a protobuf service name such as pkg.Orders',
+    },
+    {
+      name: 'authorization gRPC method name',
+      yaml: 'apiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\nspec:\n  targetRef: {name: echo}\n  rules:\n    - to: [{grpc: [{service: pkg.Orders, method: "Get*"}]}]\n',
+      message:
+        'echo.yaml: document 1 (AuthorizationPolicy/a): spec.rules[0].to[0].grpc[0].method: must be a method name such as GetOrder',
+    },
+    {
+      name: 'authorization gRPC with methods in one entry',
+      yaml: 'apiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\nspec:\n  targetRef: {name: echo}\n  rules:\n    - to: [{methods: [GET], grpc: [{service: pkg.Orders}]}]\n',
+      message:
+        'echo.yaml: document 1 (AuthorizationPolicy/a): spec.rules[0].to[0].grpc: cannot be combined with methods or paths in one entry (a gRPC call is a POST to /<service>/<method>): put them in separate entries of to',
+    },
+    {
       name: 'mesh mtls mode',
       yaml: 'apiVersion: weft/v1\nkind: Mesh\nmetadata:\n  name: default\nspec:\n  mtls: {mode: sometimes}\n',
       message:
@@ -242,7 +278,7 @@ spec:
   action: ALLOW
   rules:
     - from: [{principals: ["spiffe://weft.local/svc/orders"]}]
-      to: [{ports: [80], methods: [GET], paths: [/api/*]}]
+      to: [{ports: [80], methods: [GET], paths: [/api/*]}, {grpc: [{service: pkg.Orders, method: Get}]}]
 `;
     const out = parseResources(yaml, 'all.yaml');
     expect(out.map((r) => `${r.resource.kind}/${r.resource.metadata.name}`)).toEqual([

@@ -2,6 +2,7 @@
 // its `from` entries (or there are none) and one of its `to` entries (or there are none).
 // ALLOW policies admit only what some rule matches; DENY policies refuse what a rule matches.
 import { z } from 'zod';
+import { pathFormProblem } from './authorization-path.js';
 import { documentSchema, httpMethod, port, resourceName, serviceRef } from './common.js';
 
 /** A SPIFFE ID, a prefix ending in "*" (spiffe://weft.local/svc/*), or "*". */
@@ -16,14 +17,76 @@ const source = z
   })
   .strict();
 
+/** A rule's path: exact, or a prefix ending in "*"; in the normal form requests must have. */
+const rulePath = z
+  .string()
+  .startsWith('/', 'must start with "/"')
+  .superRefine((p, ctx) => {
+    const body = p.endsWith('*') ? p.slice(0, -1) : p;
+    if (body.includes('*')) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'may have "*" only at the end (a prefix: "/admin*", "/admin/*")',
+      });
+      return;
+    }
+    if (body.includes('?')) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must not have a query ("?"): paths are matched without the query',
+      });
+      return;
+    }
+    const problem = pathFormProblem(body);
+    if (problem !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        message: `is not in normal form (${problem}): requests with such paths are refused, so it would never match`,
+      });
+  });
+
+/** A fully-qualified protobuf service name ("pkg.Orders"), as in the gRPC :path. */
+export const GRPC_SERVICE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+export const GRPC_METHOD = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A gRPC service, and optionally one of its methods: the call /service/method. */
+const grpcMatch = z
+  .object({
+    service: z.string().regex(GRPC_SERVICE, 'must be a protobuf service name such as pkg.Orders'),
+    method: z.string().regex(GRPC_METHOD, 'must be a method name such as GetOrder').optional(),
+  })
+  .strict();
+
 const operation = z
   .object({
+    /** The ports the workloads listen on (a Service port's targetPort). */
     ports: z.array(port).optional(),
     methods: z.array(httpMethod).optional(),
     /** Exact paths, or prefixes ending in "*". */
-    paths: z.array(z.string().startsWith('/', 'must start with "/"')).optional(),
+    paths: z.array(rulePath).optional(),
+    /** gRPC calls, matched on the request's :path "/<service>/<method>". */
+    grpc: z.array(grpcMatch).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((op, ctx) => {
+    if (op.grpc?.length && (op.methods?.length || op.paths?.length))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['grpc'],
+        message:
+          'cannot be combined with methods or paths in one entry (a gRPC call is a POST to /<service>/<method>): put them in separate entries of to',
+      });
+  });
+
+/** Fields that only an HTTP request has: at L4 they cannot be checked. */
+export const HTTP_OPERATION_FIELDS = ['methods', 'paths', 'grpc'] as const;
+
+/** The HTTP fields an entry of `to` sets (non-empty lists). */
+export function httpFieldsOf(
+  op: AuthorizationOperation,
+): Array<(typeof HTTP_OPERATION_FIELDS)[number]> {
+  return HTTP_OPERATION_FIELDS.filter((f) => (op[f]?.length ?? 0) > 0);
+}
 
 export const authorizationRule = z
   .object({
@@ -48,4 +111,6 @@ export const authorizationPolicyDocument = documentSchema(
 );
 
 export type AuthorizationPolicySpec = z.infer<typeof authorizationPolicySpec>;
+export type AuthorizationOperation = z.infer<typeof operation>;
+export type AuthorizationGrpcMatch = z.infer<typeof grpcMatch>;
 export type AuthorizationPolicy = z.infer<typeof authorizationPolicyDocument>;

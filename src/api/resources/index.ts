@@ -1,4 +1,5 @@
 // weft's resources: schemas (zod), kinds and YAML parsing. See each kind's file for its fields.
+export * from './authorization-path.js';
 export * from './authorization-policy.js';
 export * from './common.js';
 export * from './http-route.js';

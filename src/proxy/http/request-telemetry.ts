@@ -26,6 +26,12 @@ export interface RequestRecord extends RequestLabels {
   grpc_status?: number;
   /** The caller: the app's address (outbound), the original client's (inbound). */
   src: string;
+  /** Inbound: a client the peer claimed from another address than its own (never used). */
+  src_claimed?: string;
+  /** Inbound: whether the app saw `src` as its peer (else the agent's address). */
+  src_preserved?: boolean;
+  /** The AuthorizationPolicy that allowed or denied the request, when one decided. */
+  policy?: string;
   /** The endpoint the request went to: "ip:port", or "tunnel <node> -> ip:port". */
   endpoint?: string;
   src_identity?: string;

@@ -52,6 +52,8 @@ export interface InboundCall {
   target: TunnelTarget;
   /** The original client, when its agent vouched for it (see tunnel/client-address.ts). */
   client: TunnelTarget | undefined;
+  /** A client the peer claimed from another address than its own: logged, never used. */
+  clientUnverified?: TunnelTarget;
   request: L7Request;
 }
 

@@ -35,6 +35,7 @@ export {
   startTunnelServer,
   TUNNEL_PORT,
   type TunnelRequestHandler,
+  type TunnelRequestOutcome,
   type TunnelServer,
   type TunnelServerOptions,
   type TunnelServerStats,

@@ -1,10 +1,12 @@
 // The receiving end of the tunnel between agents (port 15008): each TCP connection admitted
 // within the listener's limits (else refused at once), then TLS 1.3 with client certificates
 // verified against the mesh trust bundle, one canonical SPIFFE ID per peer, then HTTP/2 where
-// each CONNECT stream is authorized and spliced to a local endpoint. A session that carries
-// no stream for idleTimeoutMs is closed.
+// each CONNECT stream is authorized and spliced to a local endpoint, and any other request is
+// handed to onRequest (HTTP riding the tunnel). A session that carries no stream for
+// idleTimeoutMs is closed.
 
 import {
+  constants,
   createServer as createH2Server,
   type Http2Server,
   type IncomingHttpHeaders,
@@ -50,12 +52,21 @@ import type {
   TunnelTarget,
 } from './types.js';
 
-/** Handles a non-CONNECT request (HTTP riding the tunnel); it must answer the stream. */
+/** How a request stream ended, for the server's stream counters (status 0: none answered). */
+export interface TunnelRequestOutcome {
+  status: number;
+  reason: StreamCloseReason;
+}
+
+/**
+ * Handles a non-CONNECT request (HTTP riding the tunnel): it must answer the stream, and
+ * resolves (never rejects) once the stream is done, with how it ended.
+ */
 export type TunnelRequestHandler = (
   stream: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
   peer: TunnelPeer,
-) => void;
+) => Promise<TunnelRequestOutcome>;
 
 export interface TunnelServerOptions {
   /** Address to listen on: the host IP (DESIGN: 15008 is bound to it). Default: all. */
@@ -552,7 +563,7 @@ class TunnelServerImpl implements TunnelServer {
     });
     const peer = state.peer;
     if (headers[':method'] !== 'CONNECT' && this.opts.onRequest) {
-      this.opts.onRequest(stream, headers, peer);
+      this.onRequest(this.opts.onRequest, stream, headers, peer);
       return;
     }
     const authority = String(headers[':authority'] ?? '');
@@ -570,6 +581,30 @@ class TunnelServerImpl implements TunnelServer {
         this.counters.streamsActive -= 1;
         this.record(entry, finish);
       },
+    });
+  }
+
+  /**
+   * A request stream is counted with the CONNECT streams (active, total, by outcome); its
+   * per-request record is the request handler's (RequestTelemetry), not a connection's.
+   */
+  private onRequest(
+    handler: TunnelRequestHandler,
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    peer: TunnelPeer,
+  ): void {
+    const c = this.counters;
+    c.streamsActive += 1;
+    c.streamsTotal += 1;
+    const count = (outcome: TunnelRequestOutcome): void => {
+      c.streamsActive -= 1;
+      this.count(outcome.status, outcome.reason);
+    };
+    handler(stream, headers, peer).then(count, (err: unknown) => {
+      this.log.error({ err: describeError(err) }, 'tunnel request handler failed');
+      if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+      count({ status: 0, reason: 'target_reset' });
     });
   }
 
@@ -594,17 +629,21 @@ class TunnelServerImpl implements TunnelServer {
     );
   }
 
+  private count(status: number, reason: StreamCloseReason): void {
+    const c = this.counters;
+    const key = String(status);
+    c.byStatus[key] = (c.byStatus[key] ?? 0) + 1;
+    const outcome = `${status} ${reason}`;
+    const known = c.byOutcome.get(outcome);
+    if (known) known.count += 1;
+    else c.byOutcome.set(outcome, { status, reason, count: 1 });
+  }
+
   private record(
     entry: TunnelAccessRecord,
     finish: ((record: TunnelAccessRecord) => void) | undefined,
   ): void {
-    const c = this.counters;
-    const key = String(entry.status);
-    c.byStatus[key] = (c.byStatus[key] ?? 0) + 1;
-    const outcome = `${entry.status} ${entry.reason}`;
-    const known = c.byOutcome.get(outcome);
-    if (known) known.count += 1;
-    else c.byOutcome.set(outcome, { status: entry.status, reason: entry.reason, count: 1 });
+    this.count(entry.status, entry.reason);
     try {
       finish?.(entry);
       if (this.opts.onAccess) this.opts.onAccess(entry);

@@ -1,0 +1,160 @@
+// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize, local
+// endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host calls that
+// the outbound stack hands it directly, so it assumes nothing about what carried the request.
+// Every failure is a response it makes itself; one request record per call, whatever happens.
+import { finished } from 'node:stream';
+import { parseSpiffeId } from '../../api/spiffe.js';
+import { describeError } from '../../errors.js';
+import type { Logger } from '../../sys/logger.js';
+import { formatAddress } from '../address.js';
+import type { MeshState } from '../mesh-state.js';
+import type { Telemetry } from '../telemetry.js';
+import type { TunnelTarget } from '../tunnel/types.js';
+import { agentAnswer, isGrpc } from './inbound-answer.js';
+import { authorizeAtL7, decideInbound, type RequestAuthorizer } from './inbound-decision.js';
+import type { LocalApps } from './local-app.js';
+import { LocalConnectError } from './local-http1.js';
+import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
+import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
+
+export interface InboundHttpDeps {
+  state: MeshState;
+  /** Authorization decisions are counted with the L4 ones (weft_authz_decisions_total). */
+  telemetry: Pick<Telemetry, 'decision'>;
+  requests: RequestTelemetry;
+  apps: LocalApps;
+  log: Logger;
+  /** The policy decision per request; default authorizeRequest (principals, ports, methods, paths, gRPC). */
+  authorize?: RequestAuthorizer;
+}
+
+export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHandler {
+  const authorize = deps.authorize ?? authorizeAtL7;
+  return async (call) => {
+    const started = process.hrtime.bigint();
+    const { request, peer } = call;
+    const grpc = isGrpc(request.headers);
+    const id = parseSpiffeId(peer.spiffeId ?? '');
+    const record = startRecord(call, id?.kind === 'svc' ? id.name : 'unknown');
+
+    // authorize: a workload of this host, then AuthorizationPolicy.
+    const decision = decideInbound(deps.state, call, grpc, authorize);
+    record.dst_service = decision.service;
+    deps.requests.start(record);
+    deps.telemetry.decision('inbound', decision.service, decision.kind === 'serve');
+    if (decision.policy !== undefined) record.policy = decision.policy;
+    if (decision.kind === 'deny') {
+      const what = { status: 403, reason: decision.reason, grpc };
+      return answer(deps, call, record, started, what, 'denied');
+    }
+
+    // local endpoint: the app, in the version it speaks, from the caller's address.
+    const target: TunnelTarget = {
+      address: decision.endpoint.address,
+      port: decision.endpoint.port,
+    };
+    record.endpoint = formatAddress(target);
+    let exchange: Awaited<ReturnType<LocalApps['send']>>;
+    try {
+      exchange = await deps.apps.send(target, call.client, decision.version, request);
+    } catch (err) {
+      if (request.signal.aborted) {
+        record.reason = 'peer_reset';
+        record.error = 'the caller went away before the app answered';
+        const what = { status: 502, reason: record.error, grpc };
+        return answer(deps, call, record, started, what, 'peer_reset', 0);
+      }
+      const what = err instanceof LocalConnectError ? 'connect_failed' : 'target_reset';
+      const reason = `${what === 'connect_failed' ? 'cannot reach' : 'no response from'} the app at ${record.endpoint}: ${describeError(err)}`;
+      return answer(deps, call, record, started, { status: 502, reason, grpc }, what);
+    }
+    record.src_preserved = exchange.preserved;
+    return observed(
+      deps,
+      exchange.response,
+      record,
+      started,
+      request.signal,
+      exchange.requestBytes,
+    );
+  };
+}
+
+/** The record's fixed part, from the call. */
+function startRecord(call: InboundCall, srcService: string): RequestRecord {
+  const { request, peer } = call;
+  const trace = /^[0-9a-f]{2}-([0-9a-f]{32})-/.exec(String(request.headers.traceparent ?? ''));
+  return {
+    direction: 'inbound',
+    src_service: srcService,
+    dst_service: 'unknown',
+    route: 'default',
+    method: request.method,
+    authority: request.authority,
+    path: request.path,
+    protocol: request.version === '1.1' ? 'HTTP/1.1' : 'HTTP/2',
+    status: 0,
+    // The original client when its agent vouched for it; else the peer itself.
+    src: formatAddress(call.client ?? peer),
+    ...(call.clientUnverified ? { src_claimed: formatAddress(call.clientUnverified) } : {}),
+    ...(peer.spiffeId ? { src_identity: peer.spiffeId } : {}),
+    request_bytes: 0,
+    response_bytes: 0,
+    ...(trace ? { trace_id: trace[1] } : {}),
+  };
+}
+
+/** The agent's own answer, recorded; the unread request body is drained and dropped. */
+function answer(
+  deps: InboundHttpDeps,
+  call: InboundCall,
+  record: RequestRecord,
+  started: bigint,
+  what: Parameters<typeof agentAnswer>[0],
+  reason: string,
+  /** The status to record when not the answer's own (0: the caller got none). */
+  recorded?: number,
+): L7Response {
+  call.request.body.resume();
+  record.reason = reason;
+  record.error = what.reason;
+  const response = agentAnswer(what);
+  const { signal } = call.request;
+  return observed(deps, response, record, started, signal, () => 0, recorded);
+}
+
+/**
+ * The response as it is read: its body bytes counted and its end (or break) closing the record.
+ * The body is left paused for its reader: a listener of 'data' on a paused stream sees every
+ * chunk its reader takes without starting the flow itself (so back pressure is the reader's).
+ */
+function observed(
+  deps: InboundHttpDeps,
+  response: L7Response,
+  record: RequestRecord,
+  started: bigint,
+  signal: AbortSignal,
+  requestBytes: () => number,
+  status = response.status,
+): L7Response {
+  const { body } = response;
+  let bytes = 0;
+  body.pause();
+  body.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+  });
+  const grpcHeader = response.headers['grpc-status'];
+  finished(body, { writable: false }, (err) => {
+    record.status = status;
+    record.response_bytes = bytes;
+    record.request_bytes = requestBytes();
+    const grpc = response.trailers()?.['grpc-status'] ?? grpcHeader;
+    if (grpc !== undefined) record.grpc_status = Number(grpc);
+    if (err && record.reason === undefined) {
+      record.reason = signal.aborted ? 'peer_reset' : 'target_reset';
+      record.error = describeError(err);
+    }
+    deps.requests.finish(record, started);
+  });
+  return response;
+}

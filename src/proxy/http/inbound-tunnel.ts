@@ -1,0 +1,145 @@
+// The tunnel's request streams as calls of the inbound HTTP stack: the tunnel server is only a
+// transport, this adapter reads weft's headers (inbound-request.ts), hands the request to the
+// stack, and writes the response back on the stream: body piped with back pressure (the
+// stream's flow-control window and highWaterMark are the bound), trailers after it, and a
+// reset when the response breaks off mid-body, so the caller never takes a cut body for whole.
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { pipeline } from 'node:stream/promises';
+import { describeError } from '../../errors.js';
+import type { Logger } from '../../sys/logger.js';
+import type { TunnelRequestHandler, TunnelRequestOutcome } from '../tunnel/tunnel-server.js';
+import type { StreamCloseReason, TunnelPeer } from '../tunnel/types.js';
+import { agentAnswer, GRPC_PERMISSION_DENIED, GRPC_UNAVAILABLE, isGrpc } from './inbound-answer.js';
+import { parseTunnelRequest } from './inbound-request.js';
+import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
+import { endToEnd } from './wire-headers.js';
+
+/** Statuses whose response has no body (RFC 9110 sections 15.3.5, 15.3.6, 15.4.5). */
+const NO_BODY = new Set([204, 205, 304]);
+
+export function tunnelRequestHandler(
+  handler: InboundHttpHandler,
+  log: Logger,
+): TunnelRequestHandler {
+  return (stream, headers, peer) => serve(stream, headers, peer, handler, log);
+}
+
+async function serve(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  peer: TunnelPeer,
+  handler: InboundHttpHandler,
+  log: Logger,
+): Promise<TunnelRequestOutcome> {
+  stream.on('error', () => {}); // seen as the stream's close and its rstCode
+  const abort = new AbortController();
+  // The caller went away before the whole response was written: the stack must cancel.
+  stream.once('close', () => {
+    if (!stream.writableFinished) abort.abort();
+  });
+  const method = String(headers[':method']);
+  const head = parseTunnelRequest(headers, peer.address);
+  let response: L7Response;
+  if (!head.ok) {
+    stream.resume(); // the body goes nowhere: read and drop it so the stream can finish
+    response = agentAnswer({ status: 400, reason: head.reason, grpc: isGrpc(endToEnd(headers)) });
+  } else {
+    const call: InboundCall = {
+      peer: { spiffeId: peer.spiffeId, address: peer.address, port: peer.port },
+      target: head.target,
+      client: head.client,
+      ...(head.clientUnverified ? { clientUnverified: head.clientUnverified } : {}),
+      request: {
+        method: head.method,
+        authority: head.authority,
+        path: head.path,
+        headers: endToEnd(headers),
+        body: stream,
+        version: head.version,
+        signal: abort.signal,
+      },
+    };
+    try {
+      response = await handler(call);
+    } catch (err) {
+      // The stack answers every failure itself; reaching this is a bug, not the caller's.
+      log.error({ err: describeError(err) }, 'inbound HTTP handler threw');
+      response = agentAnswer({ status: 500, reason: 'internal error', grpc: false });
+    }
+  }
+  const ended = await writeResponse(stream, response, method);
+  return { status: response.status, reason: answerReason(response) ?? ended };
+}
+
+/** The close reason of a response the agent made itself, from its status or gRPC status. */
+export function answerReason(response: L7Response): StreamCloseReason | undefined {
+  if (response.reason === undefined) return undefined;
+  const grpc = response.headers['grpc-status'];
+  if (grpc !== undefined) {
+    if (Number(grpc) === GRPC_PERMISSION_DENIED) return 'denied';
+    if (Number(grpc) === GRPC_UNAVAILABLE) return 'connect_failed';
+    return 'bad_request';
+  }
+  if (response.status === 403) return 'denied';
+  if (response.status >= 500) return 'connect_failed';
+  return 'bad_request';
+}
+
+/** Writes the response on the stream; resolves with how the stream ended once it closed. */
+export async function writeResponse(
+  stream: ServerHttp2Stream,
+  response: L7Response,
+  method: string,
+): Promise<StreamCloseReason> {
+  const { body } = response;
+  // 'aborted': the caller reset the stream (or its session died) before the response ended.
+  let aborted = false;
+  stream.once('aborted', () => {
+    aborted = true;
+  });
+  if (stream.destroyed) {
+    body.destroy();
+    return 'peer_reset';
+  }
+  const headers = { ...response.headers, ':status': response.status };
+  // A gRPC status in the headers is a trailers-only response: END_STREAM on that HEADERS frame,
+  // or gRPC clients report a missing status. HEAD and 204/205/304 carry no body either.
+  const empty =
+    response.headers['grpc-status'] !== undefined ||
+    method === 'HEAD' ||
+    NO_BODY.has(response.status);
+  try {
+    stream.respond(headers, empty ? { endStream: true } : { waitForTrailers: true });
+  } catch {
+    // Header fields HTTP/2 refuses (an app's malformed value): nothing usable to forward.
+    body.destroy();
+    stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    return closed(stream, 'target_reset');
+  }
+  if (empty) {
+    body.resume(); // nothing to send; reading it to its end completes its record
+    return closed(stream, 'done');
+  }
+  stream.once('wantTrailers', () => {
+    const trailers = response.trailers();
+    // Empty trailers: Node sends an empty DATA frame with END_STREAM instead of HEADERS.
+    stream.sendTrailers(trailers ? { ...trailers } : {});
+  });
+  try {
+    await pipeline(body, stream);
+  } catch {
+    if (aborted) return closed(stream, 'peer_reset');
+    // The app's response broke off: reset, so the caller sees an error, not a short body.
+    if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    return closed(stream, 'target_reset');
+  }
+  return closed(stream, 'done');
+}
+
+/** Waits for the stream's close; a reset by the caller overrides `ours`. */
+function closed(stream: ServerHttp2Stream, ours: StreamCloseReason): Promise<StreamCloseReason> {
+  const decide = (): StreamCloseReason =>
+    ours === 'done' && (stream.rstCode ?? 0) !== constants.NGHTTP2_NO_ERROR ? 'peer_reset' : ours;
+  if (stream.closed) return Promise.resolve(decide());
+  return new Promise((resolve) => stream.once('close', () => resolve(decide())));
+}
