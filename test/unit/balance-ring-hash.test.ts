@@ -136,6 +136,11 @@ describe('the ring-hash key of a request (hashOn)', () => {
       source: { headers: {}, sourceIp: '10.1.0.7' },
       key: '10.1.0.7',
     },
+    {
+      hashOn: { header: 'Host' },
+      source: { headers, authority: 'echo.mesh:80' },
+      key: 'echo.mesh:80',
+    },
     { hashOn: { header: 'x-multi' }, source: { headers: { 'x-multi': ['a', 'b'] } }, key: 'a,b' },
     { hashOn: { cookie: 'session' }, source: { headers, sourceIp: '10.1.0.7' }, key: 's-42' },
     {

@@ -9,6 +9,8 @@ import type { HashOn } from './balancer.js';
 /** What a key can come from: an HTTP request's headers, the calling client's address. */
 export interface HashSource {
   headers?: HeaderMap;
+  /** The request's authority (`:authority` or Host): what `hashOn.header: host` hashes on. */
+  authority?: string;
   /** The calling app's IP (a connection has only this). */
   sourceIp?: string;
 }
@@ -23,7 +25,11 @@ export function hashKeyOf(hashOn: HashOn | undefined): HashKeyOf {
   const sourceIp = hashOn?.sourceIp ?? (header === undefined && cookie === undefined);
   return (source) => {
     if (header !== undefined) {
-      const value = joined(source.headers?.[header]);
+      // Host travels as :authority (HTTP/2) and is not among the forwarded header fields.
+      const value =
+        header === 'host'
+          ? (source.authority ?? joined(source.headers?.host))
+          : joined(source.headers?.[header]);
       if (value) return value;
     }
     if (cookie !== undefined) {
