@@ -12,6 +12,8 @@ import type { EndpointState } from './endpoint-state.js';
 const POINTS_PER_WEIGHT = 160;
 // A bound on the ring's memory when weights are very uneven (1 next to 65535).
 const MAX_POINTS = 1 << 20;
+// Room for an owner's rank below a point's hash in one double (32 + 21 bits = 53).
+const RANK_SPAN = 2 ** 21;
 
 export class RingHash implements Balancer {
   private endpoints: readonly EndpointState[] = [];
@@ -57,22 +59,33 @@ export class RingHash implements Balancer {
   }
 
   private build(all: readonly EndpointState[]): void {
-    const lightest = Math.min(...all.map((s) => s.weight));
+    const lightest = all.reduce((min, s) => Math.min(min, s.weight), Number.POSITIVE_INFINITY);
     let counts = all.map((s) => Math.max(1, Math.round((POINTS_PER_WEIGHT * s.weight) / lightest)));
-    const total = counts.reduce((a, b) => a + b, 0);
-    if (total > MAX_POINTS) {
-      counts = counts.map((c) => Math.max(1, Math.floor((c * MAX_POINTS) / total)));
+    const wanted = counts.reduce((a, b) => a + b, 0);
+    if (wanted > MAX_POINTS) {
+      counts = counts.map((c) => Math.max(1, Math.floor((c * MAX_POINTS) / wanted)));
     }
-    const points: { hash: number; owner: number }[] = [];
-    all.forEach((s, owner) => {
+    // Each point packed as hash x 2^21 + its owner's rank by key (exact in a double), sorted
+    // natively: a ring of 160,000 points (1,000 endpoints) builds in tens of milliseconds.
+    // Ties (two points on one hash) thus go by key, so every agent builds the same ring
+    // whatever order its endpoints came in.
+    const byKey = all.map((_, i) => i).sort((x, y) => compare(all[x]!.key, all[y]!.key));
+    const total = counts.reduce((a, b) => a + b, 0);
+    const packed = new Float64Array(total);
+    let n = 0;
+    byKey.forEach((owner, rank) => {
+      const key = all[owner]!.key;
       for (let i = 0; i < counts[owner]!; i++)
-        points.push({ hash: hash32(`${s.key}#${i}`), owner });
+        packed[n++] = hash32(`${key}#${i}`) * RANK_SPAN + rank;
     });
-    // Ties (two points on one hash) go by key, so every agent builds the same ring whatever
-    // order its endpoints came in.
-    points.sort((x, y) => x.hash - y.hash || compare(all[x.owner]!.key, all[y.owner]!.key));
-    this.hashes = Uint32Array.from(points, (p) => p.hash);
-    this.owners = Uint32Array.from(points, (p) => p.owner);
+    packed.sort();
+    this.hashes = new Uint32Array(total);
+    this.owners = new Uint32Array(total);
+    for (let i = 0; i < total; i++) {
+      const rank = packed[i]! % RANK_SPAN;
+      this.hashes[i] = (packed[i]! - rank) / RANK_SPAN;
+      this.owners[i] = byKey[rank]!;
+    }
   }
 }
 
