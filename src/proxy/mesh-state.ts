@@ -42,13 +42,13 @@ export class MeshState {
     const pools = new Map<string, Map<number, ServicePortPool>>();
     for (const service of view.services.values()) {
       const endpoints = view.endpoints.get(service.name) ?? [];
-      const kind = balancerOf.get(service.name)?.type;
+      const balancer = balancerOf.get(service.name);
       const byPort = new Map<number, ServicePortPool>();
       for (const port of service.ports) {
-        const pool = this.pool(service.name, port.port) ?? new EndpointPool(service.name, kind);
+        const pool = this.pool(service.name, port.port) ?? new EndpointPool(service.name, balancer);
         pool.update(
           endpoints.filter((ep) => ep.port === port.targetPort),
-          kind,
+          balancer,
         );
         byPort.set(port.port, { service: service.name, port: port.port, pool });
       }

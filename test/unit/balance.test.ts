@@ -1,7 +1,9 @@
 // Balancer choices and passive failure accrual, as pure decisions.
 import { describe, expect, it } from 'vitest';
 import type { EndpointView } from '../../src/controlplane-client/mesh-view.js';
+import type { BalancerKind } from '../../src/proxy/balance/balancer.js';
 import { EndpointPool } from '../../src/proxy/balance/endpoint-pool.js';
+import { seededRandom } from '../helpers/balance.js';
 
 function ep(name: string, extra: Partial<EndpointView> = {}): EndpointView {
   return {
@@ -93,6 +95,35 @@ describe('balancers', () => {
     a.succeeded();
     expect(picks(pool, 2, true)).toEqual(['a', 'a']);
   });
+
+  it.each([['roundRobin'], ['leastConnections'], ['p2cEwma'], ['ringHash']] as [BalancerKind][])(
+    '%s: an ejected endpoint gets one probe after its penalty, and only one',
+    (kind) => {
+      let now = 0;
+      const accrual = { consecutiveFailures: 1, baseEjectionMs: 1000, maxEjectionMs: 8000 };
+      const pool = new EndpointPool('echo', kind, accrual, () => now, seededRandom(11));
+      pool.update([ep('a'), ep('b'), ep('c')], kind);
+      // Requests with varied keys (ringHash) and connections alike.
+      const spread = (n: number) =>
+        Array.from({ length: n }, (_, i) =>
+          i % 2 === 0
+            ? pool.pick()!.key
+            : pool.pick(undefined, { request: true, hashKey: `k${i}` })!.key,
+        );
+      const a = pool.find((s) => s.key === 'a')!;
+      expect(a.failed(now)).toBe(true);
+      expect(spread(60)).not.toContain('a');
+      now = 1000;
+      expect(spread(60).filter((k) => k === 'a')).toEqual(['a']);
+      expect(a.failed(now)).toBe(true); // the probe failed: out for 2 s
+      now = 2999;
+      expect(spread(60)).not.toContain('a');
+      now = 3000;
+      expect(spread(60).filter((k) => k === 'a')).toEqual(['a']);
+      a.succeeded();
+      expect(spread(60)).toContain('a');
+    },
+  );
 
   it('keeps counters and ejections across a snapshot update', () => {
     const pool = new EndpointPool('echo', 'leastConnections');

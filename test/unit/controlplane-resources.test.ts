@@ -112,6 +112,18 @@ describe('resource validation messages', () => {
         'echo.yaml: document 1 (TrafficPolicy/tp): spec.balancer.type: must be one of roundRobin, leastConnections, p2cEwma, ringHash',
     },
     {
+      name: 'traffic policy ringHash on nothing',
+      yaml: 'apiVersion: weft/v1\nkind: TrafficPolicy\nmetadata:\n  name: tp\nspec:\n  targetRef: {name: echo}\n  balancer: {type: ringHash, hashOn: {sourceIp: false}}\n',
+      message:
+        'echo.yaml: document 1 (TrafficPolicy/tp): spec.balancer.hashOn: names nothing to hash on: set header, cookie or sourceIp: true (or leave hashOn out to hash on the source IP)',
+    },
+    {
+      name: 'traffic policy ringHash on a header that cannot exist',
+      yaml: 'apiVersion: weft/v1\nkind: TrafficPolicy\nmetadata:\n  name: tp\nspec:\n  targetRef: {name: echo}\n  balancer: {type: ringHash, hashOn: {header: "x user"}}\n',
+      message:
+        "echo.yaml: document 1 (TrafficPolicy/tp): spec.balancer.hashOn.header: must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)",
+    },
+    {
       name: 'traffic policy retries',
       yaml: 'apiVersion: weft/v1\nkind: TrafficPolicy\nmetadata:\n  name: tp\nspec:\n  targetRef: {name: echo}\n  retries: {attempts: 11}\n',
       message: 'echo.yaml: document 1 (TrafficPolicy/tp): spec.retries.attempts: must be 0-10',

@@ -13,15 +13,28 @@ const count = (min: number, max: number) =>
     .min(min, `must be ${min}-${max}`)
     .max(max, `must be ${min}-${max}`);
 
+/** A token (RFC 9110 5.6.2): what header and cookie names are made of. */
+function httpToken(what: string) {
+  return z
+    .string()
+    .regex(
+      /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/,
+      `must be ${what} (letters, digits and !#$%&'*+-.^_\`|~)`,
+    );
+}
+
 export const balancer = z
   .object({
     /** p2cEwma: power of two choices over peak-EWMA latency (Linkerd's default). */
     type: z.enum(['roundRobin', 'leastConnections', 'p2cEwma', 'ringHash']).default('p2cEwma'),
-    /** ringHash only: what requests are hashed on (default: the client's IP). */
+    /**
+     * ringHash only: what requests are hashed on, the first of these the request has (default:
+     * the client's IP); a request with none of them goes to a random endpoint.
+     */
     hashOn: z
       .object({
-        header: z.string().min(1).optional(),
-        cookie: z.string().min(1).optional(),
+        header: httpToken('an HTTP header name').optional(),
+        cookie: httpToken('a cookie name').optional(),
         sourceIp: z.boolean().optional(),
       })
       .strict()
@@ -31,6 +44,15 @@ export const balancer = z
   .superRefine((b, ctx) => {
     if (b.hashOn !== undefined && b.type !== 'ringHash') {
       ctx.addIssue({ code: 'custom', path: ['hashOn'], message: 'only applies to type ringHash' });
+    }
+    const on = b.hashOn;
+    if (on && on.header === undefined && on.cookie === undefined && on.sourceIp === false) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hashOn'],
+        message:
+          'names nothing to hash on: set header, cookie or sourceIp: true (or leave hashOn out to hash on the source IP)',
+      });
     }
   });
 

@@ -1,12 +1,44 @@
 // Choosing an endpoint among the usable ones. A Balancer sees only endpoints that are
-// available (healthy and not ejected); the pool around it filters, counts and falls back.
+// available (healthy and not ejected) and not already tried; the pool around it filters,
+// counts and falls back.
 import type { EndpointState } from './endpoint-state.js';
+import { P2cEwma } from './p2c-ewma.js';
+import { RingHash } from './ring-hash.js';
 
 export type BalancerKind = 'roundRobin' | 'leastConnections' | 'p2cEwma' | 'ringHash';
 
+/** What a ringHash balancer hashes a request on (TrafficPolicy `balancer.hashOn`). */
+export interface HashOn {
+  header?: string;
+  cookie?: string;
+  sourceIp?: boolean;
+}
+
+/** TrafficPolicy `balancer`, as the data path takes it. */
+export interface BalancerSpec {
+  type: BalancerKind;
+  hashOn?: HashOn;
+}
+
+/** What the caller knows about the pick. */
+export interface PickContext {
+  /** An HTTP request (balanced per request); otherwise an opaque connection. */
+  request?: boolean;
+  /** ringHash only: the request's key (EndpointPool.hashKey); empty or absent: a random pick. */
+  hashKey?: string;
+}
+
+/** A source of uniform numbers in [0, 1): Math.random, or a seeded one in tests. */
+export type Random = () => number;
+
 export interface Balancer {
-  /** Picks one of `candidates` (never empty). */
-  pick(candidates: readonly EndpointState[]): EndpointState;
+  /** Picks one of `candidates` (never empty, all usable) at `now` (the pool's clock). */
+  pick(candidates: readonly EndpointState[], ctx: PickContext, now: number): EndpointState;
+  /**
+   * The pool's whole endpoint set changed (a new snapshot version): what a balancer builds
+   * once per set, it builds here, never per pick.
+   */
+  reset?(all: readonly EndpointState[]): void;
 }
 
 export class RoundRobin implements Balancer {
@@ -20,8 +52,8 @@ export class RoundRobin implements Balancer {
 }
 
 /**
- * Fewest connections in flight, weighted (active / weight); ties go round robin so that an
- * idle set still spreads evenly instead of always picking the first endpoint.
+ * Fewest in flight (connections, or requests for HTTP), weighted (active / weight); ties go
+ * round robin so that an idle set still spreads evenly instead of always picking the first.
  */
 export class LeastConnections implements Balancer {
   private readonly tieBreak = new RoundRobin();
@@ -30,7 +62,7 @@ export class LeastConnections implements Balancer {
     let best = Number.POSITIVE_INFINITY;
     const tied: EndpointState[] = [];
     for (const c of candidates) {
-      const load = c.active / Math.max(1, c.endpoint.weight);
+      const load = c.active / c.weight;
       if (load < best) {
         best = load;
         tied.length = 0;
@@ -43,14 +75,15 @@ export class LeastConnections implements Balancer {
   }
 }
 
-/** The balancers this build has; kinds not built yet fall back to least connections. */
-export function createBalancer(kind: BalancerKind | undefined): Balancer {
+export function createBalancer(kind: BalancerKind, random: Random = Math.random): Balancer {
   switch (kind) {
     case 'roundRobin':
       return new RoundRobin();
-    default:
-      // p2cEwma and ringHash arrive with the L7 path; least connections is the closest
-      // per-connection behaviour meanwhile.
+    case 'leastConnections':
       return new LeastConnections();
+    case 'p2cEwma':
+      return new P2cEwma(random);
+    case 'ringHash':
+      return new RingHash(random);
   }
 }

@@ -2,8 +2,10 @@
 // in flight, and passive failure accrual (consecutive connect failures eject it for a while,
 // Linkerd-style: the penalty doubles up to a cap, and one probe is let through after it; the
 // endpoint stays out of rotation until that probe reports, or for another penalty if it never
-// does, so that a balancer that favours the idle endpoint cannot send it every connection).
+// does, so that a balancer that favours the idle endpoint cannot send it every connection),
+// and a peak-EWMA estimate of its latency for the per-request balancer.
 import type { EndpointView } from '../../controlplane-client/mesh-view.js';
+import { WeftError } from '../../errors.js';
 
 export interface FailureAccrual {
   /** Consecutive failures that eject the endpoint. */
@@ -19,19 +21,32 @@ export const defaultFailureAccrual: FailureAccrual = {
   maxEjectionMs: 60_000,
 };
 
+/** The peak-EWMA time constant: Linkerd's and Finagle's decay of 10 s. */
+export const defaultLatencyDecayMs = 10_000;
+
 export class EndpointState {
+  /** In flight: connections (opaque TCP) or requests (HTTP); the caller counts them. */
   active = 0;
   private failures = 0;
   private ejections = 0;
   private ejectedUntil = 0;
+  /** The latency estimate (ms) as of `observedAt`; NaN until the first response. */
+  private estimate = Number.NaN;
+  private observedAt = 0;
 
   constructor(
     public endpoint: EndpointView,
     private readonly accrual: FailureAccrual = defaultFailureAccrual,
+    private readonly decayMs: number = defaultLatencyDecayMs,
   ) {}
 
   get key(): string {
     return this.endpoint.workload;
+  }
+
+  /** The weight balancers use: a registered 0 counts as 1, as it always has. */
+  get weight(): number {
+    return Math.max(1, this.endpoint.weight);
   }
 
   /** Usable now: not marked unhealthy by its host's checks, and not ejected here. */
@@ -65,6 +80,42 @@ export class EndpointState {
     this.ejections += 1;
     this.failures = 0;
     return true;
+  }
+
+  /**
+   * A response's latency (ms, from sending the request to its response headers), observed at
+   * `now` (the pool's clock: Date.now() in the agent). Peak EWMA (Finagle, Linkerd): a sample
+   * above the current estimate replaces it at once, so a slowing endpoint loses traffic within
+   * one response; one below pulls the estimate toward itself with weight 1 - e^(-dt/tau), dt
+   * being the time since the previous sample, so that a burst of fast answers after one slow
+   * one does not hide it.
+   */
+  observe(latencyMs: number, now: number): void {
+    if (!Number.isFinite(latencyMs) || latencyMs < 0) {
+      throw new WeftError(
+        'WEFT_E_INTERNAL',
+        `endpoint ${this.key}: a latency must be a finite number of milliseconds >= 0, got ${latencyMs}`,
+      );
+    }
+    const current = this.latency(now);
+    if (current === undefined || latencyMs >= current) {
+      this.estimate = latencyMs;
+    } else {
+      const w = Math.exp(-Math.max(0, now - this.observedAt) / this.decayMs);
+      this.estimate = current * w + latencyMs * (1 - w);
+    }
+    this.observedAt = now;
+  }
+
+  /**
+   * The latency estimate (ms) at `now`, undefined before the first response. It decays toward
+   * zero while no response arrives (Finagle reads its estimate as an observation of 0): an
+   * endpoint left alone after slow answers looks cheaper over time and is tried again, so its
+   * share comes back once it is fast again.
+   */
+  latency(now: number): number | undefined {
+    if (Number.isNaN(this.estimate)) return undefined;
+    return this.estimate * Math.exp(-Math.max(0, now - this.observedAt) / this.decayMs);
   }
 
   /** The length of ejection number `n` (from 0): doubling, capped. */
