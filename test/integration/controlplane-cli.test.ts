@@ -194,6 +194,20 @@ describe('invalid input changes nothing', () => {
     );
   });
 
+  it('refuses HTTP rules of an AuthorizationPolicy on a tcp port (checked by the control plane)', async () => {
+    const before = await snapshot();
+    const path = file(
+      'db.yaml',
+      'apiVersion: weft/v1\nkind: Service\nmetadata: {name: db}\nspec:\n  ports: [{port: 5432, protocol: tcp}]\n---\napiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata: {name: db-reads}\nspec:\n  targetRef: {name: db}\n  rules:\n    - to: [{ports: [5432], methods: [GET]}]\n',
+    );
+    const res = await weft('apply', '-f', path);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toBe(
+      `weft: WEFT_E_CONFIG: ${path}: document 2 (AuthorizationPolicy/db-reads): spec.rules[0].to[0]: methods cannot be checked on port 5432: Service db declares it tcp (opaque), whose connections carry no HTTP requests. Take 5432 out of this entry's ports (an entry without methods may name it), or declare the port http, http2, grpc or auto\n`,
+    );
+    expect(await snapshot()).toBe(before);
+  });
+
   it('refuses a Mesh with another trust domain (checked by the control plane)', async () => {
     const res = await weft(
       'apply',

@@ -1,6 +1,7 @@
 // weft's resources: schemas (zod), kinds and YAML parsing. See each kind's file for its fields.
 export * from './authorization-path.js';
 export * from './authorization-policy.js';
+export * from './authorization-ports.js';
 export * from './common.js';
 export * from './http-route.js';
 export * from './kinds.js';

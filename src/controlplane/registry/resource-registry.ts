@@ -1,7 +1,8 @@
 // Apply, get and delete of user resources. An apply is validated as a whole (sizes included:
 // see api/resources/limits.ts) and written as one store transaction: one invalid document, or
 // a conflict with a concurrent change, and nothing changes. Services get their virtual IP here,
-// in the same transaction that creates them.
+// in the same transaction that creates them. Checks across resources (AuthorizationPolicy HTTP
+// rules against Service port protocols) read the store within the same attempt.
 import type { ApplyResult, ResourceMessage } from '../../api/messages.js';
 import {
   applySizeProblem,
@@ -20,6 +21,7 @@ import {
 import { WeftError } from '../../errors.js';
 import { kindPrefix, resourceKey, VIPS_PREFIX, vipKey } from '../store/keys.js';
 import type { Store, StoreCompare, StoreEntry, StoreOp } from '../store/store.js';
+import { checkAuthorizationPorts } from './authorization-port-check.js';
 import { canonicalJson } from './canonical-json.js';
 import { pickVip, SERVICE_VIP_RANGE, type VipRange } from './vip-allocator.js';
 
@@ -143,7 +145,10 @@ export class ResourceRegistry {
   private async tryApply(
     resources: Array<{ resource: Resource; source: string }>,
   ): Promise<ApplyResult[] | undefined> {
-    const compares: StoreCompare[] = [];
+    // Across resources: HTTP rules of AuthorizationPolicies only on ports that carry HTTP.
+    const ports = await checkAuthorizationPorts(this.store, resources);
+    if (ports.problems.length > 0) throw new WeftError('WEFT_E_CONFIG', ports.problems.join('\n'));
+    const compares: StoreCompare[] = [...ports.compares];
     const ops: StoreOp[] = [];
     const results: ApplyResult[] = [];
     let usedVips: Set<string> | undefined;

@@ -89,7 +89,8 @@ function operationMatches(
   path: string,
 ): boolean {
   if (op.ports?.length && !op.ports.includes(request.port)) return false;
-  if (op.methods?.length && !op.methods.includes(request.method as never)) return false;
+  if (op.methods?.length && !(op.methods as readonly string[]).includes(request.method))
+    return false;
   if (op.paths?.length && !op.paths.some((p) => pathMatches(p, path))) return false;
   if (op.grpc?.length) {
     const call = grpcCallOf(path);
