@@ -1,14 +1,15 @@
 // The denial answers as real clients read them, on loopback: a @grpc/grpc-js client gets
 // PERMISSION_DENIED with the decoded message from the trailers-only response, and an HTTP/2
-// client gets 403 with weft-reason. The server writes only what denialResponse returns, as
-// one HEADERS frame that ends the stream.
+// client gets 403 with weft-reason. The server writes only the head of what agentAnswer
+// returns, as one HEADERS frame that ends the stream (as the inbound tunnel adapter does).
 import { once } from 'node:events';
 import { connect, createServer, type Http2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentAnswer, isGrpc } from '../../src/proxy/http/inbound-answer.js';
+import { endToEnd } from '../../src/proxy/http/wire-headers.js';
 import { authorizeRequest, type NamedPolicy } from '../../src/proxy/inbound/authorize.js';
-import { denialKindOf, denialResponse } from '../../src/proxy/inbound/authorize-response.js';
 
 const denyDelete: NamedPolicy = {
   name: 'no-delete',
@@ -37,7 +38,11 @@ beforeAll(async () => {
       stream.respond({ ':status': 500 }, { endStream: true });
       return;
     }
-    const answer = denialResponse(denialKindOf(headers['content-type']), decision);
+    const answer = agentAnswer({
+      status: 403,
+      reason: decision.reason,
+      grpc: isGrpc(endToEnd(headers)),
+    });
     // One HEADERS frame that ends the stream: gRPC's trailers-only response.
     stream.respond({ ':status': answer.status, ...answer.headers }, { endStream: true });
   });

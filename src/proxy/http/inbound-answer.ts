@@ -5,6 +5,7 @@
 import { Readable } from 'node:stream';
 import { REASON_HEADER } from '../tunnel/connect-stream.js';
 import type { HeaderMap, L7Response } from './types.js';
+import { headerSafe } from './wire-headers.js';
 
 /** gRPC status codes the agent answers with (grpc/doc/statuscodes.md). */
 export const GRPC_UNAVAILABLE = 14;
@@ -22,11 +23,6 @@ export function grpcStatusOf(status: number): number {
   if (status === 403) return GRPC_PERMISSION_DENIED;
   if (status === 502 || status === 503 || status === 504) return GRPC_UNAVAILABLE;
   return GRPC_INTERNAL;
-}
-
-/** Header values must not carry CR/LF or non-ASCII; reasons stay short and on one line. */
-export function headerSafe(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, ' ').slice(0, 200);
 }
 
 /** grpc-message: UTF-8, each byte outside printable ASCII, and %, percent-encoded (PROTOCOL-HTTP2). */

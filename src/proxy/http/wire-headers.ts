@@ -10,8 +10,8 @@ export const TARGET_HEADER = 'weft-target';
 /** Present when the calling app spoke HTTP/1.x: the receiving app is spoken to in HTTP/1.1. */
 export const ORIG_PROTO_HEADER = 'weft-orig-proto';
 export const ORIG_PROTO_HTTP1 = 'HTTP/1.1';
-/** Why the agent answered a request itself (HTTP/2 has no reason phrase): as for CONNECT. */
-export { REASON_HEADER } from '../tunnel/connect-stream.js';
+/** Why the agent answered a request or a CONNECT itself (HTTP/2 has no reason phrase). */
+export const REASON_HEADER = 'weft-reason';
 
 /**
  * Hop-by-hop fields (RFC 9110 section 7.6.1, and the HTTP/2 connection-specific fields of
@@ -58,4 +58,9 @@ function connectionTokens(value: string | string[] | undefined): Set<string> {
       .map((t) => t.trim().toLowerCase())
       .filter((t) => t !== ''),
   );
+}
+
+/** Header values must not carry CR/LF or non-ASCII; reasons stay short and on one line. */
+export function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, ' ').slice(0, 200);
 }

@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { describeError } from '../../errors.js';
 import { connectDirect } from '../endpoint/connect-direct.js';
+import { headerSafe, REASON_HEADER } from '../http/wire-headers.js';
 import { formatAuthority, parseAuthority } from './authority.js';
 import { CLIENT_ADDRESS_HEADER, parseClientAddress, vouchedClient } from './client-address.js';
 import type { LocalAddressCheck } from './local-addresses.js';
@@ -25,8 +26,7 @@ const SPLICE_REASONS = {
   socket_reset: 'target_reset',
 } as const;
 
-/** The header that carries why a stream was refused (HTTP/2 has no reason phrase). */
-export const REASON_HEADER = 'weft-reason';
+export { REASON_HEADER };
 
 export interface ConnectTargetOptions {
   /** The connection's original client, as the peer sent it (weft-client-addr). */
@@ -65,11 +65,6 @@ export async function connectLocal(
 ): Promise<ConnectedTarget> {
   const socket = await connectDirect(target.address, target.port, opts.timeoutMs, opts.signal);
   return { socket, preserved: false };
-}
-
-/** Header values must not carry CR/LF; keep reasons short and on one line. */
-function headerSafe(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, ' ').slice(0, 200);
 }
 
 export async function handleConnect(
