@@ -43,8 +43,10 @@ beforeAll(async () => {
       reason: decision.reason,
       grpc: isGrpc(endToEnd(headers)),
     });
-    // One HEADERS frame that ends the stream: gRPC's trailers-only response.
-    stream.respond({ ':status': answer.status, ...answer.headers }, { endStream: true });
+    // gRPC: one HEADERS frame that ends the stream (trailers-only); HTTP: the head, the text.
+    const headersOnly = answer.headers['grpc-status'] !== undefined;
+    stream.respond({ ':status': answer.status, ...answer.headers }, { endStream: headersOnly });
+    if (!headersOnly) answer.body.pipe(stream);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
