@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, createServer as h1CreateServer, request as h1Request } from 'node:http';
 import { createServer as h2CreateServer, connect as h2connect } from 'node:http2';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -57,6 +58,8 @@ interface Detector {
 async function detector(
   opts: DetectOptions,
   next: (socket: Socket, detected: Detected) => void,
+  /** Detection starts once this resolves (default: at accept). */
+  begin: () => Promise<unknown> = async () => {},
 ): Promise<Detector> {
   const sockets: Socket[] = [];
   const results: Detection[] = [];
@@ -64,16 +67,18 @@ async function detector(
     sockets.push(socket);
     socket.on('error', () => {}); // as the accept stage does
     const listenersBefore = listenersOf(socket);
-    detectProtocol(socket, opts).then((detected) => {
-      results.push({
-        detected,
-        bytesRead: socket.bytesRead,
-        paused: socket.isPaused(),
-        listenersBefore,
-        listenersAfter: listenersOf(socket),
+    begin()
+      .then(() => detectProtocol(socket, opts))
+      .then((detected) => {
+        results.push({
+          detected,
+          bytesRead: socket.bytesRead,
+          paused: socket.isPaused(),
+          listenersBefore,
+          listenersAfter: listenersOf(socket),
+        });
+        next(socket, detected);
       });
-      next(socket, detected);
-    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(() => closeServer(server, sockets));
@@ -229,6 +234,23 @@ describe('auto: clients that say nothing, or nothing decisive', () => {
     expect(det.results[0]?.bytesRead).toBe(0);
   });
 
+  it('bytes that arrived while the event loop was busy past the window still decide', async () => {
+    const det = await detector({ protocol: 'auto', windowMs: SHORT_WINDOW }, relayTo(echo.port));
+    const client = await connectClient(det.port);
+    await waitFor('detection to start', () => det.sockets.length === 1);
+    const echoed = readAll(client);
+    client.write('GET / HTTP/1.1\r\n\r\n'); // in the kernel now: a connected socket writes at once
+    // Hold the event loop past the window: when it runs again the window's timer is due and
+    // the request is waiting to be read; the timer must not win.
+    const blockedUntil = Date.now() + SHORT_WINDOW * 3;
+    while (Date.now() < blockedUntil) {}
+    await waitFor('detection to resolve', () => det.results.length === 1);
+    client.end();
+
+    expect(det.results[0]?.detected).toEqual({ kind: 'http1' });
+    expect((await echoed).toString()).toBe('GET / HTTP/1.1\r\n\r\nbye');
+  });
+
   it('bytes still ambiguous when the window ends are opaque, and all delivered', async () => {
     const det = await detector({ protocol: 'auto', windowMs: SHORT_WINDOW }, relayTo(echo.port));
     const client = await connectClient(det.port);
@@ -249,6 +271,49 @@ describe('auto: clients that say nothing, or nothing decisive', () => {
 
     expect((await echoed).toString()).toBe('GET /xbye');
     expect(det.results[0]?.detected).toEqual({ kind: 'opaque', why: 'client_ended' });
+  });
+
+  it('bytes and FIN already waiting when detection starts: opaque, nothing lost', async () => {
+    let sent!: () => void;
+    const clientDone = new Promise<void>((resolve) => {
+      sent = resolve;
+    });
+    const det = await detector(
+      { protocol: 'auto', windowMs: LONG_WINDOW },
+      relayTo(echo.port),
+      () => clientDone,
+    );
+    const client = await connectClient(det.port);
+    const echoed = readAll(client);
+    // On loopback the kernel has queued both for the detector once 'finish' is emitted, so
+    // the detector's first read returns the bytes and its next one the FIN.
+    client.end('GET /y', () => sent());
+    await waitFor('detection to resolve', () => det.results.length === 1, 5_000);
+
+    expect(det.results[0]?.detected).toEqual({ kind: 'opaque', why: 'client_ended' });
+    expect((await echoed).toString()).toBe('GET /ybye');
+  });
+
+  it('the FIN right behind the bytes, delivered in one read: opaque, bytes then end', async () => {
+    // libuv ends a read loop at a short read, so a socket rarely delivers both at once; a
+    // stream does, and detection must not depend on the difference (nor wait for 'end', after
+    // which nothing can be put back).
+    const stream = new Duplex({
+      read() {},
+      write: (_chunk: Buffer, _encoding: string, callback: () => void) => callback(),
+    });
+    stream.push('GET /z');
+    stream.push(null);
+    const detected = await detectProtocol(stream as Socket, {
+      protocol: 'auto',
+      windowMs: LONG_WINDOW,
+    });
+
+    expect(detected).toEqual({ kind: 'opaque', why: 'client_ended' });
+    expect(stream.isPaused()).toBe(true);
+    const rest = readAll(stream);
+    stream.resume();
+    expect((await rest).toString()).toBe('GET /z');
   });
 
   it('a connection reset during detection resolves opaque, with nothing left listening', async () => {

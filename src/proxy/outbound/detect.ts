@@ -150,7 +150,8 @@ function sniff(
         bytes = bytes.length === 0 ? chunk : Buffer.concat([bytes, chunk]);
         got = true;
       }
-      // 'readable' with nothing to read is the end of the stream (the client's FIN).
+      // 'readable' with nothing to read is the end of the stream (the client's FIN): Node emits
+      // it once more after the last bytes are read, before 'end', even when both came at once.
       const result = decide(bytes) ?? (got ? undefined : atEnd(decide, bytes));
       if (result !== undefined) finish(result);
     }
@@ -166,7 +167,9 @@ function sniff(
       timer = setTimeout(() => {
         // Bytes may have reached the kernel while the event loop was busy past the window: let
         // one round of I/O deliver them before judging the client silent.
-        setImmediate(() => finish(window.expire(bytes)));
+        setImmediate(() => {
+          if (!finished) finish(window.expire(bytes));
+        });
       }, window.ms);
     }
   });
