@@ -33,8 +33,8 @@ export type OpaqueReason = (typeof OPAQUE_REASONS)[number];
  * (they would still work, as opaque TCP, but lose per-request balancing and metrics); on the
  * capturing host a client's first bytes follow its connect within microseconds, so 200 ms
  * leaves a wide margin while staying far under Linkerd's 10 s, which makes such ports unusable
- * until declared. The timer's expiry is checked again after one round of I/O, so bytes that
- * arrived while the event loop was busy are never missed.
+ * until declared. When the timer fires, one round of I/O runs before the verdict, so bytes that
+ * reached the kernel while the event loop was busy past the window still decide.
  */
 export const DETECT_WINDOW_MS = 200;
 
@@ -48,8 +48,8 @@ export interface DetectOptions {
  * Decides what `socket` (paused, as accepted) speaks. Resolves, never rejects: a connection that
  * closes or fails meanwhile is opaque, and the relay that takes it over sees the close. `tcp`,
  * `http2` and `grpc` read nothing (the HTTP/2 server checks the preface itself); `http` waits as
- * long as the client takes (the caller's socket timeout bounds it); `auto` waits at most
- * `windowMs` for the bytes to decide.
+ * long as the client takes (bound it with a socket timeout set before: a destroyed socket
+ * resolves opaque); `auto` waits at most `windowMs` for the bytes to decide.
  */
 export function detectProtocol(socket: Socket, opts: DetectOptions): Promise<Detected> {
   switch (opts.protocol) {
