@@ -4,7 +4,9 @@
 # /var/lib/weft; the control plane as user `weft-cp` with its state, CA and admin credentials in
 # /var/lib/weft-cp, which the agent's user cannot read. Every flag is checked before anything
 # changes; a bad one is named and nothing is touched. It returns when the unit is ready (both
-# units are Type=notify), or prints the unit's own error from the journal.
+# units are Type=notify), or prints the unit's own error from the journal. weft runs on the
+# checkout's pinned Node.js (runtime/node, from scripts/bootstrap), copied to /opt/weft/runtime/node:
+# the host needs no node of its own.
 set -euo pipefail
 
 usage() {
@@ -105,17 +107,22 @@ read_token() {
 [[ $EUID -eq 0 ]] || die "must run as root (it creates a user, units and iptables rules)"
 case "$role" in agent | controlplane) ;; *) die "--role must be agent or controlplane, got '$role'" ;; esac
 command -v systemctl >/dev/null || die "systemctl not found: weft installs as systemd services"
-node_bin="$(command -v node || true)"
-[[ -n "$node_bin" ]] || die "node not found in PATH: weft needs Node.js 20 or later (see the README, Install on hosts)"
-node_major="$("$node_bin" -p 'process.versions.node.split(".")[0]')"
-((node_major >= 20)) || die "Node.js $node_major is too old: weft needs 20 or later"
 
 [[ -d "$source_dir" ]] || die "--source $source_dir: no such directory"
 source_dir="$(cd "$source_dir" && pwd)"
-for f in package.json package-lock.json bin/weft dist/cli/main.js native/build/Release/weft_native.node; do
+for f in package.json package-lock.json bin/weft dist/cli/main.js native/build/Release/weft_native.node \
+  runtime/node/bin/node runtime/node/.pin; do
   [[ -e "$source_dir/$f" ]] ||
     die "--source $source_dir is not a built weft checkout: $f is missing (run scripts/bootstrap or npm run build there)"
 done
+# The checkout's runtime must be the release it pins (bootstrap again after a pin change), and
+# run here: the binary links libatomic and libstdc++, which a minimal Debian may lack.
+source_node="$source_dir/runtime/node/bin/node"
+pinned="$(sed -n 's/^version[[:space:]]\{1,\}//p' "$source_dir/runtime/node.pin")"
+node_version="$("$source_node" --version 2>&1)" ||
+  die "the pinned Node.js ($source_node) does not run on this host: $node_version (Debian: apt-get install libatomic1 libstdc++6)"
+[[ "$node_version" == "v$pinned" ]] ||
+  die "$source_dir/runtime/node is Node.js $node_version, but runtime/node.pin pins $pinned: run scripts/bootstrap there"
 
 config_file=/etc/weft/$role.yaml
 cp_data_dir=/var/lib/weft-cp
@@ -204,11 +211,16 @@ mkdir -p "$stage/native/build/Release"
 cp -a "$source_dir/package.json" "$source_dir/package-lock.json" "$source_dir/bin" "$source_dir/dist" "$stage/"
 [[ -d "$source_dir/proto" ]] && cp -a "$source_dir/proto" "$stage/"
 cp "$source_dir/native/build/Release/weft_native.node" "$stage/native/build/Release/"
+# The runtime: the binary and its licence (headers and docs are for building, not running).
+install -d "$stage/runtime/node/bin"
+cp -a "$source_dir/runtime/node/bin/node" "$stage/runtime/node/bin/"
+cp -a "$source_dir/runtime/node/LICENSE" "$source_dir/runtime/node/.pin" "$stage/runtime/node/"
+cp -a "$source_dir/runtime/node.pin" "$stage/runtime/"
 for helper in weft-agent-prestart weft-agent-poststop; do
   install -D -m 0755 "$source_dir/scripts/systemd/$helper" "$stage/libexec/$helper"
 done
 if [[ -d "$source_dir/node_modules" ]]; then
-  "$node_bin" "$source_dir/scripts/systemd/copy-prod-deps.mjs" "$source_dir" "$stage"
+  "$source_node" "$source_dir/scripts/systemd/copy-prod-deps.mjs" "$source_dir" "$stage"
 else
   command -v npm >/dev/null || die "$source_dir has no node_modules and npm is not installed"
   (cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund)
@@ -220,10 +232,11 @@ rm -rf /opt/weft.old
 mv "$stage" /opt/weft
 rm -rf /opt/weft.old
 
-# The launcher runs this node binary by absolute path: the units do not depend on PATH.
+# The launcher runs the installed runtime by absolute path: nothing depends on PATH.
+node_bin=/opt/weft/runtime/node/bin/node
 cat >/usr/local/bin/weft.new <<EOF
 #!/bin/sh
-# weft, installed by scripts/install.sh from $source_dir
+# weft, installed by scripts/install.sh from $source_dir, on Node.js $node_version
 exec $node_bin /opt/weft/bin/weft "\$@"
 EOF
 chmod 0755 /usr/local/bin/weft.new
@@ -356,4 +369,4 @@ if [[ $start == yes ]]; then
   systemctl "$verb" "$main_unit" 2>/dev/null || explain_failure "$main_unit"
   say "$main_unit is $(systemctl is-active "$main_unit")"
 fi
-say "installed weft $("$node_bin" -p "require('/opt/weft/package.json').version") as $role"
+say "installed weft $("$node_bin" -p "require('/opt/weft/package.json').version") on Node.js $node_version as $role"

@@ -1,5 +1,6 @@
 // The `weft` command line: one verb per module, errors printed as one line.
 import { Command, CommanderError } from 'commander';
+import { WEFT_VERSION } from '../api/weft-version.js';
 import { describeError, isWeftError } from '../errors.js';
 import { registerAgent } from './commands/agent.js';
 import { registerApply } from './commands/apply.js';
@@ -15,6 +16,8 @@ import { registerToken } from './commands/token.js';
 
 const program = new Command('weft')
   .description('weft: a service mesh for Linux hosts')
+  // The runtime too: which Node.js a host's weft runs on is an operator's question.
+  .version(`weft ${WEFT_VERSION} on Node.js ${process.version}`, '--version')
   .showHelpAfterError()
   .exitOverride();
 

@@ -6,8 +6,9 @@ import { run } from '../../src/sys/run.js';
 
 export const ROOTFS_CACHE = '/var/cache/weft/rootfs';
 const SUITE = 'bookworm';
-// What the guests need beyond minbase: an init, iptables for capture, ip for checks.
-const INCLUDE = ['systemd', 'systemd-sysv', 'dbus', 'iptables', 'iproute2', 'procps'];
+// What the guests need beyond minbase: an init, iptables for capture, ip for checks, and the
+// libraries weft's pinned Node.js binary links (libatomic1; libstdc++6 comes with systemd).
+const INCLUDE = ['systemd', 'systemd-sysv', 'dbus', 'iptables', 'iproute2', 'procps', 'libatomic1'];
 const STAMP = `${SUITE} minbase ${INCLUDE.join(',')}`;
 
 export interface Rootfs {

@@ -17,6 +17,11 @@ import { ensureRootfs } from './rootfs.js';
 
 const CHECKOUT = fileURLToPath(new URL('../..', import.meta.url));
 const SRC = '/src/weft'; // where the checkout is bound (read-only) in every guest
+/** The runtime install.sh puts on a host: the guests have no node of their own. */
+const NODE = '/opt/weft/runtime/node/bin/node';
+const PINNED = /^version\s+(\S+)$/m.exec(
+  readFileSync(join(CHECKOUT, 'runtime/node.pin'), 'utf8'),
+)![1]!;
 const LOAD = `${SRC}/test/hosts/load-client.mjs`;
 const ECHO = `${SRC}/test/fixtures/tcp-echo.mjs`;
 const SERVICES = `apiVersion: weft/v1
@@ -69,7 +74,7 @@ async function underLoad(seconds: number, during: () => Promise<void>) {
       '-u',
       'weftapp',
       '--',
-      'node',
+      NODE,
       LOAD,
       'echo.mesh',
       '7000',
@@ -187,8 +192,8 @@ beforeAll(async () => {
           machine: `wh${tag}-${name}`,
           rootfs: rootfs.dir,
           netns: lab.host(name).netns,
-          // The guest runs the host's Node (nodesource, not a Debian package): bound, not fetched.
-          binds: { [CHECKOUT]: SRC, [process.execPath]: '/usr/bin/node' },
+          // No node is bound or installed: weft brings its pinned runtime (install.sh copies it).
+          binds: { [CHECKOUT]: SRC },
           logFile: join(logs, `${name}.log`),
         });
         guests.set(name, guest);
@@ -255,6 +260,13 @@ describe('weft on hosts that boot systemd', () => {
     // No waiting here: Type=notify, READY=1 once both ports listen and the credentials exist;
     // systemd holds the STATUS= that came with it (with Type=exec it would hold none, and
     // `weft token create` would race the control plane's start).
+    // On the pinned runtime from /opt/weft, on a host that has no node of its own.
+    const noNode = await g('cp').sh('command -v node || echo none');
+    expect(noNode.stdout.trim()).toBe('none');
+    expect((await g('cp').exec(['weft', '--version'])).stdout.trim()).toBe(
+      `weft 0.1.0 on Node.js v${PINNED}`,
+    );
+    expect(await unit('cp', 'weft-controlplane', 'ExecStart')).toContain(`path=${NODE} ;`);
     expect(await unit('cp', 'weft-controlplane', 'StatusText')).toMatch(
       /^StatusText=serving on 0\.0\.0\.0 \(gRPC 15012, HTTP 15014\); admin credentials in \/var\/lib\/weft-cp\/admin$/m,
     );
@@ -291,14 +303,7 @@ describe('weft on hosts that boot systemd', () => {
     expect((await g('node1').exec(['stat', '-c', '%a %U', '/var/lib/weft'])).stdout.trim()).toBe(
       '700 weft',
     );
-    await g('node1').exec([
-      'systemd-run',
-      '--unit=demo-echo',
-      '--uid=weftapp',
-      'node',
-      ECHO,
-      '7000',
-    ]);
+    await g('node1').exec(['systemd-run', '--unit=demo-echo', '--uid=weftapp', NODE, ECHO, '7000']);
   }, 180_000);
 
   it('a token the control plane refuses fails install.sh at once with its reason, no restart loop; a good one works at once', async () => {
@@ -342,7 +347,7 @@ describe('weft on hosts that boot systemd', () => {
   it('echo on node1 is reached by name from node2; the Status line follows every snapshot', async () => {
     await until('echo.mesh answers on node2', async () => {
       const r = await g('node2').exec(
-        ['runuser', '-u', 'weftapp', '--', 'node', LOAD, 'echo.mesh', '7000', '1', '1'],
+        ['runuser', '-u', 'weftapp', '--', NODE, LOAD, 'echo.mesh', '7000', '1', '1'],
         { allowFailure: true },
       );
       return /"failed":0/.test(r.stdout) && !/"ok":0,/.test(r.stdout);

@@ -84,7 +84,9 @@ const threeHosts = (name: string): LabSpecInput => ({
     { name: 'a' },
     {
       name: 'b',
-      processes: [{ name: 'web', command: ['node', '-e', serverJs(8080)], user: 'weftapp' }],
+      processes: [
+        { name: 'web', command: [process.execPath, '-e', serverJs(8080)], user: 'weftapp' },
+      ],
     },
     { name: 'c' },
   ],
@@ -132,7 +134,7 @@ describe('a three-host lab', () => {
   });
 
   const connect = (from: string, host: string, port: number, retryMs = 8000) =>
-    lab.exec(from, ['node', '-e', clientJs, host, String(port), String(retryMs)], {
+    lab.exec(from, [process.execPath, '-e', clientJs, host, String(port), String(retryMs)], {
       allowFailure: true,
     });
 
@@ -157,7 +159,7 @@ describe('a three-host lab', () => {
   });
 
   it('runs spawned processes inside a host, reachable from the others', async () => {
-    spawned = lab.spawn('c', ['node', '-e', serverJs(9000)]);
+    spawned = lab.spawn('c', [process.execPath, '-e', serverJs(9000)]);
     const r = await connect('a', lab.host('c').address6, 9000);
     expect(r.stdout).toBe('hello from c\n');
   });
@@ -339,7 +341,9 @@ describe('up over the leftovers of a crash', () => {
       const [fresh] = lab.processes();
       expect(alive(fresh!)).toBe(true);
       const b = lab.host('b').address;
-      const r = await lab.exec('a', ['node', '-e', clientJs, b, '1', '0'], { allowFailure: true });
+      const r = await lab.exec('a', [process.execPath, '-e', clientJs, b, '1', '0'], {
+        allowFailure: true,
+      });
       expect(r.stderr.trim()).toBe('ECONNREFUSED'); // b answers (with a reset): the link is there
       await lab.down();
       expectGone(name);
@@ -352,7 +356,10 @@ describe('weft lab (CLI)', () => {
   let specFile: string;
   let name: string;
   const weft = (...args: string[]) =>
-    execa('node', [join(ROOT, 'bin', 'weft'), 'lab', ...args], { reject: false, timeout: 30_000 });
+    execa(process.execPath, [join(ROOT, 'bin', 'weft'), 'lab', ...args], {
+      reject: false,
+      timeout: 30_000,
+    });
 
   beforeAll(async () => {
     name = labName();
@@ -367,7 +374,7 @@ describe('weft lab (CLI)', () => {
         '  - name: b',
         '    processes:',
         '      - name: web',
-        `        command: ${JSON.stringify(['node', '-e', serverJs(8080)])}`,
+        `        command: ${JSON.stringify([process.execPath, '-e', serverJs(8080)])}`,
         '        user: weftapp',
         '',
       ].join('\n'),
@@ -405,7 +412,7 @@ describe('weft lab (CLI)', () => {
       name,
       'a',
       '--',
-      'node',
+      process.execPath,
       '-e',
       clientJs,
       '10.77.0.2',

@@ -162,7 +162,7 @@ describe('originalDestination behind iptables REDIRECT', () => {
       'netns',
       'exec',
       proxyNs,
-      'node',
+      process.execPath,
       fixture('native-original-dst.mjs'),
     ]);
     const probes = JSON.parse(result.stdout) as Array<Record<string, unknown>>;
@@ -188,7 +188,7 @@ describe('transparentListener', () => {
       'netns',
       'exec',
       proxyNs,
-      'node',
+      process.execPath,
       fixture('native-tproxy-listener.mjs'),
     ]);
     const ready = await proxy.next();
@@ -260,7 +260,7 @@ describe('transparentListener', () => {
     const listenerFixture = fixture('native-transparent-listener.mjs');
     const result = await run('setpriv', [
       ...unprivileged,
-      'node',
+      process.execPath,
       listenerFixture,
       '127.0.0.1',
       '0',
