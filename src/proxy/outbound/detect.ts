@@ -65,6 +65,11 @@ export function detectProtocol(socket: Socket, opts: DetectOptions): Promise<Det
   }
 }
 
+/** The one internal of a Readable this needs: whether the end of the data (FIN) was read. */
+interface ReadableInternals {
+  _readableState?: { ended?: boolean };
+}
+
 /** A decision over the bytes so far; undefined: wait for more. */
 type Decide = (bytes: Buffer) => Detected | undefined;
 
@@ -150,9 +155,13 @@ function sniff(
         bytes = bytes.length === 0 ? chunk : Buffer.concat([bytes, chunk]);
         got = true;
       }
-      // 'readable' with nothing to read is the end of the stream (the client's FIN): Node emits
-      // it once more after the last bytes are read, before 'end', even when both came at once.
-      const result = decide(bytes) ?? (got ? undefined : atEnd(decide, bytes));
+      // The client's FIN: nothing more will come, so decide now, in this tick. Node emits 'end'
+      // on the next tick once the buffer is empty, and nothing can be put back after it; the
+      // bytes put back now keep it from being emitted. Node 20 emitted one more 'readable' with
+      // nothing to read before 'end'; Node 26 does not when the bytes and the FIN come in one
+      // read, hence the stream's own flag (it has no public name: readableEnded is 'end' emitted).
+      const ended = !got || (socket as unknown as ReadableInternals)._readableState?.ended === true;
+      const result = decide(bytes) ?? (ended ? atEnd(decide, bytes) : undefined);
       if (result !== undefined) finish(result);
     }
 
