@@ -156,6 +156,9 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       tunnelPort: capture.agentPorts.tunnel,
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
       maxAttempts: MAX_ATTEMPTS,
+      detect: undefined,
+      detectWindowMs: 0,
+      http: undefined,
     }),
   });
   const inbound = createCaptureServer({
