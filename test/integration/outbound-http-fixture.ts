@@ -2,8 +2,9 @@
 // HTTP stack) behind a listener that plays the capture (a fixed original destination), a real
 // TunnelPool, and two real tunnel servers (node-b on 127.0.0.1, node-c on 127.0.0.2, one port)
 // whose onRequest is a small backend that says what it received.
-import { createServer, type Server, type Socket } from 'node:net';
+
 import type { ServerHttp2Stream } from 'node:http2';
+import { createServer, type Server, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { CapturedConnection } from '../../src/proxy/capture-listener.js';
@@ -15,7 +16,11 @@ import type { DetectProtocol } from '../../src/proxy/outbound/protocol.js';
 import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
 import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
-import type { TunnelPool, TunnelServer, TunnelServerOptions } from '../../src/proxy/tunnel/index.js';
+import type {
+  TunnelPool,
+  TunnelServer,
+  TunnelServerOptions,
+} from '../../src/proxy/tunnel/index.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 import { issueLeaf } from '../helpers/test-pki.js';
 import { type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture.js';

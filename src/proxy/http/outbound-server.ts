@@ -112,7 +112,15 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
     serveHttp2(c, stream, headers, flags, deps).catch((err) => internal(deps.log, err, undefined));
   });
   // A protocol error from the app (invalid frames): Node answers GOAWAY and closes.
-  h2.on('sessionError', (err: Error) => deps.log.debug({ err: err.message }, 'h2c session error'));
+  h2.on('sessionError', (err: Error, session: Http2Session) => {
+    const c = bySession.get(session);
+    if (c) {
+      c.closeReason = 'bad_request';
+      c.error = err.message;
+    }
+    // nghttp2 has queued the GOAWAY; close() sends it and ends the connection.
+    session.close();
+  });
 
   return {
     get connections() {

@@ -13,7 +13,12 @@ import { authorizeL4 } from '../inbound/authorize.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection, type Upstream } from '../observed-relay.js';
 import type { Telemetry } from '../telemetry.js';
-import type { TunnelPool, TunnelTarget } from '../tunnel/index.js';
+import {
+  formatClientAddress,
+  parseClientAddress,
+  type TunnelPool,
+  type TunnelTarget,
+} from '../tunnel/index.js';
 import type { OutboundContext } from './identify.js';
 import { planEndpoint } from './plan.js';
 
@@ -180,12 +185,18 @@ export async function servePassthrough(ctx: OutboundContext, deps: OpaqueDeps): 
   });
 }
 
-/** The captured connection's own client (a local app), which the receiving agent logs and uses. */
+/**
+ * The captured connection's own client (a local app), which the receiving agent logs and
+ * connects from. Only an address a peer accepts (parseClientAddress: one canonical unicast
+ * address) is sent: an app calling from loopback goes without it rather than being refused.
+ */
 export function clientOf(client: {
   remoteAddress?: string | undefined;
   remotePort?: number | undefined;
 }): TunnelTarget | undefined {
   const address = unmapV4(client.remoteAddress ?? '');
   const port = client.remotePort ?? 0;
-  return address === '' || port === 0 ? undefined : { address, port };
+  if (address === '' || port === 0) return undefined;
+  const c = { address, port };
+  return parseClientAddress(formatClientAddress(c)).ok ? c : undefined;
 }

@@ -1,0 +1,351 @@
+// The outbound HTTP stack on loopback, through the whole outbound handler: requests on one
+// HTTP/1.1 keep-alive connection (and on one h2c connection) are balanced per request over two
+// hosts' endpoints through the real tunnel, as HTTP/2 streams with the wire contract; trailers
+// survive; same-host calls go through the inbound stack; the agent's own answers; malformed
+// input and smuggling attempts are answered 400 (or GOAWAY) with nothing forwarded; an Upgrade
+// continues as opaque bytes.
+import { Agent, request as httpRequest } from 'node:http';
+import { connect as h2connect } from 'node:http2';
+import { connect as netConnect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectLocal } from '../../src/proxy/tunnel/index.js';
+import { waitFor } from '../helpers/wait.js';
+import {
+  EMPTY_VIP,
+  LOCAL_VIP,
+  type OutboundLab,
+  outboundLab,
+  type Seen,
+  WEB_VIP,
+} from './outbound-http-fixture.js';
+import { listenTarget, meshPki, type Target } from './tunnel-fixture.js';
+
+let lab: OutboundLab;
+let web: number;
+let ws: Target;
+
+beforeAll(async () => {
+  // The endpoint behind an Upgrade: answers 101 to the replayed head, then echoes in capitals.
+  ws = await listenTarget((socket) => {
+    let head = '';
+    const onData = (chunk: Buffer) => {
+      head += chunk.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.off('data', onData);
+      const upgrade = /\r\nupgrade: ([^\r]+)/i.exec(head)?.[1] ?? 'none';
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nupgrade: ${upgrade}\r\nconnection: upgrade\r\n\r\n`,
+      );
+      const rest = head.slice(end + 4);
+      if (rest) socket.write(rest.toUpperCase());
+      socket.on('data', (c: Buffer) => socket.write(c.toString('latin1').toUpperCase()));
+    };
+    socket.on('data', onData);
+    socket.on('error', () => {});
+  });
+  lab = await outboundLab(await meshPki(), {
+    connect: (_target, o) => connectLocal({ address: '127.0.0.1', port: ws.port }, o),
+  });
+  web = await lab.capture(WEB_VIP, 80);
+});
+
+afterAll(async () => {
+  await lab?.close();
+  await ws?.close();
+});
+
+function get(
+  port: number,
+  path: string,
+  opts: { agent?: Agent; headers?: Record<string, string>; body?: string; method?: string } = {},
+): Promise<{
+  status: number;
+  headers: Record<string, unknown>;
+  body: string;
+  trailers: Record<string, string>;
+  socketPort: number;
+}> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: opts.method ?? (opts.body ? 'POST' : 'GET'),
+        agent: opts.agent,
+        headers: { host: 'web.mesh', ...opts.headers },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (body += c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body,
+            trailers: res.trailers as Record<string, string>,
+            socketPort: req.socket?.localPort ?? 0,
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+function seenFor(path: string): Seen[] {
+  return lab.seen.filter((s) => s.path === path);
+}
+
+describe('HTTP/1.1 from an app', () => {
+  it('balances the requests of one keep-alive connection over both hosts, as the contract says', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const ports = new Set<number>();
+    for (let i = 0; i < 12; i++) {
+      const r = await get(web, `/ka/${i}`, {
+        agent,
+        headers: {
+          'x-hop': 'drop-me',
+          connection: 'keep-alive, x-hop',
+          'weft-target': '10.9.9.9:1',
+        },
+      });
+      expect(r.status).toBe(200);
+      ports.add(r.socketPort);
+    }
+    agent.destroy();
+    expect(ports.size).toBe(1);
+    const seen = lab.seen.filter((s) => s.path.startsWith('/ka/'));
+    expect(seen).toHaveLength(12);
+    expect(new Set(seen.map((s) => s.node))).toEqual(new Set(['node-b', 'node-c']));
+    for (const s of seen) {
+      expect(s.target).toBe(s.node === 'node-b' ? '127.0.0.1:8080' : '127.0.0.2:8080');
+      expect(s).toMatchObject({
+        origProto: 'HTTP/1.1',
+        method: 'GET',
+        authority: 'web.mesh',
+        stray: [],
+      });
+      // The app called from loopback: no address a peer would accept, so none is sent.
+      expect(s.client).toBeNull();
+    }
+  });
+
+  it('streams a request body and relays the response', async () => {
+    const body = 'x'.repeat(200_000);
+    const r = await get(web, '/post', { body });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).body).toBe(body);
+  });
+
+  it('keeps trailers for a client that accepts them', async () => {
+    const r = await get(web, '/trailers', { headers: { te: 'trailers', 'x-want-trailers': '1' } });
+    expect(r.status).toBe(200);
+    expect(r.trailers).toMatchObject({ 'x-checksum': 'abc', 'grpc-status': '0' });
+  });
+
+  it('counts each request once, with status, endpoint and identities, and the connection once', async () => {
+    const r = await get(web, '/counted');
+    expect(r.status).toBe(200);
+    const line = await waitFor('the request log line', () =>
+      lab.logs.find((l) => l.msg === 'request' && l.path === '/counted'),
+    );
+    expect(line).toMatchObject({
+      direction: 'outbound',
+      src_service: 'frontend',
+      dst_service: 'web',
+      route: 'default',
+      method: 'GET',
+      protocol: 'HTTP/1.1',
+      status: 200,
+      endpoint: expect.stringMatching(/^tunnel node-[bc] -> 127\.0\.0\.[12]:8080$/),
+      src_identity: 'spiffe://weft.local/svc/frontend',
+    });
+    expect(line.response_bytes).toBe(Buffer.byteLength(r.body));
+    const metrics = await lab.registry.getSingleMetricAsString('weft_http_requests_total');
+    expect(metrics).toMatch(
+      /direction="outbound",src_service="frontend",dst_service="web",route="default",status_code="200",grpc_status=""} \d+/,
+    );
+    await waitFor('the connection log line', () =>
+      lab.logs.find(
+        (l) => l.msg === 'connection' && l.dst_service === 'web' && l.close_reason === 'done',
+      ),
+    );
+  });
+});
+
+describe('HTTP/2 (h2c, prior knowledge) from an app', () => {
+  it('balances the streams of one connection over both hosts and keeps trailers', async () => {
+    const session = h2connect(`http://127.0.0.1:${web}`);
+    const one = (path: string) =>
+      new Promise<{
+        headers: Record<string, unknown>;
+        body: string;
+        trailers: Record<string, unknown>;
+      }>((resolve, reject) => {
+        const s = session.request({
+          ':path': path,
+          ':authority': 'web.mesh',
+          'x-want-trailers': '1',
+          te: 'trailers',
+        });
+        let headers: Record<string, unknown> = {};
+        let trailers: Record<string, unknown> = {};
+        let body = '';
+        s.on('response', (h) => (headers = h));
+        s.on('trailers', (t) => (trailers = t));
+        s.setEncoding('utf8');
+        s.on('data', (c) => (body += c));
+        s.on('end', () => resolve({ headers, body, trailers }));
+        s.on('error', reject);
+        s.end();
+      });
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => one(`/h2/${i}`)));
+    session.close();
+    for (const r of results) {
+      expect(r.headers[':status']).toBe(200);
+      expect(r.trailers).toMatchObject({ 'x-checksum': 'abc', 'grpc-status': '0' });
+    }
+    const seen = lab.seen.filter((s) => s.path.startsWith('/h2/'));
+    expect(new Set(seen.map((s) => s.node))).toEqual(new Set(['node-b', 'node-c']));
+    for (const s of seen)
+      expect(s).toMatchObject({ origProto: null, authority: 'web.mesh', stray: [] });
+  });
+});
+
+describe('answers the agent makes itself', () => {
+  it('503 with a reason when the service has no endpoint; gRPC gets UNAVAILABLE trailers-only', async () => {
+    const empty = await lab.capture(EMPTY_VIP, 80);
+    const r = await get(empty, '/');
+    expect(r.status).toBe(503);
+    expect(r.headers['weft-reason']).toBe('no_healthy_endpoint');
+
+    const session = h2connect(`http://127.0.0.1:${empty}`);
+    const s = session.request({
+      ':path': '/pkg.Svc/Call',
+      ':method': 'POST',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    const headers = await new Promise<Record<string, unknown>>((resolve) =>
+      s.once('response', resolve),
+    );
+    const endStream = await new Promise<boolean>((resolve) =>
+      s.once('end', () => resolve(true)).resume(),
+    );
+    session.close();
+    expect(headers).toMatchObject({
+      ':status': 200,
+      'content-type': 'application/grpc',
+      'grpc-status': '14',
+    });
+    expect(endStream).toBe(true);
+  });
+});
+
+describe('same host', () => {
+  it('goes through the inbound stack, as the calling workload', async () => {
+    const local = await lab.capture(LOCAL_VIP, 80);
+    const r = await get(local, '/here', { body: 'hello' });
+    expect(r).toMatchObject({ status: 201, body: 'local answer' });
+    expect(r.headers['x-local']).toBe('yes');
+    const call = lab.inboundCalls.at(-1)!;
+    expect(call.peer.spiffeId).toBe('spiffe://weft.local/svc/frontend');
+    expect(call.target).toEqual({ address: '127.0.0.1', port: 9090 });
+    expect(call.request).toMatchObject({ method: 'POST', path: '/here', version: '1.1' });
+  });
+});
+
+/** Sends raw bytes on a new connection; resolves with all it got back once it is closed. */
+function raw(port: number, data: Buffer | string): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const s = netConnect(port, '127.0.0.1', () => s.write(data));
+    const chunks: Buffer[] = [];
+    s.on('data', (c) => chunks.push(c));
+    s.on('error', () => {});
+    s.on('close', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+describe('bad input is refused and never forwarded', () => {
+  it.each([
+    ['a malformed request line', 'GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ['headers over 64 KiB', `GET /big HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70_000)}\r\n\r\n`],
+    [
+      'Content-Length with Transfer-Encoding',
+      'POST /smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /inner HTTP/1.1\r\nHost: x\r\n\r\n',
+    ],
+    [
+      'two different Content-Lengths',
+      'POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabcGET /inner HTTP/1.1\r\nHost: x\r\n\r\n',
+    ],
+  ])('%s: 400, connection closed', async (_what, data) => {
+    const before = lab.seen.length;
+    const got = (await raw(web, data)).toString('latin1');
+    expect(got).toMatch(/^HTTP\/1\.1 400 /);
+    expect(got).not.toMatch(/HTTP\/1\.1 200/);
+    // Sentinel: a good request made after it arrives, and it is the only one that did.
+    const sentinel = `/sentinel-${Math.random()}`;
+    expect((await get(web, sentinel)).status).toBe(200);
+    expect(lab.seen.slice(before).map((s) => s.path)).toEqual([sentinel]);
+  });
+
+  it.each([
+    // A DATA frame on stream 0 is a connection error (RFC 9113 section 6.1).
+    ['DATA on stream 0', [0, 0, 1, 0, 0, 0, 0, 0, 0, 0x61]],
+    // HEADERS on an even (server-initiated) stream id (RFC 9113 section 5.1.1).
+    ['HEADERS on an even stream', [0, 0, 1, 1, 5, 0, 0, 0, 2, 0x82]],
+    // A header block HPACK cannot decode (RFC 7541 section 2.3.3).
+    ['an undecodable header block', [0, 0, 3, 1, 5, 0, 0, 0, 1, 0xff, 0xff, 0xff]],
+  ])('invalid HTTP/2 frames (%s): GOAWAY, nothing forwarded', async (_what, frame) => {
+    const before = lab.seen.length;
+    const settings = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    const s = netConnect(web, '127.0.0.1');
+    s.write(
+      Buffer.concat([
+        Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+        Buffer.from([...settings, ...frame]),
+      ]),
+    );
+    let got = Buffer.alloc(0);
+    s.on('data', (c: Buffer) => {
+      got = Buffer.concat([got, c]);
+    });
+    s.on('error', () => {});
+    await waitFor('a GOAWAY', () => frameTypes(got).includes(7));
+    s.destroy();
+    const sentinel = `/sentinel-${Math.random()}`;
+    expect((await get(web, sentinel)).status).toBe(200);
+    expect(lab.seen.slice(before).map((x) => x.path)).toEqual([sentinel]);
+  });
+});
+
+/** The types of the HTTP/2 frames in a server's bytes. */
+function frameTypes(buf: Buffer): number[] {
+  const types: number[] = [];
+  for (let i = 0; i + 9 <= buf.length; ) {
+    const len = buf.readUIntBE(i, 3);
+    types.push(buf[i + 3]!);
+    i += 9 + len;
+  }
+  return types;
+}
+
+describe('Upgrade from an app', () => {
+  it('continues as opaque bytes through the tunnel, head replayed', async () => {
+    const s = netConnect(web, '127.0.0.1');
+    s.write(
+      'GET /chat HTTP/1.1\r\nHost: web.mesh\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhello',
+    );
+    let got = '';
+    s.on('data', (c) => (got += c.toString('latin1')));
+    await waitFor('the 101 and the first echo', () => got.includes('HELLO'));
+    expect(got).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\nupgrade: websocket/);
+    s.write('more');
+    await waitFor('the second echo', () => got.endsWith('MORE'));
+    s.destroy();
+  });
+});
