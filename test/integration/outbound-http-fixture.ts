@@ -1,7 +1,7 @@
 // The outbound HTTP stack on loopback: the whole outbound handler (identify, route, protocol,
 // HTTP stack) behind a listener that plays the capture (a fixed original destination), a real
 // TunnelPool, and two real tunnel servers (node-b on 127.0.0.1, node-c on 127.0.0.2, one port)
-// whose onRequest is a small backend that says what it received.
+// whose onRequest is a small backend that says what it received. Detection is detect.ts's.
 
 import type { ServerHttp2Stream } from 'node:http2';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -12,7 +12,7 @@ import { createOutboundHttp } from '../../src/proxy/http/outbound-server.js';
 import { RequestTelemetry } from '../../src/proxy/http/request-telemetry.js';
 import type { InboundHttpHandler } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
-import type { DetectProtocol } from '../../src/proxy/outbound/protocol.js';
+import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detect.js';
 import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
 import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
@@ -28,6 +28,7 @@ import { type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture
 export const WEB_VIP = '240.240.0.10';
 export const EMPTY_VIP = '240.240.0.11';
 export const LOCAL_VIP = '240.240.0.12';
+export const H2_VIP = '240.240.0.13';
 
 /** What a backend saw of one request. */
 export interface Seen {
@@ -84,22 +85,6 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
   };
 }
 
-/** Test stand-in for detect.ts (not merged yet): the HTTP/2 preface, else an HTTP/1 method. */
-export const peekDetect: DetectProtocol = (socket) =>
-  new Promise((resolve) => {
-    const onData = (chunk: Buffer) => {
-      socket.pause();
-      socket.off('data', onData);
-      socket.unshift(chunk);
-      const text = chunk.toString('latin1');
-      if (text.startsWith('PRI * HTTP/2.0')) resolve({ kind: 'http2' });
-      else if (/^[A-Z]+ /.test(text)) resolve({ kind: 'http1' });
-      else resolve({ kind: 'opaque', why: 'not HTTP' });
-    };
-    socket.on('data', onData);
-    socket.resume();
-  });
-
 export interface OutboundLab {
   pool: TunnelPool;
   servers: TunnelServer[];
@@ -136,7 +121,9 @@ export async function outboundLab(
       serviceDoc('web', WEB_VIP, [{ port: 80, targetPort: 8080, protocol: 'http' }]),
       serviceDoc('empty', EMPTY_VIP, [{ port: 80, protocol: 'http' }]),
       serviceDoc('loc', LOCAL_VIP, [{ port: 80, targetPort: 9090, protocol: 'http' }]),
+      serviceDoc('h2', H2_VIP, [{ port: 80, targetPort: 8080, protocol: 'grpc' }]),
       workloadDoc('node-b', 'web', '127.0.0.1', 8080),
+      workloadDoc('node-b', 'h2', '127.0.0.1', 8080),
       workloadDoc('node-c', 'web', '127.0.0.2', 8080),
       workloadDoc('node-a', 'loc', '127.0.0.1', 9090),
     ]),
@@ -177,8 +164,8 @@ export async function outboundLab(
   const handle = createOutboundHandler({
     ...common,
     identities: () => identities,
-    detect: peekDetect,
-    detectWindowMs: 1_000,
+    detect: detectProtocol,
+    detectWindowMs: DETECT_WINDOW_MS,
     http,
   });
   const listeners: Server[] = [];

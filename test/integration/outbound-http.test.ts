@@ -12,6 +12,7 @@ import { connectLocal } from '../../src/proxy/tunnel/index.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   EMPTY_VIP,
+  H2_VIP,
   LOCAL_VIP,
   type OutboundLab,
   outboundLab,
@@ -178,6 +179,20 @@ describe('HTTP/1.1 from an app', () => {
 });
 
 describe('HTTP/2 (h2c, prior knowledge) from an app', () => {
+  it('on a port declared grpc (nothing read before the h2c server takes it)', async () => {
+    const port = await lab.capture(H2_VIP, 80);
+    const session = h2connect(`http://127.0.0.1:${port}`);
+    const s = session.request({ ':path': '/declared', ':authority': 'h2.mesh' });
+    const headers = await new Promise<Record<string, unknown>>((resolve) =>
+      s.once('response', resolve),
+    );
+    s.resume();
+    await new Promise((resolve) => s.once('end', resolve));
+    session.close();
+    expect(headers[':status']).toBe(200);
+    expect(seenFor('/declared')).toMatchObject([{ node: 'node-b', origProto: null }]);
+  });
+
   it('balances the streams of one connection over both hosts and keeps trailers', async () => {
     const session = h2connect(`http://127.0.0.1:${web}`);
     const one = (path: string) =>

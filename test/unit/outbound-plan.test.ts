@@ -3,9 +3,9 @@
 // goes to, and how a chosen endpoint is reached.
 import { describe, expect, it } from 'vitest';
 import { MeshState } from '../../src/proxy/mesh-state.js';
+import type { Detected } from '../../src/proxy/outbound/detect.js';
 import {
   chooseStack,
-  type DetectedProtocol,
   peerNodeIdentity,
   planEndpoint,
   planOutbound,
@@ -79,7 +79,7 @@ describe('the outbound plan of a routed destination', () => {
 });
 
 describe('the stack a detected protocol goes to', () => {
-  it.each<[DetectedProtocol, ReturnType<typeof chooseStack>]>([
+  it.each<[Detected, ReturnType<typeof chooseStack>]>([
     [{ kind: 'http1' }, { stack: 'http', version: 'http1' }],
     [{ kind: 'http2' }, { stack: 'http', version: 'http2' }],
     [

@@ -164,6 +164,8 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
         } finally {
           handing = undefined;
         }
+        // A declared http2/grpc port was never read from: the handle starts reading now.
+        socket.resume();
       }
     },
   };

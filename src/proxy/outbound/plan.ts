@@ -6,6 +6,7 @@
 import type { ServicePort } from '../../api/resources/index.js';
 import { nodeSpiffeId, parseSpiffeId } from '../../api/spiffe.js';
 import type { ServiceView } from '../../controlplane-client/mesh-view.js';
+import type { Detected } from './detect.js';
 import type { OutboundRoute } from './route.js';
 
 /** A Service port's `protocol`, as the API accepts it. */
@@ -55,13 +56,6 @@ export function planOutbound(route: OutboundRoute): OutboundPlan {
   }
 }
 
-/** What detection found (the shape of detect.ts's Detected). */
-export type DetectedProtocol =
-  | { kind: 'http1' }
-  | { kind: 'http2' }
-  | { kind: 'tls'; sni?: string }
-  | { kind: 'opaque'; why: string };
-
 export type StackChoice =
   | { stack: 'http'; version: 'http1' | 'http2' }
   | { stack: 'opaque'; why: string; sni?: string };
@@ -70,7 +64,7 @@ export type StackChoice =
  * HTTP/1.x and HTTP/2 (prior knowledge) go to the HTTP stack, per request; TLS (the app does
  * its own) and anything else stay opaque bytes, balanced per connection.
  */
-export function chooseStack(detected: DetectedProtocol): StackChoice {
+export function chooseStack(detected: Detected): StackChoice {
   switch (detected.kind) {
     case 'http1':
     case 'http2':

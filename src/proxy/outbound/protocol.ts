@@ -4,13 +4,11 @@
 // stack, TLS and anything else stay opaque.
 import type { Socket } from 'node:net';
 import { describeError } from '../../errors.js';
-import { chooseStack, type DetectedProtocol, type PortProtocol, type StackChoice } from './plan.js';
+import type { DetectOptions, detectProtocol } from './detect.js';
+import { chooseStack, type StackChoice } from './plan.js';
 
 /** detect.ts's detectProtocol: resolves with what the first bytes are; never loses a byte. */
-export type DetectProtocol = (
-  socket: Socket,
-  opts: { protocol: PortProtocol; windowMs: number },
-) => Promise<DetectedProtocol>;
+export type DetectProtocol = typeof detectProtocol;
 
 export interface ProtocolStageDeps {
   /** Undefined: every port is served opaque (the behaviour before the L7 engine). */
@@ -21,7 +19,7 @@ export interface ProtocolStageDeps {
 
 export async function protocolOf(
   client: Socket,
-  plan: { protocol: 'opaque' | 'detect'; port: { protocol: PortProtocol } },
+  plan: { protocol: 'opaque' | 'detect'; port: { protocol: DetectOptions['protocol'] } },
   deps: ProtocolStageDeps,
 ): Promise<StackChoice> {
   if (plan.protocol === 'opaque') return { stack: 'opaque', why: 'declared tcp' };
