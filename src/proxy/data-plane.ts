@@ -17,10 +17,14 @@ import type { Logger } from '../sys/logger.js';
 import { createCaptureServer } from './capture-listener.js';
 import { LocalConnector } from './endpoint/connect-local.js';
 import { checkReplyPath } from './endpoint/reply-path-check.js';
+import { createOutboundHttp } from './http/outbound-server.js';
+import { RequestTelemetry } from './http/request-telemetry.js';
+import type { InboundHttpHandler } from './http/types.js';
 import { createPlaintextInboundHandler } from './inbound/plaintext.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
 import { buildGuards } from './limits/index.js';
 import { MeshState } from './mesh-state.js';
+import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
 import { Telemetry } from './telemetry.js';
@@ -36,6 +40,14 @@ export interface DataPlaneOptions {
   socketOps: SocketOps;
   registry: Registry;
   log: Logger;
+  /**
+   * The inbound HTTP stack (authorize, then the local app) for same-host HTTP calls; without
+   * it the outbound path serves every port opaque. Built from `requests` (one RequestTelemetry
+   * per registry: the outbound and inbound stacks share it).
+   * TODO(lead): build hin's createInboundHttpHandler(...) in startDataPlane (with `requests`)
+   * and pass it here and to the tunnel server's onRequest; then this option can go.
+   */
+  inboundHttp?: InboundHttpHandler;
 }
 
 export interface DataPlane {
@@ -55,6 +67,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const passed = listenFds();
   const state = new MeshState(config.hostname);
   const telemetry = new Telemetry(registry, log);
+  // One record per HTTP request, both directions (weft_http_*).
+  const requests = new RequestTelemetry(registry, log);
   // Connection limits per listener (shares of the descriptor limit), timeouts, refusals.
   const guards = buildGuards(config.limits, { registry, log });
   let identities = session
@@ -142,23 +156,36 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   }
 
   const common = { ownPorts, socketOps, log };
+  const outboundDeps = {
+    state,
+    tunnels: () => tunnels,
+    telemetry,
+    log,
+    tunnelPort: capture.agentPorts.tunnel,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    maxAttempts: MAX_ATTEMPTS,
+  };
+  // The L7 engine: HTTP is served per request once the inbound HTTP stack exists (same-host
+  // calls go through it); until then every port is served opaque, as before.
+  const http = opts.inboundHttp
+    ? createOutboundHttp({
+        ...outboundDeps,
+        inbound: opts.inboundHttp,
+        requests,
+        idleMs: guards.outbound.timeouts.idleMs,
+      })
+    : undefined;
   const outbound = createCaptureServer({
     ...common,
     ...guards.outbound,
     direction: 'outbound',
     mode: 'redirect',
     handle: createOutboundHandler({
-      state,
+      ...outboundDeps,
       identities: () => identities,
-      tunnels: () => tunnels,
-      telemetry,
-      log,
-      tunnelPort: capture.agentPorts.tunnel,
-      connectTimeoutMs: CONNECT_TIMEOUT_MS,
-      maxAttempts: MAX_ATTEMPTS,
-      detect: undefined,
-      detectWindowMs: 0,
-      http: undefined,
+      detect: http ? detectProtocol : undefined,
+      detectWindowMs: DETECT_WINDOW_MS,
+      http,
     }),
   });
   const inbound = createCaptureServer({
