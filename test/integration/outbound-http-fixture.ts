@@ -29,6 +29,7 @@ export const WEB_VIP = '240.240.0.10';
 export const EMPTY_VIP = '240.240.0.11';
 export const LOCAL_VIP = '240.240.0.12';
 export const H2_VIP = '240.240.0.13';
+export const FLAKY_VIP = '240.240.0.14';
 
 /** What a backend saw of one request. */
 export interface Seen {
@@ -48,8 +49,38 @@ export interface Seen {
  * A backend behind a tunnel server: answers 200 with what it saw as JSON, and the trailers
  * `x-checksum: abc` and `grpc-status: 0` when the request asks with `x-want-trailers: 1`.
  */
+/** How far a backend got writing a `/big/<MiB>` response, and whether it waits for room. */
+export const bigResponse = { written: 0, waiting: false, done: false };
+
+/** Writes `mib` MiB as fast as the stream takes it, waiting for 'drain' when it is full. */
+function writeBig(stream: ServerHttp2Stream, mib: number): void {
+  const chunk = Buffer.alloc(1024 * 1024, 0x61);
+  Object.assign(bigResponse, { written: 0, waiting: false, done: false });
+  stream.respond({ ':status': 200, 'content-length': String(mib * chunk.length) });
+  const more = (): void => {
+    bigResponse.waiting = false;
+    while (bigResponse.written < mib * chunk.length) {
+      bigResponse.written += chunk.length;
+      if (!stream.write(chunk)) {
+        bigResponse.waiting = true;
+        stream.once('drain', more);
+        return;
+      }
+    }
+    bigResponse.done = true;
+    stream.end();
+  };
+  more();
+}
+
 export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequest'] {
   return (stream: ServerHttp2Stream, headers) => {
+    const big = /^\/big\/(\d+)$/.exec(String(headers[':path']));
+    if (big) {
+      stream.resume();
+      writeBig(stream, Number(big[1]));
+      return;
+    }
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => {
@@ -124,6 +155,10 @@ export async function outboundLab(
       serviceDoc('h2', H2_VIP, [{ port: 80, targetPort: 8080, protocol: 'grpc' }]),
       workloadDoc('node-b', 'web', '127.0.0.1', 8080),
       workloadDoc('node-b', 'h2', '127.0.0.1', 8080),
+      // node-d runs no agent: its tunnel cannot be reached.
+      serviceDoc('flaky', FLAKY_VIP, [{ port: 80, targetPort: 8080, protocol: 'http' }]),
+      workloadDoc('node-b', 'flaky', '127.0.0.1', 8080),
+      workloadDoc('node-d', 'flaky', '127.0.0.4', 8080),
       workloadDoc('node-c', 'web', '127.0.0.2', 8080),
       workloadDoc('node-a', 'loc', '127.0.0.1', 9090),
     ]),

@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectLocal } from '../../src/proxy/tunnel/index.js';
 import { waitFor } from '../helpers/wait.js';
 import {
+  bigResponse,
   EMPTY_VIP,
+  FLAKY_VIP,
   H2_VIP,
   LOCAL_VIP,
   type OutboundLab,
@@ -231,7 +233,58 @@ describe('HTTP/2 (h2c, prior knowledge) from an app', () => {
   });
 });
 
+describe('failures where nothing reached the peer', () => {
+  it('move the request to another endpoint, and the unreachable one is ejected', async () => {
+    const flaky = await lab.capture(FLAKY_VIP, 80);
+    for (let i = 0; i < 8; i++) {
+      const r = await get(flaky, `/flaky/${i}`);
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body).node).toBe('node-b');
+    }
+    await waitFor('node-d ejected', () =>
+      lab.logs.find((l) => l.msg === 'endpoint ejected' && l.endpoint === 'node-d-flaky-8080'),
+    );
+  });
+});
+
+describe('back pressure', () => {
+  it('a client that stops reading pauses the upstream; it gets every byte when it reads again', async () => {
+    const mib = 256;
+    const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: web, path: `/big/${mib}` }, resolve);
+      req.on('error', reject);
+      req.end();
+    });
+    res.pause();
+    // The backend fills what the windows and buffers between hold, then waits for room.
+    await waitFor(
+      'the backend to wait for room',
+      () => bigResponse.waiting && bigResponse.written > 0,
+    );
+    const heldMiB = bigResponse.written / 2 ** 20;
+    expect(bigResponse.done).toBe(false);
+    expect(heldMiB).toBeLessThan(64);
+    let bytes = 0;
+    res.on('data', (c: Buffer) => {
+      bytes += c.length;
+    });
+    res.resume();
+    await new Promise((resolve) => res.once('end', resolve));
+    expect(bytes).toBe(mib * 2 ** 20);
+  });
+});
+
 describe('answers the agent makes itself', () => {
+  it('CONNECT inside an HTTP/2 stream is refused with 501', async () => {
+    const session = h2connect(`http://127.0.0.1:${web}`);
+    const s = session.request({ ':method': 'CONNECT', ':authority': 'elsewhere:443' });
+    const headers = await new Promise<Record<string, unknown>>((resolve) =>
+      s.once('response', resolve),
+    );
+    session.destroy();
+    expect(headers).toMatchObject({ ':status': 501, 'weft-reason': 'connect_not_supported' });
+  });
+
   it('503 with a reason when the service has no endpoint; gRPC gets UNAVAILABLE trailers-only', async () => {
     const empty = await lab.capture(EMPTY_VIP, 80);
     const r = await get(empty, '/');

@@ -33,7 +33,7 @@ import { upgradeToOpaque } from './outbound-upgrade.js';
 import { acceptsTrailers, grpcStatusOf } from './outbound-wire.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
 import type { HttpVersion, L7Request } from './types.js';
-import { endToEnd } from './wire-headers.js';
+import { endToEnd, REASON_HEADER } from './wire-headers.js';
 
 /** 64 KiB of request head (HTTP/1.1 header section; HTTP/2 header list). */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -206,6 +206,15 @@ async function serveHttp2(
   flags: number,
   deps: OutboundHttpDeps,
 ): Promise<void> {
+  if (headers[':method'] === 'CONNECT') {
+    // A tunnel inside an HTTP/2 stream (RFC 9113 8.5, RFC 8441 WebSockets) is not carried yet:
+    // refused plainly rather than forwarded as a request it is not.
+    stream.respond(
+      { ':status': 501, [REASON_HEADER]: 'connect_not_supported' },
+      { endStream: true },
+    );
+    return;
+  }
   const abort = new AbortController();
   let finished = false;
   stream.once('close', () => {
