@@ -137,6 +137,21 @@ describe('HTTP/1.1 from an app', () => {
     }
   });
 
+  it('answers a client that half-closes after its request', async () => {
+    const got = await new Promise<string>((resolve) => {
+      const s = netConnect(web, '127.0.0.1', () =>
+        s.end('GET /half HTTP/1.1\r\nHost: web.mesh\r\n\r\n'),
+      );
+      let text = '';
+      s.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+      });
+      s.on('close', () => resolve(text));
+    });
+    expect(got).toMatch(/^HTTP\/1\.1 200 /);
+    expect(seenFor('/half')).toHaveLength(1);
+  });
+
   it('streams a request body and relays the response', async () => {
     const body = 'x'.repeat(200_000);
     const r = await get(web, '/post', { body });

@@ -75,6 +75,18 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
     requestTimeout: 0,
     keepAliveTimeout: deps.idleMs,
   });
+  // The listener's idle time holds for HTTP too: no byte either way for idleMs (a stalled
+  // request head included: this server never listens, so Node's headersTimeout never runs).
+  http1.setTimeout(deps.idleMs);
+  http1.on('timeout', (socket: Socket) => {
+    const c = byConnection.get(socket);
+    if (c) c.closeReason = 'idle_timeout';
+    socket.destroy();
+  });
+  // A client that half-closes after its request still gets its response, as over opaque TCP.
+  // Node's server otherwise aborts requests in flight at the client's FIN (socketOnEnd in
+  // lib/_http_server.js reads this untyped property).
+  (http1 as typeof http1 & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   http1.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const c = byConnection.get(req.socket);
     if (c === undefined) return res.destroy();
@@ -104,7 +116,11 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
   h2.on('session', (session: Http2Session) => {
     if (handing === undefined) return session.destroy();
     bySession.set(session, handing);
-    session.setTimeout(deps.idleMs, () => session.close());
+    const c = handing;
+    session.setTimeout(deps.idleMs, () => {
+      c.closeReason = 'idle_timeout';
+      session.destroy();
+    });
   });
   h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number) => {
     const c = stream.session && bySession.get(stream.session);
