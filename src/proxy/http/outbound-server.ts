@@ -127,7 +127,9 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
     if (c === undefined) return stream.close(constants.NGHTTP2_REFUSED_STREAM);
     serveHttp2(c, stream, headers, flags, deps).catch((err) => internal(deps.log, err, undefined));
   });
-  // A protocol error from the app (invalid frames): Node answers GOAWAY and closes.
+  // A protocol error from the app (invalid frames): nghttp2 answers GOAWAY and reads no more.
+  // Node reports only some of them here; after the others the connection ends when the
+  // client closes it or at the idle timeout (Node 20 exposes no "GOAWAY sent" signal).
   h2.on('sessionError', (err: Error, session: Http2Session) => {
     const c = bySession.get(session);
     if (c) {
@@ -152,6 +154,14 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
       };
       const socket = ctx.conn.client;
       deps.telemetry.open(c.record);
+      if (socket.destroyed) {
+        // Gone while its first bytes were looked at: its 'close' has been and gone.
+        deps.telemetry.close(
+          { ...c.record, bytes_sent: 0, bytes_received: 0, close_reason: 'client_reset' },
+          ctx.conn.started,
+        );
+        return;
+      }
       connections += 1;
       socket.once('close', (hadError) => {
         connections -= 1;
