@@ -3,7 +3,7 @@
 // TunnelPool, and two real tunnel servers (node-b on 127.0.0.1, node-c on 127.0.0.2, one port)
 // whose onRequest is a small backend that says what it received. Detection is detect.ts's.
 
-import type { ServerHttp2Stream } from 'node:http2';
+import { constants, type ServerHttp2Stream } from 'node:http2';
 import { createServer, type Server, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -73,8 +73,32 @@ function writeBig(stream: ServerHttp2Stream, mib: number): void {
   more();
 }
 
+/** Paths of requests whose stream the backend saw reset (never ended cleanly). */
+export const resets: string[] = [];
+/** Paths of requests as they arrive at a backend (before their body). */
+export const arrivals: string[] = [];
+
 export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequest'] {
   return (stream: ServerHttp2Stream, headers) => {
+    arrivals.push(String(headers[':path']));
+    stream.on('error', () => {});
+    stream.once('close', () => {
+      if (stream.rstCode) resets.push(String(headers[':path']));
+    });
+    const path = String(headers[':path']);
+    if (path.startsWith('/reset-before/') || path.startsWith('/reset-after/')) {
+      // An upstream that fails: before answering, or halfway through its body.
+      seen.push({ node, path } as Seen);
+      stream.on('error', () => {});
+      stream.resume();
+      if (path.startsWith('/reset-after/')) {
+        stream.respond({ ':status': 200 });
+        stream.write('partial');
+        // destroy() resets at once (RST_STREAM INTERNAL_ERROR); close() would end it first.
+        setImmediate(() => stream.destroy(new Error('backend failed mid-body')));
+      } else stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
     const big = /^\/big\/(\d+)$/.exec(String(headers[':path']));
     if (big) {
       stream.resume();

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectLocal } from '../../src/proxy/tunnel/index.js';
 import { waitFor } from '../helpers/wait.js';
 import {
+  arrivals,
   bigResponse,
   EMPTY_VIP,
   FLAKY_VIP,
@@ -18,6 +19,7 @@ import {
   LOCAL_VIP,
   type OutboundLab,
   outboundLab,
+  resets,
   type Seen,
   WEB_VIP,
 } from './outbound-http-fixture.js';
@@ -245,6 +247,10 @@ describe('HTTP/2 (h2c, prior knowledge) from an app', () => {
     expect(new Set(seen.map((s) => s.node))).toEqual(new Set(['node-b', 'node-c']));
     for (const s of seen)
       expect(s).toMatchObject({ origProto: null, authority: 'web.mesh', stray: [] });
+    const line = await waitFor('a request log line with the gRPC status', () =>
+      lab.logs.find((l) => l.msg === 'request' && l.path === '/h2/0'),
+    );
+    expect(line).toMatchObject({ protocol: 'HTTP/2', status: 200, grpc_status: 0 });
   });
 });
 
@@ -259,6 +265,50 @@ describe('failures where nothing reached the peer', () => {
     await waitFor('node-d ejected', () =>
       lab.logs.find((l) => l.msg === 'endpoint ejected' && l.endpoint === 'node-d-flaky-8080'),
     );
+  });
+});
+
+describe('failures once the request reached the peer', () => {
+  it('a stream reset before the answer is a 502, tried once', async () => {
+    const path = `/reset-before/${Math.random()}`;
+    const r = await get(web, path, { body: 'once' });
+    expect(r.status).toBe(502);
+    expect(r.headers['weft-reason']).toBe('upstream_failed');
+    expect(seenFor(path)).toHaveLength(1);
+  });
+
+  it('a reset halfway through the body cuts the app connection, never passing as complete', async () => {
+    const path = `/reset-after/${Math.random()}`;
+    const outcome = await new Promise<string>((resolve) => {
+      const req = httpRequest({ host: '127.0.0.1', port: web, path }, (res) => {
+        res.on('data', () => {});
+        res.on('end', () => resolve(res.complete ? 'complete' : 'incomplete'));
+        res.on('error', () => resolve('aborted'));
+        res.on('aborted', () => resolve('aborted'));
+      });
+      req.on('error', () => resolve('error'));
+      req.end();
+    });
+    expect(outcome).not.toBe('complete');
+    const line = await waitFor('its request log line', () =>
+      lab.logs.find((l) => l.msg === 'request' && l.path === path),
+    );
+    expect(line).toMatchObject({ status: 200, error: expect.any(String) });
+  });
+});
+
+describe('an app that goes away', () => {
+  it('mid-upload: the upstream stream is reset, never ended as if the body were whole', async () => {
+    const path = `/cut/${Math.random()}`;
+    const s = netConnect(web, '127.0.0.1', () =>
+      s.write(`POST ${path} HTTP/1.1\r\nHost: web.mesh\r\nContent-Length: 1000\r\n\r\n0123456789`),
+    );
+    s.on('error', () => {});
+    // The head went through (the stream is open at the backend), then the app is gone.
+    await waitFor('the request to be open upstream', () => arrivals.includes(path));
+    s.destroy();
+    await waitFor('the backend to see the reset', () => resets.includes(path));
+    expect(seenFor(path)).toEqual([]);
   });
 });
 

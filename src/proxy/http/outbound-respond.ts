@@ -3,7 +3,7 @@
 // a gRPC trailers-only answer as one HEADERS frame). The body is piped with back pressure: a
 // client that reads slowly pauses the upstream, within the streams' fixed buffers.
 import type { ServerResponse } from 'node:http';
-import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { pipeline } from 'node:stream/promises';
 import { isTrailersOnly } from './outbound-wire.js';
 import type { HeaderMap, L7Response } from './types.js';
@@ -71,7 +71,9 @@ export async function respondHttp2(
     await pipeline(response.body, stream);
     return { bytes };
   } catch (err) {
-    if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    // A reset (destroy: RST_STREAM at once), never a clean end: the client must not take a
+    // truncated body for whole (close(code) would send END_STREAM first).
+    if (!stream.destroyed) stream.destroy(err as Error);
     response.body.destroy();
     return { bytes, error: (err as Error).message };
   } finally {

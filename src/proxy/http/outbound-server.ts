@@ -328,7 +328,10 @@ function counted(source: Readable, onBytes: (n: number) => void): Readable {
       cb(null, chunk);
     },
   });
-  source.once('error', (err) => through.destroy(err));
+  // The reader sees a failed body through its own listeners; these keep a late error (the app
+  // gone after the exchange ended) from being unhandled.
+  source.on('error', (err) => through.destroy(err));
+  through.on('error', () => {});
   source.pipe(through);
   return through;
 }

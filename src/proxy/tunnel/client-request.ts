@@ -4,6 +4,7 @@
 // is the stream itself, so the reader's pace is the upstream's. Trailers are kept.
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
+import { WeftError } from '../../errors.js';
 import type { HeaderMap, L7Response } from '../http/types.js';
 import type { ClientSession } from './client-session.js';
 import { TunnelStreamError } from './client-session.js';
@@ -28,6 +29,9 @@ export function sendRequest(
   req: TunnelRequestBody,
 ): Promise<L7Response> {
   const stream = session.openRequest(headers, req.body === undefined);
+  // Errors reach the caller through the promise, or through the body's reader once answered;
+  // a stray one (a write racing a reset) must never be an unhandled 'error'.
+  stream.on('error', () => {});
   let bodyBytes = 0;
   let trailers: HeaderMap | undefined;
   stream.once('trailers', (t: IncomingHttpHeaders) => {
@@ -38,14 +42,17 @@ export function sendRequest(
     bodyBytes += chunk.length;
   };
   const onBodyError = (): void => cancel();
+  // A reset (RST_STREAM INTERNAL_ERROR), never END_STREAM first: the peer's app must not take
+  // a cut upload for whole. destroy(err) resets at once; close(code) would end the writable
+  // side first, and with nothing pending Node sends that END_STREAM ahead of the RST.
   const cancel = (): void => {
-    if (!stream.destroyed && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+    if (!stream.destroyed) stream.destroy(new WeftError('WEFT_E_UNAVAILABLE', 'request cancelled'));
   };
   if (body !== undefined) {
     if (body.readableEnded) stream.end();
     else {
       body.on('data', onBodyData);
-      body.once('error', onBodyError);
+      body.on('error', onBodyError);
       body.pipe(stream);
     }
   }
@@ -83,8 +90,6 @@ export function sendRequest(
     };
     const onResponse = (h: IncomingHttpHeaders): void => {
       settle();
-      // After the answer the stream is the body's: its errors reach whoever reads it.
-      stream.on('error', () => {});
       const reason = h[REASON_HEADER];
       resolve({
         status: Number(h[':status']),
