@@ -456,6 +456,24 @@ describe('bad input is refused and never forwarded', () => {
   });
 });
 
+describe('an HTTP/2 header list over 64 KiB', () => {
+  it('is refused (the stream reset), nothing forwarded', async () => {
+    const before = lab.seen.length;
+    const session = h2connect(`http://127.0.0.1:${web}`);
+    const s = session.request({ ':path': '/big-head', 'x-big': 'a'.repeat(70_000) });
+    const outcome = await new Promise<string>((resolve) => {
+      s.once('response', () => resolve('answered'));
+      s.once('error', () => resolve('reset'));
+    });
+    session.destroy();
+    expect(outcome).toBe('reset');
+    const sentinel = `/sentinel-${Math.random()}`;
+    expect((await get(web, sentinel)).status).toBe(200);
+    expect(lab.seen.slice(before).map((x) => x.path)).toEqual([sentinel]);
+    expect(arrivals).not.toContain('/big-head');
+  });
+});
+
 /** The types of the HTTP/2 frames in a server's bytes. */
 function frameTypes(buf: Buffer): number[] {
   const types: number[] = [];
