@@ -21,11 +21,13 @@ import { checkReplyPath } from './endpoint/reply-path-check.js';
 import { createInboundHttpHandler } from './http/inbound-stack.js';
 import { tunnelRequestHandler } from './http/inbound-tunnel.js';
 import { LocalApps } from './http/local-app.js';
+import { createOutboundHttp } from './http/outbound-server.js';
 import { RequestTelemetry } from './http/request-telemetry.js';
 import { createPlaintextInboundHandler } from './inbound/plaintext.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
 import { buildGuards } from './limits/index.js';
 import { MeshState } from './mesh-state.js';
+import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
 import { Telemetry } from './telemetry.js';
@@ -62,6 +64,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const passed = listenFds();
   const state = new MeshState(config.hostname);
   const telemetry = new Telemetry(registry, log);
+  // One record per HTTP request, both directions (weft_http_*).
+  const requests = new RequestTelemetry(registry, log);
   // Connection limits per listener (shares of the descriptor limit), timeouts, refusals.
   const guards = buildGuards(config.limits, { registry, log });
   let identities = session
@@ -77,7 +81,6 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     unavailable: await checkReplyPath(capture),
   });
   // HTTP from peer agents (tunnel request streams) and same-host HTTP calls: one inbound stack.
-  const requests = new RequestTelemetry(registry, log);
   const apps = new LocalApps({ local, connectTimeoutMs: CONNECT_TIMEOUT_MS });
   const inboundHttp = createInboundHttpHandler({ state, telemetry, requests, apps, log });
 
@@ -154,20 +157,33 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   }
 
   const common = { ownPorts, socketOps, log };
+  const outboundDeps = {
+    state,
+    tunnels: () => tunnels,
+    telemetry,
+    log,
+    tunnelPort: capture.agentPorts.tunnel,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    maxAttempts: MAX_ATTEMPTS,
+  };
+  // The L7 engine: HTTP served per request; same-host calls go through the inbound stack.
+  const http = createOutboundHttp({
+    ...outboundDeps,
+    inbound: inboundHttp,
+    requests,
+    idleMs: guards.outbound.timeouts.idleMs,
+  });
   const outbound = createCaptureServer({
     ...common,
     ...guards.outbound,
     direction: 'outbound',
     mode: 'redirect',
     handle: createOutboundHandler({
-      state,
+      ...outboundDeps,
       identities: () => identities,
-      tunnels: () => tunnels,
-      telemetry,
-      log,
-      tunnelPort: capture.agentPorts.tunnel,
-      connectTimeoutMs: CONNECT_TIMEOUT_MS,
-      maxAttempts: MAX_ATTEMPTS,
+      detect: detectProtocol,
+      detectWindowMs: DETECT_WINDOW_MS,
+      http,
     }),
   });
   const inbound = createCaptureServer({

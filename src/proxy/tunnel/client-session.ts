@@ -8,6 +8,7 @@ import {
   type ClientHttp2Stream,
   constants,
   connect as h2connect,
+  type OutgoingHttpHeaders,
 } from 'node:http2';
 import { type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { canonicalSerial } from '../../api/cert-serial.js';
@@ -277,6 +278,28 @@ export class ClientSession {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => this.drain(), this.p.idleTimeoutMs);
     this.idleTimer.unref();
+  }
+
+  /**
+   * Opens an HTTP request stream (HTTP riding the tunnel, beside the CONNECT streams) on a
+   * reserved slot, which is released when the stream closes. Throws a retryable
+   * TunnelStreamError when the session can no longer open streams: nothing was sent.
+   */
+  openRequest(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream {
+    try {
+      const stream = this.session.request(headers, { endStream });
+      stream.once('close', () => this.release());
+      return stream;
+    } catch (err) {
+      this.release();
+      throw new TunnelStreamError(
+        'WEFT_E_UNAVAILABLE',
+        0,
+        'session closed',
+        `tunnel to ${this.peerName}: cannot open a stream: ${(err as Error).message}`,
+        true,
+      );
+    }
   }
 
   /**

@@ -9,6 +9,7 @@ export {
   type VouchedClient,
   vouchedClient,
 } from './client-address.js';
+export type { TunnelRequestBody } from './client-request.js';
 export { TunnelStreamError } from './client-session.js';
 export {
   type ConnectedTarget,
@@ -22,6 +23,7 @@ export { DEFAULT_KEEPALIVE, type KeepAlive } from './keepalive.js';
 export { hostAddressCheck, type LocalAddressCheck } from './local-addresses.js';
 export { resetStream, type SpliceResult, splice } from './splice.js';
 export {
+  type TunnelHttpRequest,
   type TunnelOpenRequest,
   TunnelPool,
   type TunnelPoolOptions,

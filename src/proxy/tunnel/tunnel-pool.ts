@@ -1,15 +1,18 @@
 // The sending end of the tunnel: a pool of HTTP/2-over-mTLS sessions per (source identity,
-// peer address, peer identity), each captured connection riding one CONNECT stream. Steady
+// peer address, peer identity), each captured connection riding one CONNECT stream and each
+// HTTP request one request stream (client-request.ts). Steady
 // traffic makes no new handshakes; opens that arrive while a session is being set up share its
 // handshake; a full, draining, rotated or dead session is replaced without the caller noticing.
 // The peer's identity is in the key and checked in the handshake, so a session to a host that
 // no longer holds an address (a rebuilt host) is never taken for the address's new owner.
 import { X509Certificate } from 'node:crypto';
-import type { ClientHttp2Stream } from 'node:http2';
+import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { pino } from 'pino';
-import { WeftError } from '../../errors.js';
+import { describeError, isWeftError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
+import type { L7Response } from '../http/types.js';
 import { checkTarget, formatAuthority } from './authority.js';
+import { sendRequest, type TunnelRequestBody } from './client-request.js';
 import { ClientSession, TunnelStreamError } from './client-session.js';
 import { type FlowControl, flowControlOf } from './flow-control.js';
 import { type KeepAlive, keepAliveOf } from './keepalive.js';
@@ -43,6 +46,17 @@ export interface TunnelOpenRequest {
   target: TunnelTarget;
   /** The connection's original client on this host, sent along (weft-client-addr). */
   client?: TunnelTarget;
+}
+
+/** What picks a pooled session: who opens it, and which peer agent (and its identity). */
+type SessionKey = Pick<TunnelOpenRequest, 'source' | 'peer'>;
+
+/** An HTTP request riding the tunnel (see client-request.ts). */
+export interface TunnelHttpRequest extends TunnelRequestBody {
+  source: TunnelIdentity;
+  peer: TunnelOpenRequest['peer'];
+  /** The wire headers: pseudo-headers, end-to-end fields and weft's own (weft-target, ...). */
+  headers: OutgoingHttpHeaders;
 }
 
 /**
@@ -148,6 +162,38 @@ export class TunnelPool {
     }
   }
 
+  /**
+   * Sends one HTTP request as an HTTP/2 stream on a pooled session to `peer`; resolves with
+   * the response (its body the stream, trailers kept). Rejects with a TunnelStreamError whose
+   * `retryable` says that nothing reached the peer's app (no session could be made, or the
+   * stream was refused before a body byte was taken): the caller may try another endpoint.
+   * A refused stream is retried here once, on another session, as open() does.
+   */
+  async request(req: TunnelHttpRequest): Promise<L7Response> {
+    if (this.closed) throw new WeftError('WEFT_E_UNAVAILABLE', `${WHERE}: closed`);
+    checkSessionKey(req, 'request');
+    for (let attempt = 0; ; attempt++) {
+      let session: ClientSession;
+      try {
+        session = await this.acquire(req);
+      } catch (err) {
+        // No session: nothing was sent anywhere.
+        const code = isWeftError(err) ? err.code : 'WEFT_E_UNAVAILABLE';
+        throw new TunnelStreamError(code, 0, 'no session', describeError(err), true);
+      }
+      this.counters.streamsTotal += 1;
+      try {
+        return await sendRequest(session, req.headers, req);
+      } catch (err) {
+        if (attempt === 0 && err instanceof TunnelStreamError && err.retryable) {
+          session.drain();
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
   /** New sessions verify servers against `pem`; open sessions keep going. */
   setTrustBundle(pem: string): void {
     checkBundle(pem, `${WHERE}: setTrustBundle`);
@@ -211,7 +257,7 @@ export class TunnelPool {
   }
 
   /** A session with a reserved stream slot for this request, dialing one if needed. */
-  private async acquire(req: TunnelOpenRequest): Promise<ClientSession> {
+  private async acquire(req: SessionKey): Promise<ClientSession> {
     // The expected peer identity belongs in the key: two hosts may hold one address in turn.
     const key = `${req.source.spiffeId} ${formatAuthority(req.peer)} ${req.peer.expectedSpiffeId ?? '*'}`;
     let slot = this.slots.get(key);
@@ -266,7 +312,7 @@ export class TunnelPool {
     if (this.slots.get(key) === slot) this.slots.delete(key);
   }
 
-  private dial(key: string, slot: Slot, req: TunnelOpenRequest): Promise<ClientSession> {
+  private dial(key: string, slot: Slot, req: SessionKey): Promise<ClientSession> {
     const session = new ClientSession({
       peer: { address: req.peer.address, port: req.peer.port },
       expectedSpiffeId: req.peer.expectedSpiffeId,
@@ -318,9 +364,19 @@ export class TunnelPool {
 }
 
 function checkRequest(req: TunnelOpenRequest): void {
+  checkSessionKey(req, 'open');
+  try {
+    checkTarget(req.target, 'target');
+    if (req.client !== undefined) checkTarget(req.client, 'client');
+  } catch (err) {
+    throw new WeftError('WEFT_E_USAGE', `${WHERE}.open: ${(err as Error).message}`);
+  }
+}
+
+function checkSessionKey(req: SessionKey, method: string): void {
   const s = req?.source;
   const bad = (msg: string): never => {
-    throw new WeftError('WEFT_E_USAGE', `${WHERE}.open: ${msg}`);
+    throw new WeftError('WEFT_E_USAGE', `${WHERE}.${method}: ${msg}`);
   };
   if (typeof s?.spiffeId !== 'string' || !s.spiffeId.startsWith('spiffe://')) {
     bad('source.spiffeId must be a spiffe:// URI');
@@ -330,8 +386,6 @@ function checkRequest(req: TunnelOpenRequest): void {
   }
   try {
     checkTarget(req.peer, 'peer');
-    checkTarget(req.target, 'target');
-    if (req.client !== undefined) checkTarget(req.client, 'client');
   } catch (err) {
     bad((err as Error).message);
   }

@@ -1,0 +1,157 @@
+// One outbound HTTP request, from the app's L7Request to an L7Response: balance over the
+// service port's endpoints PER REQUEST, then forward: to an endpoint on another host as an
+// HTTP/2 stream on the pooled tunnel session, to one on this host through the inbound stack
+// (the same policy and metrics as a call from another host). Only failures where nothing
+// reached the peer's app (no session, a refused stream) move on to another endpoint; once a
+// request stream is open the answer is the upstream's, or a 502.
+import { Readable } from 'node:stream';
+import { describeError } from '../../errors.js';
+import type { Logger } from '../../sys/logger.js';
+import { formatAddress } from '../address.js';
+import type { EndpointState } from '../balance/endpoint-state.js';
+import type { MeshState } from '../mesh-state.js';
+import type { OutboundContext } from '../outbound/identify.js';
+import { clientOf, type ServiceTarget } from '../outbound/opaque.js';
+import { planEndpoint } from '../outbound/plan.js';
+import { type TunnelPool, TunnelStreamError } from '../tunnel/index.js';
+import { type AgentReason, agentAnswer, isGrpc, tunnelRequestHeaders } from './outbound-wire.js';
+import type { InboundHttpHandler, L7Request, L7Response } from './types.js';
+
+export interface ExchangeDeps {
+  state: MeshState;
+  tunnels: () => TunnelPool | undefined;
+  /** The inbound stack: same-host calls go through it. */
+  inbound: InboundHttpHandler;
+  log: Logger;
+  tunnelPort: number;
+  /** Endpoints tried per request when nothing reached the previous one. */
+  maxAttempts: number;
+  now?: () => number;
+}
+
+export interface Exchanged {
+  response: L7Response;
+  /** Where it went: "ip:port" or "tunnel <node> -> ip:port"; undefined when nowhere. */
+  endpoint: string | undefined;
+  /** Call when the response has been delivered (or abandoned): in-flight accounting. */
+  done: () => void;
+}
+
+export async function exchange(
+  ctx: OutboundContext,
+  target: ServiceTarget,
+  request: L7Request,
+  /** Undefined: the request has no body (END_STREAM with its headers). */
+  body: L7Request['body'] | undefined,
+  deps: ExchangeDeps,
+): Promise<Exchanged> {
+  const { state } = deps;
+  const now = deps.now ?? Date.now;
+  const grpc = isGrpc(request.headers['content-type']);
+  const answer = (reason: AgentReason, detail: string): Exchanged => ({
+    response: agentResponse(reason, detail, grpc),
+    endpoint: undefined,
+    done: () => {},
+  });
+  const pool = state.pool(target.service, target.port.port);
+  const dst = ctx.conn.target;
+  const exact =
+    target.via === 'endpoint'
+      ? (s: EndpointState) => s.endpoint.address === dst.address && s.endpoint.port === dst.port
+      : undefined;
+  const client = clientOf(ctx.conn.client);
+  // Per request: p2cEwma unless the TrafficPolicy says otherwise; ringHash needs its key.
+  const pick = {
+    request: true,
+    hashKey: pool?.hashKey({
+      headers: request.headers,
+      authority: request.authority,
+      ...(client ? { sourceIp: client.address } : {}),
+    }),
+  };
+  const tried = new Set<EndpointState>();
+  let lastError = `no usable endpoint of ${target.service}:${target.port.port}`;
+  for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
+    const chosen = exact ? pool?.find(exact, tried) : pool?.pick(tried, pick);
+    if (!chosen) break;
+    tried.add(chosen);
+    const ep = chosen.endpoint;
+    const tunnels = deps.tunnels();
+    const plan = planEndpoint({
+      endpointNode: ep.node,
+      thisNode: state.node,
+      sourceSpiffeId: ctx.source?.tunnel.spiffeId,
+      tunnels: tunnels !== undefined,
+    });
+    if (plan.kind === 'no_identity') return answer('no_identity', plan.reason);
+    const started = now();
+    chosen.active += 1;
+    const release = () => {
+      chosen.active -= 1;
+    };
+    if (plan.kind === 'local') {
+      // Same host: the inbound stack authorizes and delivers; it answers every failure itself.
+      const response = await deps.inbound({
+        peer: {
+          spiffeId: ctx.source?.tunnel.spiffeId,
+          address: client?.address ?? ep.address,
+          port: client?.port ?? 0,
+        },
+        target: { address: ep.address, port: ep.port },
+        client,
+        request: { ...request, body: body ?? request.body },
+      });
+      chosen.observe(now() - started, now());
+      return { response, endpoint: formatAddress(ep), done: release };
+    }
+    try {
+      const response = await tunnels!.request({
+        source: ctx.source!.tunnel,
+        peer: {
+          address: ep.address,
+          port: deps.tunnelPort,
+          ...(plan.expectedSpiffeId ? { expectedSpiffeId: plan.expectedSpiffeId } : {}),
+        },
+        headers: tunnelRequestHeaders(request, { address: ep.address, port: ep.port }, client),
+        body,
+        signal: request.signal,
+      });
+      chosen.succeeded();
+      chosen.observe(now() - started, now());
+      return {
+        response,
+        endpoint: `tunnel ${ep.node} -> ${formatAddress(ep)}`,
+        done: release,
+      };
+    } catch (err) {
+      release();
+      lastError = describeError(err);
+      if (!(err instanceof TunnelStreamError) || !err.retryable) {
+        // The stream was open: the request may have reached the app; no retry (issue 13).
+        return answer('upstream_failed', `${target.service}: ${lastError}`);
+      }
+      if (chosen.failed(now()))
+        deps.log.warn(
+          { service: target.service, endpoint: ep.workload, err: lastError },
+          'endpoint ejected',
+        );
+    }
+  }
+  return answer('no_healthy_endpoint', lastError);
+}
+
+function agentResponse(reason: AgentReason, detail: string, grpc: boolean): L7Response {
+  const a = agentAnswer(reason, detail, grpc);
+  return {
+    status: a.status,
+    headers: a.headers,
+    body: bodyOf(a.text),
+    trailers: () => undefined,
+    reason,
+  };
+}
+
+/** A Readable that yields the text once (or nothing) and ends. */
+function bodyOf(text: string): Readable {
+  return Readable.from(text === '' ? [] : [Buffer.from(text)], { objectMode: false });
+}

@@ -1,0 +1,356 @@
+// The outbound HTTP stack: one HTTP/1.1 server and one h2c server per agent that never listen.
+// A captured connection whose first bytes are HTTP is handed over (emit 'connection'), with its
+// context (caller, route) kept by socket; each request then goes its own way (exchange) and its
+// response is written back in the app's protocol. The app's TCP connection stays one
+// connection record; each request is one request record.
+// Bad input never goes anywhere: Node's strict HTTP/1 parser refuses malformed request lines,
+// headers over 64 KiB, Content-Length with Transfer-Encoding and conflicting Content-Lengths,
+// which are answered 400 with the connection closed; invalid HTTP/2 frames get GOAWAY.
+import {
+  createServer as createHttp1Server,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import {
+  constants,
+  createServer as createH2Server,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Socket } from 'node:net';
+import { type Readable, Transform } from 'node:stream';
+import { describeError } from '../../errors.js';
+import type { Logger } from '../../sys/logger.js';
+import type { OpenRecord } from '../observed-relay.js';
+import type { OutboundContext } from '../outbound/identify.js';
+import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
+import type { OutboundHttpStack } from '../outbound/stack.js';
+import type { Telemetry } from '../telemetry.js';
+import { type ExchangeDeps, exchange } from './outbound-exchange.js';
+import { type Delivered, respondHttp1, respondHttp2 } from './outbound-respond.js';
+import { upgradeToOpaque } from './outbound-upgrade.js';
+import { acceptsTrailers, grpcStatusOf } from './outbound-wire.js';
+import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
+import type { HttpVersion, L7Request } from './types.js';
+import { endToEnd, REASON_HEADER } from './wire-headers.js';
+
+/** 64 KiB of request head (HTTP/1.1 header section; HTTP/2 header list). */
+export const MAX_HEADER_BYTES = 64 * 1024;
+
+export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
+  telemetry: Telemetry;
+  requests: RequestTelemetry;
+  log: Logger;
+  /** An idle keep-alive connection (no request in flight) is closed after this long. */
+  idleMs: number;
+}
+
+/** What a handed-over connection carries to each of its requests. */
+interface HttpConnection {
+  ctx: OutboundContext;
+  target: ServiceTarget;
+  record: OpenRecord;
+  /** Why it closed, when not simply done: set by whoever ends it. */
+  closeReason: string | undefined;
+  error: string | undefined;
+}
+
+export interface OutboundHttp extends OutboundHttpStack {
+  /** Requests and connections in flight, for tests and drain. */
+  readonly connections: number;
+}
+
+export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
+  const byConnection = new WeakMap<Socket, HttpConnection>();
+  const bySession = new WeakMap<Http2Session, HttpConnection>();
+  let connections = 0;
+  // Set only during the synchronous emit('connection') of an h2c handover: the session it
+  // creates takes it (session.socket is a proxy, not the socket itself).
+  let handing: HttpConnection | undefined;
+
+  const http1 = createHttp1Server({
+    maxHeaderSize: MAX_HEADER_BYTES,
+    insecureHTTPParser: false,
+    requestTimeout: 0,
+    keepAliveTimeout: deps.idleMs,
+  });
+  // The listener's idle time holds for HTTP too: no byte either way for idleMs (a stalled
+  // request head included: this server never listens, so Node's headersTimeout never runs).
+  http1.setTimeout(deps.idleMs);
+  http1.on('timeout', (socket: Socket) => {
+    const c = byConnection.get(socket);
+    if (c) c.closeReason = 'idle_timeout';
+    socket.destroy();
+  });
+  // A client that half-closes after its request still gets its response, as over opaque TCP.
+  // Node's server otherwise aborts requests in flight at the client's FIN (socketOnEnd in
+  // lib/_http_server.js reads this untyped property).
+  (http1 as typeof http1 & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  http1.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const c = byConnection.get(req.socket);
+    if (c === undefined) return res.destroy();
+    serveHttp1(c, req, res, deps).catch((err) => internal(deps.log, err, req.socket));
+  });
+  // Bad input: a 400 and the connection closed, nothing forwarded.
+  http1.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const c = byConnection.get(socket);
+    if (c) {
+      c.closeReason = 'bad_request';
+      c.error = err.code ?? err.message;
+    }
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    }
+    socket.destroySoon();
+  });
+  const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const c = byConnection.get(socket);
+    if (c === undefined) return socket.destroy();
+    upgradeToOpaque(c, req, socket, head, deps).catch((err) => internal(deps.log, err, socket));
+  };
+  http1.on('upgrade', onUpgrade);
+  http1.on('connect', onUpgrade);
+
+  const h2 = createH2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } });
+  h2.on('session', (session: Http2Session) => {
+    if (handing === undefined) return session.destroy();
+    bySession.set(session, handing);
+    const c = handing;
+    session.setTimeout(deps.idleMs, () => {
+      c.closeReason = 'idle_timeout';
+      session.destroy();
+    });
+  });
+  h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number) => {
+    const c = stream.session && bySession.get(stream.session);
+    if (c === undefined) return stream.close(constants.NGHTTP2_REFUSED_STREAM);
+    serveHttp2(c, stream, headers, flags, deps).catch((err) => internal(deps.log, err, undefined));
+  });
+  // A protocol error from the app (invalid frames): nghttp2 answers GOAWAY and reads no more.
+  // Node reports only some of them here; after the others the connection ends when the
+  // client closes it or at the idle timeout (Node 20 exposes no "GOAWAY sent" signal).
+  h2.on('sessionError', (err: Error, session: Http2Session) => {
+    const c = bySession.get(session);
+    if (c) {
+      c.closeReason = 'bad_request';
+      c.error = err.message;
+    }
+    // nghttp2 has queued the GOAWAY; close() sends it and ends the connection.
+    session.close();
+  });
+
+  return {
+    get connections() {
+      return connections;
+    },
+    serve(ctx, target, version) {
+      const c: HttpConnection = {
+        ctx,
+        target,
+        record: { ...ctx.record, dst_service: target.service },
+        closeReason: undefined,
+        error: undefined,
+      };
+      const socket = ctx.conn.client;
+      deps.telemetry.open(c.record);
+      if (socket.destroyed) {
+        // Gone while its first bytes were looked at: its 'close' has been and gone.
+        deps.telemetry.close(
+          { ...c.record, bytes_sent: 0, bytes_received: 0, close_reason: 'client_reset' },
+          ctx.conn.started,
+        );
+        return;
+      }
+      connections += 1;
+      socket.once('close', (hadError) => {
+        connections -= 1;
+        deps.telemetry.close(
+          {
+            ...c.record,
+            bytes_sent: socket.bytesRead,
+            bytes_received: socket.bytesWritten,
+            close_reason: c.closeReason ?? (hadError ? 'client_reset' : 'done'),
+            ...(c.error ? { error: c.error } : {}),
+          },
+          ctx.conn.started,
+        );
+      });
+      if (version === 'http1') {
+        byConnection.set(socket, c);
+        http1.emit('connection', socket);
+        // The HTTP/1 parser reads the socket's handle directly: resuming the stream first
+        // replays the bytes detection put back (still in its buffer), then starts reading.
+        socket.resume();
+      } else {
+        handing = c;
+        try {
+          // Node's HTTP/2 session takes what the socket has buffered (socket.readableLength).
+          h2.emit('connection', socket);
+        } finally {
+          handing = undefined;
+        }
+        // A declared http2/grpc port was never read from: the handle starts reading now.
+        socket.resume();
+      }
+    },
+  };
+}
+
+async function serveHttp1(
+  c: HttpConnection,
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: OutboundHttpDeps,
+): Promise<void> {
+  const abort = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  const bodyless =
+    req.headers['content-length'] === undefined || req.headers['content-length'] === '0'
+      ? req.headers['transfer-encoding'] === undefined
+      : false;
+  const request: L7Request = {
+    method: req.method ?? 'GET',
+    authority: req.headers.host ?? '',
+    path: req.url ?? '/',
+    headers: endToEnd(req.headers),
+    body: req,
+    version: '1.1',
+    signal: abort.signal,
+  };
+  await serveRequest(c, request, bodyless, deps, (response) =>
+    respondHttp1(res, response, acceptsTrailers(headerText(req.headers.te))),
+  );
+}
+
+async function serveHttp2(
+  c: HttpConnection,
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  flags: number,
+  deps: OutboundHttpDeps,
+): Promise<void> {
+  if (headers[':method'] === 'CONNECT') {
+    // A tunnel inside an HTTP/2 stream (RFC 9113 8.5, RFC 8441 WebSockets) is not carried yet:
+    // refused plainly rather than forwarded as a request it is not.
+    stream.respond(
+      { ':status': 501, [REASON_HEADER]: 'connect_not_supported' },
+      { endStream: true },
+    );
+    return;
+  }
+  const abort = new AbortController();
+  let finished = false;
+  stream.once('close', () => {
+    if (!finished) abort.abort();
+  });
+  stream.on('error', () => {});
+  const request: L7Request = {
+    method: headerText(headers[':method']) ?? 'GET',
+    authority: headerText(headers[':authority']) ?? headerText(headers.host) ?? '',
+    path: headerText(headers[':path']) ?? '/',
+    headers: endToEnd(headers),
+    body: stream,
+    version: '2',
+    signal: abort.signal,
+  };
+  const bodyless = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+  await serveRequest(c, request, bodyless, deps, async (response) => {
+    const delivered = await respondHttp2(stream, response);
+    finished = true;
+    return delivered;
+  });
+}
+
+/** One request: exchange, respond, and its record. */
+async function serveRequest(
+  c: HttpConnection,
+  request: L7Request,
+  bodyless: boolean,
+  deps: OutboundHttpDeps,
+  respond: (response: import('./types.js').L7Response) => Promise<Delivered>,
+): Promise<void> {
+  const started = process.hrtime.bigint();
+  const labels = {
+    direction: 'outbound' as const,
+    src_service: c.record.src_service,
+    dst_service: c.target.service,
+  };
+  deps.requests.start(labels);
+  let requestBytes = 0;
+  const body = bodyless
+    ? undefined
+    : counted(request.body, (n) => {
+        requestBytes += n;
+      });
+  const sent = { ...request, body: body ?? emptyBody(request.body) };
+  let record: RequestRecord = {
+    ...labels,
+    route: 'default',
+    method: request.method,
+    authority: request.authority,
+    path: request.path,
+    protocol: protocolName(request.version),
+    status: 0,
+    src: c.record.src,
+    ...(c.record.src_identity ? { src_identity: c.record.src_identity } : {}),
+    request_bytes: 0,
+    response_bytes: 0,
+  };
+  try {
+    const { response, endpoint, done } = await exchange(c.ctx, c.target, sent, body, deps);
+    const delivered = await respond(response).finally(done);
+    const grpc = grpcStatusOf(response.headers, response.trailers());
+    record = {
+      ...record,
+      status: response.status,
+      ...(grpc === undefined ? {} : { grpc_status: grpc }),
+      ...(endpoint ? { endpoint } : {}),
+      response_bytes: delivered.bytes,
+      ...(response.reason ? { reason: response.reason } : {}),
+      ...(delivered.error ? { error: delivered.error } : {}),
+    };
+  } catch (err) {
+    record = { ...record, error: describeError(err) };
+    throw err;
+  } finally {
+    deps.requests.finish({ ...record, request_bytes: requestBytes }, started);
+  }
+}
+
+/** The body as forwarded, counting its bytes on the way (a fixed buffer: back pressure). */
+function counted(source: Readable, onBytes: (n: number) => void): Readable {
+  const through = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onBytes(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  // The reader sees a failed body through its own listeners; these keep a late error (the app
+  // gone after the exchange ended) from being unhandled.
+  source.on('error', (err) => through.destroy(err));
+  through.on('error', () => {});
+  source.pipe(through);
+  return through;
+}
+
+/** A bodiless request's body as the inbound stack reads it: the app's own, ended. */
+function emptyBody(source: Readable): Readable {
+  source.resume();
+  return source;
+}
+
+function protocolName(version: HttpVersion): string {
+  return version === '1.1' ? 'HTTP/1.1' : 'HTTP/2';
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function internal(log: Logger, err: unknown, socket: Socket | undefined): void {
+  log.error({ err: describeError(err) }, 'outbound HTTP request failed unexpectedly');
+  socket?.destroy();
+}

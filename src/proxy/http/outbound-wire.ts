@@ -1,0 +1,145 @@
+// The outbound HTTP stack's pure pieces: the wire headers of a request riding the tunnel (the
+// contract between agents), the responses the agent makes itself (plain for HTTP, trailers-only
+// for gRPC), and the request head of an Upgrade or CONNECT replayed to the endpoint.
+import type { OutgoingHttpHeaders } from 'node:http2';
+import { CLIENT_ADDRESS_HEADER, formatClientAddress } from '../tunnel/client-address.js';
+import type { TunnelTarget } from '../tunnel/types.js';
+import type { HeaderMap, L7Request } from './types.js';
+import {
+  ORIG_PROTO_HEADER,
+  ORIG_PROTO_HTTP1,
+  REASON_HEADER,
+  TARGET_HEADER,
+} from './wire-headers.js';
+
+/**
+ * An HTTP/2 request to the peer agent: the app's method, authority and path, its end-to-end
+ * fields, and weft's own: the chosen endpoint, the original protocol when the app spoke
+ * HTTP/1.x (the peer restores it), and the app's address.
+ */
+export function tunnelRequestHeaders(
+  req: Pick<L7Request, 'method' | 'authority' | 'path' | 'headers' | 'version'>,
+  target: TunnelTarget,
+  client: TunnelTarget | undefined,
+): OutgoingHttpHeaders {
+  return {
+    ...req.headers,
+    ':method': req.method,
+    ':scheme': 'http',
+    ':authority': req.authority,
+    ':path': req.path,
+    [TARGET_HEADER]: formatTarget(target),
+    ...(req.version === '1.1' ? { [ORIG_PROTO_HEADER]: ORIG_PROTO_HTTP1 } : {}),
+    ...(client ? { [CLIENT_ADDRESS_HEADER]: formatClientAddress(client) } : {}),
+  };
+}
+
+function formatTarget(t: TunnelTarget): string {
+  return t.address.includes(':') ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`;
+}
+
+/** gRPC's content types: application/grpc, application/grpc+proto, ... (not grpc-web). */
+export function isGrpc(contentType: string | string[] | undefined): boolean {
+  const ct = (Array.isArray(contentType) ? contentType[0] : contentType)?.toLowerCase() ?? '';
+  return (
+    ct === 'application/grpc' ||
+    ct.startsWith('application/grpc+') ||
+    ct.startsWith('application/grpc;')
+  );
+}
+
+/** Why the agent answers a request itself. */
+export type AgentReason = 'no_healthy_endpoint' | 'no_identity' | 'upstream_failed';
+
+/** gRPC status codes the agent uses (grpc/doc/statuscodes.md). */
+export const GRPC_UNAVAILABLE = 14;
+
+export interface AgentAnswer {
+  status: number;
+  headers: HeaderMap;
+  /** The plain-text body (HTTP); empty for gRPC, whose answer is trailers-only. */
+  text: string;
+}
+
+/**
+ * 503 when there was nowhere to send the request, 502 when the upstream failed it; a gRPC
+ * caller gets a trailers-only response (HTTP 200, grpc-status 14 UNAVAILABLE), which gRPC
+ * clients retry or report as they would the server's own.
+ */
+export function agentAnswer(reason: AgentReason, detail: string, grpc: boolean): AgentAnswer {
+  const message = `weft: ${detail}`;
+  if (grpc) {
+    return {
+      status: 200,
+      headers: {
+        'content-type': 'application/grpc',
+        'grpc-status': String(GRPC_UNAVAILABLE),
+        'grpc-message': encodeURIComponent(message),
+        [REASON_HEADER]: reason,
+      },
+      text: '',
+    };
+  }
+  const text = `${message}\n`;
+  return {
+    status: reason === 'upstream_failed' ? 502 : 503,
+    headers: {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': String(Buffer.byteLength(text)),
+      [REASON_HEADER]: reason,
+    },
+    text,
+  };
+}
+
+/**
+ * A gRPC response whose HEADERS already carry grpc-status is trailers-only (gRPC over HTTP/2:
+ * "Trailers-Only"): it must reach the client as one HEADERS frame with END_STREAM, or gRPC
+ * clients look for the status in trailers that never come.
+ */
+export function isTrailersOnly(headers: HeaderMap): boolean {
+  return headers['grpc-status'] !== undefined;
+}
+
+/** The gRPC status of a response: from its trailers, else its (trailers-only) headers. */
+export function grpcStatusOf(
+  headers: HeaderMap,
+  trailers: HeaderMap | undefined,
+): number | undefined {
+  const raw = trailers?.['grpc-status'] ?? headers['grpc-status'];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** The client takes trailers on HTTP/1.1 only when it said so (RFC 9110 section 10.1.4). */
+export function acceptsTrailers(te: string | undefined): boolean {
+  return te?.split(',').some((t) => t.trim().toLowerCase() === 'trailers') === true;
+}
+
+/**
+ * The request head of an Upgrade or CONNECT as the app sent it (its raw header lines, in
+ * order, hop-by-hop ones included: the endpoint must see the Upgrade), with weft's own fields
+ * dropped so an app cannot steer anything behind.
+ */
+export function rawRequestHead(
+  method: string,
+  url: string,
+  httpVersion: string,
+  rawHeaders: readonly string[],
+): string {
+  let head = `${method} ${url} HTTP/${httpVersion}\r\n`;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.toLowerCase().startsWith('weft-')) continue;
+    head += `${name}: ${rawHeaders[i + 1]}\r\n`;
+  }
+  return `${head}\r\n`;
+}
+
+/** A raw HTTP/1.1 answer for a connection that is about to close (a refused Upgrade). */
+export function rawAnswer(answer: AgentAnswer, phrase: string): string {
+  let head = `HTTP/1.1 ${answer.status} ${phrase}\r\nconnection: close\r\n`;
+  for (const [name, value] of Object.entries(answer.headers)) head += `${name}: ${value}\r\n`;
+  return `${head}\r\n${answer.text}`;
+}

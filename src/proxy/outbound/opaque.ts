@@ -1,0 +1,202 @@
+// The opaque stack: bytes, balanced per connection. Balance over the service port's usable
+// endpoints, reach the chosen one (this host directly, another through the pooled mTLS tunnel
+// as a CONNECT stream), then relay with telemetry. A connect failure ejects the endpoint
+// (passive accrual) and the next one is tried, before a single byte of the client's is read:
+// opaque TCP is safe to retry only until then. Also the passthrough of external destinations.
+import type { ServicePort } from '../../api/resources/index.js';
+import { describeError, isWeftError } from '../../errors.js';
+import type { Logger } from '../../sys/logger.js';
+import { formatAddress, unmapV4 } from '../address.js';
+import type { EndpointState } from '../balance/endpoint-state.js';
+import { connectDirect } from '../endpoint/connect-direct.js';
+import { authorizeL4 } from '../inbound/authorize.js';
+import type { MeshState } from '../mesh-state.js';
+import { observedRelay, refuseConnection, type Upstream } from '../observed-relay.js';
+import type { Telemetry } from '../telemetry.js';
+import {
+  formatClientAddress,
+  parseClientAddress,
+  type TunnelPool,
+  type TunnelTarget,
+} from '../tunnel/index.js';
+import type { OutboundContext } from './identify.js';
+import { planEndpoint } from './plan.js';
+
+export interface OpaqueDeps {
+  state: MeshState;
+  /** Undefined until this host has a node certificate. */
+  tunnels: () => TunnelPool | undefined;
+  telemetry: Telemetry;
+  log: Logger;
+  /** The port peer agents' tunnel servers listen on (15008). */
+  tunnelPort: number;
+  connectTimeoutMs: number;
+  /** Endpoints tried per connection before giving up. */
+  maxAttempts: number;
+}
+
+/** A mesh service port, as routed: by its VIP, or by one endpoint's own address. */
+export interface ServiceTarget {
+  service: string;
+  port: ServicePort;
+  via: 'vip' | 'endpoint';
+}
+
+/** An upstream reached for one connection, or why none was. */
+export type OpaqueOpen =
+  | {
+      kind: 'open';
+      upstream: Upstream;
+      endpoint: string;
+      security: 'local' | 'mtls';
+      /** Call once the connection is over: the endpoint's in-flight count. */
+      done: () => void;
+    }
+  | { kind: 'refused'; close_reason: string; error: string };
+
+export async function serveOpaque(
+  ctx: OutboundContext,
+  target: ServiceTarget,
+  deps: OpaqueDeps,
+): Promise<void> {
+  const record = { ...ctx.record, dst_service: target.service };
+  const opened = await openOpaque(ctx, target, deps);
+  if (opened.kind === 'refused') {
+    return refuseConnection(ctx.conn, deps.telemetry, {
+      ...record,
+      close_reason: opened.close_reason,
+      error: opened.error,
+    });
+  }
+  observedRelay(
+    ctx.conn,
+    opened.upstream,
+    deps.telemetry,
+    { ...record, endpoint: opened.endpoint, security: opened.security },
+    opened.done,
+  );
+}
+
+/** Balance and endpoint: tries up to maxAttempts endpoints; nothing of the client's is read. */
+export async function openOpaque(
+  ctx: OutboundContext,
+  target: ServiceTarget,
+  deps: OpaqueDeps,
+): Promise<OpaqueOpen> {
+  const { state, telemetry } = deps;
+  const { conn, source } = ctx;
+  const service = target.service;
+  const pool = state.pool(service, target.port.port);
+  const exact =
+    target.via === 'endpoint'
+      ? (s: EndpointState) =>
+          s.endpoint.address === conn.target.address && s.endpoint.port === conn.target.port
+      : undefined;
+  const tried = new Set<EndpointState>();
+  let lastError = 'no endpoints';
+  for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
+    const chosen = exact ? pool?.find(exact, tried) : pool?.pick(tried);
+    if (!chosen) break;
+    tried.add(chosen);
+    const ep = chosen.endpoint;
+    const tunnels = deps.tunnels();
+    const plan = planEndpoint({
+      endpointNode: ep.node,
+      thisNode: state.node,
+      sourceSpiffeId: source?.tunnel.spiffeId,
+      tunnels: tunnels !== undefined,
+    });
+    if (plan.kind === 'no_identity') {
+      return { kind: 'refused', close_reason: 'no_identity', error: plan.reason };
+    }
+    if (plan.kind === 'local') {
+      // Same host: no tunnel, so the inbound side never sees it; authorize here.
+      const decision = authorizeL4(state.authorizationPolicies(service), {
+        principal: source?.tunnel.spiffeId,
+        port: ep.port,
+      });
+      telemetry.decision('outbound', service, decision.allow);
+      if (!decision.allow)
+        return { kind: 'refused', close_reason: 'denied', error: decision.reason };
+    }
+    chosen.active += 1;
+    try {
+      const upstream: Upstream =
+        plan.kind === 'local'
+          ? { socket: await connectDirect(ep.address, ep.port, deps.connectTimeoutMs) }
+          : {
+              stream: await tunnels!.open({
+                source: source!.tunnel,
+                peer: {
+                  address: ep.address,
+                  port: deps.tunnelPort,
+                  ...(plan.expectedSpiffeId ? { expectedSpiffeId: plan.expectedSpiffeId } : {}),
+                },
+                target: { address: ep.address, port: ep.port },
+                client: clientOf(conn.client),
+              }),
+            };
+      chosen.succeeded();
+      const local = plan.kind === 'local';
+      return {
+        kind: 'open',
+        upstream,
+        endpoint: local ? formatAddress(ep) : `tunnel ${ep.node} -> ${formatAddress(ep)}`,
+        security: local ? 'local' : 'mtls',
+        done: () => {
+          chosen.active -= 1;
+        },
+      };
+    } catch (err) {
+      chosen.active -= 1;
+      lastError = describeError(err);
+      if (isWeftError(err, 'WEFT_E_DENIED')) {
+        telemetry.decision('outbound', service, false);
+        return { kind: 'refused', close_reason: 'denied', error: lastError };
+      }
+      if (chosen.failed(Date.now()))
+        deps.log.warn({ service, endpoint: ep.workload, err: lastError }, 'endpoint ejected');
+    }
+  }
+  // No usable endpoint: close at once (counted), never leave the client hanging.
+  return { kind: 'refused', close_reason: 'no_healthy_endpoint', error: lastError };
+}
+
+/** Not the mesh's: a plain connection to the original destination, relayed. */
+export async function servePassthrough(ctx: OutboundContext, deps: OpaqueDeps): Promise<void> {
+  const { conn } = ctx;
+  const record = { ...ctx.record, dst_service: 'external' };
+  const upstream = await connectDirect(
+    conn.target.address,
+    conn.target.port,
+    deps.connectTimeoutMs,
+  ).catch((err) => err as Error);
+  if (upstream instanceof Error) {
+    return refuseConnection(conn, deps.telemetry, {
+      ...record,
+      close_reason: 'connect_failed',
+      error: describeError(upstream),
+    });
+  }
+  observedRelay(conn, { socket: upstream }, deps.telemetry, {
+    ...record,
+    endpoint: record.dst,
+    security: 'plaintext',
+  });
+}
+
+/**
+ * The captured connection's own client (a local app), which the receiving agent logs and
+ * connects from. Only an address a peer accepts (parseClientAddress: one canonical unicast
+ * address) is sent: an app calling from loopback goes without it rather than being refused.
+ */
+export function clientOf(client: {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+}): TunnelTarget | undefined {
+  const address = unmapV4(client.remoteAddress ?? '');
+  const port = client.remotePort ?? 0;
+  if (address === '' || port === 0) return undefined;
+  const c = { address, port };
+  return parseClientAddress(formatClientAddress(c)).ok ? c : undefined;
+}

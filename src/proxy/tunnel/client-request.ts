@@ -1,0 +1,127 @@
+// One HTTP request riding the tunnel: an HTTP/2 request stream on a pooled session, beside the
+// CONNECT streams of opaque connections. The body is streamed with back pressure (pipe, and
+// HTTP/2 flow control behind it); the answer is the peer's response as an L7Response whose body
+// is the stream itself, so the reader's pace is the upstream's. Trailers are kept.
+import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import type { Readable } from 'node:stream';
+import { WeftError } from '../../errors.js';
+import type { HeaderMap, L7Response } from '../http/types.js';
+import type { ClientSession } from './client-session.js';
+import { TunnelStreamError } from './client-session.js';
+import { REASON_HEADER } from './connect-stream.js';
+
+export interface TunnelRequestBody {
+  /** Undefined: no body (END_STREAM on the HEADERS frame). */
+  body: Readable | undefined;
+  /** Aborted when the caller goes away: the stream is cancelled. */
+  signal: AbortSignal;
+}
+
+/**
+ * Sends `headers` (the wire headers, pseudo-headers included) and the body; resolves when the
+ * response's headers arrive. Rejects with a TunnelStreamError whose `retryable` is true only
+ * when nothing reached the peer's app: the stream was refused (REFUSED_STREAM, or the session
+ * went away before answering) before a byte of the body was taken from `body`.
+ */
+export function sendRequest(
+  session: ClientSession,
+  headers: OutgoingHttpHeaders,
+  req: TunnelRequestBody,
+): Promise<L7Response> {
+  const stream = session.openRequest(headers, req.body === undefined);
+  // Errors reach the caller through the promise, or through the body's reader once answered;
+  // a stray one (a write racing a reset) must never be an unhandled 'error'.
+  stream.on('error', () => {});
+  let bodyBytes = 0;
+  let trailers: HeaderMap | undefined;
+  stream.once('trailers', (t: IncomingHttpHeaders) => {
+    trailers = fields(t);
+  });
+  const body = req.body;
+  const onBodyData = (chunk: Buffer): void => {
+    bodyBytes += chunk.length;
+  };
+  const onBodyError = (): void => cancel();
+  // A reset (RST_STREAM INTERNAL_ERROR), never END_STREAM first: the peer's app must not take
+  // a cut upload for whole. destroy(err) resets at once; close(code) would end the writable
+  // side first, and with nothing pending Node sends that END_STREAM ahead of the RST.
+  const cancel = (): void => {
+    if (!stream.destroyed) stream.destroy(new WeftError('WEFT_E_UNAVAILABLE', 'request cancelled'));
+  };
+  if (body !== undefined) {
+    if (body.readableEnded) stream.end();
+    else {
+      body.on('data', onBodyData);
+      body.on('error', onBodyError);
+      body.pipe(stream);
+    }
+  }
+  const onAbort = (): void => cancel();
+  req.signal.addEventListener('abort', onAbort, { once: true });
+  stream.once('close', () => {
+    req.signal.removeEventListener('abort', onAbort);
+    body?.off('data', onBodyData);
+    body?.off('error', onBodyError);
+  });
+  if (req.signal.aborted) cancel();
+
+  return new Promise((resolve, reject) => {
+    const settle = (): void => {
+      stream.off('response', onResponse);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    };
+    const fail = (reason: string, refused: boolean): void => {
+      settle();
+      // Take the body back: another endpoint may be tried with it.
+      if (body !== undefined) body.unpipe(stream);
+      const retryable = refused && bodyBytes === 0;
+      reject(
+        new TunnelStreamError(
+          'WEFT_E_UNAVAILABLE',
+          0,
+          reason,
+          `tunnel to ${session.peerName}: request ${String(headers[':method'])} ${String(
+            headers[':path'],
+          )}: ${reason}`,
+          retryable,
+        ),
+      );
+    };
+    const onResponse = (h: IncomingHttpHeaders): void => {
+      settle();
+      const reason = h[REASON_HEADER];
+      resolve({
+        status: Number(h[':status']),
+        headers: fields(h, true),
+        body: stream,
+        trailers: () => trailers,
+        ...(typeof reason === 'string' ? { reason } : {}),
+      });
+    };
+    const onError = (err: Error): void => {
+      const refused = stream.rstCode === constants.NGHTTP2_REFUSED_STREAM;
+      // Only a refusal proves the peer's app saw nothing: a lost session may have delivered it.
+      fail(refused ? 'stream refused' : err.message, refused);
+    };
+    const onClose = (): void =>
+      fail(
+        `stream closed before a response (code ${stream.rstCode})`,
+        stream.rstCode === constants.NGHTTP2_REFUSED_STREAM,
+      );
+    stream.once('response', onResponse);
+    stream.once('error', onError);
+    stream.once('close', onClose);
+  });
+}
+
+/** A response's or trailers' fields without pseudo-headers; weft-reason kept when asked. */
+function fields(h: IncomingHttpHeaders, keepReason = false): HeaderMap {
+  const out: HeaderMap = {};
+  for (const [name, value] of Object.entries(h)) {
+    if (value === undefined || name.startsWith(':')) continue;
+    if (name.startsWith('weft-') && !(keepReason && name === REASON_HEADER)) continue;
+    out[name] = value;
+  }
+  return out;
+}
