@@ -82,7 +82,14 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   });
   // HTTP from peer agents (tunnel request streams) and same-host HTTP calls: one inbound stack.
   const apps = new LocalApps({ local, connectTimeoutMs: CONNECT_TIMEOUT_MS });
-  const inboundHttp = createInboundHttpHandler({ state, telemetry, requests, apps, log });
+  const inboundHttp = createInboundHttpHandler({
+    state,
+    telemetry,
+    requests,
+    tracer: opts.tracer,
+    apps,
+    log,
+  });
 
   // The agent's own ports: never relayed to (capture) nor tunnelled to, so nothing loops.
   const ownPorts = new Set([
@@ -171,6 +178,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     ...outboundDeps,
     inbound: inboundHttp,
     requests,
+    tracer: opts.tracer,
     idleMs: guards.outbound.timeouts.idleMs,
   });
   const outbound = createCaptureServer({

@@ -24,10 +24,12 @@ import { createInboundHttpHandler } from '../../src/proxy/http/inbound-stack.js'
 import { tunnelRequestHandler } from '../../src/proxy/http/inbound-tunnel.js';
 import { LocalApps } from '../../src/proxy/http/local-app.js';
 import { RequestTelemetry } from '../../src/proxy/http/request-telemetry.js';
+import { randomTraceIds } from '../../src/proxy/http/trace-ids.js';
 import { tunnelAuthorizer } from '../../src/proxy/inbound/tunnel-inbound.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
 import type { TunnelServer } from '../../src/proxy/tunnel/index.js';
+import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 import { sumSeries } from '../helpers/metrics-text.js';
 import { waitFor } from '../helpers/wait.js';
@@ -263,6 +265,7 @@ beforeAll(async () => {
     state,
     telemetry,
     requests: new RequestTelemetry(registry, log),
+    tracer: propagatingTracer(randomTraceIds()),
     apps,
     log,
   });

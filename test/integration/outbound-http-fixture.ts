@@ -10,6 +10,7 @@ import { Registry } from 'prom-client';
 import type { CapturedConnection } from '../../src/proxy/capture-listener.js';
 import { createOutboundHttp } from '../../src/proxy/http/outbound-server.js';
 import { RequestTelemetry } from '../../src/proxy/http/request-telemetry.js';
+import { randomTraceIds } from '../../src/proxy/http/trace-ids.js';
 import type { InboundHttpHandler } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detect.js';
@@ -21,6 +22,7 @@ import type {
   TunnelServer,
   TunnelServerOptions,
 } from '../../src/proxy/tunnel/index.js';
+import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 import { issueLeaf } from '../helpers/test-pki.js';
 import { type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture.js';
@@ -223,6 +225,7 @@ export async function outboundLab(
     ...common,
     inbound,
     requests: new RequestTelemetry(registry, log),
+    tracer: propagatingTracer(randomTraceIds()),
     idleMs: 60_000,
   });
   const me = source(pki.client);

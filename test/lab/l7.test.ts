@@ -122,7 +122,10 @@ describe('HTTP through the mesh', () => {
   });
 
   it('curl --http2-prior-knowledge: the app is spoken to in HTTP/2', async () => {
-    const r = await curl('--http2-prior-knowledge', 'http://web.mesh/', 'http://web.mesh/');
+    // One URL per curl: Debian 12's curl 7.88 never sends a second prior-knowledge request on
+    // a connection to any Node HTTP/2 server (exit 16, with or without a mesh); h2load below
+    // and nghttp cover many streams per connection.
+    const r = await curl('--http2-prior-knowledge', 'http://web.mesh/');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^l7 on node[23]:8080 HTTP\/2\.0$/m);
   });

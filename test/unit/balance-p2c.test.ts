@@ -96,6 +96,28 @@ describe('p2cEwma', () => {
     },
   );
 
+  it('does not starve an endpoint whose path is still warming up (one call at a time)', () => {
+    // What the lab showed: both endpoints' first answers are cold (about 28 ms), and an
+    // endpoint's path gets fast (1.2 ms) only after it has carried some traffic, while the
+    // other stays at 4.5-5.5 ms. With the estimates compared as they are, the one that got
+    // ahead kept every call (1,000 of 1,000 on a gRPC channel); below MIN_LATENCY_MS they are
+    // not told apart, so both get traffic and both warm up.
+    const clock = { now: 0 };
+    const pool = p2cPool(clock, ['a', 'b'], 3, 'p2cEwma');
+    const served = new Map<string, number>();
+    const counts = simulate(pool, clock, {
+      requests: 1000,
+      intervalMs: 30, // each call answered before the next one starts
+      latencyOf: (key) => {
+        const n = (served.get(key) ?? 0) + 1;
+        served.set(key, n);
+        return n === 1 ? 28 : n < 200 ? 5 : 1.2;
+      },
+    });
+    expect(share(counts, 'a')).toBeGreaterThanOrEqual(0.4);
+    expect(share(counts, 'a')).toBeLessThanOrEqual(0.6);
+  });
+
   it('weighs an endpoint that has no measurement yet like its rival, so a new one is tried', () => {
     const clock = { now: 0 };
     const pool = p2cPool(clock, ['old'], 1, 'p2cEwma');

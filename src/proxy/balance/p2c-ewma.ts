@@ -5,9 +5,13 @@
 import type { Balancer, PickContext, Random } from './balancer.js';
 import type { EndpointState } from './endpoint-state.js';
 
-// A floor under the latency estimate: an estimate of 0 (decayed away, or a sub-millisecond
-// answer timed coarsely) would make the cost 0 whatever the load, and send it every request.
-const MIN_LATENCY_MS = 0.001;
+// A floor under the latency estimate: latencies below it are not told apart. Between endpoints
+// that answer within a few milliseconds the difference is the proxies' own warm-up (V8
+// compiling the path an endpoint's traffic takes), GC and scheduling, not the endpoint: an
+// endpoint that gets traffic gets faster, and without the floor it kept all of it (a gRPC
+// channel with one call at a time sent 1,000 of 1,000 calls to one of two equal endpoints in
+// the lab). It also keeps a decayed estimate of 0 from winning whatever the load.
+export const MIN_LATENCY_MS = 5;
 
 export class P2cEwma implements Balancer {
   constructor(private readonly random: Random) {}
@@ -24,9 +28,19 @@ export class P2cEwma implements Balancer {
     // decides and a new endpoint is tried at once instead of waiting for a decay.
     const la = a.latency(now);
     const lb = b.latency(now);
-    return cost(b, lb ?? la) < cost(a, la ?? lb) ? b : a;
+    const ca = cost(a, la ?? lb);
+    const cb = cost(b, lb ?? la);
+    // Costs this close are a tie, broken at random: between equal endpoints the estimates
+    // differ by noise (a peak estimate is the largest sample of the last seconds), and trusting
+    // it would send a caller with one request at a time all of them to whichever endpoint
+    // looked a little faster, for as long as its rival's estimate takes to decay.
+    if (Math.max(ca, cb) < Math.min(ca, cb) * TIE_RATIO) return this.random() < 0.5 ? a : b;
+    return cb < ca ? b : a;
   }
 }
+
+/** Within this ratio two costs are equal; beyond it the cheaper endpoint gets the request. */
+export const TIE_RATIO = 1.5;
 
 function cost(s: EndpointState, latency: number | undefined): number {
   return (Math.max(latency ?? 1, MIN_LATENCY_MS) * (s.active + 1)) / s.weight;

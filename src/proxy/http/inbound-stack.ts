@@ -6,6 +6,8 @@ import { finished } from 'node:stream';
 import { parseSpiffeId } from '../../api/spiffe.js';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
+import { httpSpan } from '../../telemetry/http-span.js';
+import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
 import type { Telemetry } from '../telemetry.js';
@@ -22,11 +24,16 @@ export interface InboundHttpDeps {
   /** Authorization decisions are counted with the L4 ones (weft_authz_decisions_total). */
   telemetry: Pick<Telemetry, 'decision'>;
   requests: RequestTelemetry;
+  /** A server span per request; the app gets a traceparent whose parent is this span. */
+  tracer: Tracer;
   apps: LocalApps;
   log: Logger;
   /** The policy decision per request; default authorizeRequest (principals, ports, methods, paths, gRPC). */
   authorize?: RequestAuthorizer;
 }
+
+/** Each request's server span, ended with its record. */
+const spans = new WeakMap<RequestRecord, ActiveSpan>();
 
 export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHandler {
   const authorize = deps.authorize ?? authorizeAtL7;
@@ -36,6 +43,13 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     const grpc = isGrpc(request.headers);
     const id = parseSpiffeId(peer.spiffeId ?? '');
     const record = startRecord(call, id?.kind === 'svc' ? id.name : 'unknown');
+    const span = deps.tracer.start(
+      request.headers,
+      httpSpan('server', request, { src: record.src_service, dst: record.dst_service }),
+    );
+    setTraceHeaders(request.headers, span);
+    record.trace_id = span.traceId;
+    spans.set(record, span);
 
     // authorize: a workload of this host, then AuthorizationPolicy.
     const decision = decideInbound(deps.state, call, grpc, authorize);
@@ -83,7 +97,6 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
 /** The record's fixed part, from the call. */
 function startRecord(call: InboundCall, srcService: string): RequestRecord {
   const { request, peer } = call;
-  const trace = /^[0-9a-f]{2}-([0-9a-f]{32})-/.exec(String(request.headers.traceparent ?? ''));
   return {
     direction: 'inbound',
     src_service: srcService,
@@ -100,7 +113,6 @@ function startRecord(call: InboundCall, srcService: string): RequestRecord {
     ...(peer.spiffeId ? { src_identity: peer.spiffeId } : {}),
     request_bytes: 0,
     response_bytes: 0,
-    ...(trace ? { trace_id: trace[1] } : {}),
   };
 }
 
@@ -155,6 +167,11 @@ function observed(
       record.error = describeError(err);
     }
     deps.requests.finish(record, started);
+    spans.get(record)?.end({
+      status: record.status,
+      ...(record.grpc_status === undefined ? {} : { grpcStatus: record.grpc_status }),
+      ...(record.reason || record.error ? { error: record.reason ?? record.error } : {}),
+    });
   });
   return response;
 }

@@ -22,6 +22,8 @@ import type { Socket } from 'node:net';
 import { type Readable, Transform } from 'node:stream';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
+import { httpSpan } from '../../telemetry/http-span.js';
+import { setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import type { OpenRecord } from '../observed-relay.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
@@ -37,10 +39,17 @@ import { endToEnd, REASON_HEADER } from './wire-headers.js';
 
 /** 64 KiB of request head (HTTP/1.1 header section; HTTP/2 header list). */
 export const MAX_HEADER_BYTES = 64 * 1024;
+/**
+ * Streams one app connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS): a bound
+ * on what one app can make the agent hold, as the tunnel session has (Node's default: 2^32 - 1).
+ */
+export const MAX_CONCURRENT_STREAMS = 1000;
 
 export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
   telemetry: Telemetry;
   requests: RequestTelemetry;
+  /** A client span per request; the traceparent it makes travels on to the next hop. */
+  tracer: Tracer;
   log: Logger;
   /** An idle keep-alive connection (no request in flight) is closed after this long. */
   idleMs: number;
@@ -112,7 +121,9 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
   http1.on('upgrade', onUpgrade);
   http1.on('connect', onUpgrade);
 
-  const h2 = createH2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } });
+  const h2 = createH2Server({
+    settings: { maxHeaderListSize: MAX_HEADER_BYTES, maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
+  });
   h2.on('session', (session: Http2Session) => {
     if (handing === undefined) return session.destroy();
     bySession.set(session, handing);
@@ -285,7 +296,14 @@ async function serveRequest(
     : counted(request.body, (n) => {
         requestBytes += n;
       });
-  const sent = { ...request, body: body ?? emptyBody(request.body) };
+  // Trace: keep the app's trace (or start one); the next hop's parent is this span.
+  const span = deps.tracer.start(
+    request.headers,
+    httpSpan('client', request, { src: labels.src_service, dst: labels.dst_service }),
+  );
+  const headers = { ...request.headers };
+  setTraceHeaders(headers, span);
+  const sent = { ...request, headers, body: body ?? emptyBody(request.body) };
   let record: RequestRecord = {
     ...labels,
     route: 'default',
@@ -298,6 +316,7 @@ async function serveRequest(
     ...(c.record.src_identity ? { src_identity: c.record.src_identity } : {}),
     request_bytes: 0,
     response_bytes: 0,
+    trace_id: span.traceId,
   };
   try {
     const { response, endpoint, done } = await exchange(c.ctx, c.target, sent, body, deps);
@@ -317,6 +336,11 @@ async function serveRequest(
     throw err;
   } finally {
     deps.requests.finish({ ...record, request_bytes: requestBytes }, started);
+    span.end({
+      status: record.status,
+      ...(record.grpc_status === undefined ? {} : { grpcStatus: record.grpc_status }),
+      ...(record.reason || record.error ? { error: record.reason ?? record.error } : {}),
+    });
   }
 }
 

@@ -57,6 +57,12 @@ export interface TunnelHttpRequest extends TunnelRequestBody {
   peer: TunnelOpenRequest['peer'];
   /** The wire headers: pseudo-headers, end-to-end fields and weft's own (weft-target, ...). */
   headers: OutgoingHttpHeaders;
+  /**
+   * Told when the request goes out on a session, after any handshake: latency measured from
+   * here is the peer's, not the cost of reaching it (a balancer must not hold a first
+   * request's handshake against an endpoint).
+   */
+  onSent?: () => void;
 }
 
 /**
@@ -182,6 +188,7 @@ export class TunnelPool {
         throw new TunnelStreamError(code, 0, 'no session', describeError(err), true);
       }
       this.counters.streamsTotal += 1;
+      req.onSent?.();
       try {
         return await sendRequest(session, req.headers, req);
       } catch (err) {
