@@ -17,7 +17,7 @@ function p2cPool(clock: FakeClock, names: string[], seed = 1, kind?: 'p2cEwma'):
 describe('peak-EWMA latency of an endpoint', () => {
   it.each([
     // [samples as [latencyMs, at], read at, expected estimate]
-    { name: 'never measured', samples: [], at: 0, expected: undefined },
+    { name: 'only its first (cold) answer seen', samples: [], at: 0, expected: undefined },
     { name: 'one sample', samples: [[20, 0]], at: 0, expected: 20 },
     {
       name: 'a higher sample replaces it at once',
@@ -55,6 +55,7 @@ describe('peak-EWMA latency of an endpoint', () => {
     },
   ] as const)('$name', ({ samples, at, expected }) => {
     const s = new EndpointState(ep('a'));
+    s.observe(1_000, 0); // the first answer (cold): left out, whatever it took
     for (const [latency, now] of samples) s.observe(latency, now);
     if (expected === undefined) expect(s.latency(at)).toBeUndefined();
     else expect(s.latency(at)).toBeCloseTo(expected, 6);
@@ -160,9 +161,10 @@ describe('p2cEwma', () => {
     const clock = { now: 0 };
     const pool = p2cPool(clock, ['a', 'b', 'c'], 5, 'p2cEwma');
     const states = ['a', 'b', 'c'].map((k) => pool.find((s) => s.key === k)!);
-    states[0]!.observe(1, 0);
-    states[1]!.observe(2, 0);
-    states[2]!.observe(50, 0);
+    for (const [i, latency] of [1, 2, 50].entries()) {
+      states[i]!.observe(latency, 0); // the first answer: left out
+      states[i]!.observe(latency, 0);
+    }
     const seen = new Set<string>();
     for (let i = 0; i < 300; i++) seen.add(pool.pick(undefined, { request: true })!.key);
     expect(seen).toEqual(new Set(['a', 'b']));

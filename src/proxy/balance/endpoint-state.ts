@@ -30,9 +30,11 @@ export class EndpointState {
   private failures = 0;
   private ejections = 0;
   private ejectedUntil = 0;
-  /** The latency estimate (ms) as of `observedAt`; NaN until the first response. */
+  /** The latency estimate (ms) as of `observedAt`; NaN until the first counted response. */
   private estimate = Number.NaN;
   private observedAt = 0;
+  /** Whether the first response has been seen (and left out: see observe()). */
+  private warm = false;
 
   constructor(
     public endpoint: EndpointView,
@@ -96,6 +98,14 @@ export class EndpointState {
         'WEFT_E_INTERNAL',
         `endpoint ${this.key}: a latency must be a finite number of milliseconds >= 0, got ${latencyMs}`,
       );
+    }
+    // The first response an endpoint gives is not a measure of it: it carries the receiving
+    // side's set-up (the agent's connection to the app) and code paths not compiled yet, often
+    // 10-30x a warm answer. As a peak it would keep the endpoint out of a sequential caller's
+    // rotation for as long as the estimate takes to decay (about 13 s in the lab).
+    if (!this.warm) {
+      this.warm = true;
+      return;
     }
     const current = this.latency(now);
     if (current === undefined || latencyMs >= current) {

@@ -10,8 +10,10 @@ import type { EndpointState } from './endpoint-state.js';
 // compiling the path an endpoint's traffic takes), GC and scheduling, not the endpoint: an
 // endpoint that gets traffic gets faster, and without the floor it kept all of it (a gRPC
 // channel with one call at a time sent 1,000 of 1,000 calls to one of two equal endpoints in
-// the lab). It also keeps a decayed estimate of 0 from winning whatever the load.
-export const MIN_LATENCY_MS = 5;
+// the lab; with a 5 ms floor still 654). Slower endpoints (tens of ms) are told apart as
+// before, and load (in flight) still counts below it. It also keeps a decayed estimate of 0
+// from winning whatever the load.
+export const MIN_LATENCY_MS = 10;
 
 export class P2cEwma implements Balancer {
   constructor(private readonly random: Random) {}
