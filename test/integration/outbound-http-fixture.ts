@@ -110,6 +110,20 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
       } else stream.close(constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
+    if (path.startsWith('/app-down/') && node === 'node-b') {
+      // node-b's agent cannot reach its app: it answers as the inbound stack does.
+      seen.push({ node, path } as Seen);
+      stream.resume();
+      stream.respond(
+        {
+          ':status': 502,
+          'weft-reason': 'cannot reach the app',
+          'weft-undelivered': 'connect_failed',
+        },
+        { endStream: true },
+      );
+      return;
+    }
     const big = /^\/big\/(\d+)$/.exec(String(headers[':path']));
     if (big) {
       stream.resume();

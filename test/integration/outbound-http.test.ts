@@ -268,6 +268,26 @@ describe('failures where nothing reached the peer', () => {
   });
 });
 
+describe("a peer's agent that could not reach its app (weft-undelivered)", () => {
+  it('a request with a body gets the 502 (its body went out once); a bodiless one goes to another endpoint', async () => {
+    // A body was streamed to the first endpoint already: it is never sent twice. Until the
+    // first pick of node-b (p2c: about one request in two), every answer is node-c's.
+    let status = 200;
+    for (let i = 0; i < 20 && status === 200; i++) {
+      const r = await get(web, `/app-down/body-${i}`, { body: 'once' });
+      status = r.status;
+      if (status === 200) expect(JSON.parse(r.body).node).toBe('node-c');
+    }
+    expect(status).toBe(502);
+    // Without the retry, about half of these would be node-b's 502.
+    for (let i = 0; i < 8; i++) {
+      const r = await get(web, `/app-down/${i}`);
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body).node).toBe('node-c');
+    }
+  });
+});
+
 describe('failures once the request reached the peer', () => {
   it('a stream reset before the answer is a 502, tried once', async () => {
     const path = `/reset-before/${Math.random()}`;

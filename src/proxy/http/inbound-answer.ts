@@ -3,9 +3,8 @@
 // (HTTP 200, grpc-status and grpc-message in the headers), which is how a gRPC server
 // reports an error before any message (gRPC over HTTP/2, "Trailers-Only").
 import { Readable } from 'node:stream';
-import { REASON_HEADER } from '../tunnel/connect-stream.js';
 import type { HeaderMap, L7Response } from './types.js';
-import { headerSafe } from './wire-headers.js';
+import { headerSafe, REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js';
 
 /** gRPC status codes the agent answers with (grpc/doc/statuscodes.md). */
 export const GRPC_UNAVAILABLE = 14;
@@ -43,9 +42,12 @@ export interface AgentAnswer {
   reason: string;
   /** Answer as a gRPC server would (trailers-only with the status's gRPC code). */
   grpc: boolean;
+  /** The request reached no app (its connect failed): the caller's agent may try another. */
+  undelivered?: boolean;
 }
 
-export function agentAnswer({ status, reason, grpc }: AgentAnswer): L7Response {
+export function agentAnswer({ status, reason, grpc, undelivered }: AgentAnswer): L7Response {
+  const mark: HeaderMap = undelivered ? { [UNDELIVERED_HEADER]: 'connect_failed' } : {};
   if (grpc) {
     return {
       status: 200,
@@ -54,6 +56,7 @@ export function agentAnswer({ status, reason, grpc }: AgentAnswer): L7Response {
         'grpc-status': String(grpcStatusOf(status)),
         'grpc-message': grpcMessage(reason),
         [REASON_HEADER]: headerSafe(reason),
+        ...mark,
       },
       body: Readable.from([]),
       trailers: () => undefined,
@@ -67,6 +70,7 @@ export function agentAnswer({ status, reason, grpc }: AgentAnswer): L7Response {
       'content-type': 'text/plain; charset=utf-8',
       'content-length': String(text.length),
       [REASON_HEADER]: headerSafe(reason),
+      ...mark,
     },
     body: Readable.from([text]),
     trailers: () => undefined,

@@ -80,7 +80,8 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       }
       const what = err instanceof LocalConnectError ? 'connect_failed' : 'target_reset';
       const reason = `${what === 'connect_failed' ? 'cannot reach' : 'no response from'} the app at ${record.endpoint}: ${describeError(err)}`;
-      return answer(deps, call, record, started, { status: 502, reason, grpc }, what);
+      const undelivered = what === 'connect_failed';
+      return answer(deps, call, record, started, { status: 502, reason, grpc, undelivered }, what);
     }
     record.src_preserved = exchange.preserved;
     return observed(

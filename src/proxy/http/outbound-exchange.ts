@@ -16,6 +16,7 @@ import { planEndpoint } from '../outbound/plan.js';
 import { type TunnelPool, TunnelStreamError } from '../tunnel/index.js';
 import { type AgentReason, agentAnswer, isGrpc, tunnelRequestHeaders } from './outbound-wire.js';
 import type { InboundHttpHandler, L7Request, L7Response } from './types.js';
+import { REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js';
 
 export interface ExchangeDeps {
   state: MeshState;
@@ -69,6 +70,14 @@ export async function exchange(
       ...(client ? { sourceIp: client.address } : {}),
     }),
   };
+  /** Passive failure accrual: enough failures in a row eject the endpoint for a while. */
+  const endpointFailed = (chosen: EndpointState, err: string): void => {
+    if (chosen.failed(now()))
+      deps.log.warn(
+        { service: target.service, endpoint: chosen.endpoint.workload, err },
+        'endpoint ejected',
+      );
+  };
   const tried = new Set<EndpointState>();
   let lastError = `no usable endpoint of ${target.service}:${target.port.port}`;
   for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
@@ -103,7 +112,16 @@ export async function exchange(
         client,
         request: { ...request, body: body ?? request.body },
       });
-      chosen.observe(performance.now() - sent, now());
+      if (undelivered(response)) {
+        // The app is not there: an endpoint failure; a bodiless request may go elsewhere.
+        lastError = response.reason ?? 'the app could not be reached';
+        endpointFailed(chosen, lastError);
+        if (body === undefined && attempt + 1 < deps.maxAttempts) {
+          response.body.resume();
+          release();
+          continue;
+        }
+      } else chosen.observe(performance.now() - sent, now());
       return { response, endpoint: formatAddress(ep), done: release };
     }
     try {
@@ -121,8 +139,20 @@ export async function exchange(
           sent = performance.now();
         },
       });
-      chosen.succeeded();
-      chosen.observe(performance.now() - sent, now());
+      if (undelivered(response)) {
+        // The peer's agent could not reach its app: nothing was delivered, so a bodiless
+        // request may go to another endpoint; either way the endpoint failed.
+        lastError = String(response.headers[REASON_HEADER] ?? 'the app could not be reached');
+        endpointFailed(chosen, lastError);
+        if (body === undefined && attempt + 1 < deps.maxAttempts) {
+          response.body.resume();
+          release();
+          continue;
+        }
+      } else {
+        chosen.succeeded();
+        chosen.observe(performance.now() - sent, now());
+      }
       return {
         response,
         endpoint: `tunnel ${ep.node} -> ${formatAddress(ep)}`,
@@ -135,11 +165,7 @@ export async function exchange(
         // The stream was open: the request may have reached the app; no retry (issue 13).
         return answer('upstream_failed', `${target.service}: ${lastError}`);
       }
-      if (chosen.failed(now()))
-        deps.log.warn(
-          { service: target.service, endpoint: ep.workload, err: lastError },
-          'endpoint ejected',
-        );
+      endpointFailed(chosen, lastError);
     }
   }
   return answer('no_healthy_endpoint', lastError);
@@ -159,4 +185,9 @@ function agentResponse(reason: AgentReason, detail: string, grpc: boolean): L7Re
 /** A Readable that yields the text once (or nothing) and ends. */
 function bodyOf(text: string): Readable {
   return Readable.from(text === '' ? [] : [Buffer.from(text)], { objectMode: false });
+}
+
+/** An answer from an agent that reached no app (see UNDELIVERED_HEADER). */
+function undelivered(response: L7Response): boolean {
+  return response.headers[UNDELIVERED_HEADER] === 'connect_failed';
 }

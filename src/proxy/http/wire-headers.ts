@@ -10,6 +10,11 @@ export const TARGET_HEADER = 'weft-target';
 /** Present when the calling app spoke HTTP/1.x: the receiving app is spoken to in HTTP/1.1. */
 export const ORIG_PROTO_HEADER = 'weft-orig-proto';
 export const ORIG_PROTO_HTTP1 = 'HTTP/1.1';
+/**
+ * On an answer the receiving agent made because it could not reach its app: the request was
+ * delivered to no app, so the sending agent may try another endpoint (value: connect_failed).
+ */
+export const UNDELIVERED_HEADER = 'weft-undelivered';
 /** Why the agent answered a request or a CONNECT itself (HTTP/2 has no reason phrase). */
 export const REASON_HEADER = 'weft-reason';
 

@@ -6,9 +6,9 @@ import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'n
 import type { Readable } from 'node:stream';
 import { WeftError } from '../../errors.js';
 import type { HeaderMap, L7Response } from '../http/types.js';
+import { REASON_HEADER, UNDELIVERED_HEADER } from '../http/wire-headers.js';
 import type { ClientSession } from './client-session.js';
 import { TunnelStreamError } from './client-session.js';
-import { REASON_HEADER } from './connect-stream.js';
 
 export interface TunnelRequestBody {
   /** Undefined: no body (END_STREAM on the HEADERS frame). */
@@ -115,12 +115,16 @@ export function sendRequest(
   });
 }
 
-/** A response's or trailers' fields without pseudo-headers; weft-reason kept when asked. */
-function fields(h: IncomingHttpHeaders, keepReason = false): HeaderMap {
+/**
+ * A response's or trailers' fields without pseudo-headers; of weft's own, only what the peer
+ * agent says of its answer (weft-reason, weft-undelivered), when asked.
+ */
+function fields(h: IncomingHttpHeaders, keepAgents = false): HeaderMap {
   const out: HeaderMap = {};
   for (const [name, value] of Object.entries(h)) {
     if (value === undefined || name.startsWith(':')) continue;
-    if (name.startsWith('weft-') && !(keepReason && name === REASON_HEADER)) continue;
+    const agents = name === REASON_HEADER || name === UNDELIVERED_HEADER;
+    if (name.startsWith('weft-') && !(keepAgents && agents)) continue;
     out[name] = value;
   }
   return out;
