@@ -1,8 +1,9 @@
 // A Service with two ports in lab hosts, with real servers: `nginx` 80->8080 (an HTTP/1.1
 // listener) and 81->8081 (an h2c listener), one workload registration per target port. Each
 // service port reaches only the workloads on its targetPort; a port the service does not
-// declare is reset and counted under the service; a CONNECT through the tunnel must name one
-// of the receiving host's registered workload addresses and ports.
+// declare is reset and counted under the service; a port with no workload is answered 503 by
+// the agent (these ports are HTTP); a CONNECT through the tunnel must name one of the
+// receiving host's registered workload addresses and ports.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,26 +38,58 @@ spec:
     - { name: web2, port: 81, targetPort: 8081, protocol: http2 }
 `;
 const ROUNDS = 12;
+const HTTP1_ANSWER = 'http1 on node2:8080 HTTP/1.1';
+const H2C_ANSWER = 'h2c on node2:8081 HTTP/2.0';
 
 let mesh: MeshLab;
 let dir: string;
 
-/** curl from node1 as an application user; the exit code and the body. */
-async function curl(url: string, ...flags: string[]): Promise<{ code: number; body: string }> {
-  const r = await mesh.lab.exec('node1', ['curl', '-s', '--max-time', '5', ...flags, url], {
-    user: 'weftapp',
-    allowFailure: true,
-  });
-  return { code: r.exitCode, body: r.stdout };
+interface Answer {
+  /** curl's exit code. */
+  code: number;
+  /** The HTTP status (0 when there was no response). */
+  status: number;
+  /** The response's weft-reason: set when the agent answered itself. */
+  reason: string;
+  body: string;
+}
+
+/** curl from node1 as an application user: exit code, status, weft-reason and body. */
+async function curl(url: string, ...flags: string[]): Promise<Answer> {
+  const r = await mesh.lab.exec(
+    'node1',
+    [
+      'curl',
+      '-s',
+      '--max-time',
+      '5',
+      '-w',
+      '\\n%{http_code}\\n%header{weft-reason}',
+      ...flags,
+      url,
+    ],
+    { user: 'weftapp', allowFailure: true },
+  );
+  // -w appends two lines after the body: the status and the weft-reason header.
+  const lines = r.stdout.split('\n');
+  const reason = lines.pop() ?? '';
+  const status = Number(lines.pop() ?? 0);
+  return { code: r.exitCode, status, reason, body: lines.join('\n').trim() };
 }
 const h2c = (url: string) => curl(url, '--http2-prior-knowledge');
+/** What a caller sees of one call: the app's answer (200) by its body, else how it failed. */
+const seenOf = (a: Answer) =>
+  a.code !== 0
+    ? `curl exit ${a.code}`
+    : a.status === 200
+      ? a.body
+      : `${a.status} ${a.reason}: ${a.body}`;
 
-/** The answers of `rounds` calls, counted by body (failures by curl exit code). */
-async function answers(call: () => Promise<{ code: number; body: string }>, rounds = ROUNDS) {
+/** The answers of `rounds` calls, counted by what the caller saw. */
+async function answers(call: () => Promise<Answer>, rounds = ROUNDS) {
   const seen: Record<string, number> = {};
   for (let i = 0; i < rounds; i++) {
-    const { code, body } = await call();
-    const key = code === 0 ? body.trim() : `curl exit ${code}`;
+    const key = seenOf(await call());
     seen[key] = (seen[key] ?? 0) + 1;
   }
   return seen;
@@ -85,9 +118,11 @@ beforeAll(async () => {
     nodes: [{ name: 'node1' }, { name: 'node2', workloads: [HTTP1] }],
     resourceFiles: [services],
   });
+  // The app's own answer, not the agent's 503 while node2 has not joined yet (curl exits 0 on
+  // both). It also means node2's agent is up, with its signal handlers (SIGHUP below).
   await waitFor(
-    'nginx:80 to answer',
-    async () => (await curl('http://nginx.mesh/')).code === 0,
+    'nginx:80 to answer from the 8080 workload',
+    async () => seenOf(await curl('http://nginx.mesh/')) === HTTP1_ANSWER,
     30_000,
   );
 });
@@ -100,15 +135,16 @@ afterAll(async () => {
 describe('a service with two ports', () => {
   it('with only the 8080 workload: port 80 reaches it every time, port 81 reaches nothing', async () => {
     expect(await answers(() => curl('http://nginx.mesh/'))).toEqual({
-      'http1 on node2:8080 HTTP/1.1': ROUNDS,
+      [HTTP1_ANSWER]: ROUNDS,
     });
-    // Port 81's targetPort is 8081, where nothing is registered yet: every connection is
-    // refused at once as having no endpoint, none lands on the HTTP/1.1 listener.
+    // Port 81's targetPort is 8081, where nothing is registered yet: the agent answers every
+    // request itself, 503 naming the service port, and none lands on the HTTP/1.1 listener.
     const noEndpoint =
-      /^weft_tcp_close_total\{direction="outbound",[^}]*dst_service="nginx",reason="no_healthy_endpoint"\}/;
+      /^weft_http_requests_total\{direction="outbound",[^}]*dst_service="nginx",[^}]*status_code="503",/;
     const before = await metric('node1', noEndpoint);
-    const seen = await answers(() => h2c('http://nginx.mesh:81/'));
-    expect(Object.keys(seen).some((k) => k.includes('http1'))).toBe(false);
+    expect(await answers(() => h2c('http://nginx.mesh:81/'))).toEqual({
+      '503 no_healthy_endpoint: weft: no usable endpoint of nginx:81': ROUNDS,
+    });
     expect((await metric('node1', noEndpoint)) - before).toBe(ROUNDS);
   });
 
@@ -155,20 +191,20 @@ describe('a service with two ports', () => {
     );
 
     expect(await answers(() => curl('http://nginx.mesh/'))).toEqual({
-      'http1 on node2:8080 HTTP/1.1': ROUNDS,
+      [HTTP1_ANSWER]: ROUNDS,
     });
     expect(await answers(() => h2c('http://nginx.mesh:81/'))).toEqual({
-      'h2c on node2:8081 HTTP/2.0': ROUNDS,
+      [H2C_ANSWER]: ROUNDS,
     });
   });
 
   it('a connection to an endpoint address directly keeps reaching that endpoint', async () => {
     const node2 = mesh.lab.host('node2').address;
     expect(await answers(() => curl(`http://${node2}:8080/`), 4)).toEqual({
-      'http1 on node2:8080 HTTP/1.1': 4,
+      [HTTP1_ANSWER]: 4,
     });
     expect(await answers(() => h2c(`http://${node2}:8081/`), 4)).toEqual({
-      'h2c on node2:8081 HTTP/2.0': 4,
+      [H2C_ANSWER]: 4,
     });
     expect(
       await metric(
