@@ -15,6 +15,15 @@ export function registerAgent(program: Command): void {
     .action(async (opts: { config?: string }) => {
       const config = loadConfigOrExit(opts.config);
       const log = createLogger(config.logLevel, 'weft-agent');
+      // SIGHUP's default action ends the process: a reload asked for while the agent starts
+      // (a `systemctl reload` right after start) must wait for it, not kill it silently.
+      let reload = (): void => {
+        reload = () => {};
+        log.info('reload asked for while starting: done once the agent is up');
+        pendingReload = true;
+      };
+      let pendingReload = false;
+      process.on('SIGHUP', () => reload());
       // Imported here, not at the top: only the agent needs the native addon, and a missing
       // build should not break `weft --help` or the other verbs.
       const { nativeSocketOps } = await import('../../native/socket-ops.js');
@@ -28,14 +37,15 @@ export function registerAgent(program: Command): void {
         process.exit(isWeftError(err, 'WEFT_E_CONFIG') ? EXIT_CONFIG : 1);
       });
       // SIGHUP re-reads the config's workloads (registrations and their certificates).
-      process.on('SIGHUP', () => {
+      reload = () => {
         try {
           agent.reload(loadAgentConfig(opts.config));
           log.info('workloads reloaded');
         } catch (err) {
           log.error({ err: describeError(err) }, 'reload failed: keeping the previous workloads');
         }
-      });
+      };
+      if (pendingReload) reload();
       const ended = await Promise.race([waitForSignal(), agent.refused]);
       if (typeof ended !== 'string') await exitRefused(agent, ended, log);
       log.info({ drain_ms: config.drainMs }, 'stopping: draining connections');
