@@ -25,6 +25,12 @@ const http = (service: string): MeshLabWorkload => ({
   port: 8080,
   command: [process.execPath, demo('echo-server.mjs'), '8080'],
 });
+/** Declared tcp: its connections ride the tunnel as opaque streams, counted as connections. */
+const raw: MeshLabWorkload = {
+  service: 'raw',
+  port: 9000,
+  command: [process.execPath, fixture('tcp-echo.mjs'), '9000'],
+};
 
 const RESOURCES = `
 apiVersion: weft/v1
@@ -36,6 +42,11 @@ apiVersion: weft/v1
 kind: Service
 metadata: { name: echo }
 spec: { ports: [{ port: 80, targetPort: 8080, protocol: http }] }
+---
+apiVersion: weft/v1
+kind: Service
+metadata: { name: raw }
+spec: { ports: [{ port: 9000, protocol: tcp }] }
 `;
 
 /** The agent's descriptor limit in the flood test: the flood is a few times larger. */
@@ -106,7 +117,7 @@ beforeAll(async () => {
     name: `host${randomBytes(2).toString('hex')}`,
     nodes: [
       { name: 'node1', workloads: [http('web')] },
-      { name: 'node2', workloads: [http('echo')] },
+      { name: 'node2', workloads: [http('echo'), raw] },
     ],
     resourceFiles: [file],
   });
@@ -143,11 +154,13 @@ describe('limits that cannot work', () => {
 
 describe('telemetry of tunnelled connections', () => {
   it('counts a tunnelled inbound connection as open while it is, and logs it promptly when it closes', async () => {
+    // A tcp-declared port: an HTTP one serves requests (no tunnel stream while a client is
+    // idle; weft_http_requests_in_flight counts its requests).
     const open =
-      /^weft_tcp_open_connections\{direction="inbound",src_service="web",dst_service="echo"\}/;
+      /^weft_tcp_open_connections\{direction="inbound",src_service="web",dst_service="raw"\}/;
     const before = logLines('node1').filter((l) => l.msg === 'connection').length;
-    // nc holds a connection to echo.mesh:80 from node1 as the web workload, sending nothing.
-    const nc = mesh.lab.spawn('node1', ['nc', 'echo.mesh', '80'], { user: 'weftapp' });
+    // nc holds a connection to raw.mesh:9000 from node1 as the web workload, sending nothing.
+    const nc = mesh.lab.spawn('node1', ['nc', 'raw.mesh', '9000'], { user: 'weftapp' });
     children.push(nc);
     await expect
       .poll(async () => sumSeries(await metrics('node2'), open), { timeout: 10_000 })
@@ -162,7 +175,7 @@ describe('telemetry of tunnelled connections', () => {
       logLines('node1')
         .filter((l) => l.msg === 'connection')
         .slice(before)
-        .filter((l) => l.dst_service === 'echo' && l.bytes_sent === 0);
+        .filter((l) => l.dst_service === 'raw' && l.bytes_sent === 0);
     await expect.poll(() => ours().length, { timeout: 2_000, interval: 100 }).toBe(1);
     // The receiving tunnel server's streams are exported by status and reason.
     expect(

@@ -38,12 +38,21 @@ let mesh: MeshLab;
 let dir: string;
 
 /** curl from node1 as the `web` workload's user (its identity: spiffe://weft.local/svc/web). */
-async function curlEcho(): Promise<{ code: number; body: string }> {
-  const r = await mesh.lab.exec('node1', ['curl', '-s', '--max-time', '5', 'http://echo.mesh/'], {
-    user: 'weftapp',
-    allowFailure: true,
-  });
-  return { code: r.exitCode, body: r.stdout };
+async function curlEcho(): Promise<{ exit: number; status: number; reason: string; body: string }> {
+  // The write-out goes to stderr (-s keeps curl's own messages off it): the body stays whole.
+  const out = '%{stderr}%{http_code} %header{weft-reason}';
+  const r = await mesh.lab.exec(
+    'node1',
+    ['curl', '-s', '--max-time', '5', '-w', out, 'http://echo.mesh/'],
+    { user: 'weftapp', allowFailure: true },
+  );
+  const [status = '', ...reason] = r.stderr.split(' ');
+  return {
+    exit: r.exitCode,
+    status: Number(status),
+    reason: reason.join(' ').trim(),
+    body: r.stdout,
+  };
 }
 
 async function configDump(host: string): Promise<ConfigDumpView> {
@@ -113,9 +122,13 @@ describe('weft delete node', () => {
     // its last snapshot, is refused by node2 from then on.
     const node1 = await configDump('node1');
     expect(JSON.stringify(node1.resources)).toContain('node2-echo-8080');
+    // node1's agent answers curl itself: the one endpoint's tunnel fails its handshake.
     const after = await curlEcho();
     expect(after.body).not.toContain('hello from node2');
-    expect(after.code).not.toBe(0);
+    expect(after).toMatchObject({ status: 503, reason: 'no_healthy_endpoint' });
+    expect(after.body).toContain(
+      `tunnel to ${mesh.lab.host('node2').address}:15008: handshake failed`,
+    );
     // node2 says why (its log is written asynchronously: wait for the line).
     const isRefusal = (l: Record<string, unknown>) =>
       (l.msg === 'tunnel connection refused' && l.reason === 'revoked') ||
