@@ -152,8 +152,9 @@ describe('p2cEwma', () => {
     pool.update([ep('a'), ep('b', { weight: 3 })], 'p2cEwma');
     const counts = simulate(pool, clock, { requests: 2000, intervalMs: 1, latencyOf: () => 10 });
     // At equal latency the costs meet when b has (a's in flight + 1) x 3 - 1 in flight: with
-    // about 10 requests in flight, b gets 8 of them.
-    expect(share(counts, 'b')).toBeGreaterThan(0.7);
+    // about 10 requests in flight, b gets 8 of them; costs within TIE_RATIO go by weighted
+    // recency, which brings it near its weight's 0.75.
+    expect(share(counts, 'b')).toBeGreaterThan(0.65);
     expect(share(counts, 'b')).toBeLessThan(0.9);
   });
 
