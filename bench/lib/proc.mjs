@@ -57,7 +57,9 @@ export function findProcess(pid, name) {
   const queue = [pid];
   while (queue.length > 0) {
     const p = queue.shift();
-    if (comm(p) === name) return p;
+    // Node 26 names its main thread, and so the process, "node-MainThread".
+    const c = comm(p);
+    if (c === name || c.startsWith(`${name}-`)) return p;
     queue.push(...children(p));
   }
   throw new Error(`no process named ${name} under pid ${pid}`);
