@@ -1,23 +1,8 @@
 // Balancer choices and passive failure accrual, as pure decisions.
 import { describe, expect, it } from 'vitest';
-import type { EndpointView } from '../../src/controlplane-client/mesh-view.js';
 import type { BalancerKind } from '../../src/proxy/balance/balancer.js';
 import { EndpointPool } from '../../src/proxy/balance/endpoint-pool.js';
-import { seededRandom } from '../helpers/balance.js';
-
-function ep(name: string, extra: Partial<EndpointView> = {}): EndpointView {
-  return {
-    workload: name,
-    service: 'echo',
-    node: name,
-    address: '10.0.0.1',
-    port: 8080,
-    health: 'healthy',
-    weight: 1,
-    zone: undefined,
-    ...extra,
-  };
-}
+import { ep, seededRandom } from '../helpers/balance.js';
 
 function picks(pool: EndpointPool, n: number, hold = false): string[] {
   const out: string[] = [];

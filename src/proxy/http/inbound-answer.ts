@@ -3,6 +3,7 @@
 // (HTTP 200, grpc-status and grpc-message in the headers), which is how a gRPC server
 // reports an error before any message (gRPC over HTTP/2, "Trailers-Only").
 import { Readable } from 'node:stream';
+import { isGrpc as isGrpcContentType } from './outbound-wire.js';
 import type { HeaderMap, L7Response } from './types.js';
 import { headerSafe, REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js';
 
@@ -13,8 +14,7 @@ export const GRPC_INTERNAL = 13;
 
 /** A gRPC request: its content-type is application/grpc, or application/grpc+proto etc. */
 export function isGrpc(headers: HeaderMap): boolean {
-  const ct = headers['content-type'];
-  return typeof ct === 'string' && /^application\/grpc([+;]|$)/i.test(ct);
+  return isGrpcContentType(headers['content-type']);
 }
 
 /** The HTTP status's gRPC equivalent for an agent's own answer (grpc's http-grpc-status-mapping). */
