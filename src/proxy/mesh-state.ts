@@ -2,12 +2,22 @@
 // that each connection does only map reads: the route index, a balancer pool per service port
 // (kept across versions, so counters and ejections survive updates), authorization policies
 // per service, and this host's own workloads (by port, and by registered address and port).
-import type { AuthorizationPolicySpec, TrafficPolicySpec } from '../api/resources/index.js';
+import type {
+  AuthorizationPolicySpec,
+  HTTPRouteSpec,
+  TrafficPolicySpec,
+} from '../api/resources/index.js';
 import type { EndpointView, MeshView } from '../controlplane-client/mesh-view.js';
 import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
 import type { NamedPolicy } from './inbound/authorize.js';
 import { buildEndpointIndex, type EndpointIndex } from './outbound/route.js';
+
+/** An HTTPRoute as the data path reads it: its name (a metric label) and spec. */
+export interface NamedRoute {
+  name: string;
+  spec: HTTPRouteSpec;
+}
 
 /** A balancer pool and the service port it serves. */
 export interface ServicePortPool {
@@ -23,6 +33,8 @@ export class MeshState {
   /** By service, then by service port: a connection reads two maps, builds no key. */
   private pools = new Map<string, Map<number, ServicePortPool>>();
   private authz = new Map<string, NamedPolicy[]>();
+  private traffic = new Map<string, TrafficPolicySpec>();
+  private routes = new Map<string, NamedRoute[]>();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
 
@@ -32,17 +44,27 @@ export class MeshState {
     const policies = (kind: string) =>
       (view.policies.get(kind) ?? []).map((r) => ({ name: r.name, doc: r.doc }));
 
-    const balancerOf = new Map<string, TrafficPolicySpec['balancer']>();
+    const traffic = new Map<string, TrafficPolicySpec>();
     for (const p of policies('TrafficPolicy')) {
       const spec = (p.doc as { spec: TrafficPolicySpec }).spec;
-      balancerOf.set(spec.targetRef.name, spec.balancer);
+      traffic.set(spec.targetRef.name, spec);
+    }
+    // An HTTPRoute is listed under every Service it names as a parent.
+    const routes = new Map<string, NamedRoute[]>();
+    for (const p of policies('HTTPRoute')) {
+      const spec = (p.doc as { spec: HTTPRouteSpec }).spec;
+      for (const parent of spec.parentRefs) {
+        const list = routes.get(parent.name) ?? [];
+        list.push({ name: p.name, spec });
+        routes.set(parent.name, list);
+      }
     }
     // One pool per service port: a workload serves one port, so a port's endpoints are the
     // service's workloads registered on its targetPort (80->8080 never dials an 8081 one).
     const pools = new Map<string, Map<number, ServicePortPool>>();
     for (const service of view.services.values()) {
       const endpoints = view.endpoints.get(service.name) ?? [];
-      const balancer = balancerOf.get(service.name);
+      const balancer = traffic.get(service.name)?.balancer;
       const byPort = new Map<number, ServicePortPool>();
       for (const port of service.ports) {
         const pool = this.pool(service.name, port.port) ?? new EndpointPool(service.name, balancer);
@@ -77,6 +99,8 @@ export class MeshState {
     this.endpointIndex = buildEndpointIndex(view);
     this.pools = pools;
     this.authz = authz;
+    this.traffic = traffic;
+    this.routes = routes;
     this.localServices = localServices;
     this.localEndpoints = localEndpoints;
   }
@@ -92,6 +116,16 @@ export class MeshState {
 
   authorizationPolicies(service: string): readonly NamedPolicy[] {
     return this.authz.get(service) ?? [];
+  }
+
+  /** The TrafficPolicy that targets a service, if any. */
+  trafficPolicy(service: string): TrafficPolicySpec | undefined {
+    return this.traffic.get(service);
+  }
+
+  /** The HTTPRoutes that name a service as a parent, in snapshot order. */
+  httpRoutes(service: string): readonly NamedRoute[] {
+    return this.routes.get(service) ?? [];
   }
 
   /** The service a local workload port belongs to (inbound attribution of captured plaintext). */
