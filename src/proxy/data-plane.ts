@@ -30,6 +30,7 @@ import { MeshState } from './mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
+import { Resilience } from './resilience/resilience.js';
 import { Telemetry } from './telemetry.js';
 import { startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
 import { registerTunnelMetrics } from './tunnel-metrics.js';
@@ -177,6 +178,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const http = createOutboundHttp({
     ...outboundDeps,
     inbound: inboundHttp,
+    resilience: new Resilience(registry),
     requests,
     tracer: opts.tracer,
     idleMs: guards.outbound.timeouts.idleMs,

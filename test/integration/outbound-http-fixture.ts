@@ -16,6 +16,7 @@ import { MeshState } from '../../src/proxy/mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detect.js';
 import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
 import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
+import { Resilience } from '../../src/proxy/resilience/resilience.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
 import type {
   TunnelPool,
@@ -238,6 +239,7 @@ export async function outboundLab(
   const http = createOutboundHttp({
     ...common,
     inbound,
+    resilience: new Resilience(registry),
     requests: new RequestTelemetry(registry, log),
     tracer: propagatingTracer(randomTraceIds()),
     idleMs: 60_000,

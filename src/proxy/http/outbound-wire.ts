@@ -49,10 +49,22 @@ export function isGrpc(contentType: string | string[] | undefined): boolean {
 }
 
 /** Why the agent answers a request itself. */
-export type AgentReason = 'no_healthy_endpoint' | 'no_identity' | 'upstream_failed';
+export type AgentReason =
+  | 'no_healthy_endpoint'
+  | 'no_identity'
+  | 'upstream_failed'
+  | 'connect_timeout'
+  | 'per_try_timeout'
+  | 'request_timeout'
+  | 'idle_timeout';
 
 /** gRPC status codes the agent uses (grpc/doc/statuscodes.md). */
 export const GRPC_UNAVAILABLE = 14;
+export const GRPC_DEADLINE_EXCEEDED = 4;
+
+function isTimeout(reason: AgentReason): boolean {
+  return reason.endsWith('_timeout');
+}
 
 export interface AgentAnswer {
   status: number;
@@ -62,9 +74,10 @@ export interface AgentAnswer {
 }
 
 /**
- * 503 when there was nowhere to send the request, 502 when the upstream failed it; a gRPC
- * caller gets a trailers-only response (HTTP 200, grpc-status 14 UNAVAILABLE), which gRPC
- * clients retry or report as they would the server's own.
+ * 503 when there was nowhere to send the request, 502 when the upstream failed it, 504 when a
+ * timeout cut it; a gRPC caller gets a trailers-only response (HTTP 200, grpc-status 14
+ * UNAVAILABLE, or 4 DEADLINE_EXCEEDED for a timeout), which gRPC clients retry or report as
+ * they would the server's own.
  */
 export function agentAnswer(reason: AgentReason, detail: string, grpc: boolean): AgentAnswer {
   const message = `weft: ${detail}`;
@@ -73,7 +86,7 @@ export function agentAnswer(reason: AgentReason, detail: string, grpc: boolean):
       status: 200,
       headers: {
         'content-type': 'application/grpc',
-        'grpc-status': String(GRPC_UNAVAILABLE),
+        'grpc-status': String(isTimeout(reason) ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE),
         'grpc-message': encodeURIComponent(message),
         [REASON_HEADER]: reason,
       },
@@ -82,7 +95,7 @@ export function agentAnswer(reason: AgentReason, detail: string, grpc: boolean):
   }
   const text = `${message}\n`;
   return {
-    status: reason === 'upstream_failed' ? 502 : 503,
+    status: isTimeout(reason) ? 504 : reason === 'upstream_failed' ? 502 : 503,
     headers: {
       'content-type': 'text/plain; charset=utf-8',
       'content-length': String(Buffer.byteLength(text)),
