@@ -173,12 +173,13 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     tunnelPort: capture.agentPorts.tunnel,
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     maxAttempts: MAX_ATTEMPTS,
+    // TrafficPolicy timeouts and retries per destination service (both stacks).
+    resilience: new Resilience(registry),
   };
   // The L7 engine: HTTP served per request; same-host calls go through the inbound stack.
   const http = createOutboundHttp({
     ...outboundDeps,
     inbound: inboundHttp,
-    resilience: new Resilience(registry),
     requests,
     tracer: opts.tracer,
     idleMs: guards.outbound.timeouts.idleMs,

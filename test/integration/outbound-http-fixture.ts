@@ -235,11 +235,11 @@ export async function outboundLab(
     tunnelPort: b.port,
     connectTimeoutMs: 2_000,
     maxAttempts: 3,
+    resilience: new Resilience(registry),
   };
   const http = createOutboundHttp({
     ...common,
     inbound,
-    resilience: new Resilience(registry),
     requests: new RequestTelemetry(registry, log),
     tracer: propagatingTracer(randomTraceIds()),
     idleMs: 60_000,

@@ -25,11 +25,11 @@ import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.
 import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
 import { Resilience } from '../../src/proxy/resilience/resilience.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
-import type { TunnelServerOptions } from '../../src/proxy/tunnel/index.js';
+import { connectLocal, type TunnelServerOptions } from '../../src/proxy/tunnel/index.js';
 import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 import { issueLeaf } from '../helpers/test-pki.js';
-import { type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture.js';
+import { echoTarget, type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture.js';
 
 /** One try as a backend saw it. */
 export interface Try {
@@ -42,12 +42,20 @@ export interface Try {
   reset: boolean;
 }
 
-/** A service of the lab: its VIP and its TrafficPolicy spec (without targetRef). */
+/**
+ * A service of the lab: its VIP, its port's protocol (default http), its endpoints' nodes
+ * (default node-b and node-c; node-e at 127.0.0.3 accepts TCP on the tunnel port and never
+ * says a word, so no tunnel session to it ever completes) and its TrafficPolicy spec.
+ */
 export interface LabService {
   name: string;
   vip: string;
+  protocol?: string;
+  nodes?: ('node-b' | 'node-c' | 'node-e')[];
   policy?: Record<string, unknown>;
 }
+
+const NODE_ADDRESS = { 'node-b': '127.0.0.1', 'node-c': '127.0.0.2', 'node-e': '127.0.0.3' };
 
 export interface ResilienceLab {
   tries: Try[];
@@ -57,6 +65,8 @@ export interface ResilienceLab {
   port(service: string): Promise<number>;
   /** The next gRPC call fails again (see the header). */
   failNextGrpc(): void;
+  /** TCP connections the silent node-e accepted. */
+  silentAccepts(): number;
   close(): Promise<void>;
 }
 
@@ -66,20 +76,36 @@ export async function resilienceLab(pki: MeshPki, services: LabService[]): Promi
   const log = pino({ level: 'debug' }, { write: (s: string) => logs.push(JSON.parse(s)) });
   const grpc = { failNext: true };
   const nodeC = await issueLeaf(pki.ca, `spiffe://${TD}/node/node-c`);
-  const b = await startServer(pki, { onRequest: backend('node-b', tries, grpc) });
+  // Opaque CONNECT streams end at an echo server, whatever endpoint they name.
+  const echo = await echoTarget();
+  const connect: TunnelServerOptions['connect'] = (_target, o) =>
+    connectLocal({ address: '127.0.0.1', port: echo.port }, o);
+  const b = await startServer(pki, { onRequest: backend('node-b', tries, grpc), connect });
   const c = await startServer(pki, {
     host: '127.0.0.2',
     port: b.port,
     identity: { key: nodeC.keyPem, cert: nodeC.certPem },
     onRequest: backend('node-c', tries, grpc),
+    connect,
   });
+  let silent = 0;
+  const held = new Set<Socket>();
+  const e = createServer((socket) => {
+    silent += 1;
+    held.add(socket);
+    socket.on('error', () => {});
+    socket.once('close', () => held.delete(socket));
+  });
+  await new Promise<void>((resolve) => e.listen(b.port, '127.0.0.3', resolve));
   const pool = newPool(pki);
   const state = new MeshState('node-a');
   const docs: Record<string, unknown>[] = [];
   for (const s of services) {
-    docs.push(serviceDoc(s.name, s.vip, [{ port: 80, targetPort: 8080, protocol: 'http' }]));
-    docs.push(workloadDoc('node-b', s.name, '127.0.0.1', 8080));
-    docs.push(workloadDoc('node-c', s.name, '127.0.0.2', 8080));
+    const protocol = s.protocol ?? 'http';
+    docs.push(serviceDoc(s.name, s.vip, [{ port: 80, targetPort: 8080, protocol }]));
+    for (const node of s.nodes ?? ['node-b', 'node-c']) {
+      docs.push(workloadDoc(node, s.name, NODE_ADDRESS[node], 8080));
+    }
     if (s.policy) {
       docs.push({
         apiVersion: 'weft/v1',
@@ -105,11 +131,11 @@ export async function resilienceLab(pki: MeshPki, services: LabService[]): Promi
     tunnelPort: b.port,
     connectTimeoutMs: 2_000,
     maxAttempts: 3,
+    resilience: new Resilience(registry),
   };
   const http = createOutboundHttp({
     ...common,
     inbound,
-    resilience: new Resilience(registry),
     requests: new RequestTelemetry(registry, log),
     tracer: propagatingTracer(randomTraceIds()),
     idleMs: 60_000,
@@ -133,6 +159,7 @@ export async function resilienceLab(pki: MeshPki, services: LabService[]): Promi
     failNextGrpc() {
       grpc.failNext = true;
     },
+    silentAccepts: () => silent,
     async port(name) {
       const vip = services.find((s) => s.name === name)!.vip;
       const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
@@ -160,6 +187,9 @@ export async function resilienceLab(pki: MeshPki, services: LabService[]): Promi
       pool.destroy();
       b.destroy();
       c.destroy();
+      for (const socket of held) socket.destroy();
+      e.close();
+      await echo.close();
     },
   };
 }

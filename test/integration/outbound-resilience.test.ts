@@ -6,6 +6,7 @@
 
 import { Agent, request as httpRequest } from 'node:http';
 import { connect as h2connect } from 'node:http2';
+import { connect as netConnect, type Socket } from 'node:net';
 import grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseGrpcTimeout } from '../../src/proxy/resilience/deadline.js';
@@ -56,6 +57,25 @@ beforeAll(async () => {
     { name: 'deadline', vip: '240.240.1.4', policy: { timeouts: { request: '400ms' } } },
     { name: 'idle', vip: '240.240.1.5', policy: { timeouts: { idle: '300ms' } } },
     { name: 'plain', vip: '240.240.1.6' },
+    {
+      name: 'hang',
+      vip: '240.240.1.7',
+      nodes: ['node-e', 'node-b'],
+      policy: { timeouts: { connect: '300ms' } },
+    },
+    {
+      name: 'tcphang',
+      vip: '240.240.1.8',
+      protocol: 'tcp',
+      nodes: ['node-e', 'node-b'],
+      policy: { timeouts: { connect: '300ms' } },
+    },
+    {
+      name: 'tcpidle',
+      vip: '240.240.1.9',
+      protocol: 'tcp',
+      policy: { timeouts: { idle: '300ms' } },
+    },
   ]);
 });
 
@@ -320,5 +340,69 @@ describe('gRPC deadlines', () => {
     expect(
       await metric('weft_http_retries_total', { dst_service: 'retry', reason: 'grpc_status' }),
     ).toBe(1);
+  });
+});
+
+/** Connects, sends `text`, and resolves with its echo and how long the echo took. */
+function echoOnce(
+  port: number,
+  text: string,
+): Promise<{ socket: Socket; echo: string; ms: number }> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, '127.0.0.1', () => socket.write(text));
+    let echo = '';
+    socket.on('data', (c: Buffer) => {
+      echo += c.toString();
+      if (echo.length >= text.length) {
+        socket.removeAllListeners('data');
+        resolve({ socket, echo, ms: performance.now() - started });
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
+describe('connect and idle timeouts', () => {
+  it('HTTP: an endpoint whose tunnel never answers is given up after the connect timeout', async () => {
+    const port = await lab.port('hang');
+    // p2c sends about one first try in two to node-e: each such request moves on after 300 ms.
+    for (let i = 0; i < 12; i++) {
+      const r = await call(port, `/ok/hang-${i}`);
+      expect(r.status).toBe(200);
+      expect(r.ms).toBeLessThan(300 + LATE_TOLERANCE_MS);
+    }
+    expect(lab.silentAccepts()).toBeGreaterThan(0);
+    expect(
+      await metric('weft_http_timeouts_total', { dst_service: 'hang', kind: 'connect_timeout' }),
+    ).toBeGreaterThan(0);
+  });
+
+  it('opaque TCP: the same, per connection (without it the handshake waits 10 s)', async () => {
+    const port = await lab.port('tcphang');
+    let slow = 0;
+    for (let i = 0; i < 12; i++) {
+      const { socket, echo, ms } = await echoOnce(port, `hello ${i}`);
+      socket.destroy();
+      expect(echo).toBe(`hello ${i}`);
+      expect(ms).toBeLessThan(300 + LATE_TOLERANCE_MS);
+      if (ms >= 300) slow += 1;
+    }
+    // Some connections went to node-e first and were moved on at the connect timeout.
+    expect(slow).toBeGreaterThan(0);
+  });
+
+  it('opaque TCP: a connection quiet both ways for timeouts.idle is closed', async () => {
+    const port = await lab.port('tcpidle');
+    const { socket } = await echoOnce(port, 'ping');
+    const quietSince = performance.now();
+    await new Promise((resolve) => socket.once('close', resolve));
+    const ms = performance.now() - quietSince;
+    expect(ms).toBeGreaterThanOrEqual(300 - 5);
+    expect(ms).toBeLessThan(300 + LATE_TOLERANCE_MS);
+    const line = await waitFor('the connection log line', () =>
+      lab.logs.find((l) => l.msg === 'connection' && l.dst_service === 'tcpidle'),
+    );
+    expect(line).toMatchObject({ close_reason: 'idle_timeout' });
   });
 });
