@@ -6,6 +6,7 @@
 //   /flap/...          node-b: 503, then a reset before any answer, alternating; node-c: 200
 //   /fail/...          503 from every endpoint
 //   /slow/MS/...       200 after MS milliseconds
+//   /slowfail/MS/...   503 after MS milliseconds
 //   /stall/...         the response head and one chunk, then nothing
 //   /reset-after/...   the response head and one chunk, then a reset
 //   gRPC (content-type application/grpc): the first call of a test is answered after 300 ms
@@ -271,6 +272,16 @@ function backend(
     }
     if (path.startsWith('/fail/')) {
       answer(503);
+      return;
+    }
+    const slowFail = /^\/slowfail\/(\d+)\//.exec(path);
+    if (slowFail) {
+      stream.once('end', () => {
+        setTimeout(() => {
+          if (stream.destroyed) return;
+          stream.respond({ ':status': 503 }, { endStream: true });
+        }, Number(slowFail[1]));
+      });
       return;
     }
     const slow = /^\/slow\/(\d+)\//.exec(path);

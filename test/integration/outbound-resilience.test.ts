@@ -58,6 +58,14 @@ beforeAll(async () => {
     { name: 'idle', vip: '240.240.1.5', policy: { timeouts: { idle: '300ms' } } },
     { name: 'plain', vip: '240.240.1.6' },
     {
+      name: 'maxretries',
+      vip: '240.240.1.10',
+      policy: {
+        retries: { attempts: 1, on: ['5xx'], ...FAST },
+        circuitBreaker: { maxRetries: 1 },
+      },
+    },
+    {
       name: 'hang',
       vip: '240.240.1.7',
       nodes: ['node-e', 'node-b'],
@@ -208,6 +216,22 @@ describe('retries', () => {
     const r2 = await call(port, '/fail/post-big', { method: 'POST', body: big });
     expect(r2.status).toBe(503);
     expect(triesOf('/fail/post-big').map((t) => t.bodyBytes)).toEqual([big.length]);
+  });
+
+  it('circuitBreaker.maxRetries: at most that many requests are being retried at once', async () => {
+    const port = await lab.port('maxretries');
+    // Six requests fail together after 300 ms; only one of them may be retried meanwhile.
+    const got = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => call(port, `/slowfail/300/max-${i}`)),
+    );
+    expect(got.map((r) => r.status)).toEqual(Array(6).fill(503));
+    expect(triesOf('/slowfail/300/max-')).toHaveLength(7);
+    expect(
+      await metric('weft_http_retries_denied_total', {
+        dst_service: 'maxretries',
+        reason: 'max_retries',
+      }),
+    ).toBe(5);
   });
 
   it('a request whose response began is never retried', async () => {
