@@ -128,6 +128,7 @@ class OutboundExchange {
   private tries = 0;
   private retrying = false;
   private lastError: string;
+  private lastTimeout: TimeoutKind | undefined;
   private readonly now: () => number;
 
   constructor(
@@ -175,7 +176,8 @@ class OutboundExchange {
       if (chosen === undefined) {
         this.releaseRetry();
         this.timers?.clear();
-        return this.answer('no_healthy_endpoint', this.lastError);
+        // Every endpoint was tried: a connect that timed out last says so (504, not 503).
+        return this.answer(this.lastTimeout ?? 'no_healthy_endpoint', this.lastError);
       }
       this.tried.add(chosen);
       this.last = chosen;
@@ -196,6 +198,7 @@ class OutboundExchange {
       const result = await this.guardedTry(chosen, plan, limit);
       this.tries += 1;
       if (result.kind !== 'response') this.lastError = result.error;
+      this.lastTimeout = result.kind === 'timeout' ? result.which : undefined;
       const decision = this.decide(result);
       if (decision.kind === 'final' || this.request.signal.aborted) return this.final(result);
       if (!(await this.mayRetry(decision.reason, result))) return this.final(result);
