@@ -86,7 +86,7 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
     serve(stream, headers);
     return new Promise((resolve) =>
       stream.once('close', () =>
-        resolve({ status: 200, reason: stream.rstCode ? 'peer_reset' : 'done' }),
+        resolve({ status: 200, reason: stream.rstCode ? 'client_reset' : 'done' }),
       ),
     );
   };

@@ -367,7 +367,7 @@ describe('answers the agent makes itself', () => {
       s.once('response', resolve),
     );
     session.destroy();
-    expect(headers).toMatchObject({ ':status': 501, 'weft-reason': 'connect_not_supported' });
+    expect(headers).toMatchObject({ ':status': 501, 'weft-reason': 'unsupported' });
   });
 
   it('503 with a reason when the service has no endpoint; gRPC gets UNAVAILABLE trailers-only', async () => {

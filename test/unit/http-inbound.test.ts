@@ -186,6 +186,6 @@ describe('agent answers', () => {
       status: 200,
       headers: { 'grpc-status': '14', 'grpc-message': 'app down: 100%25' },
     });
-    expect(answerReason(r)).toBe('connect_failed');
+    expect(answerReason(r)).toBe('upstream_failed');
   });
 });

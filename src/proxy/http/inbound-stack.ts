@@ -9,14 +9,16 @@ import type { Logger } from '../../sys/logger.js';
 import { httpSpan } from '../../telemetry/http-span.js';
 import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import { formatAddress } from '../address.js';
+import type { CloseReason } from '../close-reason.js';
 import type { MeshState } from '../mesh-state.js';
+import { type RequestRecord, recordError } from '../records.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
 import { agentAnswer, isGrpc } from './inbound-answer.js';
 import { authorizeAtL7, decideInbound, type RequestAuthorizer } from './inbound-decision.js';
 import type { LocalApps } from './local-app.js';
 import { LocalConnectError } from './local-http1.js';
-import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
+import type { RequestTelemetry } from './request-telemetry.js';
 import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
 
 export interface InboundHttpDeps {
@@ -73,12 +75,11 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       exchange = await deps.apps.send(target, call.client, decision.version, request);
     } catch (err) {
       if (request.signal.aborted) {
-        record.reason = 'peer_reset';
         record.error = 'the caller went away before the app answered';
         const what = { status: 502, reason: record.error, grpc };
-        return answer(deps, call, record, started, what, 'peer_reset', 0);
+        return answer(deps, call, record, started, what, 'client_reset', 0);
       }
-      const what = err instanceof LocalConnectError ? 'connect_failed' : 'target_reset';
+      const what = err instanceof LocalConnectError ? 'connect_failed' : 'upstream_failed';
       const reason = `${what === 'connect_failed' ? 'cannot reach' : 'no response from'} the app at ${record.endpoint}: ${describeError(err)}`;
       const undelivered = what === 'connect_failed';
       return answer(deps, call, record, started, { status: 502, reason, grpc, undelivered }, what);
@@ -114,6 +115,7 @@ function startRecord(call: InboundCall, srcService: string): RequestRecord {
     ...(peer.spiffeId ? { src_identity: peer.spiffeId } : {}),
     request_bytes: 0,
     response_bytes: 0,
+    close_reason: 'done',
   };
 }
 
@@ -124,14 +126,14 @@ function answer(
   record: RequestRecord,
   started: bigint,
   what: Parameters<typeof agentAnswer>[0],
-  reason: string,
+  reason: CloseReason,
   /** The status to record when not the answer's own (0: the caller got none). */
   recorded?: number,
 ): L7Response {
   call.request.body.resume();
-  record.reason = reason;
+  record.close_reason = reason;
   record.error = what.reason;
-  const response = agentAnswer(what);
+  const response: L7Response = { ...agentAnswer(what), reason };
   const { signal } = call.request;
   return observed(deps, response, record, started, signal, () => 0, recorded);
 }
@@ -163,15 +165,16 @@ function observed(
     record.request_bytes = requestBytes();
     const grpc = response.trailers()?.['grpc-status'] ?? grpcHeader;
     if (grpc !== undefined) record.grpc_status = Number(grpc);
-    if (err && record.reason === undefined) {
-      record.reason = signal.aborted ? 'peer_reset' : 'target_reset';
+    if (err && record.close_reason === 'done') {
+      record.close_reason = signal.aborted ? 'client_reset' : 'upstream_reset';
       record.error = describeError(err);
     }
     deps.requests.finish(record, started);
+    const error = recordError(record);
     spans.get(record)?.end({
       status: record.status,
       ...(record.grpc_status === undefined ? {} : { grpcStatus: record.grpc_status }),
-      ...(record.reason || record.error ? { error: record.reason ?? record.error } : {}),
+      ...(error === undefined ? {} : { error }),
     });
   });
   return response;

@@ -4,6 +4,7 @@
 // head replayed to the endpoint, which answers the upgrade itself.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { type CloseReason, type RelayEnd, spliceCloseReason } from '../close-reason.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import { type OpaqueDeps, openOpaque, type ServiceTarget } from '../outbound/opaque.js';
 import { relay } from '../tcp-relay.js';
@@ -14,7 +15,7 @@ import { agentAnswer, rawAnswer, rawRequestHead } from './outbound-wire.js';
 export interface UpgradingConnection {
   ctx: OutboundContext;
   target: ServiceTarget;
-  closeReason: string | undefined;
+  closeReason: CloseReason | undefined;
   error: string | undefined;
 }
 
@@ -42,7 +43,7 @@ export async function upgradeToOpaque(
     ),
     head,
   ]);
-  const finish = (reason: string, error?: string): void => {
+  const finish = (reason: RelayEnd, error?: string): void => {
     opened.done();
     c.closeReason = reason === 'done' ? 'upgraded' : reason;
     if (error) c.error = error;
@@ -54,14 +55,7 @@ export async function upgradeToOpaque(
   } else {
     upstream.stream.write(replay);
     splice(upstream.stream, socket, (r) =>
-      finish(
-        r.reason === 'done'
-          ? 'done'
-          : r.reason === 'stream_reset'
-            ? 'upstream_reset'
-            : 'client_reset',
-        r.detail,
-      ),
+      finish(spliceCloseReason(r.reason, 'upstream'), r.detail),
     );
   }
   socket.resume();
