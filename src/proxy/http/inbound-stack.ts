@@ -99,6 +99,10 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
 /** The record's fixed part, from the call. */
 function startRecord(call: InboundCall, srcService: string): RequestRecord {
   const { request, peer } = call;
+  // The original client when its agent vouched for it; else the peer itself.
+  const src = formatAddress(call.client ?? peer);
+  // Through the tunnel, the peer agent's own address too (a same-host caller is its own peer).
+  const via = call.client ? formatAddress(peer) : src;
   return {
     direction: 'inbound',
     src_service: srcService,
@@ -109,8 +113,8 @@ function startRecord(call: InboundCall, srcService: string): RequestRecord {
     path: request.path,
     protocol: request.version === '1.1' ? 'HTTP/1.1' : 'HTTP/2',
     status: 0,
-    // The original client when its agent vouched for it; else the peer itself.
-    src: formatAddress(call.client ?? peer),
+    src,
+    ...(via !== src ? { peer: via } : {}),
     ...(call.clientUnverified ? { src_claimed: formatAddress(call.clientUnverified) } : {}),
     ...(peer.spiffeId ? { src_identity: peer.spiffeId } : {}),
     request_bytes: 0,
