@@ -15,6 +15,7 @@ import {
   bigResponse,
   EMPTY_VIP,
   FLAKY_VIP,
+  GONE_VIP,
   H2_VIP,
   LOCAL_VIP,
   type OutboundLab,
@@ -368,6 +369,15 @@ describe('answers the agent makes itself', () => {
     );
     session.destroy();
     expect(headers).toMatchObject({ ':status': 501, 'weft-reason': 'unsupported' });
+  });
+
+  it('503 says what failed once: "weft: " and the error, its code not repeated', async () => {
+    const gone = await lab.capture(GONE_VIP, 80);
+    const r = await get(gone, '/');
+    expect(r.status).toBe(503);
+    expect(r.headers['weft-reason']).toBe('no_healthy_endpoint');
+    expect(r.body).toMatch(/^weft: WEFT_E_UNAVAILABLE: tunnel .*\n$/);
+    expect(r.body.match(/WEFT_E_/g)).toHaveLength(1);
   });
 
   it('503 with a reason when the service has no endpoint; gRPC gets UNAVAILABLE trailers-only', async () => {

@@ -4,10 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   acceptsTrailers,
-  agentAnswer,
   grpcStatusOf,
   isGrpc,
-  isTrailersOnly,
   rawRequestHead,
   tunnelRequestHeaders,
 } from '../../src/proxy/http/outbound-wire.js';
@@ -60,40 +58,6 @@ describe('the wire headers of a request riding the tunnel', () => {
     expect(h['weft-target']).toBe('[fd00::3]:8080');
     expect(h).not.toHaveProperty('weft-orig-proto');
     expect(h).not.toHaveProperty('weft-client-addr');
-  });
-});
-
-describe("the agent's own answers", () => {
-  it.each([
-    ['no_healthy_endpoint', 503],
-    ['no_identity', 503],
-    ['upstream_failed', 502],
-  ] as const)('%s is %i with weft-reason and a text body', (reason, status) => {
-    const a = agentAnswer(reason, 'why', false);
-    expect(a).toEqual({
-      status,
-      headers: {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': String('weft: why\n'.length),
-        'weft-reason': reason,
-      },
-      text: 'weft: why\n',
-    });
-  });
-
-  it('gRPC gets a trailers-only UNAVAILABLE (14), the message percent-encoded', () => {
-    const a = agentAnswer('no_healthy_endpoint', 'no endpoint for a b', true);
-    expect(a).toEqual({
-      status: 200,
-      headers: {
-        'content-type': 'application/grpc',
-        'grpc-status': '14',
-        'grpc-message': 'weft%3A%20no%20endpoint%20for%20a%20b',
-        'weft-reason': 'no_healthy_endpoint',
-      },
-      text: '',
-    });
-    expect(isTrailersOnly(a.headers)).toBe(true);
   });
 });
 

@@ -9,12 +9,11 @@ import type { Logger } from '../../sys/logger.js';
 import { httpSpan } from '../../telemetry/http-span.js';
 import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import { formatAddress } from '../address.js';
-import type { CloseReason } from '../close-reason.js';
 import type { MeshState } from '../mesh-state.js';
 import { type RequestRecord, recordError } from '../records.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
-import { agentAnswer, isGrpc } from './inbound-answer.js';
+import { type AgentAnswerSpec, agentAnswer, isGrpc } from './agent-answer.js';
 import { authorizeAtL7, decideInbound, type RequestAuthorizer } from './inbound-decision.js';
 import type { LocalApps } from './local-app.js';
 import { LocalConnectError } from './local-http1.js';
@@ -60,8 +59,11 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     deps.telemetry.decision('inbound', decision.service, decision.kind === 'serve');
     if (decision.policy !== undefined) record.policy = decision.policy;
     if (decision.kind === 'deny') {
-      const what = { status: 403, reason: decision.reason, grpc };
-      return answer(deps, call, record, started, what, 'denied');
+      return answer(deps, call, record, started, {
+        reason: 'denied',
+        detail: decision.reason,
+        grpc,
+      });
     }
 
     // local endpoint: the app, in the version it speaks, from the caller's address.
@@ -75,14 +77,13 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       exchange = await deps.apps.send(target, call.client, decision.version, request);
     } catch (err) {
       if (request.signal.aborted) {
-        record.error = 'the caller went away before the app answered';
-        const what = { status: 502, reason: record.error, grpc };
-        return answer(deps, call, record, started, what, 'client_reset', 0);
+        const detail = 'the caller went away before the app answered';
+        return answer(deps, call, record, started, { reason: 'client_reset', detail, grpc }, 0);
       }
-      const what = err instanceof LocalConnectError ? 'connect_failed' : 'upstream_failed';
-      const reason = `${what === 'connect_failed' ? 'cannot reach' : 'no response from'} the app at ${record.endpoint}: ${describeError(err)}`;
-      const undelivered = what === 'connect_failed';
-      return answer(deps, call, record, started, { status: 502, reason, grpc, undelivered }, what);
+      const undelivered = err instanceof LocalConnectError;
+      const detail = `${undelivered ? 'cannot reach' : 'no response from'} the app at ${record.endpoint}: ${describeError(err)}`;
+      const reason = undelivered ? 'connect_failed' : 'upstream_failed';
+      return answer(deps, call, record, started, { reason, detail, grpc, undelivered });
     }
     record.src_preserved = exchange.preserved;
     return observed(
@@ -129,15 +130,14 @@ function answer(
   call: InboundCall,
   record: RequestRecord,
   started: bigint,
-  what: Parameters<typeof agentAnswer>[0],
-  reason: CloseReason,
+  what: AgentAnswerSpec,
   /** The status to record when not the answer's own (0: the caller got none). */
   recorded?: number,
 ): L7Response {
   call.request.body.resume();
-  record.close_reason = reason;
-  record.error = what.reason;
-  const response: L7Response = { ...agentAnswer(what), reason };
+  record.close_reason = what.reason;
+  record.error = what.detail;
+  const response = agentAnswer(what);
   const { signal } = call.request;
   return observed(deps, response, record, started, signal, () => 0, recorded);
 }

@@ -10,7 +10,7 @@ import type { Logger } from '../../sys/logger.js';
 import { parseAnswerReason, reasonOfAnswer } from '../close-reason.js';
 import type { TunnelRequestHandler, TunnelRequestOutcome } from '../tunnel/tunnel-server.js';
 import type { StreamCloseReason, TunnelPeer } from '../tunnel/types.js';
-import { agentAnswer, isGrpc } from './inbound-answer.js';
+import { agentAnswer, isGrpc } from './agent-answer.js';
 import { parseTunnelRequest } from './inbound-request.js';
 import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
 import { endToEnd } from './wire-headers.js';
@@ -43,7 +43,8 @@ async function serve(
   let response: L7Response;
   if (!head.ok) {
     stream.resume(); // the body goes nowhere: read and drop it so the stream can finish
-    response = agentAnswer({ status: 400, reason: head.reason, grpc: isGrpc(endToEnd(headers)) });
+    const grpc = isGrpc(endToEnd(headers));
+    response = agentAnswer({ reason: 'bad_request', detail: head.reason, grpc });
   } else {
     const call: InboundCall = {
       peer: { spiffeId: peer.spiffeId, address: peer.address, port: peer.port },
@@ -65,7 +66,8 @@ async function serve(
     } catch (err) {
       // The stack answers every failure itself; reaching this is a bug, not the caller's.
       log.error({ err: describeError(err) }, 'inbound HTTP handler threw');
-      response = agentAnswer({ status: 500, reason: 'internal error', grpc: false });
+      const detail = 'the agent failed this request (a bug: see its log)';
+      response = agentAnswer({ reason: 'internal', detail, grpc: false });
     }
   }
   const ended = await writeResponse(stream, response, method);

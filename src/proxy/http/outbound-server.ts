@@ -30,13 +30,14 @@ import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
 import { type OpenConnection, recordError } from '../records.js';
 import type { Telemetry } from '../telemetry.js';
+import { agentAnswerParts } from './agent-answer.js';
 import { type ExchangeDeps, exchange } from './outbound-exchange.js';
 import { type Delivered, respondHttp1, respondHttp2 } from './outbound-respond.js';
 import { upgradeToOpaque } from './outbound-upgrade.js';
 import { acceptsTrailers, grpcStatusOf } from './outbound-wire.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
 import type { HttpVersion, L7Request } from './types.js';
-import { endToEnd, REASON_HEADER } from './wire-headers.js';
+import { endToEnd } from './wire-headers.js';
 
 /** 64 KiB of request head (HTTP/1.1 header section; HTTP/2 header list). */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -247,7 +248,14 @@ async function serveHttp2(
   if (headers[':method'] === 'CONNECT') {
     // A tunnel inside an HTTP/2 stream (RFC 9113 8.5, RFC 8441 WebSockets) is not carried yet:
     // refused plainly rather than forwarded as a request it is not.
-    stream.respond({ ':status': 501, [REASON_HEADER]: 'unsupported' }, { endStream: true });
+    const answer = agentAnswerParts({
+      reason: 'unsupported',
+      detail: 'CONNECT inside an HTTP/2 stream is not carried: use HTTP/1.1 CONNECT or Upgrade',
+      grpc: false,
+    });
+    stream.on('error', () => {});
+    stream.respond({ ...answer.headers, ':status': answer.status });
+    stream.end(answer.text);
     return;
   }
   const abort = new AbortController();

@@ -9,7 +9,8 @@ import type { OutboundContext } from '../outbound/identify.js';
 import { type OpaqueDeps, openOpaque, type ServiceTarget } from '../outbound/opaque.js';
 import { relay } from '../tcp-relay.js';
 import { splice } from '../tunnel/index.js';
-import { agentAnswer, rawAnswer, rawRequestHead } from './outbound-wire.js';
+import { agentAnswerParts } from './agent-answer.js';
+import { rawAnswer, rawRequestHead } from './outbound-wire.js';
 
 /** The connection an upgrade happens on (outbound-server.ts's HttpConnection). */
 export interface UpgradingConnection {
@@ -32,8 +33,12 @@ export async function upgradeToOpaque(
   if (opened.kind === 'refused') {
     c.closeReason = opened.close_reason;
     c.error = opened.error;
-    const reason = opened.close_reason === 'no_identity' ? 'no_identity' : 'no_healthy_endpoint';
-    socket.end(rawAnswer(agentAnswer(reason, opened.error, false), 'Service Unavailable'));
+    const answer = agentAnswerParts({
+      reason: opened.close_reason,
+      detail: opened.error,
+      grpc: false,
+    });
+    socket.end(rawAnswer(answer));
     return;
   }
   const replay = Buffer.concat([
