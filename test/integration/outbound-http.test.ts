@@ -47,6 +47,8 @@ beforeAll(async () => {
       if (rest) socket.write(rest.toUpperCase());
       socket.on('data', (c: Buffer) => socket.write(c.toString('latin1').toUpperCase()));
     };
+    // A client's FIN ends the conversation: the connection closes cleanly both ways.
+    socket.on('end', () => socket.end());
     socket.on('data', onData);
     socket.on('error', () => {});
   });
@@ -527,6 +529,50 @@ describe('Upgrade from an app', () => {
     expect(got).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\nupgrade: websocket/);
     s.write('more');
     await waitFor('the second echo', () => got.endsWith('MORE'));
-    s.destroy();
+    // The Upgrade is a request record with the endpoint's status, the bytes after it the
+    // connection's, closed "upgraded".
+    const line = await waitFor('the upgrade request line', () =>
+      lab.logs.find((l) => l.msg === 'request' && l.path === '/chat'),
+    );
+    expect(line).toMatchObject({
+      direction: 'outbound',
+      src_service: 'frontend',
+      dst_service: 'web',
+      method: 'GET',
+      authority: 'web.mesh',
+      protocol: 'HTTP/1.1',
+      status: 101,
+      close_reason: 'done',
+      endpoint: expect.stringMatching(/^tunnel node-[bc] -> /),
+    });
+    const port = s.localPort;
+    s.end();
+    const conn = await waitFor('the connection line', () =>
+      lab.logs.find((l) => l.msg === 'connection' && l.src === `127.0.0.1:${port}`),
+    );
+    expect(conn).toMatchObject({ dst_service: 'web', close_reason: 'upgraded' });
+    const total = await lab.registry.getSingleMetricAsString('weft_http_requests_total');
+    expect(total).toMatch(/dst_service="web",route="default",status_code="101",grpc_status=""} 1/);
+  });
+
+  it('refused (no endpoint): the agent answers 503 and records the request', async () => {
+    const empty = await lab.capture(EMPTY_VIP, 80);
+    const got = (
+      await raw(
+        empty,
+        'GET /chat-nowhere HTTP/1.1\r\nHost: empty.mesh\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+      )
+    ).toString('latin1');
+    expect(got).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    expect(got).toMatch(/\r\nweft-reason: no_healthy_endpoint\r\n/);
+    expect(got).toMatch(/\r\n\r\nweft: .+\n$/);
+    const line = await waitFor('the refused upgrade request line', () =>
+      lab.logs.find((l) => l.msg === 'request' && l.path === '/chat-nowhere'),
+    );
+    expect(line).toMatchObject({
+      dst_service: 'empty',
+      status: 503,
+      close_reason: 'no_healthy_endpoint',
+    });
   });
 });

@@ -2,6 +2,7 @@
 // tunnel, the agent's own answers (HTTP and gRPC trailers-only), trailers and gRPC status
 // handling, the replayed head of an Upgrade, and which caller addresses are sent to peers.
 import { describe, expect, it } from 'vitest';
+import { responseStatus } from '../../src/proxy/http/outbound-upgrade.js';
 import {
   acceptsTrailers,
   grpcStatusOf,
@@ -125,5 +126,19 @@ describe("the caller's address sent to peers (weft-client-addr)", () => {
     [undefined, undefined, undefined],
   ])('%s:%s -> %j', (remoteAddress, remotePort, sent) => {
     expect(clientOf({ remoteAddress, remotePort })).toEqual(sent);
+  });
+});
+
+describe("an Upgrade's status, read from the endpoint's first line", () => {
+  it.each([
+    ['HTTP/1.1 101 Switching Protocols\r\n', 101],
+    ['HTTP/1.1 200 Connection established\r\n', 200],
+    ['HTTP/1.0 404 Not Found\r\n', 404],
+    ['HTTP/1.1 426\r\n', 426],
+    ['HTTP/1.1 10', undefined], // not all there yet
+    ['SSH-2.0-OpenSSH\r\n', undefined], // not HTTP at all
+    ['HTTP/2 200\r\n', undefined],
+  ])('%j: %j', (head, status) => {
+    expect(responseStatus(head)).toBe(status);
   });
 });

@@ -64,6 +64,8 @@ interface HttpConnection {
   record: OpenConnection;
   /** Why it closed, when not simply done: set by whoever ends it. */
   closeReason: CloseReason | undefined;
+  /** Set while an upgraded connection is relayed: settles once the relay has said how it ended. */
+  relayed?: Promise<void>;
   error: string | undefined;
 }
 
@@ -178,16 +180,20 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
       connections += 1;
       socket.once('close', (hadError) => {
         connections -= 1;
-        deps.telemetry.close(
-          {
-            ...c.record,
-            bytes_sent: socket.bytesRead,
-            bytes_received: socket.bytesWritten,
-            close_reason: c.closeReason ?? (hadError ? 'client_reset' : 'done'),
-            ...(c.error ? { error: c.error } : {}),
-          },
-          ctx.conn.started,
-        );
+        const record = (): void =>
+          deps.telemetry.close(
+            {
+              ...c.record,
+              bytes_sent: socket.bytesRead,
+              bytes_received: socket.bytesWritten,
+              close_reason: c.closeReason ?? (hadError ? 'client_reset' : 'done'),
+              ...(c.error ? { error: c.error } : {}),
+            },
+            ctx.conn.started,
+          );
+        // An upgraded connection's relay reports how it ended after this socket's close.
+        if (c.relayed) void c.relayed.then(record);
+        else record();
       });
       if (version === 'http1') {
         byConnection.set(socket, c);
