@@ -227,7 +227,7 @@ function backend(
     return new Promise((resolve) =>
       stream.once('close', () => {
         entry.reset = stream.rstCode !== constants.NGHTTP2_NO_ERROR;
-        resolve({ status: 200, reason: entry.reset ? 'peer_reset' : 'done' });
+        resolve({ status: 200, reason: entry.reset ? 'client_reset' : 'done' });
       }),
     );
   };

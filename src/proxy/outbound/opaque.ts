@@ -8,10 +8,12 @@ import { describeError, isWeftError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress, unmapV4 } from '../address.js';
 import type { EndpointState } from '../balance/endpoint-state.js';
+import type { CloseReason } from '../close-reason.js';
 import { connectDirect } from '../endpoint/connect-direct.js';
 import { authorizeL4 } from '../inbound/authorize.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection, type Upstream } from '../observed-relay.js';
+import { sameHostInbound } from '../records.js';
 import type { Resilience } from '../resilience/resilience.js';
 import type { Telemetry } from '../telemetry.js';
 import {
@@ -55,7 +57,11 @@ export type OpaqueOpen =
       /** Call once the connection is over: the endpoint's in-flight count. */
       done: () => void;
     }
-  | { kind: 'refused'; close_reason: string; error: string };
+  | {
+      kind: 'refused';
+      close_reason: Extract<CloseReason, 'no_identity' | 'denied' | 'no_healthy_endpoint'>;
+      error: string;
+    };
 
 export async function serveOpaque(
   ctx: OutboundContext,
@@ -76,13 +82,11 @@ export async function serveOpaque(
       error: opened.error,
     });
   }
-  observedRelay(
-    conn,
-    opened.upstream,
-    deps.telemetry,
-    { ...record, endpoint: opened.endpoint, security: opened.security },
-    opened.done,
-  );
+  const outbound = { ...record, endpoint: opened.endpoint, security: opened.security };
+  observedRelay(conn, opened.upstream, deps.telemetry, outbound, {
+    onDone: opened.done,
+    ...(opened.security === 'local' ? { inbound: sameHostInbound(outbound) } : {}),
+  });
 }
 
 /** Balance and endpoint: tries up to maxAttempts endpoints; nothing of the client's is read. */
