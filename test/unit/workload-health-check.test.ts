@@ -141,8 +141,8 @@ describe('policyHealthChecks', () => {
       { name: 'a', doc: doc('mariadb', { interval: '3s' }) },
       { name: 'c', doc: doc('web') },
     ]);
-    expect([...out.keys()]).toEqual(['mariadb']);
-    expect(out.get('mariadb')).toMatchObject({ policy: 'a', spec: { interval: '3s' } });
+    expect(out.get('web')).toBeUndefined();
+    expect(out.get('mariadb')).toMatchObject({ policies: ['a'], spec: { interval: '3s' } });
   });
 });
 
