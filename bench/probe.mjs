@@ -6,7 +6,15 @@
 //   stop                                    the profiled agents write their profiles; summary
 //   quit                                    tear the lab down
 // Not a benchmark: figures for a change go through `npm run bench`.
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab } from './lib/bench-lab.mjs';
@@ -37,11 +45,18 @@ try {
         const [setup, connections = '64', seconds = '5'] = args;
         const pids = bench.proxyPids(setup);
         const before = pids.map(cpuSeconds);
-        const r = await bench.wrk(setup, { connections: Number(connections), seconds: Number(seconds) });
-        const cpu = pids.map((pid, i) => (((cpuSeconds(pid) - before[i]) * 1e6) / r.requests).toFixed(0));
+        const r = await bench.wrk(setup, {
+          connections: Number(connections),
+          seconds: Number(seconds),
+        });
+        const cpu = pids.map((pid, i) =>
+          (((cpuSeconds(pid) - before[i]) * 1e6) / r.requests).toFixed(0),
+        );
         loaded += r.requests;
         out(`  CPU µs per request: ${cpu.join(' + ')}`);
-        out(`${setup} c=${connections}: ${r.rps.toFixed(0)} req/s p50 ${r.p50 / 1000} ms p99 ${r.p99 / 1000} ms errors ${r.errors} status ${r.status}`);
+        out(
+          `${setup} c=${connections}: ${r.rps.toFixed(0)} req/s p50 ${r.p50 / 1000} ms p99 ${r.p99 / 1000} ms errors ${r.errors} status ${r.status}`,
+        );
       } else if (cmd === 'restart') {
         const flags = [];
         if (args[0] === 'profile') {
@@ -53,7 +68,10 @@ try {
         }
         for (const host of ['client', 'server']) {
           await bench.lab.stopProcess(host, 'agent');
-          await bench.startAgentUnder(host, [...flags, ...(profDir && flags.length ? [`--cpu-prof-name=${host}.cpuprofile`] : [])]);
+          await bench.startAgentUnder(host, [
+            ...flags,
+            ...(profDir && flags.length ? [`--cpu-prof-name=${host}.cpuprofile`] : []),
+          ]);
         }
         await bench.waitReady();
         loaded = 0;
