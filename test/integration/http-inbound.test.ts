@@ -321,6 +321,21 @@ describe('HTTP/1.1 apps (weft-orig-proto: HTTP/1.1)', () => {
     expect(apps.http1.connections()).toBe(1);
   });
 
+  it('retires a kept-alive connection the app closed: the next request takes a new one', async () => {
+    await request(toApp(h1.port, http1)); // one idle connection in the pool
+    expect(apps.http1.connections()).toBe(1);
+    const before = h1.connections;
+    // The app closes its idle connections (its keep-alive timeout, a restart): a FIN.
+    h1.server.closeIdleConnections();
+    // The pool lets it go, never handing the half-closed connection to the next request. (The
+    // lab's mesh test "an endpoint whose process stops" caught this with sockets from the
+    // transparent connector, which Node did not retire on the app's FIN.)
+    await expect.poll(() => apps.http1.connections()).toBe(0);
+    const r = await request(toApp(h1.port, { ...http1, ':path': '/after-close' }));
+    expect(r.headers[':status']).toBe(200);
+    expect(h1.connections - before).toBe(1);
+  });
+
   it("never lets weft's own headers reach the app", async () => {
     await request(
       toApp(h1.port, {
