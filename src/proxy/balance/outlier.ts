@@ -28,7 +28,10 @@ export const MAX_EJECTION_MS = 300_000;
 export function outlierDetectionOf(
   policy: TrafficPolicySpec['outlierDetection'] | undefined,
 ): OutlierDetection {
-  const p = policy ?? outlierDetection.parse({});
+  return policy === undefined ? DEFAULT_OUTLIER_DETECTION : settingsOf(policy);
+}
+
+function settingsOf(p: NonNullable<TrafficPolicySpec['outlierDetection']>): OutlierDetection {
   const baseEjectionMs = parseDuration(p.baseEjectionTime) ?? 30_000;
   return {
     consecutiveFailures: p.consecutiveFailures,
@@ -40,7 +43,7 @@ export function outlierDetectionOf(
 }
 
 /** Without a TrafficPolicy: 5 failures, 10 s interval, 30 s base ejection, 10 % (Envoy's). */
-export const DEFAULT_OUTLIER_DETECTION: OutlierDetection = outlierDetectionOf(undefined);
+export const DEFAULT_OUTLIER_DETECTION: OutlierDetection = settingsOf(outlierDetection.parse({}));
 
 export function sameOutlier(a: OutlierDetection, b: OutlierDetection): boolean {
   return (

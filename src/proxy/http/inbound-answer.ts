@@ -10,6 +10,7 @@ import { headerSafe, REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js
 /** gRPC status codes the agent answers with (grpc/doc/statuscodes.md). */
 export const GRPC_UNAVAILABLE = 14;
 export const GRPC_PERMISSION_DENIED = 7;
+export const GRPC_RESOURCE_EXHAUSTED = 8;
 export const GRPC_INTERNAL = 13;
 
 /** A gRPC request: its content-type is application/grpc, or application/grpc+proto etc. */
@@ -20,6 +21,7 @@ export function isGrpc(headers: HeaderMap): boolean {
 /** The HTTP status's gRPC equivalent for an agent's own answer (grpc's http-grpc-status-mapping). */
 export function grpcStatusOf(status: number): number {
   if (status === 403) return GRPC_PERMISSION_DENIED;
+  if (status === 429) return GRPC_RESOURCE_EXHAUSTED;
   if (status === 502 || status === 503 || status === 504) return GRPC_UNAVAILABLE;
   return GRPC_INTERNAL;
 }
@@ -44,10 +46,19 @@ export interface AgentAnswer {
   grpc: boolean;
   /** The request reached no app (its connect failed): the caller's agent may try another. */
   undelivered?: boolean;
+  /** Seconds until the caller may try again (a rate limit's 429): sent as retry-after. */
+  retryAfter?: number;
 }
 
-export function agentAnswer({ status, reason, grpc, undelivered }: AgentAnswer): L7Response {
+export function agentAnswer({
+  status,
+  reason,
+  grpc,
+  undelivered,
+  retryAfter,
+}: AgentAnswer): L7Response {
   const mark: HeaderMap = undelivered ? { [UNDELIVERED_HEADER]: 'connect_failed' } : {};
+  if (retryAfter !== undefined) mark['retry-after'] = String(retryAfter);
   if (grpc) {
     return {
       status: 200,

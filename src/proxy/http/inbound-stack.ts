@@ -1,5 +1,5 @@
-// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize, local
-// endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host calls that
+// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize, rate
+// limit, local endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host calls that
 // the outbound stack hands it directly, so it assumes nothing about what carried the request.
 // Every failure is a response it makes itself; one request record per call, whatever happens.
 import { finished } from 'node:stream';
@@ -10,6 +10,7 @@ import { httpSpan } from '../../telemetry/http-span.js';
 import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
+import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
 import { agentAnswer, isGrpc } from './inbound-answer.js';
@@ -60,6 +61,14 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     if (decision.kind === 'deny') {
       const what = { status: 403, reason: decision.reason, grpc };
       return answer(deps, call, record, started, what, 'denied');
+    }
+
+    // rate limit: the service's token bucket, for every caller (after authorization, so that
+    // callers refused anyway take no token from those allowed).
+    const limited = rateLimited(deps.state, decision.service);
+    if (limited !== undefined) {
+      const what = { status: 429, reason: limited.detail, grpc, retryAfter: limited.retryAfter };
+      return answer(deps, call, record, started, what, 'rate_limited');
     }
 
     // local endpoint: the app, in the version it speaks, from the caller's address.

@@ -9,7 +9,13 @@ import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import type { TunnelRequestHandler, TunnelRequestOutcome } from '../tunnel/tunnel-server.js';
 import type { StreamCloseReason, TunnelPeer } from '../tunnel/types.js';
-import { agentAnswer, GRPC_PERMISSION_DENIED, GRPC_UNAVAILABLE, isGrpc } from './inbound-answer.js';
+import {
+  agentAnswer,
+  GRPC_PERMISSION_DENIED,
+  GRPC_RESOURCE_EXHAUSTED,
+  GRPC_UNAVAILABLE,
+  isGrpc,
+} from './inbound-answer.js';
 import { parseTunnelRequest } from './inbound-request.js';
 import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
 import { endToEnd } from './wire-headers.js';
@@ -77,10 +83,12 @@ export function answerReason(response: L7Response): StreamCloseReason | undefine
   const grpc = response.headers['grpc-status'];
   if (grpc !== undefined) {
     if (Number(grpc) === GRPC_PERMISSION_DENIED) return 'denied';
+    if (Number(grpc) === GRPC_RESOURCE_EXHAUSTED) return 'rate_limited';
     if (Number(grpc) === GRPC_UNAVAILABLE) return 'connect_failed';
     return 'bad_request';
   }
   if (response.status === 403) return 'denied';
+  if (response.status === 429) return 'rate_limited';
   if (response.status >= 500) return 'connect_failed';
   return 'bad_request';
 }

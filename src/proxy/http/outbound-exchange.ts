@@ -45,6 +45,8 @@ export async function exchange(
   /** Undefined: the request has no body (END_STREAM with its headers). */
   body: L7Request['body'] | undefined,
   deps: ExchangeDeps,
+  /** The circuit breaker's hold on the request: told when its head goes out (no longer pending). */
+  breaker?: { sent(): void },
 ): Promise<Exchanged> {
   const { state } = deps;
   const now = deps.now ?? Date.now;
@@ -102,6 +104,7 @@ export async function exchange(
     };
     if (plan.kind === 'local') {
       // Same host: the inbound stack authorizes and delivers; it answers every failure itself.
+      breaker?.sent();
       const response = await deps.inbound({
         peer: {
           spiffeId: ctx.source?.tunnel.spiffeId,
@@ -121,7 +124,7 @@ export async function exchange(
           release();
           continue;
         }
-      } else chosen.observe(performance.now() - sent, now());
+      } else answered(chosen, response, sent, now(), endpointFailed);
       return { response, endpoint: formatAddress(ep), done: release };
     }
     try {
@@ -136,6 +139,7 @@ export async function exchange(
         body,
         signal: request.signal,
         onSent: () => {
+          breaker?.sent();
           sent = performance.now();
         },
       });
@@ -149,10 +153,7 @@ export async function exchange(
           release();
           continue;
         }
-      } else {
-        chosen.succeeded();
-        chosen.observe(performance.now() - sent, now());
-      }
+      } else answered(chosen, response, sent, now(), endpointFailed);
       return {
         response,
         endpoint: `tunnel ${ep.node} -> ${formatAddress(ep)}`,
@@ -169,6 +170,23 @@ export async function exchange(
     }
   }
   return answer('no_healthy_endpoint', lastError);
+}
+
+/**
+ * An endpoint answered: outlier detection counts a 5xx as its failure (Envoy's consecutive 5xx;
+ * a gRPC status travels in trailers and is not judged), anything else as a success; the balancer
+ * gets its latency.
+ */
+function answered(
+  chosen: EndpointState,
+  response: L7Response,
+  sentAt: number,
+  now: number,
+  failed: (chosen: EndpointState, err: string) => void,
+): void {
+  if (response.status >= 500) failed(chosen, `answered ${response.status}`);
+  else chosen.succeeded();
+  chosen.observe(performance.now() - sentAt, now);
 }
 
 function agentResponse(reason: AgentReason, detail: string, grpc: boolean): L7Response {

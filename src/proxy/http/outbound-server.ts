@@ -28,11 +28,13 @@ import type { OpenRecord } from '../observed-relay.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
+import { BreakerSlot } from '../resilience/breaker.js';
 import type { Telemetry } from '../telemetry.js';
-import { type ExchangeDeps, exchange } from './outbound-exchange.js';
+import { admitRequest, type BreakerConnection, releaseConnection } from './outbound-breaker.js';
+import { type ExchangeDeps, type Exchanged, exchange } from './outbound-exchange.js';
 import { type Delivered, respondHttp1, respondHttp2 } from './outbound-respond.js';
 import { upgradeToOpaque } from './outbound-upgrade.js';
-import { acceptsTrailers, grpcStatusOf } from './outbound-wire.js';
+import { acceptsTrailers, grpcStatusOf, isGrpc } from './outbound-wire.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
 import type { HttpVersion, L7Request } from './types.js';
 import { endToEnd, REASON_HEADER } from './wire-headers.js';
@@ -56,7 +58,7 @@ export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
 }
 
 /** What a handed-over connection carries to each of its requests. */
-interface HttpConnection {
+interface HttpConnection extends BreakerConnection {
   ctx: OutboundContext;
   target: ServiceTarget;
   record: OpenRecord;
@@ -162,6 +164,8 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
         record: { ...ctx.record, dst_service: target.service },
         closeReason: undefined,
         error: undefined,
+        breaker: deps.state.breaker(target.service),
+        admitted: false,
       };
       const socket = ctx.conn.client;
       deps.telemetry.open(c.record);
@@ -176,6 +180,7 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
       connections += 1;
       socket.once('close', (hadError) => {
         connections -= 1;
+        releaseConnection(c);
         deps.telemetry.close(
           {
             ...c.record,
@@ -318,8 +323,13 @@ async function serveRequest(
     response_bytes: 0,
     trace_id: span.traceId,
   };
+  // circuit breaker: admitted (a slot held until the response is over), or answered at once.
+  const slot = admitRequest(c, isGrpc(request.headers['content-type']));
   try {
-    const { response, endpoint, done } = await exchange(c.ctx, c.target, sent, body, deps);
+    const { response, endpoint, done } =
+      slot instanceof BreakerSlot
+        ? await exchange(c.ctx, c.target, sent, body, deps, slot)
+        : refused(slot, sent.body);
     const delivered = await respond(response).finally(done);
     const grpc = grpcStatusOf(response.headers, response.trailers());
     record = {
@@ -335,6 +345,7 @@ async function serveRequest(
     record = { ...record, error: describeError(err) };
     throw err;
   } finally {
+    if (slot instanceof BreakerSlot) slot.end();
     deps.requests.finish({ ...record, request_bytes: requestBytes }, started);
     span.end({
       status: record.status,
@@ -342,6 +353,12 @@ async function serveRequest(
       ...(record.reason || record.error ? { error: record.reason ?? record.error } : {}),
     });
   }
+}
+
+/** The agent's own answer for a refused request; its body is read and dropped. */
+function refused(response: import('./types.js').L7Response, body: Readable): Exchanged {
+  body.resume();
+  return { response, endpoint: undefined, done: () => {} };
 }
 
 /** The body as forwarded, counting its bytes on the way (a fixed buffer: back pressure). */

@@ -48,8 +48,12 @@ export function isGrpc(contentType: string | string[] | undefined): boolean {
   );
 }
 
-/** Why the agent answers a request itself. */
-export type AgentReason = 'no_healthy_endpoint' | 'no_identity' | 'upstream_failed';
+/** Why the agent answers a request itself (circuit_open: a circuit breaker limit, 503). */
+export type AgentReason =
+  | 'no_healthy_endpoint'
+  | 'no_identity'
+  | 'upstream_failed'
+  | 'circuit_open';
 
 /** gRPC status codes the agent uses (grpc/doc/statuscodes.md). */
 export const GRPC_UNAVAILABLE = 14;

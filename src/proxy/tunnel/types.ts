@@ -35,7 +35,10 @@ export interface AuthorizeRequest {
   target: TunnelTarget;
 }
 
-export type AuthorizeDecision = { allow: true } | { allow: false; reason: string };
+/** `rateLimited`: refused by the target service's rate limit (429, not 403). */
+export type AuthorizeDecision =
+  | { allow: true }
+  | { allow: false; reason: string; rateLimited?: { retryAfter: number } };
 
 /** The inbound authorization decision for one CONNECT stream (AuthorizationPolicy at L4). */
 export type AuthorizeHook = (
@@ -49,6 +52,7 @@ export type StreamCloseReason =
   | 'target_reset' // the local target errored after connecting
   | 'connect_failed' // the local target could not be reached (502)
   | 'denied' // authorization or the locality check refused it (403)
+  | 'rate_limited' // the target service's rate limit refused it (429)
   | 'bad_request' // the :authority was not ip:port (400)
   | 'not_connect'; // not a CONNECT and no request handler took it (405)
 
