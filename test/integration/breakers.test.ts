@@ -250,7 +250,7 @@ describe('outlier detection', () => {
 
     // The probe succeeds: node-b is back in rotation.
     lab.modes.set('node-b:8081', 'ok');
-    lab.held.splice(0).forEach((h) => h.release());
+    for (const h of lab.held.splice(0)) h.release();
     expect((await probe).status).toBe(200);
     const nodes = new Set<unknown>();
     for (let i = 0; i < 4; i++) nodes.add((await get(port, `/od/back/${i}`)).headers['x-node']);
