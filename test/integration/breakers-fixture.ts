@@ -17,6 +17,7 @@ import { MeshState } from '../../src/proxy/mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detect.js';
 import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
 import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
+import { Resilience } from '../../src/proxy/resilience/resilience.js';
 import { registerResilienceMetrics } from '../../src/proxy/resilience/resilience-metrics.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
 import { connectLocal, type TunnelServer } from '../../src/proxy/tunnel/index.js';
@@ -70,7 +71,7 @@ export async function breakersLab(
       headers: IncomingHttpHeaders,
     ): Promise<{
       status: number;
-      reason: 'done' | 'peer_reset';
+      reason: 'done' | 'client_reset';
     }> => {
       const port = Number(String(headers['weft-target']).split(':').pop());
       const key = `${node}:${port}`;
@@ -89,7 +90,7 @@ export async function breakersLab(
       } else answer(mode === '503' ? 503 : 200);
       return new Promise((resolve) =>
         stream.once('close', () =>
-          resolve({ status: 200, reason: stream.rstCode ? 'peer_reset' : 'done' }),
+          resolve({ status: 200, reason: stream.rstCode ? 'client_reset' : 'done' }),
         ),
       );
     };
@@ -131,6 +132,7 @@ export async function breakersLab(
     tunnelPort: b.port,
     connectTimeoutMs: 2_000,
     maxAttempts: 1,
+    resilience: new Resilience(registry),
   };
   const http = createOutboundHttp({
     ...common,

@@ -20,6 +20,7 @@ const VIP = {
   slow: '240.240.1.4',
   od: '240.240.1.5',
   odAll: '240.240.1.6',
+  odRetry: '240.240.1.7',
 };
 
 function policy(service: string, spec: Record<string, unknown>) {
@@ -58,6 +59,14 @@ const docs = [
   workloadDoc('node-c', 'od-all', '127.0.0.2', 8082),
   policy('od-all', {
     outlierDetection: { consecutiveFailures: 2, baseEjectionTime: '1h', maxEjectionPercent: 50 },
+  }),
+  serviceDoc('od-retry', VIP.odRetry, http(8086)),
+  workloadDoc('node-b', 'od-retry', '127.0.0.1', 8086),
+  workloadDoc('node-c', 'od-retry', '127.0.0.2', 8086),
+  policy('od-retry', {
+    balancer: { type: 'roundRobin' },
+    retries: { attempts: 1, on: ['5xx'], backoff: { base: '1ms', max: '1ms' } },
+    outlierDetection: { consecutiveFailures: 2, baseEjectionTime: '1h', maxEjectionPercent: 100 },
   }),
 ];
 
@@ -275,5 +284,26 @@ describe('outlier detection', () => {
     expect(answers.every((a) => a === 'node-b' || a === 'node-c')).toBe(true);
     const kept = ejections[0]!.endpoint === 'node-b-od-all-8082' ? 'node-c' : 'node-b';
     expect(answers.slice(-10)).toEqual(Array(10).fill(kept));
+  });
+
+  it('a retried 5xx counts once, against the endpoint that gave it', async () => {
+    const port = await lab.capture(VIP.odRetry, 80);
+    lab.modes.set('node-b:8086', '503');
+    lab.modes.set('node-c:8086', '503');
+    const tries = () => lab.arrivals.filter((a) => a.endsWith(':8086')).length;
+    const ejections = () =>
+      lab.logs.filter(
+        (l) => l.msg === 'endpoint ejected' && String(l.endpoint).endsWith('-od-retry-8086'),
+      );
+    // One request, two tries: one 503 from each endpoint, one failure each of the two that
+    // eject. Counted twice (by the try and again by the retry decision), the first would go.
+    expect((await get(port, '/retry/1')).status).toBe(503);
+    expect(tries()).toBe(2);
+    expect(ejections()).toHaveLength(0);
+    // The next request's first try is its endpoint's second failure: ejected now (the other,
+    // the last usable one, stays).
+    expect((await get(port, '/retry/2')).status).toBe(503);
+    expect(tries()).toBe(4);
+    expect(ejections()).toHaveLength(1);
   });
 });

@@ -199,7 +199,9 @@ describe('rate limit on the receiving agent', () => {
     const retryAfter = Number(refused?.headers['retry-after']);
     expect(retryAfter).toBeGreaterThan(3_500);
     expect(retryAfter).toBeLessThanOrEqual(3_600);
-    expect(refused?.headers['weft-reason']).toMatch(/^rate limit of limited reached/);
+    // The reason is a word of the vocabulary; what happened is the body's one line.
+    expect(refused?.headers['weft-reason']).toBe('rate_limited');
+    expect(refused?.body).toMatch(/^weft: rate limit of limited reached/);
     expect(await scrape(/^weft_rate_limited_total\{dst_service="limited"\}/)).toBe(2);
     expect(
       await scrape(
@@ -228,6 +230,7 @@ describe('rate limit on the receiving agent', () => {
     const limited = await request(grpc());
     expect(limited.status).toBe(200);
     expect(limited.headers['grpc-status']).toBe('8');
+    expect(limited.headers['weft-reason']).toBe('rate_limited');
     expect(limited.headers['retry-after']).toBeDefined();
   });
 

@@ -77,15 +77,16 @@ describe('rate limit across hosts', () => {
           '-o',
           '/dev/null',
           '-w',
-          '%{http_code} %header{retry-after}\n',
+          '%{http_code} %header{retry-after} %header{weft-reason}\n',
           'http://web.mesh/',
         ],
         { user: 'weftapp', allowFailure: true },
       );
-      const [code, retryAfter] = r.stdout.trim().split(' ');
+      const [code, retryAfter, reason] = r.stdout.trim().split(' ');
       return {
         code: Number(code),
         retryAfter: retryAfter === undefined ? NaN : Number(retryAfter),
+        reason,
       };
     };
     // The first answer marks the mesh ready (node1 knows web and node2 serves it); the bucket
@@ -105,6 +106,7 @@ describe('rate limit across hosts', () => {
     for (const refused of answers.slice(3)) {
       expect(refused.retryAfter).toBeGreaterThan(3_500);
       expect(refused.retryAfter).toBeLessThanOrEqual(3_600);
+      expect(refused.reason).toBe('rate_limited');
     }
     expect(
       await labMetric(mesh.lab, 'node2', /^weft_rate_limited_total\{dst_service="web"\}/),

@@ -1,10 +1,10 @@
 // Stage "circuit breaker" of the outbound HTTP stack, before exchange(): a request is admitted
 // by its destination service's breaker (its connection first, once, while it stays open; then
-// the request, in flight and pending until sent), or answered at once by the agent: 503 with
-// `weft-reason: circuit_open` (gRPC: trailers-only UNAVAILABLE) and the limit in its text.
-import { Readable } from 'node:stream';
+// the request, in flight and pending until sent), or answered at once by the agent
+// (agent-answer.ts): 503 with `weft-reason: circuit_open` (gRPC: trailers-only UNAVAILABLE) and
+// the limit in its text.
 import { BreakerSlot, type CircuitBreaker } from '../resilience/breaker.js';
-import { agentAnswer } from './outbound-wire.js';
+import { agentAnswer } from './agent-answer.js';
 import type { L7Response } from './types.js';
 
 /** What the stage keeps per app connection. */
@@ -34,12 +34,5 @@ export function releaseConnection(c: BreakerConnection): void {
 }
 
 function circuitOpen(detail: string, grpc: boolean): L7Response {
-  const a = agentAnswer('circuit_open', detail, grpc);
-  return {
-    status: a.status,
-    headers: a.headers,
-    body: Readable.from(a.text === '' ? [] : [Buffer.from(a.text)]),
-    trailers: () => undefined,
-    reason: 'circuit_open',
-  };
+  return agentAnswer({ reason: 'circuit_open', detail, grpc });
 }

@@ -5,15 +5,18 @@
 // opaque TCP is safe to retry only until then. The service's circuit breaker counts the
 // connection (maxConnections) for its whole life. Also the passthrough of external destinations.
 import type { ServicePort } from '../../api/resources/index.js';
-import { describeError, isWeftError } from '../../errors.js';
+import { describeError, isWeftError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress, unmapV4 } from '../address.js';
 import type { EndpointState } from '../balance/endpoint-state.js';
+import type { CloseReason } from '../close-reason.js';
 import { connectDirect } from '../endpoint/connect-direct.js';
 import { authorizeL4 } from '../inbound/authorize.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection, type Upstream } from '../observed-relay.js';
+import { sameHostInbound } from '../records.js';
 import { rateLimited } from '../resilience/inbound-rate-limit.js';
+import type { Resilience } from '../resilience/resilience.js';
 import type { Telemetry } from '../telemetry.js';
 import {
   formatClientAddress,
@@ -36,6 +39,8 @@ export interface OpaqueDeps {
   connectTimeoutMs: number;
   /** Endpoints tried per connection before giving up. */
   maxAttempts: number;
+  /** TrafficPolicy timeouts per service: connect (over connectTimeoutMs) and idle. */
+  resilience: Resilience;
 }
 
 /** A mesh service port, as routed: by its VIP, or by one endpoint's own address. */
@@ -55,7 +60,16 @@ export type OpaqueOpen =
       /** Call once the connection is over: the endpoint's in-flight count. */
       done: () => void;
     }
-  | { kind: 'refused'; close_reason: string; error: string };
+  | {
+      kind: 'refused';
+      close_reason: Extract<
+        CloseReason,
+        'no_identity' | 'denied' | 'rate_limited' | 'no_healthy_endpoint'
+      >;
+      error: string;
+      /** rate_limited by this host's own bucket: whole seconds until its next token. */
+      retryAfter?: number;
+    };
 
 export async function serveOpaque(
   ctx: OutboundContext,
@@ -74,24 +88,27 @@ export async function serveOpaque(
     });
   }
   const opened = await openOpaque(ctx, target, deps);
+  // TrafficPolicy timeouts.idle replaces the listener's idle time for this service's
+  // connections (either way: no byte in either direction for that long closes it).
+  const idleMs = policyOf(deps, target.service)?.idleMs;
+  const conn =
+    idleMs === undefined ? ctx.conn : { ...ctx.conn, timeouts: { ...ctx.conn.timeouts, idleMs } };
   if (opened.kind === 'refused') {
     breaker.closeConnection();
-    return refuseConnection(ctx.conn, deps.telemetry, {
+    return refuseConnection(conn, deps.telemetry, {
       ...record,
       close_reason: opened.close_reason,
       error: opened.error,
     });
   }
-  observedRelay(
-    ctx.conn,
-    opened.upstream,
-    deps.telemetry,
-    { ...record, endpoint: opened.endpoint, security: opened.security },
-    () => {
+  const outbound = { ...record, endpoint: opened.endpoint, security: opened.security };
+  observedRelay(conn, opened.upstream, deps.telemetry, outbound, {
+    onDone: () => {
       breaker.closeConnection();
       opened.done();
     },
-  );
+    ...(opened.security === 'local' ? { inbound: sameHostInbound(outbound) } : {}),
+  });
 }
 
 /** Balance and endpoint: tries up to maxAttempts endpoints; nothing of the client's is read. */
@@ -109,6 +126,10 @@ export async function openOpaque(
       ? (s: EndpointState) =>
           s.endpoint.address === conn.target.address && s.endpoint.port === conn.target.port
       : undefined;
+  // TrafficPolicy timeouts.connect: reaching the endpoint (a local connect, or a tunnel
+  // session and CONNECT stream); a timeout is a connect failure: the next endpoint is tried.
+  const policyConnectMs = policyOf(deps, service)?.connectMs;
+  const connectMs = policyConnectMs ?? deps.connectTimeoutMs;
   const tried = new Set<EndpointState>();
   let lastError = 'no endpoints';
   for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
@@ -137,25 +158,31 @@ export async function openOpaque(
         return { kind: 'refused', close_reason: 'denied', error: decision.reason };
       // The receiving side's rate limit: this agent is the receiving side.
       const limited = rateLimited(state, service);
-      if (limited !== undefined)
-        return { kind: 'refused', close_reason: 'rate_limited', error: limited.detail };
+      if (limited !== undefined) {
+        const { detail, retryAfter } = limited;
+        return { kind: 'refused', close_reason: 'rate_limited', error: detail, retryAfter };
+      }
     }
     chosen.active += 1;
     try {
       const upstream: Upstream =
         plan.kind === 'local'
-          ? { socket: await connectDirect(ep.address, ep.port, deps.connectTimeoutMs) }
+          ? { socket: await connectDirect(ep.address, ep.port, connectMs) }
           : {
-              stream: await tunnels!.open({
-                source: source!.tunnel,
-                peer: {
-                  address: ep.address,
-                  port: deps.tunnelPort,
-                  ...(plan.expectedSpiffeId ? { expectedSpiffeId: plan.expectedSpiffeId } : {}),
-                },
-                target: { address: ep.address, port: ep.port },
-                client: clientOf(conn.client),
-              }),
+              stream: await within(
+                tunnels!.open({
+                  source: source!.tunnel,
+                  peer: {
+                    address: ep.address,
+                    port: deps.tunnelPort,
+                    ...(plan.expectedSpiffeId ? { expectedSpiffeId: plan.expectedSpiffeId } : {}),
+                  },
+                  target: { address: ep.address, port: ep.port },
+                  client: clientOf(conn.client),
+                }),
+                policyConnectMs,
+                `${service}: no tunnel stream to ${formatAddress(ep)} within the connect timeout (${policyConnectMs} ms)`,
+              ),
             };
       chosen.succeeded();
       const local = plan.kind === 'local';
@@ -224,4 +251,38 @@ export function clientOf(client: {
   if (address === '' || port === 0) return undefined;
   const c = { address, port };
   return parseClientAddress(formatClientAddress(c)).ok ? c : undefined;
+}
+
+function policyOf(deps: OpaqueDeps, service: string) {
+  return deps.resilience.forService(service, deps.state.trafficPolicy(service))?.policy;
+}
+
+/**
+ * The stream `opening` gives, or a WEFT_E_UNAVAILABLE after `ms` (undefined: no limit, and no
+ * timer); a stream that opens after that is closed at once.
+ */
+function within<T extends { destroy(): void }>(
+  opening: Promise<T>,
+  ms: number | undefined,
+  message: string,
+): Promise<T> {
+  if (ms === undefined) return opening;
+  return new Promise((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new WeftError('WEFT_E_UNAVAILABLE', message));
+    }, ms);
+    opening.then(
+      (stream) => {
+        clearTimeout(timer);
+        if (late) stream.destroy();
+        else resolve(stream);
+      },
+      (err) => {
+        clearTimeout(timer);
+        if (!late) reject(err);
+      },
+    );
+  });
 }
