@@ -1,15 +1,21 @@
 // What the data path needs from one snapshot version, computed once when it is accepted so
 // that each connection does only map reads: the route index, a balancer pool per service port
 // (kept across versions, so counters and ejections survive updates), authorization policies
-// per service, and this host's own workloads (by port, and by registered address and port).
-// The resilience state a service's TrafficPolicy sets lives here too, kept across versions:
-// its circuit breaker (every service has one, the schema's defaults without a policy), its
-// pools' outlier detection, and its rate limit (only when the policy sets one).
+// per service, the effective TrafficPolicy of each service (the Mesh's defaults with the
+// Service's own laid over them), and this host's own workloads (by port, and by registered
+// address and port). The resilience state a service's effective TrafficPolicy sets lives here
+// too, kept across versions: its circuit breaker (every service has one, the schema's defaults
+// without a policy), its pools' outlier detection, and its rate limit (only when set).
 import type {
   AuthorizationPolicySpec,
   HTTPRouteSpec,
   TrafficPolicySpec,
 } from '../api/resources/index.js';
+import {
+  type EffectivePolicies,
+  effectivePolicies,
+  policyScopes,
+} from '../api/resources/traffic-policy-scopes.js';
 import type { EndpointView, MeshView } from '../controlplane-client/mesh-view.js';
 import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
@@ -43,7 +49,9 @@ export class MeshState {
   /** By service, then by service port: a connection reads two maps, builds no key. */
   private pools = new Map<string, Map<number, ServicePortPool>>();
   private authz = new Map<string, NamedPolicy[]>();
-  private traffic = new Map<string, TrafficPolicySpec>();
+  private traffic: EffectivePolicies | undefined;
+  private serviceTraffic = new Map<string, TrafficPolicySpec>();
+  private meshTraffic: TrafficPolicySpec | undefined;
   private routes = new Map<string, NamedRoute[]>();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
@@ -62,11 +70,11 @@ export class MeshState {
     const policies = (kind: string) =>
       (view.policies.get(kind) ?? []).map((r) => ({ name: r.name, doc: r.doc }));
 
-    const traffic = new Map<string, TrafficPolicySpec>();
-    for (const p of policies('TrafficPolicy')) {
-      const spec = (p.doc as { spec: TrafficPolicySpec }).spec;
-      traffic.set(spec.targetRef.name, spec);
-    }
+    // Effective policies, merged once here; unchanged documents keep their objects.
+    const traffic = effectivePolicies(policyScopes(policies('TrafficPolicy')), this.traffic);
+    const serviceTraffic = new Map<string, TrafficPolicySpec>();
+    for (const [service, p] of traffic.services) serviceTraffic.set(service, p.spec);
+    const meshTraffic = traffic.mesh?.spec;
     // An HTTPRoute is listed under every Service it names as a parent.
     const routes = new Map<string, NamedRoute[]>();
     for (const p of policies('HTTPRoute')) {
@@ -82,7 +90,7 @@ export class MeshState {
     const pools = new Map<string, Map<number, ServicePortPool>>();
     for (const service of view.services.values()) {
       const endpoints = view.endpoints.get(service.name) ?? [];
-      const policy = traffic.get(service.name);
+      const policy = serviceTraffic.get(service.name) ?? meshTraffic;
       const balancer = policy?.balancer;
       const outlier = outlierDetectionOf(policy?.outlierDetection);
       const byPort = new Map<number, ServicePortPool>();
@@ -120,7 +128,8 @@ export class MeshState {
     const breakers = new Map<string, CircuitBreaker>();
     for (const service of view.services.keys()) {
       const breaker = this.breakers.get(service) ?? new CircuitBreaker(service);
-      breaker.limits = breakerLimits(traffic.get(service)?.circuitBreaker);
+      const policy = serviceTraffic.get(service) ?? meshTraffic;
+      breaker.limits = breakerLimits(policy?.circuitBreaker);
       breakers.set(service, breaker);
     }
     // A service gone from the snapshot keeps its breaker while anything still counts on it.
@@ -128,8 +137,9 @@ export class MeshState {
       if (!breakers.has(service) && (b.connections > 0 || b.requests > 0)) breakers.set(service, b);
     }
     const buckets = new Map<string, TokenBucket>();
-    for (const [service, spec] of traffic) {
-      if (spec.rateLimit === undefined) continue;
+    for (const service of view.services.keys()) {
+      const spec = serviceTraffic.get(service) ?? meshTraffic;
+      if (spec?.rateLimit === undefined) continue;
       const wanted = rateLimitSpec(spec.rateLimit);
       const old = this.buckets.get(service);
       if (old && sameRateLimit(old.spec, wanted)) buckets.set(service, old);
@@ -145,6 +155,8 @@ export class MeshState {
     this.pools = pools;
     this.authz = authz;
     this.traffic = traffic;
+    this.serviceTraffic = serviceTraffic;
+    this.meshTraffic = meshTraffic;
     this.routes = routes;
     this.localServices = localServices;
     this.localEndpoints = localEndpoints;
@@ -190,9 +202,12 @@ export class MeshState {
     return this.authz.get(service) ?? [];
   }
 
-  /** The TrafficPolicy that targets a service, if any. */
+  /**
+   * The effective TrafficPolicy of a service (defaults filled in): its own over the Mesh's,
+   * the Mesh's alone, or undefined when neither exists.
+   */
   trafficPolicy(service: string): TrafficPolicySpec | undefined {
-    return this.traffic.get(service);
+    return this.serviceTraffic.get(service) ?? this.meshTraffic;
   }
 
   /** The HTTPRoutes that name a service as a parent, in snapshot order. */

@@ -11,5 +11,6 @@ export * from './parse.js';
 export * from './revocation.js';
 export * from './service.js';
 export * from './traffic-policy.js';
+export * from './traffic-policy-scopes.js';
 export * from './validate.js';
 export * from './workload.js';
