@@ -50,6 +50,16 @@ export const CLOSE_REASONS = [
   'no_identity',
   /** No endpoint of the service port could be used (none, all ejected, all failed); 503. */
   'no_healthy_endpoint',
+  /**
+   * A circuit breaker limit of the destination service (TrafficPolicy circuitBreaker) was
+   * reached on the calling agent: 503 for a request, an opaque connection reset at once.
+   */
+  'circuit_open',
+  /**
+   * The destination service's rate limit (TrafficPolicy rateLimit) on the receiving agent had
+   * no token: 429 with retry-after for a request or a CONNECT, a plaintext connection reset.
+   */
+  'rate_limited',
   /** A service VIP port the Service does not declare: reset at once. */
   'no_such_port',
   /** Not in the mesh and the Mesh's outbound policy is refuse: reset at once. */
@@ -81,6 +91,7 @@ export function spliceCloseReason(
 export const GRPC_INTERNAL = 13;
 export const GRPC_UNAVAILABLE = 14;
 export const GRPC_PERMISSION_DENIED = 7;
+export const GRPC_RESOURCE_EXHAUSTED = 8;
 export const GRPC_DEADLINE_EXCEEDED = 4;
 export const GRPC_UNIMPLEMENTED = 12;
 
@@ -106,7 +117,8 @@ export function parseAnswerReason(value: unknown): AnswerReason | undefined {
 
 /**
  * The HTTP status of the agent's own answer and its gRPC equivalent (grpc's
- * http-grpc-status-mapping: 502/503 UNAVAILABLE, 403 PERMISSION_DENIED).
+ * http-grpc-status-mapping: 502/503 UNAVAILABLE, 403 PERMISSION_DENIED, 429
+ * RESOURCE_EXHAUSTED).
  */
 export function answerStatus(reason: AnswerReason): { http: number; grpc: number } {
   switch (reason) {
@@ -114,7 +126,10 @@ export function answerStatus(reason: AnswerReason): { http: number; grpc: number
       return { http: 403, grpc: GRPC_PERMISSION_DENIED };
     case 'no_identity':
     case 'no_healthy_endpoint':
+    case 'circuit_open':
       return { http: 503, grpc: GRPC_UNAVAILABLE };
+    case 'rate_limited':
+      return { http: 429, grpc: GRPC_RESOURCE_EXHAUSTED };
     case 'connect_failed':
     case 'upstream_failed':
     case 'upstream_reset':
@@ -142,12 +157,14 @@ export function answerStatus(reason: AnswerReason): { http: number; grpc: number
 export function reasonOfAnswer(status: number, grpcStatus: number | undefined): AnswerReason {
   if (status === 200 && grpcStatus !== undefined) {
     if (grpcStatus === GRPC_PERMISSION_DENIED) return 'denied';
+    if (grpcStatus === GRPC_RESOURCE_EXHAUSTED) return 'rate_limited';
     if (grpcStatus === GRPC_UNIMPLEMENTED) return 'unsupported';
     if (grpcStatus === GRPC_UNAVAILABLE) return 'upstream_failed';
     if (grpcStatus === GRPC_DEADLINE_EXCEEDED) return 'request_timeout';
     return 'internal';
   }
   if (status === 403) return 'denied';
+  if (status === 429) return 'rate_limited';
   if (status === 400) return 'bad_request';
   if (status === 501 || status === 405) return 'unsupported';
   if (status === 503) return 'no_healthy_endpoint';

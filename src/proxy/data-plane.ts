@@ -31,6 +31,7 @@ import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
 import { Resilience } from './resilience/resilience.js';
+import { registerResilienceMetrics } from './resilience/resilience-metrics.js';
 import { Telemetry } from './telemetry.js';
 import { startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
 import { registerTunnelMetrics } from './tunnel-metrics.js';
@@ -257,6 +258,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   }
 
   registerDataPlaneGauges(registry, state);
+  registerResilienceMetrics(registry, state);
   registerTunnelMetrics(
     registry,
     () => tunnels,

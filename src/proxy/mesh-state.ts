@@ -3,7 +3,9 @@
 // (kept across versions, so counters and ejections survive updates), authorization policies
 // per service, the effective TrafficPolicy of each service (the Mesh's defaults with the
 // Service's own laid over them), and this host's own workloads (by port, and by registered
-// address and port).
+// address and port). The resilience state a service's effective TrafficPolicy sets lives here
+// too, kept across versions: its circuit breaker (every service has one, the schema's defaults
+// without a policy), its pools' outlier detection, and its rate limit (only when set).
 import type {
   AuthorizationPolicySpec,
   HTTPRouteSpec,
@@ -17,8 +19,15 @@ import {
 import type { EndpointView, MeshView } from '../controlplane-client/mesh-view.js';
 import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
+import { outlierDetectionOf } from './balance/outlier.js';
 import type { NamedPolicy } from './inbound/authorize.js';
 import { buildEndpointIndex, type EndpointIndex } from './outbound/route.js';
+import {
+  type BreakerLimits,
+  CircuitBreaker,
+  DEFAULT_BREAKER_LIMITS,
+} from './resilience/breaker.js';
+import { rateLimitSpec, sameRateLimit, TokenBucket } from './resilience/rate-limit.js';
 
 /** An HTTPRoute as the data path reads it: its name (a metric label) and spec. */
 export interface NamedRoute {
@@ -46,8 +55,16 @@ export class MeshState {
   private routes = new Map<string, NamedRoute[]>();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
+  /** Per destination service, kept across versions (counts in flight carry over). */
+  private breakers = new Map<string, CircuitBreaker>();
+  /** Per local service with a rateLimit; replaced only when its settings change. */
+  private buckets = new Map<string, TokenBucket>();
 
-  constructor(readonly node: string) {}
+  constructor(
+    readonly node: string,
+    /** A monotonic clock (ms) for rate limits. */
+    readonly now: () => number = () => performance.now(),
+  ) {}
 
   update(view: MeshView): void {
     const policies = (kind: string) =>
@@ -73,13 +90,17 @@ export class MeshState {
     const pools = new Map<string, Map<number, ServicePortPool>>();
     for (const service of view.services.values()) {
       const endpoints = view.endpoints.get(service.name) ?? [];
-      const balancer = (serviceTraffic.get(service.name) ?? meshTraffic)?.balancer;
+      const policy = serviceTraffic.get(service.name) ?? meshTraffic;
+      const balancer = policy?.balancer;
+      const outlier = outlierDetectionOf(policy?.outlierDetection);
       const byPort = new Map<number, ServicePortPool>();
       for (const port of service.ports) {
-        const pool = this.pool(service.name, port.port) ?? new EndpointPool(service.name, balancer);
+        const pool =
+          this.pool(service.name, port.port) ?? new EndpointPool(service.name, balancer, outlier);
         pool.update(
           endpoints.filter((ep) => ep.port === port.targetPort),
           balancer,
+          outlier,
         );
         byPort.set(port.port, { service: service.name, port: port.port, pool });
       }
@@ -104,6 +125,31 @@ export class MeshState {
       }
     }
 
+    const breakers = new Map<string, CircuitBreaker>();
+    for (const service of view.services.keys()) {
+      const breaker = this.breakers.get(service) ?? new CircuitBreaker(service);
+      const policy = serviceTraffic.get(service) ?? meshTraffic;
+      breaker.limits = breakerLimits(policy?.circuitBreaker);
+      breakers.set(service, breaker);
+    }
+    // A service gone from the snapshot keeps its breaker while anything still counts on it.
+    for (const [service, b] of this.breakers) {
+      if (!breakers.has(service) && (b.connections > 0 || b.requests > 0)) breakers.set(service, b);
+    }
+    const buckets = new Map<string, TokenBucket>();
+    for (const service of view.services.keys()) {
+      const spec = serviceTraffic.get(service) ?? meshTraffic;
+      if (spec?.rateLimit === undefined) continue;
+      const wanted = rateLimitSpec(spec.rateLimit);
+      const old = this.buckets.get(service);
+      if (old && sameRateLimit(old.spec, wanted)) buckets.set(service, old);
+      else {
+        const bucket = new TokenBucket(wanted, this.now());
+        bucket.limited = old?.limited ?? 0; // a counter never goes back
+        buckets.set(service, bucket);
+      }
+    }
+
     this.view = view;
     this.endpointIndex = buildEndpointIndex(view);
     this.pools = pools;
@@ -114,6 +160,33 @@ export class MeshState {
     this.routes = routes;
     this.localServices = localServices;
     this.localEndpoints = localEndpoints;
+    this.breakers = breakers;
+    this.buckets = buckets;
+  }
+
+  /** The circuit breaker of a destination service (one per service; limits per snapshot). */
+  breaker(service: string): CircuitBreaker {
+    let b = this.breakers.get(service);
+    if (b === undefined) {
+      // A service this snapshot does not know (a race with an update): its own defaults.
+      b = new CircuitBreaker(service);
+      this.breakers.set(service, b);
+    }
+    return b;
+  }
+
+  allBreakers(): Iterable<CircuitBreaker> {
+    return this.breakers.values();
+  }
+
+  /** The rate limit of a local service, when its TrafficPolicy sets one. */
+  rateLimit(service: string): TokenBucket | undefined {
+    return this.buckets.get(service);
+  }
+
+  /** Requests and connections refused by rate limits, by service. */
+  *rateLimited(): Iterable<[string, number]> {
+    for (const [service, bucket] of this.buckets) yield [service, bucket.limited];
   }
 
   /** The balancer pool of one port (as clients call it) of a service. */
@@ -158,6 +231,15 @@ export class MeshState {
   get mtlsMode(): 'strict' | 'permissive' {
     return this.view?.mesh?.mtls.mode ?? 'permissive';
   }
+}
+
+function breakerLimits(policy: TrafficPolicySpec['circuitBreaker'] | undefined): BreakerLimits {
+  if (policy === undefined) return DEFAULT_BREAKER_LIMITS;
+  return {
+    maxConnections: policy.maxConnections ?? DEFAULT_BREAKER_LIMITS.maxConnections,
+    maxPendingRequests: policy.maxPendingRequests ?? DEFAULT_BREAKER_LIMITS.maxPendingRequests,
+    maxRequests: policy.maxRequests ?? DEFAULT_BREAKER_LIMITS.maxRequests,
+  };
 }
 
 function endpointKey(address: string, port: number): string {

@@ -260,14 +260,15 @@ describe('HTTP/2 (h2c, prior knowledge) from an app', () => {
 describe('failures where nothing reached the peer', () => {
   it('move the request to another endpoint, and the unreachable one is ejected', async () => {
     const flaky = await lab.capture(FLAKY_VIP, 80);
-    for (let i = 0; i < 8; i++) {
+    const ejected = () =>
+      lab.logs.find((l) => l.msg === 'endpoint ejected' && l.endpoint === 'node-d-flaky-8080');
+    // Until outlier detection's 5 consecutive failures (the schema's default) eject node-d.
+    for (let i = 0; i < 60 && !ejected(); i++) {
       const r = await get(flaky, `/flaky/${i}`);
       expect(r.status).toBe(200);
       expect(JSON.parse(r.body).node).toBe('node-b');
     }
-    await waitFor('node-d ejected', () =>
-      lab.logs.find((l) => l.msg === 'endpoint ejected' && l.endpoint === 'node-d-flaky-8080'),
-    );
+    await waitFor('node-d ejected', ejected);
   });
 });
 

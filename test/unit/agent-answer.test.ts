@@ -19,11 +19,13 @@ describe('HTTP', () => {
     ['no_healthy_endpoint', 'no usable endpoint of web:80', 503],
     ['no_identity', 'this host has no certificate yet', 503],
     ['upstream_failed', 'web: tunnel to node-b: stream reset', 502],
+    ['circuit_open', 'circuit breaker open for web: 2 requests in flight', 503],
     // Receiving side (inbound-stack, inbound-tunnel)
     ['denied', 'denied by AuthorizationPolicy x', 403],
     ['connect_failed', 'cannot reach the app at 10.0.0.3:8080: ECONNREFUSED', 502],
     ['client_reset', 'the caller went away before the app answered', 502],
     ['bad_request', 'weft-target is missing', 400],
+    ['rate_limited', 'rate limit of web reached', 429],
     ['internal', 'the agent failed this request', 500],
     ['unsupported', 'CONNECT inside an HTTP/2 stream is not carried', 501],
   ] as const)('%s: %i, weft-reason, "weft: <detail>"', async (reason, detail, status) => {
@@ -56,6 +58,15 @@ describe('HTTP', () => {
     expect(r.headers['weft-undelivered']).toBe('connect_failed');
   });
 
+  it("says when to come back: a rate limit's retry-after, in whole seconds", () => {
+    const spec = { reason: 'rate_limited', detail: 'x', retryAfter: 3 } as const;
+    expect(agentAnswer({ ...spec, grpc: false }).headers['retry-after']).toBe('3');
+    expect(agentAnswer({ ...spec, grpc: true }).headers['retry-after']).toBe('3');
+    expect(agentAnswer({ reason: 'denied', detail: 'x', grpc: false }).headers).not.toHaveProperty(
+      'retry-after',
+    );
+  });
+
   it('the sending and the receiving side write the same bytes for the same answer', async () => {
     const spec = { reason: 'no_healthy_endpoint', detail: 'none', grpc: false } as const;
     const parts = agentAnswerParts(spec);
@@ -71,7 +82,9 @@ describe('HTTP', () => {
 describe('gRPC', () => {
   it.each([
     ['denied', '7'],
+    ['rate_limited', '8'],
     ['no_healthy_endpoint', '14'],
+    ['circuit_open', '14'],
     ['connect_failed', '14'],
     ['upstream_failed', '14'],
     ['bad_request', '13'],

@@ -44,6 +44,8 @@ describe("answerStatus: the agent's own answers", () => {
     ['denied', 403, 7],
     ['no_identity', 503, 14],
     ['no_healthy_endpoint', 503, 14],
+    ['circuit_open', 503, 14],
+    ['rate_limited', 429, 8],
     ['connect_failed', 502, 14],
     ['upstream_failed', 502, 14],
     ['upstream_reset', 502, 14],
@@ -51,6 +53,8 @@ describe("answerStatus: the agent's own answers", () => {
     ['bad_request', 400, 13],
     ['unsupported', 501, 12],
     ['internal', 500, 13],
+    ['request_timeout', 504, 4],
+    ['idle_timeout', 504, 4],
   ] as const)('%s: HTTP %i, gRPC %i', (reason, http, grpc) => {
     expect(answerStatus(reason)).toEqual({ http, grpc });
   });
@@ -61,9 +65,12 @@ describe("parseAnswerReason: a peer's weft-reason", () => {
     ['denied', 'denied'],
     ['no_healthy_endpoint', 'no_healthy_endpoint'],
     ['upstream_failed', 'upstream_failed'],
+    ['circuit_open', 'circuit_open'],
+    ['rate_limited', 'rate_limited'],
+    ['idle_timeout', 'idle_timeout'],
     // Not an answer's reason: connections only, or nothing went wrong.
     ['done', undefined],
-    ['idle_timeout', undefined],
+    ['silent_timeout', undefined],
     ['no_such_port', undefined],
     // An older agent's words, or the old vocabulary.
     ['denied by AuthorizationPolicy x', undefined],
@@ -79,19 +86,22 @@ describe("parseAnswerReason: a peer's weft-reason", () => {
 describe('reasonOfAnswer: an answer without a reason of ours, from its status', () => {
   it.each([
     [403, undefined, 'denied'],
+    [429, undefined, 'rate_limited'],
     [400, undefined, 'bad_request'],
     [405, undefined, 'unsupported'],
     [501, undefined, 'unsupported'],
     [500, undefined, 'internal'],
     [502, undefined, 'upstream_failed'],
     [503, undefined, 'no_healthy_endpoint'],
-    [504, undefined, 'upstream_failed'],
+    [504, undefined, 'request_timeout'],
     [404, undefined, 'bad_request'],
     // gRPC's trailers-only answers are HTTP 200: the gRPC status says.
     [200, 7, 'denied'],
+    [200, 8, 'rate_limited'],
     [200, 12, 'unsupported'],
     [200, 14, 'upstream_failed'],
     [200, 13, 'internal'],
+    [200, 4, 'request_timeout'],
   ] as const)('HTTP %i, gRPC %j: %s', (status, grpc, reason) => {
     expect(reasonOfAnswer(status, grpc)).toBe(reason);
   });

@@ -14,7 +14,10 @@ function sink(opts: { highWaterMark?: number; slow?: boolean } = {}) {
       else cb();
     },
   });
-  return { w, chunks, release: () => pending.splice(0).forEach((cb) => cb()) };
+  const release = (): void => {
+    for (const cb of pending.splice(0)) cb();
+  };
+  return { w, chunks, release };
 }
 
 describe('pipeBody', () => {

@@ -1,7 +1,8 @@
 // TrafficPolicy: how clients reach one Service: balancing, timeouts, retries, circuit breaking,
 // outlier detection, rate limiting and active health checks. Defaults follow what operators of
-// Linkerd and Envoy expect (see shared/REFERENCE.md); enforcement comes with the data path
-// (healthCheck: enforced by each workload's agent).
+// Linkerd and Envoy expect (see shared/REFERENCE.md). Enforced: balancer, timeouts, retries,
+// circuitBreaker (maxConnections, maxPendingRequests, maxRequests, maxRetries),
+// outlierDetection, rateLimit (the data path) and healthCheck (each workload's agent).
 import { z } from 'zod';
 import { durationString, parseDuration } from '../duration.js';
 import { dnsLabel, documentSchema, resourceName } from './common.js';
@@ -138,6 +139,12 @@ export const retries = z
     }
   });
 
+/**
+ * Per destination service, on each caller's agent (src/proxy/resilience/breaker.ts): app
+ * connections open to it (opaque, or HTTP once carrying a request), HTTP requests in flight, and
+ * requests waiting for a tunnel session; beyond a limit, a 503 circuit_open (gRPC UNAVAILABLE)
+ * or a reset connection. maxRetries bounds concurrent retries.
+ */
 export const circuitBreaker = z
   .object({
     maxConnections: count(1, 1_000_000).default(1024),
@@ -147,6 +154,13 @@ export const circuitBreaker = z
   })
   .strict();
 
+/**
+ * Passive outlier detection by each caller's agent (Envoy's consecutive failures, with one
+ * probe while half-open): connect failures, resets and 5xx answers in a row eject an endpoint
+ * for n x baseEjectionTime (n: its ejections, less one per interval back in service; at most
+ * 300 s or the base), never more than maxEjectionPercent of the endpoints at once (Envoy: one
+ * may go while fewer are out) and never the last usable one. See src/proxy/balance/outlier.ts.
+ */
 export const outlierDetection = z
   .object({
     consecutiveFailures: count(1, 1_000).default(5),
@@ -156,7 +170,12 @@ export const outlierDetection = z
   })
   .strict();
 
-/** A local token bucket (Envoy's shape): 429 when it is empty. */
+/**
+ * A local token bucket (Envoy's shape), per destination service on the receiving agent: it
+ * starts full (maxTokens) and gets tokensPerFill every fillInterval; each request (or opaque
+ * connection) takes one; empty: 429 with retry-after (gRPC RESOURCE_EXHAUSTED; a connection is
+ * refused).
+ */
 export const rateLimit = z
   .object({
     maxTokens: count(1, 1_000_000_000),

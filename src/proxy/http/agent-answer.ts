@@ -3,7 +3,8 @@
 // close-reason.ts, for scripts and the caller's agent) and a one-line text body
 // `weft: <what happened>`. gRPC: a trailers-only response (HTTP 200, grpc-status and
 // grpc-message in the headers), which is how a gRPC server reports an error before any
-// message (gRPC over HTTP/2, "Trailers-Only"), with the same weft-reason.
+// message (gRPC over HTTP/2, "Trailers-Only"), with the same weft-reason. A rate limit's 429
+// (or RESOURCE_EXHAUSTED) also says when to come back, in retry-after.
 import { Readable } from 'node:stream';
 import { type AnswerReason, answerStatus } from '../close-reason.js';
 import type { HeaderMap, L7Response } from './types.js';
@@ -18,6 +19,8 @@ export interface AgentAnswerSpec {
   grpc: boolean;
   /** The request reached no app (its connect failed): the caller's agent may try another. */
   undelivered?: boolean;
+  /** Whole seconds until the caller may try again (a rate limit's answer): sent as retry-after. */
+  retryAfter?: number;
 }
 
 /** An answer's status, header fields and body text: the one format, as plain data. */
@@ -35,6 +38,7 @@ export function agentAnswerParts(spec: AgentAnswerSpec): AgentAnswerParts {
   const { http, grpc } = answerStatus(spec.reason);
   const message = `weft: ${oneLine(spec.detail)}`;
   const mark: HeaderMap = spec.undelivered ? { [UNDELIVERED_HEADER]: 'connect_failed' } : {};
+  if (spec.retryAfter !== undefined) mark['retry-after'] = String(spec.retryAfter);
   if (spec.grpc) {
     return {
       status: 200,
@@ -67,7 +71,7 @@ export function agentAnswer(spec: AgentAnswerSpec): L7Response {
   return {
     status: parts.status,
     headers: parts.headers,
-    body: Readable.from(parts.text === '' ? [] : [Buffer.from(parts.text)]),
+    body: Readable.from(parts.text === '' ? [] : [Buffer.from(parts.text)], { objectMode: false }),
     trailers: () => undefined,
     reason: spec.reason,
   };

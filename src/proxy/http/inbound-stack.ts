@@ -1,6 +1,7 @@
-// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize, local
-// endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host calls that
-// the outbound stack hands it directly, so it assumes nothing about what carried the request.
+// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize, rate
+// limit, local endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host
+// calls that the outbound stack hands it directly, so it assumes nothing about what carried the
+// request.
 // Every failure is a response it makes itself; one request record per call, whatever happens.
 import { finished } from 'node:stream';
 import { parseSpiffeId } from '../../api/spiffe.js';
@@ -11,6 +12,7 @@ import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/t
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
 import { type RequestRecord, recordError } from '../records.js';
+import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
 import { type AgentAnswerSpec, agentAnswer, isGrpc } from './agent-answer.js';
@@ -63,6 +65,19 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
         reason: 'denied',
         detail: decision.reason,
         grpc,
+      });
+    }
+
+    // rate limit: the service's token bucket, for every caller (after authorization, so that
+    // callers refused anyway take no token from those allowed).
+    const limited = rateLimited(deps.state, decision.service);
+    if (limited !== undefined) {
+      const { detail, retryAfter } = limited;
+      return answer(deps, call, record, started, {
+        reason: 'rate_limited',
+        detail,
+        grpc,
+        retryAfter,
       });
     }
 

@@ -29,14 +29,16 @@ import type { OutboundContext } from '../outbound/identify.js';
 import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
 import { type OpenConnection, recordError } from '../records.js';
+import { BreakerSlot } from '../resilience/breaker.js';
 import type { Telemetry } from '../telemetry.js';
 import { agentAnswerParts } from './agent-answer.js';
-import { type ExchangeDeps, exchange } from './outbound-exchange.js';
+import { admitRequest, type BreakerConnection, releaseConnection } from './outbound-breaker.js';
+import { type ExchangeDeps, type Exchanged, exchange } from './outbound-exchange.js';
 import { type Delivered, respondHttp1, respondHttp2 } from './outbound-respond.js';
 import { upgradeToOpaque } from './outbound-upgrade.js';
-import { acceptsTrailers, grpcStatusOf } from './outbound-wire.js';
+import { acceptsTrailers, grpcStatusOf, isGrpc } from './outbound-wire.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
-import type { HttpVersion, L7Request } from './types.js';
+import type { HttpVersion, L7Request, L7Response } from './types.js';
 import { endToEnd } from './wire-headers.js';
 
 /** 64 KiB of request head (HTTP/1.1 header section; HTTP/2 header list). */
@@ -58,7 +60,7 @@ export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
 }
 
 /** What a handed-over connection carries to each of its requests. */
-interface HttpConnection {
+interface HttpConnection extends BreakerConnection {
   ctx: OutboundContext;
   target: ServiceTarget;
   record: OpenConnection;
@@ -166,6 +168,8 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
         record: { ...ctx.record, dst_service: target.service },
         closeReason: undefined,
         error: undefined,
+        breaker: deps.state.breaker(target.service),
+        admitted: false,
       };
       const socket = ctx.conn.client;
       deps.telemetry.open(c.record);
@@ -180,6 +184,7 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
       connections += 1;
       socket.once('close', (hadError) => {
         connections -= 1;
+        releaseConnection(c);
         const record = (): void =>
           deps.telemetry.close(
             {
@@ -293,7 +298,7 @@ async function serveRequest(
   request: L7Request,
   bodyless: boolean,
   deps: OutboundHttpDeps,
-  respond: (response: import('./types.js').L7Response) => Promise<Delivered>,
+  respond: (response: L7Response) => Promise<Delivered>,
 ): Promise<void> {
   const started = process.hrtime.bigint();
   const labels = {
@@ -331,8 +336,13 @@ async function serveRequest(
     trace_id: span.traceId,
     close_reason: 'done',
   };
+  // circuit breaker: admitted (a slot held until the response is over), or answered at once.
+  const slot = admitRequest(c, isGrpc(request.headers['content-type']));
   try {
-    const { response, endpoint, done } = await exchange(c.ctx, c.target, sent, body, deps);
+    const { response, endpoint, done } =
+      slot instanceof BreakerSlot
+        ? await exchange(c.ctx, c.target, sent, body, deps, { breaker: slot })
+        : refused(slot, sent.body);
     const delivered = await respond(response).finally(done);
     const grpc = grpcStatusOf(response.headers, response.trailers());
     record = {
@@ -348,6 +358,7 @@ async function serveRequest(
     record = { ...record, close_reason: 'internal', error: describeError(err) };
     throw err;
   } finally {
+    if (slot instanceof BreakerSlot) slot.end();
     deps.requests.finish({ ...record, request_bytes: requestBytes }, started);
     const error = recordError(record);
     span.end({
@@ -364,7 +375,7 @@ async function serveRequest(
  * aborted) or the upstream's; else done.
  */
 function closeReasonOf(
-  response: import('./types.js').L7Response,
+  response: L7Response,
   delivered: Delivered,
   signal: AbortSignal,
 ): CloseReason {
@@ -374,6 +385,12 @@ function closeReasonOf(
   }
   if (delivered.error !== undefined) return signal.aborted ? 'client_reset' : 'upstream_reset';
   return 'done';
+}
+
+/** The agent's own answer for a refused request; its body is read and dropped. */
+function refused(response: L7Response, body: Readable): Exchanged {
+  body.resume();
+  return { response, endpoint: undefined, done: () => {} };
 }
 
 /** The body as forwarded, counting its bytes on the way (a fixed buffer: back pressure). */

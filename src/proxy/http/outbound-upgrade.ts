@@ -56,6 +56,7 @@ export async function upgradeToOpaque(
       reason: opened.close_reason,
       detail: opened.error,
       grpc: false,
+      ...(opened.retryAfter === undefined ? {} : { retryAfter: opened.retryAfter }),
     });
     socket.end(rawAnswer(answer));
     deps.requests.finish(

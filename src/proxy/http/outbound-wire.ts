@@ -6,7 +6,7 @@ import type { OutgoingHttpHeaders } from 'node:http2';
 import type { AnswerReason } from '../close-reason.js';
 import { CLIENT_ADDRESS_HEADER, formatClientAddress } from '../tunnel/client-address.js';
 import type { TunnelTarget } from '../tunnel/types.js';
-import { type AgentAnswerParts, agentAnswerParts } from './agent-answer.js';
+import type { AgentAnswerParts } from './agent-answer.js';
 import type { HeaderMap, L7Request } from './types.js';
 import { ORIG_PROTO_HEADER, ORIG_PROTO_HTTP1, TARGET_HEADER } from './wire-headers.js';
 
@@ -39,7 +39,11 @@ function formatTarget(t: TunnelTarget): string {
 /** gRPC's content types (agent-answer.ts): the outbound exchange asks by content-type. */
 export { isGrpcContentType as isGrpc } from './agent-answer.js';
 
-/** Why the sending agent answers a request itself. */
+/**
+ * Why the sending agent's exchange answers a request itself (agent-answer.ts makes the answer:
+ * 503 nowhere to send it, 502 the upstream failed it, 504 a timeout cut it). The circuit
+ * breaker's 503 circuit_open comes from its own stage, before the exchange.
+ */
 export type AgentReason = Extract<
   AnswerReason,
   | 'no_healthy_endpoint'
@@ -50,15 +54,6 @@ export type AgentReason = Extract<
   | 'request_timeout'
   | 'idle_timeout'
 >;
-
-/**
- * The sending agent's own answer (503 nowhere to send it, 502 the upstream failed it, 504 a
- * timeout cut it; gRPC: trailers-only UNAVAILABLE or DEADLINE_EXCEEDED) in agent-answer.ts's one format. Kept with this signature for
- * outbound-exchange.ts, which should call agent-answer.ts's agentAnswer itself.
- */
-export function agentAnswer(reason: AgentReason, detail: string, grpc: boolean): AgentAnswerParts {
-  return agentAnswerParts({ reason, detail, grpc });
-}
 
 /**
  * A gRPC response whose HEADERS already carry grpc-status is trailers-only (gRPC over HTTP/2:

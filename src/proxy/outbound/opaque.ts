@@ -2,7 +2,8 @@
 // endpoints, reach the chosen one (this host directly, another through the pooled mTLS tunnel
 // as a CONNECT stream), then relay with telemetry. A connect failure ejects the endpoint
 // (passive accrual) and the next one is tried, before a single byte of the client's is read:
-// opaque TCP is safe to retry only until then. Also the passthrough of external destinations.
+// opaque TCP is safe to retry only until then. The service's circuit breaker counts the
+// connection (maxConnections) for its whole life. Also the passthrough of external destinations.
 import type { ServicePort } from '../../api/resources/index.js';
 import { describeError, isWeftError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
@@ -14,12 +15,14 @@ import { authorizeL4 } from '../inbound/authorize.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection, type Upstream } from '../observed-relay.js';
 import { sameHostInbound } from '../records.js';
+import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Resilience } from '../resilience/resilience.js';
 import type { Telemetry } from '../telemetry.js';
 import {
   formatClientAddress,
   parseClientAddress,
   type TunnelPool,
+  TunnelStreamError,
   type TunnelTarget,
 } from '../tunnel/index.js';
 import type { OutboundContext } from './identify.js';
@@ -59,8 +62,13 @@ export type OpaqueOpen =
     }
   | {
       kind: 'refused';
-      close_reason: Extract<CloseReason, 'no_identity' | 'denied' | 'no_healthy_endpoint'>;
+      close_reason: Extract<
+        CloseReason,
+        'no_identity' | 'denied' | 'rate_limited' | 'no_healthy_endpoint'
+      >;
       error: string;
+      /** rate_limited by this host's own bucket: whole seconds until its next token. */
+      retryAfter?: number;
     };
 
 export async function serveOpaque(
@@ -69,6 +77,16 @@ export async function serveOpaque(
   deps: OpaqueDeps,
 ): Promise<void> {
   const record = { ...ctx.record, dst_service: target.service };
+  // circuit breaker: the service's maxConnections; beyond it the connection is reset at once.
+  const breaker = deps.state.breaker(target.service);
+  const full = breaker.openConnection();
+  if (full !== undefined) {
+    return refuseConnection(ctx.conn, deps.telemetry, {
+      ...record,
+      close_reason: 'circuit_open',
+      error: breaker.describe(full),
+    });
+  }
   const opened = await openOpaque(ctx, target, deps);
   // TrafficPolicy timeouts.idle replaces the listener's idle time for this service's
   // connections (either way: no byte in either direction for that long closes it).
@@ -76,6 +94,7 @@ export async function serveOpaque(
   const conn =
     idleMs === undefined ? ctx.conn : { ...ctx.conn, timeouts: { ...ctx.conn.timeouts, idleMs } };
   if (opened.kind === 'refused') {
+    breaker.closeConnection();
     return refuseConnection(conn, deps.telemetry, {
       ...record,
       close_reason: opened.close_reason,
@@ -84,7 +103,10 @@ export async function serveOpaque(
   }
   const outbound = { ...record, endpoint: opened.endpoint, security: opened.security };
   observedRelay(conn, opened.upstream, deps.telemetry, outbound, {
-    onDone: opened.done,
+    onDone: () => {
+      breaker.closeConnection();
+      opened.done();
+    },
     ...(opened.security === 'local' ? { inbound: sameHostInbound(outbound) } : {}),
   });
 }
@@ -134,6 +156,12 @@ export async function openOpaque(
       telemetry.decision('outbound', service, decision.allow);
       if (!decision.allow)
         return { kind: 'refused', close_reason: 'denied', error: decision.reason };
+      // The receiving side's rate limit: this agent is the receiving side.
+      const limited = rateLimited(state, service);
+      if (limited !== undefined) {
+        const { detail, retryAfter } = limited;
+        return { kind: 'refused', close_reason: 'rate_limited', error: detail, retryAfter };
+      }
     }
     chosen.active += 1;
     try {
@@ -173,6 +201,10 @@ export async function openOpaque(
       if (isWeftError(err, 'WEFT_E_DENIED')) {
         telemetry.decision('outbound', service, false);
         return { kind: 'refused', close_reason: 'denied', error: lastError };
+      }
+      if (err instanceof TunnelStreamError && err.status === 429) {
+        // The peer's rate limit: the endpoint is well, the service is asked too much.
+        return { kind: 'refused', close_reason: 'rate_limited', error: lastError };
       }
       if (chosen.failed(Date.now()))
         deps.log.warn({ service, endpoint: ep.workload, err: lastError }, 'endpoint ejected');

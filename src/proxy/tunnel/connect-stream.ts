@@ -94,10 +94,15 @@ export async function handleConnect(
       durationMs: performance.now() - started,
     });
   };
-  const refuse = (status: number, reason: StreamCloseReason, detail: string): void => {
+  const refuse = (
+    status: number,
+    reason: StreamCloseReason,
+    detail: string,
+    extra?: Record<string, string>,
+  ): void => {
     if (!stream.destroyed && !stream.headersSent) {
       stream.respond(
-        { ':status': status, [REASON_HEADER]: headerSafe(detail) },
+        { ':status': status, [REASON_HEADER]: headerSafe(detail), ...extra },
         { endStream: true },
       );
     }
@@ -125,6 +130,10 @@ export async function handleConnect(
   } catch (err) {
     // A failing policy must fail closed.
     decision = { allow: false, reason: `authorization failed: ${describeError(err)}` };
+  }
+  if (!decision.allow && decision.rateLimited) {
+    const retryAfter = String(decision.rateLimited.retryAfter);
+    return refuse(429, 'rate_limited', decision.reason, { 'retry-after': retryAfter });
   }
   if (!decision.allow) return refuse(403, 'denied', decision.reason);
   if (stream.destroyed)

@@ -36,7 +36,10 @@ export interface AuthorizeRequest {
   target: TunnelTarget;
 }
 
-export type AuthorizeDecision = { allow: true } | { allow: false; reason: string };
+/** `rateLimited`: refused by the target service's rate limit (429, not 403). */
+export type AuthorizeDecision =
+  | { allow: true }
+  | { allow: false; reason: string; rateLimited?: { retryAfter: number } };
 
 /** The inbound authorization decision for one CONNECT stream (AuthorizationPolicy at L4). */
 export type AuthorizeHook = (
@@ -47,9 +50,10 @@ export type AuthorizeHook = (
 /**
  * How a tunnel stream ended, on the receiving side (close-reason.ts says what each means): done,
  * client_reset (the tunnel client reset it, or its session died), upstream_reset (the local
- * target broke after connecting), connect_failed (502), denied (403), bad_request (400),
- * unsupported (405: not a CONNECT and no request handler), and for request streams the reason
- * of the agent's own answer (upstream_failed, internal, ...).
+ * target broke after connecting), connect_failed (502), denied (403), rate_limited (429: the
+ * target service's rate limit), bad_request (400), unsupported (405: not a CONNECT and no
+ * request handler), and for request streams the reason of the agent's own answer
+ * (upstream_failed, internal, ...).
  */
 export type StreamCloseReason = Extract<CloseReason, 'done'> | AnswerReason;
 
