@@ -4,6 +4,7 @@
 // per service, and this host's own workloads (by port, and by registered address and port).
 import type {
   AuthorizationPolicySpec,
+  GRPCRouteSpec,
   HTTPRouteSpec,
   TrafficPolicySpec,
 } from '../api/resources/index.js';
@@ -12,6 +13,7 @@ import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
 import type { NamedPolicy } from './inbound/authorize.js';
 import { buildEndpointIndex, type EndpointIndex } from './outbound/route.js';
+import { buildRouteTables, type RouteDocument, type ServiceRoutes } from './routing/route-table.js';
 
 /** An HTTPRoute as the data path reads it: its name (a metric label) and spec. */
 export interface NamedRoute {
@@ -35,6 +37,7 @@ export class MeshState {
   private authz = new Map<string, NamedPolicy[]>();
   private traffic = new Map<string, TrafficPolicySpec>();
   private routes = new Map<string, NamedRoute[]>();
+  private routeTables = new Map<string, ServiceRoutes>();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
 
@@ -59,6 +62,23 @@ export class MeshState {
         routes.set(parent.name, list);
       }
     }
+    // HTTPRoutes and GRPCRoutes compiled per parent Service port (regexes, precedence order,
+    // backends resolved): a request walks a sorted list, a service without routes has none.
+    const routeDocs = <S>(kind: string): RouteDocument<S>[] =>
+      policies(kind).map((p) => {
+        const doc = p.doc as { spec: S; status?: { createdAt?: unknown } };
+        const createdAt = doc.status?.createdAt;
+        return {
+          name: p.name,
+          spec: doc.spec,
+          createdAt: typeof createdAt === 'string' ? createdAt : '',
+        };
+      });
+    const routeTables = buildRouteTables(
+      view.services,
+      routeDocs<HTTPRouteSpec>('HTTPRoute'),
+      routeDocs<GRPCRouteSpec>('GRPCRoute'),
+    );
     // One pool per service port: a workload serves one port, so a port's endpoints are the
     // service's workloads registered on its targetPort (80->8080 never dials an 8081 one).
     const pools = new Map<string, Map<number, ServicePortPool>>();
@@ -101,6 +121,7 @@ export class MeshState {
     this.authz = authz;
     this.traffic = traffic;
     this.routes = routes;
+    this.routeTables = routeTables;
     this.localServices = localServices;
     this.localEndpoints = localEndpoints;
   }
@@ -126,6 +147,11 @@ export class MeshState {
   /** The HTTPRoutes that name a service as a parent, in snapshot order. */
   httpRoutes(service: string): readonly NamedRoute[] {
     return this.routes.get(service) ?? [];
+  }
+
+  /** The compiled HTTPRoutes and GRPCRoutes of a service, by port; undefined when it has none. */
+  routeTable(service: string): ServiceRoutes | undefined {
+    return this.routeTables.get(service);
   }
 
   /** The service a local workload port belongs to (inbound attribution of captured plaintext). */

@@ -28,11 +28,13 @@ import type { OpenRecord } from '../observed-relay.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
+import { decideRoute } from '../routing/route-decision.js';
+import { routedExchange, routesFor } from '../routing/route-stage.js';
 import type { Telemetry } from '../telemetry.js';
 import { type ExchangeDeps, exchange } from './outbound-exchange.js';
 import { type Delivered, respondHttp1, respondHttp2 } from './outbound-respond.js';
 import { upgradeToOpaque } from './outbound-upgrade.js';
-import { acceptsTrailers, grpcStatusOf } from './outbound-wire.js';
+import { acceptsTrailers, grpcStatusOf, isGrpc } from './outbound-wire.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
 import type { HttpVersion, L7Request } from './types.js';
 import { endToEnd, REASON_HEADER } from './wire-headers.js';
@@ -53,6 +55,8 @@ export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
   log: Logger;
   /** An idle keep-alive connection (no request in flight) is closed after this long. */
   idleMs: number;
+  /** Draws for route splits and fault percentages (tests inject a seeded one). */
+  random?: () => number;
 }
 
 /** What a handed-over connection carries to each of its requests. */
@@ -304,9 +308,17 @@ async function serveRequest(
   const headers = { ...request.headers };
   setTraceHeaders(headers, span);
   const sent = { ...request, headers, body: body ?? emptyBody(request.body) };
+  // Route: a service without routes costs one map read; a request no rule matches goes to the
+  // Service itself (route "default").
+  const routes = routesFor(deps.state, c.target);
+  const grpcCall = routes === undefined ? false : isGrpc(request.headers['content-type']);
+  const decision =
+    routes === undefined
+      ? undefined
+      : decideRoute(routes, request, grpcCall, c.target, deps.random ?? Math.random);
   let record: RequestRecord = {
     ...labels,
-    route: 'default',
+    route: decision?.route ?? 'default',
     method: request.method,
     authority: request.authority,
     path: request.path,
@@ -319,7 +331,10 @@ async function serveRequest(
     trace_id: span.traceId,
   };
   try {
-    const { response, endpoint, done } = await exchange(c.ctx, c.target, sent, body, deps);
+    const { response, endpoint, done } =
+      decision === undefined
+        ? await exchange(c.ctx, c.target, sent, body, deps)
+        : await routedExchange(c.ctx, decision, sent, body, grpcCall, deps);
     const delivered = await respond(response).finally(done);
     const grpc = grpcStatusOf(response.headers, response.trailers());
     record = {
