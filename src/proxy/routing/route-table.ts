@@ -145,7 +145,8 @@ export function buildRouteTables(
         doc.spec.rules.forEach((rule, ruleIndex) => {
           const compiled = compileRule(doc.name, rule, port.port, services);
           const hostnames = compileHostnames(doc.spec.hostnames);
-          rule.matches.forEach((m, matchIndex) => {
+          // No matches (or an empty list): every request, as a PathPrefix "/" (Gateway API).
+          everyMatch(rule.matches).forEach((m, matchIndex) => {
             into.push({
               rule: compiled,
               hostnames,
@@ -170,7 +171,7 @@ export function buildRouteTables(
         doc.spec.rules.forEach((rule, ruleIndex) => {
           const compiled = compileRule(doc.name, rule, port.port, services);
           const hostnames = compileHostnames(doc.spec.hostnames);
-          rule.matches.forEach((m, matchIndex) => {
+          everyMatch(rule.matches).forEach((m, matchIndex) => {
             const type = m.method?.type ?? 'Exact';
             const name = (v: string | undefined) =>
               v === undefined ? undefined : type === 'Exact' ? { exact: v } : { re: anchored(v) };
@@ -235,6 +236,10 @@ export function grpcPrecedence(a: GrpcEntry, b: GrpcEntry): number {
     b.headers.length - a.headers.length ||
     ties(a, b)
   );
+}
+
+function everyMatch<M extends object>(matches: readonly M[]): readonly Partial<M>[] {
+  return matches.length > 0 ? matches : [{}];
 }
 
 const PATH_RANK = { Exact: 0, RegularExpression: 1, PathPrefix: 2 } as const;
