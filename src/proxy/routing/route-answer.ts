@@ -5,7 +5,11 @@ import { Readable } from 'node:stream';
 import type { L7Response } from '../http/types.js';
 import { REASON_HEADER } from '../http/wire-headers.js';
 
-export type RouteReason = 'route_redirect' | 'fault_abort' | 'route_backend_unavailable';
+export type RouteReason =
+  | 'route_redirect'
+  | 'fault_abort'
+  | 'route_backend_unavailable'
+  | 'client_gone';
 
 export function redirectAnswer(status: number, location: string): L7Response {
   return plain(status, '', { location }, 'route_redirect');
@@ -50,6 +54,14 @@ export function unavailableAnswer(detail: string, grpc: boolean): L7Response {
     };
   }
   return plain(500, `weft: ${detail}\n`, {}, 'route_backend_unavailable');
+}
+
+/**
+ * The client left during a fault's delay: nothing is sent upstream and nothing can be answered;
+ * the record says 499 (nginx's "client closed request", which operators know).
+ */
+export function clientGoneAnswer(): L7Response {
+  return plain(499, '', {}, 'client_gone');
 }
 
 function plain(

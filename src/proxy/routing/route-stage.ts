@@ -10,7 +10,12 @@ import type { L7Request, L7Response } from '../http/types.js';
 import type { MeshState } from '../mesh-state.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import type { ServiceTarget } from '../outbound/opaque.js';
-import { abortAnswer, redirectAnswer, unavailableAnswer } from './route-answer.js';
+import {
+  abortAnswer,
+  clientGoneAnswer,
+  redirectAnswer,
+  unavailableAnswer,
+} from './route-answer.js';
 import type { RouteDecision } from './route-decision.js';
 import { modifyHeaders } from './route-headers.js';
 import { mirrorRequest } from './route-mirror.js';
@@ -38,8 +43,14 @@ export async function routedExchange(
   grpc: boolean,
   deps: ExchangeDeps,
 ): Promise<Exchanged> {
-  // A fault's delay: one timer, only for the requests the fault picked.
-  if (decision.delayMs > 0) await sleep(decision.delayMs);
+  // A fault's delay: one timer, only for the requests the fault picked, dropped with the client.
+  if (decision.delayMs > 0) {
+    try {
+      await sleep(decision.delayMs, undefined, { signal: request.signal });
+    } catch {
+      return answered(request, body, clientGoneAnswer());
+    }
+  }
   switch (decision.kind) {
     case 'redirect':
       return answered(request, body, redirectAnswer(decision.status, decision.location));
