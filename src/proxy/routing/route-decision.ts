@@ -6,7 +6,13 @@ import type { ServiceTarget } from '../outbound/opaque.js';
 import { hostOf, matchGrpc, matchHttp, type RequestFacts } from './route-match.js';
 import { modifyPath, redirectLocation } from './route-path.js';
 import { pickBackend } from './route-split.js';
-import type { CompiledRule, PathMatch, PortRoutes, RouteTimeouts } from './route-table.js';
+import type {
+  CompiledBackend,
+  CompiledRule,
+  PathMatch,
+  PortRoutes,
+  RouteTimeouts,
+} from './route-table.js';
 
 export type RouteOutcome =
   | {
@@ -55,23 +61,33 @@ export function decideRoute(
     matched = entry.path;
   }
   const fault = rule.fault;
+  if (fault === undefined && rule.redirect === undefined) {
+    // The common case: no fault, no redirect; one literal per outcome (spreads cost here).
+    if (rule.backends === undefined) return forward(rule, 0, parent, matched);
+    const backend = pickBackend(rule.backends, rule.totalWeight, random);
+    return backend?.target !== undefined
+      ? forward(rule, 0, backend.target, matched)
+      : unavailable(rule, 0, backend);
+  }
   const delayMs =
     fault !== undefined && fault.delayMs > 0 && chance(fault.delayPercent, random)
       ? fault.delayMs
       : 0;
-  const common = { route: rule.route, rule, delayMs, timeouts: rule.timeouts };
   if (fault?.abort !== undefined && chance(fault.abort.percent, random)) {
+    const { httpStatus, grpcStatus } = fault.abort;
     return {
-      ...common,
       kind: 'abort',
-      ...(fault.abort.httpStatus !== undefined ? { httpStatus: fault.abort.httpStatus } : {}),
-      ...(fault.abort.grpcStatus !== undefined ? { grpcStatus: fault.abort.grpcStatus } : {}),
+      ...(httpStatus !== undefined ? { httpStatus } : {}),
+      ...(grpcStatus !== undefined ? { grpcStatus } : {}),
+      route: rule.route,
+      rule,
+      delayMs,
+      timeouts: rule.timeouts,
     };
   }
   const redirect = rule.redirect;
   if (redirect !== undefined) {
     return {
-      ...common,
       kind: 'redirect',
       status: redirect.statusCode,
       location: redirectLocation({
@@ -81,19 +97,47 @@ export function decideRoute(
         port: redirect.port ?? (redirect.scheme !== undefined ? undefined : parent.port.port),
         pathAndQuery: redirect.path ? modifyPath(req.path, redirect.path, matched) : req.path,
       }),
+      route: rule.route,
+      rule,
+      delayMs,
+      timeouts: rule.timeouts,
     };
   }
-  if (rule.backends === undefined) return { ...common, kind: 'forward', target: parent, matched };
+  if (rule.backends === undefined) return forward(rule, delayMs, parent, matched);
   const backend = pickBackend(rule.backends, rule.totalWeight, random);
-  if (backend === undefined)
-    return {
-      ...common,
-      kind: 'unavailable',
-      detail: `route ${rule.route}: every backend has weight 0`,
-    };
-  if (backend.target === undefined)
-    return { ...common, kind: 'unavailable', detail: `route ${rule.route}: ${backend.problem}` };
-  return { ...common, kind: 'forward', target: backend.target, matched };
+  return backend?.target !== undefined
+    ? forward(rule, delayMs, backend.target, matched)
+    : unavailable(rule, delayMs, backend);
+}
+
+function forward(
+  rule: CompiledRule,
+  delayMs: number,
+  target: ServiceTarget,
+  matched: PathMatch,
+): RouteDecision {
+  return {
+    kind: 'forward',
+    target,
+    matched,
+    route: rule.route,
+    rule,
+    delayMs,
+    timeouts: rule.timeouts,
+  };
+}
+
+/** Every backend weighs 0, or the one drawn names no Service port: a 500 (Gateway API). */
+function unavailable(
+  rule: CompiledRule,
+  delayMs: number,
+  backend: CompiledBackend | undefined,
+): RouteDecision {
+  const detail =
+    backend === undefined
+      ? `route ${rule.route}: every backend has weight 0`
+      : `route ${rule.route}: ${backend.problem}`;
+  return { kind: 'unavailable', detail, route: rule.route, rule, delayMs, timeouts: rule.timeouts };
 }
 
 /** True for `percent` of draws (0-100). */
