@@ -134,8 +134,9 @@ describe('HTTPRoute through the mesh', () => {
     const before = { v1: await served('web'), v2: await served('web-v2') };
     const r = await mesh.lab.exec(
       'node1',
-      ['h2load', '-n', '10000', '-c', '4', 'http://web.mesh/split'],
-      { user: 'weftapp', allowFailure: true },
+      ['h2load', '-n', '10000', '-c', '4', '-m', '8', 'http://web.mesh/split'],
+      // A shared, busy machine may take a while: the count, not the rate, is under test.
+      { user: 'weftapp', allowFailure: true, timeoutMs: 150_000 },
     );
     expect(r.stdout, r.stdout).toMatch(/10000 succeeded/);
     const counted = await waitFor(
@@ -148,5 +149,5 @@ describe('HTTPRoute through the mesh', () => {
     );
     expect(counted.v1 + counted.v2).toBe(10_000);
     expect(Math.abs((counted.v2 / 10_000) * 100 - 10)).toBeLessThanOrEqual(2);
-  }, 120_000);
+  }, 240_000);
 });
