@@ -30,6 +30,7 @@ import { MeshState } from './mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
+import { Resilience } from './resilience/resilience.js';
 import { Telemetry } from './telemetry.js';
 import { startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
 import { registerTunnelMetrics } from './tunnel-metrics.js';
@@ -172,6 +173,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     tunnelPort: capture.agentPorts.tunnel,
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     maxAttempts: MAX_ATTEMPTS,
+    // TrafficPolicy timeouts and retries per destination service (both stacks).
+    resilience: new Resilience(registry),
   };
   // The L7 engine: HTTP served per request; same-host calls go through the inbound stack.
   const http = createOutboundHttp({

@@ -1,7 +1,7 @@
 // HTTPRoute and GRPCRoute through the admin verbs, as an operator runs them against a real
 // control plane: `weft apply` takes both kinds (and records when each route was first applied,
-// precedence's tie-breaker, unchanged by a re-apply), `weft get grpcroutes` lists them, and a
-// field the data path does not enforce is refused with a message naming it.
+// precedence's tie-breaker, unchanged by a re-apply), `weft get grpcroutes` lists them, route
+// timeouts are taken, and timeouts that cannot work are refused with a message naming the field.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -74,21 +74,28 @@ describe('routes through the CLI', () => {
     expect(after.status.createdAt).toBe(created);
   });
 
-  it('refuses route timeouts, which nothing enforces yet', async () => {
+  it('takes route timeouts, and refuses a try longer than the whole request', async () => {
+    const withTimeouts = (t: string) =>
+      ROUTES.replace(
+        'backendRefs: [{name: web-v2}]',
+        `backendRefs: [{name: web-v2}]\n      timeouts: ${t}`,
+      );
+    const ok = await weft(
+      'apply',
+      '-f',
+      file('timeouts.yaml', withTimeouts('{request: 3s, backendRequest: 500ms}')),
+    );
+    expect(ok).toMatchObject({ exitCode: 0, stderr: '' });
+    const route = JSON.parse((await weft('get', 'httproute', 'web-canary', '-o', 'json')).stdout);
+    expect(route.spec.rules[0].timeouts).toEqual({ request: '3s', backendRequest: '500ms' });
     const r = await weft(
       'apply',
       '-f',
-      file(
-        'timeouts.yaml',
-        ROUTES.replace(
-          'backendRefs: [{name: web-v2}]',
-          'backendRefs: [{name: web-v2}]\n      timeouts: {request: 3s}',
-        ),
-      ),
+      file('too-long.yaml', withTimeouts('{request: 1s, backendRequest: 2s}')),
     );
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toContain(
-      'timeouts.yaml: document 1 (HTTPRoute/web-canary): spec.rules[0].timeouts: route timeouts are not enforced yet; remove them',
+      'too-long.yaml: document 1 (HTTPRoute/web-canary): spec.rules[0].timeouts.backendRequest: must not be longer than timeouts.request',
     );
   });
 });

@@ -16,6 +16,7 @@ import { MeshState } from '../../src/proxy/mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detect.js';
 import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
 import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
+import { Resilience } from '../../src/proxy/resilience/resilience.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
 import type {
   TunnelPool,
@@ -32,6 +33,7 @@ export const EMPTY_VIP = '240.240.0.11';
 export const LOCAL_VIP = '240.240.0.12';
 export const H2_VIP = '240.240.0.13';
 export const FLAKY_VIP = '240.240.0.14';
+export const GONE_VIP = '240.240.0.15';
 
 /** What a backend saw of one request. */
 export interface Seen {
@@ -91,7 +93,7 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
     serve(stream, headers);
     return new Promise((resolve) =>
       stream.once('close', () =>
-        resolve({ status: 200, reason: stream.rstCode ? 'peer_reset' : 'done' }),
+        resolve({ status: 200, reason: stream.rstCode ? 'client_reset' : 'done' }),
       ),
     );
   };
@@ -127,7 +129,7 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
       stream.respond(
         {
           ':status': 502,
-          'weft-reason': 'cannot reach the app',
+          'weft-reason': 'connect_failed',
           'weft-undelivered': 'connect_failed',
         },
         { endStream: true },
@@ -221,6 +223,9 @@ export async function outboundLab(
       serviceDoc('flaky', FLAKY_VIP, [{ port: 80, targetPort: 8080, protocol: 'http' }]),
       workloadDoc('node-b', 'flaky', '127.0.0.1', 8080),
       workloadDoc('node-d', 'flaky', '127.0.0.4', 8080),
+      // Its only endpoint is on node-d: no tunnel, so every request gets the agent's 503.
+      serviceDoc('gone', GONE_VIP, [{ port: 80, targetPort: 8080, protocol: 'http' }]),
+      workloadDoc('node-d', 'gone', '127.0.0.4', 8080),
       workloadDoc('node-c', 'web', '127.0.0.2', 8080),
       workloadDoc('node-a', 'loc', '127.0.0.1', 9090),
       ...(more.docs ?? []),
@@ -248,6 +253,7 @@ export async function outboundLab(
     tunnelPort: b.port,
     connectTimeoutMs: 2_000,
     maxAttempts: 3,
+    resilience: new Resilience(registry),
   };
   const http = createOutboundHttp({
     ...common,

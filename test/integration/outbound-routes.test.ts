@@ -242,7 +242,14 @@ describe('filters', () => {
     const r = await call('/old?q=1');
     expect(r.status).toBe(301);
     expect(r.headers.location).toBe('http://web.mesh/new?q=1');
-    expect(r.headers['weft-reason']).toBe('route_redirect');
+    // A normal response, not an agent's error answer: no weft-reason; the record says why.
+    expect(r.headers['weft-reason']).toBeUndefined();
+    expect(await logLine('/old?q=1')).toMatchObject({
+      status: 301,
+      close_reason: 'route_redirect',
+      route: 'web-routes',
+    });
+    expect((await logLine('/old?q=1')).endpoint).toBeUndefined();
     // Sentinel: a later request arrives, the redirected one never did.
     await call('/after-redirect');
     expect(seenAt('/after-redirect')).toHaveLength(1);
@@ -292,6 +299,11 @@ describe('filters', () => {
     const r = await call('/fault-abort/x');
     expect(r.status).toBe(503);
     expect(r.headers['weft-reason']).toBe('fault_abort');
+    expect(r.body).toBe('weft: fault injected\n');
+    expect(await logLine('/fault-abort/x')).toMatchObject({
+      status: 503,
+      close_reason: 'fault_abort',
+    });
     await call('/after-abort');
     expect(seenAt('/after-abort')).toHaveLength(1);
     expect(seenAt('/fault-abort/x')).toEqual([]);
@@ -319,7 +331,7 @@ describe('filters', () => {
     // A reset: a FIN alone is a half-close, after which a client still gets its answer.
     req.socket?.resetAndDestroy();
     // The client left during the delay: its record says so, and nothing went upstream.
-    expect(await logLine('/fault-delay/x')).toMatchObject({ status: 499, reason: 'client_gone' });
+    expect(await logLine('/fault-delay/x')).toMatchObject({ close_reason: 'client_reset' });
     expect(seenAt('/fault-delay/x')).toEqual([]);
   });
 });

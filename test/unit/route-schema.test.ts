@@ -1,6 +1,7 @@
 // What `weft apply` accepts of HTTPRoute and GRPCRoute, table-style: every field the data path
-// enforces is accepted, and what it does not (route timeouts, for now) or what cannot work
-// (a redirect with backends, a prefix rewrite on an exact match) is refused with a message.
+// enforces is accepted (route timeouts included), and what cannot work (a redirect with
+// backends, a prefix rewrite on an exact match, a try longer than the whole request) is refused
+// with a message.
 import { describe, expect, it } from 'vitest';
 import { validateResource } from '../../src/api/resources/index.js';
 
@@ -65,6 +66,12 @@ describe('accepted', () => {
       }),
     ],
     [
+      'route timeouts: the whole request and each try',
+      http({ timeouts: { request: '3s', backendRequest: '500ms' } }),
+    ],
+    ['a request timeout alone', http({ timeouts: { request: '3s' } })],
+    ['a per-try timeout alone', http({ timeouts: { backendRequest: '3s' } })],
+    [
       'a redirect',
       http({
         filters: [
@@ -101,9 +108,14 @@ describe('accepted', () => {
 describe('refused, with a message naming the field', () => {
   const table: Array<[string, unknown, string]> = [
     [
-      'route timeouts (not enforced yet)',
-      http({ timeouts: { request: '3s' } }),
-      'spec.rules[0].timeouts: route timeouts are not enforced yet; remove them (a TrafficPolicy sets timeouts per Service)',
+      'a try longer than the whole request',
+      http({ timeouts: { request: '1s', backendRequest: '2s' } }),
+      'spec.rules[0].timeouts.backendRequest: must not be longer than timeouts.request',
+    ],
+    [
+      'a timeout without its unit',
+      http({ timeouts: { request: '3' } }),
+      'spec.rules[0].timeouts.request: must be a duration like "500ms", "90s", "5m" or "24h", greater than zero',
     ],
     [
       'a redirect with backendRefs',

@@ -128,6 +128,10 @@ export const httpRouteRule = z
     filters: z.array(httpRouteFilter).optional(),
     /** No backendRefs: the parent Service itself. */
     backendRefs: z.array(backendRef).optional(),
+    /**
+     * Over the backend's TrafficPolicy: request bounds the whole request (retries included,
+     * until its response is complete), backendRequest each try (until its response head).
+     */
     timeouts: z
       .object({ request: durationString.optional(), backendRequest: durationString.optional() })
       .strict()
@@ -164,15 +168,6 @@ export const httpRouteRule = z
         });
     });
     checkTimeouts(rule.timeouts, ctx);
-    // The route decision carries them (RouteDecision.timeouts), but exchange() does not time
-    // requests out per route yet: refused rather than ignored.
-    if (rule.timeouts !== undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['timeouts'],
-        message:
-          'route timeouts are not enforced yet; remove them (a TrafficPolicy sets timeouts per Service)',
-      });
   });
 
 /** Gateway API: backendRequest (one try) must not be longer than request (the whole). */

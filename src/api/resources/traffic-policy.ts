@@ -56,11 +56,14 @@ export const balancer = z
     }
   });
 
+/** Enforced by the outbound path (src/proxy/http/outbound-exchange.ts, outbound/opaque.ts). */
 export const timeouts = z
   .object({
+    /** Reaching an endpoint: a tunnel session and stream, or a local connection (opaque). */
     connect: durationString.optional(),
-    /** The whole request, retries included. */
+    /** The whole request, retries included, until its response is complete (504). */
     request: durationString.optional(),
+    /** No byte either way for this long: a request's stream, or an opaque connection. */
     idle: durationString.optional(),
   })
   .strict();
@@ -74,12 +77,28 @@ export const retryOn = z.enum([
   'retriable-status-codes',
 ]);
 
+/**
+ * Retries of outbound HTTP requests (src/proxy/resilience/): only of requests that can be sent
+ * again unchanged (no body, or a body of at most 64 KiB, kept while it streams), never once
+ * the client has the response's head; backoff with full jitter; within the budget.
+ */
 export const retries = z
   .object({
+    /** Retries after the first try (Envoy's num_retries, Gateway API's attempts). */
     attempts: count(0, 10).default(1),
+    /** Each try, until its response head; cut to what is left of timeouts.request. */
     perTryTimeout: durationString.optional(),
     on: z.array(retryOn).default(['connect-failure', 'refused-stream', 'reset', 'gateway-error']),
-    retriableStatusCodes: z.array(count(100, 599)).optional(),
+    /** HTTP statuses retried; needs `retriable-status-codes` in `on`. */
+    retriableStatusCodes: z
+      .array(count(100, 599))
+      .min(1, 'must list at least one status')
+      .optional(),
+    /** gRPC statuses (e.g. 14 UNAVAILABLE) of a trailers-only response that are retried. */
+    retriableGrpcStatusCodes: z
+      .array(count(0, 16))
+      .min(1, 'must list at least one gRPC status')
+      .optional(),
     backoff: z
       .object({ base: durationString.default('25ms'), max: durationString.default('250ms') })
       .strict()
@@ -90,7 +109,34 @@ export const retries = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((r, ctx) => {
+    const listed = r.on.includes('retriable-status-codes');
+    if (listed && r.retriableStatusCodes === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['retriableStatusCodes'],
+        message: 'is required when `on` lists retriable-status-codes: list the statuses to retry',
+      });
+    }
+    if (!listed && r.retriableStatusCodes !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['retriableStatusCodes'],
+        message:
+          'does nothing unless `on` lists retriable-status-codes: add it there, or remove this field',
+      });
+    }
+    const base = parseDuration(r.backoff.base);
+    const max = parseDuration(r.backoff.max);
+    if (base !== undefined && max !== undefined && max < base) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backoff', 'max'],
+        message: `must be at least backoff.base (${r.backoff.base})`,
+      });
+    }
+  });
 
 export const circuitBreaker = z
   .object({

@@ -1,20 +1,39 @@
 // One outbound HTTP request, from the app's L7Request to an L7Response: balance over the
 // service port's endpoints PER REQUEST, then forward: to an endpoint on another host as an
 // HTTP/2 stream on the pooled tunnel session, to one on this host through the inbound stack
-// (the same policy and metrics as a call from another host). Only failures where nothing
-// reached the peer's app (no session, a refused stream) move on to another endpoint; once a
-// request stream is open the answer is the upstream's, or a 502.
+// (the same policy and metrics as a call from another host). Then, per the service's
+// TrafficPolicy (and the route's timeouts): each try bounded by the per-try timeout and the
+// request's deadline (the smaller of timeouts.request and the client's grpc-timeout, carried to
+// the next hop reduced by the time spent), and a failed try retried when the pure decision
+// (resilience/retry-decision.ts) says so, within the budget and circuitBreaker.maxRetries,
+// after a backoff, on another endpoint. The response head is held until that decision: the
+// client never sees a try that is retried. Without a policy, only a request that reached no
+// app moves to another endpoint, and no timer runs unless the client sent a grpc-timeout.
 import { Readable } from 'node:stream';
-import { describeError } from '../../errors.js';
+import { describeError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress } from '../address.js';
 import type { EndpointState } from '../balance/endpoint-state.js';
 import type { MeshState } from '../mesh-state.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import { clientOf, type ServiceTarget } from '../outbound/opaque.js';
-import { planEndpoint } from '../outbound/plan.js';
-import { type TunnelPool, TunnelStreamError } from '../tunnel/index.js';
+import { type EndpointPlan as AnyEndpointPlan, planEndpoint } from '../outbound/plan.js';
+import { backoffMs } from '../resilience/backoff.js';
+import { earliest, formatGrpcTimeout, parseGrpcTimeout, tryLimit } from '../resilience/deadline.js';
+import type { Resilience, ServiceResilience, TimeoutKind } from '../resilience/resilience.js';
+import {
+  type AttemptOutcome,
+  decideRetry,
+  type RetryDecision,
+  type RetryReason,
+} from '../resilience/retry-decision.js';
+import type { RetryPolicy } from '../resilience/retry-policy.js';
+import type { TunnelPool } from '../tunnel/index.js';
+import { TunnelStreamError } from '../tunnel/index.js';
+import { RequestTimers } from './exchange-timers.js';
+
 import { type AgentReason, agentAnswer, isGrpc, tunnelRequestHeaders } from './outbound-wire.js';
+import { ReplayBody } from './replay-body.js';
 import type { InboundHttpHandler, L7Request, L7Response } from './types.js';
 import { REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js';
 
@@ -25,150 +44,520 @@ export interface ExchangeDeps {
   inbound: InboundHttpHandler;
   log: Logger;
   tunnelPort: number;
-  /** Endpoints tried per request when nothing reached the previous one. */
+  /** Without a retry policy: endpoints tried per request when nothing reached the previous one. */
   maxAttempts: number;
+  /** Timeouts and retries per destination service (TrafficPolicy), and their metrics. */
+  resilience: Resilience;
   now?: () => number;
+}
+
+/** A route's timeouts (ms), over the TrafficPolicy's (Gateway API HTTPRoute rules[].timeouts). */
+export interface RouteTimeouts {
+  /** The whole request, retries included: over timeouts.request. */
+  request?: number;
+  /** Each try: over retries.perTryTimeout. */
+  backendRequest?: number;
+}
+
+/** What the route stage decided that the exchange needs. */
+export interface ExchangeRoute {
+  /** The route's name, the retry and timeout metrics' label ("default" when none matched). */
+  name: string;
+  timeouts?: RouteTimeouts;
 }
 
 export interface Exchanged {
   response: L7Response;
   /** Where it went: "ip:port" or "tunnel <node> -> ip:port"; undefined when nowhere. */
   endpoint: string | undefined;
-  /** Call when the response has been delivered (or abandoned): in-flight accounting. */
+  /** Call when the response has been delivered (or abandoned): in-flight accounting, timers. */
   done: () => void;
 }
 
-export async function exchange(
+export function exchange(
   ctx: OutboundContext,
   target: ServiceTarget,
   request: L7Request,
   /** Undefined: the request has no body (END_STREAM with its headers). */
   body: L7Request['body'] | undefined,
   deps: ExchangeDeps,
+  route?: ExchangeRoute,
 ): Promise<Exchanged> {
-  const { state } = deps;
-  const now = deps.now ?? Date.now;
-  const grpc = isGrpc(request.headers['content-type']);
-  const answer = (reason: AgentReason, detail: string): Exchanged => ({
-    response: agentResponse(reason, detail, grpc),
-    endpoint: undefined,
-    done: () => {},
-  });
-  const pool = state.pool(target.service, target.port.port);
-  const dst = ctx.conn.target;
-  const exact =
-    target.via === 'endpoint'
-      ? (s: EndpointState) => s.endpoint.address === dst.address && s.endpoint.port === dst.port
-      : undefined;
-  const client = clientOf(ctx.conn.client);
-  // Per request: p2cEwma unless the TrafficPolicy says otherwise; ringHash needs its key.
-  const pick = {
-    request: true,
-    hashKey: pool?.hashKey({
-      headers: request.headers,
-      authority: request.authority,
-      ...(client ? { sourceIp: client.address } : {}),
-    }),
-  };
-  /** Passive failure accrual: enough failures in a row eject the endpoint for a while. */
-  const endpointFailed = (chosen: EndpointState, err: string): void => {
-    if (chosen.failed(now()))
-      deps.log.warn(
-        { service: target.service, endpoint: chosen.endpoint.workload, err },
-        'endpoint ejected',
-      );
-  };
-  const tried = new Set<EndpointState>();
-  let lastError = `no usable endpoint of ${target.service}:${target.port.port}`;
-  for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
-    const chosen = exact ? pool?.find(exact, tried) : pool?.pick(tried, pick);
-    if (!chosen) break;
-    tried.add(chosen);
-    const ep = chosen.endpoint;
-    const tunnels = deps.tunnels();
-    const plan = planEndpoint({
-      endpointNode: ep.node,
-      thisNode: state.node,
-      sourceSpiffeId: ctx.source?.tunnel.spiffeId,
-      tunnels: tunnels !== undefined,
+  return new OutboundExchange(ctx, target, request, body, deps, route).run();
+}
+
+/** Where a try goes: this host, or through the tunnel. */
+type EndpointPlan = Exclude<AnyEndpointPlan, { kind: 'no_identity' }>;
+
+/** How one try ended. */
+type TryResult =
+  | {
+      kind: 'response';
+      response: L7Response;
+      chosen: EndpointState;
+      endpoint: string;
+      /** The peer's agent could not reach its app: nothing was delivered. */
+      undelivered: boolean;
+    }
+  | {
+      kind: 'failed';
+      outcome: 'connect-failure' | 'refused-stream' | 'reset';
+      error: string;
+      /** The try took no byte of the body: the same body can go to the next one. */
+      untouched: boolean;
+    }
+  | { kind: 'timeout'; which: TimeoutKind; error: string };
+
+class OutboundExchange {
+  private readonly grpc: boolean;
+  private readonly routeName: string;
+  private readonly service: ServiceResilience | undefined;
+  private readonly retry: RetryPolicy | undefined;
+  private readonly perTryMs: number | undefined;
+  private readonly connectMs: number | undefined;
+  /** The request's deadline on performance.now()'s clock; undefined: none. */
+  private readonly deadlineAt: number | undefined;
+  /** The client sent grpc-timeout: each try carries what is left of the deadline. */
+  private readonly carryDeadline: boolean;
+  private readonly timers: RequestTimers | undefined;
+  /** The body the next try reads; undefined: the request has none. */
+  private body: L7Request['body'] | undefined;
+  private readonly replay: ReplayBody | undefined;
+  private readonly tried = new Set<EndpointState>();
+  private last: EndpointState | undefined;
+  private tries = 0;
+  private retrying = false;
+  private lastError: string;
+  private lastTimeout: TimeoutKind | undefined;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly ctx: OutboundContext,
+    private readonly target: ServiceTarget,
+    private readonly request: L7Request,
+    body: L7Request['body'] | undefined,
+    private readonly deps: ExchangeDeps,
+    route: ExchangeRoute | undefined,
+  ) {
+    this.now = deps.now ?? Date.now;
+    this.grpc = isGrpc(request.headers['content-type']);
+    this.routeName = route?.name ?? 'default';
+    this.lastError = `no usable endpoint of ${target.service}:${target.port.port}`;
+    const service = deps.resilience.forService(
+      target.service,
+      deps.state.trafficPolicy(target.service),
+    );
+    this.service = service;
+    const policy = service?.policy;
+    this.retry = policy?.retry !== undefined && policy.retry.retries > 0 ? policy.retry : undefined;
+    this.perTryMs = route?.timeouts?.backendRequest ?? policy?.retry?.perTryMs;
+    this.connectMs = policy?.connectMs;
+    const clientMs = this.grpc ? parseGrpcTimeout(request.headers['grpc-timeout']) : undefined;
+    this.carryDeadline = clientMs !== undefined;
+    const requestMs = earliest(route?.timeouts?.request ?? policy?.requestMs, clientMs);
+    const idleMs = policy?.idleMs;
+    this.deadlineAt = requestMs === undefined ? undefined : performance.now() + requestMs;
+    this.timers =
+      requestMs === undefined && idleMs === undefined
+        ? undefined
+        : new RequestTimers(this.deadlineAt, idleMs, (kind, detail) => this.expired(kind, detail));
+    // Kept for a retry only when the policy retries; a body read as it comes otherwise.
+    this.replay =
+      body !== undefined && (this.retry !== undefined || idleMs !== undefined)
+        ? new ReplayBody(body, this.timers?.touch, this.retry === undefined ? 0 : undefined)
+        : undefined;
+    this.body = this.replay?.stream ?? body;
+    this.service?.budget?.deposit();
+  }
+
+  async run(): Promise<Exchanged> {
+    for (;;) {
+      const chosen = this.choose();
+      if (chosen === undefined) {
+        this.releaseRetry();
+        this.timers?.clear();
+        // Every endpoint was tried: a connect that timed out last says so (504, not 503).
+        return this.answer(this.lastTimeout ?? 'no_healthy_endpoint', this.lastError);
+      }
+      this.tried.add(chosen);
+      this.last = chosen;
+      const ep = chosen.endpoint;
+      const plan = planEndpoint({
+        endpointNode: ep.node,
+        thisNode: this.deps.state.node,
+        sourceSpiffeId: this.ctx.source?.tunnel.spiffeId,
+        tunnels: this.deps.tunnels() !== undefined,
+      });
+      if (plan.kind === 'no_identity') {
+        this.releaseRetry();
+        this.timers?.clear();
+        return this.answer('no_identity', plan.reason);
+      }
+      const limit = tryLimit(performance.now(), this.deadlineAt, this.perTryMs);
+      if (limit !== undefined && limit.ms <= 0) return this.final(this.timedOut('request_timeout'));
+      const result = await this.guardedTry(chosen, plan, limit);
+      this.tries += 1;
+      if (result.kind !== 'response') this.lastError = result.error;
+      this.lastTimeout = result.kind === 'timeout' ? result.which : undefined;
+      const decision = this.decide(result);
+      if (decision.kind === 'final' || this.request.signal.aborted) return this.final(result);
+      if (!(await this.mayRetry(decision.reason, result))) return this.final(result);
+      discard(result);
+    }
+  }
+
+  /** The next endpoint: one not tried yet; a retry falls back to any but the last one. */
+  private choose(): EndpointState | undefined {
+    const pool = this.deps.state.pool(this.target.service, this.target.port.port);
+    if (pool === undefined) return undefined;
+    const dst = this.ctx.conn.target;
+    if (this.target.via === 'endpoint') {
+      // A request to one endpoint's own address goes there or nowhere.
+      const exact = (s: EndpointState) =>
+        s.endpoint.address === dst.address && s.endpoint.port === dst.port;
+      return pool.find(exact, this.retry !== undefined && this.tries > 0 ? undefined : this.tried);
+    }
+    const client = clientOf(this.ctx.conn.client);
+    // Per request: p2cEwma unless the TrafficPolicy says otherwise; ringHash needs its key.
+    const pick = {
+      request: true,
+      hashKey: pool.hashKey({
+        headers: this.request.headers,
+        authority: this.request.authority,
+        ...(client ? { sourceIp: client.address } : {}),
+      }),
+    };
+    const fresh = pool.pick(this.tried, pick);
+    if (fresh !== undefined || this.retry === undefined || this.tries === 0) return fresh;
+    // Every endpoint was tried: a retry still avoids the one that just failed, if it can.
+    const last = this.last;
+    return (last ? pool.pick(new Set([last]), pick) : undefined) ?? pool.pick(undefined, pick);
+  }
+
+  private decide(result: TryResult): RetryDecision {
+    if (result.kind === 'timeout' && result.which !== 'per_try_timeout') {
+      // The request's own deadline or idle time: nothing is left to retry in.
+      return result.which === 'connect_timeout'
+        ? this.decideOn({ kind: 'connect-failure' }, this.resendable(result))
+        : { kind: 'final', why: 'not_retryable' };
+    }
+    return this.decideOn(outcomeOf(result), this.resendable(result));
+  }
+
+  private decideOn(outcome: AttemptOutcome, resendable: boolean): RetryDecision {
+    return decideRetry({
+      outcome,
+      policy: this.retry,
+      tries: this.tries,
+      resendable,
+      failoverTries: this.deps.maxAttempts,
     });
-    if (plan.kind === 'no_identity') return answer('no_identity', plan.reason);
+  }
+
+  /** Whether the request can go out again as it was (the body question; see ReplayBody). */
+  private resendable(result: TryResult): boolean {
+    if (this.body === undefined) return true;
+    if (result.kind === 'failed' && result.untouched) return true;
+    // A try that may have taken bytes: only a kept body can be sent again (decided below,
+    // once the client has sent all of it).
+    return this.replay !== undefined && this.retry !== undefined;
+  }
+
+  /**
+   * The gates a retry the policy allows must pass (maxRetries, the budget, the deadline), its
+   * backoff, and the body it will send; false: the last try's result stands.
+   */
+  private async mayRetry(reason: RetryReason, result: TryResult): Promise<boolean> {
+    const retry = this.retry;
+    const service = this.service;
+    if (retry === undefined || service === undefined) return true; // a failover: at once
+    const route = this.routeName;
+    const max = service.policy.maxRetries;
+    if (!this.retrying && max !== undefined && service.retrying.count >= max) {
+      this.deps.resilience.denied(service.service, route, 'max_retries');
+      return false;
+    }
+    if (!service.budget!.withdraw()) {
+      this.deps.resilience.denied(service.service, route, 'budget');
+      return false;
+    }
+    if (!this.retrying) {
+      this.retrying = true;
+      service.retrying.count += 1;
+    }
+    // The pause, cut short by the client going away; never past the deadline.
+    let pause = backoffMs(
+      this.tries,
+      retry.backoffBaseMs,
+      retry.backoffMaxMs,
+      this.deps.resilience.random,
+    );
+    if (this.deadlineAt !== undefined) pause = Math.min(pause, this.deadlineAt - performance.now());
+    if (pause > 0) await sleep(pause, this.request.signal);
+    if (this.request.signal.aborted) return false;
+    if (!(result.kind === 'failed' && result.untouched) && this.body !== undefined) {
+      // Sent again from what was kept: wait for the client's last byte first.
+      const whole = await this.replay!.complete(this.request.signal);
+      if (!whole) {
+        this.deps.log.debug(
+          { dst_service: service.service, path: this.request.path },
+          'not retried: the request body is over 64 KiB',
+        );
+        return false;
+      }
+      this.body = this.replay!.replay();
+    }
+    this.deps.resilience.retried(service.service, route, reason);
+    return true;
+  }
+
+  /** One try, raced against its limit and the connect timeout when they are set. */
+  private async guardedTry(
+    chosen: EndpointState,
+    plan: EndpointPlan,
+    limit: ReturnType<typeof tryLimit>,
+  ): Promise<TryResult> {
+    const connectMs = plan.kind === 'local' ? undefined : this.connectMs;
+    if (limit === undefined && connectMs === undefined && this.timers === undefined) {
+      return this.tryOnce(chosen, plan, this.request.signal, undefined);
+    }
+    const parent = this.request.signal;
+    const abort = new AbortController();
+    const onParent = (): void => abort.abort();
+    parent.addEventListener('abort', onParent, { once: true });
+    let fire!: (kind: TimeoutKind) => void;
+    const expired = new Promise<TryResult>((resolve) => {
+      fire = (which) => {
+        abort.abort();
+        resolve({
+          kind: 'timeout',
+          which,
+          error: `${which.replace('_', ' ')} of ${this.target.service}`,
+        });
+      };
+    });
+    const tryTimer =
+      limit === undefined ? undefined : setTimeout(() => fire(limit.kind), Math.max(limit.ms, 0));
+    let connectTimer =
+      connectMs === undefined ? undefined : setTimeout(() => fire('connect_timeout'), connectMs);
+    this.timers?.watch(fire);
+    const attempt = this.tryOnce(chosen, plan, abort.signal, () => {
+      clearTimeout(connectTimer);
+      connectTimer = undefined;
+    });
+    const result = await Promise.race([attempt, expired]);
+    clearTimeout(tryTimer);
+    clearTimeout(connectTimer);
+    this.timers?.watch(undefined);
+    parent.removeEventListener('abort', onParent);
+    if (result.kind === 'timeout') {
+      // The try is cancelled (its stream reset); a late answer is dropped.
+      attempt.then(discard, () => {});
+      if (result.which === 'connect_timeout' && chosen.failed(this.now()))
+        this.ejected(chosen, result.error);
+      this.deps.resilience.timedOut(this.target.service, this.routeName, result.which);
+    }
+    return result;
+  }
+
+  /** One try at one endpoint: this host's inbound stack, or a stream through the tunnel. */
+  private async tryOnce(
+    chosen: EndpointState,
+    plan: EndpointPlan,
+    signal: AbortSignal,
+    onSent: (() => void) | undefined,
+  ): Promise<TryResult> {
+    const ep = chosen.endpoint;
+    const client = clientOf(this.ctx.conn.client);
+    const body = this.body;
     // Latency for the balancer: from the request going out to its response head, in
     // fractions of a millisecond (a mesh hop takes one or two).
     let sent = performance.now();
     chosen.active += 1;
-    const release = () => {
-      chosen.active -= 1;
-    };
     if (plan.kind === 'local') {
       // Same host: the inbound stack authorizes and delivers; it answers every failure itself.
-      const response = await deps.inbound({
+      const response = await this.deps.inbound({
         peer: {
-          spiffeId: ctx.source?.tunnel.spiffeId,
+          spiffeId: this.ctx.source?.tunnel.spiffeId,
           address: client?.address ?? ep.address,
           port: client?.port ?? 0,
         },
         target: { address: ep.address, port: ep.port },
         client,
-        request: { ...request, body: body ?? request.body },
+        request: {
+          ...this.request,
+          headers: this.headersForTry(this.request.headers),
+          body: body ?? this.request.body,
+          signal,
+        },
       });
-      if (undelivered(response)) {
-        // The app is not there: an endpoint failure; a bodiless request may go elsewhere.
-        lastError = response.reason ?? 'the app could not be reached';
-        endpointFailed(chosen, lastError);
-        if (body === undefined && attempt + 1 < deps.maxAttempts) {
-          response.body.resume();
-          release();
-          continue;
-        }
-      } else chosen.observe(performance.now() - sent, now());
-      return { response, endpoint: formatAddress(ep), done: release };
+      const undelivered = isUndelivered(response);
+      if (undelivered) {
+        // The app is not there: an endpoint failure, and nothing was delivered.
+        this.lastError = response.reason ?? 'the app could not be reached';
+        this.endpointFailed(chosen, this.lastError);
+      } else chosen.observe(performance.now() - sent, this.now());
+      return { kind: 'response', response, chosen, endpoint: formatAddress(ep), undelivered };
     }
     try {
-      const response = await tunnels!.request({
-        source: ctx.source!.tunnel,
+      const response = await this.deps.tunnels()!.request({
+        source: this.ctx.source!.tunnel,
         peer: {
           address: ep.address,
-          port: deps.tunnelPort,
+          port: this.deps.tunnelPort,
           ...(plan.expectedSpiffeId ? { expectedSpiffeId: plan.expectedSpiffeId } : {}),
         },
-        headers: tunnelRequestHeaders(request, { address: ep.address, port: ep.port }, client),
+        headers: this.headersForTry(
+          tunnelRequestHeaders(this.request, { address: ep.address, port: ep.port }, client),
+        ),
         body,
-        signal: request.signal,
+        signal,
         onSent: () => {
           sent = performance.now();
+          onSent?.();
         },
       });
-      if (undelivered(response)) {
-        // The peer's agent could not reach its app: nothing was delivered, so a bodiless
-        // request may go to another endpoint; either way the endpoint failed.
-        lastError = String(response.headers[REASON_HEADER] ?? 'the app could not be reached');
-        endpointFailed(chosen, lastError);
-        if (body === undefined && attempt + 1 < deps.maxAttempts) {
-          response.body.resume();
-          release();
-          continue;
-        }
+      const undelivered = isUndelivered(response);
+      if (undelivered) {
+        // The peer's agent could not reach its app: the endpoint failed, nothing was delivered.
+        this.lastError = String(response.headers[REASON_HEADER] ?? 'the app could not be reached');
+        this.endpointFailed(chosen, this.lastError);
       } else {
         chosen.succeeded();
-        chosen.observe(performance.now() - sent, now());
+        chosen.observe(performance.now() - sent, this.now());
       }
       return {
+        kind: 'response',
         response,
+        chosen,
         endpoint: `tunnel ${ep.node} -> ${formatAddress(ep)}`,
-        done: release,
+        undelivered,
       };
     } catch (err) {
-      release();
-      lastError = describeError(err);
-      if (!(err instanceof TunnelStreamError) || !err.retryable) {
-        // The stream was open: the request may have reached the app; no retry (issue 13).
-        return answer('upstream_failed', `${target.service}: ${lastError}`);
+      chosen.active -= 1;
+      const error = describeError(err);
+      if (err instanceof TunnelStreamError && err.retryable) {
+        // Nothing reached the peer's app (no session, a refused stream).
+        this.endpointFailed(chosen, error);
+        const refused = err.reason !== 'no session' && err.reason !== 'session closed';
+        return {
+          kind: 'failed',
+          outcome: refused ? 'refused-stream' : 'connect-failure',
+          error,
+          untouched: true,
+        };
       }
-      endpointFailed(chosen, lastError);
+      // The stream was open: the request may have reached the app.
+      return {
+        kind: 'failed',
+        outcome: 'reset',
+        error: `${this.target.service}: ${error}`,
+        untouched: false,
+      };
     }
   }
-  return answer('no_healthy_endpoint', lastError);
+
+  /** The request's fields for a try: grpc-timeout reduced by the time spent so far. */
+  private headersForTry<T extends object>(headers: T): T {
+    if (!this.carryDeadline) return headers;
+    const left = this.deadlineAt! - performance.now();
+    return { ...headers, 'grpc-timeout': formatGrpcTimeout(left) };
+  }
+
+  /** The last try's result as the client's answer. */
+  private final(result: TryResult): Exchanged {
+    if (result.kind === 'response') {
+      const { chosen, response } = result;
+      const timers = this.timers;
+      timers?.afterHead(response.body);
+      return {
+        response,
+        endpoint: result.endpoint,
+        done: () => {
+          chosen.active -= 1;
+          timers?.clear();
+          this.releaseRetry();
+        },
+      };
+    }
+    this.timers?.clear();
+    this.releaseRetry();
+    if (result.kind === 'timeout') return this.answer(result.which, result.error);
+    if (result.outcome === 'reset') return this.answer('upstream_failed', result.error);
+    return this.answer('no_healthy_endpoint', this.lastError);
+  }
+
+  private timedOut(which: TimeoutKind): TryResult {
+    this.deps.resilience.timedOut(this.target.service, this.routeName, which);
+    return {
+      kind: 'timeout',
+      which,
+      error: `${which.replace('_', ' ')} of ${this.target.service}`,
+    };
+  }
+
+  /** A request-level timer fired (the deadline or idle time) after the response head. */
+  private expired(kind: TimeoutKind, body: Readable | undefined): void {
+    this.deps.resilience.timedOut(this.target.service, this.routeName, kind);
+    body?.destroy(new WeftError('WEFT_E_UNAVAILABLE', `${kind.replace('_', ' ')}: response cut`));
+  }
+
+  private releaseRetry(): void {
+    if (!this.retrying) return;
+    this.retrying = false;
+    this.service!.retrying.count -= 1;
+  }
+
+  /** Passive failure accrual: enough failures in a row eject the endpoint for a while. */
+  private endpointFailed(chosen: EndpointState, err: string): void {
+    if (chosen.failed(this.now())) this.ejected(chosen, err);
+  }
+
+  private ejected(chosen: EndpointState, err: string): void {
+    this.deps.log.warn(
+      { service: this.target.service, endpoint: chosen.endpoint.workload, err },
+      'endpoint ejected',
+    );
+  }
+
+  private answer(reason: AgentReason, detail: string): Exchanged {
+    return {
+      response: agentResponse(reason, detail, this.grpc),
+      endpoint: undefined,
+      done: () => {},
+    };
+  }
+}
+
+/** What the retry decision sees of a try. */
+function outcomeOf(result: TryResult): AttemptOutcome {
+  if (result.kind === 'failed') return { kind: result.outcome };
+  if (result.kind === 'timeout') return { kind: 'per-try-timeout' };
+  if (result.undelivered) return { kind: 'connect-failure' };
+  const { status, headers } = result.response;
+  const raw = headers['grpc-status'];
+  const grpc = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : undefined;
+  return { kind: 'response', status, grpcStatus: grpc };
+}
+
+/** A try that is not the answer: its response is dropped and its endpoint released. */
+function discard(result: TryResult): void {
+  if (result.kind !== 'response') return;
+  result.chosen.active -= 1;
+  result.response.body.on('error', () => {});
+  result.response.body.destroy();
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function agentResponse(reason: AgentReason, detail: string, grpc: boolean): L7Response {
@@ -188,6 +577,6 @@ function bodyOf(text: string): Readable {
 }
 
 /** An answer from an agent that reached no app (see UNDELIVERED_HEADER). */
-function undelivered(response: L7Response): boolean {
+function isUndelivered(response: L7Response): boolean {
   return response.headers[UNDELIVERED_HEADER] === 'connect_failed';
 }

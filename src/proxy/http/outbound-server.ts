@@ -24,20 +24,22 @@ import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { httpSpan } from '../../telemetry/http-span.js';
 import { setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
-import type { OpenRecord } from '../observed-relay.js';
+import { type CloseReason, parseAnswerReason, reasonOfAnswer } from '../close-reason.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
+import { type OpenConnection, recordError } from '../records.js';
 import { decideRoute } from '../routing/route-decision.js';
 import { routedExchange, routesFor } from '../routing/route-stage.js';
 import type { Telemetry } from '../telemetry.js';
+import { agentAnswerParts } from './agent-answer.js';
 import { type ExchangeDeps, exchange } from './outbound-exchange.js';
 import { type Delivered, respondHttp1, respondHttp2 } from './outbound-respond.js';
 import { upgradeToOpaque } from './outbound-upgrade.js';
 import { acceptsTrailers, grpcStatusOf, isGrpc } from './outbound-wire.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
 import type { HttpVersion, L7Request } from './types.js';
-import { endToEnd, REASON_HEADER } from './wire-headers.js';
+import { endToEnd } from './wire-headers.js';
 
 /** 64 KiB of request head (HTTP/1.1 header section; HTTP/2 header list). */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -63,9 +65,11 @@ export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
 interface HttpConnection {
   ctx: OutboundContext;
   target: ServiceTarget;
-  record: OpenRecord;
+  record: OpenConnection;
   /** Why it closed, when not simply done: set by whoever ends it. */
-  closeReason: string | undefined;
+  closeReason: CloseReason | undefined;
+  /** Set while an upgraded connection is relayed: settles once the relay has said how it ended. */
+  relayed?: Promise<void>;
   error: string | undefined;
 }
 
@@ -180,16 +184,20 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
       connections += 1;
       socket.once('close', (hadError) => {
         connections -= 1;
-        deps.telemetry.close(
-          {
-            ...c.record,
-            bytes_sent: socket.bytesRead,
-            bytes_received: socket.bytesWritten,
-            close_reason: c.closeReason ?? (hadError ? 'client_reset' : 'done'),
-            ...(c.error ? { error: c.error } : {}),
-          },
-          ctx.conn.started,
-        );
+        const record = (): void =>
+          deps.telemetry.close(
+            {
+              ...c.record,
+              bytes_sent: socket.bytesRead,
+              bytes_received: socket.bytesWritten,
+              close_reason: c.closeReason ?? (hadError ? 'client_reset' : 'done'),
+              ...(c.error ? { error: c.error } : {}),
+            },
+            ctx.conn.started,
+          );
+        // An upgraded connection's relay reports how it ended after this socket's close.
+        if (c.relayed) void c.relayed.then(record);
+        else record();
       });
       if (version === 'http1') {
         byConnection.set(socket, c);
@@ -250,10 +258,14 @@ async function serveHttp2(
   if (headers[':method'] === 'CONNECT') {
     // A tunnel inside an HTTP/2 stream (RFC 9113 8.5, RFC 8441 WebSockets) is not carried yet:
     // refused plainly rather than forwarded as a request it is not.
-    stream.respond(
-      { ':status': 501, [REASON_HEADER]: 'connect_not_supported' },
-      { endStream: true },
-    );
+    const answer = agentAnswerParts({
+      reason: 'unsupported',
+      detail: 'CONNECT inside an HTTP/2 stream is not carried: use HTTP/1.1 CONNECT or Upgrade',
+      grpc: false,
+    });
+    stream.on('error', () => {});
+    stream.respond({ ...answer.headers, ':status': answer.status });
+    stream.end(answer.text);
     return;
   }
   const abort = new AbortController();
@@ -329,6 +341,7 @@ async function serveRequest(
     request_bytes: 0,
     response_bytes: 0,
     trace_id: span.traceId,
+    close_reason: 'done',
   };
   try {
     const { response, endpoint, done } =
@@ -343,20 +356,41 @@ async function serveRequest(
       ...(grpc === undefined ? {} : { grpc_status: grpc }),
       ...(endpoint ? { endpoint } : {}),
       response_bytes: delivered.bytes,
-      ...(response.reason ? { reason: response.reason } : {}),
+      close_reason: closeReasonOf(response, delivered, request.signal),
       ...(delivered.error ? { error: delivered.error } : {}),
     };
   } catch (err) {
-    record = { ...record, error: describeError(err) };
+    record = { ...record, close_reason: 'internal', error: describeError(err) };
     throw err;
   } finally {
     deps.requests.finish({ ...record, request_bytes: requestBytes }, started);
+    const error = recordError(record);
     span.end({
       status: record.status,
       ...(record.grpc_status === undefined ? {} : { grpcStatus: record.grpc_status }),
-      ...(record.reason || record.error ? { error: record.reason ?? record.error } : {}),
+      ...(error === undefined ? {} : { error }),
     });
   }
+}
+
+/**
+ * Why the request ended: the agent's own answer says (its weft-reason, from this agent or the
+ * peer's; or the route's redirect); else a response cut short broke on the app's side (it went away: the request was
+ * aborted) or the upstream's; else done.
+ */
+function closeReasonOf(
+  response: import('./types.js').L7Response,
+  delivered: Delivered,
+  signal: AbortSignal,
+): CloseReason {
+  if (response.reason !== undefined) {
+    // The route's redirect: the agent's, but a normal response (no weft-reason, not an answer).
+    if (response.reason === 'route_redirect') return 'route_redirect';
+    const grpc = grpcStatusOf(response.headers, undefined);
+    return parseAnswerReason(response.reason) ?? reasonOfAnswer(response.status, grpc);
+  }
+  if (delivered.error !== undefined) return signal.aborted ? 'client_reset' : 'upstream_reset';
+  return 'done';
 }
 
 /** The body as forwarded, counting its bytes on the way (a fixed buffer: back pressure). */

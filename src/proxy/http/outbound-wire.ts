@@ -1,16 +1,14 @@
 // The outbound HTTP stack's pure pieces: the wire headers of a request riding the tunnel (the
-// contract between agents), the responses the agent makes itself (plain for HTTP, trailers-only
-// for gRPC), and the request head of an Upgrade or CONNECT replayed to the endpoint.
+// contract between agents), gRPC's status and trailers as the app gets them, and the request
+// head of an Upgrade or CONNECT replayed to the endpoint. The agent's own answers: agent-answer.ts.
+import { STATUS_CODES } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http2';
+import type { AnswerReason } from '../close-reason.js';
 import { CLIENT_ADDRESS_HEADER, formatClientAddress } from '../tunnel/client-address.js';
 import type { TunnelTarget } from '../tunnel/types.js';
+import { type AgentAnswerParts, agentAnswerParts } from './agent-answer.js';
 import type { HeaderMap, L7Request } from './types.js';
-import {
-  ORIG_PROTO_HEADER,
-  ORIG_PROTO_HTTP1,
-  REASON_HEADER,
-  TARGET_HEADER,
-} from './wire-headers.js';
+import { ORIG_PROTO_HEADER, ORIG_PROTO_HTTP1, TARGET_HEADER } from './wire-headers.js';
 
 /**
  * An HTTP/2 request to the peer agent: the app's method, authority and path, its end-to-end
@@ -38,58 +36,28 @@ function formatTarget(t: TunnelTarget): string {
   return t.address.includes(':') ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`;
 }
 
-/** gRPC's content types: application/grpc, application/grpc+proto, ... (not grpc-web). */
-export function isGrpc(contentType: string | string[] | undefined): boolean {
-  const ct = (Array.isArray(contentType) ? contentType[0] : contentType)?.toLowerCase() ?? '';
-  return (
-    ct === 'application/grpc' ||
-    ct.startsWith('application/grpc+') ||
-    ct.startsWith('application/grpc;')
-  );
-}
+/** gRPC's content types (agent-answer.ts): the outbound exchange asks by content-type. */
+export { isGrpcContentType as isGrpc } from './agent-answer.js';
 
-/** Why the agent answers a request itself. */
-export type AgentReason = 'no_healthy_endpoint' | 'no_identity' | 'upstream_failed';
-
-/** gRPC status codes the agent uses (grpc/doc/statuscodes.md). */
-export const GRPC_UNAVAILABLE = 14;
-
-export interface AgentAnswer {
-  status: number;
-  headers: HeaderMap;
-  /** The plain-text body (HTTP); empty for gRPC, whose answer is trailers-only. */
-  text: string;
-}
+/** Why the sending agent answers a request itself. */
+export type AgentReason = Extract<
+  AnswerReason,
+  | 'no_healthy_endpoint'
+  | 'no_identity'
+  | 'upstream_failed'
+  | 'connect_timeout'
+  | 'per_try_timeout'
+  | 'request_timeout'
+  | 'idle_timeout'
+>;
 
 /**
- * 503 when there was nowhere to send the request, 502 when the upstream failed it; a gRPC
- * caller gets a trailers-only response (HTTP 200, grpc-status 14 UNAVAILABLE), which gRPC
- * clients retry or report as they would the server's own.
+ * The sending agent's own answer (503 nowhere to send it, 502 the upstream failed it, 504 a
+ * timeout cut it; gRPC: trailers-only UNAVAILABLE or DEADLINE_EXCEEDED) in agent-answer.ts's one format. Kept with this signature for
+ * outbound-exchange.ts, which should call agent-answer.ts's agentAnswer itself.
  */
-export function agentAnswer(reason: AgentReason, detail: string, grpc: boolean): AgentAnswer {
-  const message = `weft: ${detail}`;
-  if (grpc) {
-    return {
-      status: 200,
-      headers: {
-        'content-type': 'application/grpc',
-        'grpc-status': String(GRPC_UNAVAILABLE),
-        'grpc-message': encodeURIComponent(message),
-        [REASON_HEADER]: reason,
-      },
-      text: '',
-    };
-  }
-  const text = `${message}\n`;
-  return {
-    status: reason === 'upstream_failed' ? 502 : 503,
-    headers: {
-      'content-type': 'text/plain; charset=utf-8',
-      'content-length': String(Buffer.byteLength(text)),
-      [REASON_HEADER]: reason,
-    },
-    text,
-  };
+export function agentAnswer(reason: AgentReason, detail: string, grpc: boolean): AgentAnswerParts {
+  return agentAnswerParts({ reason, detail, grpc });
 }
 
 /**
@@ -138,7 +106,8 @@ export function rawRequestHead(
 }
 
 /** A raw HTTP/1.1 answer for a connection that is about to close (a refused Upgrade). */
-export function rawAnswer(answer: AgentAnswer, phrase: string): string {
+export function rawAnswer(answer: AgentAnswerParts): string {
+  const phrase = STATUS_CODES[answer.status] ?? '';
   let head = `HTTP/1.1 ${answer.status} ${phrase}\r\nconnection: close\r\n`;
   for (const [name, value] of Object.entries(answer.headers)) head += `${name}: ${value}\r\n`;
   return `${head}\r\n${answer.text}`;

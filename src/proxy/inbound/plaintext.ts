@@ -8,6 +8,7 @@ import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress, unmapV4 } from '../address.js';
 import type { CapturedConnection, CapturedHandler } from '../capture-listener.js';
+import type { CloseReason } from '../close-reason.js';
 import type { LocalConnector } from '../endpoint/connect-local.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection } from '../observed-relay.js';
@@ -46,7 +47,7 @@ async function handle(conn: CapturedConnection, deps: PlaintextInboundDeps): Pro
     dst_service: service ?? 'unknown',
     security: 'plaintext',
   };
-  const refuse = (close_reason: string, error: string) =>
+  const refuse = (close_reason: CloseReason, error: string) =>
     refuseConnection(conn, telemetry, { ...record, close_reason, error });
 
   if (service !== undefined) {

@@ -4,14 +4,17 @@
 // (passive accrual) and the next one is tried, before a single byte of the client's is read:
 // opaque TCP is safe to retry only until then. Also the passthrough of external destinations.
 import type { ServicePort } from '../../api/resources/index.js';
-import { describeError, isWeftError } from '../../errors.js';
+import { describeError, isWeftError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress, unmapV4 } from '../address.js';
 import type { EndpointState } from '../balance/endpoint-state.js';
+import type { CloseReason } from '../close-reason.js';
 import { connectDirect } from '../endpoint/connect-direct.js';
 import { authorizeL4 } from '../inbound/authorize.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection, type Upstream } from '../observed-relay.js';
+import { sameHostInbound } from '../records.js';
+import type { Resilience } from '../resilience/resilience.js';
 import type { Telemetry } from '../telemetry.js';
 import {
   formatClientAddress,
@@ -33,6 +36,8 @@ export interface OpaqueDeps {
   connectTimeoutMs: number;
   /** Endpoints tried per connection before giving up. */
   maxAttempts: number;
+  /** TrafficPolicy timeouts per service: connect (over connectTimeoutMs) and idle. */
+  resilience: Resilience;
 }
 
 /** A mesh service port, as routed: by its VIP, or by one endpoint's own address. */
@@ -52,7 +57,11 @@ export type OpaqueOpen =
       /** Call once the connection is over: the endpoint's in-flight count. */
       done: () => void;
     }
-  | { kind: 'refused'; close_reason: string; error: string };
+  | {
+      kind: 'refused';
+      close_reason: Extract<CloseReason, 'no_identity' | 'denied' | 'no_healthy_endpoint'>;
+      error: string;
+    };
 
 export async function serveOpaque(
   ctx: OutboundContext,
@@ -61,20 +70,23 @@ export async function serveOpaque(
 ): Promise<void> {
   const record = { ...ctx.record, dst_service: target.service };
   const opened = await openOpaque(ctx, target, deps);
+  // TrafficPolicy timeouts.idle replaces the listener's idle time for this service's
+  // connections (either way: no byte in either direction for that long closes it).
+  const idleMs = policyOf(deps, target.service)?.idleMs;
+  const conn =
+    idleMs === undefined ? ctx.conn : { ...ctx.conn, timeouts: { ...ctx.conn.timeouts, idleMs } };
   if (opened.kind === 'refused') {
-    return refuseConnection(ctx.conn, deps.telemetry, {
+    return refuseConnection(conn, deps.telemetry, {
       ...record,
       close_reason: opened.close_reason,
       error: opened.error,
     });
   }
-  observedRelay(
-    ctx.conn,
-    opened.upstream,
-    deps.telemetry,
-    { ...record, endpoint: opened.endpoint, security: opened.security },
-    opened.done,
-  );
+  const outbound = { ...record, endpoint: opened.endpoint, security: opened.security };
+  observedRelay(conn, opened.upstream, deps.telemetry, outbound, {
+    onDone: opened.done,
+    ...(opened.security === 'local' ? { inbound: sameHostInbound(outbound) } : {}),
+  });
 }
 
 /** Balance and endpoint: tries up to maxAttempts endpoints; nothing of the client's is read. */
@@ -92,6 +104,10 @@ export async function openOpaque(
       ? (s: EndpointState) =>
           s.endpoint.address === conn.target.address && s.endpoint.port === conn.target.port
       : undefined;
+  // TrafficPolicy timeouts.connect: reaching the endpoint (a local connect, or a tunnel
+  // session and CONNECT stream); a timeout is a connect failure: the next endpoint is tried.
+  const policyConnectMs = policyOf(deps, service)?.connectMs;
+  const connectMs = policyConnectMs ?? deps.connectTimeoutMs;
   const tried = new Set<EndpointState>();
   let lastError = 'no endpoints';
   for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
@@ -123,18 +139,22 @@ export async function openOpaque(
     try {
       const upstream: Upstream =
         plan.kind === 'local'
-          ? { socket: await connectDirect(ep.address, ep.port, deps.connectTimeoutMs) }
+          ? { socket: await connectDirect(ep.address, ep.port, connectMs) }
           : {
-              stream: await tunnels!.open({
-                source: source!.tunnel,
-                peer: {
-                  address: ep.address,
-                  port: deps.tunnelPort,
-                  ...(plan.expectedSpiffeId ? { expectedSpiffeId: plan.expectedSpiffeId } : {}),
-                },
-                target: { address: ep.address, port: ep.port },
-                client: clientOf(conn.client),
-              }),
+              stream: await within(
+                tunnels!.open({
+                  source: source!.tunnel,
+                  peer: {
+                    address: ep.address,
+                    port: deps.tunnelPort,
+                    ...(plan.expectedSpiffeId ? { expectedSpiffeId: plan.expectedSpiffeId } : {}),
+                  },
+                  target: { address: ep.address, port: ep.port },
+                  client: clientOf(conn.client),
+                }),
+                policyConnectMs,
+                `${service}: no tunnel stream to ${formatAddress(ep)} within the connect timeout (${policyConnectMs} ms)`,
+              ),
             };
       chosen.succeeded();
       const local = plan.kind === 'local';
@@ -199,4 +219,38 @@ export function clientOf(client: {
   if (address === '' || port === 0) return undefined;
   const c = { address, port };
   return parseClientAddress(formatClientAddress(c)).ok ? c : undefined;
+}
+
+function policyOf(deps: OpaqueDeps, service: string) {
+  return deps.resilience.forService(service, deps.state.trafficPolicy(service))?.policy;
+}
+
+/**
+ * The stream `opening` gives, or a WEFT_E_UNAVAILABLE after `ms` (undefined: no limit, and no
+ * timer); a stream that opens after that is closed at once.
+ */
+function within<T extends { destroy(): void }>(
+  opening: Promise<T>,
+  ms: number | undefined,
+  message: string,
+): Promise<T> {
+  if (ms === undefined) return opening;
+  return new Promise((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new WeftError('WEFT_E_UNAVAILABLE', message));
+    }, ms);
+    opening.then(
+      (stream) => {
+        clearTimeout(timer);
+        if (late) stream.destroy();
+        else resolve(stream);
+      },
+      (err) => {
+        clearTimeout(timer);
+        if (!late) reject(err);
+      },
+    );
+  });
 }

@@ -1,18 +1,20 @@
-// The answers the route stage makes itself, with no upstream: a redirect, a fault's abort (an
-// HTTP status, or a gRPC status as a trailers-only response), and the 500 of a rule whose
-// backends are unusable. Each carries `weft-reason` so the caller can tell them from an app's.
+// The answers the route stage makes itself, with no upstream. A fault's abort, unusable
+// backends and a client gone during a fault's delay are agent answers (agent-answer.ts's one
+// format, weft-reason a word of close-reason.ts); a redirect is a normal response, as the
+// operator configured it (its record's close reason, route_redirect, says the route made it).
 import { Readable } from 'node:stream';
+import { agentAnswer } from '../http/agent-answer.js';
 import type { L7Response } from '../http/types.js';
-import { REASON_HEADER } from '../http/wire-headers.js';
 
-export type RouteReason =
-  | 'route_redirect'
-  | 'fault_abort'
-  | 'route_backend_unavailable'
-  | 'client_gone';
-
+/** RequestRedirect: the status and Location, an empty body; no weft-reason (not an error). */
 export function redirectAnswer(status: number, location: string): L7Response {
-  return plain(status, '', { location }, 'route_redirect');
+  return {
+    status,
+    headers: { location, 'content-length': '0' },
+    body: Readable.from([], { objectMode: false }),
+    trailers: () => undefined,
+    reason: 'route_redirect',
+  };
 }
 
 /** A fault's abort: the gRPC status as a trailers-only answer, else the HTTP status. */
@@ -20,67 +22,25 @@ export function abortAnswer(
   httpStatus: number | undefined,
   grpcStatus: number | undefined,
 ): L7Response {
-  if (grpcStatus !== undefined) {
-    return {
-      status: 200,
-      headers: {
-        'content-type': 'application/grpc',
-        'grpc-status': String(grpcStatus),
-        'grpc-message': 'weft%3A%20fault%20injected',
-        [REASON_HEADER]: 'fault_abort',
-      },
-      body: Readable.from([], { objectMode: false }),
-      trailers: () => undefined,
-      reason: 'fault_abort',
-    };
-  }
-  return plain(httpStatus ?? 500, 'weft: fault injected\n', {}, 'fault_abort');
+  const detail = 'fault injected';
+  return grpcStatus !== undefined
+    ? agentAnswer({ reason: 'fault_abort', detail, grpc: true, status: grpcStatus })
+    : agentAnswer({ reason: 'fault_abort', detail, grpc: false, status: httpStatus ?? 500 });
 }
 
+/** The rule's backends are unusable: 500, or INTERNAL as gRPC maps an HTTP 500. */
 export function unavailableAnswer(detail: string, grpc: boolean): L7Response {
-  if (grpc) {
-    return {
-      status: 200,
-      headers: {
-        'content-type': 'application/grpc',
-        // INTERNAL, as gRPC maps an HTTP 500.
-        'grpc-status': '13',
-        'grpc-message': encodeURIComponent(`weft: ${detail}`),
-        [REASON_HEADER]: 'route_backend_unavailable',
-      },
-      body: Readable.from([], { objectMode: false }),
-      trailers: () => undefined,
-      reason: 'route_backend_unavailable',
-    };
-  }
-  return plain(500, `weft: ${detail}\n`, {}, 'route_backend_unavailable');
+  return agentAnswer({ reason: 'route_backend_unavailable', detail, grpc });
 }
 
 /**
  * The client left during a fault's delay: nothing is sent upstream and nothing can be answered;
- * the record says 499 (nginx's "client closed request", which operators know).
+ * the record says client_reset, as for a client gone at any other point.
  */
-export function clientGoneAnswer(): L7Response {
-  return plain(499, '', {}, 'client_gone');
-}
-
-function plain(
-  status: number,
-  text: string,
-  extra: Record<string, string>,
-  reason: RouteReason,
-): L7Response {
-  const body = Buffer.from(text);
-  return {
-    status,
-    headers: {
-      ...extra,
-      'content-type': 'text/plain; charset=utf-8',
-      'content-length': String(body.length),
-      [REASON_HEADER]: reason,
-    },
-    body: Readable.from(body.length === 0 ? [] : [body], { objectMode: false }),
-    trailers: () => undefined,
-    reason,
-  };
+export function clientGoneAnswer(grpc: boolean): L7Response {
+  return agentAnswer({
+    reason: 'client_reset',
+    detail: 'the client went away during a fault delay',
+    grpc,
+  });
 }

@@ -6,13 +6,7 @@ import type { ServiceTarget } from '../outbound/opaque.js';
 import { hostOf, matchGrpc, matchHttp, type RequestFacts } from './route-match.js';
 import { modifyPath, redirectLocation } from './route-path.js';
 import { pickBackend } from './route-split.js';
-import type {
-  CompiledBackend,
-  CompiledRule,
-  PathMatch,
-  PortRoutes,
-  RouteTimeouts,
-} from './route-table.js';
+import type { CompiledBackend, CompiledRule, PathMatch, PortRoutes } from './route-table.js';
 
 export type RouteOutcome =
   | {
@@ -29,11 +23,10 @@ export type RouteOutcome =
 export type RouteDecision = RouteOutcome & {
   /** The route's name: the request record's `route` label. */
   route: string;
+  /** The matched rule: its filters, and its name and timeouts for exchange() (rule.exchange). */
   rule: CompiledRule;
   /** A fault's delay before anything else happens; 0 for none. */
   delayMs: number;
-  /** The rule's timeouts, for exchange() to enforce (carried as data). */
-  timeouts: RouteTimeouts | undefined;
 };
 
 const PREFIX_ROOT: PathMatch = { type: 'PathPrefix', value: '/' };
@@ -82,7 +75,6 @@ export function decideRoute(
       route: rule.route,
       rule,
       delayMs,
-      timeouts: rule.timeouts,
     };
   }
   const redirect = rule.redirect;
@@ -100,7 +92,6 @@ export function decideRoute(
       route: rule.route,
       rule,
       delayMs,
-      timeouts: rule.timeouts,
     };
   }
   if (rule.backends === undefined) return forward(rule, delayMs, parent, matched);
@@ -123,7 +114,6 @@ function forward(
     route: rule.route,
     rule,
     delayMs,
-    timeouts: rule.timeouts,
   };
 }
 
@@ -137,7 +127,7 @@ function unavailable(
     backend === undefined
       ? `route ${rule.route}: every backend has weight 0`
       : `route ${rule.route}: ${backend.problem}`;
-  return { kind: 'unavailable', detail, route: rule.route, rule, delayMs, timeouts: rule.timeouts };
+  return { kind: 'unavailable', detail, route: rule.route, rule, delayMs };
 }
 
 /** True for `percent` of draws (0-100). */

@@ -2,7 +2,8 @@
 // request's route (routesFor: one map read for a service without routes), then carries out
 // the decision: a fault's delay, the answers the agent makes itself (redirect, abort, unusable
 // backends), the request filters (header modifier, URL rewrite, mirror), the exchange with the
-// chosen backend's ServiceTarget, and the response header modifier.
+// chosen backend's ServiceTarget under the route's name and timeouts, and the response header
+// modifier.
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ExchangeDeps, type Exchanged, exchange } from '../http/outbound-exchange.js';
@@ -48,7 +49,7 @@ export async function routedExchange(
     try {
       await sleep(decision.delayMs, undefined, { signal: request.signal });
     } catch {
-      return answered(request, body, clientGoneAnswer());
+      return answered(request, body, clientGoneAnswer(grpc));
     }
   }
   switch (decision.kind) {
@@ -77,7 +78,9 @@ export async function routedExchange(
     forwarded = mirrorRequest(ctx, rule.mirrors, sent, body, deps);
     if (forwarded !== undefined) sent = { ...sent, body: forwarded };
   }
-  const exchanged = await exchange(ctx, decision.target, sent, forwarded, deps);
+  // The route's name labels the retry and timeout metrics; its timeouts (rules[].timeouts)
+  // take the place of the backend's TrafficPolicy's request and per-try timeouts.
+  const exchanged = await exchange(ctx, decision.target, sent, forwarded, deps, rule.exchange);
   if (rule.responseHeaders && exchanged.response.reason === undefined) {
     const response = exchanged.response;
     exchanged.response = {

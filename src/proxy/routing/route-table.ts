@@ -6,6 +6,7 @@
 import { parseDuration } from '../../api/duration.js';
 import type { GRPCRouteSpec, HTTPRouteSpec } from '../../api/resources/index.js';
 import type { ServiceView } from '../../controlplane-client/mesh-view.js';
+import type { ExchangeRoute } from '../http/outbound-exchange.js';
 import type { ServiceTarget } from '../outbound/opaque.js';
 
 export interface CompiledHeaderModifier {
@@ -49,13 +50,11 @@ export interface CompiledRule {
   };
   mirrors?: readonly ServiceTarget[];
   fault?: CompiledFault;
-  /** The route's timeouts, as data for exchange() (see RouteDecision.timeouts). */
-  timeouts?: RouteTimeouts;
-}
-
-export interface RouteTimeouts {
-  requestMs?: number;
-  backendRequestMs?: number;
+  /**
+   * What exchange() is told of the route: its name (the retry and timeout metrics' label) and
+   * its timeouts in ms (rules[].timeouts), made once here so a request allocates nothing.
+   */
+  exchange: ExchangeRoute;
 }
 
 export type ValueMatch =
@@ -327,6 +326,7 @@ function compileRule(
     route,
     backends,
     totalWeight: backends?.reduce((sum, b) => sum + b.weight, 0) ?? 0,
+    exchange: { name: route },
   };
   for (const f of (rule.filters ?? []) as AnyFilter[]) {
     switch (f.type) {
@@ -385,13 +385,16 @@ function compileRule(
   }
   const timeouts = 'timeouts' in rule ? rule.timeouts : undefined;
   if (timeouts) {
-    const requestMs = timeouts.request ? parseDuration(timeouts.request) : undefined;
-    const backendRequestMs = timeouts.backendRequest
+    const request = timeouts.request ? parseDuration(timeouts.request) : undefined;
+    const backendRequest = timeouts.backendRequest
       ? parseDuration(timeouts.backendRequest)
       : undefined;
-    out.timeouts = {
-      ...(requestMs !== undefined ? { requestMs } : {}),
-      ...(backendRequestMs !== undefined ? { backendRequestMs } : {}),
+    out.exchange = {
+      name: route,
+      timeouts: {
+        ...(request !== undefined ? { request } : {}),
+        ...(backendRequest !== undefined ? { backendRequest } : {}),
+      },
     };
   }
   return out;
