@@ -1,13 +1,20 @@
 // What the data path needs from one snapshot version, computed once when it is accepted so
 // that each connection does only map reads: the route index, a balancer pool per service port
 // (kept across versions, so counters and ejections survive updates), authorization policies
-// per service, and this host's own workloads (by port, and by registered address and port).
+// per service, the effective TrafficPolicy of each service (the Mesh's defaults with the
+// Service's own laid over them), and this host's own workloads (by port, and by registered
+// address and port).
 import type {
   AuthorizationPolicySpec,
   GRPCRouteSpec,
   HTTPRouteSpec,
   TrafficPolicySpec,
 } from '../api/resources/index.js';
+import {
+  type EffectivePolicies,
+  effectivePolicies,
+  policyScopes,
+} from '../api/resources/traffic-policy-scopes.js';
 import type { EndpointView, MeshView } from '../controlplane-client/mesh-view.js';
 import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
@@ -35,7 +42,9 @@ export class MeshState {
   /** By service, then by service port: a connection reads two maps, builds no key. */
   private pools = new Map<string, Map<number, ServicePortPool>>();
   private authz = new Map<string, NamedPolicy[]>();
-  private traffic = new Map<string, TrafficPolicySpec>();
+  private traffic: EffectivePolicies | undefined;
+  private serviceTraffic = new Map<string, TrafficPolicySpec>();
+  private meshTraffic: TrafficPolicySpec | undefined;
   private routes = new Map<string, NamedRoute[]>();
   private routeTables = new Map<string, ServiceRoutes>();
   private localServices = new Map<number, string>();
@@ -47,11 +56,11 @@ export class MeshState {
     const policies = (kind: string) =>
       (view.policies.get(kind) ?? []).map((r) => ({ name: r.name, doc: r.doc }));
 
-    const traffic = new Map<string, TrafficPolicySpec>();
-    for (const p of policies('TrafficPolicy')) {
-      const spec = (p.doc as { spec: TrafficPolicySpec }).spec;
-      traffic.set(spec.targetRef.name, spec);
-    }
+    // Effective policies, merged once here; unchanged documents keep their objects.
+    const traffic = effectivePolicies(policyScopes(policies('TrafficPolicy')), this.traffic);
+    const serviceTraffic = new Map<string, TrafficPolicySpec>();
+    for (const [service, p] of traffic.services) serviceTraffic.set(service, p.spec);
+    const meshTraffic = traffic.mesh?.spec;
     // An HTTPRoute is listed under every Service it names as a parent.
     const routes = new Map<string, NamedRoute[]>();
     for (const p of policies('HTTPRoute')) {
@@ -84,7 +93,7 @@ export class MeshState {
     const pools = new Map<string, Map<number, ServicePortPool>>();
     for (const service of view.services.values()) {
       const endpoints = view.endpoints.get(service.name) ?? [];
-      const balancer = traffic.get(service.name)?.balancer;
+      const balancer = (serviceTraffic.get(service.name) ?? meshTraffic)?.balancer;
       const byPort = new Map<number, ServicePortPool>();
       for (const port of service.ports) {
         const pool = this.pool(service.name, port.port) ?? new EndpointPool(service.name, balancer);
@@ -120,6 +129,8 @@ export class MeshState {
     this.pools = pools;
     this.authz = authz;
     this.traffic = traffic;
+    this.serviceTraffic = serviceTraffic;
+    this.meshTraffic = meshTraffic;
     this.routes = routes;
     this.routeTables = routeTables;
     this.localServices = localServices;
@@ -139,9 +150,12 @@ export class MeshState {
     return this.authz.get(service) ?? [];
   }
 
-  /** The TrafficPolicy that targets a service, if any. */
+  /**
+   * The effective TrafficPolicy of a service (defaults filled in): its own over the Mesh's,
+   * the Mesh's alone, or undefined when neither exists.
+   */
   trafficPolicy(service: string): TrafficPolicySpec | undefined {
-    return this.traffic.get(service);
+    return this.serviceTraffic.get(service) ?? this.meshTraffic;
   }
 
   /** The HTTPRoutes that name a service as a parent, in snapshot order. */

@@ -5,6 +5,7 @@
 //   /ok/...            200 with {"node": ...}
 //   /flap/...          node-b: 503, then a reset before any answer, alternating; node-c: 200
 //   /fail/...          503 from every endpoint
+//   /status/NNN/...    NNN from every endpoint
 //   /slow/MS/...       200 after MS milliseconds
 //   /slowfail/MS/...   503 after MS milliseconds
 //   /stall/...         the response head and one chunk, then nothing
@@ -74,6 +75,8 @@ export interface ResilienceLab {
 export async function resilienceLab(
   pki: MeshPki,
   services: LabService[],
+  /** A TrafficPolicy spec whose target is the Mesh: every service's defaults. */
+  meshPolicy?: Record<string, unknown>,
   /** More resources for the snapshot (HTTPRoutes over these services). */
   extra: Record<string, unknown>[] = [],
 ): Promise<ResilienceLab> {
@@ -120,6 +123,14 @@ export async function resilienceLab(
         spec: { targetRef: { name: s.name }, ...s.policy },
       });
     }
+  }
+  if (meshPolicy) {
+    docs.push({
+      apiVersion: 'weft/v1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'mesh-defaults' },
+      spec: { targetRef: { kind: 'Mesh' }, ...meshPolicy },
+    });
   }
   state.update(viewOf([...docs, ...extra]));
   const registry = new Registry();
@@ -277,6 +288,11 @@ function backend(
     }
     if (path.startsWith('/fail/')) {
       answer(503);
+      return;
+    }
+    const fixed = /^\/status\/(\d{3})\//.exec(path);
+    if (fixed) {
+      answer(Number(fixed[1]));
       return;
     }
     const slowFail = /^\/slowfail\/(\d+)\//.exec(path);

@@ -65,6 +65,7 @@ beforeAll(async () => {
   lab = await resilienceLab(
     await meshPki(),
     [{ name: 'routed', vip: '240.240.2.1', policy: POLICY }],
+    undefined,
     [HTTP_ROUTE],
   );
   port = await lab.port('routed');

@@ -13,5 +13,6 @@ export * from './revocation.js';
 export * from './route-parts.js';
 export * from './service.js';
 export * from './traffic-policy.js';
+export * from './traffic-policy-scopes.js';
 export * from './validate.js';
 export * from './workload.js';

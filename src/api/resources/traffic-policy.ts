@@ -4,7 +4,7 @@
 // (healthCheck: enforced by each workload's agent).
 import { z } from 'zod';
 import { durationString, parseDuration } from '../duration.js';
-import { documentSchema, resourceName, serviceRef } from './common.js';
+import { dnsLabel, documentSchema, resourceName } from './common.js';
 
 const count = (min: number, max: number) =>
   z
@@ -206,9 +206,40 @@ export const healthCheck = z
     }
   });
 
+/** What a policy applies to: one Service, or the whole Mesh (defaults for every service). */
+export type PolicyTarget = { kind: 'Service'; name: string } | { kind: 'Mesh'; name?: string };
+
+/**
+ * `{name: orders}` (kind Service by default) or `{kind: Mesh}`; a Mesh target's name, when
+ * given, must be the Mesh resource's (checked at apply: there is one Mesh).
+ */
+export const policyTargetRef = z
+  .object({
+    kind: z.enum(['Service', 'Mesh'], { error: 'must be Service or Mesh' }).default('Service'),
+    name: z.string().optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    const rule = t.kind === 'Service' ? dnsLabel : resourceName;
+    if (t.name === undefined) {
+      if (t.kind === 'Service')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['name'],
+          message: 'required: the Service it applies to',
+        });
+      return;
+    }
+    const named = rule.safeParse(t.name);
+    if (!named.success)
+      ctx.addIssue({ code: 'custom', path: ['name'], message: named.error.issues[0]!.message });
+  })
+  .transform((t) => t as PolicyTarget);
+
+/** The policy as it applies: one document, or a Service's merged over the Mesh's (./traffic-policy-scopes.ts). */
 export const trafficPolicySpec = z
   .object({
-    targetRef: serviceRef,
+    targetRef: policyTargetRef,
     balancer: balancer.optional(),
     timeouts: timeouts.optional(),
     retries: retries.optional(),
@@ -219,10 +250,50 @@ export const trafficPolicySpec = z
   })
   .strict();
 
+/** The paths of the object members that are null (not inside lists: there null is a value). */
+export function nullPaths(value: unknown, at: string[] = []): string[][] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return [];
+  return Object.entries(value).flatMap(([k, v]) =>
+    v === null ? [[...at, k]] : nullPaths(v, [...at, k]),
+  );
+}
+
+/** The value with its null members dropped (RFC 7386: a merge patch applied to nothing). */
+export function withoutNulls(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([, v]) => v !== null)
+      .map(([k, v]) => [k, withoutNulls(v)]),
+  );
+}
+
+/**
+ * A policy as written. In a Service's policy `null` removes a value the Mesh's policy sets
+ * (an inherited hashOn, perTryTimeout or healthCheck.http); a Mesh policy inherits nothing,
+ * so null there would do nothing and is refused. Each document must hold on its own too.
+ */
+const trafficPolicyDocumentSpec = z
+  .unknown()
+  .transform((spec, ctx) => {
+    const target = (spec as { targetRef?: { kind?: unknown } } | null)?.targetRef;
+    if (target?.kind === 'Mesh') {
+      for (const path of nullPaths(spec))
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message:
+            'null removes a value a Service policy inherits from the Mesh policy; a Mesh policy inherits nothing: remove it',
+        });
+    }
+    return withoutNulls(spec);
+  })
+  .pipe(trafficPolicySpec);
+
 export const trafficPolicyDocument = documentSchema(
   'TrafficPolicy',
   resourceName,
-  trafficPolicySpec,
+  trafficPolicyDocumentSpec,
   z.object({}).loose(),
 );
 

@@ -55,7 +55,7 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
     headers: ['NAME', 'TARGET', 'BALANCER', 'POLICIES'],
     row: (d) => [
       d.metadata.name,
-      str((d.spec.targetRef as { name?: string })?.name),
+      policyTarget(d),
       str((d.spec.balancer as { type?: string })?.type),
       ['timeouts', 'retries', 'circuitBreaker', 'outlierDetection', 'rateLimit', 'healthCheck']
         .filter((k) => d.spec[k] !== undefined)
@@ -105,6 +105,15 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
     },
   },
 };
+
+/** "Service/orders", or "Mesh" for the policy of every service; "(shadowed)" when not in force. */
+function policyTarget(d: Doc): string {
+  const ref = d.spec.targetRef as { kind?: string; name?: string } | undefined;
+  const target = ref?.kind === 'Mesh' ? 'Mesh' : `Service/${str(ref?.name)}`;
+  return d.status?.shadowedBy === undefined
+    ? target
+    : `${target} (shadowed by ${d.status.shadowedBy})`;
+}
 
 /** "45s", "3m", "5h" (rounded) for a span of milliseconds. */
 function span(ms: number): string {

@@ -4,7 +4,6 @@
 // stream's flow-control window and highWaterMark are the bound), trailers after it, and a
 // reset when the response breaks off mid-body, so the caller never takes a cut body for whole.
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { pipeline } from 'node:stream/promises';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { parseAnswerReason, reasonOfAnswer } from '../close-reason.js';
@@ -12,6 +11,7 @@ import type { TunnelRequestHandler, TunnelRequestOutcome } from '../tunnel/tunne
 import type { StreamCloseReason, TunnelPeer } from '../tunnel/types.js';
 import { agentAnswer, isGrpc } from './agent-answer.js';
 import { parseTunnelRequest } from './inbound-request.js';
+import { pipeBody } from './pipe-body.js';
 import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
 import { endToEnd } from './wire-headers.js';
 
@@ -125,8 +125,10 @@ export async function writeResponse(
     stream.sendTrailers(trailers ? { ...trailers } : {});
   });
   try {
-    await pipeline(body, stream);
+    await pipeBody(body, stream, true);
   } catch {
+    // What is left of the app's response goes nowhere (its connection is not reused mid-body).
+    body.destroy();
     if (aborted) return closed(stream, 'client_reset');
     // The app's response broke off: reset, so the caller sees an error, not a short body.
     if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);

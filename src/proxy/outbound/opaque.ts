@@ -210,16 +210,25 @@ export async function servePassthrough(ctx: OutboundContext, deps: OpaqueDeps): 
  * connects from. Only an address a peer accepts (parseClientAddress: one canonical unicast
  * address) is sent: an app calling from loopback goes without it rather than being refused.
  */
-export function clientOf(client: {
-  remoteAddress?: string | undefined;
-  remotePort?: number | undefined;
-}): TunnelTarget | undefined {
+export function clientOf(client: PeerOf): TunnelTarget | undefined {
+  // Asked once per request on an HTTP connection: worked out once per connection.
+  const known = clients.get(client);
+  if (known !== undefined) return known === NONE ? undefined : known;
   const address = unmapV4(client.remoteAddress ?? '');
   const port = client.remotePort ?? 0;
-  if (address === '' || port === 0) return undefined;
   const c = { address, port };
-  return parseClientAddress(formatClientAddress(c)).ok ? c : undefined;
+  const ok = address !== '' && port !== 0 && parseClientAddress(formatClientAddress(c)).ok;
+  clients.set(client, ok ? c : NONE);
+  return ok ? c : undefined;
 }
+
+interface PeerOf {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+}
+
+const NONE = { address: '', port: 0 };
+const clients = new WeakMap<PeerOf, TunnelTarget>();
 
 function policyOf(deps: OpaqueDeps, service: string) {
   return deps.resilience.forService(service, deps.state.trafficPolicy(service))?.policy;
