@@ -64,6 +64,15 @@ export const CLOSE_REASONS = [
   'no_such_port',
   /** Not in the mesh and the Mesh's outbound policy is refuse: reset at once. */
   'refused',
+  /**
+   * A request only: its route's RequestRedirect answered it (the configured 3xx and Location),
+   * with no upstream. A normal response, not an error: it carries no weft-reason.
+   */
+  'route_redirect',
+  /** A request only: its route's Fault filter aborted it, with the configured status. */
+  'fault_abort',
+  /** A request only: its route's backends name no Service port, or all weigh 0; 500. */
+  'route_backend_unavailable',
   /** A bug in weft: a handler threw where it never should; 500. */
   'internal',
 ] as const;
@@ -96,7 +105,14 @@ export const GRPC_DEADLINE_EXCEEDED = 4;
 export const GRPC_UNIMPLEMENTED = 12;
 
 /** Close reasons that never come with an answer of the agent's (connections only, or done). */
-const NOT_ANSWERS = ['done', 'silent_timeout', 'upgraded', 'no_such_port', 'refused'] as const;
+const NOT_ANSWERS = [
+  'done',
+  'silent_timeout',
+  'upgraded',
+  'no_such_port',
+  'refused',
+  'route_redirect',
+] as const;
 
 /** The reasons the agent answers a request with (weft-reason), and the status each gets. */
 export type AnswerReason = Exclude<CloseReason, (typeof NOT_ANSWERS)[number]>;
@@ -118,7 +134,8 @@ export function parseAnswerReason(value: unknown): AnswerReason | undefined {
 /**
  * The HTTP status of the agent's own answer and its gRPC equivalent (grpc's
  * http-grpc-status-mapping: 502/503 UNAVAILABLE, 403 PERMISSION_DENIED, 429
- * RESOURCE_EXHAUSTED).
+ * RESOURCE_EXHAUSTED). A fault's abort is answered with its configured status instead
+ * (agent-answer.ts's `status`); 500 without one.
  */
 export function answerStatus(reason: AnswerReason): { http: number; grpc: number } {
   switch (reason) {
@@ -145,6 +162,8 @@ export function answerStatus(reason: AnswerReason): { http: number; grpc: number
     case 'unsupported':
       return { http: 501, grpc: GRPC_UNIMPLEMENTED };
     case 'internal':
+    case 'route_backend_unavailable':
+    case 'fault_abort':
       return { http: 500, grpc: GRPC_INTERNAL };
   }
 }

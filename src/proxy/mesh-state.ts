@@ -8,6 +8,7 @@
 // without a policy), its pools' outlier detection, and its rate limit (only when set).
 import type {
   AuthorizationPolicySpec,
+  GRPCRouteSpec,
   HTTPRouteSpec,
   TrafficPolicySpec,
 } from '../api/resources/index.js';
@@ -28,6 +29,7 @@ import {
   DEFAULT_BREAKER_LIMITS,
 } from './resilience/breaker.js';
 import { rateLimitSpec, sameRateLimit, TokenBucket } from './resilience/rate-limit.js';
+import { buildRouteTables, type RouteDocument, type ServiceRoutes } from './routing/route-table.js';
 
 /** An HTTPRoute as the data path reads it: its name (a metric label) and spec. */
 export interface NamedRoute {
@@ -53,6 +55,7 @@ export class MeshState {
   private serviceTraffic = new Map<string, TrafficPolicySpec>();
   private meshTraffic: TrafficPolicySpec | undefined;
   private routes = new Map<string, NamedRoute[]>();
+  private routeTables = new Map<string, ServiceRoutes>();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
   /** Per destination service, kept across versions (counts in flight carry over). */
@@ -85,6 +88,23 @@ export class MeshState {
         routes.set(parent.name, list);
       }
     }
+    // HTTPRoutes and GRPCRoutes compiled per parent Service port (regexes, precedence order,
+    // backends resolved): a request walks a sorted list, a service without routes has none.
+    const routeDocs = <S>(kind: string): RouteDocument<S>[] =>
+      policies(kind).map((p) => {
+        const doc = p.doc as { spec: S; status?: { createdAt?: unknown } };
+        const createdAt = doc.status?.createdAt;
+        return {
+          name: p.name,
+          spec: doc.spec,
+          createdAt: typeof createdAt === 'string' ? createdAt : '',
+        };
+      });
+    const routeTables = buildRouteTables(
+      view.services,
+      routeDocs<HTTPRouteSpec>('HTTPRoute'),
+      routeDocs<GRPCRouteSpec>('GRPCRoute'),
+    );
     // One pool per service port: a workload serves one port, so a port's endpoints are the
     // service's workloads registered on its targetPort (80->8080 never dials an 8081 one).
     const pools = new Map<string, Map<number, ServicePortPool>>();
@@ -158,6 +178,7 @@ export class MeshState {
     this.serviceTraffic = serviceTraffic;
     this.meshTraffic = meshTraffic;
     this.routes = routes;
+    this.routeTables = routeTables;
     this.localServices = localServices;
     this.localEndpoints = localEndpoints;
     this.breakers = breakers;
@@ -213,6 +234,11 @@ export class MeshState {
   /** The HTTPRoutes that name a service as a parent, in snapshot order. */
   httpRoutes(service: string): readonly NamedRoute[] {
     return this.routes.get(service) ?? [];
+  }
+
+  /** The compiled HTTPRoutes and GRPCRoutes of a service, by port; undefined when it has none. */
+  routeTable(service: string): ServiceRoutes | undefined {
+    return this.routeTables.get(service);
   }
 
   /** The service a local workload port belongs to (inbound attribution of captured plaintext). */

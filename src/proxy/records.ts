@@ -134,9 +134,14 @@ export function logLine(
   return { ...record, duration_ms: durationMs };
 }
 
-/** What a span reports as its error: the close reason when not done, else the record's error. */
+/**
+ * What a span reports as its error: the close reason when not done (a route's redirect is no
+ * error either), else the record's error.
+ */
 export function recordError(r: RecordBase): string | undefined {
-  return r.close_reason !== 'done' ? r.close_reason : r.error;
+  return r.close_reason !== 'done' && r.close_reason !== 'route_redirect'
+    ? r.close_reason
+    : r.error;
 }
 
 /**

@@ -77,6 +77,8 @@ export async function resilienceLab(
   services: LabService[],
   /** A TrafficPolicy spec whose target is the Mesh: every service's defaults. */
   meshPolicy?: Record<string, unknown>,
+  /** More resources for the snapshot (HTTPRoutes over these services). */
+  extra: Record<string, unknown>[] = [],
 ): Promise<ResilienceLab> {
   const tries: Try[] = [];
   const logs: Record<string, unknown>[] = [];
@@ -130,7 +132,7 @@ export async function resilienceLab(
       spec: { targetRef: { kind: 'Mesh' }, ...meshPolicy },
     });
   }
-  state.update(viewOf(docs));
+  state.update(viewOf([...docs, ...extra]));
   const registry = new Registry();
   const telemetry = new Telemetry(registry, log);
   const inbound: InboundHttpHandler = () => {

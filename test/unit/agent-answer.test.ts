@@ -28,6 +28,8 @@ describe('HTTP', () => {
     ['rate_limited', 'rate limit of web reached', 429],
     ['internal', 'the agent failed this request', 500],
     ['unsupported', 'CONNECT inside an HTTP/2 stream is not carried', 501],
+    // The route stage (outbound)
+    ['route_backend_unavailable', 'route r: backend x:80 is not a Service port', 500],
   ] as const)('%s: %i, weft-reason, "weft: <detail>"', async (reason, detail, status) => {
     const r = agentAnswer({ reason, detail, grpc: false });
     const body = `weft: ${detail}\n`;
@@ -67,6 +69,18 @@ describe('HTTP', () => {
     );
   });
 
+  it("a route's fault abort answers with its configured status, in the one format", async () => {
+    const r = agentAnswer({
+      reason: 'fault_abort',
+      detail: 'fault injected',
+      grpc: false,
+      status: 429,
+    });
+    expect(r).toMatchObject({ status: 429, reason: 'fault_abort' });
+    expect(r.headers['weft-reason']).toBe('fault_abort');
+    expect(await text(r.body)).toBe('weft: fault injected\n');
+  });
+
   it('the sending and the receiving side write the same bytes for the same answer', async () => {
     const spec = { reason: 'no_healthy_endpoint', detail: 'none', grpc: false } as const;
     const parts = agentAnswerParts(spec);
@@ -103,6 +117,18 @@ describe('gRPC', () => {
     expect(isTrailersOnly(r.headers)).toBe(true);
     expect(await text(r.body)).toBe('');
     expect(answerReason(r)).toBe(reason);
+  });
+
+  it("a route's fault abort: trailers-only with its configured gRPC status", () => {
+    const r = agentAnswer({
+      reason: 'fault_abort',
+      detail: 'fault injected',
+      grpc: true,
+      status: 8,
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers).toMatchObject({ 'grpc-status': '8', 'weft-reason': 'fault_abort' });
+    expect(isTrailersOnly(r.headers)).toBe(true);
   });
 
   it.each([

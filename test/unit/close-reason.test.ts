@@ -53,8 +53,14 @@ describe("answerStatus: the agent's own answers", () => {
     ['bad_request', 400, 13],
     ['unsupported', 501, 12],
     ['internal', 500, 13],
+    ['connect_timeout', 504, 4],
+    ['per_try_timeout', 504, 4],
     ['request_timeout', 504, 4],
     ['idle_timeout', 504, 4],
+    // A route's: unusable backends are a 500 (Gateway API); a fault's abort has its own status
+    // (configured; this is the fallback).
+    ['route_backend_unavailable', 500, 13],
+    ['fault_abort', 500, 13],
   ] as const)('%s: HTTP %i, gRPC %i', (reason, http, grpc) => {
     expect(answerStatus(reason)).toEqual({ http, grpc });
   });
@@ -67,11 +73,18 @@ describe("parseAnswerReason: a peer's weft-reason", () => {
     ['upstream_failed', 'upstream_failed'],
     ['circuit_open', 'circuit_open'],
     ['rate_limited', 'rate_limited'],
+    // Timeouts are answered 504 (or DEADLINE_EXCEEDED).
     ['idle_timeout', 'idle_timeout'],
+    ['request_timeout', 'request_timeout'],
     // Not an answer's reason: connections only, or nothing went wrong.
     ['done', undefined],
     ['silent_timeout', undefined],
+    ['upgraded', undefined],
     ['no_such_port', undefined],
+    ['fault_abort', 'fault_abort'],
+    ['route_backend_unavailable', 'route_backend_unavailable'],
+    // A route's redirect is a normal response, never an answer with a weft-reason.
+    ['route_redirect', undefined],
     // An older agent's words, or the old vocabulary.
     ['denied by AuthorizationPolicy x', undefined],
     ['peer_reset', undefined],

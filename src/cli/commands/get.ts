@@ -70,6 +70,14 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
       String(((d.spec.rules as unknown[]) ?? []).length),
     ],
   },
+  GRPCRoute: {
+    headers: ['NAME', 'PARENTS', 'RULES'],
+    row: (d) => [
+      d.metadata.name,
+      ((d.spec.parentRefs as Array<{ name: string }>) ?? []).map((p) => p.name).join(','),
+      String(((d.spec.rules as unknown[]) ?? []).length),
+    ],
+  },
   AuthorizationPolicy: {
     headers: ['NAME', 'TARGET', 'ACTION', 'RULES'],
     row: (d) => [
@@ -188,7 +196,7 @@ export function registerGet(program: Command): void {
     program
       .command('get')
       .description(
-        'show resources: mesh, services (svc), workloads, trafficpolicies (tp), httproutes, authorizationpolicies (authz), revocations, nodes',
+        'show resources: mesh, services (svc), workloads, trafficpolicies (tp), httproutes, grpcroutes, authorizationpolicies (authz), revocations, nodes',
       )
       .argument('<kind>', 'a kind, case-insensitive, singular, plural or short')
       .argument('[name]', 'one resource; default all of the kind')
@@ -207,7 +215,7 @@ export function registerGet(program: Command): void {
       if (!isNodes && kind === undefined) {
         throw new WeftError(
           'WEFT_E_USAGE',
-          `unknown kind "${kindArg}"; try mesh, services, workloads, trafficpolicies, httproutes, authorizationpolicies or nodes`,
+          `unknown kind "${kindArg}"; try mesh, services, workloads, trafficpolicies, httproutes, grpcroutes, authorizationpolicies or nodes`,
         );
       }
       const client = WeftAdminClient.open(adminOptionsFrom(opts));

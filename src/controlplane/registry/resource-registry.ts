@@ -41,6 +41,11 @@ interface StoredDocument {
   status?: Record<string, unknown>;
 }
 
+/** The time a route was first applied, to the second (ISO 8601, UTC). */
+function nowIso(): string {
+  return new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+}
+
 /** How often an apply is retried when a concurrent change got in between (CAS conflict). */
 const MAX_ATTEMPTS = 8;
 
@@ -177,6 +182,11 @@ export class ResourceRegistry {
           ops.push({ type: 'put', key: vipKey(vip), value: { service: name } });
         }
         stored.status = { vip };
+      }
+      if (kind === 'HTTPRoute' || kind === 'GRPCRoute') {
+        // Route precedence breaks ties by age (Gateway API): kept from the first apply.
+        const createdAt = existing?.value.status?.createdAt;
+        stored.status = { createdAt: typeof createdAt === 'string' ? createdAt : nowIso() };
       }
       const same =
         existing !== undefined && canonicalJson(existing.value) === canonicalJson(stored);

@@ -21,6 +21,11 @@ export interface AgentAnswerSpec {
   undelivered?: boolean;
   /** Whole seconds until the caller may try again (a rate limit's answer): sent as retry-after. */
   retryAfter?: number;
+  /**
+   * A configured status over the reason's own (a route's fault abort): the HTTP status, or
+   * with `grpc` the gRPC status.
+   */
+  status?: number;
 }
 
 /** An answer's status, header fields and body text: the one format, as plain data. */
@@ -44,7 +49,7 @@ export function agentAnswerParts(spec: AgentAnswerSpec): AgentAnswerParts {
       status: 200,
       headers: {
         'content-type': 'application/grpc',
-        'grpc-status': String(grpc),
+        'grpc-status': String(spec.status ?? grpc),
         'grpc-message': grpcMessage(message),
         [REASON_HEADER]: spec.reason,
         ...mark,
@@ -54,7 +59,7 @@ export function agentAnswerParts(spec: AgentAnswerSpec): AgentAnswerParts {
   }
   const text = `${message}\n`;
   return {
-    status: http,
+    status: spec.status ?? http,
     headers: {
       'content-type': 'text/plain; charset=utf-8',
       'content-length': String(Buffer.byteLength(text)),

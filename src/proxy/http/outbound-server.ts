@@ -30,6 +30,8 @@ import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
 import { type OpenConnection, recordError } from '../records.js';
 import { BreakerSlot } from '../resilience/breaker.js';
+import { decideRoute } from '../routing/route-decision.js';
+import { routedExchange, routesFor } from '../routing/route-stage.js';
 import type { Telemetry } from '../telemetry.js';
 import { agentAnswerParts } from './agent-answer.js';
 import { admitRequest, type BreakerConnection, releaseConnection } from './outbound-breaker.js';
@@ -57,6 +59,8 @@ export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
   log: Logger;
   /** An idle keep-alive connection (no request in flight) is closed after this long. */
   idleMs: number;
+  /** Draws for route splits and fault percentages (tests inject a seeded one). */
+  random?: () => number;
 }
 
 /** What a handed-over connection carries to each of its requests. */
@@ -321,9 +325,17 @@ async function serveRequest(
   const headers = { ...request.headers };
   setTraceHeaders(headers, span);
   const sent = { ...request, headers, body: body ?? emptyBody(request.body) };
+  // Route: a service without routes costs one map read; a request no rule matches goes to the
+  // Service itself (route "default").
+  const routes = routesFor(deps.state, c.target);
+  const grpcCall = routes === undefined ? false : isGrpc(request.headers['content-type']);
+  const decision =
+    routes === undefined
+      ? undefined
+      : decideRoute(routes, request, grpcCall, c.target, deps.random ?? Math.random);
   let record: RequestRecord = {
     ...labels,
-    route: 'default',
+    route: decision?.route ?? 'default',
     method: request.method,
     authority: request.authority,
     path: request.path,
@@ -341,7 +353,9 @@ async function serveRequest(
   try {
     const { response, endpoint, done } =
       slot instanceof BreakerSlot
-        ? await exchange(c.ctx, c.target, sent, body, deps, { breaker: slot })
+        ? decision === undefined
+          ? await exchange(c.ctx, c.target, sent, body, deps, { breaker: slot })
+          : await routedExchange(c.ctx, decision, sent, body, grpcCall, deps, slot)
         : refused(slot, sent.body);
     const delivered = await respond(response).finally(done);
     const grpc = grpcStatusOf(response.headers, response.trailers());
@@ -371,7 +385,7 @@ async function serveRequest(
 
 /**
  * Why the request ended: the agent's own answer says (its weft-reason, from this agent or the
- * peer's); else a response cut short broke on the app's side (it went away: the request was
+ * peer's; or the route's redirect); else a response cut short broke on the app's side (it went away: the request was
  * aborted) or the upstream's; else done.
  */
 function closeReasonOf(
@@ -380,6 +394,8 @@ function closeReasonOf(
   signal: AbortSignal,
 ): CloseReason {
   if (response.reason !== undefined) {
+    // The route's redirect: the agent's, but a normal response (no weft-reason, not an answer).
+    if (response.reason === 'route_redirect') return 'route_redirect';
     const grpc = grpcStatusOf(response.headers, undefined);
     return parseAnswerReason(response.reason) ?? reasonOfAnswer(response.status, grpc);
   }
