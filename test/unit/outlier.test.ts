@@ -14,11 +14,11 @@ import {
 import { ep, outlier } from '../helpers/balance.js';
 
 describe('the settings', () => {
-  it("without a policy: the schema's defaults (Envoy's)", () => {
+  it("without a policy: the schema's defaults (Envoy's, with a 5 s base)", () => {
     expect(DEFAULT_OUTLIER_DETECTION).toEqual({
       consecutiveFailures: 5,
       intervalMs: 10_000,
-      baseEjectionMs: 30_000,
+      baseEjectionMs: 5_000,
       maxEjectionMs: 300_000,
       maxEjectionPercent: 10,
     });
@@ -45,11 +45,11 @@ describe('the settings', () => {
 describe('decisions', () => {
   const o = { ...DEFAULT_OUTLIER_DETECTION };
   it.each([
-    [1, 30_000],
-    [2, 60_000],
-    [3, 90_000],
-    [10, 300_000],
-    [50, 300_000],
+    [1, 5_000],
+    [2, 10_000],
+    [3, 15_000],
+    [60, 300_000],
+    [100, 300_000],
   ])('ejection %i lasts %i ms (n x base, capped)', (n, ms) => {
     expect(ejectionMs(o, n)).toBe(ms);
   });
@@ -188,6 +188,19 @@ describe('the pool', () => {
     expect(keys(3)).toEqual(['e1', 'e1', 'e1']);
     p.update([ep('e0'), ep('e1', { health: 'unhealthy' }), ep('e2')]);
     expect(state('e2').failed(0)).toBe(false); // e0 ejected, e1 unhealthy: e2 is the last
+  });
+
+  it("its host's check passing again (unhealthy -> healthy) ends an ejection at once", () => {
+    const { p, clock, state, keys } = pool(outlier({ consecutiveFailures: 1 }));
+    expect(state('e0').failed(0)).toBe(true);
+    // The app stops: its host's check marks it unhealthy; still ejected here.
+    p.update([ep('e0', { health: 'unhealthy' }), ep('e1'), ep('e2')]);
+    clock.now = 1_000; // well inside the 5 s ejection
+    expect(keys(6)).not.toContain('e0');
+    // Back, and its check passed: in rotation now, not after the ejection.
+    p.update([ep('e0'), ep('e1'), ep('e2')]);
+    expect(p.counts().ejected).toBe(0);
+    expect(keys(6)).toContain('e0');
   });
 
   it('takes a new policy on update, keeping ejections', () => {

@@ -165,7 +165,10 @@ export const outlierDetection = z
   .object({
     consecutiveFailures: count(1, 1_000).default(5),
     interval: durationString.default('10s'),
-    baseEjectionTime: durationString.default('30s'),
+    // 5 s, not Envoy's 30 s: weft's quiet health check already takes a stopped app out, so
+    // ejection is for endpoints that fail while they listen; an app restarted after failing
+    // requests is back within seconds (a probe), not half a minute.
+    baseEjectionTime: durationString.default('5s'),
     maxEjectionPercent: count(0, 100).default(10),
   })
   .strict();

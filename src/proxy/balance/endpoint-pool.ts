@@ -63,6 +63,10 @@ export class EndpointPool implements OutlierGroup {
     this.states = endpoints.map((ep) => {
       const state = previous.get(ep.workload);
       if (!state) return new EndpointState(ep, this);
+      // Its host's check saw it come back (unhealthy -> healthy): no longer ejected here either
+      // (Envoy's successful_active_health_check_uneject_host, on by default). Otherwise an app
+      // restarted after failing requests would wait out its ejection while healthy.
+      if (state.endpoint.health === 'unhealthy' && ep.health === 'healthy') state.checkedHealthy();
       state.endpoint = ep;
       return state;
     });

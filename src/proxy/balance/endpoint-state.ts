@@ -99,6 +99,16 @@ export class EndpointState {
     this.backAt = this.group.now();
   }
 
+  /** Its host's health check passed after failing: back in rotation, as a probe's success. */
+  checkedHealthy(): void {
+    this.failures = 0;
+    if (!this.out && this.ejectedUntil === 0) return;
+    this.out = false;
+    this.probing = false;
+    this.ejectedUntil = 0;
+    this.backAt = this.group.now();
+  }
+
   /**
    * A connect failure, a reset, or a 5xx answer. Returns true when this failure ejected the
    * endpoint (or, for a failed probe, ejected it again, for longer).

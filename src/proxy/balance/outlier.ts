@@ -32,7 +32,7 @@ export function outlierDetectionOf(
 }
 
 function settingsOf(p: NonNullable<TrafficPolicySpec['outlierDetection']>): OutlierDetection {
-  const baseEjectionMs = parseDuration(p.baseEjectionTime) ?? 30_000;
+  const baseEjectionMs = parseDuration(p.baseEjectionTime) ?? 5_000;
   return {
     consecutiveFailures: p.consecutiveFailures,
     intervalMs: parseDuration(p.interval) ?? 10_000,
