@@ -4,7 +4,7 @@
 // (healthCheck: enforced by each workload's agent).
 import { z } from 'zod';
 import { durationString, parseDuration } from '../duration.js';
-import { documentSchema, resourceName, serviceRef } from './common.js';
+import { dnsLabel, documentSchema, resourceName, serviceRef } from './common.js';
 
 const count = (min: number, max: number) =>
   z
@@ -206,6 +206,97 @@ export const healthCheck = z
     }
   });
 
+/** A duration that must be more than zero and at most `max`. */
+function positiveDuration(ctx: z.RefinementCtx, path: string[], text: string, max: string): void {
+  const ms = parseDuration(text);
+  if (ms === undefined) return; // durationString already said what is wrong
+  if (ms <= 0 || ms > parseDuration(max)!) {
+    ctx.addIssue({ code: 'custom', path, message: `must be more than 0 and at most ${max}` });
+  }
+}
+
+/**
+ * Adaptive concurrency of the service, on each receiving agent (opt-in): Envoy's gradient
+ * controller (src/proxy/resilience/adaptive-limit.ts). The limit on requests in flight to the
+ * local app follows its latency against the unloaded latency (minRTT, measured now and then at
+ * minConcurrency); a request over the limit gets 503 with `weft-reason: overloaded` (gRPC
+ * UNAVAILABLE) at once, and callers' agents never retry it.
+ */
+export const adaptiveConcurrency = z
+  .object({
+    minConcurrency: count(1, 10_000).default(3),
+    maxConcurrency: count(1, 1_000_000).default(1000),
+    /** How often the limit moves. */
+    sampleWindow: durationString.default('100ms'),
+    /** The percentile of each window's latencies (and of minRTT's requests) that counts. */
+    samplePercentile: count(1, 100).default(50),
+    minRtt: z
+      .object({
+        /** How often the unloaded latency is measured again. */
+        interval: durationString.default('60s'),
+        /** Requests admitted at minConcurrency that make one measurement. */
+        requests: count(1, 10_000).default(50),
+        /** Each measurement starts up to this % of interval late (agents do not align). */
+        jitterPercent: count(0, 100).default(10),
+        /** Latency up to this % over minRTT does not shrink the limit. */
+        bufferPercent: count(0, 100).default(25),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    if (a.maxConcurrency < a.minConcurrency) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxConcurrency'],
+        message: `must be at least minConcurrency (${a.minConcurrency})`,
+      });
+    }
+    positiveDuration(ctx, ['sampleWindow'], a.sampleWindow, '1m');
+    positiveDuration(ctx, ['minRtt', 'interval'], a.minRtt.interval, '24h');
+  });
+
+/**
+ * QoS classes of the callers of the service (by source service, as its mTLS identity proves
+ * it; every other caller is standard), applied to adaptiveConcurrency's limit: lower classes
+ * are shed first.
+ */
+export const qos = z
+  .object({
+    classes: z
+      .object({
+        critical: z.array(dnsLabel).optional(),
+        sheddable: z.array(dnsLabel).optional(),
+      })
+      .strict(),
+    /** Standard and sheddable requests are admitted only below these % of the limit. */
+    limitPercent: z
+      .object({ standard: count(1, 100).default(90), sheddable: count(1, 100).default(50) })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((q, ctx) => {
+    const critical = new Set(q.classes.critical ?? []);
+    for (const [i, name] of (q.classes.sheddable ?? []).entries()) {
+      if (critical.has(name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['classes', 'sheddable', i],
+          message: `${name} is also listed as critical: a service has one class`,
+        });
+      }
+    }
+    if (q.limitPercent.sheddable > q.limitPercent.standard) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['limitPercent', 'sheddable'],
+        message: `must be at most limitPercent.standard (${q.limitPercent.standard}): sheddable requests are shed first`,
+      });
+    }
+  });
+
 export const trafficPolicySpec = z
   .object({
     targetRef: serviceRef,
@@ -216,8 +307,20 @@ export const trafficPolicySpec = z
     outlierDetection: outlierDetection.optional(),
     rateLimit: rateLimit.optional(),
     healthCheck: healthCheck.optional(),
+    adaptiveConcurrency: adaptiveConcurrency.optional(),
+    qos: qos.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((p, ctx) => {
+    if (p.qos !== undefined && p.adaptiveConcurrency === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['qos'],
+        message:
+          "classes act only on adaptiveConcurrency's limit: set adaptiveConcurrency too, or remove qos",
+      });
+    }
+  });
 
 export const trafficPolicyDocument = documentSchema(
   'TrafficPolicy',

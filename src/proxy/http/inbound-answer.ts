@@ -44,10 +44,22 @@ export interface AgentAnswer {
   grpc: boolean;
   /** The request reached no app (its connect failed): the caller's agent may try another. */
   undelivered?: boolean;
+  /** A stable code sent as weft-reason instead of the text (which stays in the body). */
+  code?: string;
+  /** Ask gRPC clients not to retry (gRFC A6: a negative grpc-retry-pushback-ms). */
+  noRetry?: boolean;
 }
 
-export function agentAnswer({ status, reason, grpc, undelivered }: AgentAnswer): L7Response {
+export function agentAnswer({
+  status,
+  reason,
+  grpc,
+  undelivered,
+  code,
+  noRetry,
+}: AgentAnswer): L7Response {
   const mark: HeaderMap = undelivered ? { [UNDELIVERED_HEADER]: 'connect_failed' } : {};
+  const why = code ?? headerSafe(reason);
   if (grpc) {
     return {
       status: 200,
@@ -55,7 +67,8 @@ export function agentAnswer({ status, reason, grpc, undelivered }: AgentAnswer):
         'content-type': 'application/grpc',
         'grpc-status': String(grpcStatusOf(status)),
         'grpc-message': grpcMessage(reason),
-        [REASON_HEADER]: headerSafe(reason),
+        [REASON_HEADER]: why,
+        ...(noRetry ? { 'grpc-retry-pushback-ms': '-1' } : {}),
         ...mark,
       },
       body: Readable.from([]),
@@ -69,7 +82,7 @@ export function agentAnswer({ status, reason, grpc, undelivered }: AgentAnswer):
     headers: {
       'content-type': 'text/plain; charset=utf-8',
       'content-length': String(text.length),
-      [REASON_HEADER]: headerSafe(reason),
+      [REASON_HEADER]: why,
       ...mark,
     },
     body: Readable.from([text]),

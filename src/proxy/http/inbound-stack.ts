@@ -1,5 +1,5 @@
-// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize, local
-// endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host calls that
+// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize,
+// overload, local endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host calls that
 // the outbound stack hands it directly, so it assumes nothing about what carried the request.
 // Every failure is a response it makes itself; one request record per call, whatever happens.
 import { finished } from 'node:stream';
@@ -10,6 +10,7 @@ import { httpSpan } from '../../telemetry/http-span.js';
 import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
+import { AdaptiveConcurrency } from '../resilience/adaptive-concurrency.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
 import { agentAnswer, isGrpc } from './inbound-answer.js';
@@ -18,6 +19,7 @@ import type { LocalApps } from './local-app.js';
 import { LocalConnectError } from './local-http1.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
 import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
+import { OVERLOADED_REASON } from './wire-headers.js';
 
 export interface InboundHttpDeps {
   state: MeshState;
@@ -30,6 +32,8 @@ export interface InboundHttpDeps {
   log: Logger;
   /** The policy decision per request; default authorizeRequest (principals, ports, methods, paths, gRPC). */
   authorize?: RequestAuthorizer;
+  /** Adaptive concurrency and QoS classes per local service (default: its own, no metrics). */
+  overload?: AdaptiveConcurrency;
 }
 
 /** Each request's server span, ended with its record. */
@@ -37,6 +41,7 @@ const spans = new WeakMap<RequestRecord, ActiveSpan>();
 
 export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHandler {
   const authorize = deps.authorize ?? authorizeAtL7;
+  const overload = deps.overload ?? new AdaptiveConcurrency();
   return async (call) => {
     const started = process.hrtime.bigint();
     const { request, peer } = call;
@@ -62,6 +67,15 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       return answer(deps, call, record, started, what, 'denied');
     }
 
+    // overload: the service's adaptive concurrency limit; lower QoS classes are shed first.
+    const spec = deps.state.trafficPolicy(decision.service);
+    const admission = overload.admit(decision.service, spec, record.src_service);
+    if (admission?.kind === 'shed') {
+      const what = { status: 503, reason: admission.detail, grpc, code: OVERLOADED_REASON };
+      return answer(deps, call, record, started, { ...what, noRetry: true }, OVERLOADED_REASON);
+    }
+    const ticket = admission?.ticket;
+
     // local endpoint: the app, in the version it speaks, from the caller's address.
     const target: TunnelTarget = {
       address: decision.endpoint.address,
@@ -72,6 +86,7 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     try {
       exchange = await deps.apps.send(target, call.client, decision.version, request);
     } catch (err) {
+      ticket?.release();
       if (request.signal.aborted) {
         record.reason = 'peer_reset';
         record.error = 'the caller went away before the app answered';
@@ -84,6 +99,10 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       return answer(deps, call, record, started, { status: 502, reason, grpc, undelivered }, what);
     }
     record.src_preserved = exchange.preserved;
+    if (ticket !== undefined) {
+      ticket.answered();
+      finished(exchange.response.body, { writable: false }, () => ticket.release());
+    }
     return observed(
       deps,
       exchange.response,

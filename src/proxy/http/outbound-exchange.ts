@@ -35,7 +35,7 @@ import { RequestTimers } from './exchange-timers.js';
 import { type AgentReason, agentAnswer, isGrpc, tunnelRequestHeaders } from './outbound-wire.js';
 import { ReplayBody } from './replay-body.js';
 import type { InboundHttpHandler, L7Request, L7Response } from './types.js';
-import { REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js';
+import { OVERLOADED_REASON, REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js';
 
 export interface ExchangeDeps {
   state: MeshState;
@@ -537,6 +537,8 @@ function outcomeOf(result: TryResult): AttemptOutcome {
   const { status, headers } = result.response;
   const raw = headers['grpc-status'];
   const grpc = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : undefined;
+  if (headers[REASON_HEADER] === OVERLOADED_REASON)
+    return { kind: 'response', status, grpcStatus: grpc, overloaded: true };
   return { kind: 'response', status, grpcStatus: grpc };
 }
 

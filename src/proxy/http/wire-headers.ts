@@ -17,6 +17,12 @@ export const ORIG_PROTO_HTTP1 = 'HTTP/1.1';
 export const UNDELIVERED_HEADER = 'weft-undelivered';
 /** Why the agent answered a request or a CONNECT itself (HTTP/2 has no reason phrase). */
 export const REASON_HEADER = 'weft-reason';
+/**
+ * weft-reason of a request the receiving agent shed (adaptive concurrency): its app never saw
+ * it, and callers' agents do not retry it, so that retries never add load to an overloaded
+ * service (Envoy's x-envoy-overloaded).
+ */
+export const OVERLOADED_REASON = 'overloaded';
 
 /**
  * Hop-by-hop fields (RFC 9110 section 7.6.1, and the HTTP/2 connection-specific fields of
