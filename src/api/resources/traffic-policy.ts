@@ -260,7 +260,7 @@ export const adaptiveConcurrency = z
 /**
  * QoS classes of the callers of the service (by source service, as its mTLS identity proves
  * it; every other caller is standard), applied to adaptiveConcurrency's limit: lower classes
- * are shed first.
+ * are shed first (src/proxy/resilience/adaptive-admission.ts).
  */
 export const qos = z
   .object({
@@ -270,9 +270,12 @@ export const qos = z
         sheddable: z.array(dnsLabel).optional(),
       })
       .strict(),
-    /** Standard and sheddable requests are admitted only below these % of the limit. */
+    /**
+     * Standard and sheddable requests are admitted only while fewer than these % of the limit
+     * are in flight; critical ones while fewer critical ones than the limit are.
+     */
     limitPercent: z
-      .object({ standard: count(1, 100).default(90), sheddable: count(1, 100).default(50) })
+      .object({ standard: count(1, 100).default(80), sheddable: count(1, 100).default(50) })
       .strict()
       .prefault({}),
   })

@@ -1,8 +1,8 @@
 // QoS classes on the adaptive concurrency limit: which class a request is in (from its source
 // service, as the mTLS peer identity proves it, never from a header an app could set) and
 // whether the class may take one more slot. Lower classes are shed first: sheddable requests
-// only while few are in flight, standard ones below most of the limit, critical ones up to the
-// whole limit (the share above standard's is theirs alone). Pure decisions, table-tested.
+// only below a share of the limit, standard ones below a larger share, critical ones whenever
+// fewer critical ones than the limit are in flight. Pure decisions, table-tested.
 
 export type QosClass = 'critical' | 'standard' | 'sheddable';
 
@@ -26,9 +26,25 @@ export function classOf(sourceService: string, qos: QosPolicy): QosClass {
   return qos.classes.get(sourceService) ?? 'standard';
 }
 
-/** Whether one more request of this class fits under the limit. */
-export function admits(cls: QosClass, inFlight: number, limit: number, qos: QosPolicy): boolean {
-  if (cls === 'critical') return inFlight < limit;
+/** Requests in flight to the service now: all of them, and the critical ones. */
+export interface InFlight {
+  all: number;
+  critical: number;
+}
+
+/**
+ * Whether one more request of this class fits under the limit. Critical requests count only
+ * against each other: they take their slot even while lower classes hold the limit, and the
+ * latency that adds shrinks the limit, which sheds the lower classes sooner.
+ */
+export function admits(cls: QosClass, inFlight: InFlight, limit: number, qos: QosPolicy): boolean {
+  if (cls === 'critical') return inFlight.critical < limit;
+  return inFlight.all < threshold(cls, limit, qos);
+}
+
+/** Requests in flight below which a lower class is admitted (never 0: an idle service serves). */
+export function threshold(cls: QosClass, limit: number, qos: QosPolicy): number {
+  if (cls === 'critical') return limit;
   const percent = cls === 'standard' ? qos.standardPercent : qos.sheddablePercent;
-  return inFlight < (limit * percent) / 100;
+  return percent >= 100 ? limit : Math.max(1, (limit * percent) / 100);
 }

@@ -18,6 +18,8 @@ export interface ServiceOverload {
   readonly service: string;
   readonly limit: GradientLimit;
   readonly qos: QosPolicy;
+  /** Critical requests in flight (the limit counts all of them). */
+  readonly critical: { inFlight: number };
   /** The settings it was built from (JSON): a snapshot with the same ones keeps it all. */
   readonly key: string;
   /** adaptiveConcurrency's alone: a change of qos only keeps the limit and what it learnt. */
@@ -113,9 +115,10 @@ export class AdaptiveConcurrency {
     const s = this.forService(service, spec);
     if (s === undefined) return undefined;
     const cls = classOf(sourceService, s.qos);
-    const { limit } = s;
+    const { limit, critical } = s;
     const current = limit.current();
-    if (!admits(cls, limit.inFlight, current, s.qos)) {
+    const inFlight = { all: limit.inFlight, critical: critical.inFlight };
+    if (!admits(cls, inFlight, current, s.qos)) {
       this.shed?.inc({ dst_service: service, qos_class: cls });
       const measuring = limit.measuring ? ' while its unloaded latency is measured' : '';
       return {
@@ -125,7 +128,9 @@ export class AdaptiveConcurrency {
         detail: `${service} is overloaded: ${limit.inFlight} requests in flight, limit ${current}${measuring} (${cls} request shed)`,
       };
     }
-    return { kind: 'admit', ticket: new Ticket(limit, limit.start()) };
+    if (cls !== 'critical') return { kind: 'admit', ticket: new Ticket(limit, limit.start()) };
+    critical.inFlight += 1;
+    return { kind: 'admit', ticket: new Ticket(limit, limit.start(), critical) };
   }
 
   private compile(
@@ -142,6 +147,7 @@ export class AdaptiveConcurrency {
     return {
       service,
       limit: keep ? before.limit : new GradientLimit(gradientOptions(a, this.now, this.random)),
+      critical: keep ? before.critical : { inFlight: 0 },
       qos: qosPolicy(spec.qos),
       key,
       limitKey,
@@ -155,6 +161,8 @@ class Ticket implements OverloadTicket {
   constructor(
     private readonly limit: GradientLimit,
     private readonly admitted: Admitted,
+    /** Set for a critical request: its count too. */
+    private readonly critical?: { inFlight: number },
   ) {}
 
   answered(): void {
@@ -165,6 +173,7 @@ class Ticket implements OverloadTicket {
     if (this.released) return;
     this.released = true;
     this.limit.release();
+    if (this.critical !== undefined) this.critical.inFlight -= 1;
   }
 }
 

@@ -4,13 +4,21 @@
 // Now and then the limit is pinned to minConcurrency until minRttRequests requests admitted at
 // that low concurrency have answered: their percentile is the unloaded latency (minRTT). Every
 // window, the percentile of the latencies sampled in it moves the limit:
-//   gradient = clamp((minRTT * (1 + buffer)) / sampleRTT, 0.5, 2)
+//   gradient = clamp((minRTT * (1 + buffer)) / sampleRTT, 0.5, 1)
 //   limit    = clamp(limit * gradient + sqrt(limit * gradient), minConcurrency, maxConcurrency)
 // so the limit grows while latency stays near the unloaded one and shrinks as a queue builds.
-// One guard from Netflix's concurrency-limits (Gradient2Limit: "don't grow the limit if we are
-// app limited"): the limit grows only in a window whose requests in flight reached half of it,
-// so that a quiet spell does not leave a limit far above any load it has seen, which the first
-// burst of overload would fill with a queue before the limit could come down.
+// Two changes, both from Netflix's concurrency-limits (Gradient2Limit): the gradient is capped
+// at 1, not Envoy's 2, so growth is the headroom alone (sqrt(limit) a window) instead of a
+// doubling: an answer comes one latency after its admission, and with a window shorter than
+// that a doubling limit runs far past the app's capacity before the first slow answer says so
+// (on loopback, 8-wide app at 50 ms, Envoy's 2 swung the limit between 6 and 35). And it grows
+// only in a window whose requests in flight reached half of it ("don't grow the limit if we
+// are app limited"), so a quiet spell leaves no limit far above any load it has seen, which the
+// first burst would fill with a queue before the limit could come down.
+// A window closes only once a request admitted under the current limit has answered: an
+// answer comes one latency after its admission, and a limit judged on answers to an older limit
+// overshoots (with an app slower than the window, the limit swung between 1x and 4x the app's
+// capacity on loopback until this was so).
 // No timers: the clock is read when a request comes or answers (a quiet service costs nothing).
 // The clock and the random source (the probe's jitter) are injected; the class does no I/O.
 import { WeftError } from '../../errors.js';
@@ -43,7 +51,7 @@ const WINDOWS_AT_MIN_BEFORE_PROBE = 5;
 /** Latencies kept per window: beyond it the oldest are overwritten (a bounded, recent sample). */
 const MAX_SAMPLES = 4_096;
 
-/** The limit after one window: Envoy's gradient with its burst headroom, clamped. */
+/** The limit after one window: the gradient with its burst headroom, clamped. */
 export function nextLimit(
   limit: number,
   minRttMs: number,
@@ -51,8 +59,8 @@ export function nextLimit(
   o: Pick<GradientOptions, 'minConcurrency' | 'maxConcurrency' | 'bufferPercent'>,
 ): number {
   const buffered = minRttMs * (1 + o.bufferPercent / 100);
-  const raw = sampleRttMs > 0 ? buffered / sampleRttMs : 2;
-  const gradient = Math.min(2, Math.max(0.5, raw));
+  const raw = sampleRttMs > 0 ? buffered / sampleRttMs : 1;
+  const gradient = Math.min(1, Math.max(0.5, raw));
   const scaled = limit * gradient;
   const next = Math.floor(scaled + Math.sqrt(scaled));
   return Math.min(o.maxConcurrency, Math.max(o.minConcurrency, next));
@@ -139,17 +147,21 @@ export class GradientLimit {
       this.startProbe();
       return;
     }
-    if (now < this.windowEnd) return;
+    // Nothing admitted under this limit has answered yet: the window goes on.
+    if (now < this.windowEnd || this.samples.length === 0) return;
     this.windowEnd = now + this.o.windowMs;
     const peak = this.peakInFlight;
     this.peakInFlight = this.inFlight;
-    if (this.samples.length === 0) return; // nothing answered: nothing learnt
     const o = this.o;
     this.sampleRttMs = percentileOf(this.samples, o.percentile);
     this.clearSamples();
     const next = nextLimit(this.steadyLimit, this.minRttMs!, this.sampleRttMs, o);
     // App limited: the load never came near the limit, so a low latency says nothing of more.
-    if (next <= this.steadyLimit || peak * 2 >= this.steadyLimit) this.steadyLimit = next;
+    if (next !== this.steadyLimit && (next < this.steadyLimit || peak * 2 >= this.steadyLimit)) {
+      this.steadyLimit = next;
+      // From now on only requests admitted under the new limit speak of it.
+      this.epoch += 1;
+    }
     // Held at the floor by latency (not by a quiet app): the unloaded latency may have grown
     // (Envoy measures it again).
     const slow = this.sampleRttMs > this.minRttMs! * (1 + o.bufferPercent / 100);
