@@ -8,10 +8,13 @@
 // workload `health.check` for one host (which wins: the operator of the host said so).
 import type { WorkloadConfig } from '../agent/config.js';
 import { parseDuration } from '../api/duration.js';
+import type { TrafficPolicySpec } from '../api/resources/index.js';
 import {
-  type TrafficPolicySpec,
-  healthCheck as trafficPolicyHealthCheck,
-} from '../api/resources/index.js';
+  type EffectivePolicy,
+  effectivePolicies,
+  policiesSetting,
+  policyScopes,
+} from '../api/resources/traffic-policy-scopes.js';
 import type { Health } from './local-workloads.js';
 
 export type { Health };
@@ -38,10 +41,15 @@ export type HealthCheck = Thresholds & {
       }
   );
 
-/** A service's health check as TrafficPolicy sets it, with the policy's name. */
+/** A service's effective health check, with the policies that set it (the Service's first). */
 export interface PolicyHealthCheck {
-  policy: string;
+  policies: string[];
   spec: NonNullable<TrafficPolicySpec['healthCheck']>;
+}
+
+/** The health check per service, as its effective TrafficPolicy sets it. */
+export interface PolicyHealthChecks {
+  get(service: string): PolicyHealthCheck | undefined;
 }
 
 export const DEFAULT_TIMEOUT_MS = 1_000;
@@ -78,9 +86,9 @@ export function resolveHealthCheck(
   return { ...local, source: 'default', kind: 'listening' };
 }
 
-function fromPolicy({ policy, spec }: PolicyHealthCheck): HealthCheck {
+function fromPolicy({ policies, spec }: PolicyHealthCheck): HealthCheck {
   const common = {
-    source: `TrafficPolicy/${policy}`,
+    source: policies.map((p) => `TrafficPolicy/${p}`).join(' over '),
     intervalMs: parseDuration(spec.interval)!,
     timeoutMs: parseDuration(spec.timeout)!,
     unhealthyThreshold: spec.unhealthyThreshold,
@@ -97,22 +105,22 @@ function fromPolicy({ policy, spec }: PolicyHealthCheck): HealthCheck {
 }
 
 /**
- * The health check of each service that a TrafficPolicy sets (with its defaults filled in).
- * Several policies for one service: the first by name decides, so every agent agrees.
+ * The health check of each service as its effective TrafficPolicy sets it (the Service's over
+ * the Mesh's, defaults filled in; see api/resources/traffic-policy-scopes.ts).
  */
 export function policyHealthChecks(
   policies: readonly { name: string; doc: unknown }[],
-): Map<string, PolicyHealthCheck> {
-  const out = new Map<string, PolicyHealthCheck>();
-  const sorted = [...policies].sort((a, b) => a.name.localeCompare(b.name));
-  for (const p of sorted) {
-    const spec = (p.doc as { spec?: Partial<TrafficPolicySpec> }).spec;
-    const service = spec?.targetRef?.name;
-    if (spec?.healthCheck === undefined || service === undefined || out.has(service)) continue;
-    const parsed = trafficPolicyHealthCheck.safeParse(spec.healthCheck);
-    if (parsed.success) out.set(service, { policy: p.name, spec: parsed.data });
-  }
-  return out;
+): PolicyHealthChecks {
+  const effective = effectivePolicies(policyScopes(policies));
+  const mesh = effective.mesh && healthCheckOf(effective.mesh);
+  const services = new Map<string, PolicyHealthCheck | undefined>();
+  for (const [service, p] of effective.services) services.set(service, healthCheckOf(p));
+  return { get: (service) => (services.has(service) ? services.get(service) : mesh) };
+}
+
+function healthCheckOf(policy: EffectivePolicy): PolicyHealthCheck | undefined {
+  const spec = policy.spec.healthCheck;
+  return spec && { policies: policiesSetting(policy, 'healthCheck.'), spec };
 }
 
 /** "listening", "tcp", "http GET /healthz": how status and metrics name a check. */

@@ -14,6 +14,10 @@ export const snapshotRules: SnapshotRules = {
     if (!known.has(kind)) return { ok: true, doc: doc as Record<string, unknown> };
     const result = validateResource(doc, { allowInternal: true });
     if (!result.ok) return { ok: false, reason: result.problems.join('; ') };
+    // A TrafficPolicy is kept as written: its defaults are filled in after it is merged with
+    // the Mesh's (api/resources/traffic-policy-scopes.ts), so that a default never hides a
+    // value the Mesh's policy sets.
+    if (kind === 'TrafficPolicy') return { ok: true, doc: doc as Record<string, unknown> };
     return { ok: true, doc: result.resource as unknown as Record<string, unknown> };
   },
   checkConsistency(resources) {

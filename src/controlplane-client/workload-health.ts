@@ -13,7 +13,7 @@ import {
   type HealthCheck,
   INITIAL_STATE,
   nextState,
-  type PolicyHealthCheck,
+  type PolicyHealthChecks,
   resolveHealthCheck,
 } from './health-check.js';
 import { type ListeningQuery, runProbe } from './health-probes.js';
@@ -30,7 +30,7 @@ export interface WorkloadCheckStatus {
   health: Health;
   /** "listening", "tcp", "http GET /path". */
   check: string;
-  /** default, agent config, or TrafficPolicy/NAME. */
+  /** default, agent config, or TrafficPolicy/NAME (or "TrafficPolicy/A over TrafficPolicy/B"). */
   checkSource: string;
   /** Checks run since the agent started, by result. */
   results: { passed: number; failed: number; error: number };
@@ -84,8 +84,8 @@ export class WorkloadHealth extends EventEmitter<{ change: [name: string, health
     }
   }
 
-  /** The services' TrafficPolicy health checks (from each accepted snapshot). */
-  usePolicies(policies: ReadonlyMap<string, PolicyHealthCheck>): void {
+  /** The services' effective TrafficPolicy health checks (from each accepted snapshot). */
+  usePolicies(policies: PolicyHealthChecks): void {
     for (const entry of this.entries.values()) {
       const check = resolveHealthCheck(
         entry.workload.config.health,

@@ -32,6 +32,7 @@ import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
 import { AdaptiveConcurrency } from './resilience/adaptive-concurrency.js';
 import { Resilience } from './resilience/resilience.js';
+import { registerResilienceMetrics } from './resilience/resilience-metrics.js';
 import { Telemetry } from './telemetry.js';
 import { startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
 import { registerTunnelMetrics } from './tunnel-metrics.js';
@@ -260,6 +261,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   }
 
   registerDataPlaneGauges(registry, state);
+  registerResilienceMetrics(registry, state);
   registerTunnelMetrics(
     registry,
     () => tunnels,

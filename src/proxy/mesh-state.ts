@@ -1,17 +1,35 @@
 // What the data path needs from one snapshot version, computed once when it is accepted so
 // that each connection does only map reads: the route index, a balancer pool per service port
 // (kept across versions, so counters and ejections survive updates), authorization policies
-// per service, and this host's own workloads (by port, and by registered address and port).
+// per service, the effective TrafficPolicy of each service (the Mesh's defaults with the
+// Service's own laid over them), and this host's own workloads (by port, and by registered
+// address and port). The resilience state a service's effective TrafficPolicy sets lives here
+// too, kept across versions: its circuit breaker (every service has one, the schema's defaults
+// without a policy), its pools' outlier detection, and its rate limit (only when set).
 import type {
   AuthorizationPolicySpec,
+  GRPCRouteSpec,
   HTTPRouteSpec,
   TrafficPolicySpec,
 } from '../api/resources/index.js';
+import {
+  type EffectivePolicies,
+  effectivePolicies,
+  policyScopes,
+} from '../api/resources/traffic-policy-scopes.js';
 import type { EndpointView, MeshView } from '../controlplane-client/mesh-view.js';
 import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
+import { outlierDetectionOf } from './balance/outlier.js';
 import type { NamedPolicy } from './inbound/authorize.js';
 import { buildEndpointIndex, type EndpointIndex } from './outbound/route.js';
+import {
+  type BreakerLimits,
+  CircuitBreaker,
+  DEFAULT_BREAKER_LIMITS,
+} from './resilience/breaker.js';
+import { rateLimitSpec, sameRateLimit, TokenBucket } from './resilience/rate-limit.js';
+import { buildRouteTables, type RouteDocument, type ServiceRoutes } from './routing/route-table.js';
 
 /** An HTTPRoute as the data path reads it: its name (a metric label) and spec. */
 export interface NamedRoute {
@@ -33,22 +51,33 @@ export class MeshState {
   /** By service, then by service port: a connection reads two maps, builds no key. */
   private pools = new Map<string, Map<number, ServicePortPool>>();
   private authz = new Map<string, NamedPolicy[]>();
-  private traffic = new Map<string, TrafficPolicySpec>();
+  private traffic: EffectivePolicies | undefined;
+  private serviceTraffic = new Map<string, TrafficPolicySpec>();
+  private meshTraffic: TrafficPolicySpec | undefined;
   private routes = new Map<string, NamedRoute[]>();
+  private routeTables = new Map<string, ServiceRoutes>();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
+  /** Per destination service, kept across versions (counts in flight carry over). */
+  private breakers = new Map<string, CircuitBreaker>();
+  /** Per local service with a rateLimit; replaced only when its settings change. */
+  private buckets = new Map<string, TokenBucket>();
 
-  constructor(readonly node: string) {}
+  constructor(
+    readonly node: string,
+    /** A monotonic clock (ms) for rate limits. */
+    readonly now: () => number = () => performance.now(),
+  ) {}
 
   update(view: MeshView): void {
     const policies = (kind: string) =>
       (view.policies.get(kind) ?? []).map((r) => ({ name: r.name, doc: r.doc }));
 
-    const traffic = new Map<string, TrafficPolicySpec>();
-    for (const p of policies('TrafficPolicy')) {
-      const spec = (p.doc as { spec: TrafficPolicySpec }).spec;
-      traffic.set(spec.targetRef.name, spec);
-    }
+    // Effective policies, merged once here; unchanged documents keep their objects.
+    const traffic = effectivePolicies(policyScopes(policies('TrafficPolicy')), this.traffic);
+    const serviceTraffic = new Map<string, TrafficPolicySpec>();
+    for (const [service, p] of traffic.services) serviceTraffic.set(service, p.spec);
+    const meshTraffic = traffic.mesh?.spec;
     // An HTTPRoute is listed under every Service it names as a parent.
     const routes = new Map<string, NamedRoute[]>();
     for (const p of policies('HTTPRoute')) {
@@ -59,18 +88,39 @@ export class MeshState {
         routes.set(parent.name, list);
       }
     }
+    // HTTPRoutes and GRPCRoutes compiled per parent Service port (regexes, precedence order,
+    // backends resolved): a request walks a sorted list, a service without routes has none.
+    const routeDocs = <S>(kind: string): RouteDocument<S>[] =>
+      policies(kind).map((p) => {
+        const doc = p.doc as { spec: S; status?: { createdAt?: unknown } };
+        const createdAt = doc.status?.createdAt;
+        return {
+          name: p.name,
+          spec: doc.spec,
+          createdAt: typeof createdAt === 'string' ? createdAt : '',
+        };
+      });
+    const routeTables = buildRouteTables(
+      view.services,
+      routeDocs<HTTPRouteSpec>('HTTPRoute'),
+      routeDocs<GRPCRouteSpec>('GRPCRoute'),
+    );
     // One pool per service port: a workload serves one port, so a port's endpoints are the
     // service's workloads registered on its targetPort (80->8080 never dials an 8081 one).
     const pools = new Map<string, Map<number, ServicePortPool>>();
     for (const service of view.services.values()) {
       const endpoints = view.endpoints.get(service.name) ?? [];
-      const balancer = traffic.get(service.name)?.balancer;
+      const policy = serviceTraffic.get(service.name) ?? meshTraffic;
+      const balancer = policy?.balancer;
+      const outlier = outlierDetectionOf(policy?.outlierDetection);
       const byPort = new Map<number, ServicePortPool>();
       for (const port of service.ports) {
-        const pool = this.pool(service.name, port.port) ?? new EndpointPool(service.name, balancer);
+        const pool =
+          this.pool(service.name, port.port) ?? new EndpointPool(service.name, balancer, outlier);
         pool.update(
           endpoints.filter((ep) => ep.port === port.targetPort),
           balancer,
+          outlier,
         );
         byPort.set(port.port, { service: service.name, port: port.port, pool });
       }
@@ -95,14 +145,69 @@ export class MeshState {
       }
     }
 
+    const breakers = new Map<string, CircuitBreaker>();
+    for (const service of view.services.keys()) {
+      const breaker = this.breakers.get(service) ?? new CircuitBreaker(service);
+      const policy = serviceTraffic.get(service) ?? meshTraffic;
+      breaker.limits = breakerLimits(policy?.circuitBreaker);
+      breakers.set(service, breaker);
+    }
+    // A service gone from the snapshot keeps its breaker while anything still counts on it.
+    for (const [service, b] of this.breakers) {
+      if (!breakers.has(service) && (b.connections > 0 || b.requests > 0)) breakers.set(service, b);
+    }
+    const buckets = new Map<string, TokenBucket>();
+    for (const service of view.services.keys()) {
+      const spec = serviceTraffic.get(service) ?? meshTraffic;
+      if (spec?.rateLimit === undefined) continue;
+      const wanted = rateLimitSpec(spec.rateLimit);
+      const old = this.buckets.get(service);
+      if (old && sameRateLimit(old.spec, wanted)) buckets.set(service, old);
+      else {
+        const bucket = new TokenBucket(wanted, this.now());
+        bucket.limited = old?.limited ?? 0; // a counter never goes back
+        buckets.set(service, bucket);
+      }
+    }
+
     this.view = view;
     this.endpointIndex = buildEndpointIndex(view);
     this.pools = pools;
     this.authz = authz;
     this.traffic = traffic;
+    this.serviceTraffic = serviceTraffic;
+    this.meshTraffic = meshTraffic;
     this.routes = routes;
+    this.routeTables = routeTables;
     this.localServices = localServices;
     this.localEndpoints = localEndpoints;
+    this.breakers = breakers;
+    this.buckets = buckets;
+  }
+
+  /** The circuit breaker of a destination service (one per service; limits per snapshot). */
+  breaker(service: string): CircuitBreaker {
+    let b = this.breakers.get(service);
+    if (b === undefined) {
+      // A service this snapshot does not know (a race with an update): its own defaults.
+      b = new CircuitBreaker(service);
+      this.breakers.set(service, b);
+    }
+    return b;
+  }
+
+  allBreakers(): Iterable<CircuitBreaker> {
+    return this.breakers.values();
+  }
+
+  /** The rate limit of a local service, when its TrafficPolicy sets one. */
+  rateLimit(service: string): TokenBucket | undefined {
+    return this.buckets.get(service);
+  }
+
+  /** Requests and connections refused by rate limits, by service. */
+  *rateLimited(): Iterable<[string, number]> {
+    for (const [service, bucket] of this.buckets) yield [service, bucket.limited];
   }
 
   /** The balancer pool of one port (as clients call it) of a service. */
@@ -118,14 +223,22 @@ export class MeshState {
     return this.authz.get(service) ?? [];
   }
 
-  /** The TrafficPolicy that targets a service, if any. */
+  /**
+   * The effective TrafficPolicy of a service (defaults filled in): its own over the Mesh's,
+   * the Mesh's alone, or undefined when neither exists.
+   */
   trafficPolicy(service: string): TrafficPolicySpec | undefined {
-    return this.traffic.get(service);
+    return this.serviceTraffic.get(service) ?? this.meshTraffic;
   }
 
   /** The HTTPRoutes that name a service as a parent, in snapshot order. */
   httpRoutes(service: string): readonly NamedRoute[] {
     return this.routes.get(service) ?? [];
+  }
+
+  /** The compiled HTTPRoutes and GRPCRoutes of a service, by port; undefined when it has none. */
+  routeTable(service: string): ServiceRoutes | undefined {
+    return this.routeTables.get(service);
   }
 
   /** The service a local workload port belongs to (inbound attribution of captured plaintext). */
@@ -144,6 +257,15 @@ export class MeshState {
   get mtlsMode(): 'strict' | 'permissive' {
     return this.view?.mesh?.mtls.mode ?? 'permissive';
   }
+}
+
+function breakerLimits(policy: TrafficPolicySpec['circuitBreaker'] | undefined): BreakerLimits {
+  if (policy === undefined) return DEFAULT_BREAKER_LIMITS;
+  return {
+    maxConnections: policy.maxConnections ?? DEFAULT_BREAKER_LIMITS.maxConnections,
+    maxPendingRequests: policy.maxPendingRequests ?? DEFAULT_BREAKER_LIMITS.maxPendingRequests,
+    maxRequests: policy.maxRequests ?? DEFAULT_BREAKER_LIMITS.maxRequests,
+  };
 }
 
 function endpointKey(address: string, port: number): string {

@@ -6,33 +6,47 @@
 import type { Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { CapturedConnection } from './capture-listener.js';
+import { spliceCloseReason } from './close-reason.js';
+import type { ConnectionRecord, OpenConnection, RefusedConnection } from './records.js';
 import { type RelaySummary, relay } from './tcp-relay.js';
-import type { ConnectionRecord, Telemetry } from './telemetry.js';
+import type { Telemetry } from './telemetry.js';
 import { splice } from './tunnel/index.js';
 
 /** Where the client's bytes go: a TCP socket, or a CONNECT stream of the tunnel. */
 export type Upstream = { socket: Socket } | { stream: Http2Stream };
 
-export type OpenRecord = Omit<ConnectionRecord, 'bytes_sent' | 'bytes_received' | 'close_reason'>;
-export type RefusedRecord = Omit<ConnectionRecord, 'bytes_sent' | 'bytes_received'>;
+export interface RelayOptions {
+  /** Called once the connection is over (before it is recorded): the endpoint's in-flight count. */
+  onDone?: () => void;
+  /**
+   * A same-host connection is also the destination's inbound connection, which no tunnel
+   * carries: recorded as such (open gauge, close counters, a log line), as the receiving agent
+   * records a tunnelled one, so inbound metrics count every caller.
+   */
+  inbound?: OpenConnection;
+}
 
 export function observedRelay(
   conn: CapturedConnection,
   upstream: Upstream,
   telemetry: Telemetry,
-  record: OpenRecord,
-  onDone?: () => void,
+  record: OpenConnection,
+  opts: RelayOptions = {},
 ): void {
-  telemetry.open(record);
+  const { onDone, inbound } = opts;
+  const records = inbound ? [record, inbound] : [record];
+  for (const r of records) telemetry.open(r);
+  const close = (
+    end: Pick<ConnectionRecord, 'bytes_sent' | 'bytes_received' | 'close_reason' | 'error'>,
+  ) => {
+    for (const r of records) telemetry.close({ ...r, ...end }, conn.started);
+  };
   if (conn.client.destroyed) {
     // The client went away while its upstream was being reached: nothing to relay.
     if ('socket' in upstream) upstream.socket.destroy();
     else upstream.stream.destroy();
     onDone?.();
-    telemetry.close(
-      { ...record, bytes_sent: 0, bytes_received: 0, close_reason: 'client_reset' },
-      conn.started,
-    );
+    close({ bytes_sent: 0, bytes_received: 0, close_reason: 'client_reset' });
     return;
   }
   let timedOut: 'idle_timeout' | 'silent_timeout' | undefined;
@@ -46,16 +60,12 @@ export function observedRelay(
   const done = (summary: RelaySummary) => {
     if (silent !== undefined) clearTimeout(silent);
     onDone?.();
-    telemetry.close(
-      {
-        ...record,
-        bytes_sent: summary.bytesFromClient,
-        bytes_received: summary.bytesToClient,
-        close_reason: timedOut ?? summary.reason,
-        ...(summary.error && !timedOut ? { error: summary.error } : {}),
-      },
-      conn.started,
-    );
+    close({
+      bytes_sent: summary.bytesFromClient,
+      bytes_received: summary.bytesToClient,
+      close_reason: timedOut ?? summary.reason,
+      ...(summary.error && !timedOut ? { error: summary.error } : {}),
+    });
   };
   if ('socket' in upstream) {
     relay(conn.client, upstream.socket, done);
@@ -65,12 +75,7 @@ export function observedRelay(
       done({
         bytesFromClient: conn.client.bytesRead,
         bytesToClient: conn.client.bytesWritten,
-        reason:
-          r.reason === 'done'
-            ? 'done'
-            : r.reason === 'stream_reset'
-              ? 'upstream_reset'
-              : 'client_reset',
+        reason: spliceCloseReason(r.reason, 'upstream'),
         ...(r.detail ? { error: r.detail } : {}),
       }),
     );
@@ -101,7 +106,7 @@ function armTimeouts(
 export function refuseConnection(
   conn: CapturedConnection,
   telemetry: Telemetry,
-  record: RefusedRecord,
+  record: RefusedConnection,
 ): void {
   conn.client.resetAndDestroy();
   telemetry.refused(record, conn.started);

@@ -3,17 +3,12 @@
 // closed too, so request/response protocols that signal "done" with FIN still work.
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-
-export type CloseReason =
-  | 'done' // both sides finished normally
-  | 'client_reset' // the downstream (accepted) side errored
-  | 'upstream_reset' // the upstream side errored after connecting
-  | 'connect_failed'; // the upstream could not be reached
+import type { RelayEnd } from './close-reason.js';
 
 export interface RelaySummary {
   bytesFromClient: number;
   bytesToClient: number;
-  reason: CloseReason;
+  reason: RelayEnd;
   error?: string;
 }
 
@@ -26,7 +21,7 @@ export function relay(
   upstream: Duplex,
   onDone: (summary: RelaySummary) => void,
 ): void {
-  let reason: CloseReason = 'done';
+  let reason: RelayEnd = 'done';
   let error: string | undefined;
   let open = 2;
 

@@ -4,37 +4,20 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from '../sys/logger.js';
 import { elapsedMs } from './address.js';
+import {
+  CONNECTION_LABELS,
+  CONNECTION_LINE,
+  type ConnectionLabels,
+  type ConnectionRecord,
+  closeLabels,
+  connectionLabels,
+  logLine,
+  type RefusedConnection,
+} from './records.js';
 
-export interface ConnectionLabels {
-  direction: 'outbound' | 'inbound';
-  src_service: string;
-  dst_service: string;
-}
+export type { ConnectionLabels, ConnectionRecord } from './records.js';
 
-export interface ConnectionRecord extends ConnectionLabels {
-  src: string;
-  dst: string;
-  /** Inbound through the tunnel: the peer agent's address (`src` is the original client's). */
-  peer?: string;
-  /** Inbound: whether the application saw `src` as its peer (false: the agent's address). */
-  src_preserved?: boolean;
-  /** A client a tunnel peer claimed from another address than its own: not used. */
-  src_claimed?: string;
-  /** Where bytes went: "ip:port", or "tunnel <peer> -> ip:port". */
-  endpoint?: string;
-  src_identity?: string;
-  dst_identity?: string;
-  src_uid?: number;
-  src_unit?: string;
-  /** "mtls", "plaintext" or "local" (same host, no tunnel). */
-  security?: string;
-  bytes_sent: number;
-  bytes_received: number;
-  close_reason: string;
-  error?: string;
-}
-
-const LABELS = ['direction', 'src_service', 'dst_service'] as const;
+const LABELS = CONNECTION_LABELS;
 
 export class Telemetry {
   private readonly opened: Counter<(typeof LABELS)[number]>;
@@ -97,36 +80,32 @@ export class Telemetry {
 
   /** A connection starts: counted open until close() (every path: capture and tunnel). */
   open(labels: ConnectionLabels): void {
-    this.opened.inc(labelsOf(labels));
-    this.openConnections.inc(labelsOf(labels));
+    this.opened.inc(connectionLabels(labels));
+    this.openConnections.inc(connectionLabels(labels));
   }
 
   /** A connection counted by open() ends: metrics and its access-log line. */
   close(record: ConnectionRecord, started: bigint): void {
-    this.openConnections.dec(labelsOf(record));
+    this.openConnections.dec(connectionLabels(record));
     this.finish(record, elapsedMs(started));
   }
 
   /** A connection refused before it opened (no endpoint, denied, unknown destination). */
-  refused(record: Omit<ConnectionRecord, 'bytes_sent' | 'bytes_received'>, started: bigint): void {
-    this.opened.inc(labelsOf(record));
+  refused(record: RefusedConnection, started: bigint): void {
+    this.opened.inc(connectionLabels(record));
     this.finish({ ...record, bytes_sent: 0, bytes_received: 0 }, elapsedMs(started));
   }
 
   private finish(record: ConnectionRecord, durationMs: number): void {
-    const labels = labelsOf(record);
-    this.closed.inc({ ...labels, reason: record.close_reason });
+    const labels = connectionLabels(record);
+    this.closed.inc(closeLabels(record));
     this.readBytes.inc(labels, record.bytes_sent);
     this.writeBytes.inc(labels, record.bytes_received);
     this.duration.observe(labels, durationMs);
-    this.log.info({ ...record, duration_ms: durationMs }, 'connection');
+    this.log.info(logLine(record, durationMs), CONNECTION_LINE);
   }
 
   decision(direction: 'outbound' | 'inbound', dstService: string, allowed: boolean): void {
     this.authz.inc({ direction, dst_service: dstService, decision: allowed ? 'allow' : 'deny' });
   }
-}
-
-function labelsOf(r: ConnectionLabels): ConnectionLabels {
-  return { direction: r.direction, src_service: r.src_service, dst_service: r.dst_service };
 }

@@ -3,6 +3,7 @@
 import type { EndpointView } from '../../src/controlplane-client/mesh-view.js';
 import type { EndpointPool } from '../../src/proxy/balance/endpoint-pool.js';
 import type { EndpointState } from '../../src/proxy/balance/endpoint-state.js';
+import type { OutlierDetection } from '../../src/proxy/balance/outlier.js';
 
 export function ep(name: string, extra: Partial<EndpointView> = {}): EndpointView {
   return {
@@ -14,6 +15,21 @@ export function ep(name: string, extra: Partial<EndpointView> = {}): EndpointVie
     health: 'healthy',
     weight: 1,
     zone: undefined,
+    ...extra,
+  };
+}
+
+/**
+ * Outlier detection settings for a test: by default one failure ejects for 1 s (n x 1 s, up to
+ * 8 s), any share of the pool may go, and the ejection count never decays.
+ */
+export function outlier(extra: Partial<OutlierDetection> = {}): OutlierDetection {
+  return {
+    consecutiveFailures: 1,
+    intervalMs: 3_600_000,
+    baseEjectionMs: 1_000,
+    maxEjectionMs: 8_000,
+    maxEjectionPercent: 100,
     ...extra,
   };
 }

@@ -1,8 +1,9 @@
 // Mesh views for data-path tests: resources written as an operator applies them and an agent
-// registers them, validated by the shared schemas (defaults such as targetPort filled in) and
-// shaped by meshView(), exactly as an accepted snapshot is.
-import { validateResource } from '../../src/api/resources/index.js';
+// registers them, validated by the agent's snapshot rules (defaults such as targetPort filled
+// in; TrafficPolicies kept as written) and shaped by meshView(), exactly as an accepted
+// snapshot is.
 import { type MeshView, meshView } from '../../src/controlplane-client/mesh-view.js';
+import { snapshotRules } from '../../src/controlplane-client/resource-rules.js';
 import type { SnapshotResource } from '../../src/controlplane-client/snapshot.js';
 
 export interface PortInput {
@@ -42,18 +43,15 @@ export function workloadDoc(
 export function viewOf(docs: readonly Record<string, unknown>[], version = 1): MeshView {
   const resources = new Map<string, SnapshotResource>();
   for (const doc of docs) {
-    const result = validateResource(doc, { allowInternal: true });
-    if (!result.ok) throw new Error(`test resource does not validate: ${result.problems}`);
-    const r = result.resource as unknown as Record<string, unknown> & {
-      kind: string;
-      metadata: { name: string };
-    };
+    const result = snapshotRules.parse(String(doc.kind), doc);
+    if (!result.ok) throw new Error(`test resource does not validate: ${result.reason}`);
+    const r = result.doc as Record<string, unknown> & { kind: string; metadata: { name: string } };
     resources.set(`${r.kind}/${r.metadata.name}`, {
       kind: r.kind,
       name: r.metadata.name,
       revision: 1,
       doc: r,
-      json: JSON.stringify(r),
+      json: JSON.stringify(doc),
     });
   }
   return meshView({ version, trustBundlePem: '', resources });

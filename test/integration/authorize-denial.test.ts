@@ -1,13 +1,13 @@
 // The denial answers as real clients read them, on loopback: a @grpc/grpc-js client gets
 // PERMISSION_DENIED with the decoded message from the trailers-only response, and an HTTP/2
-// client gets 403 with weft-reason. The server writes only the head of what agentAnswer
+// client gets 403 with weft-reason and the policy in the body. The server writes only the head of what agentAnswer
 // returns, as one HEADERS frame that ends the stream (as the inbound tunnel adapter does).
 import { once } from 'node:events';
 import { connect, createServer, type Http2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentAnswer, isGrpc } from '../../src/proxy/http/inbound-answer.js';
+import { agentAnswer, isGrpc } from '../../src/proxy/http/agent-answer.js';
 import { endToEnd } from '../../src/proxy/http/wire-headers.js';
 import { authorizeRequest, type NamedPolicy } from '../../src/proxy/inbound/authorize.js';
 
@@ -39,8 +39,8 @@ beforeAll(async () => {
       return;
     }
     const answer = agentAnswer({
-      status: 403,
-      reason: decision.reason,
+      reason: 'denied',
+      detail: decision.reason,
       grpc: isGrpc(endToEnd(headers)),
     });
     // gRPC: one HEADERS frame that ends the stream (trailers-only); HTTP: the head, the text.
@@ -71,7 +71,7 @@ describe('a denied gRPC call', () => {
         );
       });
       expect(err.code).toBe(grpc.status.PERMISSION_DENIED);
-      expect(err.details).toBe('denied by AuthorizationPolicy no-delete');
+      expect(err.details).toBe('weft: denied by AuthorizationPolicy no-delete');
     } finally {
       client.close();
     }
@@ -79,16 +79,20 @@ describe('a denied gRPC call', () => {
 });
 
 describe('a denied HTTP request', () => {
-  it('gets 403 with weft-reason', async () => {
+  it('gets 403 with weft-reason and the policy named in the body', async () => {
     const session = connect(`http://127.0.0.1:${port}`);
     try {
       const stream = session.request({ ':method': 'GET', ':path': '/admin/users?x=1' });
       stream.end();
       const [headers] = (await once(stream, 'response')) as [Record<string, string>];
       expect(headers[':status']).toBe(403);
-      expect(headers['weft-reason']).toBe('denied by AuthorizationPolicy no-delete');
-      stream.resume();
+      expect(headers['weft-reason']).toBe('denied');
+      let body = '';
+      stream.setEncoding('utf8').on('data', (c: string) => {
+        body += c;
+      });
       await once(stream, 'end');
+      expect(body).toBe('weft: denied by AuthorizationPolicy no-delete\n');
     } finally {
       session.close();
     }

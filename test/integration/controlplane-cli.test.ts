@@ -154,6 +154,88 @@ describe('apply, get, delete', () => {
   });
 });
 
+describe('TrafficPolicy scopes', () => {
+  const SCOPES = `apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: {name: defaults}
+spec:
+  targetRef: {kind: Mesh}
+  retries: {attempts: 2, on: [5xx], backoff: {max: 1s}}
+---
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: {name: orders-tp}
+spec:
+  targetRef: {name: orders}
+  retries: {attempts: 4}
+`;
+
+  it('get -o yaml shows the policy as written, its effective values and the scope of each', async () => {
+    const path = file('scopes.yaml', SCOPES);
+    expect((await weft('apply', '-f', path)).stdout).toBe(
+      'trafficpolicy/defaults created\ntrafficpolicy/orders-tp created\n',
+    );
+    const yaml = await weft('get', 'trafficpolicy', 'orders-tp', '-o', 'yaml');
+    expect(yaml).toMatchObject({ exitCode: 0, stderr: '' });
+    const doc = parseYaml(yaml.stdout);
+    expect(doc.spec).toEqual({ targetRef: { name: 'orders' }, retries: { attempts: 4 } });
+    expect(doc.status.effective).toEqual({
+      target: 'Service/orders',
+      spec: {
+        retries: {
+          attempts: 4,
+          on: ['5xx'],
+          backoff: { base: '25ms', max: '1s' },
+          budget: { percent: 20, minPerSecond: 10 },
+        },
+      },
+      from: {
+        'retries.attempts': 'Service (TrafficPolicy/orders-tp)',
+        'retries.on': 'Mesh (TrafficPolicy/defaults)',
+        'retries.backoff.base': 'default',
+        'retries.backoff.max': 'Mesh (TrafficPolicy/defaults)',
+        'retries.budget.percent': 'default',
+        'retries.budget.minPerSecond': 'default',
+      },
+    });
+    // The YAML, status and all, applies again as it is.
+    const again = await weft('apply', '-f', file('orders-tp.yaml', yaml.stdout));
+    expect(again.stdout).toBe('trafficpolicy/orders-tp unchanged\n');
+
+    const mesh = parseYaml((await weft('get', 'tp', 'defaults', '-o', 'yaml')).stdout);
+    expect(mesh.status.effective.target).toBe(
+      'Mesh (every Service without a TrafficPolicy of its own)',
+    );
+    expect(mesh.status.overriddenBy).toContain('TrafficPolicy/orders-tp (Service/orders)');
+  });
+
+  it('the table shows each target; a second policy for one target is refused, naming the first', async () => {
+    const rows = (await weft('get', 'tp')).stdout.trim().split('\n');
+    expect(rows[0]!.split(/\s{2,}/)).toEqual(['NAME', 'TARGET', 'BALANCER', 'POLICIES']);
+    expect(rows).toContainEqual(expect.stringMatching(/^defaults\s+Mesh\s+-\s+retries$/));
+    expect(rows).toContainEqual(
+      expect.stringMatching(/^orders-tp\s+Service\/orders\s+-\s+retries$/),
+    );
+
+    const second = await weft(
+      'apply',
+      '-f',
+      file(
+        'second.yaml',
+        'apiVersion: weft/v1\nkind: TrafficPolicy\nmetadata: {name: orders-more}\nspec: {targetRef: {name: orders}, timeouts: {request: 1s}}\n',
+      ),
+    );
+    expect(second.exitCode).toBe(1);
+    expect(second.stderr).toContain(
+      'spec.targetRef: TrafficPolicy/orders-tp already applies to Service/orders; there is one policy per target',
+    );
+    expect((await weft('get', 'tp', 'orders-more')).exitCode).toBe(1);
+
+    for (const name of ['orders-tp', 'defaults'])
+      expect((await weft('delete', 'tp', name)).exitCode).toBe(0);
+  });
+});
+
 describe('invalid input changes nothing', () => {
   it('names the file, document and field of an invalid resource', async () => {
     const before = await snapshot();

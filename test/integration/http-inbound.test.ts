@@ -321,6 +321,21 @@ describe('HTTP/1.1 apps (weft-orig-proto: HTTP/1.1)', () => {
     expect(apps.http1.connections()).toBe(1);
   });
 
+  it('retires a kept-alive connection the app closed: the next request takes a new one', async () => {
+    await request(toApp(h1.port, http1)); // one idle connection in the pool
+    expect(apps.http1.connections()).toBe(1);
+    const before = h1.connections;
+    // The app closes its idle connections (its keep-alive timeout, a restart): a FIN.
+    h1.server.closeIdleConnections();
+    // The pool lets it go, never handing the half-closed connection to the next request. (The
+    // lab's mesh test "an endpoint whose process stops" caught this with sockets from the
+    // transparent connector, which Node did not retire on the app's FIN.)
+    await expect.poll(() => apps.http1.connections()).toBe(0);
+    const r = await request(toApp(h1.port, { ...http1, ':path': '/after-close' }));
+    expect(r.headers[':status']).toBe(200);
+    expect(h1.connections - before).toBe(1);
+  });
+
   it("never lets weft's own headers reach the app", async () => {
     await request(
       toApp(h1.port, {
@@ -363,11 +378,13 @@ describe('answers the agent makes itself', () => {
     delete missing['weft-target'];
     const r1 = await request(missing);
     expect(r1.headers[':status']).toBe(400);
-    expect(r1.headers['weft-reason']).toMatch(/weft-target is missing/);
+    expect(r1.headers['weft-reason']).toBe('bad_request');
+    expect(r1.body.toString()).toMatch(/^weft: .*weft-target is missing/);
     for (const bad of ['web.mesh:80', '127.0.0.2', '127.0.0.2:99999']) {
       const r = await request(toApp(h1.port, { 'weft-target': bad }));
       expect(r.headers[':status'], bad).toBe(400);
-      expect(r.headers['weft-reason'], bad).toMatch(/is not ip:port/);
+      expect(r.headers['weft-reason'], bad).toBe('bad_request');
+      expect(r.body.toString(), bad).toMatch(/^weft: .*is not ip:port/);
     }
     // Counted by the tunnel server with its CONNECT streams.
     await waitFor('four streams counted as 400 bad_request', () =>
@@ -388,19 +405,22 @@ describe('answers the agent makes itself', () => {
       Buffer.from('x'),
     );
     expect(post.headers[':status']).toBe(403);
-    expect(post.headers['weft-reason']).toMatch(/AuthorizationPolicy no-admin-posts/);
+    expect(post.headers['weft-reason']).toBe('denied');
+    expect(post.body.toString()).toMatch(/^weft: .*AuthorizationPolicy no-admin-posts/);
   });
 
   it('refuses a target that is not a workload of this host with 403', async () => {
     const r = await request(toApp(h1.port, { 'weft-target': `127.0.0.1:${h1.port}` }));
     expect(r.headers[':status']).toBe(403);
-    expect(r.headers['weft-reason']).toMatch(/is not a workload of this host \(node-b\)/);
+    expect(r.headers['weft-reason']).toBe('denied');
+    expect(r.body.toString()).toMatch(/^weft: .*is not a workload of this host \(node-b\)/);
   });
 
   it('denies by AuthorizationPolicy with 403, and gRPC with a trailers-only PERMISSION_DENIED', async () => {
     const http = await request(toApp(lockedPort, { ':path': '/x' }));
     expect(http.headers[':status']).toBe(403);
-    expect(http.headers['weft-reason']).toMatch(/denied by AuthorizationPolicy no-frontend/);
+    expect(http.headers['weft-reason']).toBe('denied');
+    expect(http.body.toString()).toBe('weft: denied by AuthorizationPolicy no-frontend\n');
 
     const grpc = await request(
       toApp(lockedPort, {
@@ -412,7 +432,10 @@ describe('answers the agent makes itself', () => {
     );
     expect(grpc.headers[':status']).toBe(200);
     expect(grpc.headers['grpc-status']).toBe('7');
-    expect(decodeURIComponent(String(grpc.headers['grpc-message']))).toMatch(/no-frontend/);
+    expect(decodeURIComponent(String(grpc.headers['grpc-message']))).toBe(
+      'weft: denied by AuthorizationPolicy no-frontend',
+    );
+    expect(grpc.headers['weft-reason']).toBe('denied');
     expect(grpc.endAfterHeaders).toBe(true);
     expect(grpc.trailers).toBeUndefined();
     const denied =
@@ -426,7 +449,8 @@ describe('answers the agent makes itself', () => {
   it('answers 502 when the app is down (gRPC: UNAVAILABLE)', async () => {
     const r = await request(toApp(downPort, { 'weft-orig-proto': 'HTTP/1.1' }));
     expect(r.headers[':status']).toBe(502);
-    expect(r.headers['weft-reason']).toMatch(/cannot reach the app at 127\.0\.0\.2:\d+/);
+    expect(r.headers['weft-reason']).toBe('connect_failed');
+    expect(r.body.toString()).toMatch(/^weft: cannot reach the app at 127\.0\.0\.2:\d+/);
     const g = await request(toApp(downPort, { 'content-type': 'application/grpc' }));
     expect(g.headers['grpc-status']).toBe('14');
   });

@@ -33,6 +33,7 @@ export const EMPTY_VIP = '240.240.0.11';
 export const LOCAL_VIP = '240.240.0.12';
 export const H2_VIP = '240.240.0.13';
 export const FLAKY_VIP = '240.240.0.14';
+export const GONE_VIP = '240.240.0.15';
 
 /** What a backend saw of one request. */
 export interface Seen {
@@ -46,7 +47,12 @@ export interface Seen {
   body: string;
   /** Any weft-* field other than the contract's, or a hop-by-hop one: must be none. */
   stray: string[];
+  /** The request's fields as the backend got them. */
+  headers: Record<string, unknown>;
 }
+
+/** Requests for an endpoint on this port are never answered (a stuck upstream, e.g. a mirror). */
+export const STUCK_PORT = 8086;
 
 /**
  * A backend behind a tunnel server: answers 200 with what it saw as JSON, and the trailers
@@ -87,7 +93,7 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
     serve(stream, headers);
     return new Promise((resolve) =>
       stream.once('close', () =>
-        resolve({ status: 200, reason: stream.rstCode ? 'peer_reset' : 'done' }),
+        resolve({ status: 200, reason: stream.rstCode ? 'client_reset' : 'done' }),
       ),
     );
   };
@@ -98,6 +104,11 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
       if (stream.rstCode) resets.push(String(headers[':path']));
     });
     const path = String(headers[':path']);
+    if (String(headers['weft-target']).endsWith(`:${STUCK_PORT}`)) {
+      seen.push({ node, path, target: String(headers['weft-target']) } as Seen);
+      stream.resume();
+      return;
+    }
     if (path.startsWith('/reset-before/') || path.startsWith('/reset-after/')) {
       // An upstream that fails: before answering, or halfway through its body.
       seen.push({ node, path } as Seen);
@@ -118,7 +129,7 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
       stream.respond(
         {
           ':status': 502,
-          'weft-reason': 'cannot reach the app',
+          'weft-reason': 'connect_failed',
           'weft-undelivered': 'connect_failed',
         },
         { endStream: true },
@@ -149,6 +160,7 @@ export function backend(node: string, seen: Seen[]): TunnelServerOptions['onRequ
             (h.startsWith('weft-') && !contract.includes(h)) ||
             ['connection', 'keep-alive', 'x-hop'].includes(h),
         ),
+        headers: { ...headers },
       };
       seen.push(entry);
       const trailers = headers['x-want-trailers'] === '1';
@@ -182,6 +194,8 @@ export interface OutboundLab {
 export async function outboundLab(
   pki: MeshPki,
   overrides: Partial<TunnelServerOptions> = {},
+  /** More resources for the snapshot (routes and their services), and the route stage's draws. */
+  more: { docs?: Record<string, unknown>[]; random?: () => number } = {},
 ): Promise<OutboundLab> {
   const seen: Seen[] = [];
   const logs: Record<string, unknown>[] = [];
@@ -209,8 +223,12 @@ export async function outboundLab(
       serviceDoc('flaky', FLAKY_VIP, [{ port: 80, targetPort: 8080, protocol: 'http' }]),
       workloadDoc('node-b', 'flaky', '127.0.0.1', 8080),
       workloadDoc('node-d', 'flaky', '127.0.0.4', 8080),
+      // Its only endpoint is on node-d: no tunnel, so every request gets the agent's 503.
+      serviceDoc('gone', GONE_VIP, [{ port: 80, targetPort: 8080, protocol: 'http' }]),
+      workloadDoc('node-d', 'gone', '127.0.0.4', 8080),
       workloadDoc('node-c', 'web', '127.0.0.2', 8080),
       workloadDoc('node-a', 'loc', '127.0.0.1', 9090),
+      ...(more.docs ?? []),
     ]),
   );
   const registry = new Registry();
@@ -243,6 +261,7 @@ export async function outboundLab(
     requests: new RequestTelemetry(registry, log),
     tracer: propagatingTracer(randomTraceIds()),
     idleMs: 60_000,
+    ...(more.random ? { random: more.random } : {}),
   });
   const me = source(pki.client);
   const identities = {

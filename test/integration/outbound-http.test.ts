@@ -15,6 +15,7 @@ import {
   bigResponse,
   EMPTY_VIP,
   FLAKY_VIP,
+  GONE_VIP,
   H2_VIP,
   LOCAL_VIP,
   type OutboundLab,
@@ -46,6 +47,8 @@ beforeAll(async () => {
       if (rest) socket.write(rest.toUpperCase());
       socket.on('data', (c: Buffer) => socket.write(c.toString('latin1').toUpperCase()));
     };
+    // A client's FIN ends the conversation: the connection closes cleanly both ways.
+    socket.on('end', () => socket.end());
     socket.on('data', onData);
     socket.on('error', () => {});
   });
@@ -257,14 +260,15 @@ describe('HTTP/2 (h2c, prior knowledge) from an app', () => {
 describe('failures where nothing reached the peer', () => {
   it('move the request to another endpoint, and the unreachable one is ejected', async () => {
     const flaky = await lab.capture(FLAKY_VIP, 80);
-    for (let i = 0; i < 8; i++) {
+    const ejected = () =>
+      lab.logs.find((l) => l.msg === 'endpoint ejected' && l.endpoint === 'node-d-flaky-8080');
+    // Until outlier detection's 5 consecutive failures (the schema's default) eject node-d.
+    for (let i = 0; i < 60 && !ejected(); i++) {
       const r = await get(flaky, `/flaky/${i}`);
       expect(r.status).toBe(200);
       expect(JSON.parse(r.body).node).toBe('node-b');
     }
-    await waitFor('node-d ejected', () =>
-      lab.logs.find((l) => l.msg === 'endpoint ejected' && l.endpoint === 'node-d-flaky-8080'),
-    );
+    await waitFor('node-d ejected', ejected);
   });
 });
 
@@ -367,7 +371,16 @@ describe('answers the agent makes itself', () => {
       s.once('response', resolve),
     );
     session.destroy();
-    expect(headers).toMatchObject({ ':status': 501, 'weft-reason': 'connect_not_supported' });
+    expect(headers).toMatchObject({ ':status': 501, 'weft-reason': 'unsupported' });
+  });
+
+  it('503 says what failed once: "weft: " and the error, its code not repeated', async () => {
+    const gone = await lab.capture(GONE_VIP, 80);
+    const r = await get(gone, '/');
+    expect(r.status).toBe(503);
+    expect(r.headers['weft-reason']).toBe('no_healthy_endpoint');
+    expect(r.body).toMatch(/^weft: WEFT_E_UNAVAILABLE: tunnel .*\n$/);
+    expect(r.body.match(/WEFT_E_/g)).toHaveLength(1);
   });
 
   it('503 with a reason when the service has no endpoint; gRPC gets UNAVAILABLE trailers-only', async () => {
@@ -517,6 +530,50 @@ describe('Upgrade from an app', () => {
     expect(got).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\nupgrade: websocket/);
     s.write('more');
     await waitFor('the second echo', () => got.endsWith('MORE'));
-    s.destroy();
+    // The Upgrade is a request record with the endpoint's status, the bytes after it the
+    // connection's, closed "upgraded".
+    const line = await waitFor('the upgrade request line', () =>
+      lab.logs.find((l) => l.msg === 'request' && l.path === '/chat'),
+    );
+    expect(line).toMatchObject({
+      direction: 'outbound',
+      src_service: 'frontend',
+      dst_service: 'web',
+      method: 'GET',
+      authority: 'web.mesh',
+      protocol: 'HTTP/1.1',
+      status: 101,
+      close_reason: 'done',
+      endpoint: expect.stringMatching(/^tunnel node-[bc] -> /),
+    });
+    const port = s.localPort;
+    s.end();
+    const conn = await waitFor('the connection line', () =>
+      lab.logs.find((l) => l.msg === 'connection' && l.src === `127.0.0.1:${port}`),
+    );
+    expect(conn).toMatchObject({ dst_service: 'web', close_reason: 'upgraded' });
+    const total = await lab.registry.getSingleMetricAsString('weft_http_requests_total');
+    expect(total).toMatch(/dst_service="web",route="default",status_code="101",grpc_status=""} 1/);
+  });
+
+  it('refused (no endpoint): the agent answers 503 and records the request', async () => {
+    const empty = await lab.capture(EMPTY_VIP, 80);
+    const got = (
+      await raw(
+        empty,
+        'GET /chat-nowhere HTTP/1.1\r\nHost: empty.mesh\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+      )
+    ).toString('latin1');
+    expect(got).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    expect(got).toMatch(/\r\nweft-reason: no_healthy_endpoint\r\n/);
+    expect(got).toMatch(/\r\n\r\nweft: .+\n$/);
+    const line = await waitFor('the refused upgrade request line', () =>
+      lab.logs.find((l) => l.msg === 'request' && l.path === '/chat-nowhere'),
+    );
+    expect(line).toMatchObject({
+      dst_service: 'empty',
+      status: 503,
+      close_reason: 'no_healthy_endpoint',
+    });
   });
 });

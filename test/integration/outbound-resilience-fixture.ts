@@ -5,6 +5,7 @@
 //   /ok/...            200 with {"node": ...}
 //   /flap/...          node-b: 503, then a reset before any answer, alternating; node-c: 200
 //   /fail/...          503 from every endpoint
+//   /status/NNN/...    NNN from every endpoint
 //   /slow/MS/...       200 after MS milliseconds
 //   /slowfail/MS/...   503 after MS milliseconds
 //   /stall/...         the response head and one chunk, then nothing
@@ -71,7 +72,14 @@ export interface ResilienceLab {
   close(): Promise<void>;
 }
 
-export async function resilienceLab(pki: MeshPki, services: LabService[]): Promise<ResilienceLab> {
+export async function resilienceLab(
+  pki: MeshPki,
+  services: LabService[],
+  /** A TrafficPolicy spec whose target is the Mesh: every service's defaults. */
+  meshPolicy?: Record<string, unknown>,
+  /** More resources for the snapshot (HTTPRoutes over these services). */
+  extra: Record<string, unknown>[] = [],
+): Promise<ResilienceLab> {
   const tries: Try[] = [];
   const logs: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, { write: (s: string) => logs.push(JSON.parse(s)) });
@@ -116,7 +124,15 @@ export async function resilienceLab(pki: MeshPki, services: LabService[]): Promi
       });
     }
   }
-  state.update(viewOf(docs));
+  if (meshPolicy) {
+    docs.push({
+      apiVersion: 'weft/v1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'mesh-defaults' },
+      spec: { targetRef: { kind: 'Mesh' }, ...meshPolicy },
+    });
+  }
+  state.update(viewOf([...docs, ...extra]));
   const registry = new Registry();
   const telemetry = new Telemetry(registry, log);
   const inbound: InboundHttpHandler = () => {
@@ -227,7 +243,7 @@ function backend(
     return new Promise((resolve) =>
       stream.once('close', () => {
         entry.reset = stream.rstCode !== constants.NGHTTP2_NO_ERROR;
-        resolve({ status: 200, reason: entry.reset ? 'peer_reset' : 'done' });
+        resolve({ status: 200, reason: entry.reset ? 'client_reset' : 'done' });
       }),
     );
   };
@@ -272,6 +288,11 @@ function backend(
     }
     if (path.startsWith('/fail/')) {
       answer(503);
+      return;
+    }
+    const fixed = /^\/status\/(\d{3})\//.exec(path);
+    if (fixed) {
+      answer(Number(fixed[1]));
       return;
     }
     const slowFail = /^\/slowfail\/(\d+)\//.exec(path);

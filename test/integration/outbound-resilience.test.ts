@@ -271,7 +271,7 @@ describe('timeouts', () => {
     const line = await waitFor('the request log line', () =>
       lab.logs.find((l) => l.msg === 'request' && l.path === '/slow/5000/b'),
     );
-    expect(line).toMatchObject({ status: 504, reason: 'request_timeout' });
+    expect(line).toMatchObject({ status: 504, close_reason: 'request_timeout' });
   });
 
   it('a request timeout also covers the response body: a stalled one is cut at the value', async () => {

@@ -220,14 +220,14 @@ describe('a request over the limit', () => {
     expect(grpc.headers['weft-reason']).toBe('overloaded');
     expect(grpc.headers['grpc-retry-pushback-ms']).toBe('-1');
     expect(decodeURIComponent(String(grpc.headers['grpc-message']))).toBe(
-      'held is overloaded: 1 requests in flight, limit 1 while its unloaded latency is measured (standard request shed)',
+      'weft: held is overloaded: 1 requests in flight, limit 1 while its unloaded latency is measured (standard request shed)',
     );
     expect(grpc.endAfterHeaders).toBe(true);
 
     const plain = await request('checkout', heldPort);
     expect(plain.headers[':status']).toBe(503);
     expect(plain.headers['weft-reason']).toBe('overloaded');
-    expect(plain.body).toMatch(/^held is overloaded: 1 requests in flight, limit 1 /);
+    expect(plain.body).toMatch(/^weft: held is overloaded: 1 requests in flight, limit 1 /);
     expect(held).toHaveLength(1); // neither reached the app
 
     // The slot is freed when the response ends: the next request is admitted.

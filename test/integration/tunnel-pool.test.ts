@@ -209,7 +209,7 @@ describe('an app connection spliced onto a tunnel stream (the outbound wiring)',
     await expect.poll(() => seen.at(-1)).toBe('error ECONNRESET');
     expect(seen).not.toContain('end'); // no clean FIN before the reset
     await expect.poll(() => out.results[0]?.reason).toBe('stream_reset');
-    expect(records[0]).toMatchObject({ status: 200, reason: 'target_reset', bytesToTarget: 5 });
+    expect(records[0]).toMatchObject({ status: 200, reason: 'upstream_reset', bytesToTarget: 5 });
   });
   it('turns an app that aborts mid-upload into a reset at the target, never a clean EOF', async () => {
     const seen: string[] = [];

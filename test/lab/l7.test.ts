@@ -361,7 +361,10 @@ spec:
     expect(await status('GET', '/admin')).toBe(200);
     const denied = await curl('-i', '-X', 'POST', 'http://web.mesh/admin/users');
     expect(denied.out).toMatch(/^HTTP\/1\.1 403/);
-    expect(denied.out).toMatch(/weft-reason: denied by AuthorizationPolicy web-no-admin-writes/i);
+    expect(denied.out).toMatch(/\r\nweft-reason: denied\r\n/i);
+    expect(denied.out).toMatch(
+      /\r\n\r\nweft: denied by AuthorizationPolicy web-no-admin-writes\n$/,
+    );
     // A path an app would normalise to /admin is refused, not matched around (sent as is).
     expect(await status('POST', '/public/../admin')).toBe(403);
     expect(await status('POST', '/%61dmin')).toBe(403);

@@ -285,13 +285,13 @@ spec: { targetRef: { name: echo }, action: DENY, rules: [{ from: [{ principals: 
       expect(denied).toMatchObject({
         exit: 0,
         status: 403,
-        reason: 'denied by AuthorizationPolicy echo-deny-web',
-        body: 'denied by AuthorizationPolicy echo-deny-web\n',
+        reason: 'denied',
+        body: 'weft: denied by AuthorizationPolicy echo-deny-web\n',
       });
       expect(await requestLine(denied.localPort)).toMatchObject({
         dst_service: 'echo',
         status: 403,
-        reason: 'denied by AuthorizationPolicy echo-deny-web',
+        close_reason: 'denied',
       });
       await mesh.weft('cp', ['delete', 'authorizationpolicy', 'echo-deny-web', ...mesh.adminArgs]);
       const allow = writeResource(
@@ -308,12 +308,17 @@ spec: { targetRef: { name: echo }, action: ALLOW, rules: [{ from: [{ principals:
       // identity).
       expect(await hosts(10)).toEqual(new Set(['node2', 'node3']));
       const root = await curl('http://echo.mesh/', 'root');
-      const reason = 'no AuthorizationPolicy allows spiffe://weft.local/node/node1 to GET /';
-      expect(root).toMatchObject({ exit: 0, status: 403, reason, body: `${reason}\n` });
+      const why = 'no AuthorizationPolicy allows spiffe://weft.local/node/node1 to GET /';
+      expect(root).toMatchObject({
+        exit: 0,
+        status: 403,
+        reason: 'denied',
+        body: `weft: ${why}\n`,
+      });
       expect(await requestLine(root.localPort)).toMatchObject({
         dst_service: 'echo',
         status: 403,
-        reason,
+        close_reason: 'denied',
       });
       expect(
         await metric('node2', /^weft_authz_decisions_total\{.*decision="deny"/),

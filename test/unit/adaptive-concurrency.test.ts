@@ -459,9 +459,11 @@ describe('TrafficPolicy adaptiveConcurrency and qos as `weft apply` takes them',
   });
 
   it.each([
+    // A Mesh policy inherits nothing (a Service's qos may rely on the Mesh's
+    // adaptiveConcurrency: checked on the merged policy, traffic-policy-scopes.test.ts).
     [
-      { qos: { classes: { critical: ['a'] } } },
-      "spec.qos: classes act only on adaptiveConcurrency's limit: set adaptiveConcurrency too, or remove qos",
+      { targetRef: { kind: 'Mesh' }, qos: { classes: { critical: ['a'] } } },
+      "spec.qos: classes act only on adaptiveConcurrency's limit: set adaptiveConcurrency too (here or in the Mesh's policy), or remove qos",
     ],
     [
       { adaptiveConcurrency: { minConcurrency: 10, maxConcurrency: 5 } },

@@ -6,7 +6,7 @@ import { EndpointPool } from '../../src/proxy/balance/endpoint-pool.js';
 import type { EndpointState } from '../../src/proxy/balance/endpoint-state.js';
 import type { HashSource } from '../../src/proxy/balance/hash-key.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
-import { ep, seededRandom } from '../helpers/balance.js';
+import { ep, outlier, seededRandom } from '../helpers/balance.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 
 const KEYS = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
@@ -72,13 +72,7 @@ describe('ringHash', () => {
 
   it('sends the keys of an excluded or ejected endpoint to the next point, moving no other key', () => {
     let now = 0;
-    const pool = new EndpointPool(
-      'echo',
-      'ringHash',
-      { consecutiveFailures: 1, baseEjectionMs: 1000, maxEjectionMs: 8000 },
-      () => now,
-      seededRandom(1),
-    );
+    const pool = new EndpointPool('echo', 'ringHash', outlier(), () => now, seededRandom(1));
     pool.update(
       names(5).map((n) => ep(n)),
       'ringHash',
@@ -92,6 +86,7 @@ describe('ringHash', () => {
     ep2.failed(now);
     expect(mapKeys(pool)).toEqual(excluded);
     now = 1000;
+    pool.find((s) => s === ep2); // its probe
     ep2.succeeded();
     expect(mapKeys(pool)).toEqual(before);
     pool.update(

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BalancerKind } from '../../src/proxy/balance/balancer.js';
 import { EndpointPool } from '../../src/proxy/balance/endpoint-pool.js';
-import { ep, seededRandom } from '../helpers/balance.js';
+import { ep, outlier, seededRandom } from '../helpers/balance.js';
 
 function picks(pool: EndpointPool, n: number, hold = false): string[] {
   const out: string[] = [];
@@ -40,9 +40,9 @@ describe('balancers', () => {
     expect(pool.counts()).toEqual({ healthy: 2, unhealthy: 1, ejected: 0 });
   });
 
-  it('ejects after consecutive failures, doubles the penalty, and lets a probe through', () => {
+  it('ejects after consecutive failures, for longer each time, and lets one probe through', () => {
     let now = 0;
-    const accrual = { consecutiveFailures: 2, baseEjectionMs: 1000, maxEjectionMs: 3000 };
+    const accrual = outlier({ consecutiveFailures: 2, maxEjectionMs: 3000 });
     const pool = new EndpointPool('echo', 'roundRobin', accrual, () => now);
     pool.update([ep('a'), ep('b')], 'roundRobin');
     const a = pool.pick()!;
@@ -53,17 +53,18 @@ describe('balancers', () => {
     now = 1000; // penalty over: exactly one probe goes to a, the rest wait for its outcome
     expect(picks(pool, 4).sort()).toEqual(['a', 'b', 'b', 'b']);
     expect(pool.counts().ejected).toBe(1); // out of rotation while its probe is out
-    expect(a.failed(now)).toBe(true); // the probe failed: ejected again, for 2 s
+    expect(a.failed(now)).toBe(true); // the probe failed: ejected again, for 2 x 1 s
     now = 2999;
     expect(picks(pool, 2)).toEqual(['b', 'b']);
     now = 3000;
+    expect(picks(pool, 2).sort()).toEqual(['a', 'b']); // the second probe
     a.succeeded();
     expect(new Set(picks(pool, 2))).toEqual(new Set(['a', 'b']));
   });
 
   it('sends one probe even to the least loaded endpoint, another only after a penalty without an outcome', () => {
     let now = 0;
-    const accrual = { consecutiveFailures: 1, baseEjectionMs: 1000, maxEjectionMs: 8000 };
+    const accrual = outlier();
     const pool = new EndpointPool('echo', 'leastConnections', accrual, () => now);
     pool.update([ep('a'), ep('b')], 'leastConnections');
     const a = pool.find((s) => s.key === 'a')!;
@@ -85,7 +86,7 @@ describe('balancers', () => {
     '%s: an ejected endpoint gets one probe after its penalty, and only one',
     (kind) => {
       let now = 0;
-      const accrual = { consecutiveFailures: 1, baseEjectionMs: 1000, maxEjectionMs: 8000 };
+      const accrual = outlier();
       const pool = new EndpointPool('echo', kind, accrual, () => now, seededRandom(11));
       pool.update([ep('a'), ep('b'), ep('c')], kind);
       // Requests with varied keys (ringHash) and connections alike.

@@ -75,7 +75,7 @@ describe('resource validation messages', () => {
       name: 'unknown kind',
       yaml: 'apiVersion: weft/v1\nkind: Gateway\nmetadata:\n  name: gw\nspec: {}\n',
       message:
-        'echo.yaml: document 1 (Gateway/gw): kind: unknown kind "Gateway"; expected one of Mesh, Service, TrafficPolicy, HTTPRoute, AuthorizationPolicy',
+        'echo.yaml: document 1 (Gateway/gw): kind: unknown kind "Gateway"; expected one of Mesh, Service, TrafficPolicy, HTTPRoute, GRPCRoute, AuthorizationPolicy',
     },
     {
       name: 'wrong apiVersion',
@@ -220,7 +220,7 @@ describe('resource validation messages', () => {
     expect(errorOf(yaml).split('\n')).toEqual([
       'echo.yaml: document 1 (Service/echo): spec.ports[0].port: must be 1-65535',
       'echo.yaml: document 1 (Service/echo): spec.ports[0].protocol: must be one of http, http2, grpc, tcp, auto',
-      'echo.yaml: document 3 (Nope): kind: unknown kind "Nope"; expected one of Mesh, Service, TrafficPolicy, HTTPRoute, AuthorizationPolicy',
+      'echo.yaml: document 3 (Nope): kind: unknown kind "Nope"; expected one of Mesh, Service, TrafficPolicy, HTTPRoute, GRPCRoute, AuthorizationPolicy',
     ]);
   });
 
@@ -280,7 +280,6 @@ spec:
     - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: x-canary, value: "1"}], method: GET}]
       filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-route, value: canary}]}}]
       backendRefs: [{name: echo-v2, weight: 90}, {name: echo, weight: 10}]
-      timeouts: {request: 3s}
 ---
 apiVersion: weft/v1
 kind: AuthorizationPolicy
@@ -327,6 +326,7 @@ describe('kind names on the command line', () => {
     ['tp', 'TrafficPolicy'],
     ['HTTPRoute', 'HTTPRoute'],
     ['httproutes', 'HTTPRoute'],
+    ['grpcroutes', 'GRPCRoute'],
     ['authz', 'AuthorizationPolicy'],
     ['workloads', 'Workload'],
     ['gateway', undefined],

@@ -3,10 +3,9 @@
 // agent makes itself (HTTP status or gRPC trailers-only).
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { agentAnswer, grpcStatusOf, isGrpc } from '../../src/proxy/http/inbound-answer.js';
+import { isGrpc } from '../../src/proxy/http/agent-answer.js';
 import { appVersion, authorizeAtL4, decideInbound } from '../../src/proxy/http/inbound-decision.js';
 import { parseTunnelRequest } from '../../src/proxy/http/inbound-request.js';
-import { answerReason } from '../../src/proxy/http/inbound-tunnel.js';
 import type { InboundCall } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
@@ -160,32 +159,5 @@ describe('agent answers', () => {
     [undefined, false],
   ])('isGrpc(%s) = %s', (ct, expected) => {
     expect(isGrpc(ct === undefined ? {} : { 'content-type': ct })).toBe(expected);
-  });
-
-  it.each([
-    [403, 7],
-    [502, 14],
-    [400, 13],
-  ])('HTTP %d answers gRPC status %d', (status, grpc) => {
-    expect(grpcStatusOf(status)).toBe(grpc);
-  });
-
-  it('answers HTTP with the status, weft-reason and a one-line body', async () => {
-    const r = agentAnswer({ status: 403, reason: 'denied by\nAuthorizationPolicy x', grpc: false });
-    expect(r.status).toBe(403);
-    expect(r.headers['weft-reason']).toBe('denied by AuthorizationPolicy x');
-    const chunks: Buffer[] = [];
-    for await (const c of r.body) chunks.push(c as Buffer);
-    expect(Buffer.concat(chunks).toString()).toBe('denied by AuthorizationPolicy x\n');
-    expect(answerReason(r)).toBe('denied');
-  });
-
-  it('answers gRPC trailers-only: 200, grpc-status, percent-encoded grpc-message', () => {
-    const r = agentAnswer({ status: 502, reason: 'app down: 100%', grpc: true });
-    expect(r).toMatchObject({
-      status: 200,
-      headers: { 'grpc-status': '14', 'grpc-message': 'app down: 100%25' },
-    });
-    expect(answerReason(r)).toBe('connect_failed');
   });
 });

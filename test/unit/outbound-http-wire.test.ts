@@ -2,12 +2,11 @@
 // tunnel, the agent's own answers (HTTP and gRPC trailers-only), trailers and gRPC status
 // handling, the replayed head of an Upgrade, and which caller addresses are sent to peers.
 import { describe, expect, it } from 'vitest';
+import { responseStatus } from '../../src/proxy/http/outbound-upgrade.js';
 import {
   acceptsTrailers,
-  agentAnswer,
   grpcStatusOf,
   isGrpc,
-  isTrailersOnly,
   rawRequestHead,
   tunnelRequestHeaders,
 } from '../../src/proxy/http/outbound-wire.js';
@@ -60,40 +59,6 @@ describe('the wire headers of a request riding the tunnel', () => {
     expect(h['weft-target']).toBe('[fd00::3]:8080');
     expect(h).not.toHaveProperty('weft-orig-proto');
     expect(h).not.toHaveProperty('weft-client-addr');
-  });
-});
-
-describe("the agent's own answers", () => {
-  it.each([
-    ['no_healthy_endpoint', 503],
-    ['no_identity', 503],
-    ['upstream_failed', 502],
-  ] as const)('%s is %i with weft-reason and a text body', (reason, status) => {
-    const a = agentAnswer(reason, 'why', false);
-    expect(a).toEqual({
-      status,
-      headers: {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': String('weft: why\n'.length),
-        'weft-reason': reason,
-      },
-      text: 'weft: why\n',
-    });
-  });
-
-  it('gRPC gets a trailers-only UNAVAILABLE (14), the message percent-encoded', () => {
-    const a = agentAnswer('no_healthy_endpoint', 'no endpoint for a b', true);
-    expect(a).toEqual({
-      status: 200,
-      headers: {
-        'content-type': 'application/grpc',
-        'grpc-status': '14',
-        'grpc-message': 'weft%3A%20no%20endpoint%20for%20a%20b',
-        'weft-reason': 'no_healthy_endpoint',
-      },
-      text: '',
-    });
-    expect(isTrailersOnly(a.headers)).toBe(true);
   });
 });
 
@@ -161,5 +126,19 @@ describe("the caller's address sent to peers (weft-client-addr)", () => {
     [undefined, undefined, undefined],
   ])('%s:%s -> %j', (remoteAddress, remotePort, sent) => {
     expect(clientOf({ remoteAddress, remotePort })).toEqual(sent);
+  });
+});
+
+describe("an Upgrade's status, read from the endpoint's first line", () => {
+  it.each([
+    ['HTTP/1.1 101 Switching Protocols\r\n', 101],
+    ['HTTP/1.1 200 Connection established\r\n', 200],
+    ['HTTP/1.0 404 Not Found\r\n', 404],
+    ['HTTP/1.1 426\r\n', 426],
+    ['HTTP/1.1 10', undefined], // not all there yet
+    ['SSH-2.0-OpenSSH\r\n', undefined], // not HTTP at all
+    ['HTTP/2 200\r\n', undefined],
+  ])('%j: %j', (head, status) => {
+    expect(responseStatus(head)).toBe(status);
   });
 });

@@ -141,8 +141,49 @@ describe('policyHealthChecks', () => {
       { name: 'a', doc: doc('mariadb', { interval: '3s' }) },
       { name: 'c', doc: doc('web') },
     ]);
-    expect([...out.keys()]).toEqual(['mariadb']);
-    expect(out.get('mariadb')).toMatchObject({ policy: 'a', spec: { interval: '3s' } });
+    expect(out.get('web')).toBeUndefined();
+    expect(out.get('mariadb')).toMatchObject({ policies: ['a'], spec: { interval: '3s' } });
+  });
+});
+
+describe('policyHealthChecks: the effective policy of each service', () => {
+  const doc = (targetRef: unknown, healthCheck?: unknown) => ({
+    spec: { targetRef, ...(healthCheck ? { healthCheck } : {}) },
+  });
+  const checks = policyHealthChecks([
+    {
+      name: 'defaults',
+      doc: doc({ kind: 'Mesh' }, { http: { path: '/health' }, interval: '10s' }),
+    },
+    { name: 'db', doc: doc({ name: 'mariadb' }, { interval: '2s' }) },
+    { name: 'web-tp', doc: doc({ name: 'web' }) },
+    { name: 'cache-tp', doc: { spec: { targetRef: { name: 'cache' }, healthCheck: null } } },
+  ]);
+
+  it("a service without a policy of its own gets the Mesh's check", () => {
+    expect(resolveHealthCheck(local({}), checks.get('orders'))).toMatchObject({
+      kind: 'http',
+      path: '/health',
+      intervalMs: 10_000,
+      source: 'TrafficPolicy/defaults',
+    });
+  });
+
+  it("a Service's policy overrides the interval and keeps the Mesh's HTTP check", () => {
+    expect(resolveHealthCheck(local({}), checks.get('mariadb'))).toMatchObject({
+      kind: 'http',
+      path: '/health',
+      intervalMs: 2_000,
+      source: 'TrafficPolicy/db over TrafficPolicy/defaults',
+    });
+  });
+
+  it("a Service's policy that sets no check inherits it; null removes it", () => {
+    expect(checks.get('web')?.policies).toEqual(['defaults']);
+    expect(resolveHealthCheck(local({}), checks.get('cache'))).toMatchObject({
+      kind: 'listening',
+      source: 'default',
+    });
   });
 });
 

@@ -2,6 +2,7 @@
 // names), and the schema of each.
 import type { z } from 'zod';
 import { type AuthorizationPolicy, authorizationPolicyDocument } from './authorization-policy.js';
+import { type GRPCRoute, grpcRouteDocument } from './grpc-route.js';
 import { type HTTPRoute, httpRouteDocument } from './http-route.js';
 import { type Mesh, meshDocument } from './mesh.js';
 import { type Revocation, revocationDocument } from './revocation.js';
@@ -15,6 +16,7 @@ export const RESOURCE_KINDS = [
   'Workload',
   'TrafficPolicy',
   'HTTPRoute',
+  'GRPCRoute',
   'AuthorizationPolicy',
   'Revocation',
 ] as const;
@@ -34,6 +36,7 @@ export type Resource =
   | Workload
   | TrafficPolicy
   | HTTPRoute
+  | GRPCRoute
   | AuthorizationPolicy
   | Revocation;
 
@@ -43,6 +46,7 @@ export interface ResourceByKind {
   Workload: Workload;
   TrafficPolicy: TrafficPolicy;
   HTTPRoute: HTTPRoute;
+  GRPCRoute: GRPCRoute;
   AuthorizationPolicy: AuthorizationPolicy;
   Revocation: Revocation;
 }
@@ -53,6 +57,7 @@ export const DOCUMENT_SCHEMAS: Record<ResourceKind, z.ZodType> = {
   Workload: workloadDocument,
   TrafficPolicy: trafficPolicyDocument,
   HTTPRoute: httpRouteDocument,
+  GRPCRoute: grpcRouteDocument,
   AuthorizationPolicy: authorizationPolicyDocument,
   Revocation: revocationDocument,
 };
@@ -73,6 +78,8 @@ const ALIASES: Record<string, ResourceKind> = {
   httproutes: 'HTTPRoute',
   route: 'HTTPRoute',
   routes: 'HTTPRoute',
+  grpcroute: 'GRPCRoute',
+  grpcroutes: 'GRPCRoute',
   authorizationpolicy: 'AuthorizationPolicy',
   authorizationpolicies: 'AuthorizationPolicy',
   authz: 'AuthorizationPolicy',

@@ -9,7 +9,10 @@ import { applySizeProblem, documentBytes, documentSizeProblems } from './limits.
 import { describeDocument, type ValidateOptions, validateResource } from './validate.js';
 
 export interface ParsedResource {
+  /** Validated, with defaults filled in. */
   resource: Resource;
+  /** As written: what is sent to the control plane (a TrafficPolicy is kept as written). */
+  document: unknown;
   /** "echo.yaml: document 2" */
   source: string;
 }
@@ -53,7 +56,7 @@ function collect(
     const bytes = documentBytes(result.ok ? result.resource : value);
     for (const p of documentSizeProblems(value, bytes)) problems.push(`${named}: ${p}`);
     if (result.ok) {
-      out.push({ resource: result.resource, source: where });
+      out.push({ resource: result.resource, document: value, source: where });
       totals.bytes += bytes;
     } else {
       for (const p of result.problems) problems.push(`${named}: ${p}`);

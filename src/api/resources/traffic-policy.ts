@@ -1,10 +1,12 @@
 // TrafficPolicy: how clients reach one Service: balancing, timeouts, retries, circuit breaking,
 // outlier detection, rate limiting and active health checks. Defaults follow what operators of
-// Linkerd and Envoy expect (see shared/REFERENCE.md); enforcement comes with the data path
-// (healthCheck: enforced by each workload's agent).
+// Linkerd and Envoy expect (see shared/REFERENCE.md). Enforced: balancer, timeouts, retries,
+// circuitBreaker (maxConnections, maxPendingRequests, maxRequests, maxRetries),
+// outlierDetection, rateLimit, adaptiveConcurrency and qos (the data path) and healthCheck (each
+// workload's agent).
 import { z } from 'zod';
 import { durationString, parseDuration } from '../duration.js';
-import { dnsLabel, documentSchema, resourceName, serviceRef } from './common.js';
+import { dnsLabel, documentSchema, resourceName } from './common.js';
 
 const count = (min: number, max: number) =>
   z
@@ -138,6 +140,12 @@ export const retries = z
     }
   });
 
+/**
+ * Per destination service, on each caller's agent (src/proxy/resilience/breaker.ts): app
+ * connections open to it (opaque, or HTTP once carrying a request), HTTP requests in flight, and
+ * requests waiting for a tunnel session; beyond a limit, a 503 circuit_open (gRPC UNAVAILABLE)
+ * or a reset connection. maxRetries bounds concurrent retries.
+ */
 export const circuitBreaker = z
   .object({
     maxConnections: count(1, 1_000_000).default(1024),
@@ -147,6 +155,13 @@ export const circuitBreaker = z
   })
   .strict();
 
+/**
+ * Passive outlier detection by each caller's agent (Envoy's consecutive failures, with one
+ * probe while half-open): connect failures, resets and 5xx answers in a row eject an endpoint
+ * for n x baseEjectionTime (n: its ejections, less one per interval back in service; at most
+ * 300 s or the base), never more than maxEjectionPercent of the endpoints at once (Envoy: one
+ * may go while fewer are out) and never the last usable one. See src/proxy/balance/outlier.ts.
+ */
 export const outlierDetection = z
   .object({
     consecutiveFailures: count(1, 1_000).default(5),
@@ -156,7 +171,12 @@ export const outlierDetection = z
   })
   .strict();
 
-/** A local token bucket (Envoy's shape): 429 when it is empty. */
+/**
+ * A local token bucket (Envoy's shape), per destination service on the receiving agent: it
+ * starts full (maxTokens) and gets tokensPerFill every fillInterval; each request (or opaque
+ * connection) takes one; empty: 429 with retry-after (gRPC RESOURCE_EXHAUSTED; a connection is
+ * refused).
+ */
 export const rateLimit = z
   .object({
     maxTokens: count(1, 1_000_000_000),
@@ -300,9 +320,39 @@ export const qos = z
     }
   });
 
-export const trafficPolicySpec = z
+/** What a policy applies to: one Service, or the whole Mesh (defaults for every service). */
+export type PolicyTarget = { kind: 'Service'; name: string } | { kind: 'Mesh'; name?: string };
+
+/**
+ * `{name: orders}` (kind Service by default) or `{kind: Mesh}`; a Mesh target's name, when
+ * given, must be the Mesh resource's (checked at apply: there is one Mesh).
+ */
+export const policyTargetRef = z
   .object({
-    targetRef: serviceRef,
+    kind: z.enum(['Service', 'Mesh'], { error: 'must be Service or Mesh' }).default('Service'),
+    name: z.string().optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    const rule = t.kind === 'Service' ? dnsLabel : resourceName;
+    if (t.name === undefined) {
+      if (t.kind === 'Service')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['name'],
+          message: 'required: the Service it applies to',
+        });
+      return;
+    }
+    const named = rule.safeParse(t.name);
+    if (!named.success)
+      ctx.addIssue({ code: 'custom', path: ['name'], message: named.error.issues[0]!.message });
+  })
+  .transform((t) => t as PolicyTarget);
+
+const trafficPolicyFields = z
+  .object({
+    targetRef: policyTargetRef,
     balancer: balancer.optional(),
     timeouts: timeouts.optional(),
     retries: retries.optional(),
@@ -313,22 +363,73 @@ export const trafficPolicySpec = z
     adaptiveConcurrency: adaptiveConcurrency.optional(),
     qos: qos.optional(),
   })
-  .strict()
-  .superRefine((p, ctx) => {
-    if (p.qos !== undefined && p.adaptiveConcurrency === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['qos'],
-        message:
-          "classes act only on adaptiveConcurrency's limit: set adaptiveConcurrency too, or remove qos",
-      });
+  .strict();
+
+/** Checks of one field against another that a Service's policy may inherit from the Mesh's. */
+function qosNeedsLimit(p: z.infer<typeof trafficPolicyFields>, ctx: z.RefinementCtx): void {
+  if (p.qos !== undefined && p.adaptiveConcurrency === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['qos'],
+      message:
+        "classes act only on adaptiveConcurrency's limit: set adaptiveConcurrency too (here or in the Mesh's policy), or remove qos",
+    });
+  }
+}
+
+/** The policy as it applies: one document, or a Service's merged over the Mesh's (./traffic-policy-scopes.ts). */
+export const trafficPolicySpec = trafficPolicyFields.superRefine(qosNeedsLimit);
+
+/** The paths of the object members that are null (not inside lists: there null is a value). */
+export function nullPaths(value: unknown, at: string[] = []): string[][] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return [];
+  return Object.entries(value).flatMap(([k, v]) =>
+    v === null ? [[...at, k]] : nullPaths(v, [...at, k]),
+  );
+}
+
+/** The value with its null members dropped (RFC 7386: a merge patch applied to nothing). */
+export function withoutNulls(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([, v]) => v !== null)
+      .map(([k, v]) => [k, withoutNulls(v)]),
+  );
+}
+
+/**
+ * A policy as written. In a Service's policy `null` removes a value the Mesh's policy sets
+ * (an inherited hashOn, perTryTimeout or healthCheck.http); a Mesh policy inherits nothing,
+ * so null there would do nothing and is refused. Each document must hold on its own too,
+ * except that a Service's qos may rely on the Mesh's adaptiveConcurrency: that is checked on
+ * the merged policy (apply's traffic-policy-check.ts, even with no Mesh policy).
+ */
+const trafficPolicyDocumentSpec = z
+  .unknown()
+  .transform((spec, ctx) => {
+    const target = (spec as { targetRef?: { kind?: unknown } } | null)?.targetRef;
+    if (target?.kind === 'Mesh') {
+      for (const path of nullPaths(spec))
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message:
+            'null removes a value a Service policy inherits from the Mesh policy; a Mesh policy inherits nothing: remove it',
+        });
     }
-  });
+    return withoutNulls(spec);
+  })
+  .pipe(
+    trafficPolicyFields.superRefine((p, ctx) => {
+      if (p.targetRef.kind === 'Mesh') qosNeedsLimit(p, ctx);
+    }),
+  );
 
 export const trafficPolicyDocument = documentSchema(
   'TrafficPolicy',
   resourceName,
-  trafficPolicySpec,
+  trafficPolicyDocumentSpec,
   z.object({}).loose(),
 );
 

@@ -63,10 +63,12 @@ export function registerApply(program: Command): void {
     const client = WeftAdminClient.open(adminOptionsFrom(opts));
     try {
       const results = await client.apply(
-        parsed.map(({ resource, source }) => ({
+        parsed.map(({ resource, document, source }) => ({
           kind: resource.kind,
           name: resource.metadata.name,
-          json: JSON.stringify(resource),
+          // As written: the control plane fills defaults in itself, and keeps a TrafficPolicy
+          // as written so a Service's policy inherits what it leaves out from the Mesh's.
+          json: JSON.stringify(document),
           revision: 0,
           source,
         })),

@@ -15,7 +15,7 @@ export function registerDelete(program: Command): void {
       .description('delete a resource, or a node (revoking its certificates)')
       .argument(
         '<kind>',
-        'node, mesh, service (svc), trafficpolicy (tp), httproute, authorizationpolicy (authz), workload',
+        'node, mesh, service (svc), trafficpolicy (tp), httproute, grpcroute, authorizationpolicy (authz), workload',
       )
       .argument('<name>', 'the resource or node name'),
   ).action(

@@ -55,7 +55,7 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
     headers: ['NAME', 'TARGET', 'BALANCER', 'POLICIES'],
     row: (d) => [
       d.metadata.name,
-      str((d.spec.targetRef as { name?: string })?.name),
+      policyTarget(d),
       str((d.spec.balancer as { type?: string })?.type),
       ['timeouts', 'retries', 'circuitBreaker', 'outlierDetection', 'rateLimit', 'healthCheck']
         .filter((k) => d.spec[k] !== undefined)
@@ -63,6 +63,14 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
     ],
   },
   HTTPRoute: {
+    headers: ['NAME', 'PARENTS', 'RULES'],
+    row: (d) => [
+      d.metadata.name,
+      ((d.spec.parentRefs as Array<{ name: string }>) ?? []).map((p) => p.name).join(','),
+      String(((d.spec.rules as unknown[]) ?? []).length),
+    ],
+  },
+  GRPCRoute: {
     headers: ['NAME', 'PARENTS', 'RULES'],
     row: (d) => [
       d.metadata.name,
@@ -97,6 +105,15 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
     },
   },
 };
+
+/** "Service/orders", or "Mesh" for the policy of every service; "(shadowed)" when not in force. */
+function policyTarget(d: Doc): string {
+  const ref = d.spec.targetRef as { kind?: string; name?: string } | undefined;
+  const target = ref?.kind === 'Mesh' ? 'Mesh' : `Service/${str(ref?.name)}`;
+  return d.status?.shadowedBy === undefined
+    ? target
+    : `${target} (shadowed by ${d.status.shadowedBy})`;
+}
 
 /** "45s", "3m", "5h" (rounded) for a span of milliseconds. */
 function span(ms: number): string {
@@ -179,7 +196,7 @@ export function registerGet(program: Command): void {
     program
       .command('get')
       .description(
-        'show resources: mesh, services (svc), workloads, trafficpolicies (tp), httproutes, authorizationpolicies (authz), revocations, nodes',
+        'show resources: mesh, services (svc), workloads, trafficpolicies (tp), httproutes, grpcroutes, authorizationpolicies (authz), revocations, nodes',
       )
       .argument('<kind>', 'a kind, case-insensitive, singular, plural or short')
       .argument('[name]', 'one resource; default all of the kind')
@@ -198,7 +215,7 @@ export function registerGet(program: Command): void {
       if (!isNodes && kind === undefined) {
         throw new WeftError(
           'WEFT_E_USAGE',
-          `unknown kind "${kindArg}"; try mesh, services, workloads, trafficpolicies, httproutes, authorizationpolicies or nodes`,
+          `unknown kind "${kindArg}"; try mesh, services, workloads, trafficpolicies, httproutes, grpcroutes, authorizationpolicies or nodes`,
         );
       }
       const client = WeftAdminClient.open(adminOptionsFrom(opts));

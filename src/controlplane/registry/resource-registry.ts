@@ -12,7 +12,6 @@ import {
   INTERNAL_KINDS,
   kindPlural,
   type Mesh,
-  type Resource,
   type ResourceKind,
   resolveKind,
   USER_KINDS,
@@ -23,6 +22,8 @@ import { kindPrefix, resourceKey, VIPS_PREFIX, vipKey } from '../store/keys.js';
 import type { Store, StoreCompare, StoreEntry, StoreOp } from '../store/store.js';
 import { checkAuthorizationPorts } from './authorization-port-check.js';
 import { canonicalJson } from './canonical-json.js';
+import { type AppliedDocument, checkTrafficPolicies } from './traffic-policy-check.js';
+import { withTrafficPolicyStatus } from './traffic-policy-status.js';
 import { pickVip, SERVICE_VIP_RANGE, type VipRange } from './vip-allocator.js';
 
 export interface ApplyItem {
@@ -38,6 +39,11 @@ interface StoredDocument {
   metadata: { name: string };
   spec: unknown;
   status?: Record<string, unknown>;
+}
+
+/** The time a route was first applied, to the second (ISO 8601, UTC). */
+function nowIso(): string {
+  return new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
 }
 
 /** How often an apply is retried when a concurrent change got in between (CAS conflict). */
@@ -88,12 +94,9 @@ export class ResourceRegistry {
     );
   }
 
-  private validate(
-    items: readonly ApplyItem[],
-    source: string,
-  ): Array<{ resource: Resource; source: string }> {
+  private validate(items: readonly ApplyItem[], source: string): AppliedDocument[] {
     const problems: string[] = [];
-    const out: Array<{ resource: Resource; source: string }> = [];
+    const out: AppliedDocument[] = [];
     const seen = new Map<string, string>();
     let total = 0;
     for (const item of items) {
@@ -120,7 +123,7 @@ export class ResourceRegistry {
       const meshProblem =
         result.resource.kind === 'Mesh' ? this.meshProblem(result.resource) : undefined;
       if (meshProblem !== undefined) problems.push(`${where}: ${meshProblem}`);
-      out.push({ resource: result.resource, source: item.source });
+      out.push({ resource: result.resource, document: item.document, source: item.source });
     }
     const meshes = out.filter((r) => r.resource.kind === 'Mesh');
     if (meshes.length > 1)
@@ -142,17 +145,18 @@ export class ResourceRegistry {
   }
 
   /** One attempt; undefined when a concurrent change made a compare fail. */
-  private async tryApply(
-    resources: Array<{ resource: Resource; source: string }>,
-  ): Promise<ApplyResult[] | undefined> {
-    // Across resources: HTTP rules of AuthorizationPolicies only on ports that carry HTTP.
+  private async tryApply(resources: AppliedDocument[]): Promise<ApplyResult[] | undefined> {
+    // Across resources: HTTP rules of AuthorizationPolicies only on ports that carry HTTP;
+    // TrafficPolicies one per target, each Service's merged over the Mesh's still valid.
     const ports = await checkAuthorizationPorts(this.store, resources);
-    if (ports.problems.length > 0) throw new WeftError('WEFT_E_CONFIG', ports.problems.join('\n'));
-    const compares: StoreCompare[] = [...ports.compares];
+    const traffic = await checkTrafficPolicies(this.store, resources);
+    const problems = [...ports.problems, ...traffic.problems];
+    if (problems.length > 0) throw new WeftError('WEFT_E_CONFIG', problems.join('\n'));
+    const compares: StoreCompare[] = [...ports.compares, ...traffic.compares];
     const ops: StoreOp[] = [];
     const results: ApplyResult[] = [];
     let usedVips: Set<string> | undefined;
-    for (const { resource, source } of resources) {
+    for (const { resource, document, source } of resources) {
       const { kind } = resource;
       const name = resource.metadata.name;
       const key = resourceKey(kind, name);
@@ -165,6 +169,9 @@ export class ResourceRegistry {
         metadata: resource.metadata,
         spec: kind === 'Mesh' ? { ...resource.spec, trustDomain: this.trustDomain } : resource.spec,
       };
+      // Kept as written: defaults are filled in after the Service's policy is merged over the
+      // Mesh's (api/resources/traffic-policy-scopes.ts), where a default must not win.
+      if (kind === 'TrafficPolicy') stored.spec = (document as { spec: unknown }).spec;
       if (kind === 'Service') {
         let vip = existing?.value.status?.vip as string | undefined;
         if (vip === undefined) {
@@ -175,6 +182,11 @@ export class ResourceRegistry {
           ops.push({ type: 'put', key: vipKey(vip), value: { service: name } });
         }
         stored.status = { vip };
+      }
+      if (kind === 'HTTPRoute' || kind === 'GRPCRoute') {
+        // Route precedence breaks ties by age (Gateway API): kept from the first apply.
+        const createdAt = existing?.value.status?.createdAt;
+        stored.status = { createdAt: typeof createdAt === 'string' ? createdAt : nowIso() };
       }
       const same =
         existing !== undefined && canonicalJson(existing.value) === canonicalJson(stored);
@@ -206,16 +218,24 @@ export class ResourceRegistry {
     return new Set(entries.map((e) => e.key.slice(VIPS_PREFIX.length)));
   }
 
+  /** TrafficPolicies come with their effective values (status.effective). */
   async get(kindInput: string, name?: string): Promise<ResourceMessage[]> {
     const kind = requireKind(kindInput);
+    let entries: StoreEntry<StoredDocument>[];
     if (name !== undefined && name !== '') {
       const entry = await this.store.get<StoredDocument>(resourceKey(kind, name));
       if (entry === undefined)
         throw new WeftError('WEFT_E_NOT_FOUND', `${kind} "${name}" not found`);
-      return [toResourceMessage(entry)];
+      entries = [entry];
+    } else {
+      entries = (await this.store.list<StoredDocument>(kindPrefix(kind))).entries;
     }
-    const { entries } = await this.store.list<StoredDocument>(kindPrefix(kind));
-    return entries.map(toResourceMessage);
+    if (kind !== 'TrafficPolicy') return entries.map(toResourceMessage);
+    const all = (await this.store.list<StoredDocument>(kindPrefix(kind))).entries;
+    const statuses = withTrafficPolicyStatus(all.map((e) => e.value));
+    return entries.map((e) =>
+      toResourceMessage({ ...e, value: statuses.get(e.value.metadata.name) ?? e.value }),
+    );
   }
 
   /** Deletes one resource (a Service frees its virtual IP in the same transaction). */

@@ -1,6 +1,7 @@
 // The endpoints of one service as the data path sees them: kept across snapshot versions (so
 // counters, ejections and latency estimates survive an update), filtered to the usable ones,
-// balanced per connection (opaque TCP) or per request (HTTP).
+// balanced per connection (opaque TCP) or per request (HTTP). It is the outlier group of its
+// endpoints: TrafficPolicy.outlierDetection's settings, and leave to eject (maxEjectionPercent).
 import type { EndpointView } from '../../controlplane-client/mesh-view.js';
 import {
   type Balancer,
@@ -11,8 +12,14 @@ import {
   type PickContext,
   type Random,
 } from './balancer.js';
-import { defaultFailureAccrual, EndpointState, type FailureAccrual } from './endpoint-state.js';
+import { EndpointState, type OutlierGroup } from './endpoint-state.js';
 import { type HashKeyOf, type HashSource, hashKeyOf } from './hash-key.js';
+import {
+  DEFAULT_OUTLIER_DETECTION,
+  mayEject,
+  type OutlierDetection,
+  sameOutlier,
+} from './outlier.js';
 import { P2cEwma } from './p2c-ewma.js';
 
 export interface EndpointCounts {
@@ -24,7 +31,7 @@ export interface EndpointCounts {
 /** TrafficPolicy `balancer` (or just its type); undefined when the policy sets none. */
 export type BalancerChoice = BalancerKind | BalancerSpec | undefined;
 
-export class EndpointPool {
+export class EndpointPool implements OutlierGroup {
   private states: EndpointState[] = [];
   private spec: BalancerSpec | undefined;
   private forRequests!: Balancer;
@@ -34,19 +41,28 @@ export class EndpointPool {
   constructor(
     readonly service: string,
     balancer?: BalancerChoice,
-    private readonly accrual: FailureAccrual = defaultFailureAccrual,
-    private readonly now: () => number = Date.now,
+    /** Replaced by update() when the policy changes: endpoints read it at each failure. */
+    public outlier: OutlierDetection = DEFAULT_OUTLIER_DETECTION,
+    readonly now: () => number = Date.now,
     private readonly random: Random = Math.random,
   ) {
     this.configure(specOf(balancer));
   }
 
-  /** Takes a new endpoint list (a new snapshot version), keeping state of known endpoints. */
-  update(endpoints: readonly EndpointView[], balancer?: BalancerChoice): void {
+  /**
+   * Takes a new endpoint list (a new snapshot version), keeping state of known endpoints, and
+   * the service's outlier detection (undefined: unchanged).
+   */
+  update(
+    endpoints: readonly EndpointView[],
+    balancer?: BalancerChoice,
+    outlier?: OutlierDetection,
+  ): void {
+    if (outlier !== undefined && !sameOutlier(outlier, this.outlier)) this.outlier = outlier;
     const previous = new Map(this.states.map((s) => [s.key, s]));
     this.states = endpoints.map((ep) => {
       const state = previous.get(ep.workload);
-      if (!state) return new EndpointState(ep, this.accrual);
+      if (!state) return new EndpointState(ep, this);
       state.endpoint = ep;
       return state;
     });
@@ -89,6 +105,17 @@ export class EndpointPool {
     const found = this.states.find((s) => match(s) && s.available(now) && !exclude?.has(s));
     found?.taken(now);
     return found;
+  }
+
+  /** OutlierGroup: maxEjectionPercent of the pool, and never its last usable endpoint. */
+  mayEject(candidate: EndpointState, now: number): boolean {
+    let ejected = 0;
+    let usable = 0;
+    for (const s of this.states) {
+      if (s.ejected(now)) ejected += 1;
+      else if (s.endpoint.health !== 'unhealthy' || s === candidate) usable += 1;
+    }
+    return mayEject(this.outlier, { size: this.states.length, ejected, usable });
   }
 
   counts(): EndpointCounts {

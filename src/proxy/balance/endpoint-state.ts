@@ -1,24 +1,32 @@
 // What the data path knows about one endpoint beyond the control plane's view: connections
-// in flight, and passive failure accrual (consecutive connect failures eject it for a while,
-// Linkerd-style: the penalty doubles up to a cap, and one probe is let through after it; the
-// endpoint stays out of rotation until that probe reports, or for another penalty if it never
-// does, so that a balancer that favours the idle endpoint cannot send it every connection),
-// and a peak-EWMA estimate of its latency for the per-request balancer.
+// in flight, outlier detection (consecutive failures eject it for n x baseEjectionTime, the
+// pool's maxEjectionPercent permitting; after the ejection it is half-open: exactly one probe
+// is let through, and it stays out of rotation until that probe reports (back on success,
+// ejected again and longer on failure) or for another ejection if it never does, so that a
+// balancer that favours the idle endpoint cannot send it every connection), and a peak-EWMA
+// estimate of its latency for the per-request balancer.
 import type { EndpointView } from '../../controlplane-client/mesh-view.js';
 import { WeftError } from '../../errors.js';
+import {
+  DEFAULT_OUTLIER_DETECTION,
+  decayedEjections,
+  ejectionMs,
+  type OutlierDetection,
+} from './outlier.js';
 
-export interface FailureAccrual {
-  /** Consecutive failures that eject the endpoint. */
-  consecutiveFailures: number;
-  /** First ejection's length; each further ejection doubles it. */
-  baseEjectionMs: number;
-  maxEjectionMs: number;
+/** What an endpoint asks of its pool: the settings, the clock, and leave to be ejected. */
+export interface OutlierGroup {
+  readonly outlier: OutlierDetection;
+  now(): number;
+  /** Whether `candidate` may be ejected now (maxEjectionPercent; never the last usable one). */
+  mayEject(candidate: EndpointState, now: number): boolean;
 }
 
-export const defaultFailureAccrual: FailureAccrual = {
-  consecutiveFailures: 3,
-  baseEjectionMs: 1_000,
-  maxEjectionMs: 60_000,
+/** An endpoint on its own (no pool): the defaults, no share to keep. */
+const alone: OutlierGroup = {
+  outlier: DEFAULT_OUTLIER_DETECTION,
+  now: () => Date.now(),
+  mayEject: () => true,
 };
 
 /** The peak-EWMA time constant: Linkerd's and Finagle's decay of 10 s. */
@@ -28,8 +36,15 @@ export class EndpointState {
   /** In flight: connections (opaque TCP) or requests (HTTP); the caller counts them. */
   active = 0;
   private failures = 0;
+  /** Ejections so far (the next lasts one more base), lowered by time back in service. */
   private ejections = 0;
+  /** Out of rotation by outlier detection: ejected, or half-open until its probe reports. */
+  private out = false;
+  /** Half-open with its one probe out: the next outcome reported is the probe's. */
+  private probing = false;
   private ejectedUntil = 0;
+  /** When it came back into service (its probe succeeded): the ejection count decays from here. */
+  private backAt = 0;
   /** The latency estimate (ms) as of `observedAt`; NaN until the first counted response. */
   private estimate = Number.NaN;
   private observedAt = 0;
@@ -38,7 +53,7 @@ export class EndpointState {
 
   constructor(
     public endpoint: EndpointView,
-    private readonly accrual: FailureAccrual = defaultFailureAccrual,
+    private readonly group: OutlierGroup = alone,
     private readonly decayMs: number = defaultLatencyDecayMs,
   ) {}
 
@@ -56,30 +71,57 @@ export class EndpointState {
     return this.endpoint.health !== 'unhealthy' && now >= this.ejectedUntil;
   }
 
+  /** Out of rotation by outlier detection: ejected, or half-open with its probe out. */
   ejected(now: number): boolean {
-    return now < this.ejectedUntil;
+    return this.out || now < this.ejectedUntil;
   }
 
-  /** Handed to a connection: after an ejection, that connection is the one probe. */
+  /**
+   * Handed to a connection or request. Half-open (its ejection over): this one is the probe,
+   * and the endpoint is out again until it reports, or for one more ejection if it never does.
+   */
   taken(now: number): void {
-    if (this.ejections === 0) return;
-    this.ejectedUntil = now + this.penalty(this.ejections - 1);
+    if (!this.out) return;
+    this.probing = true;
+    this.ejectedUntil = now + ejectionMs(this.group.outlier, this.ejections);
   }
 
+  /** A connection was made, or a response other than a 5xx came back. */
   succeeded(): void {
     this.failures = 0;
-    this.ejections = 0;
+    // Out, and not probed yet: a late answer to a request sent before the ejection proves
+    // nothing about the endpoint now.
+    if (!this.probing) return;
+    // The probe succeeded: back in rotation; its ejection count decays from now.
+    this.out = false;
+    this.probing = false;
     this.ejectedUntil = 0;
+    this.backAt = this.group.now();
   }
 
-  /** Returns true when this failure ejected the endpoint. */
+  /**
+   * A connect failure, a reset, or a 5xx answer. Returns true when this failure ejected the
+   * endpoint (or, for a failed probe, ejected it again, for longer).
+   */
   failed(now: number): boolean {
+    const o = this.group.outlier;
+    if (this.out) {
+      // Already out: a late failure of a request sent before the ejection changes nothing.
+      if (!this.probing) return false;
+      // The probe failed: the endpoint has not shown it recovered; the next probe is one more
+      // (longer) ejection away.
+      this.probing = false;
+      this.ejections += 1;
+      this.ejectedUntil = now + ejectionMs(o, this.ejections);
+      return true;
+    }
     this.failures += 1;
-    if (this.failures < this.accrual.consecutiveFailures && this.ejections === 0) return false;
-    // After an ejection, the first probe that fails ejects again at once (with a longer
-    // penalty): the endpoint has not shown it recovered.
-    this.ejectedUntil = now + this.penalty(this.ejections);
-    this.ejections += 1;
+    if (this.failures < o.consecutiveFailures) return false;
+    // Kept at the threshold when the pool may not lose it now: the next failure asks again.
+    if (!this.group.mayEject(this, now)) return false;
+    this.ejections = decayedEjections(o, this.ejections, now - this.backAt) + 1;
+    this.out = true;
+    this.ejectedUntil = now + ejectionMs(o, this.ejections);
     this.failures = 0;
     return true;
   }
@@ -126,10 +168,5 @@ export class EndpointState {
   latency(now: number): number | undefined {
     if (Number.isNaN(this.estimate)) return undefined;
     return this.estimate * Math.exp(-Math.max(0, now - this.observedAt) / this.decayMs);
-  }
-
-  /** The length of ejection number `n` (from 0): doubling, capped. */
-  private penalty(n: number): number {
-    return Math.min(this.accrual.baseEjectionMs * 2 ** n, this.accrual.maxEjectionMs);
   }
 }

@@ -1,6 +1,7 @@
-// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize,
-// overload, local endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host calls that
-// the outbound stack hands it directly, so it assumes nothing about what carried the request.
+// The inbound HTTP stack, read top to bottom as a request meets it: record, authorize, rate
+// limit, overload (adaptive concurrency), local endpoint. It serves requests from peer agents
+// (inbound-tunnel.ts) and same-host calls that the outbound stack hands it directly, so it
+// assumes nothing about what carried the request.
 // Every failure is a response it makes itself; one request record per call, whatever happens.
 import { finished } from 'node:stream';
 import { parseSpiffeId } from '../../api/spiffe.js';
@@ -10,16 +11,17 @@ import { httpSpan } from '../../telemetry/http-span.js';
 import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
+import { type RequestRecord, recordError } from '../records.js';
 import { AdaptiveConcurrency } from '../resilience/adaptive-concurrency.js';
+import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
-import { agentAnswer, isGrpc } from './inbound-answer.js';
+import { type AgentAnswerSpec, agentAnswer, isGrpc } from './agent-answer.js';
 import { authorizeAtL7, decideInbound, type RequestAuthorizer } from './inbound-decision.js';
 import type { LocalApps } from './local-app.js';
 import { LocalConnectError } from './local-http1.js';
-import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
+import type { RequestTelemetry } from './request-telemetry.js';
 import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
-import { OVERLOADED_REASON } from './wire-headers.js';
 
 export interface InboundHttpDeps {
   state: MeshState;
@@ -63,16 +65,38 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     deps.telemetry.decision('inbound', decision.service, decision.kind === 'serve');
     if (decision.policy !== undefined) record.policy = decision.policy;
     if (decision.kind === 'deny') {
-      const what = { status: 403, reason: decision.reason, grpc };
-      return answer(deps, call, record, started, what, 'denied');
+      return answer(deps, call, record, started, {
+        reason: 'denied',
+        detail: decision.reason,
+        grpc,
+      });
+    }
+
+    // rate limit: the service's token bucket, for every caller (after authorization, so that
+    // callers refused anyway take no token from those allowed).
+    const limited = rateLimited(deps.state, decision.service);
+    if (limited !== undefined) {
+      const { detail, retryAfter } = limited;
+      return answer(deps, call, record, started, {
+        reason: 'rate_limited',
+        detail,
+        grpc,
+        retryAfter,
+      });
     }
 
     // overload: the service's adaptive concurrency limit; lower QoS classes are shed first.
+    // After the rate limit, so that a request it refuses takes no slot.
     const spec = deps.state.trafficPolicy(decision.service);
     const admission = overload.admit(decision.service, spec, record.src_service);
     if (admission?.kind === 'shed') {
-      const what = { status: 503, reason: admission.detail, grpc, code: OVERLOADED_REASON };
-      return answer(deps, call, record, started, { ...what, noRetry: true }, OVERLOADED_REASON);
+      const { detail } = admission;
+      return answer(deps, call, record, started, {
+        reason: 'overloaded',
+        detail,
+        grpc,
+        noRetry: true,
+      });
     }
     const ticket = admission?.ticket;
 
@@ -88,15 +112,13 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     } catch (err) {
       ticket?.release();
       if (request.signal.aborted) {
-        record.reason = 'peer_reset';
-        record.error = 'the caller went away before the app answered';
-        const what = { status: 502, reason: record.error, grpc };
-        return answer(deps, call, record, started, what, 'peer_reset', 0);
+        const detail = 'the caller went away before the app answered';
+        return answer(deps, call, record, started, { reason: 'client_reset', detail, grpc }, 0);
       }
-      const what = err instanceof LocalConnectError ? 'connect_failed' : 'target_reset';
-      const reason = `${what === 'connect_failed' ? 'cannot reach' : 'no response from'} the app at ${record.endpoint}: ${describeError(err)}`;
-      const undelivered = what === 'connect_failed';
-      return answer(deps, call, record, started, { status: 502, reason, grpc, undelivered }, what);
+      const undelivered = err instanceof LocalConnectError;
+      const detail = `${undelivered ? 'cannot reach' : 'no response from'} the app at ${record.endpoint}: ${describeError(err)}`;
+      const reason = undelivered ? 'connect_failed' : 'upstream_failed';
+      return answer(deps, call, record, started, { reason, detail, grpc, undelivered });
     }
     record.src_preserved = exchange.preserved;
     if (ticket !== undefined) {
@@ -117,6 +139,10 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
 /** The record's fixed part, from the call. */
 function startRecord(call: InboundCall, srcService: string): RequestRecord {
   const { request, peer } = call;
+  // The original client when its agent vouched for it; else the peer itself.
+  const src = formatAddress(call.client ?? peer);
+  // Through the tunnel, the peer agent's own address too (a same-host caller is its own peer).
+  const via = call.client ? formatAddress(peer) : src;
   return {
     direction: 'inbound',
     src_service: srcService,
@@ -127,12 +153,13 @@ function startRecord(call: InboundCall, srcService: string): RequestRecord {
     path: request.path,
     protocol: request.version === '1.1' ? 'HTTP/1.1' : 'HTTP/2',
     status: 0,
-    // The original client when its agent vouched for it; else the peer itself.
-    src: formatAddress(call.client ?? peer),
+    src,
+    ...(via !== src ? { peer: via } : {}),
     ...(call.clientUnverified ? { src_claimed: formatAddress(call.clientUnverified) } : {}),
     ...(peer.spiffeId ? { src_identity: peer.spiffeId } : {}),
     request_bytes: 0,
     response_bytes: 0,
+    close_reason: 'done',
   };
 }
 
@@ -142,14 +169,13 @@ function answer(
   call: InboundCall,
   record: RequestRecord,
   started: bigint,
-  what: Parameters<typeof agentAnswer>[0],
-  reason: string,
+  what: AgentAnswerSpec,
   /** The status to record when not the answer's own (0: the caller got none). */
   recorded?: number,
 ): L7Response {
   call.request.body.resume();
-  record.reason = reason;
-  record.error = what.reason;
+  record.close_reason = what.reason;
+  record.error = what.detail;
   const response = agentAnswer(what);
   const { signal } = call.request;
   return observed(deps, response, record, started, signal, () => 0, recorded);
@@ -182,15 +208,16 @@ function observed(
     record.request_bytes = requestBytes();
     const grpc = response.trailers()?.['grpc-status'] ?? grpcHeader;
     if (grpc !== undefined) record.grpc_status = Number(grpc);
-    if (err && record.reason === undefined) {
-      record.reason = signal.aborted ? 'peer_reset' : 'target_reset';
+    if (err && record.close_reason === 'done') {
+      record.close_reason = signal.aborted ? 'client_reset' : 'upstream_reset';
       record.error = describeError(err);
     }
     deps.requests.finish(record, started);
+    const error = recordError(record);
     spans.get(record)?.end({
       status: record.status,
       ...(record.grpc_status === undefined ? {} : { grpcStatus: record.grpc_status }),
-      ...(record.reason || record.error ? { error: record.reason ?? record.error } : {}),
+      ...(error === undefined ? {} : { error }),
     });
   });
   return response;

@@ -4,13 +4,14 @@
 // stream's flow-control window and highWaterMark are the bound), trailers after it, and a
 // reset when the response breaks off mid-body, so the caller never takes a cut body for whole.
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { pipeline } from 'node:stream/promises';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
+import { parseAnswerReason, reasonOfAnswer } from '../close-reason.js';
 import type { TunnelRequestHandler, TunnelRequestOutcome } from '../tunnel/tunnel-server.js';
 import type { StreamCloseReason, TunnelPeer } from '../tunnel/types.js';
-import { agentAnswer, GRPC_PERMISSION_DENIED, GRPC_UNAVAILABLE, isGrpc } from './inbound-answer.js';
+import { agentAnswer, isGrpc } from './agent-answer.js';
 import { parseTunnelRequest } from './inbound-request.js';
+import { pipeBody } from './pipe-body.js';
 import type { InboundCall, InboundHttpHandler, L7Response } from './types.js';
 import { endToEnd } from './wire-headers.js';
 
@@ -42,7 +43,8 @@ async function serve(
   let response: L7Response;
   if (!head.ok) {
     stream.resume(); // the body goes nowhere: read and drop it so the stream can finish
-    response = agentAnswer({ status: 400, reason: head.reason, grpc: isGrpc(endToEnd(headers)) });
+    const grpc = isGrpc(endToEnd(headers));
+    response = agentAnswer({ reason: 'bad_request', detail: head.reason, grpc });
   } else {
     const call: InboundCall = {
       peer: { spiffeId: peer.spiffeId, address: peer.address, port: peer.port },
@@ -64,25 +66,22 @@ async function serve(
     } catch (err) {
       // The stack answers every failure itself; reaching this is a bug, not the caller's.
       log.error({ err: describeError(err) }, 'inbound HTTP handler threw');
-      response = agentAnswer({ status: 500, reason: 'internal error', grpc: false });
+      const detail = 'the agent failed this request (a bug: see its log)';
+      response = agentAnswer({ reason: 'internal', detail, grpc: false });
     }
   }
   const ended = await writeResponse(stream, response, method);
   return { status: response.status, reason: answerReason(response) ?? ended };
 }
 
-/** The close reason of a response the agent made itself, from its status or gRPC status. */
+/** The close reason of a response the agent made itself (undefined: the app's response). */
 export function answerReason(response: L7Response): StreamCloseReason | undefined {
   if (response.reason === undefined) return undefined;
   const grpc = response.headers['grpc-status'];
-  if (grpc !== undefined) {
-    if (Number(grpc) === GRPC_PERMISSION_DENIED) return 'denied';
-    if (Number(grpc) === GRPC_UNAVAILABLE) return 'connect_failed';
-    return 'bad_request';
-  }
-  if (response.status === 403) return 'denied';
-  if (response.status >= 500) return 'connect_failed';
-  return 'bad_request';
+  return (
+    parseAnswerReason(response.reason) ??
+    reasonOfAnswer(response.status, grpc === undefined ? undefined : Number(grpc))
+  );
 }
 
 /** Writes the response on the stream; resolves with how the stream ended once it closed. */
@@ -99,7 +98,7 @@ export async function writeResponse(
   });
   if (stream.destroyed) {
     body.destroy();
-    return 'peer_reset';
+    return 'client_reset';
   }
   const headers = { ...response.headers, ':status': response.status };
   // A gRPC status in the headers is a trailers-only response: END_STREAM on that HEADERS frame,
@@ -114,7 +113,7 @@ export async function writeResponse(
     // Header fields HTTP/2 refuses (an app's malformed value): nothing usable to forward.
     body.destroy();
     stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-    return closed(stream, 'target_reset');
+    return closed(stream, 'upstream_reset');
   }
   if (empty) {
     body.resume(); // nothing to send; reading it to its end completes its record
@@ -126,12 +125,14 @@ export async function writeResponse(
     stream.sendTrailers(trailers ? { ...trailers } : {});
   });
   try {
-    await pipeline(body, stream);
+    await pipeBody(body, stream, true);
   } catch {
-    if (aborted) return closed(stream, 'peer_reset');
+    // What is left of the app's response goes nowhere (its connection is not reused mid-body).
+    body.destroy();
+    if (aborted) return closed(stream, 'client_reset');
     // The app's response broke off: reset, so the caller sees an error, not a short body.
     if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-    return closed(stream, 'target_reset');
+    return closed(stream, 'upstream_reset');
   }
   return closed(stream, 'done');
 }
@@ -139,7 +140,7 @@ export async function writeResponse(
 /** Waits for the stream's close; a reset by the caller overrides `ours`. */
 function closed(stream: ServerHttp2Stream, ours: StreamCloseReason): Promise<StreamCloseReason> {
   const decide = (): StreamCloseReason =>
-    ours === 'done' && (stream.rstCode ?? 0) !== constants.NGHTTP2_NO_ERROR ? 'peer_reset' : ours;
+    ours === 'done' && (stream.rstCode ?? 0) !== constants.NGHTTP2_NO_ERROR ? 'client_reset' : ours;
   if (stream.closed) return Promise.resolve(decide());
   return new Promise((resolve) => stream.once('close', () => resolve(decide())));
 }

@@ -62,6 +62,11 @@ class LocalAgent extends Agent {
       .then(
         ({ socket, preserved }) => {
           if (preserved) preservedSockets.add(socket);
+          // The connectors keep a socket open after the peer's FIN (an opaque relay passes
+          // the half-close on). A pooled HTTP/1.1 connection is done at the app's FIN: left
+          // half-open it would stay in the pool and take the next request, which the app no
+          // longer reads (its process may be gone).
+          (socket as Socket).allowHalfOpen = false;
           callback(null, socket);
         },
         (err: Error) => callback(new LocalConnectError(err.message, { cause: err })),

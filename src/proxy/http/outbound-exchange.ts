@@ -9,11 +9,14 @@
 // after a backoff, on another endpoint. The response head is held until that decision: the
 // client never sees a try that is retried. Without a policy, only a request that reached no
 // app moves to another endpoint, and no timer runs unless the client sent a grpc-timeout.
-import { Readable } from 'node:stream';
+// Each try's answer is counted once for outlier detection (a 5xx as a failure, anything else
+// as a success); the circuit breaker's hold on the request is told when its head first goes out.
+import type { Readable } from 'node:stream';
 import { describeError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress } from '../address.js';
 import type { EndpointState } from '../balance/endpoint-state.js';
+import type { CloseReason } from '../close-reason.js';
 import type { MeshState } from '../mesh-state.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import { clientOf, type ServiceTarget } from '../outbound/opaque.js';
@@ -30,12 +33,12 @@ import {
 import type { RetryPolicy } from '../resilience/retry-policy.js';
 import type { TunnelPool } from '../tunnel/index.js';
 import { TunnelStreamError } from '../tunnel/index.js';
+import { agentAnswer } from './agent-answer.js';
 import { RequestTimers } from './exchange-timers.js';
-
-import { type AgentReason, agentAnswer, isGrpc, tunnelRequestHeaders } from './outbound-wire.js';
+import { type AgentReason, isGrpc, tunnelRequestHeaders } from './outbound-wire.js';
 import { ReplayBody } from './replay-body.js';
 import type { InboundHttpHandler, L7Request, L7Response } from './types.js';
-import { OVERLOADED_REASON, REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js';
+import { REASON_HEADER, UNDELIVERED_HEADER } from './wire-headers.js';
 
 export interface ExchangeDeps {
   state: MeshState;
@@ -66,6 +69,20 @@ export interface ExchangeRoute {
   timeouts?: RouteTimeouts;
 }
 
+/** The circuit breaker's hold on a request (resilience/breaker.ts BreakerSlot). */
+export interface BreakerHold {
+  /** The request's head went out (idempotent): it is no longer pending. */
+  sent(): void;
+}
+
+/** What the stages before the exchange hand it; each one optional. */
+export interface ExchangeOptions {
+  /** The route stage's decision; none: the route "default" and the TrafficPolicy's timeouts. */
+  route?: ExchangeRoute;
+  /** The circuit breaker stage's hold on the request, told when its head goes out. */
+  breaker?: BreakerHold;
+}
+
 export interface Exchanged {
   response: L7Response;
   /** Where it went: "ip:port" or "tunnel <node> -> ip:port"; undefined when nowhere. */
@@ -81,9 +98,9 @@ export function exchange(
   /** Undefined: the request has no body (END_STREAM with its headers). */
   body: L7Request['body'] | undefined,
   deps: ExchangeDeps,
-  route?: ExchangeRoute,
+  opts: ExchangeOptions = {},
 ): Promise<Exchanged> {
-  return new OutboundExchange(ctx, target, request, body, deps, route).run();
+  return new OutboundExchange(ctx, target, request, body, deps, opts).run();
 }
 
 /** Where a try goes: this host, or through the tunnel. */
@@ -130,6 +147,7 @@ class OutboundExchange {
   private lastError: string;
   private lastTimeout: TimeoutKind | undefined;
   private readonly now: () => number;
+  private readonly breaker: BreakerHold | undefined;
 
   constructor(
     private readonly ctx: OutboundContext,
@@ -137,9 +155,10 @@ class OutboundExchange {
     private readonly request: L7Request,
     body: L7Request['body'] | undefined,
     private readonly deps: ExchangeDeps,
-    route: ExchangeRoute | undefined,
+    { route, breaker }: ExchangeOptions,
   ) {
     this.now = deps.now ?? Date.now;
+    this.breaker = breaker;
     this.grpc = isGrpc(request.headers['content-type']);
     this.routeName = route?.name ?? 'default';
     this.lastError = `no usable endpoint of ${target.service}:${target.port.port}`;
@@ -376,6 +395,7 @@ class OutboundExchange {
     chosen.active += 1;
     if (plan.kind === 'local') {
       // Same host: the inbound stack authorizes and delivers; it answers every failure itself.
+      this.breaker?.sent();
       const response = await this.deps.inbound({
         peer: {
           spiffeId: this.ctx.source?.tunnel.spiffeId,
@@ -396,7 +416,7 @@ class OutboundExchange {
         // The app is not there: an endpoint failure, and nothing was delivered.
         this.lastError = response.reason ?? 'the app could not be reached';
         this.endpointFailed(chosen, this.lastError);
-      } else chosen.observe(performance.now() - sent, this.now());
+      } else this.answered(chosen, response, sent, signal);
       return { kind: 'response', response, chosen, endpoint: formatAddress(ep), undelivered };
     }
     try {
@@ -414,6 +434,7 @@ class OutboundExchange {
         signal,
         onSent: () => {
           sent = performance.now();
+          this.breaker?.sent();
           onSent?.();
         },
       });
@@ -422,10 +443,7 @@ class OutboundExchange {
         // The peer's agent could not reach its app: the endpoint failed, nothing was delivered.
         this.lastError = String(response.headers[REASON_HEADER] ?? 'the app could not be reached');
         this.endpointFailed(chosen, this.lastError);
-      } else {
-        chosen.succeeded();
-        chosen.observe(performance.now() - sent, this.now());
-      }
+      } else this.answered(chosen, response, sent, signal);
       return {
         kind: 'response',
         response,
@@ -437,8 +455,9 @@ class OutboundExchange {
       chosen.active -= 1;
       const error = describeError(err);
       if (err instanceof TunnelStreamError && err.retryable) {
-        // Nothing reached the peer's app (no session, a refused stream).
-        this.endpointFailed(chosen, error);
+        // Nothing reached the peer's app (no session, a refused stream). After the try was cut
+        // (a connect timeout already counted it) or the client left, it says nothing new.
+        if (!signal.aborted) this.endpointFailed(chosen, error);
         const refused = err.reason !== 'no session' && err.reason !== 'session closed';
         return {
           kind: 'failed',
@@ -508,6 +527,29 @@ class OutboundExchange {
     this.service!.retrying.count -= 1;
   }
 
+  /**
+   * An endpoint answered (not an undelivered answer: that is a failure of its own): outlier
+   * detection counts a 5xx as its failure (Envoy's consecutive 5xx; a gRPC status travels in
+   * trailers and is not judged), anything else as a success (a half-open endpoint's probe
+   * reports here, on either path); the balancer gets its latency. The one place a try's answer
+   * is counted: the retry decision reads the same answer and counts nothing. A try already cut
+   * (its timeout, counted where it fired) or abandoned by the client says nothing of the
+   * endpoint, not even the 502 the inbound stack answers a request whose caller left. Nor does
+   * a shed (the receiving agent's 503 `overloaded`): it is load, not a broken endpoint, and its
+   * latency is the agent's, not the app's (a fast shed would draw more traffic to it).
+   */
+  private answered(
+    chosen: EndpointState,
+    response: L7Response,
+    sentAt: number,
+    signal: AbortSignal,
+  ): void {
+    if (signal.aborted || isShed(response)) return;
+    if (response.status >= 500) this.endpointFailed(chosen, `answered ${response.status}`);
+    else chosen.succeeded();
+    chosen.observe(performance.now() - sentAt, this.now());
+  }
+
   /** Passive failure accrual: enough failures in a row eject the endpoint for a while. */
   private endpointFailed(chosen: EndpointState, err: string): void {
     if (chosen.failed(this.now())) this.ejected(chosen, err);
@@ -522,7 +564,7 @@ class OutboundExchange {
 
   private answer(reason: AgentReason, detail: string): Exchanged {
     return {
-      response: agentResponse(reason, detail, this.grpc),
+      response: agentAnswer({ reason, detail, grpc: this.grpc }),
       endpoint: undefined,
       done: () => {},
     };
@@ -537,7 +579,7 @@ function outcomeOf(result: TryResult): AttemptOutcome {
   const { status, headers } = result.response;
   const raw = headers['grpc-status'];
   const grpc = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : undefined;
-  if (headers[REASON_HEADER] === OVERLOADED_REASON)
+  if (isShed(result.response))
     return { kind: 'response', status, grpcStatus: grpc, overloaded: true };
   return { kind: 'response', status, grpcStatus: grpc };
 }
@@ -562,20 +604,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-function agentResponse(reason: AgentReason, detail: string, grpc: boolean): L7Response {
-  const a = agentAnswer(reason, detail, grpc);
-  return {
-    status: a.status,
-    headers: a.headers,
-    body: bodyOf(a.text),
-    trailers: () => undefined,
-    reason,
-  };
-}
-
-/** A Readable that yields the text once (or nothing) and ends. */
-function bodyOf(text: string): Readable {
-  return Readable.from(text === '' ? [] : [Buffer.from(text)], { objectMode: false });
+/** The receiving agent shed it (adaptive concurrency): its app never saw it. */
+function isShed(response: L7Response): boolean {
+  const reason: CloseReason = 'overloaded';
+  return response.headers[REASON_HEADER] === reason;
 }
 
 /** An answer from an agent that reached no app (see UNDELIVERED_HEADER). */

@@ -4,8 +4,8 @@
 // client that reads slowly pauses the upstream, within the streams' fixed buffers.
 import type { ServerResponse } from 'node:http';
 import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-import { pipeline } from 'node:stream/promises';
 import { isTrailersOnly } from './outbound-wire.js';
+import { pipeBody } from './pipe-body.js';
 import type { HeaderMap, L7Response } from './types.js';
 
 export interface Delivered {
@@ -27,7 +27,7 @@ export async function respondHttp1(
   try {
     res.writeHead(response.status, response.headers);
     response.body.on('data', count);
-    await pipeline(response.body, res, { end: false });
+    await pipeBody(response.body, res, false);
     const trailers = response.trailers();
     if (trailersAccepted && trailers !== undefined && res.chunkedEncoding)
       res.addTrailers(trailers);
@@ -68,7 +68,7 @@ export async function respondHttp2(
       stream.sendTrailers(trailerFields(response.trailers()));
     });
     response.body.on('data', count);
-    await pipeline(response.body, stream);
+    await pipeBody(response.body, stream, true);
     return { bytes };
   } catch (err) {
     // A reset (destroy: RST_STREAM at once), never a clean end: the client must not take a

@@ -24,18 +24,24 @@ import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { httpSpan } from '../../telemetry/http-span.js';
 import { setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
-import type { OpenRecord } from '../observed-relay.js';
+import { type CloseReason, parseAnswerReason, reasonOfAnswer } from '../close-reason.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
+import { type OpenConnection, recordError } from '../records.js';
+import { BreakerSlot } from '../resilience/breaker.js';
+import { decideRoute } from '../routing/route-decision.js';
+import { routedExchange, routesFor } from '../routing/route-stage.js';
 import type { Telemetry } from '../telemetry.js';
-import { type ExchangeDeps, exchange } from './outbound-exchange.js';
+import { agentAnswerParts } from './agent-answer.js';
+import { admitRequest, type BreakerConnection, releaseConnection } from './outbound-breaker.js';
+import { type ExchangeDeps, type Exchanged, exchange } from './outbound-exchange.js';
 import { type Delivered, respondHttp1, respondHttp2 } from './outbound-respond.js';
 import { upgradeToOpaque } from './outbound-upgrade.js';
-import { acceptsTrailers, grpcStatusOf } from './outbound-wire.js';
+import { acceptsTrailers, grpcStatusOf, isGrpc } from './outbound-wire.js';
 import type { RequestRecord, RequestTelemetry } from './request-telemetry.js';
-import type { HttpVersion, L7Request } from './types.js';
-import { endToEnd, REASON_HEADER } from './wire-headers.js';
+import type { HttpVersion, L7Request, L7Response } from './types.js';
+import { endToEnd } from './wire-headers.js';
 
 /** 64 KiB of request head (HTTP/1.1 header section; HTTP/2 header list). */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -53,15 +59,19 @@ export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
   log: Logger;
   /** An idle keep-alive connection (no request in flight) is closed after this long. */
   idleMs: number;
+  /** Draws for route splits and fault percentages (tests inject a seeded one). */
+  random?: () => number;
 }
 
 /** What a handed-over connection carries to each of its requests. */
-interface HttpConnection {
+interface HttpConnection extends BreakerConnection {
   ctx: OutboundContext;
   target: ServiceTarget;
-  record: OpenRecord;
+  record: OpenConnection;
   /** Why it closed, when not simply done: set by whoever ends it. */
-  closeReason: string | undefined;
+  closeReason: CloseReason | undefined;
+  /** Set while an upgraded connection is relayed: settles once the relay has said how it ended. */
+  relayed?: Promise<void>;
   error: string | undefined;
 }
 
@@ -162,6 +172,8 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
         record: { ...ctx.record, dst_service: target.service },
         closeReason: undefined,
         error: undefined,
+        breaker: deps.state.breaker(target.service),
+        admitted: false,
       };
       const socket = ctx.conn.client;
       deps.telemetry.open(c.record);
@@ -176,16 +188,21 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
       connections += 1;
       socket.once('close', (hadError) => {
         connections -= 1;
-        deps.telemetry.close(
-          {
-            ...c.record,
-            bytes_sent: socket.bytesRead,
-            bytes_received: socket.bytesWritten,
-            close_reason: c.closeReason ?? (hadError ? 'client_reset' : 'done'),
-            ...(c.error ? { error: c.error } : {}),
-          },
-          ctx.conn.started,
-        );
+        releaseConnection(c);
+        const record = (): void =>
+          deps.telemetry.close(
+            {
+              ...c.record,
+              bytes_sent: socket.bytesRead,
+              bytes_received: socket.bytesWritten,
+              close_reason: c.closeReason ?? (hadError ? 'client_reset' : 'done'),
+              ...(c.error ? { error: c.error } : {}),
+            },
+            ctx.conn.started,
+          );
+        // An upgraded connection's relay reports how it ended after this socket's close.
+        if (c.relayed) void c.relayed.then(record);
+        else record();
       });
       if (version === 'http1') {
         byConnection.set(socket, c);
@@ -246,10 +263,14 @@ async function serveHttp2(
   if (headers[':method'] === 'CONNECT') {
     // A tunnel inside an HTTP/2 stream (RFC 9113 8.5, RFC 8441 WebSockets) is not carried yet:
     // refused plainly rather than forwarded as a request it is not.
-    stream.respond(
-      { ':status': 501, [REASON_HEADER]: 'connect_not_supported' },
-      { endStream: true },
-    );
+    const answer = agentAnswerParts({
+      reason: 'unsupported',
+      detail: 'CONNECT inside an HTTP/2 stream is not carried: use HTTP/1.1 CONNECT or Upgrade',
+      grpc: false,
+    });
+    stream.on('error', () => {});
+    stream.respond({ ...answer.headers, ':status': answer.status });
+    stream.end(answer.text);
     return;
   }
   const abort = new AbortController();
@@ -281,7 +302,7 @@ async function serveRequest(
   request: L7Request,
   bodyless: boolean,
   deps: OutboundHttpDeps,
-  respond: (response: import('./types.js').L7Response) => Promise<Delivered>,
+  respond: (response: L7Response) => Promise<Delivered>,
 ): Promise<void> {
   const started = process.hrtime.bigint();
   const labels = {
@@ -304,9 +325,17 @@ async function serveRequest(
   const headers = { ...request.headers };
   setTraceHeaders(headers, span);
   const sent = { ...request, headers, body: body ?? emptyBody(request.body) };
+  // Route: a service without routes costs one map read; a request no rule matches goes to the
+  // Service itself (route "default").
+  const routes = routesFor(deps.state, c.target);
+  const grpcCall = routes === undefined ? false : isGrpc(request.headers['content-type']);
+  const decision =
+    routes === undefined
+      ? undefined
+      : decideRoute(routes, request, grpcCall, c.target, deps.random ?? Math.random);
   let record: RequestRecord = {
     ...labels,
-    route: 'default',
+    route: decision?.route ?? 'default',
     method: request.method,
     authority: request.authority,
     path: request.path,
@@ -317,9 +346,17 @@ async function serveRequest(
     request_bytes: 0,
     response_bytes: 0,
     trace_id: span.traceId,
+    close_reason: 'done',
   };
+  // circuit breaker: admitted (a slot held until the response is over), or answered at once.
+  const slot = admitRequest(c, isGrpc(request.headers['content-type']));
   try {
-    const { response, endpoint, done } = await exchange(c.ctx, c.target, sent, body, deps);
+    const { response, endpoint, done } =
+      slot instanceof BreakerSlot
+        ? decision === undefined
+          ? await exchange(c.ctx, c.target, sent, body, deps, { breaker: slot })
+          : await routedExchange(c.ctx, decision, sent, body, grpcCall, deps, slot)
+        : refused(slot, sent.body);
     const delivered = await respond(response).finally(done);
     const grpc = grpcStatusOf(response.headers, response.trailers());
     record = {
@@ -328,20 +365,48 @@ async function serveRequest(
       ...(grpc === undefined ? {} : { grpc_status: grpc }),
       ...(endpoint ? { endpoint } : {}),
       response_bytes: delivered.bytes,
-      ...(response.reason ? { reason: response.reason } : {}),
+      close_reason: closeReasonOf(response, delivered, request.signal),
       ...(delivered.error ? { error: delivered.error } : {}),
     };
   } catch (err) {
-    record = { ...record, error: describeError(err) };
+    record = { ...record, close_reason: 'internal', error: describeError(err) };
     throw err;
   } finally {
+    if (slot instanceof BreakerSlot) slot.end();
     deps.requests.finish({ ...record, request_bytes: requestBytes }, started);
+    const error = recordError(record);
     span.end({
       status: record.status,
       ...(record.grpc_status === undefined ? {} : { grpcStatus: record.grpc_status }),
-      ...(record.reason || record.error ? { error: record.reason ?? record.error } : {}),
+      ...(error === undefined ? {} : { error }),
     });
   }
+}
+
+/**
+ * Why the request ended: the agent's own answer says (its weft-reason, from this agent or the
+ * peer's; or the route's redirect); else a response cut short broke on the app's side (it went away: the request was
+ * aborted) or the upstream's; else done.
+ */
+function closeReasonOf(
+  response: L7Response,
+  delivered: Delivered,
+  signal: AbortSignal,
+): CloseReason {
+  if (response.reason !== undefined) {
+    // The route's redirect: the agent's, but a normal response (no weft-reason, not an answer).
+    if (response.reason === 'route_redirect') return 'route_redirect';
+    const grpc = grpcStatusOf(response.headers, undefined);
+    return parseAnswerReason(response.reason) ?? reasonOfAnswer(response.status, grpc);
+  }
+  if (delivered.error !== undefined) return signal.aborted ? 'client_reset' : 'upstream_reset';
+  return 'done';
+}
+
+/** The agent's own answer for a refused request; its body is read and dropped. */
+function refused(response: L7Response, body: Readable): Exchanged {
+  body.resume();
+  return { response, endpoint: undefined, done: () => {} };
 }
 
 /** The body as forwarded, counting its bytes on the way (a fixed buffer: back pressure). */

@@ -1,16 +1,14 @@
 // The outbound HTTP stack's pure pieces: the wire headers of a request riding the tunnel (the
-// contract between agents), the responses the agent makes itself (plain for HTTP, trailers-only
-// for gRPC), and the request head of an Upgrade or CONNECT replayed to the endpoint.
+// contract between agents), gRPC's status and trailers as the app gets them, and the request
+// head of an Upgrade or CONNECT replayed to the endpoint. The agent's own answers: agent-answer.ts.
+import { STATUS_CODES } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http2';
+import type { AnswerReason } from '../close-reason.js';
 import { CLIENT_ADDRESS_HEADER, formatClientAddress } from '../tunnel/client-address.js';
 import type { TunnelTarget } from '../tunnel/types.js';
+import type { AgentAnswerParts } from './agent-answer.js';
 import type { HeaderMap, L7Request } from './types.js';
-import {
-  ORIG_PROTO_HEADER,
-  ORIG_PROTO_HTTP1,
-  REASON_HEADER,
-  TARGET_HEADER,
-} from './wire-headers.js';
+import { ORIG_PROTO_HEADER, ORIG_PROTO_HTTP1, TARGET_HEADER } from './wire-headers.js';
 
 /**
  * An HTTP/2 request to the peer agent: the app's method, authority and path, its end-to-end
@@ -38,72 +36,24 @@ function formatTarget(t: TunnelTarget): string {
   return t.address.includes(':') ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`;
 }
 
-/** gRPC's content types: application/grpc, application/grpc+proto, ... (not grpc-web). */
-export function isGrpc(contentType: string | string[] | undefined): boolean {
-  const ct = (Array.isArray(contentType) ? contentType[0] : contentType)?.toLowerCase() ?? '';
-  return (
-    ct === 'application/grpc' ||
-    ct.startsWith('application/grpc+') ||
-    ct.startsWith('application/grpc;')
-  );
-}
+/** gRPC's content types (agent-answer.ts): the outbound exchange asks by content-type. */
+export { isGrpcContentType as isGrpc } from './agent-answer.js';
 
-/** Why the agent answers a request itself. */
-export type AgentReason =
+/**
+ * Why the sending agent's exchange answers a request itself (agent-answer.ts makes the answer:
+ * 503 nowhere to send it, 502 the upstream failed it, 504 a timeout cut it). The circuit
+ * breaker's 503 circuit_open comes from its own stage, before the exchange.
+ */
+export type AgentReason = Extract<
+  AnswerReason,
   | 'no_healthy_endpoint'
   | 'no_identity'
   | 'upstream_failed'
   | 'connect_timeout'
   | 'per_try_timeout'
   | 'request_timeout'
-  | 'idle_timeout';
-
-/** gRPC status codes the agent uses (grpc/doc/statuscodes.md). */
-export const GRPC_UNAVAILABLE = 14;
-export const GRPC_DEADLINE_EXCEEDED = 4;
-
-function isTimeout(reason: AgentReason): boolean {
-  return reason.endsWith('_timeout');
-}
-
-export interface AgentAnswer {
-  status: number;
-  headers: HeaderMap;
-  /** The plain-text body (HTTP); empty for gRPC, whose answer is trailers-only. */
-  text: string;
-}
-
-/**
- * 503 when there was nowhere to send the request, 502 when the upstream failed it, 504 when a
- * timeout cut it; a gRPC caller gets a trailers-only response (HTTP 200, grpc-status 14
- * UNAVAILABLE, or 4 DEADLINE_EXCEEDED for a timeout), which gRPC clients retry or report as
- * they would the server's own.
- */
-export function agentAnswer(reason: AgentReason, detail: string, grpc: boolean): AgentAnswer {
-  const message = `weft: ${detail}`;
-  if (grpc) {
-    return {
-      status: 200,
-      headers: {
-        'content-type': 'application/grpc',
-        'grpc-status': String(isTimeout(reason) ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE),
-        'grpc-message': encodeURIComponent(message),
-        [REASON_HEADER]: reason,
-      },
-      text: '',
-    };
-  }
-  const text = `${message}\n`;
-  return {
-    status: isTimeout(reason) ? 504 : reason === 'upstream_failed' ? 502 : 503,
-    headers: {
-      'content-type': 'text/plain; charset=utf-8',
-      'content-length': String(Buffer.byteLength(text)),
-      [REASON_HEADER]: reason,
-    },
-    text,
-  };
-}
+  | 'idle_timeout'
+>;
 
 /**
  * A gRPC response whose HEADERS already carry grpc-status is trailers-only (gRPC over HTTP/2:
@@ -151,7 +101,8 @@ export function rawRequestHead(
 }
 
 /** A raw HTTP/1.1 answer for a connection that is about to close (a refused Upgrade). */
-export function rawAnswer(answer: AgentAnswer, phrase: string): string {
+export function rawAnswer(answer: AgentAnswerParts): string {
+  const phrase = STATUS_CODES[answer.status] ?? '';
   let head = `HTTP/1.1 ${answer.status} ${phrase}\r\nconnection: close\r\n`;
   for (const [name, value] of Object.entries(answer.headers)) head += `${name}: ${value}\r\n`;
   return `${head}\r\n${answer.text}`;

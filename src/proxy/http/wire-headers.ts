@@ -17,12 +17,6 @@ export const ORIG_PROTO_HTTP1 = 'HTTP/1.1';
 export const UNDELIVERED_HEADER = 'weft-undelivered';
 /** Why the agent answered a request or a CONNECT itself (HTTP/2 has no reason phrase). */
 export const REASON_HEADER = 'weft-reason';
-/**
- * weft-reason of a request the receiving agent shed (adaptive concurrency): its app never saw
- * it, and callers' agents do not retry it, so that retries never add load to an overloaded
- * service (Envoy's x-envoy-overloaded).
- */
-export const OVERLOADED_REASON = 'overloaded';
 
 /**
  * Hop-by-hop fields (RFC 9110 section 7.6.1, and the HTTP/2 connection-specific fields of
@@ -50,9 +44,11 @@ const HOP_BY_HOP = new Set([
 export function endToEnd(headers: IncomingHttpHeaders): HeaderMap {
   const named = connectionTokens(headers.connection);
   const out: HeaderMap = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name.startsWith(':') || name.startsWith('weft-')) continue;
-    if (HOP_BY_HOP.has(name) || named.has(name)) continue;
+  // for-in over Node's header object (own, plain properties): no entries array per request.
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === COLON || name.startsWith('weft-')) continue;
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
     out[name] = value as string | string[];
   }
   const te = headers.te;
@@ -61,14 +57,18 @@ export function endToEnd(headers: IncomingHttpHeaders): HeaderMap {
   return out;
 }
 
-function connectionTokens(value: string | string[] | undefined): Set<string> {
-  const all = Array.isArray(value) ? value.join(',') : (value ?? '');
-  return new Set(
-    all
-      .split(',')
-      .map((t) => t.trim().toLowerCase())
-      .filter((t) => t !== ''),
-  );
+const COLON = 0x3a;
+
+/** The fields a Connection header names; undefined when there is none (most requests). */
+function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const all = Array.isArray(value) ? value.join(',') : value;
+  const names = new Set<string>();
+  for (const t of all.split(',')) {
+    const name = t.trim().toLowerCase();
+    if (name !== '') names.add(name);
+  }
+  return names;
 }
 
 /** Header values must not carry CR/LF or non-ASCII; reasons stay short and on one line. */

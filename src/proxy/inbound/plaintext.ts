@@ -1,16 +1,19 @@
 // The inbound path for plaintext connections captured on 15006: callers outside the mesh
 // (hosts without an agent, or ports a peer did not tunnel). The Mesh's mTLS mode decides:
 // strict refuses plaintext to a mesh workload's port, permissive lets it through, labelled.
-// AuthorizationPolicy applies with no principal, so an ALLOW list shuts plaintext out.
+// AuthorizationPolicy applies with no principal, so an ALLOW list shuts plaintext out; then the
+// service's rate limit, one token per connection (refused with a reset: TCP has no 429).
 // Ports that belong to no mesh workload are not the mesh's business and are relayed.
 // Either way the application is reached from the caller's address where the host allows it.
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress, unmapV4 } from '../address.js';
 import type { CapturedConnection, CapturedHandler } from '../capture-listener.js';
+import type { CloseReason } from '../close-reason.js';
 import type { LocalConnector } from '../endpoint/connect-local.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection } from '../observed-relay.js';
+import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Telemetry } from '../telemetry.js';
 import { authorizeL4 } from './authorize.js';
 
@@ -46,7 +49,7 @@ async function handle(conn: CapturedConnection, deps: PlaintextInboundDeps): Pro
     dst_service: service ?? 'unknown',
     security: 'plaintext',
   };
-  const refuse = (close_reason: string, error: string) =>
+  const refuse = (close_reason: CloseReason, error: string) =>
     refuseConnection(conn, telemetry, { ...record, close_reason, error });
 
   if (service !== undefined) {
@@ -60,6 +63,8 @@ async function handle(conn: CapturedConnection, deps: PlaintextInboundDeps): Pro
     });
     telemetry.decision('inbound', service, decision.allow);
     if (!decision.allow) return refuse('denied', decision.reason);
+    const limited = rateLimited(state, service);
+    if (limited !== undefined) return refuse('rate_limited', limited.detail);
   }
 
   // The accepted socket's peer is the caller (REDIRECT and TPROXY keep the source address).

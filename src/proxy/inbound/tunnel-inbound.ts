@@ -1,11 +1,12 @@
 // The inbound path for connections arriving through the mTLS tunnel (15008): the tunnel
 // server has verified the peer's certificate; here each CONNECT is authorized (only a workload
 // of this host, named by the address and port it is registered at, then AuthorizationPolicy
-// on the peer's SPIFFE ID) and recorded from its start to its end.
+// on the peer's SPIFFE ID, then the service's rate limit) and recorded from its start to its end.
 import { parseSpiffeId } from '../../api/spiffe.js';
 import type { EndpointView } from '../../controlplane-client/mesh-view.js';
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
+import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Telemetry } from '../telemetry.js';
 import type {
   AuthorizeHook,
@@ -47,7 +48,15 @@ export function tunnelAuthorizer(state: MeshState, telemetry: Telemetry): Author
       port: target.port,
     });
     telemetry.decision('inbound', service, decision.allow);
-    return decision.allow ? { allow: true } : { allow: false, reason: decision.reason };
+    if (!decision.allow) return { allow: false, reason: decision.reason };
+    // The service's rate limit: one token per connection.
+    const limited = rateLimited(state, service);
+    if (limited === undefined) return { allow: true };
+    return {
+      allow: false,
+      reason: limited.detail,
+      rateLimited: { retryAfter: limited.retryAfter },
+    };
   };
 }
 

@@ -2,7 +2,7 @@
 // else the node), and the fields every record of this connection starts with.
 import { formatAddress } from '../address.js';
 import type { CapturedConnection } from '../capture-listener.js';
-import type { OpenRecord } from '../observed-relay.js';
+import type { OpenConnection } from '../records.js';
 import type { SourceIdentities, SourceIdentity } from './source-identity.js';
 
 /** What the stages after "identify" know of a captured connection. */
@@ -11,7 +11,7 @@ export interface OutboundContext {
   /** Undefined only when this host holds no certificate at all (never joined). */
   source: SourceIdentity | undefined;
   /** The connection record so far: everything but the destination service. */
-  record: Omit<OpenRecord, 'dst_service'>;
+  record: Omit<OpenConnection, 'dst_service'>;
 }
 
 export function identify(

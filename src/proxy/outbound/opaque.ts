@@ -2,22 +2,27 @@
 // endpoints, reach the chosen one (this host directly, another through the pooled mTLS tunnel
 // as a CONNECT stream), then relay with telemetry. A connect failure ejects the endpoint
 // (passive accrual) and the next one is tried, before a single byte of the client's is read:
-// opaque TCP is safe to retry only until then. Also the passthrough of external destinations.
+// opaque TCP is safe to retry only until then. The service's circuit breaker counts the
+// connection (maxConnections) for its whole life. Also the passthrough of external destinations.
 import type { ServicePort } from '../../api/resources/index.js';
 import { describeError, isWeftError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress, unmapV4 } from '../address.js';
 import type { EndpointState } from '../balance/endpoint-state.js';
+import type { CloseReason } from '../close-reason.js';
 import { connectDirect } from '../endpoint/connect-direct.js';
 import { authorizeL4 } from '../inbound/authorize.js';
 import type { MeshState } from '../mesh-state.js';
 import { observedRelay, refuseConnection, type Upstream } from '../observed-relay.js';
+import { sameHostInbound } from '../records.js';
+import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Resilience } from '../resilience/resilience.js';
 import type { Telemetry } from '../telemetry.js';
 import {
   formatClientAddress,
   parseClientAddress,
   type TunnelPool,
+  TunnelStreamError,
   type TunnelTarget,
 } from '../tunnel/index.js';
 import type { OutboundContext } from './identify.js';
@@ -55,7 +60,16 @@ export type OpaqueOpen =
       /** Call once the connection is over: the endpoint's in-flight count. */
       done: () => void;
     }
-  | { kind: 'refused'; close_reason: string; error: string };
+  | {
+      kind: 'refused';
+      close_reason: Extract<
+        CloseReason,
+        'no_identity' | 'denied' | 'rate_limited' | 'no_healthy_endpoint'
+      >;
+      error: string;
+      /** rate_limited by this host's own bucket: whole seconds until its next token. */
+      retryAfter?: number;
+    };
 
 export async function serveOpaque(
   ctx: OutboundContext,
@@ -63,6 +77,16 @@ export async function serveOpaque(
   deps: OpaqueDeps,
 ): Promise<void> {
   const record = { ...ctx.record, dst_service: target.service };
+  // circuit breaker: the service's maxConnections; beyond it the connection is reset at once.
+  const breaker = deps.state.breaker(target.service);
+  const full = breaker.openConnection();
+  if (full !== undefined) {
+    return refuseConnection(ctx.conn, deps.telemetry, {
+      ...record,
+      close_reason: 'circuit_open',
+      error: breaker.describe(full),
+    });
+  }
   const opened = await openOpaque(ctx, target, deps);
   // TrafficPolicy timeouts.idle replaces the listener's idle time for this service's
   // connections (either way: no byte in either direction for that long closes it).
@@ -70,19 +94,21 @@ export async function serveOpaque(
   const conn =
     idleMs === undefined ? ctx.conn : { ...ctx.conn, timeouts: { ...ctx.conn.timeouts, idleMs } };
   if (opened.kind === 'refused') {
+    breaker.closeConnection();
     return refuseConnection(conn, deps.telemetry, {
       ...record,
       close_reason: opened.close_reason,
       error: opened.error,
     });
   }
-  observedRelay(
-    conn,
-    opened.upstream,
-    deps.telemetry,
-    { ...record, endpoint: opened.endpoint, security: opened.security },
-    opened.done,
-  );
+  const outbound = { ...record, endpoint: opened.endpoint, security: opened.security };
+  observedRelay(conn, opened.upstream, deps.telemetry, outbound, {
+    onDone: () => {
+      breaker.closeConnection();
+      opened.done();
+    },
+    ...(opened.security === 'local' ? { inbound: sameHostInbound(outbound) } : {}),
+  });
 }
 
 /** Balance and endpoint: tries up to maxAttempts endpoints; nothing of the client's is read. */
@@ -130,6 +156,12 @@ export async function openOpaque(
       telemetry.decision('outbound', service, decision.allow);
       if (!decision.allow)
         return { kind: 'refused', close_reason: 'denied', error: decision.reason };
+      // The receiving side's rate limit: this agent is the receiving side.
+      const limited = rateLimited(state, service);
+      if (limited !== undefined) {
+        const { detail, retryAfter } = limited;
+        return { kind: 'refused', close_reason: 'rate_limited', error: detail, retryAfter };
+      }
     }
     chosen.active += 1;
     try {
@@ -170,6 +202,10 @@ export async function openOpaque(
         telemetry.decision('outbound', service, false);
         return { kind: 'refused', close_reason: 'denied', error: lastError };
       }
+      if (err instanceof TunnelStreamError && err.status === 429) {
+        // The peer's rate limit: the endpoint is well, the service is asked too much.
+        return { kind: 'refused', close_reason: 'rate_limited', error: lastError };
+      }
       if (chosen.failed(Date.now()))
         deps.log.warn({ service, endpoint: ep.workload, err: lastError }, 'endpoint ejected');
     }
@@ -206,16 +242,25 @@ export async function servePassthrough(ctx: OutboundContext, deps: OpaqueDeps): 
  * connects from. Only an address a peer accepts (parseClientAddress: one canonical unicast
  * address) is sent: an app calling from loopback goes without it rather than being refused.
  */
-export function clientOf(client: {
-  remoteAddress?: string | undefined;
-  remotePort?: number | undefined;
-}): TunnelTarget | undefined {
+export function clientOf(client: PeerOf): TunnelTarget | undefined {
+  // Asked once per request on an HTTP connection: worked out once per connection.
+  const known = clients.get(client);
+  if (known !== undefined) return known === NONE ? undefined : known;
   const address = unmapV4(client.remoteAddress ?? '');
   const port = client.remotePort ?? 0;
-  if (address === '' || port === 0) return undefined;
   const c = { address, port };
-  return parseClientAddress(formatClientAddress(c)).ok ? c : undefined;
+  const ok = address !== '' && port !== 0 && parseClientAddress(formatClientAddress(c)).ok;
+  clients.set(client, ok ? c : NONE);
+  return ok ? c : undefined;
 }
+
+interface PeerOf {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+}
+
+const NONE = { address: '', port: 0 };
+const clients = new WeakMap<PeerOf, TunnelTarget>();
 
 function policyOf(deps: OpaqueDeps, service: string) {
   return deps.resilience.forService(service, deps.state.trafficPolicy(service))?.policy;

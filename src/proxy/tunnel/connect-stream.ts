@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { describeError } from '../../errors.js';
+import { spliceCloseReason } from '../close-reason.js';
 import { connectDirect } from '../endpoint/connect-direct.js';
 import { headerSafe, REASON_HEADER } from '../http/wire-headers.js';
 import { formatAuthority, parseAuthority } from './authority.js';
@@ -19,12 +20,6 @@ import type {
   TunnelPeer,
   TunnelTarget,
 } from './types.js';
-
-const SPLICE_REASONS = {
-  done: 'done',
-  stream_reset: 'peer_reset',
-  socket_reset: 'target_reset',
-} as const;
 
 export { REASON_HEADER };
 
@@ -99,10 +94,15 @@ export async function handleConnect(
       durationMs: performance.now() - started,
     });
   };
-  const refuse = (status: number, reason: StreamCloseReason, detail: string): void => {
+  const refuse = (
+    status: number,
+    reason: StreamCloseReason,
+    detail: string,
+    extra?: Record<string, string>,
+  ): void => {
     if (!stream.destroyed && !stream.headersSent) {
       stream.respond(
-        { ':status': status, [REASON_HEADER]: headerSafe(detail) },
+        { ':status': status, [REASON_HEADER]: headerSafe(detail), ...extra },
         { endStream: true },
       );
     }
@@ -131,9 +131,13 @@ export async function handleConnect(
     // A failing policy must fail closed.
     decision = { allow: false, reason: `authorization failed: ${describeError(err)}` };
   }
+  if (!decision.allow && decision.rateLimited) {
+    const retryAfter = String(decision.rateLimited.retryAfter);
+    return refuse(429, 'rate_limited', decision.reason, { 'retry-after': retryAfter });
+  }
   if (!decision.allow) return refuse(403, 'denied', decision.reason);
   if (stream.destroyed)
-    return done(0, 'peer_reset', undefined, 'stream closed during authorization');
+    return done(0, 'client_reset', undefined, 'stream closed during authorization');
 
   await connectAndSplice(stream, target, client, deps, (from, ...rest) => {
     preserved = from;
@@ -159,7 +163,7 @@ async function connectAndSplice(
   done: ConnectDone,
 ): Promise<void> {
   const closedWhileConnecting = () =>
-    done(false, 0, 'peer_reset', undefined, 'stream closed while connecting');
+    done(false, 0, 'client_reset', undefined, 'stream closed while connecting');
   // The peer may give up (reset, session gone) before the target answers: stop connecting.
   const abort = new AbortController();
   const onStreamClose = (): void => abort.abort();
@@ -187,7 +191,7 @@ async function connectAndSplice(
   stream.respond({ ':status': 200 });
   splice(stream, socket, (result) => {
     const bytes = { to: socket.bytesWritten, from: socket.bytesRead };
-    done(preserved, 200, SPLICE_REASONS[result.reason], bytes, result.detail);
+    done(preserved, 200, spliceCloseReason(result.reason, 'client'), bytes, result.detail);
   });
 }
 

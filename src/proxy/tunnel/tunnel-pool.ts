@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { pino } from 'pino';
-import { describeError, isWeftError, WeftError } from '../../errors.js';
+import { isWeftError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import type { L7Response } from '../http/types.js';
 import { checkTarget, formatAuthority } from './authority.js';
@@ -183,9 +183,11 @@ export class TunnelPool {
       try {
         session = await this.acquire(req);
       } catch (err) {
-        // No session: nothing was sent anywhere.
+        // No session: nothing was sent anywhere. The code is the new error's: its message is
+        // the cause's own (describeError would name the code twice).
         const code = isWeftError(err) ? err.code : 'WEFT_E_UNAVAILABLE';
-        throw new TunnelStreamError(code, 0, 'no session', describeError(err), true);
+        const message = err instanceof Error ? err.message : String(err);
+        throw new TunnelStreamError(code, 0, 'no session', message, true);
       }
       this.counters.streamsTotal += 1;
       req.onSent?.();

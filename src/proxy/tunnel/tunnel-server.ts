@@ -604,7 +604,7 @@ class TunnelServerImpl implements TunnelServer {
     handler(stream, headers, peer).then(count, (err: unknown) => {
       this.log.error({ err: describeError(err) }, 'tunnel request handler failed');
       if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-      count({ status: 0, reason: 'target_reset' });
+      count({ status: 0, reason: 'internal' });
     });
   }
 
@@ -620,7 +620,7 @@ class TunnelServerImpl implements TunnelServer {
         peer,
         authority,
         status: 405,
-        reason: 'not_connect',
+        reason: 'unsupported',
         bytesToTarget: 0,
         bytesFromTarget: 0,
         durationMs: 0,

@@ -1,5 +1,6 @@
 // The shapes both ends of the agent-to-agent tunnel (HTTP/2 CONNECT over mTLS, port 15008)
 // share: targets, identities, the authorization hook and the per-stream access record.
+import type { AnswerReason, CloseReason } from '../close-reason.js';
 
 /** Where a CONNECT stream goes: an IP literal (v4 or v6, never a name) and a TCP port. */
 export interface TunnelTarget {
@@ -35,7 +36,10 @@ export interface AuthorizeRequest {
   target: TunnelTarget;
 }
 
-export type AuthorizeDecision = { allow: true } | { allow: false; reason: string };
+/** `rateLimited`: refused by the target service's rate limit (429, not 403). */
+export type AuthorizeDecision =
+  | { allow: true }
+  | { allow: false; reason: string; rateLimited?: { retryAfter: number } };
 
 /** The inbound authorization decision for one CONNECT stream (AuthorizationPolicy at L4). */
 export type AuthorizeHook = (
@@ -43,14 +47,15 @@ export type AuthorizeHook = (
 ) => AuthorizeDecision | Promise<AuthorizeDecision>;
 
 /** Why a server-side stream ended. */
-export type StreamCloseReason =
-  | 'done' // both directions finished (END_STREAM and FIN both ways)
-  | 'peer_reset' // the tunnel client reset the stream, or its session died
-  | 'target_reset' // the local target errored after connecting
-  | 'connect_failed' // the local target could not be reached (502)
-  | 'denied' // authorization or the locality check refused it (403)
-  | 'bad_request' // the :authority was not ip:port (400)
-  | 'not_connect'; // not a CONNECT and no request handler took it (405)
+/**
+ * How a tunnel stream ended, on the receiving side (close-reason.ts says what each means): done,
+ * client_reset (the tunnel client reset it, or its session died), upstream_reset (the local
+ * target broke after connecting), connect_failed (502), denied (403), rate_limited (429: the
+ * target service's rate limit), bad_request (400), unsupported (405: not a CONNECT and no
+ * request handler), and for request streams the reason of the agent's own answer
+ * (upstream_failed, internal, ...).
+ */
+export type StreamCloseReason = Extract<CloseReason, 'done'> | AnswerReason;
 
 /** One record per stream on the receiving side, for access logs and metrics. */
 export interface TunnelAccessRecord {

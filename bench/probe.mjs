@@ -1,0 +1,96 @@
+// `node bench/probe.mjs [dir]`: the bench lab kept up for iterating on one figure. It builds the
+// lab once, then serves commands written to <dir>/cmd (default /tmp/weft-probe), one at a time,
+// appending results to <dir>/out:
+//   measure SETUP [CONNECTIONS] [SECONDS]   wrk against a setup (direct, haproxy, weft, weft-l7)
+//   restart [profile]                       restart both agents on the current dist/ (profiled)
+//   stop                                    the profiled agents write their profiles; summary
+//   quit                                    tear the lab down
+// Not a benchmark: figures for a change go through `npm run bench`.
+import {
+  appendFileSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { lookupUser } from '../dist/lab/index.js';
+import { BenchLab } from './lib/bench-lab.mjs';
+import { analyzeProfile } from './lib/cpuprofile.mjs';
+import { cpuSeconds } from './lib/proc.mjs';
+
+const dir = process.argv[2] ?? '/tmp/weft-probe';
+mkdirSync(dir, { recursive: true });
+const cmdFile = join(dir, 'cmd');
+const out = (line) => appendFileSync(join(dir, 'out'), `${line}\n`);
+const log = (msg) => out(`# ${msg}`);
+
+const bench = await BenchLab.up(`pr${process.pid % 1000}`, log);
+let profDir;
+let loaded = 0;
+out('ready');
+try {
+  for (;;) {
+    if (!existsSync(cmdFile)) {
+      await new Promise((r) => setTimeout(r, 200));
+      continue;
+    }
+    const [cmd, ...args] = readFileSync(cmdFile, 'utf8').trim().split(/\s+/);
+    rmSync(cmdFile);
+    try {
+      if (cmd === 'quit') break;
+      if (cmd === 'measure') {
+        const [setup, connections = '64', seconds = '5'] = args;
+        const pids = bench.proxyPids(setup);
+        const before = pids.map(cpuSeconds);
+        const r = await bench.wrk(setup, {
+          connections: Number(connections),
+          seconds: Number(seconds),
+        });
+        const cpu = pids.map((pid, i) =>
+          (((cpuSeconds(pid) - before[i]) * 1e6) / r.requests).toFixed(0),
+        );
+        loaded += r.requests;
+        out(`  CPU µs per request: ${cpu.join(' + ')}`);
+        out(
+          `${setup} c=${connections}: ${r.rps.toFixed(0)} req/s p50 ${r.p50 / 1000} ms p99 ${r.p99 / 1000} ms errors ${r.errors} status ${r.status}`,
+        );
+      } else if (cmd === 'restart') {
+        const flags = [];
+        if (args[0] === 'profile') {
+          profDir = join(dir, `prof-${Date.now()}`);
+          mkdirSync(profDir, { recursive: true });
+          const weft = lookupUser('weft');
+          chownSync(profDir, weft.uid, weft.gid);
+          flags.push('--cpu-prof', `--cpu-prof-dir=${profDir}`);
+        }
+        for (const host of ['client', 'server']) {
+          await bench.lab.stopProcess(host, 'agent');
+          await bench.startAgentUnder(host, [
+            ...flags,
+            ...(profDir && flags.length ? [`--cpu-prof-name=${host}.cpuprofile`] : []),
+          ]);
+        }
+        await bench.waitReady();
+        loaded = 0;
+        out('restarted');
+      } else if (cmd === 'stop') {
+        for (const host of ['client', 'server']) await bench.lab.stopProcess(host, 'agent', 30_000);
+        for (const host of ['client', 'server']) {
+          const p = JSON.parse(readFileSync(join(profDir, `${host}.cpuprofile`), 'utf8'));
+          const a = analyzeProfile(p, { top: 40 });
+          writeFileSync(join(profDir, `${host}.json`), JSON.stringify(a, null, 1));
+          out(`${host}: profile in ${profDir} (${loaded} requests since restart)`);
+        }
+      } else out(`unknown command ${cmd}`);
+    } catch (err) {
+      out(`error: ${err.stack}`);
+    }
+    out('done');
+  }
+} finally {
+  await bench.lab.down().catch(() => undefined);
+  out('down');
+}

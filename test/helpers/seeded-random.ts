@@ -1,0 +1,12 @@
+// A seeded random source (mulberry32) for tests of weighted and percentage decisions: the same
+// draws every run, so a share over many draws is checked exactly, never flakily.
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
