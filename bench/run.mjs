@@ -9,7 +9,7 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lookupUser } from '../dist/lab/index.js';
-import { BenchLab, CPU } from './lib/bench-lab.mjs';
+import { BenchLab, CPU, OVERLOAD_APP } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
 import { rssMiB, rssSampler, totalCpuSeconds } from './lib/proc.mjs';
 import { markdown } from './lib/report.mjs';
@@ -22,6 +22,8 @@ const argv = new Set(process.argv.slice(2));
 const QUICK = argv.has('--quick');
 const PROFILE = argv.has('--profile');
 const CONTROL_PLANE = !argv.has('--no-controlplane');
+/** Only the overload scenario (9), once: `npm run bench -- --overload-only`. */
+const OVERLOAD_ONLY = argv.has('--overload-only');
 const SETUPS = ['direct', 'haproxy', 'weft', 'weft-l7'];
 
 /**
@@ -51,6 +53,7 @@ const PLAN = QUICK
       grpcS: 3,
       simAgents: 200,
       simChanges: 4,
+      overloadS: 5,
     }
   : {
       reps: 3,
@@ -63,6 +66,7 @@ const PLAN = QUICK
       grpcS: 6,
       simAgents: 1000,
       simChanges: 10,
+      overloadS: 10,
     };
 
 const started = Date.now();
@@ -287,6 +291,40 @@ function tableRows(table, raw) {
   }));
 }
 
+/**
+ * 9. Overload: an app of fixed capacity (8 at a time, 50 ms each: 160/s) offered twice that,
+ * open loop, without and with adaptive concurrency: goodput and the latency of the requests
+ * the app answered (the rest are shed fast with 503 overloaded, or wait in its queue).
+ */
+async function overloadScenario(bench) {
+  const rate = (2 * OVERLOAD_APP.capacity * 1000) / OVERLOAD_APP.serviceMs;
+  const out = { app: OVERLOAD_APP, rate, seconds: PLAN.overloadS };
+  for (const ac of [false, true]) {
+    log(`scenario 9: overload at ${rate}/s, adaptive concurrency ${ac ? 'on' : 'off'}`);
+    out[ac ? 'adaptive' : 'plain'] = await bench.overload({
+      ac,
+      rate,
+      seconds: PLAN.overloadS,
+      warmS: 3,
+    });
+  }
+  return out;
+}
+
+function overloadMarkdown(o) {
+  const row = (label, r) =>
+    `| ${label} | ${r.sent} | ${r.ok} | ${r.shed} | ${r.errors} | ${r.goodput.toFixed(0)} | ${r.p50?.toFixed(1) ?? '-'} | ${r.p99?.toFixed(1) ?? '-'} |`;
+  return [
+    `## 9. Overload: an app of capacity ${(o.app.capacity * 1000) / o.app.serviceMs}/s (${o.app.capacity} x ${o.app.serviceMs} ms) offered ${o.rate}/s for ${o.seconds} s`,
+    '',
+    '| weft L7 | sent | 200 | shed (503 overloaded) | other errors | goodput (200/s) | p50 of 200s (ms) | p99 of 200s (ms) |',
+    '|---|---|---|---|---|---|---|---|',
+    row('without adaptive concurrency', o.plain),
+    row('with adaptiveConcurrency (defaults)', o.adaptive),
+    '',
+  ].join('\n');
+}
+
 async function controlPlaneScale(bench) {
   log(`scenario 6: ${PLAN.simAgents} simulated agents against the control plane`);
   const cpPid = bench.pids.controlPlane;
@@ -439,7 +477,9 @@ async function main() {
     .slice(2, 6)
     .replace(/[^a-z0-9]/g, 'x')}`; // <lab>-<host> must fit an interface name
   const bench = await BenchLab.up(name, log);
+  if (OVERLOAD_ONLY) return overloadOnly(bench, stamp);
   const raw = {};
+  let overload;
   const memory = {};
   let controlPlane;
   let profiles;
@@ -472,6 +512,11 @@ async function main() {
     memory['idle, after the load'] = [rssMiB(p0.clientAgent), rssMiB(p0.serverAgent)];
     httpCounted = await bench.httpRequestsCounted();
     addDerived(raw);
+    try {
+      overload = await overloadScenario(bench);
+    } catch (err) {
+      failures.push(`scenario 9: ${err.message}`);
+    }
     if (PROFILE) {
       const dir = join(RESULTS, `${stamp}-profile`);
       mkdirSync(dir, { recursive: true });
@@ -530,6 +575,7 @@ async function main() {
     raw,
     memory,
     controlPlane,
+    overload,
     profiles: profiles
       ? Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, v]))
       : undefined,
@@ -537,7 +583,7 @@ async function main() {
     durationSeconds: (Date.now() - started) / 1000,
   };
   mkdirSync(RESULTS, { recursive: true });
-  const md = markdown(result);
+  const md = markdown(result) + (overload ? `\n${overloadMarkdown(overload)}` : '');
   writeFileSync(join(RESULTS, `${stamp}.json`), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(RESULTS, `${stamp}.md`), md);
   process.stdout.write(md);
@@ -546,6 +592,29 @@ async function main() {
     console.error(`bench: parts failed:\n  ${failures.join('\n  ')}`);
     process.exitCode = 1;
   }
+}
+
+/** `--overload-only`: scenario 9 alone, written as bench/results/<stamp>-overload.{json,md}. */
+async function overloadOnly(bench, stamp) {
+  let overload;
+  try {
+    overload = await overloadScenario(bench);
+  } finally {
+    log('tearing the lab down');
+    await bench.lab.down().catch((err) => log(`teardown: ${err.message}`));
+    rmSync(bench.dir, { recursive: true, force: true });
+  }
+  const result = {
+    date: new Date().toISOString(),
+    commit: gitCommit(),
+    mode: 'overload-only',
+    overload,
+  };
+  const md = overloadMarkdown(overload);
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(join(RESULTS, `${stamp}-overload.json`), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(RESULTS, `${stamp}-overload.md`), `${md}\n`);
+  process.stdout.write(`${md}\n`);
 }
 
 main().catch((err) => {

@@ -12,6 +12,25 @@ import { findProcess } from './proc.mjs';
 
 const BENCH = fileURLToPath(new URL('..', import.meta.url));
 const GRPC_LOAD = join(BENCH, 'grpc-load.mjs');
+const CAPACITY_APP = join(BENCH, '..', 'test', 'fixtures', 'capacity-app.mjs');
+const OVERLOAD_LOAD = join(BENCH, 'overload-load.mjs');
+/** The overload scenario's app: 8 requests at a time, 50 ms each (160 requests/s). */
+export const OVERLOAD_APP = { capacity: 8, serviceMs: 50 };
+
+/** The overload scenario's app on the server host, behind `service` on `port`. */
+const capacityWorkload = (service, port) => ({
+  service,
+  name: service,
+  port,
+  command: [
+    process.execPath,
+    CAPACITY_APP,
+    '0.0.0.0',
+    String(port),
+    String(OVERLOAD_APP.capacity),
+    String(OVERLOAD_APP.serviceMs),
+  ],
+});
 
 /** Ports on the server host. weft's are registered workloads; the rest bypass capture. */
 export const PORTS = {
@@ -21,6 +40,8 @@ export const PORTS = {
   weftIperf: 5201,
   plainIperf: 5202,
   weftGrpc: 9090, // gRPC endpoints on server and server2 (`bench-grpc`, protocol grpc)
+  overload: 8083, // an app of fixed capacity (`bench-overload`, no policy)
+  overloadAc: 8084, // the same app (`bench-overload-ac`, with adaptiveConcurrency)
   plainGrpc: 9091, // the same gRPC servers, for direct and haproxy
   tlsHttp: 18443, // server-side HAProxy
   tlsTcp: 18444,
@@ -71,6 +92,23 @@ apiVersion: weft/v1
 kind: Service
 metadata: { name: bulk }
 spec: { ports: [{ port: ${PORTS.weftIperf}, protocol: tcp }] }
+---
+apiVersion: weft/v1
+kind: Service
+metadata: { name: bench-overload }
+spec: { ports: [{ port: ${PORTS.overload}, protocol: http }] }
+---
+apiVersion: weft/v1
+kind: Service
+metadata: { name: bench-overload-ac }
+spec: { ports: [{ port: ${PORTS.overloadAc}, protocol: http }] }
+---
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: { name: bench-overload-ac }
+spec:
+  targetRef: { name: bench-overload-ac }
+  adaptiveConcurrency: {}
 `;
 
 function template(name, values) {
@@ -139,6 +177,8 @@ export class BenchLab {
               command: ['iperf3', '-s', '-p', String(PORTS.weftIperf)],
             },
             grpcWorkload('server'),
+            capacityWorkload('bench-overload', PORTS.overload),
+            capacityWorkload('bench-overload-ac', PORTS.overloadAc),
           ],
         },
         // The second endpoint of `bench-grpc`: a service's endpoints on one host would need
@@ -539,6 +579,41 @@ export class BenchLab {
    * flight, `seconds` measured after `warmS` unmeasured. Returns its JSON line (calls/s,
    * latency percentiles in microseconds, calls answered per endpoint).
    */
+  /**
+   * The overload scenario: an open loop from the client host (as the captured app user) at
+   * `rate` requests/s for `seconds`, after `warmS` at a quarter of the app's capacity, to the
+   * app of fixed capacity with adaptive concurrency (`ac`) or without.
+   */
+  async overload({ ac, rate, seconds, warmS }) {
+    const port = ac ? PORTS.overloadAc : PORTS.overload;
+    const url = `http://${this.serverAddr}:${port}/`;
+    await waitUntil(
+      `the overload app on ${port}`,
+      async () =>
+        (
+          await this.lab.exec('client', ['curl', '-sf', '--max-time', '3', url], {
+            user: 'weftapp',
+            allowFailure: true,
+          })
+        ).exitCode === 0,
+      60_000,
+    );
+    const warmRate = (OVERLOAD_APP.capacity * 1000) / OVERLOAD_APP.serviceMs / 4;
+    const argv = ['taskset', '-c', CPU.client, process.execPath, OVERLOAD_LOAD, url];
+    argv.push(String(rate), String(seconds), String(warmRate), String(warmS));
+    const r = await this.lab.exec('client', argv, {
+      user: 'weftapp',
+      timeoutMs: (warmS + seconds + 60) * 1000,
+    });
+    const line = r.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .pop();
+    if (!line) throw new Error(`overload-load printed no result: ${r.stdout} ${r.stderr}`);
+    return JSON.parse(line);
+  }
+
   async grpc(setup, { seconds, concurrency, warmS = 0, allowFailure = false }) {
     const argv = [
       'taskset',

@@ -60,6 +60,13 @@ export const CLOSE_REASONS = [
    * no token: 429 with retry-after for a request or a CONNECT, a plaintext connection reset.
    */
   'rate_limited',
+  /**
+   * A request only: the destination service was over its adaptive concurrency limit
+   * (TrafficPolicy adaptiveConcurrency, lower qos classes first) on the receiving agent, which
+   * shed it before its app saw it; 503 (gRPC UNAVAILABLE, with grpc-retry-pushback-ms: -1).
+   * Never retried, and not an endpoint failure for outlier detection: it is load.
+   */
+  'overloaded',
   /** A service VIP port the Service does not declare: reset at once. */
   'no_such_port',
   /** Not in the mesh and the Mesh's outbound policy is refuse: reset at once. */
@@ -144,6 +151,7 @@ export function answerStatus(reason: AnswerReason): { http: number; grpc: number
     case 'no_identity':
     case 'no_healthy_endpoint':
     case 'circuit_open':
+    case 'overloaded':
       return { http: 503, grpc: GRPC_UNAVAILABLE };
     case 'rate_limited':
       return { http: 429, grpc: GRPC_RESOURCE_EXHAUSTED };

@@ -30,6 +30,7 @@ import { MeshState } from './mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
+import { AdaptiveConcurrency } from './resilience/adaptive-concurrency.js';
 import { Resilience } from './resilience/resilience.js';
 import { registerResilienceMetrics } from './resilience/resilience-metrics.js';
 import { Telemetry } from './telemetry.js';
@@ -91,6 +92,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     tracer: opts.tracer,
     apps,
     log,
+    // TrafficPolicy adaptiveConcurrency and qos of local services.
+    overload: new AdaptiveConcurrency({ registry }),
   });
 
   // The agent's own ports: never relayed to (capture) nor tunnelled to, so nothing loops.

@@ -1,7 +1,8 @@
 // The calling agent's outbound stack on loopback for the resilience tests: the whole outbound
 // handler behind listeners that play the capture, a real TunnelPool, and two real tunnel
 // servers (node-b on 127.0.0.1, node-c on 127.0.0.2, one port) whose backends answer, fail
-// (503) or hold each request until told, per node and workload port. node-x (127.0.0.3) has a
+// (503), shed (503 `weft-reason: overloaded`, as a peer agent's adaptive concurrency does) or
+// hold each request until told, per node and workload port. node-x (127.0.0.3) has a
 // listener on the tunnel port that accepts and never speaks: its handshake hangs.
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
@@ -27,7 +28,7 @@ import { issueLeaf } from '../helpers/test-pki.js';
 import { listenTarget, type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture.js';
 
 /** What a backend does with a request to one of its workload ports. */
-export type Mode = 'ok' | '503' | 'hold';
+export type Mode = 'ok' | '503' | 'overloaded' | 'hold';
 
 /** A request a backend holds: answer it 200 (as `node`) when the test says. */
 export interface Held {
@@ -78,16 +79,18 @@ export async function breakersLab(
       arrivals.push(key);
       stream.on('error', () => {});
       stream.resume();
-      const answer = (status: number): void => {
+      const answer = (status: number, reason?: string): void => {
         if (stream.destroyed) return;
-        stream.respond({ ':status': status, 'x-node': node });
+        const why = reason === undefined ? {} : { 'weft-reason': reason };
+        stream.respond({ ':status': status, 'x-node': node, ...why });
         stream.end(`${status} from ${node}\n`);
       };
       const mode = modes.get(key) ?? 'ok';
       if (mode === 'hold') {
         held.push({ node, port, release: () => answer(200) });
         events.emit('held');
-      } else answer(mode === '503' ? 503 : 200);
+      } else if (mode === 'overloaded') answer(503, 'overloaded');
+      else answer(mode === '503' ? 503 : 200);
       return new Promise((resolve) =>
         stream.once('close', () =>
           resolve({ status: 200, reason: stream.rstCode ? 'client_reset' : 'done' }),

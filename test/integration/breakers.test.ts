@@ -21,6 +21,7 @@ const VIP = {
   od: '240.240.1.5',
   odAll: '240.240.1.6',
   odRetry: '240.240.1.7',
+  odShed: '240.240.1.8',
 };
 
 function policy(service: string, spec: Record<string, unknown>) {
@@ -67,6 +68,14 @@ const docs = [
     balancer: { type: 'roundRobin' },
     retries: { attempts: 1, on: ['5xx'], backoff: { base: '1ms', max: '1ms' } },
     outlierDetection: { consecutiveFailures: 2, baseEjectionTime: '1h', maxEjectionPercent: 100 },
+  }),
+  serviceDoc('od-shed', VIP.odShed, http(8087)),
+  workloadDoc('node-b', 'od-shed', '127.0.0.1', 8087),
+  workloadDoc('node-c', 'od-shed', '127.0.0.2', 8087),
+  policy('od-shed', {
+    balancer: { type: 'roundRobin' },
+    retries: { attempts: 1, on: ['5xx'], backoff: { base: '1ms', max: '1ms' } },
+    outlierDetection: { consecutiveFailures: 2, baseEjectionTime: '1h', maxEjectionPercent: 50 },
   }),
 ];
 
@@ -284,6 +293,28 @@ describe('outlier detection', () => {
     expect(answers.every((a) => a === 'node-b' || a === 'node-c')).toBe(true);
     const kept = ejections[0]!.endpoint === 'node-b-od-all-8082' ? 'node-c' : 'node-b';
     expect(answers.slice(-10)).toEqual(Array(10).fill(kept));
+  });
+
+  it("a peer agent's shed (503 overloaded) is load: never an endpoint failure, never retried", async () => {
+    const port = await lab.capture(VIP.odShed, 80);
+    lab.modes.set('node-b:8087', 'overloaded');
+    const fromB = () => lab.arrivals.filter((a) => a === 'node-b:8087').length;
+    const ejected = () =>
+      lab.logs.find((l) => l.msg === 'endpoint ejected' && l.endpoint === 'node-b-od-shed-8087');
+    const sheds: unknown[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await get(port, `/shed/${i}`);
+      if (r.status !== 200) sheds.push(r.headers['weft-reason']);
+    }
+    // Round robin: every other request reached node-b and was shed; none was retried (on 5xx)
+    // elsewhere, and five in a row (threshold 2) did not eject node-b.
+    expect(sheds).toEqual(Array(5).fill('overloaded'));
+    expect(fromB()).toBe(5);
+    expect(ejected()).toBeUndefined();
+    // Sentinel: the same endpoint's real 503s eject it at the threshold.
+    lab.modes.set('node-b:8087', '503');
+    for (let i = 0; i < 10 && !ejected(); i++) await get(port, `/after/${i}`);
+    expect(ejected()).toBeTruthy();
   });
 
   it('a retried 5xx counts once, against the endpoint that gave it', async () => {

@@ -26,6 +26,7 @@ describe('HTTP', () => {
     ['client_reset', 'the caller went away before the app answered', 502],
     ['bad_request', 'weft-target is missing', 400],
     ['rate_limited', 'rate limit of web reached', 429],
+    ['overloaded', 'web is over its concurrency limit of 8', 503],
     ['internal', 'the agent failed this request', 500],
     ['unsupported', 'CONNECT inside an HTTP/2 stream is not carried', 501],
     // The route stage (outbound)
@@ -99,6 +100,7 @@ describe('gRPC', () => {
     ['rate_limited', '8'],
     ['no_healthy_endpoint', '14'],
     ['circuit_open', '14'],
+    ['overloaded', '14'],
     ['connect_failed', '14'],
     ['upstream_failed', '14'],
     ['bad_request', '13'],
@@ -117,6 +119,19 @@ describe('gRPC', () => {
     expect(isTrailersOnly(r.headers)).toBe(true);
     expect(await text(r.body)).toBe('');
     expect(answerReason(r)).toBe(reason);
+  });
+
+  it('a shed asks gRPC clients not to retry (grpc-retry-pushback-ms: -1); HTTP has weft-reason', () => {
+    const spec = { reason: 'overloaded', detail: 'x', noRetry: true } as const;
+    const r = agentAnswer({ ...spec, grpc: true });
+    expect(r.headers).toMatchObject({ 'grpc-status': '14', 'grpc-retry-pushback-ms': '-1' });
+    expect(r.headers['weft-reason']).toBe('overloaded');
+    expect(agentAnswer({ ...spec, grpc: false }).headers).not.toHaveProperty(
+      'grpc-retry-pushback-ms',
+    );
+    expect(
+      agentAnswer({ reason: 'overloaded', detail: 'x', grpc: true }).headers,
+    ).not.toHaveProperty('grpc-retry-pushback-ms');
   });
 
   it("a route's fault abort: trailers-only with its configured gRPC status", () => {

@@ -45,6 +45,8 @@ describe("answerStatus: the agent's own answers", () => {
     ['no_identity', 503, 14],
     ['no_healthy_endpoint', 503, 14],
     ['circuit_open', 503, 14],
+    // The receiving agent shed it (adaptive concurrency): load, not a broken endpoint.
+    ['overloaded', 503, 14],
     ['rate_limited', 429, 8],
     ['connect_failed', 502, 14],
     ['upstream_failed', 502, 14],
@@ -73,6 +75,7 @@ describe("parseAnswerReason: a peer's weft-reason", () => {
     ['upstream_failed', 'upstream_failed'],
     ['circuit_open', 'circuit_open'],
     ['rate_limited', 'rate_limited'],
+    ['overloaded', 'overloaded'],
     // Timeouts are answered 504 (or DEADLINE_EXCEEDED).
     ['idle_timeout', 'idle_timeout'],
     ['request_timeout', 'request_timeout'],

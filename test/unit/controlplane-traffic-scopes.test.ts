@@ -137,6 +137,21 @@ describe('a merge that would not hold is refused', () => {
     expect(await names(reg)).toEqual(['defaults', 'orders-tp']);
   });
 
+  it("a Service's qos needs adaptiveConcurrency, its own or the Mesh's", async () => {
+    const reg = await registry();
+    const qos = { qos: { classes: { sheddable: ['batch'] } } };
+    const message = await refusal(reg, [policy('orders-tp', { name: 'orders' }, qos)]);
+    expect(message).toBe(
+      "orders-tp.yaml: document 1 (TrafficPolicy/orders-tp): spec.qos: classes act only on adaptiveConcurrency's limit: set adaptiveConcurrency too (here or in the Mesh's policy), or remove qos",
+    );
+    expect(await names(reg)).toEqual([]);
+    await reg.apply([
+      policy('defaults', { kind: 'Mesh' }, { adaptiveConcurrency: { maxConcurrency: 50 } }),
+      policy('orders-tp', { name: 'orders' }, qos),
+    ]);
+    expect(await names(reg)).toEqual(['defaults', 'orders-tp']);
+  });
+
   it('a Mesh policy under a stored Service policy: names that policy', async () => {
     const reg = await registry();
     await reg.apply([policy('orders-tp', { name: 'orders' }, { retries: { on: ['5xx'] } })]);

@@ -180,6 +180,39 @@ describe('effectivePolicy: the Service policy over the Mesh policy, then default
       },
     },
     {
+      name: "adaptiveConcurrency: the Service overrides one field and its qos relies on the Mesh's limit",
+      mesh: { adaptiveConcurrency: { maxConcurrency: 200, minRtt: { interval: '30s' } } },
+      service: {
+        adaptiveConcurrency: { minConcurrency: 5 },
+        qos: { classes: { critical: ['checkout'] } },
+      },
+      want: {
+        'adaptiveConcurrency.minConcurrency': 5,
+        'adaptiveConcurrency.maxConcurrency': 200,
+        'adaptiveConcurrency.sampleWindow': '100ms',
+        'adaptiveConcurrency.minRtt.interval': '30s',
+        'adaptiveConcurrency.minRtt.requests': 50,
+        'qos.classes.critical': ['checkout'],
+        'qos.limitPercent.standard': 80,
+      },
+      from: {
+        'adaptiveConcurrency.minConcurrency': SERVICE,
+        'adaptiveConcurrency.maxConcurrency': MESH,
+        'adaptiveConcurrency.sampleWindow': 'default',
+        'adaptiveConcurrency.minRtt.interval': MESH,
+        'adaptiveConcurrency.minRtt.requests': 'default',
+        'qos.classes.critical': SERVICE,
+        'qos.limitPercent.standard': 'default',
+      },
+    },
+    {
+      name: "adaptiveConcurrency: null in the Service's policy removes the Mesh's",
+      mesh: { adaptiveConcurrency: { maxConcurrency: 200 }, timeouts: { request: '2s' } },
+      service: { adaptiveConcurrency: null },
+      want: { adaptiveConcurrency: undefined, 'timeouts.request': '2s' },
+      from: { 'timeouts.request': MESH },
+    },
+    {
       name: 'a Service policy without a Mesh policy: its values and the defaults',
       service: { retries: { attempts: 2 } },
       want: {
@@ -209,6 +242,16 @@ describe('effectivePolicy: the Service policy over the Mesh policy, then default
       expect(result.policy.spec.targetRef).toEqual(service?.target ?? { kind: 'Mesh' });
     });
   }
+
+  it("a Service's qos without adaptiveConcurrency, here or in the Mesh's policy, is not ok", () => {
+    const service = servicePolicy({ qos: { classes: { sheddable: ['batch'] } } });
+    const result = effectivePolicy(meshPolicy({ timeouts: { request: '2s' } }), service);
+    expect(result.ok).toBe(false);
+    expect(result.ok ? [] : result.problems).toEqual([
+      "spec.qos: classes act only on adaptiveConcurrency's limit: set adaptiveConcurrency too (here or in the Mesh's policy), or remove qos",
+    ]);
+    expect(effectivePolicy(undefined, service).ok).toBe(false);
+  });
 
   it('a merge that does not hold is not ok, naming the field', () => {
     const mesh = meshPolicy({
@@ -386,9 +429,22 @@ describe('weft apply: targetRef and null', () => {
       '  targetRef: {kind: Mesh}\n  retries: {perTryTimeout: null}\n',
       'spec.retries.perTryTimeout: null removes a value a Service policy inherits from the Mesh policy; a Mesh policy inherits nothing: remove it',
     ],
+    [
+      'qos without adaptiveConcurrency in a Mesh policy (it inherits nothing)',
+      '  targetRef: {kind: Mesh}\n  qos: {classes: {critical: [checkout]}}\n',
+      "spec.qos: classes act only on adaptiveConcurrency's limit",
+    ],
   ];
   for (const [name, spec, message] of refusals)
     it(`refuses ${name}`, () => expect(errorOf(yaml(spec))).toContain(`${where}${message}`));
+
+  it("accepts a Service policy's qos alone: it may rely on the Mesh's adaptiveConcurrency", () => {
+    const text = yaml('  targetRef: {name: orders}\n  qos: {classes: {critical: [checkout]}}\n');
+    const [r] = parseResources(text, 'tp.yaml');
+    expect((r!.resource.spec as { qos: unknown }).qos).toMatchObject({
+      classes: { critical: ['checkout'] },
+    });
+  });
 
   it('accepts null in a Service policy, and sends the document as written', () => {
     const text = yaml(

@@ -2,7 +2,8 @@
 // outlier detection, rate limiting and active health checks. Defaults follow what operators of
 // Linkerd and Envoy expect (see shared/REFERENCE.md). Enforced: balancer, timeouts, retries,
 // circuitBreaker (maxConnections, maxPendingRequests, maxRequests, maxRetries),
-// outlierDetection, rateLimit (the data path) and healthCheck (each workload's agent).
+// outlierDetection, rateLimit, adaptiveConcurrency and qos (the data path) and healthCheck (each
+// workload's agent).
 import { z } from 'zod';
 import { durationString, parseDuration } from '../duration.js';
 import { dnsLabel, documentSchema, resourceName } from './common.js';
@@ -228,6 +229,100 @@ export const healthCheck = z
     }
   });
 
+/** A duration that must be more than zero and at most `max`. */
+function positiveDuration(ctx: z.RefinementCtx, path: string[], text: string, max: string): void {
+  const ms = parseDuration(text);
+  if (ms === undefined) return; // durationString already said what is wrong
+  if (ms <= 0 || ms > parseDuration(max)!) {
+    ctx.addIssue({ code: 'custom', path, message: `must be more than 0 and at most ${max}` });
+  }
+}
+
+/**
+ * Adaptive concurrency of the service, on each receiving agent (opt-in): Envoy's gradient
+ * controller (src/proxy/resilience/adaptive-limit.ts). The limit on requests in flight to the
+ * local app follows its latency against the unloaded latency (minRTT, measured now and then at
+ * minConcurrency); a request over the limit gets 503 with `weft-reason: overloaded` (gRPC
+ * UNAVAILABLE) at once, and callers' agents never retry it.
+ */
+export const adaptiveConcurrency = z
+  .object({
+    minConcurrency: count(1, 10_000).default(3),
+    maxConcurrency: count(1, 1_000_000).default(1000),
+    /** How often the limit moves. */
+    sampleWindow: durationString.default('100ms'),
+    /** The percentile of each window's latencies (and of minRTT's requests) that counts. */
+    samplePercentile: count(1, 100).default(50),
+    minRtt: z
+      .object({
+        /** How often the unloaded latency is measured again. */
+        interval: durationString.default('60s'),
+        /** Requests admitted at minConcurrency that make one measurement. */
+        requests: count(1, 10_000).default(50),
+        /** Each measurement starts up to this % of interval late (agents do not align). */
+        jitterPercent: count(0, 100).default(10),
+        /** Latency up to this % over minRTT does not shrink the limit. */
+        bufferPercent: count(0, 100).default(25),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    if (a.maxConcurrency < a.minConcurrency) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxConcurrency'],
+        message: `must be at least minConcurrency (${a.minConcurrency})`,
+      });
+    }
+    positiveDuration(ctx, ['sampleWindow'], a.sampleWindow, '1m');
+    positiveDuration(ctx, ['minRtt', 'interval'], a.minRtt.interval, '24h');
+  });
+
+/**
+ * QoS classes of the callers of the service (by source service, as its mTLS identity proves
+ * it; every other caller is standard), applied to adaptiveConcurrency's limit: lower classes
+ * are shed first (src/proxy/resilience/adaptive-admission.ts).
+ */
+export const qos = z
+  .object({
+    classes: z
+      .object({
+        critical: z.array(dnsLabel).optional(),
+        sheddable: z.array(dnsLabel).optional(),
+      })
+      .strict(),
+    /**
+     * Standard and sheddable requests are admitted only while fewer than these % of the limit
+     * are in flight; critical ones while fewer critical ones than the limit are.
+     */
+    limitPercent: z
+      .object({ standard: count(1, 100).default(80), sheddable: count(1, 100).default(50) })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((q, ctx) => {
+    const critical = new Set(q.classes.critical ?? []);
+    for (const [i, name] of (q.classes.sheddable ?? []).entries()) {
+      if (critical.has(name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['classes', 'sheddable', i],
+          message: `${name} is also listed as critical: a service has one class`,
+        });
+      }
+    }
+    if (q.limitPercent.sheddable > q.limitPercent.standard) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['limitPercent', 'sheddable'],
+        message: `must be at most limitPercent.standard (${q.limitPercent.standard}): sheddable requests are shed first`,
+      });
+    }
+  });
+
 /** What a policy applies to: one Service, or the whole Mesh (defaults for every service). */
 export type PolicyTarget = { kind: 'Service'; name: string } | { kind: 'Mesh'; name?: string };
 
@@ -258,8 +353,7 @@ export const policyTargetRef = z
   })
   .transform((t) => t as PolicyTarget);
 
-/** The policy as it applies: one document, or a Service's merged over the Mesh's (./traffic-policy-scopes.ts). */
-export const trafficPolicySpec = z
+const trafficPolicyFields = z
   .object({
     targetRef: policyTargetRef,
     balancer: balancer.optional(),
@@ -269,8 +363,25 @@ export const trafficPolicySpec = z
     outlierDetection: outlierDetection.optional(),
     rateLimit: rateLimit.optional(),
     healthCheck: healthCheck.optional(),
+    adaptiveConcurrency: adaptiveConcurrency.optional(),
+    qos: qos.optional(),
   })
   .strict();
+
+/** Checks of one field against another that a Service's policy may inherit from the Mesh's. */
+function qosNeedsLimit(p: z.infer<typeof trafficPolicyFields>, ctx: z.RefinementCtx): void {
+  if (p.qos !== undefined && p.adaptiveConcurrency === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['qos'],
+      message:
+        "classes act only on adaptiveConcurrency's limit: set adaptiveConcurrency too (here or in the Mesh's policy), or remove qos",
+    });
+  }
+}
+
+/** The policy as it applies: one document, or a Service's merged over the Mesh's (./traffic-policy-scopes.ts). */
+export const trafficPolicySpec = trafficPolicyFields.superRefine(qosNeedsLimit);
 
 /** The paths of the object members that are null (not inside lists: there null is a value). */
 export function nullPaths(value: unknown, at: string[] = []): string[][] {
@@ -293,7 +404,9 @@ export function withoutNulls(value: unknown): unknown {
 /**
  * A policy as written. In a Service's policy `null` removes a value the Mesh's policy sets
  * (an inherited hashOn, perTryTimeout or healthCheck.http); a Mesh policy inherits nothing,
- * so null there would do nothing and is refused. Each document must hold on its own too.
+ * so null there would do nothing and is refused. Each document must hold on its own too,
+ * except that a Service's qos may rely on the Mesh's adaptiveConcurrency: that is checked on
+ * the merged policy (apply's traffic-policy-check.ts, even with no Mesh policy).
  */
 const trafficPolicyDocumentSpec = z
   .unknown()
@@ -310,7 +423,11 @@ const trafficPolicyDocumentSpec = z
     }
     return withoutNulls(spec);
   })
-  .pipe(trafficPolicySpec);
+  .pipe(
+    trafficPolicyFields.superRefine((p, ctx) => {
+      if (p.targetRef.kind === 'Mesh') qosNeedsLimit(p, ctx);
+    }),
+  );
 
 export const trafficPolicyDocument = documentSchema(
   'TrafficPolicy',

@@ -99,9 +99,17 @@ function targetProblems(
   return out;
 }
 
-/** A Service's policy over the Mesh's; a Mesh policy under every Service's. */
+/**
+ * A Service's policy over the Mesh's (or alone, with none: a qos may have counted on the
+ * Mesh's adaptiveConcurrency); a Mesh policy under every Service's.
+ */
 function mergeProblems(policy: ScopedPolicy, scopes: PolicyScopes): string[] {
   const out: string[] = [];
+  if (policy.target.kind === 'Service' && scopes.mesh === undefined) {
+    const alone = effectivePolicy(undefined, policy);
+    if (!alone.ok) return alone.problems;
+    return out;
+  }
   const pairs: Array<[ScopedPolicy, ScopedPolicy]> = [];
   if (policy.target.kind === 'Service' && scopes.mesh !== undefined)
     pairs.push([scopes.mesh, policy]);

@@ -4,7 +4,8 @@
 // `weft: <what happened>`. gRPC: a trailers-only response (HTTP 200, grpc-status and
 // grpc-message in the headers), which is how a gRPC server reports an error before any
 // message (gRPC over HTTP/2, "Trailers-Only"), with the same weft-reason. A rate limit's 429
-// (or RESOURCE_EXHAUSTED) also says when to come back, in retry-after.
+// (or RESOURCE_EXHAUSTED) also says when to come back, in retry-after; a shed gRPC request
+// asks its client not to retry (grpc-retry-pushback-ms: -1).
 import { Readable } from 'node:stream';
 import { type AnswerReason, answerStatus } from '../close-reason.js';
 import type { HeaderMap, L7Response } from './types.js';
@@ -21,6 +22,11 @@ export interface AgentAnswerSpec {
   undelivered?: boolean;
   /** Whole seconds until the caller may try again (a rate limit's answer): sent as retry-after. */
   retryAfter?: number;
+  /**
+   * Ask gRPC clients not to retry (gRFC A6: a negative grpc-retry-pushback-ms), for an
+   * overloaded service's shed; gRPC answers only (an HTTP answer's weft-reason says it).
+   */
+  noRetry?: boolean;
   /**
    * A configured status over the reason's own (a route's fault abort): the HTTP status, or
    * with `grpc` the gRPC status.
@@ -52,6 +58,7 @@ export function agentAnswerParts(spec: AgentAnswerSpec): AgentAnswerParts {
         'grpc-status': String(spec.status ?? grpc),
         'grpc-message': grpcMessage(message),
         [REASON_HEADER]: spec.reason,
+        ...(spec.noRetry ? { 'grpc-retry-pushback-ms': '-1' } : {}),
         ...mark,
       },
       text: '',

@@ -1,7 +1,7 @@
 // The inbound HTTP stack, read top to bottom as a request meets it: record, authorize, rate
-// limit, local endpoint. It serves requests from peer agents (inbound-tunnel.ts) and same-host
-// calls that the outbound stack hands it directly, so it assumes nothing about what carried the
-// request.
+// limit, overload (adaptive concurrency), local endpoint. It serves requests from peer agents
+// (inbound-tunnel.ts) and same-host calls that the outbound stack hands it directly, so it
+// assumes nothing about what carried the request.
 // Every failure is a response it makes itself; one request record per call, whatever happens.
 import { finished } from 'node:stream';
 import { parseSpiffeId } from '../../api/spiffe.js';
@@ -12,6 +12,7 @@ import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/t
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
 import { type RequestRecord, recordError } from '../records.js';
+import { AdaptiveConcurrency } from '../resilience/adaptive-concurrency.js';
 import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
@@ -33,6 +34,8 @@ export interface InboundHttpDeps {
   log: Logger;
   /** The policy decision per request; default authorizeRequest (principals, ports, methods, paths, gRPC). */
   authorize?: RequestAuthorizer;
+  /** Adaptive concurrency and QoS classes per local service (default: its own, no metrics). */
+  overload?: AdaptiveConcurrency;
 }
 
 /** Each request's server span, ended with its record. */
@@ -40,6 +43,7 @@ const spans = new WeakMap<RequestRecord, ActiveSpan>();
 
 export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHandler {
   const authorize = deps.authorize ?? authorizeAtL7;
+  const overload = deps.overload ?? new AdaptiveConcurrency();
   return async (call) => {
     const started = process.hrtime.bigint();
     const { request, peer } = call;
@@ -81,6 +85,21 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       });
     }
 
+    // overload: the service's adaptive concurrency limit; lower QoS classes are shed first.
+    // After the rate limit, so that a request it refuses takes no slot.
+    const spec = deps.state.trafficPolicy(decision.service);
+    const admission = overload.admit(decision.service, spec, record.src_service);
+    if (admission?.kind === 'shed') {
+      const { detail } = admission;
+      return answer(deps, call, record, started, {
+        reason: 'overloaded',
+        detail,
+        grpc,
+        noRetry: true,
+      });
+    }
+    const ticket = admission?.ticket;
+
     // local endpoint: the app, in the version it speaks, from the caller's address.
     const target: TunnelTarget = {
       address: decision.endpoint.address,
@@ -91,6 +110,7 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     try {
       exchange = await deps.apps.send(target, call.client, decision.version, request);
     } catch (err) {
+      ticket?.release();
       if (request.signal.aborted) {
         const detail = 'the caller went away before the app answered';
         return answer(deps, call, record, started, { reason: 'client_reset', detail, grpc }, 0);
@@ -101,6 +121,10 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       return answer(deps, call, record, started, { reason, detail, grpc, undelivered });
     }
     record.src_preserved = exchange.preserved;
+    if (ticket !== undefined) {
+      ticket.answered();
+      finished(exchange.response.body, { writable: false }, () => ticket.release());
+    }
     return observed(
       deps,
       exchange.response,

@@ -16,6 +16,7 @@ import { describeError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { formatAddress } from '../address.js';
 import type { EndpointState } from '../balance/endpoint-state.js';
+import type { CloseReason } from '../close-reason.js';
 import type { MeshState } from '../mesh-state.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import { clientOf, type ServiceTarget } from '../outbound/opaque.js';
@@ -533,7 +534,9 @@ class OutboundExchange {
    * reports here, on either path); the balancer gets its latency. The one place a try's answer
    * is counted: the retry decision reads the same answer and counts nothing. A try already cut
    * (its timeout, counted where it fired) or abandoned by the client says nothing of the
-   * endpoint, not even the 502 the inbound stack answers a request whose caller left.
+   * endpoint, not even the 502 the inbound stack answers a request whose caller left. Nor does
+   * a shed (the receiving agent's 503 `overloaded`): it is load, not a broken endpoint, and its
+   * latency is the agent's, not the app's (a fast shed would draw more traffic to it).
    */
   private answered(
     chosen: EndpointState,
@@ -541,7 +544,7 @@ class OutboundExchange {
     sentAt: number,
     signal: AbortSignal,
   ): void {
-    if (signal.aborted) return;
+    if (signal.aborted || isShed(response)) return;
     if (response.status >= 500) this.endpointFailed(chosen, `answered ${response.status}`);
     else chosen.succeeded();
     chosen.observe(performance.now() - sentAt, this.now());
@@ -576,6 +579,8 @@ function outcomeOf(result: TryResult): AttemptOutcome {
   const { status, headers } = result.response;
   const raw = headers['grpc-status'];
   const grpc = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : undefined;
+  if (isShed(result.response))
+    return { kind: 'response', status, grpcStatus: grpc, overloaded: true };
   return { kind: 'response', status, grpcStatus: grpc };
 }
 
@@ -597,6 +602,12 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/** The receiving agent shed it (adaptive concurrency): its app never saw it. */
+function isShed(response: L7Response): boolean {
+  const reason: CloseReason = 'overloaded';
+  return response.headers[REASON_HEADER] === reason;
 }
 
 /** An answer from an agent that reached no app (see UNDELIVERED_HEADER). */

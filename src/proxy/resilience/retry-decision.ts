@@ -13,7 +13,10 @@
 //   HTTP status >= 500                     x
 //   HTTP 502, 503, 504                     x        x
 // plus `retriable-status-codes` (the listed HTTP statuses) and `retriableGrpcStatusCodes`
-// (a gRPC status in a trailers-only response, such as 14 UNAVAILABLE).
+// (a gRPC status in a trailers-only response, such as 14 UNAVAILABLE). An answer that the
+// receiving agent shed (`weft-reason: overloaded`) is never retried, whatever `on` says: its
+// service is over its adaptive concurrency limit, and a retry would only add load there
+// (Envoy does not retry a response carrying x-envoy-overloaded either).
 import type { RetryOn, RetryPolicy } from './retry-policy.js';
 
 /** How one try ended, as far as the retry decision cares. */
@@ -23,6 +26,8 @@ export type AttemptOutcome =
       status: number;
       /** grpc-status of a trailers-only response (in its headers); else undefined. */
       grpcStatus: number | undefined;
+      /** The receiving agent shed it (adaptive concurrency): never retried. */
+      overloaded?: boolean;
     }
   /** Nothing reached the app: no session, no connection, or the peer agent could not reach it. */
   | { kind: 'connect-failure' }
@@ -70,6 +75,7 @@ const EXHAUSTED: RetryDecision = { kind: 'final', why: 'exhausted' };
 
 export function decideRetry(input: RetryInput): RetryDecision {
   const { outcome, policy } = input;
+  if (outcome.kind === 'response' && outcome.overloaded === true) return NOT_RETRYABLE;
   if (policy === undefined) {
     // No policy: a request that reached no app moves to another endpoint (a failover, not a
     // retry: nothing was delivered), as long as it can be resent.
