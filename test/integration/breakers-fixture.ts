@@ -6,25 +6,16 @@
 // listener on the tunnel port that accepts and never speaks: its handshake hangs.
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import type { CapturedConnection } from '../../src/proxy/capture-listener.js';
-import { createOutboundHttp } from '../../src/proxy/http/outbound-server.js';
-import { RequestTelemetry } from '../../src/proxy/http/request-telemetry.js';
-import { randomTraceIds } from '../../src/proxy/http/trace-ids.js';
 import type { InboundHttpHandler } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
-import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detect.js';
-import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
-import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
-import { Resilience } from '../../src/proxy/resilience/resilience.js';
 import { registerResilienceMetrics } from '../../src/proxy/resilience/resilience-metrics.js';
-import { Telemetry } from '../../src/proxy/telemetry.js';
 import { connectLocal, type TunnelServer } from '../../src/proxy/tunnel/index.js';
-import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { viewOf } from '../helpers/mesh-views.js';
 import { issueLeaf } from '../helpers/test-pki.js';
+import { outboundStack } from './outbound-stack-fixture.js';
 import { listenTarget, type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture.js';
 
 /** What a backend does with a request to one of its workload ports. */
@@ -123,39 +114,19 @@ export async function breakersLab(
   state.update(viewOf(docs));
   const registry = new Registry();
   registerResilienceMetrics(registry, state);
-  const telemetry = new Telemetry(registry, log);
   const inbound: InboundHttpHandler = () => {
     throw new Error('no same-host workload here: the inbound stack must not be called');
   };
-  const common = {
+  const stack = outboundStack({
     state,
-    tunnels: () => pool,
-    telemetry,
+    pool,
+    registry,
     log,
     tunnelPort: b.port,
-    connectTimeoutMs: 2_000,
-    maxAttempts: 1,
-    resilience: new Resilience(registry),
-  };
-  const http = createOutboundHttp({
-    ...common,
     inbound,
-    requests: new RequestTelemetry(registry, log),
-    tracer: propagatingTracer(randomTraceIds()),
-    idleMs: 60_000,
+    identity: source(pki.client),
+    maxAttempts: 1,
   });
-  const identities = {
-    forOwner: () => ({ service: 'frontend', tunnel: source(pki.client) }),
-  } as unknown as SourceIdentities;
-  const handle = createOutboundHandler({
-    ...common,
-    identities: () => identities,
-    detect: detectProtocol,
-    detectWindowMs: DETECT_WINDOW_MS,
-    http,
-  });
-  const listeners: Server[] = [];
-  const sockets = new Set<Socket>();
   return {
     registry,
     logs,
@@ -168,31 +139,11 @@ export async function breakersLab(
       for (const s of silent) s.destroy();
       await new Promise((r) => silentServer.close(r));
     },
-    async capture(vip, port) {
-      const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
-        sockets.add(client);
-        client.once('close', () => sockets.delete(client));
-        client.on('error', () => {});
-        const conn: CapturedConnection = {
-          direction: 'outbound',
-          client,
-          source: `${client.remoteAddress}:${client.remotePort}`,
-          target: { address: vip, port, family: 4 },
-          owner: undefined,
-          started: process.hrtime.bigint(),
-          timeouts: { idleMs: 60_000 },
-        };
-        handle(conn);
-      });
-      listeners.push(server);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      return (server.address() as { port: number }).port;
-    },
+    capture: (vip, port) => stack.capture(vip, port),
     async close() {
-      for (const s of sockets) s.destroy();
+      await stack.close();
       for (const s of silent) s.destroy();
       silentServer.close();
-      await Promise.all(listeners.map((l) => new Promise((r) => l.close(r))));
       pool.destroy();
       b.destroy();
       c.destroy();

@@ -4,28 +4,18 @@
 // whose onRequest is a small backend that says what it received. Detection is detect.ts's.
 
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { createServer, type Server, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import type { CapturedConnection } from '../../src/proxy/capture-listener.js';
-import { createOutboundHttp } from '../../src/proxy/http/outbound-server.js';
-import { RequestTelemetry } from '../../src/proxy/http/request-telemetry.js';
-import { randomTraceIds } from '../../src/proxy/http/trace-ids.js';
 import type { InboundHttpHandler } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
-import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detect.js';
-import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
-import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
-import { Resilience } from '../../src/proxy/resilience/resilience.js';
-import { Telemetry } from '../../src/proxy/telemetry.js';
 import type {
   TunnelPool,
   TunnelServer,
   TunnelServerOptions,
 } from '../../src/proxy/tunnel/index.js';
-import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 import { issueLeaf } from '../helpers/test-pki.js';
+import { outboundStack } from './outbound-stack-fixture.js';
 import { type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture.js';
 
 export const WEB_VIP = '240.240.0.10';
@@ -232,7 +222,6 @@ export async function outboundLab(
     ]),
   );
   const registry = new Registry();
-  const telemetry = new Telemetry(registry, log);
   const inboundCalls: OutboundLab['inboundCalls'] = [];
   const inbound: InboundHttpHandler = async (call) => {
     inboundCalls.push(call);
@@ -245,37 +234,18 @@ export async function outboundLab(
       trailers: () => undefined,
     };
   };
-  const common = {
+  const me = source(pki.client);
+  const stack = outboundStack({
     state,
-    tunnels: () => pool,
-    telemetry,
+    pool,
+    registry,
     log,
     tunnelPort: b.port,
-    connectTimeoutMs: 2_000,
-    maxAttempts: 3,
-    resilience: new Resilience(registry),
-  };
-  const http = createOutboundHttp({
-    ...common,
     inbound,
-    requests: new RequestTelemetry(registry, log),
-    tracer: propagatingTracer(randomTraceIds()),
-    idleMs: 60_000,
+    identity: me,
+    maxAttempts: 3,
     ...(more.random ? { random: more.random } : {}),
   });
-  const me = source(pki.client);
-  const identities = {
-    forOwner: () => ({ service: 'frontend', tunnel: me }),
-  } as unknown as SourceIdentities;
-  const handle = createOutboundHandler({
-    ...common,
-    identities: () => identities,
-    detect: detectProtocol,
-    detectWindowMs: DETECT_WINDOW_MS,
-    http,
-  });
-  const listeners: Server[] = [];
-  const sockets = new Set<Socket>();
   return {
     pool,
     servers: [b, c],
@@ -283,29 +253,9 @@ export async function outboundLab(
     logs,
     registry,
     inboundCalls,
-    async capture(vip, port) {
-      const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
-        sockets.add(client);
-        client.once('close', () => sockets.delete(client));
-        client.on('error', () => {});
-        const conn: CapturedConnection = {
-          direction: 'outbound',
-          client,
-          source: `${client.remoteAddress}:${client.remotePort}`,
-          target: { address: vip, port, family: 4 },
-          owner: undefined,
-          started: process.hrtime.bigint(),
-          timeouts: { idleMs: 60_000 },
-        };
-        handle(conn);
-      });
-      listeners.push(server);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      return (server.address() as { port: number }).port;
-    },
+    capture: (vip, port) => stack.capture(vip, port),
     async close() {
-      for (const s of sockets) s.destroy();
-      await Promise.all(listeners.map((l) => new Promise((r) => l.close(r))));
+      await stack.close();
       pool.destroy();
       b.destroy();
       c.destroy();

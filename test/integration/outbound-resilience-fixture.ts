@@ -13,24 +13,15 @@
 //   gRPC (content-type application/grpc): the first call of a test is answered after 300 ms
 //   with a trailers-only UNAVAILABLE (14); later ones with one message and grpc-status 0.
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import type { CapturedConnection } from '../../src/proxy/capture-listener.js';
-import { createOutboundHttp } from '../../src/proxy/http/outbound-server.js';
-import { RequestTelemetry } from '../../src/proxy/http/request-telemetry.js';
-import { randomTraceIds } from '../../src/proxy/http/trace-ids.js';
 import type { InboundHttpHandler } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
-import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detect.js';
-import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
-import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
-import { Resilience } from '../../src/proxy/resilience/resilience.js';
-import { Telemetry } from '../../src/proxy/telemetry.js';
 import { connectLocal, type TunnelServerOptions } from '../../src/proxy/tunnel/index.js';
-import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 import { issueLeaf } from '../helpers/test-pki.js';
+import { outboundStack } from './outbound-stack-fixture.js';
 import { echoTarget, type MeshPki, newPool, source, startServer, TD } from './tunnel-fixture.js';
 
 /** One try as a backend saw it. */
@@ -134,41 +125,21 @@ export async function resilienceLab(
   }
   state.update(viewOf([...docs, ...extra]));
   const registry = new Registry();
-  const telemetry = new Telemetry(registry, log);
   const inbound: InboundHttpHandler = () => {
     throw new Error(
       'no endpoint of this lab is on this host: the inbound stack must not be called',
     );
   };
-  const common = {
+  const stack = outboundStack({
     state,
-    tunnels: () => pool,
-    telemetry,
+    pool,
+    registry,
     log,
     tunnelPort: b.port,
-    connectTimeoutMs: 2_000,
-    maxAttempts: 3,
-    resilience: new Resilience(registry),
-  };
-  const http = createOutboundHttp({
-    ...common,
     inbound,
-    requests: new RequestTelemetry(registry, log),
-    tracer: propagatingTracer(randomTraceIds()),
-    idleMs: 60_000,
+    identity: source(pki.client),
+    maxAttempts: 3,
   });
-  const identities = {
-    forOwner: () => ({ service: 'frontend', tunnel: source(pki.client) }),
-  } as unknown as SourceIdentities;
-  const handle = createOutboundHandler({
-    ...common,
-    identities: () => identities,
-    detect: detectProtocol,
-    detectWindowMs: DETECT_WINDOW_MS,
-    http,
-  });
-  const listeners: Server[] = [];
-  const sockets = new Set<Socket>();
   return {
     tries,
     logs,
@@ -179,28 +150,10 @@ export async function resilienceLab(
     silentAccepts: () => silent,
     async port(name) {
       const vip = services.find((s) => s.name === name)!.vip;
-      const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
-        sockets.add(client);
-        client.once('close', () => sockets.delete(client));
-        client.on('error', () => {});
-        const conn: CapturedConnection = {
-          direction: 'outbound',
-          client,
-          source: `${client.remoteAddress}:${client.remotePort}`,
-          target: { address: vip, port: 80, family: 4 },
-          owner: undefined,
-          started: process.hrtime.bigint(),
-          timeouts: { idleMs: 60_000 },
-        };
-        handle(conn);
-      });
-      listeners.push(server);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      return (server.address() as { port: number }).port;
+      return stack.capture(vip, 80);
     },
     async close() {
-      for (const s of sockets) s.destroy();
-      await Promise.all(listeners.map((l) => new Promise((r) => l.close(r))));
+      await stack.close();
       pool.destroy();
       b.destroy();
       c.destroy();
