@@ -187,11 +187,11 @@ const logLine = (path: string) =>
   );
 
 describe('matches pick the backend', () => {
-  it('a header match goes to the canary Service, labelled with the route', async () => {
+  it("a header match goes to the canary Service: its destination is the backend's, with the route", async () => {
     const r = await call('/h', { headers: { 'x-canary': '1' } });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toMatchObject({ target: V2, node: 'node-c', path: '/h' });
-    expect(await logLine('/h')).toMatchObject({ route: 'web-routes', dst_service: 'web' });
+    expect(await logLine('/h')).toMatchObject({ route: 'web-routes', dst_service: 'web-v2' });
   });
 
   it('a request no rule matches goes to the Service itself, route "default"', async () => {
@@ -199,7 +199,8 @@ describe('matches pick the backend', () => {
     expect(JSON.parse(r.body).target).toMatch(/^127\.0\.0\.[12]:8080$/);
     expect(await logLine('/nothing')).toMatchObject({ route: 'default' });
     const metrics = await lab.registry.getSingleMetricAsString('weft_http_requests_total');
-    expect(metrics).toMatch(/dst_service="web",route="web-routes",status_code="200"/);
+    expect(metrics).toMatch(/dst_service="web-v2",route="web-routes",status_code="200"/);
+    expect(metrics).toMatch(/dst_service="web",route="default",status_code="200"/);
   });
 
   it('a path prefix match rewrites the path and the host for the backend', async () => {
@@ -363,7 +364,10 @@ describe('GRPCRoute', () => {
     const headers = await grpcCall('/pkg.Greeter/Hello');
     expect(headers[':status']).toBe(200);
     await waitFor('the call at h2-v2', () => seenAt('/pkg.Greeter/Hello', H2_V2)[0]);
-    expect(await logLine('/pkg.Greeter/Hello')).toMatchObject({ route: 'greeter' });
+    expect(await logLine('/pkg.Greeter/Hello')).toMatchObject({
+      route: 'greeter',
+      dst_service: 'h2-v2',
+    });
   });
 
   it('a gRPC abort is a trailers-only status', async () => {

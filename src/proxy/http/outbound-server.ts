@@ -305,10 +305,24 @@ async function serveRequest(
   respond: (response: L7Response) => Promise<Delivered>,
 ): Promise<void> {
   const started = process.hrtime.bigint();
+  // Route: a service without routes costs one map read; a request no rule matches goes to the
+  // Service itself (route "default").
+  const routes = routesFor(deps.state, c.target);
+  const grpcCall = routes === undefined ? false : isGrpc(request.headers['content-type']);
+  const decision =
+    routes === undefined
+      ? undefined
+      : decideRoute(routes, request, grpcCall, c.target, deps.random ?? Math.random);
+  // A routed request is its backend's (Envoy's cluster): its metrics' dst_service and its
+  // circuit breaker's request slot; the route's name stays in the `route` label.
+  const backend =
+    decision?.kind === 'forward' && decision.target.service !== c.target.service
+      ? decision.target.service
+      : undefined;
   const labels = {
     direction: 'outbound' as const,
     src_service: c.record.src_service,
-    dst_service: c.target.service,
+    dst_service: backend ?? c.target.service,
   };
   deps.requests.start(labels);
   let requestBytes = 0;
@@ -325,14 +339,6 @@ async function serveRequest(
   const headers = { ...request.headers };
   setTraceHeaders(headers, span);
   const sent = { ...request, headers, body: body ?? emptyBody(request.body) };
-  // Route: a service without routes costs one map read; a request no rule matches goes to the
-  // Service itself (route "default").
-  const routes = routesFor(deps.state, c.target);
-  const grpcCall = routes === undefined ? false : isGrpc(request.headers['content-type']);
-  const decision =
-    routes === undefined
-      ? undefined
-      : decideRoute(routes, request, grpcCall, c.target, deps.random ?? Math.random);
   let record: RequestRecord = {
     ...labels,
     route: decision?.route ?? 'default',
@@ -349,7 +355,12 @@ async function serveRequest(
     close_reason: 'done',
   };
   // circuit breaker: admitted (a slot held until the response is over), or answered at once.
-  const slot = admitRequest(c, isGrpc(request.headers['content-type']));
+  // The app's connection counts against the Service it called, the request against its backend.
+  const slot = admitRequest(
+    c,
+    isGrpc(request.headers['content-type']),
+    backend === undefined ? c.breaker : deps.state.breaker(backend),
+  );
   try {
     const { response, endpoint, done } =
       slot instanceof BreakerSlot

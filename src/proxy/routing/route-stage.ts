@@ -48,7 +48,7 @@ export async function routedExchange(
   body: Readable | undefined,
   grpc: boolean,
   deps: ExchangeDeps,
-  /** The circuit breaker's hold on the request (the parent Service's breaker). */
+  /** The circuit breaker's hold on the request (its backend Service's breaker). */
   breaker?: BreakerHold,
 ): Promise<Exchanged> {
   // A fault's delay: one timer, only for the requests the fault picked, dropped with the client.
