@@ -6,8 +6,8 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { connect as h2connect } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mirrorStats } from '../../src/proxy/routing/route-mirror.js';
 import { serviceDoc, workloadDoc } from '../helpers/mesh-views.js';
+import { sumSeries } from '../helpers/metrics-text.js';
 import { seeded } from '../helpers/seeded-random.js';
 import { waitFor } from '../helpers/wait.js';
 import {
@@ -178,6 +178,13 @@ function call(
   });
 }
 
+/** weft_http_mirrored_total of the copies of requests to web, as a scrape shows them. */
+async function mirrored(mirror: string, outcome: string): Promise<number> {
+  const text = await lab.registry.getSingleMetricAsString('weft_http_mirrored_total');
+  const series = `weft_http_mirrored_total{dst_service="web",mirror_service="${mirror}",outcome="${outcome}"}`;
+  return sumSeries(text, new RegExp(`^${series.replace(/[{}]/g, '\\$&')} `));
+}
+
 const seenAt = (path: string, target?: string): Seen[] =>
   lab.seen.filter((s) => s.path === path && (target === undefined || s.target === target));
 
@@ -269,7 +276,6 @@ describe('filters', () => {
   });
 
   it('a mirror receives copies; its failure and its silence change nothing for the caller', async () => {
-    const failedBefore = mirrorStats.failed;
     const r = await call('/mirror/a', { body: 'payload' });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toMatchObject({ path: '/mirror/a', body: 'payload' });
@@ -278,18 +284,28 @@ describe('filters', () => {
     expect(copy).toMatchObject({ method: 'POST', body: 'payload' });
     // The stuck mirror got its copy and never answered; the one on node-d could not be reached.
     await waitFor('the stuck mirror copy', () => seenAt('/mirror/a', `127.0.0.2:${STUCK_PORT}`)[0]);
-    await waitFor('the failed mirror', () => mirrorStats.failed > failedBefore);
+    // Counted in /metrics per mirror: each copy sent, the unreachable one failed.
+    await waitFor(
+      'the failed mirror counted',
+      async () => (await mirrored('shadow-down', 'failed')) === 1,
+    );
+    for (const m of ['shadow', 'shadow-down', 'shadow-stuck'])
+      expect(await mirrored(m, 'sent')).toBe(1);
+    expect(await mirrored('shadow', 'failed')).toBe(0);
     // A bodiless request is mirrored too.
     expect((await call('/mirror/b')).status).toBe(200);
     await waitFor('the bodiless copy', () => seenAt('/mirror/b', SHADOW)[0]);
+    expect(await mirrored('shadow', 'sent')).toBe(2);
   });
 
   it('a body over 64 KiB is forwarded whole and not mirrored', async () => {
-    const skipped = mirrorStats.skippedLargeBody;
+    const sent = await mirrored('shadow', 'sent');
     const big = 'b'.repeat(100_000);
     const r = await call('/mirror/big', { body: big });
     expect(JSON.parse(r.body).body).toBe(big);
-    expect(mirrorStats.skippedLargeBody).toBe(skipped + 3);
+    for (const m of ['shadow', 'shadow-down', 'shadow-stuck'])
+      expect(await mirrored(m, 'dropped')).toBe(1);
+    expect(await mirrored('shadow', 'sent')).toBe(sent);
     // Sentinel: the next mirrored request's copy arrives; the big one's never did.
     await call('/mirror/after', { body: 'small' });
     await waitFor('the sentinel copy', () => seenAt('/mirror/after', SHADOW)[0]);

@@ -30,6 +30,7 @@ import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
 import { type OpenConnection, recordError } from '../records.js';
 import { BreakerSlot } from '../resilience/breaker.js';
+import type { MirrorMetrics } from '../routing/mirror-metrics.js';
 import { decideRoute } from '../routing/route-decision.js';
 import { routedExchange, routesFor } from '../routing/route-stage.js';
 import type { Telemetry } from '../telemetry.js';
@@ -61,6 +62,8 @@ export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
   idleMs: number;
   /** Draws for route splits and fault percentages (tests inject a seeded one). */
   random?: () => number;
+  /** RequestMirror's counts (weft_http_mirrored_total). */
+  mirrors: MirrorMetrics;
 }
 
 /** What a handed-over connection carries to each of its requests. */
