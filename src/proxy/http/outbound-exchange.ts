@@ -137,10 +137,11 @@ type TryResult =
     }
   | { kind: 'timeout'; which: TimeoutKind; error: string };
 
-/** One attempt of a hedged try: its own cancel, and where it went. */
+/** One attempt of a hedged try: its own cancel, where it went, when it started. */
 interface Attempt {
   cancel: AbortController;
   chosen: EndpointState;
+  startedAt: number;
 }
 
 class OutboundExchange {
@@ -549,6 +550,10 @@ class OutboundExchange {
         over = true;
         clearTimeout(timer);
         parent.removeEventListener('abort', cancelAll);
+        // A cancelled attempt took at least this long: left out, the slow answers a hedge
+        // beats would vanish from the p95, which would fall, and hedge ever more requests.
+        const now = performance.now();
+        for (const a of out) policy.latency?.observe(now - a.startedAt);
         cancelAll();
         this.last = attempt.chosen;
         for (const h of hedges)
@@ -566,10 +571,13 @@ class OutboundExchange {
         body: L7Request['body'] | undefined,
         hedge: boolean,
       ): void => {
-        const attempt: Attempt = { cancel: new AbortController(), chosen: to };
+        const attempt: Attempt = {
+          cancel: new AbortController(),
+          chosen: to,
+          startedAt: performance.now(),
+        };
         out.add(attempt);
         if (hedge) hedges.push(attempt);
-        const startedAt = performance.now();
         const settled = (result: TryResult): void => {
           out.delete(attempt);
           if (over) {
@@ -577,7 +585,7 @@ class OutboundExchange {
             return;
           }
           if (result.kind === 'response' && !result.undelivered)
-            policy.latency?.observe(performance.now() - startedAt);
+            policy.latency?.observe(performance.now() - attempt.startedAt);
           if (settles(outcomeOf(result)) || out.size === 0) {
             if (failure !== undefined) discard(failure.result);
             finish(attempt, result);
