@@ -33,6 +33,7 @@ import { createOutboundHandler } from './outbound/stack.js';
 import { AdaptiveConcurrency } from './resilience/adaptive-concurrency.js';
 import { Resilience } from './resilience/resilience.js';
 import { registerResilienceMetrics } from './resilience/resilience-metrics.js';
+import { MirrorMetrics } from './routing/mirror-metrics.js';
 import { Telemetry } from './telemetry.js';
 import { startTunnelServer, TunnelPool, type TunnelServer } from './tunnel/index.js';
 import { registerTunnelMetrics } from './tunnel-metrics.js';
@@ -187,6 +188,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     requests,
     tracer: opts.tracer,
     idleMs: guards.outbound.timeouts.idleMs,
+    mirrors: new MirrorMetrics(registry),
   });
   const outbound = createCaptureServer({
     ...common,

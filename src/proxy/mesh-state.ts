@@ -29,7 +29,12 @@ import {
   DEFAULT_BREAKER_LIMITS,
 } from './resilience/breaker.js';
 import { rateLimitSpec, sameRateLimit, TokenBucket } from './resilience/rate-limit.js';
-import { buildRouteTables, type RouteDocument, type ServiceRoutes } from './routing/route-table.js';
+import {
+  buildRouteTables,
+  type RouteDocument,
+  RuleLatencies,
+  type ServiceRoutes,
+} from './routing/route-table.js';
 
 /** An HTTPRoute as the data path reads it: its name (a metric label) and spec. */
 export interface NamedRoute {
@@ -56,6 +61,8 @@ export class MeshState {
   private meshTraffic: TrafficPolicySpec | undefined;
   private routes = new Map<string, NamedRoute[]>();
   private routeTables = new Map<string, ServiceRoutes>();
+  /** Hedged route rules' p95 estimators, kept across snapshots. */
+  private readonly ruleLatencies = new RuleLatencies();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
   /** Per destination service, kept across versions (counts in flight carry over). */
@@ -104,6 +111,7 @@ export class MeshState {
       view.services,
       routeDocs<HTTPRouteSpec>('HTTPRoute'),
       routeDocs<GRPCRouteSpec>('GRPCRoute'),
+      this.ruleLatencies,
     );
     // One pool per service port: a workload serves one port, so a port's endpoints are the
     // service's workloads registered on its targetPort (80->8080 never dials an 8081 one).

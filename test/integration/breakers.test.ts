@@ -22,6 +22,8 @@ const VIP = {
   odAll: '240.240.1.6',
   odRetry: '240.240.1.7',
   odShed: '240.240.1.8',
+  front: '240.240.1.9',
+  back: '240.240.1.10',
 };
 
 function policy(service: string, spec: Record<string, unknown>) {
@@ -36,6 +38,20 @@ function policy(service: string, spec: Record<string, unknown>) {
 const http = (port: number) => [{ port: 80, targetPort: port, protocol: 'http' }];
 
 const docs = [
+  // An HTTPRoute sends every request to `front` on to `back`: the requests are back's, for its
+  // breaker (maxRequests 2), not front's (maxRequests 1).
+  serviceDoc('front', VIP.front, http(8088)),
+  workloadDoc('node-b', 'front', '127.0.0.1', 8088),
+  policy('front', { circuitBreaker: { maxRequests: 1 } }),
+  serviceDoc('back', VIP.back, http(8089)),
+  workloadDoc('node-b', 'back', '127.0.0.1', 8089),
+  policy('back', { circuitBreaker: { maxRequests: 2 } }),
+  {
+    apiVersion: 'weft/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'front-to-back' },
+    spec: { parentRefs: [{ name: 'front' }], rules: [{ backendRefs: [{ name: 'back' }] }] },
+  },
   serviceDoc('busy', VIP.busy, http(8083)),
   workloadDoc('node-b', 'busy', '127.0.0.1', 8083),
   policy('busy', { circuitBreaker: { maxRequests: 2 } }),
@@ -154,6 +170,23 @@ describe('circuit breaker', () => {
     expect((await Promise.all(first)).map((r) => r.status)).toEqual([200, 200]);
     expect((await get(port, '/4')).status).toBe(200);
     expect(await rejections('busy', 'max_requests')).toBe(2);
+  });
+
+  it("a routed request holds its backend's breaker slot, not the parent's", async () => {
+    const port = await lab.capture(VIP.front, 80);
+    lab.modes.set('node-b:8089', 'hold');
+    const first = [get(port, '/r1'), get(port, '/r2')];
+    await waitFor('two routed requests held by the backend', () => lab.held.length === 2);
+    const third = await get(port, '/r3');
+    expect(third.status).toBe(503);
+    expect(third.headers['weft-reason']).toBe('circuit_open');
+    expect(third.body).toMatch(/circuit breaker open for back: 2 requests in flight/);
+    expect(await rejections('back', 'max_requests')).toBe(1);
+    expect(await rejections('front', 'max_requests')).toBe(0);
+    lab.modes.set('node-b:8089', 'ok');
+    for (const h of lab.held.splice(0)) h.release();
+    expect((await Promise.all(first)).map((r) => r.status)).toEqual([200, 200]);
+    expect(lab.arrivals.filter((a) => a === 'node-b:8088')).toEqual([]);
   });
 
   it('maxConnections (HTTP): a second app connection is refused while the first is open', async () => {

@@ -8,6 +8,8 @@
 //   /status/NNN/...    NNN from every endpoint
 //   /slow/MS/...       200 after MS milliseconds
 //   /slowfail/MS/...   503 after MS milliseconds
+//   /first-slow/KEY/MS/...  the first try of KEY (on either node) is answered after MS
+//                      milliseconds, every later one at once: 200 with {"node": ...}
 //   /stall/...         the response head and one chunk, then nothing
 //   /reset-after/...   the response head and one chunk, then a reset
 //   gRPC (content-type application/grpc): the first call of a test is answered after 300 ms
@@ -172,6 +174,9 @@ export function grpcFrame(message: unknown): Buffer {
   return Buffer.concat([head, body]);
 }
 
+/** The keys of /first-slow/ whose first try has come (shared by both nodes). */
+const firstSlowSeen = new Set<string>();
+
 function backend(
   node: string,
   tries: Try[],
@@ -255,6 +260,23 @@ function backend(
           if (stream.destroyed) return;
           stream.respond({ ':status': 503 }, { endStream: true });
         }, Number(slowFail[1]));
+      });
+      return;
+    }
+    const firstSlow = /^\/first-slow\/([^/]+)\/(\d+)\//.exec(path);
+    if (firstSlow) {
+      const first = !firstSlowSeen.has(firstSlow[1]!);
+      firstSlowSeen.add(firstSlow[1]!);
+      stream.once('end', () => {
+        const timer = setTimeout(
+          () => {
+            if (stream.destroyed) return;
+            stream.respond({ ':status': 200, 'content-type': 'application/json' });
+            stream.end(JSON.stringify({ node, status: 200 }));
+          },
+          first ? Number(firstSlow[2]) : 0,
+        );
+        stream.once('close', () => clearTimeout(timer));
       });
       return;
     }

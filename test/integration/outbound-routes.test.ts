@@ -6,8 +6,8 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { connect as h2connect } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mirrorStats } from '../../src/proxy/routing/route-mirror.js';
 import { serviceDoc, workloadDoc } from '../helpers/mesh-views.js';
+import { sumSeries } from '../helpers/metrics-text.js';
 import { seeded } from '../helpers/seeded-random.js';
 import { waitFor } from '../helpers/wait.js';
 import {
@@ -178,6 +178,13 @@ function call(
   });
 }
 
+/** weft_http_mirrored_total of the copies of requests to web, as a scrape shows them. */
+async function mirrored(mirror: string, outcome: string): Promise<number> {
+  const text = await lab.registry.getSingleMetricAsString('weft_http_mirrored_total');
+  const series = `weft_http_mirrored_total{dst_service="web",mirror_service="${mirror}",outcome="${outcome}"}`;
+  return sumSeries(text, new RegExp(`^${series.replace(/[{}]/g, '\\$&')} `));
+}
+
 const seenAt = (path: string, target?: string): Seen[] =>
   lab.seen.filter((s) => s.path === path && (target === undefined || s.target === target));
 
@@ -187,11 +194,11 @@ const logLine = (path: string) =>
   );
 
 describe('matches pick the backend', () => {
-  it('a header match goes to the canary Service, labelled with the route', async () => {
+  it("a header match goes to the canary Service: its destination is the backend's, with the route", async () => {
     const r = await call('/h', { headers: { 'x-canary': '1' } });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toMatchObject({ target: V2, node: 'node-c', path: '/h' });
-    expect(await logLine('/h')).toMatchObject({ route: 'web-routes', dst_service: 'web' });
+    expect(await logLine('/h')).toMatchObject({ route: 'web-routes', dst_service: 'web-v2' });
   });
 
   it('a request no rule matches goes to the Service itself, route "default"', async () => {
@@ -199,7 +206,8 @@ describe('matches pick the backend', () => {
     expect(JSON.parse(r.body).target).toMatch(/^127\.0\.0\.[12]:8080$/);
     expect(await logLine('/nothing')).toMatchObject({ route: 'default' });
     const metrics = await lab.registry.getSingleMetricAsString('weft_http_requests_total');
-    expect(metrics).toMatch(/dst_service="web",route="web-routes",status_code="200"/);
+    expect(metrics).toMatch(/dst_service="web-v2",route="web-routes",status_code="200"/);
+    expect(metrics).toMatch(/dst_service="web",route="default",status_code="200"/);
   });
 
   it('a path prefix match rewrites the path and the host for the backend', async () => {
@@ -268,7 +276,6 @@ describe('filters', () => {
   });
 
   it('a mirror receives copies; its failure and its silence change nothing for the caller', async () => {
-    const failedBefore = mirrorStats.failed;
     const r = await call('/mirror/a', { body: 'payload' });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toMatchObject({ path: '/mirror/a', body: 'payload' });
@@ -277,18 +284,28 @@ describe('filters', () => {
     expect(copy).toMatchObject({ method: 'POST', body: 'payload' });
     // The stuck mirror got its copy and never answered; the one on node-d could not be reached.
     await waitFor('the stuck mirror copy', () => seenAt('/mirror/a', `127.0.0.2:${STUCK_PORT}`)[0]);
-    await waitFor('the failed mirror', () => mirrorStats.failed > failedBefore);
+    // Counted in /metrics per mirror: each copy sent, the unreachable one failed.
+    await waitFor(
+      'the failed mirror counted',
+      async () => (await mirrored('shadow-down', 'failed')) === 1,
+    );
+    for (const m of ['shadow', 'shadow-down', 'shadow-stuck'])
+      expect(await mirrored(m, 'sent')).toBe(1);
+    expect(await mirrored('shadow', 'failed')).toBe(0);
     // A bodiless request is mirrored too.
     expect((await call('/mirror/b')).status).toBe(200);
     await waitFor('the bodiless copy', () => seenAt('/mirror/b', SHADOW)[0]);
+    expect(await mirrored('shadow', 'sent')).toBe(2);
   });
 
   it('a body over 64 KiB is forwarded whole and not mirrored', async () => {
-    const skipped = mirrorStats.skippedLargeBody;
+    const sent = await mirrored('shadow', 'sent');
     const big = 'b'.repeat(100_000);
     const r = await call('/mirror/big', { body: big });
     expect(JSON.parse(r.body).body).toBe(big);
-    expect(mirrorStats.skippedLargeBody).toBe(skipped + 3);
+    for (const m of ['shadow', 'shadow-down', 'shadow-stuck'])
+      expect(await mirrored(m, 'dropped')).toBe(1);
+    expect(await mirrored('shadow', 'sent')).toBe(sent);
     // Sentinel: the next mirrored request's copy arrives; the big one's never did.
     await call('/mirror/after', { body: 'small' });
     await waitFor('the sentinel copy', () => seenAt('/mirror/after', SHADOW)[0]);
@@ -363,7 +380,10 @@ describe('GRPCRoute', () => {
     const headers = await grpcCall('/pkg.Greeter/Hello');
     expect(headers[':status']).toBe(200);
     await waitFor('the call at h2-v2', () => seenAt('/pkg.Greeter/Hello', H2_V2)[0]);
-    expect(await logLine('/pkg.Greeter/Hello')).toMatchObject({ route: 'greeter' });
+    expect(await logLine('/pkg.Greeter/Hello')).toMatchObject({
+      route: 'greeter',
+      dst_service: 'h2-v2',
+    });
   });
 
   it('a gRPC abort is a trailers-only status', async () => {

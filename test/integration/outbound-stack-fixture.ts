@@ -15,6 +15,7 @@ import { DETECT_WINDOW_MS, detectProtocol } from '../../src/proxy/outbound/detec
 import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.js';
 import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
 import { Resilience } from '../../src/proxy/resilience/resilience.js';
+import { MirrorMetrics } from '../../src/proxy/routing/mirror-metrics.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
 import type { TunnelIdentity, TunnelPool } from '../../src/proxy/tunnel/index.js';
 import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
@@ -59,6 +60,7 @@ export function outboundStack(o: OutboundStackOptions): OutboundStack {
     requests: new RequestTelemetry(o.registry, o.log),
     tracer: propagatingTracer(randomTraceIds()),
     idleMs: 60_000,
+    mirrors: new MirrorMetrics(o.registry),
     ...(o.random ? { random: o.random } : {}),
   });
   const identities = {

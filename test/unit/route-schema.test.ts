@@ -70,6 +70,9 @@ describe('accepted', () => {
       http({ timeouts: { request: '3s', backendRequest: '500ms' } }),
     ],
     ['a request timeout alone', http({ timeouts: { request: '3s' } })],
+    ['hedging after a fixed delay', http({ hedging: { delay: '50ms', maxHedges: 2 } })],
+    ["hedging after the rule's p95 (maxHedges defaults to 1)", http({ hedging: { delay: 'p95' } })],
+    ['hedging of a GRPCRoute rule', grpc({ hedging: { delay: '20ms' } })],
     ['a per-try timeout alone', http({ timeouts: { backendRequest: '3s' } })],
     [
       'a redirect',
@@ -107,6 +110,29 @@ describe('accepted', () => {
 
 describe('refused, with a message naming the field', () => {
   const table: Array<[string, unknown, string]> = [
+    [
+      'a hedging delay that is neither a duration nor p95',
+      http({ hedging: { delay: 'p99' } }),
+      'spec.rules[0].hedging.delay: must be "p95" or a duration like "500ms", "90s", "5m" or "24h", greater than zero',
+    ],
+    [
+      'more hedges than 3',
+      http({ hedging: { delay: '10ms', maxHedges: 4 } }),
+      'spec.rules[0].hedging.maxHedges: must be a whole number 1-3',
+    ],
+    [
+      'hedging without a delay',
+      http({ hedging: { maxHedges: 1 } }),
+      'spec.rules[0].hedging.delay: must be "p95" or a duration like "500ms", "90s", "5m" or "24h"',
+    ],
+    [
+      'hedging a redirect',
+      http({
+        hedging: { delay: '10ms' },
+        filters: [filter('RequestRedirect', 'requestRedirect', {})],
+      }),
+      'spec.rules[0].hedging: a RequestRedirect rule is answered by the mesh and sends nothing to a backend: remove hedging',
+    ],
     [
       'a try longer than the whole request',
       http({ timeouts: { request: '1s', backendRequest: '2s' } }),

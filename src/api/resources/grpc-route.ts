@@ -10,6 +10,7 @@ import {
   faultFilter,
   headerMatch,
   headerModifier,
+  hedging,
   parentRef,
   requestMirror,
   routeHostname,
@@ -67,6 +68,11 @@ export const grpcRouteRule = z
     filters: z.array(grpcRouteFilter).optional(),
     /** No backendRefs: the parent Service itself. */
     backendRefs: z.array(backendRef).optional(),
+    /**
+     * weft: hedge this rule's calls. gRPC calls are all POSTs: setting it declares the rule's
+     * methods idempotent (as gRPC's own hedgingPolicy, set per method in a service config).
+     */
+    hedging: hedging.optional(),
   })
   .strict()
   .superRefine((rule, ctx) => checkFilterRepeats(rule.filters, ctx, ['filters']));

@@ -11,6 +11,7 @@ import {
   faultFilter,
   headerMatch,
   headerModifier,
+  hedging,
   parentRef,
   requestMirror,
   routeHostname,
@@ -136,6 +137,8 @@ export const httpRouteRule = z
       .object({ request: durationString.optional(), backendRequest: durationString.optional() })
       .strict()
       .optional(),
+    /** weft: hedge this rule's idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE). */
+    hedging: hedging.optional(),
   })
   .strict()
   .superRefine((rule, ctx) => {
@@ -155,6 +158,13 @@ export const httpRouteRule = z
         path: ['backendRefs'],
         message:
           'a RequestRedirect rule is answered by the mesh and sends nothing to a backend: remove backendRefs',
+      });
+    if (redirect >= 0 && rule.hedging !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hedging'],
+        message:
+          'a RequestRedirect rule is answered by the mesh and sends nothing to a backend: remove hedging',
       });
     // ReplacePrefixMatch replaces the prefix the request matched: only a PathPrefix match has one.
     filters.forEach((f, i) => {

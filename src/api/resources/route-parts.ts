@@ -1,8 +1,8 @@
 // The parts HTTPRoute and GRPCRoute share (Gateway API v1 shapes, the Service as parent):
 // parent and backend references, hostnames, header matches, and the filters both kinds accept
-// (header modifiers, request mirror, weft's fault injection).
+// (header modifiers, request mirror, weft's fault injection), and weft's hedging of a rule.
 import { z } from 'zod';
-import { durationString } from '../duration.js';
+import { DURATION_HINT, durationString, parseDuration } from '../duration.js';
 import { dnsLabel, port, regexText } from './common.js';
 
 export const parentRef = z
@@ -144,6 +144,32 @@ export const faultFilter = z
     if (f.delay === undefined && f.abort === undefined)
       ctx.addIssue({ code: 'custom', message: 'needs delay, abort or both' });
   });
+
+/** At most this many hedges per request: each one is a whole extra request upstream. */
+export const MAX_HEDGES = 3;
+
+/**
+ * weft's hedging of a rule's requests: after `delay` (a duration, or "p95": the rule's observed
+ * 95th percentile latency), one more attempt goes to another endpoint, the first good answer
+ * wins and the other attempts are cancelled. Only idempotent requests are hedged (an HTTPRoute's
+ * GET, HEAD, OPTIONS, PUT, DELETE; a GRPCRoute's rule declares its methods idempotent by
+ * setting it), each hedge spends the retry budget.
+ */
+export const hedging = z
+  .object({
+    delay: z
+      .string({ error: `must be "p95" or ${DURATION_HINT}` })
+      .refine((d) => d === 'p95' || (parseDuration(d) ?? 0) > 0, {
+        message: `must be "p95" or ${DURATION_HINT}, greater than zero`,
+      }),
+    maxHedges: z
+      .number({ error: `must be a whole number 1-${MAX_HEDGES}` })
+      .int(`must be a whole number 1-${MAX_HEDGES}`)
+      .min(1, `must be a whole number 1-${MAX_HEDGES}`)
+      .max(MAX_HEDGES, `must be a whole number 1-${MAX_HEDGES}`)
+      .default(1),
+  })
+  .strict();
 
 /** Per filter type, the field holding its configuration. */
 export const FILTER_FIELDS = {

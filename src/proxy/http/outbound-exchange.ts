@@ -11,6 +11,9 @@
 // app moves to another endpoint, and no timer runs unless the client sent a grpc-timeout.
 // Each try's answer is counted once for outlier detection (a 5xx as a failure, anything else
 // as a success); the circuit breaker's hold on the request is told when its head first goes out.
+// A route rule with `hedging` races each try of an idempotent request against hedges: after the
+// delay, one more attempt to another endpoint (within the retry budget), the first good answer
+// wins and the others are cancelled (their endpoints are not charged for the cancel).
 import type { Readable } from 'node:stream';
 import { describeError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
@@ -22,7 +25,14 @@ import type { OutboundContext } from '../outbound/identify.js';
 import { clientOf, type ServiceTarget } from '../outbound/opaque.js';
 import { type EndpointPlan as AnyEndpointPlan, planEndpoint } from '../outbound/plan.js';
 import { backoffMs } from '../resilience/backoff.js';
+import type { RetryBudget } from '../resilience/budget.js';
 import { earliest, formatGrpcTimeout, parseGrpcTimeout, tryLimit } from '../resilience/deadline.js';
+import {
+  decideHedge,
+  type HedgePolicy,
+  hedgeDelayMs,
+  settles,
+} from '../resilience/hedge-decision.js';
 import type { Resilience, ServiceResilience, TimeoutKind } from '../resilience/resilience.js';
 import {
   type AttemptOutcome,
@@ -67,6 +77,8 @@ export interface ExchangeRoute {
   /** The route's name, the retry and timeout metrics' label ("default" when none matched). */
   name: string;
   timeouts?: RouteTimeouts;
+  /** The rule's hedging (weft's extension of a route rule); none: no hedge, no timer. */
+  hedging?: HedgePolicy;
 }
 
 /** The circuit breaker's hold on a request (resilience/breaker.ts BreakerSlot). */
@@ -125,6 +137,13 @@ type TryResult =
     }
   | { kind: 'timeout'; which: TimeoutKind; error: string };
 
+/** One attempt of a hedged try: its own cancel, where it went, when it started. */
+interface Attempt {
+  cancel: AbortController;
+  chosen: EndpointState;
+  startedAt: number;
+}
+
 class OutboundExchange {
   private readonly grpc: boolean;
   private readonly routeName: string;
@@ -148,6 +167,9 @@ class OutboundExchange {
   private lastTimeout: TimeoutKind | undefined;
   private readonly now: () => number;
   private readonly breaker: BreakerHold | undefined;
+  /** Set for a request its route rule hedges (idempotent); its budget. */
+  private readonly hedge: HedgePolicy | undefined;
+  private readonly hedgeBudget: RetryBudget | undefined;
 
   constructor(
     private readonly ctx: OutboundContext,
@@ -175,18 +197,28 @@ class OutboundExchange {
     this.carryDeadline = clientMs !== undefined;
     const requestMs = earliest(route?.timeouts?.request ?? policy?.requestMs, clientMs);
     const idleMs = policy?.idleMs;
+    const hedging = route?.hedging;
+    this.hedge =
+      hedging !== undefined && decideHedge(hedging, request.method, this.grpc).kind === 'hedge'
+        ? hedging
+        : undefined;
     this.deadlineAt = requestMs === undefined ? undefined : performance.now() + requestMs;
     this.timers =
       requestMs === undefined && idleMs === undefined
         ? undefined
         : new RequestTimers(this.deadlineAt, idleMs, (kind, detail) => this.expired(kind, detail));
-    // Kept for a retry only when the policy retries; a body read as it comes otherwise.
+    // Kept for a retry or a hedge only when there may be one; a body read as it comes otherwise.
+    const resend = this.retry !== undefined || this.hedge !== undefined;
     this.replay =
-      body !== undefined && (this.retry !== undefined || idleMs !== undefined)
-        ? new ReplayBody(body, this.timers?.touch, this.retry === undefined ? 0 : undefined)
+      body !== undefined && (resend || idleMs !== undefined)
+        ? new ReplayBody(body, this.timers?.touch, resend ? undefined : 0)
         : undefined;
     this.body = this.replay?.stream ?? body;
     this.service?.budget?.deposit();
+    if (this.hedge !== undefined) {
+      this.hedgeBudget = deps.resilience.hedgeBudget(target.service, service);
+      if (this.hedgeBudget !== service?.budget) this.hedgeBudget.deposit();
+    }
   }
 
   async run(): Promise<Exchanged> {
@@ -214,7 +246,10 @@ class OutboundExchange {
       }
       const limit = tryLimit(performance.now(), this.deadlineAt, this.perTryMs);
       if (limit !== undefined && limit.ms <= 0) return this.final(this.timedOut('request_timeout'));
-      const result = await this.guardedTry(chosen, plan, limit);
+      const result =
+        this.hedge === undefined
+          ? await this.guardedTry(chosen, plan, limit)
+          : await this.hedgedTry(chosen, plan, limit);
       this.tries += 1;
       if (result.kind !== 'response') this.lastError = result.error;
       this.lastTimeout = result.kind === 'timeout' ? result.which : undefined;
@@ -330,17 +365,21 @@ class OutboundExchange {
     return true;
   }
 
-  /** One try, raced against its limit and the connect timeout when they are set. */
+  /**
+   * One try, raced against its limit and the connect timeout when they are set. `parent`
+   * cancels it (the request's signal, or a hedged attempt's own), `body` is what it sends.
+   */
   private async guardedTry(
     chosen: EndpointState,
     plan: EndpointPlan,
     limit: ReturnType<typeof tryLimit>,
+    parent: AbortSignal = this.request.signal,
+    body: L7Request['body'] | undefined = this.body,
   ): Promise<TryResult> {
     const connectMs = plan.kind === 'local' ? undefined : this.connectMs;
     if (limit === undefined && connectMs === undefined && this.timers === undefined) {
-      return this.tryOnce(chosen, plan, this.request.signal, undefined);
+      return this.tryOnce(chosen, plan, parent, undefined, body);
     }
-    const parent = this.request.signal;
     const abort = new AbortController();
     const onParent = (): void => abort.abort();
     parent.addEventListener('abort', onParent, { once: true });
@@ -360,10 +399,16 @@ class OutboundExchange {
     let connectTimer =
       connectMs === undefined ? undefined : setTimeout(() => fire('connect_timeout'), connectMs);
     this.timers?.watch(fire);
-    const attempt = this.tryOnce(chosen, plan, abort.signal, () => {
-      clearTimeout(connectTimer);
-      connectTimer = undefined;
-    });
+    const attempt = this.tryOnce(
+      chosen,
+      plan,
+      abort.signal,
+      () => {
+        clearTimeout(connectTimer);
+        connectTimer = undefined;
+      },
+      body,
+    );
     const result = await Promise.race([attempt, expired]);
     clearTimeout(tryTimer);
     clearTimeout(connectTimer);
@@ -385,10 +430,10 @@ class OutboundExchange {
     plan: EndpointPlan,
     signal: AbortSignal,
     onSent: (() => void) | undefined,
+    body: L7Request['body'] | undefined,
   ): Promise<TryResult> {
     const ep = chosen.endpoint;
     const client = clientOf(this.ctx.conn.client);
-    const body = this.body;
     // Latency for the balancer: from the request going out to its response head, in
     // fractions of a millisecond (a mesh hop takes one or two).
     let sent = performance.now();
@@ -474,6 +519,156 @@ class OutboundExchange {
         untouched: false,
       };
     }
+  }
+
+  /**
+   * A try of a hedged request: the first attempt, then after the rule's delay (while no good
+   * answer has come) a hedge to an endpoint not tried yet, up to maxHedges, each within the
+   * budget. The first attempt that settles (hedge-decision.ts) wins: the others are cancelled
+   * and their late answers dropped. A failure waits for the attempts still out; the last one
+   * out ends the race with its outcome, for the retry decision. (An idle expiry before the head
+   * cancels the attempt that started last: RequestTimers watches one try.)
+   */
+  private hedgedTry(
+    chosen: EndpointState,
+    plan: EndpointPlan,
+    limit: ReturnType<typeof tryLimit>,
+  ): Promise<TryResult> {
+    const policy = this.hedge!;
+    const parent = this.request.signal;
+    return new Promise<TryResult>((resolve) => {
+      const out = new Set<Attempt>();
+      const hedges: Attempt[] = [];
+      let failure: { attempt: Attempt; result: TryResult } | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      let over = false;
+      const cancelAll = (): void => {
+        for (const a of out) a.cancel.abort();
+      };
+      parent.addEventListener('abort', cancelAll, { once: true });
+      const finish = (attempt: Attempt, result: TryResult): void => {
+        over = true;
+        clearTimeout(timer);
+        parent.removeEventListener('abort', cancelAll);
+        // A cancelled attempt took at least this long: left out, the slow answers a hedge
+        // beats would vanish from the p95, which would fall, and hedge ever more requests.
+        const now = performance.now();
+        for (const a of out) policy.latency?.observe(now - a.startedAt);
+        cancelAll();
+        this.last = attempt.chosen;
+        for (const h of hedges)
+          this.deps.resilience.hedged(
+            this.target.service,
+            this.routeName,
+            h === attempt ? 'won' : 'lost',
+          );
+        resolve(result);
+      };
+      const launch = (
+        to: EndpointState,
+        toPlan: EndpointPlan,
+        toLimit: ReturnType<typeof tryLimit>,
+        body: L7Request['body'] | undefined,
+        hedge: boolean,
+      ): void => {
+        const attempt: Attempt = {
+          cancel: new AbortController(),
+          chosen: to,
+          startedAt: performance.now(),
+        };
+        out.add(attempt);
+        if (hedge) hedges.push(attempt);
+        const settled = (result: TryResult): void => {
+          out.delete(attempt);
+          if (over) {
+            discard(result);
+            return;
+          }
+          if (result.kind === 'response' && !result.undelivered)
+            policy.latency?.observe(performance.now() - attempt.startedAt);
+          if (settles(outcomeOf(result)) || out.size === 0) {
+            if (failure !== undefined) discard(failure.result);
+            finish(attempt, result);
+            return;
+          }
+          // A failure while others are out: theirs may still be good.
+          if (failure !== undefined) discard(failure.result);
+          failure = { attempt, result };
+        };
+        // A try answers every failure as a result; a throw would be a bug, not a hang.
+        this.guardedTry(to, toPlan, toLimit, attempt.cancel.signal, body).then(settled, (err) =>
+          settled({
+            kind: 'failed',
+            outcome: 'reset',
+            error: describeError(err),
+            untouched: false,
+          }),
+        );
+      };
+      const arm = (): void => {
+        if (hedges.length >= policy.maxHedges) return;
+        const delay = hedgeDelayMs(policy);
+        if (delay !== undefined) timer = setTimeout(fire, delay);
+      };
+      const fire = (): void => {
+        if (over || parent.aborted) return;
+        const next = this.hedgeTarget(out);
+        if (next === undefined) return;
+        launch(next.chosen, next.plan, next.limit, next.body, true);
+        arm();
+      };
+      launch(chosen, plan, limit, this.body, false);
+      arm();
+    });
+  }
+
+  /**
+   * Where a hedge goes and what it sends, once its gates pass (another endpoint, a kept whole
+   * body, time left, circuitBreaker.maxRetries and the budget); undefined: no hedge now.
+   */
+  private hedgeTarget(out: ReadonlySet<Attempt>):
+    | {
+        chosen: EndpointState;
+        plan: EndpointPlan;
+        limit: ReturnType<typeof tryLimit>;
+        body: L7Request['body'] | undefined;
+      }
+    | undefined {
+    // The body goes out again only when the client has sent all of it and it was kept.
+    if (this.body !== undefined && !this.replay!.whole()) return undefined;
+    const next = this.choose();
+    if (next === undefined) return undefined;
+    for (const a of out) if (a.chosen === next) return undefined;
+    const plan = planEndpoint({
+      endpointNode: next.endpoint.node,
+      thisNode: this.deps.state.node,
+      sourceSpiffeId: this.ctx.source?.tunnel.spiffeId,
+      tunnels: this.deps.tunnels() !== undefined,
+    });
+    if (plan.kind === 'no_identity') return undefined;
+    const limit = tryLimit(performance.now(), this.deadlineAt, this.perTryMs);
+    if (limit !== undefined && limit.ms <= 0) return undefined;
+    const service = this.service;
+    const max = service?.policy.maxRetries;
+    if (!this.retrying && max !== undefined && service!.retrying.count >= max) {
+      this.deps.resilience.hedged(this.target.service, this.routeName, 'denied');
+      return undefined;
+    }
+    if (!this.hedgeBudget!.withdraw()) {
+      this.deps.resilience.hedged(this.target.service, this.routeName, 'denied');
+      return undefined;
+    }
+    if (service !== undefined && !this.retrying) {
+      this.retrying = true;
+      service.retrying.count += 1;
+    }
+    this.tried.add(next);
+    return {
+      chosen: next,
+      plan,
+      limit,
+      body: this.body === undefined ? undefined : this.replay!.replay(),
+    };
   }
 
   /** The request's fields for a try: grpc-timeout reduced by the time spent so far. */

@@ -30,6 +30,7 @@ import type { OpaqueDeps, ServiceTarget } from '../outbound/opaque.js';
 import type { OutboundHttpStack } from '../outbound/stack.js';
 import { type OpenConnection, recordError } from '../records.js';
 import { BreakerSlot } from '../resilience/breaker.js';
+import type { MirrorMetrics } from '../routing/mirror-metrics.js';
 import { decideRoute } from '../routing/route-decision.js';
 import { routedExchange, routesFor } from '../routing/route-stage.js';
 import type { Telemetry } from '../telemetry.js';
@@ -61,6 +62,8 @@ export interface OutboundHttpDeps extends ExchangeDeps, OpaqueDeps {
   idleMs: number;
   /** Draws for route splits and fault percentages (tests inject a seeded one). */
   random?: () => number;
+  /** RequestMirror's counts (weft_http_mirrored_total). */
+  mirrors: MirrorMetrics;
 }
 
 /** What a handed-over connection carries to each of its requests. */
@@ -305,10 +308,24 @@ async function serveRequest(
   respond: (response: L7Response) => Promise<Delivered>,
 ): Promise<void> {
   const started = process.hrtime.bigint();
+  // Route: a service without routes costs one map read; a request no rule matches goes to the
+  // Service itself (route "default").
+  const routes = routesFor(deps.state, c.target);
+  const grpcCall = routes === undefined ? false : isGrpc(request.headers['content-type']);
+  const decision =
+    routes === undefined
+      ? undefined
+      : decideRoute(routes, request, grpcCall, c.target, deps.random ?? Math.random);
+  // A routed request is its backend's (Envoy's cluster): its metrics' dst_service and its
+  // circuit breaker's request slot; the route's name stays in the `route` label.
+  const backend =
+    decision?.kind === 'forward' && decision.target.service !== c.target.service
+      ? decision.target.service
+      : undefined;
   const labels = {
     direction: 'outbound' as const,
     src_service: c.record.src_service,
-    dst_service: c.target.service,
+    dst_service: backend ?? c.target.service,
   };
   deps.requests.start(labels);
   let requestBytes = 0;
@@ -325,14 +342,6 @@ async function serveRequest(
   const headers = { ...request.headers };
   setTraceHeaders(headers, span);
   const sent = { ...request, headers, body: body ?? emptyBody(request.body) };
-  // Route: a service without routes costs one map read; a request no rule matches goes to the
-  // Service itself (route "default").
-  const routes = routesFor(deps.state, c.target);
-  const grpcCall = routes === undefined ? false : isGrpc(request.headers['content-type']);
-  const decision =
-    routes === undefined
-      ? undefined
-      : decideRoute(routes, request, grpcCall, c.target, deps.random ?? Math.random);
   let record: RequestRecord = {
     ...labels,
     route: decision?.route ?? 'default',
@@ -349,7 +358,12 @@ async function serveRequest(
     close_reason: 'done',
   };
   // circuit breaker: admitted (a slot held until the response is over), or answered at once.
-  const slot = admitRequest(c, isGrpc(request.headers['content-type']));
+  // The app's connection counts against the Service it called, the request against its backend.
+  const slot = admitRequest(
+    c,
+    isGrpc(request.headers['content-type']),
+    backend === undefined ? c.breaker : deps.state.breaker(backend),
+  );
   try {
     const { response, endpoint, done } =
       slot instanceof BreakerSlot

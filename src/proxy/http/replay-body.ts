@@ -64,6 +64,11 @@ export class ReplayBody {
     });
   }
 
+  /** Whether the client has sent the whole body and all of it is kept (no waiting). */
+  whole(): boolean {
+    return this.ended && this.kept !== undefined;
+  }
+
   /** A new body with every byte kept (after complete() said true). */
   replay(): Readable {
     return Readable.from(this.kept ?? [], { objectMode: false });

@@ -21,6 +21,12 @@ export interface ServiceResilience {
 /** Why a retry the policy allowed did not happen. */
 export type RetryDenial = 'budget' | 'max_retries' | 'deadline';
 
+/**
+ * What became of a hedge: its answer was the client's (won), another attempt's was (lost), or
+ * it was not sent because the budget or circuitBreaker.maxRetries said no (denied).
+ */
+export type HedgeOutcomeLabel = 'won' | 'lost' | 'denied';
+
 /** Which timeout fired. */
 export type TimeoutKind =
   | 'connect_timeout'
@@ -45,6 +51,9 @@ export class Resilience {
   private readonly retries: Counter<'dst_service' | 'route' | 'reason'>;
   private readonly denials: Counter<'dst_service' | 'route' | 'reason'>;
   private readonly timeouts: Counter<'dst_service' | 'route' | 'kind'>;
+  private readonly hedges: Counter<'dst_service' | 'route' | 'outcome'>;
+  /** Hedging's budget for a service whose TrafficPolicy does not retry (Linkerd's defaults). */
+  private readonly hedgeBudgets = new Map<string, RetryBudget>();
 
   constructor(registry: Registry, opts: ResilienceOptions = {}) {
     this.now = opts.now ?? Date.now;
@@ -68,6 +77,31 @@ export class Resilience {
       labelNames: ['dst_service', 'route', 'kind'],
       registers,
     });
+    this.hedges = new Counter({
+      name: 'weft_http_hedges_total',
+      help: "Outbound HTTP hedges (extra attempts of a route rule's idempotent requests): whose answer the client got, or denied by the retry budget",
+      labelNames: ['dst_service', 'route', 'outcome'],
+      registers,
+    });
+  }
+
+  /**
+   * The budget a hedge spends: the service's retry budget when its TrafficPolicy retries (one
+   * budget bounds retries and hedges together), else one of Linkerd's defaults (20 % plus 10
+   * per second) kept per service for hedged requests only.
+   */
+  hedgeBudget(service: string, resilience: ServiceResilience | undefined): RetryBudget {
+    if (resilience?.budget !== undefined) return resilience.budget;
+    let budget = this.hedgeBudgets.get(service);
+    if (budget === undefined) {
+      budget = new RetryBudget({ percent: 20, minPerSecond: 10, now: this.now });
+      this.hedgeBudgets.set(service, budget);
+    }
+    return budget;
+  }
+
+  hedged(service: string, route: string, outcome: HedgeOutcomeLabel): void {
+    this.hedges.inc({ dst_service: service, route, outcome });
   }
 
   /**

@@ -3,45 +3,42 @@
 // awaited, errors end in a debug line, and it is cut after MIRROR_TIMEOUT_MS). Only what can be
 // replayed cheaply is mirrored: a bodiless request at once, a body of at most 64 KiB (kept as
 // it streams to the real backend, never holding it back) once it has ended; a larger body is
-// not mirrored, and counted.
+// not mirrored. Each copy is counted in mirror-metrics.ts.
 import { finished, Readable, Transform } from 'node:stream';
 import { describeError } from '../../errors.js';
 import { type ExchangeDeps, exchange } from '../http/outbound-exchange.js';
 import type { L7Request } from '../http/types.js';
 import type { OutboundContext } from '../outbound/identify.js';
 import type { ServiceTarget } from '../outbound/opaque.js';
+import type { MirrorMetrics } from './mirror-metrics.js';
 
 /** The largest request body a mirror copies (Linkerd's replay limit for retries). */
 export const MIRROR_BODY_LIMIT = 64 * 1024;
 /** A mirrored copy is abandoned after this long: a stuck mirror holds nothing for long. */
 export const MIRROR_TIMEOUT_MS = 10_000;
 
-export interface MirrorStats {
-  sent: number;
-  /** Bodies over MIRROR_BODY_LIMIT: not mirrored. */
-  skippedLargeBody: number;
-  failed: number;
+/** What a mirror needs besides the exchange's deps: where its counts go. */
+export interface MirrorDeps extends ExchangeDeps {
+  mirrors: MirrorMetrics;
 }
-
-/** Counts for /metrics and tests, per agent process. */
-export const mirrorStats: MirrorStats = { sent: 0, skippedLargeBody: 0, failed: 0 };
 
 type MirroredHead = Pick<L7Request, 'method' | 'authority' | 'path' | 'headers' | 'version'>;
 
 /**
- * Mirrors a request to each target: at once when bodiless, else once `body` (returned, to be
- * forwarded in its place) has ended within the limit.
+ * Mirrors a request (to `dst`, the Service it goes to) to each target: at once when bodiless,
+ * else once `body` (returned, to be forwarded in its place) has ended within the limit.
  */
 export function mirrorRequest(
   ctx: OutboundContext,
+  dst: string,
   targets: readonly ServiceTarget[],
   head: MirroredHead,
   body: Readable | undefined,
-  deps: ExchangeDeps,
+  deps: MirrorDeps,
 ): Readable | undefined {
   const copy = { ...head, headers: { ...head.headers } };
   if (body === undefined) {
-    for (const t of targets) sendCopy(ctx, t, copy, undefined, deps);
+    for (const t of targets) sendCopy(ctx, dst, t, copy, undefined, deps);
     return undefined;
   }
   const chunks: Buffer[] = [];
@@ -57,8 +54,9 @@ export function mirrorRequest(
       cb(null, chunk);
     },
     flush(cb) {
-      if (size > MIRROR_BODY_LIMIT) mirrorStats.skippedLargeBody += targets.length;
-      else for (const t of targets) sendCopy(ctx, t, copy, chunks, deps);
+      if (size > MIRROR_BODY_LIMIT)
+        for (const t of targets) deps.mirrors.count(dst, t.service, 'dropped');
+      else for (const t of targets) sendCopy(ctx, dst, t, copy, chunks, deps);
       cb();
     },
   });
@@ -70,25 +68,26 @@ export function mirrorRequest(
 
 function sendCopy(
   ctx: OutboundContext,
+  dst: string,
   target: ServiceTarget,
   head: MirroredHead,
   chunks: Buffer[] | undefined,
-  deps: ExchangeDeps,
+  deps: MirrorDeps,
 ): void {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), MIRROR_TIMEOUT_MS);
   timer.unref();
   const body = Readable.from(chunks ?? [], { objectMode: false });
   const request: L7Request = { ...head, body, signal: abort.signal };
-  mirrorStats.sent += 1;
+  deps.mirrors.count(dst, target.service, 'sent');
   const failed = (err: unknown) => {
     clearTimeout(timer);
-    mirrorStats.failed += 1;
+    deps.mirrors.count(dst, target.service, 'failed');
     deps.log.debug({ service: target.service, err: describeError(err) }, 'mirror failed');
   };
   exchange(ctx, target, request, chunks === undefined ? undefined : body, deps).then(
     ({ response, done }) => {
-      if (response.reason !== undefined) mirrorStats.failed += 1;
+      if (response.reason !== undefined) deps.mirrors.count(dst, target.service, 'failed');
       response.body.on('error', () => {});
       finished(response.body, () => {
         clearTimeout(timer);

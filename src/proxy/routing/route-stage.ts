@@ -6,12 +6,7 @@
 // modifier.
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  type BreakerHold,
-  type ExchangeDeps,
-  type Exchanged,
-  exchange,
-} from '../http/outbound-exchange.js';
+import { type BreakerHold, type Exchanged, exchange } from '../http/outbound-exchange.js';
 import type { L7Request, L7Response } from '../http/types.js';
 import type { MeshState } from '../mesh-state.js';
 import type { OutboundContext } from '../outbound/identify.js';
@@ -24,7 +19,7 @@ import {
 } from './route-answer.js';
 import type { RouteDecision } from './route-decision.js';
 import { modifyHeaders } from './route-headers.js';
-import { mirrorRequest } from './route-mirror.js';
+import { type MirrorDeps, mirrorRequest } from './route-mirror.js';
 import { modifyPath } from './route-path.js';
 import type { PortRoutes } from './route-table.js';
 
@@ -47,8 +42,8 @@ export async function routedExchange(
   request: L7Request,
   body: Readable | undefined,
   grpc: boolean,
-  deps: ExchangeDeps,
-  /** The circuit breaker's hold on the request (the parent Service's breaker). */
+  deps: MirrorDeps,
+  /** The circuit breaker's hold on the request (its backend Service's breaker). */
   breaker?: BreakerHold,
 ): Promise<Exchanged> {
   // A fault's delay: one timer, only for the requests the fault picked, dropped with the client.
@@ -82,7 +77,7 @@ export async function routedExchange(
   }
   let forwarded = body;
   if (rule.mirrors) {
-    forwarded = mirrorRequest(ctx, rule.mirrors, sent, body, deps);
+    forwarded = mirrorRequest(ctx, decision.target.service, rule.mirrors, sent, body, deps);
     if (forwarded !== undefined) sent = { ...sent, body: forwarded };
   }
   // The route's name labels the retry and timeout metrics; its timeouts (rules[].timeouts)

@@ -8,6 +8,8 @@ import type { GRPCRouteSpec, HTTPRouteSpec } from '../../api/resources/index.js'
 import type { ServiceView } from '../../controlplane-client/mesh-view.js';
 import type { ExchangeRoute } from '../http/outbound-exchange.js';
 import type { ServiceTarget } from '../outbound/opaque.js';
+import type { HedgePolicy } from '../resilience/hedge-decision.js';
+import { LatencyQuantile } from '../resilience/latency-quantile.js';
 
 export interface CompiledHeaderModifier {
   set: ReadonlyArray<readonly [string, string]>;
@@ -52,7 +54,8 @@ export interface CompiledRule {
   fault?: CompiledFault;
   /**
    * What exchange() is told of the route: its name (the retry and timeout metrics' label) and
-   * its timeouts in ms (rules[].timeouts), made once here so a request allocates nothing.
+   * its timeouts in ms (rules[].timeouts) and hedging, made once here so a request allocates
+   * nothing.
    */
   exchange: ExchangeRoute;
 }
@@ -112,12 +115,53 @@ export interface RouteDocument<S> {
   createdAt: string;
 }
 
+/**
+ * The latency estimators of the rules hedged after their p95, by route kind, name and rule
+ * index: kept across snapshots (a snapshot comes with any change in the mesh; the estimate
+ * should not start over each time), made on first use.
+ */
+export class RuleLatencies {
+  private readonly byRule = new Map<string, LatencyQuantile>();
+  constructor(private readonly now: () => number = Date.now) {}
+
+  of(key: string): LatencyQuantile {
+    let q = this.byRule.get(key);
+    if (q === undefined) {
+      q = new LatencyQuantile({ now: this.now });
+      this.byRule.set(key, q);
+    }
+    return q;
+  }
+
+  /** Drops the estimators of rules no longer in the snapshot. */
+  keepOnly(keys: ReadonlySet<string>): void {
+    for (const key of this.byRule.keys()) if (!keys.has(key)) this.byRule.delete(key);
+  }
+}
+
 /** Every route of a snapshot, compiled per parent Service and port. */
 export function buildRouteTables(
   services: ReadonlyMap<string, ServiceView>,
   http: readonly RouteDocument<HTTPRouteSpec>[],
   grpc: readonly RouteDocument<GRPCRouteSpec>[],
+  latencies: RuleLatencies = new RuleLatencies(),
 ): Map<string, ServiceRoutes> {
+  const used = new Set<string>();
+  const hedgingOf = (
+    key: string,
+    h: { delay: string; maxHedges: number } | undefined,
+    grpcRoute: boolean,
+  ): HedgePolicy | undefined => {
+    if (h === undefined) return undefined;
+    const p95 = h.delay === 'p95';
+    if (p95) used.add(key);
+    return {
+      delayMs: p95 ? undefined : parseDuration(h.delay),
+      latency: p95 ? latencies.of(key) : undefined,
+      maxHedges: h.maxHedges,
+      grpcRoute,
+    };
+  };
   const tables = new Map<string, Map<number, { http: HttpEntry[]; grpc: GrpcEntry[] }>>();
   const portsOf = (parent: { name: string; port?: number | undefined }) => {
     const service = services.get(parent.name);
@@ -142,7 +186,8 @@ export function buildRouteTables(
       for (const port of portsOf(parent)) {
         const into = slot(parent.name, port.port).http;
         doc.spec.rules.forEach((rule, ruleIndex) => {
-          const compiled = compileRule(doc.name, rule, port.port, services);
+          const hedge = hedgingOf(`HTTPRoute/${doc.name}/${ruleIndex}`, rule.hedging, false);
+          const compiled = compileRule(doc.name, rule, port.port, services, hedge);
           const hostnames = compileHostnames(doc.spec.hostnames);
           // No matches (or an empty list): every request, as a PathPrefix "/" (Gateway API).
           everyMatch(rule.matches).forEach((m, matchIndex) => {
@@ -168,7 +213,8 @@ export function buildRouteTables(
       for (const port of portsOf(parent)) {
         const into = slot(parent.name, port.port).grpc;
         doc.spec.rules.forEach((rule, ruleIndex) => {
-          const compiled = compileRule(doc.name, rule, port.port, services);
+          const hedge = hedgingOf(`GRPCRoute/${doc.name}/${ruleIndex}`, rule.hedging, true);
+          const compiled = compileRule(doc.name, rule, port.port, services, hedge);
           const hostnames = compileHostnames(doc.spec.hostnames);
           everyMatch(rule.matches).forEach((m, matchIndex) => {
             const type = m.method?.type ?? 'Exact';
@@ -203,6 +249,7 @@ export function buildRouteTables(
     }
     out.set(service, ports);
   }
+  latencies.keepOnly(used);
   return out;
 }
 
@@ -310,6 +357,7 @@ function compileRule(
   rule: AnyRule,
   parentPort: number,
   services: ReadonlyMap<string, ServiceView>,
+  hedging: HedgePolicy | undefined,
 ): CompiledRule {
   const backends = rule.backendRefs
     ?.filter((b) => b.weight > 0)
@@ -326,7 +374,7 @@ function compileRule(
     route,
     backends,
     totalWeight: backends?.reduce((sum, b) => sum + b.weight, 0) ?? 0,
-    exchange: { name: route },
+    exchange: hedging ? { name: route, hedging } : { name: route },
   };
   for (const f of (rule.filters ?? []) as AnyFilter[]) {
     switch (f.type) {
@@ -390,7 +438,7 @@ function compileRule(
       ? parseDuration(timeouts.backendRequest)
       : undefined;
     out.exchange = {
-      name: route,
+      ...out.exchange,
       timeouts: {
         ...(request !== undefined ? { request } : {}),
         ...(backendRequest !== undefined ? { backendRequest } : {}),
