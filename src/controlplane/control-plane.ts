@@ -30,6 +30,7 @@ import { RevocationList } from './identity/revocation-list.js';
 import { type TokenRecord, tokenState } from './identity/tokens.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { ResourceRegistry } from './registry/resource-registry.js';
+import { EtcdStore } from './store/etcd-store.js';
 import { FileStore } from './store/file-store.js';
 import { TOKENS_PREFIX } from './store/keys.js';
 import type { Store } from './store/store.js';
@@ -117,7 +118,7 @@ export class ControlPlane {
     const log = options.log ?? pino({ name: 'weft-controlplane', level: config.logLevel });
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     chmodSync(config.dataDir, 0o700);
-    const store = await FileStore.open({ dir: join(config.dataDir, 'store') });
+    const store = await openStore(config);
     const parts: Parts = { store, streams: new SyncStreams() };
     try {
       return await ControlPlane.assemble(config, log, options, parts);
@@ -302,8 +303,21 @@ export class ControlPlane {
   }
 }
 
+/** The embedded store in the data directory, or etcd (shared by every replica). */
+function openStore(config: ControlPlaneConfig): Promise<Store> {
+  const store = config.store;
+  if (store.type === 'file') return FileStore.open({ dir: join(config.dataDir, 'store') });
+  return EtcdStore.open({
+    endpoints: store.endpoints,
+    prefix: store.prefix,
+    caFile: store.caFile,
+    certFile: store.certFile,
+    keyFile: store.keyFile,
+  });
+}
+
 interface Parts {
-  store: FileStore;
+  store: Store;
   streams: SyncStreams;
   revocations?: RevocationList;
   hub?: SyncHub;

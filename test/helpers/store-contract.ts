@@ -246,6 +246,17 @@ export function storeContract(name: string, harness: StoreHarness): void {
       await expect(store.put('/w/2', 'b', { lease })).rejects.toThrow('does not exist');
     });
 
+    it('tells a lease’s TTL and what is left of it, until it is gone', async () => {
+      const store = await harness.open();
+      const lease = await store.grantLease(60_000);
+      const left = await store.leaseTimeToLive(lease);
+      expect(left?.ttlMs).toBe(60_000);
+      expect(left!.remainingMs).toBeGreaterThan(0);
+      expect(left!.remainingMs).toBeLessThanOrEqual(60_000);
+      await store.revokeLease(lease);
+      expect(await store.leaseTimeToLive(lease)).toBeUndefined();
+    });
+
     it('deletes the keys of a lease that is not kept alive, and only those', async () => {
       const store = await harness.open();
       const dying = await store.grantLease(harness.leaseTtlMs);

@@ -6,22 +6,13 @@ import { checkServerIdentity } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { WeftError } from '../../errors.js';
+import {
+  DEFAULT_ETCD_PREFIX,
+  type EtcdConnectOptions,
+  etcdOptionsProblem,
+} from './etcd-options.js';
 
-export interface EtcdConnectOptions {
-  /** Client URLs of the etcd members, http:// or https:// (https:// with TLS). */
-  endpoints: string[];
-  /** Every key weft writes lives under this prefix (default "/weft/"). */
-  prefix?: string;
-  /** CA bundle (PEM file) that signed the etcd members' server certificates. */
-  caFile?: string;
-  /** Client certificate and key (PEM files) for etcd's --client-cert-auth; both or neither. */
-  certFile?: string;
-  keyFile?: string;
-  /** Deadline of one request to etcd (default 10 s): a request to an unreachable etcd fails. */
-  requestTimeoutMs?: number;
-}
-
-export const DEFAULT_ETCD_PREFIX = '/weft/';
+export type { EtcdConnectOptions } from './etcd-options.js';
 
 export interface EtcdConnection {
   client: Etcd3;
@@ -47,42 +38,11 @@ function readPem(field: string, path: string): Buffer {
 
 /** Checks the options and builds the client (no request is sent yet). */
 export function connectEtcd(options: EtcdConnectOptions): EtcdConnection {
+  const problem = etcdOptionsProblem(options);
+  if (problem !== undefined) throw bad(problem.field, problem.message);
   const endpoints = options.endpoints.map((e) => e.trim()).filter((e) => e !== '');
-  if (endpoints.length === 0)
-    throw bad('endpoints', 'at least one etcd client URL is needed, e.g. http://127.0.0.1:2379');
-  const schemes = new Set<string>();
-  for (const endpoint of endpoints) {
-    let url: URL;
-    try {
-      url = new URL(endpoint);
-    } catch {
-      throw bad(
-        'endpoints',
-        `${endpoint} is not a URL: write http://HOST:PORT or https://HOST:PORT`,
-      );
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:')
-      throw bad('endpoints', `${endpoint}: the scheme must be http:// or https://`);
-    if (url.port === '' || (url.pathname !== '/' && url.pathname !== ''))
-      throw bad('endpoints', `${endpoint}: write the client URL as SCHEME://HOST:PORT`);
-    schemes.add(url.protocol);
-  }
-  if (schemes.size > 1)
-    throw bad('endpoints', 'mixes http:// and https://: every member is reached the same way');
-  const tls = schemes.has('https:');
-  if ((options.certFile === undefined) !== (options.keyFile === undefined))
-    throw bad(
-      options.certFile === undefined ? 'certFile' : 'keyFile',
-      'a client certificate needs both its certificate and its key file',
-    );
-  if (!tls && (options.caFile ?? options.certFile) !== undefined)
-    throw bad(
-      options.caFile !== undefined ? 'caFile' : 'certFile',
-      'TLS files are given but the endpoints are http://: use https:// endpoints',
-    );
+  const tls = endpoints[0]!.startsWith('https:');
   const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;
-  if (!prefix.startsWith('/') || !prefix.endsWith('/') || prefix.length < 2)
-    throw bad('prefix', `${JSON.stringify(prefix)} must start and end with "/", e.g. /weft/`);
   const timeout = options.requestTimeoutMs ?? 10_000;
   if (!(timeout >= 1)) throw bad('requestTimeoutMs', 'must be a positive number of milliseconds');
 

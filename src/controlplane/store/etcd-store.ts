@@ -339,6 +339,18 @@ export class EtcdStore implements Store {
     return ttl > 0;
   }
 
+  async leaseTimeToLive(
+    lease: string,
+  ): Promise<{ ttlMs: number; remainingMs: number } | undefined> {
+    const res = await this.call('read a lease', () =>
+      this.conn.client.leaseClient.leaseTimeToLive({ ID: lease, keys: false }),
+    );
+    // etcd answers TTL -1 for a lease it does not have; both counts are whole seconds.
+    const remaining = Number(res.TTL);
+    if (remaining < 0) return undefined;
+    return { ttlMs: Number(res.grantedTTL) * 1000, remainingMs: remaining * 1000 };
+  }
+
   async revokeLease(lease: string): Promise<void> {
     await this.call('revoke a lease', async () => {
       try {
