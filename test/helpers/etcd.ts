@@ -31,6 +31,9 @@ export interface TestEtcd {
   output(): string;
   /** Kills etcd (SIGKILL) and starts it again on the same data directory and ports. */
   restart(): Promise<void>;
+  /** Kills etcd (SIGKILL), keeping its data directory; start() brings it back. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -160,6 +163,8 @@ export async function startEtcd(options: { tls?: EtcdTls } = {}): Promise<TestEt
     dataDir,
     output: () => output,
     stop,
+    kill,
+    start: launch,
     async restart() {
       await kill();
       await launch();

@@ -357,3 +357,38 @@ describe('weft controlplane --store etcd', () => {
     expect(bad.stderr).toContain('--etcd-endpoints (store.endpoints): etcd1 is not a URL');
   });
 });
+
+describe('a replica while etcd is away', () => {
+  it('is not ready, naming etcd, and is ready again when etcd is back', async () => {
+    const own = await startEtcd();
+    const cp = await startControlPlane({
+      config: { store: { type: 'etcd', endpoints: [own.endpoint] } },
+    });
+    const readyz = async () => {
+      const res = await fetch(`${cp.httpUrl}/readyz`);
+      return { status: res.status, body: await res.text() };
+    };
+    try {
+      expect((await readyz()).status).toBe(200);
+      await own.kill();
+      const down = await waitFor(
+        '/readyz to say the store is away',
+        async () => {
+          const r = await readyz();
+          return r.status !== 200 ? r : undefined;
+        },
+        30_000,
+      );
+      expect(down.body).toContain(`etcd (${own.endpoint})`);
+      await own.start();
+      await waitFor(
+        '/readyz to be ready again',
+        async () => (await readyz()).status === 200,
+        60_000,
+      );
+    } finally {
+      await cp.stop({ removeDataDir: true });
+      await own.stop();
+    }
+  }, 120_000);
+});
