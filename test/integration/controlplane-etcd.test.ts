@@ -217,6 +217,63 @@ describe('decided by etcd transactions', () => {
   });
 });
 
+describe('weft apply over two replicas', () => {
+  const withVersion = (name: string, port: number, resourceVersion: string): ResourceMessage => {
+    const doc = {
+      apiVersion: 'weft/v1',
+      kind: 'Service',
+      metadata: { name, resourceVersion },
+      spec: { ports: [{ port }] },
+    };
+    return { ...service(name), json: JSON.stringify(doc) };
+  };
+
+  it('lets exactly one of two conflicting applies win, the other told of the conflict', async () => {
+    await adminA.apply([service('contested')], 'contested.yaml');
+    const [read] = await adminB.get('Service', 'contested');
+    const version = JSON.parse(read!.json).metadata.resourceVersion as string;
+    const results = await Promise.allSettled([
+      adminA.apply([withVersion('contested', 81, version)], 'a.yaml'),
+      adminB.apply([withVersion('contested', 82, version)], 'b.yaml'),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(lost.reason).toMatchObject({ code: 'WEFT_E_CONFLICT' });
+    expect(String(lost.reason.message)).toContain(
+      'Service/contested was changed since it was read',
+    );
+  });
+
+  it('refuses a stale document on the command line, and --force overwrites it', async () => {
+    await adminA.apply([service('cli-stale')], 'cli-stale.yaml');
+    const [read] = await adminA.get('Service', 'cli-stale');
+    const stale = JSON.parse(read!.json).metadata.resourceVersion as string;
+    await adminB.apply(
+      [service('cli-stale')].map((r) => ({ ...r, json: r.json.replace('80', '81') })),
+      'b.yaml',
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'weft-apply-'));
+    const file = join(dir, 'svc.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: weft/v1\nkind: Service\nmetadata:\n  name: cli-stale\n  resourceVersion: "${stale}"\nspec:\n  ports: [{ port: 82 }]\n`,
+    );
+    const admin = ['--server', b.grpcAddress, '--credentials', b.adminCredentials.dir];
+    try {
+      const refused = await runWeft(['apply', '-f', file, ...admin]);
+      expect(refused.exitCode).toBe(1);
+      expect(refused.stderr).toContain('Service/cli-stale was changed since it was read');
+      const forced = await runWeft(['apply', '-f', file, '--force', ...admin]);
+      expect(forced.stderr).toBe('');
+      expect(forced.stdout).toContain('service/cli-stale configured');
+      const [now] = await adminA.get('Service', 'cli-stale');
+      expect(JSON.parse(now!.json).spec.ports[0].port).toBe(82);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('sync streams on every replica', () => {
   it('brings a change applied through one replica to an agent on the other', async () => {
     const node = await joinNode(a, 'node-watch', { services: ['echo'] });
