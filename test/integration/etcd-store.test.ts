@@ -90,6 +90,22 @@ describe('etcd store: on etcd', () => {
     watchB.watch.cancel();
   });
 
+  it('answers many keep-alives at once over its one stream, each for its own lease', async () => {
+    const store = await openStore();
+    const leases = await Promise.all(Array.from({ length: 5 }, () => store.grantLease(60_000)));
+    const gone = await store.grantLease(60_000);
+    await store.revokeLease(gone);
+    const answers = await Promise.all(
+      [...leases, ...leases, gone, ...leases].map((l) => store.keepAlive(l)),
+    );
+    expect(answers).toEqual([
+      ...leases.map(() => true),
+      ...leases.map(() => true),
+      false,
+      ...leases.map(() => true),
+    ]);
+  });
+
   it('refuses options it cannot honour, naming the field', async () => {
     await expect(EtcdStore.open({ endpoints: [] })).rejects.toThrow('etcd store: endpoints:');
     await expect(EtcdStore.open({ endpoints: ['127.0.0.1:2379'] })).rejects.toThrow(
@@ -126,6 +142,8 @@ describe('etcd store: a watch across a restart of etcd', () => {
       open.push(store);
       const start = (await store.revision()) + 1;
       const w = collect(store, '/w/', start);
+      const lease = await store.grantLease(60_000);
+      expect(await store.keepAlive(lease)).toBe(true);
       const r1 = (await store.put('/w/1', 1)).revision;
       await w.upTo(r1);
       // Another client writes while the watch's etcd connection is cut: etcd is killed and
@@ -140,6 +158,10 @@ describe('etcd store: a watch across a restart of etcd', () => {
       );
       expect(w.batches.map((b) => b.revision)).toEqual([r1, r2, r3]);
       expect(w.errors).toEqual([]);
+      // The keep-alive stream broke with etcd: the next keep-alive opens another.
+      await waitFor('a keep-alive after the restart', () =>
+        store.keepAlive(lease).catch(() => false),
+      );
       w.watch.cancel();
     } finally {
       await own.stop();
@@ -227,6 +249,9 @@ describe('etcd store: TLS with client certificates', () => {
     leaf('server', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
     leaf('client', 'ca', 'extendedKeyUsage=clientAuth\n');
     leaf('stranger', 'other-ca', 'extendedKeyUsage=clientAuth\n');
+    // For etcd's RBAC: with auth enabled, a client certificate's CN is its etcd user.
+    leaf('root', 'ca', 'extendedKeyUsage=clientAuth\n');
+    leaf('weft-cp', 'ca', 'extendedKeyUsage=clientAuth\n');
     tlsEtcd = await startEtcd({
       tls: {
         certFile: file('server.crt'),
@@ -288,5 +313,66 @@ describe('etcd store: TLS with client certificates', () => {
         requestTimeoutMs: 3_000,
       }),
     ).rejects.toThrow('failed to read the revision');
+  });
+
+  // Last in this block: it turns etcd's auth on for good.
+  it('works with etcd RBAC that grants only its prefix, without history deltas', async () => {
+    const etcdctl = (cert: string, ...args: string[]) =>
+      execFileSync(
+        'etcdctl',
+        [
+          `--endpoints=${tlsEtcd.endpoint}`,
+          `--cacert=${file('ca.crt')}`,
+          `--cert=${file(`${cert}.crt`)}`,
+          `--key=${file(`${cert}.key`)}`,
+          ...args,
+        ],
+        { stdio: 'pipe' },
+      );
+    etcdctl('client', 'user', 'add', 'root', '--no-password');
+    etcdctl('client', 'role', 'add', 'root');
+    etcdctl('client', 'user', 'grant-role', 'root', 'root');
+    etcdctl('client', 'role', 'add', 'weft');
+    etcdctl(
+      'client',
+      'role',
+      'grant-permission',
+      'weft',
+      '--prefix=true',
+      'readwrite',
+      '/weft-rbac/',
+    );
+    etcdctl('client', 'user', 'add', 'weft-cp', '--no-password');
+    etcdctl('client', 'user', 'grant-role', 'weft-cp', 'weft');
+    etcdctl('root', 'auth', 'enable');
+    const store = await EtcdStore.open({
+      endpoints: [tlsEtcd.endpoint],
+      prefix: '/weft-rbac/',
+      caFile: file('ca.crt'),
+      certFile: file('weft-cp.crt'),
+      keyFile: file('weft-cp.key'),
+    });
+    open.push(store);
+    const r = await store.put('/resources/Service/a', { n: 1 });
+    expect((await store.list('/resources/')).entries.map((e) => e.key)).toEqual([
+      '/resources/Service/a',
+    ]);
+    const w = collect(store, '/resources/', r.revision);
+    await w.upTo(r.revision);
+    w.watch.cancel();
+    // The history needs the whole keyspace, which this user may not read: none, rather than
+    // a control plane that cannot start.
+    const to = await store.revision();
+    expect(await store.changes('/resources/')).toEqual({ from: to, to, changes: [] });
+    // The grant is what etcd enforces: the same user on another prefix is refused.
+    await expect(
+      EtcdStore.open({
+        endpoints: [tlsEtcd.endpoint],
+        prefix: '/elsewhere/',
+        caFile: file('ca.crt'),
+        certFile: file('weft-cp.crt'),
+        keyFile: file('weft-cp.key'),
+      }),
+    ).rejects.toThrow('permission denied');
   });
 });

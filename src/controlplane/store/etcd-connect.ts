@@ -19,6 +19,8 @@ export interface EtcdConnection {
   /** The key prefix without its trailing slash: store keys ("/nodes/a") are appended to it. */
   root: string;
   endpoints: string[];
+  /** The deadline of one request (requestTimeoutMs). */
+  requestTimeoutMs: number;
 }
 
 function bad(field: string, message: string): WeftError {
@@ -68,7 +70,7 @@ export function connectEtcd(options: EtcdConnectOptions): EtcdConnection {
     grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
   });
   if (credentials !== undefined) verifyIpHosts(client, credentials);
-  return { client, root: prefix.slice(0, -1), endpoints };
+  return { client, root: prefix.slice(0, -1), endpoints, requestTimeoutMs: timeout };
 }
 
 interface PoolHost {

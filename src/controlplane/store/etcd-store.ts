@@ -6,6 +6,7 @@
 import type { IKeyValue, IRequestOp } from 'etcd3';
 import { WeftError } from '../../errors.js';
 import { connectEtcd, type EtcdConnection, type EtcdConnectOptions } from './etcd-connect.js';
+import { EtcdKeepAlives } from './etcd-keepalive.js';
 import { EtcdWatch } from './etcd-watch.js';
 import type {
   ChangeLog,
@@ -23,6 +24,9 @@ export interface EtcdStoreOptions extends EtcdConnectOptions {
   /** How many revisions back changes() reads etcd's history (default 20,000). */
   changeLogRevisions?: number;
 }
+
+/** How long changes() may take to read etcd's history before it fails. */
+const HISTORY_TIMEOUT_MS = 60_000;
 
 /** Entries read per range request when listing (one revision for all pages). */
 const LIST_PAGE = 1_000;
@@ -43,11 +47,13 @@ export class EtcdStore implements Store {
   private readonly conn: EtcdConnection;
   private readonly changeLogRevisions: number;
   private readonly watches = new Set<EtcdWatch>();
+  private readonly keepAlives: EtcdKeepAlives;
   private closed = false;
 
   private constructor(conn: EtcdConnection, changeLogRevisions: number) {
     this.conn = conn;
     this.changeLogRevisions = changeLogRevisions;
+    this.keepAlives = new EtcdKeepAlives(conn.client, conn.requestTimeoutMs);
   }
 
   /** Checks the options, connects, and reads the revision once: etcd must answer. */
@@ -143,8 +149,10 @@ export class EtcdStore implements Store {
   }
 
   async revision(): Promise<number> {
+    // Read within the prefix: etcd RBAC may grant weft nothing else.
+    const key = Buffer.from(`${this.conn.root}/`);
     const res = await this.call('read the revision', () =>
-      this.conn.client.kv.range({ key: Buffer.from(this.conn.root), count_only: true }),
+      this.conn.client.kv.range({ key, range_end: prefixEnd(key), count_only: true }),
     );
     return Number(res.header.revision);
   }
@@ -251,6 +259,9 @@ export class EtcdStore implements Store {
     if (start > to) return { from: to, to, changes: [] };
     for (;;) {
       const result = await this.call('read its history', () => this.history(start, to, under));
+      // Not allowed to read the whole keyspace (etcd RBAC): no history, so no deltas across a
+      // restart; agents get full snapshots instead.
+      if (result.denied) return { from: to, to, changes: [] };
       if (result.compactedTo === undefined) return { from: start - 1, to, changes: result.changes };
       start = Math.max(start, result.compactedTo);
       if (start > to) return { from: to, to, changes: [] };
@@ -261,18 +272,25 @@ export class EtcdStore implements Store {
     start: number,
     to: number,
     under: string,
-  ): Promise<{ changes: KeyChange[]; compactedTo?: number }> {
+  ): Promise<{ changes: KeyChange[]; compactedTo?: number; denied?: boolean }> {
     return new Promise((resolve, reject) => {
       const changes: KeyChange[] = [];
       this.conn.client.watchClient.watch().then((stream) => {
         let done = false;
-        const finish = (err: Error | undefined, compactedTo?: number) => {
+        const finish = (err: Error | undefined, compactedTo?: number, denied?: boolean) => {
           if (done) return;
           done = true;
+          clearTimeout(deadline);
+          stream.on('error', () => {}); // the cancellation surfaces as an error
           stream.cancel();
           if (err !== undefined) reject(err);
-          else resolve({ changes, compactedTo });
+          else resolve({ changes, compactedTo, denied });
         };
+        const deadline = setTimeout(
+          () =>
+            finish(new Error(`no history up to revision ${to} within ${HISTORY_TIMEOUT_MS} ms`)),
+          HISTORY_TIMEOUT_MS,
+        );
         stream.on('error', (err: Error) => finish(err));
         stream.on('end', () => finish(new Error('the history stream ended early')));
         stream.on('data', (res) => {
@@ -280,6 +298,7 @@ export class EtcdStore implements Store {
           if (res.canceled) {
             const compacted = Number(res.compact_revision ?? 0);
             if (compacted > 0) return finish(undefined, compacted);
+            if (/permission denied/.test(res.cancel_reason)) return finish(undefined, 0, true);
             return finish(new Error(`watch cancelled: ${res.cancel_reason}`));
           }
           let last = 0;
@@ -321,20 +340,7 @@ export class EtcdStore implements Store {
   }
 
   async keepAlive(lease: string): Promise<boolean> {
-    const ttl = await this.call('keep a lease alive', async () => {
-      const stream = await this.conn.client.leaseClient.leaseKeepAlive();
-      try {
-        return await new Promise<number>((resolve, reject) => {
-          stream.on('data', (res: { TTL: string }) => resolve(Number(res.TTL)));
-          stream.on('error', reject);
-          stream.on('end', () => reject(new Error('the keep-alive stream ended')));
-          stream.write({ ID: lease });
-        });
-      } finally {
-        stream.on('error', () => {}); // the cancellation surfaces as an error
-        stream.cancel();
-      }
-    });
+    const ttl = await this.call('keep a lease alive', () => this.keepAlives.keepAlive(lease));
     // etcd answers TTL 0 for a lease it does not have (expired or revoked).
     return ttl > 0;
   }
@@ -366,6 +372,7 @@ export class EtcdStore implements Store {
     this.closed = true;
     for (const watch of [...this.watches])
       watch.end(new WeftError('WEFT_E_STORE', 'the store is closed'));
+    this.keepAlives.close();
     this.conn.client.close();
   }
 }
