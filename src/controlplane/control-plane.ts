@@ -1,7 +1,7 @@
 // The control plane, assembled in start-up order: data directory -> store -> CA -> its own
 // certificates (server, admin) -> sync view -> services -> gRPC (15012) and HTTP (15014).
 // stop() undoes it in reverse; nothing acknowledged is lost across a stop and start.
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -306,7 +306,17 @@ export class ControlPlane {
 /** The embedded store in the data directory, or etcd (shared by every replica). */
 function openStore(config: ControlPlaneConfig): Promise<Store> {
   const store = config.store;
-  if (store.type === 'file') return FileStore.open({ dir: join(config.dataDir, 'store') });
+  const fileStoreDir = join(config.dataDir, 'store');
+  if (store.type === 'file') return FileStore.open({ dir: fileStoreDir });
+  if (existsSync(join(fileStoreDir, 'state.json'))) {
+    // Its resources, nodes and VIPs would be left behind, not moved: refused rather than lost.
+    return Promise.reject(
+      new WeftError(
+        'WEFT_E_CONFIG',
+        `${fileStoreDir} holds this control plane's state in the embedded store: on etcd it would start without it (moving it, \`weft controlplane migrate\`, is not built yet). Keep --store file, or move ${fileStoreDir} away to start on etcd from what etcd holds`,
+      ),
+    );
+  }
   return EtcdStore.open({
     endpoints: store.endpoints,
     prefix: store.prefix,

@@ -168,6 +168,17 @@ describe('the CA of the replicas', () => {
     );
     expect(b.caPin).toBe(a.caPin);
   });
+
+  it('refuses to start on etcd over a data directory that holds the embedded store', async () => {
+    const single = await startControlPlane({});
+    await single.stop();
+    await expect(
+      startControlPlane({ dataDir: single.dataDir, config: replicaConfig() }),
+    ).rejects.toThrow(
+      `${single.dataDir}/store holds this control plane's state in the embedded store`,
+    );
+    await rm(single.dataDir, { recursive: true, force: true });
+  });
 });
 
 describe('decided by etcd transactions', () => {
