@@ -156,17 +156,23 @@ async function register(cp: TestControlPlane, creds: NodeCredentials, port: numb
 
 describe('the CA of the replicas', () => {
   it('refuses a replica without the CA the others sign with, or with another one', async () => {
-    await expect(startControlPlane({ config: replicaConfig() })).rejects.toThrow(
-      `etcd already holds a control plane whose CA has pin ${a.caPin}`,
-    );
-    const other = await createTestCa('weft.local');
+    const empty = mkdtempSync(join(tmpdir(), 'weft-cp-replica-'));
     const dir = mkdtempSync(join(tmpdir(), 'weft-cp-replica-'));
-    writeFileSync(join(dir, 'ca.key'), other.keyPem, { mode: 0o600 });
-    writeFileSync(join(dir, 'ca.crt'), other.certPem);
-    await expect(startControlPlane({ dataDir: dir, config: replicaConfig() })).rejects.toThrow(
-      `but this replica's CA has pin`,
-    );
-    expect(b.caPin).toBe(a.caPin);
+    try {
+      await expect(startControlPlane({ dataDir: empty, config: replicaConfig() })).rejects.toThrow(
+        `etcd already holds a control plane whose CA has pin ${a.caPin}`,
+      );
+      const other = await createTestCa('weft.local');
+      writeFileSync(join(dir, 'ca.key'), other.keyPem, { mode: 0o600 });
+      writeFileSync(join(dir, 'ca.crt'), other.certPem);
+      await expect(startControlPlane({ dataDir: dir, config: replicaConfig() })).rejects.toThrow(
+        `but this replica's CA has pin`,
+      );
+      expect(b.caPin).toBe(a.caPin);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses to start on etcd over a data directory that holds the embedded store', async () => {
