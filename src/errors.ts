@@ -22,6 +22,7 @@ export const ErrorCodes = [
   'WEFT_E_DENIED', // a request was refused (token, CSR, authorization)
   'WEFT_E_NOT_FOUND', // a named resource does not exist
   'WEFT_E_STORE', // the store failed to read or write
+  'WEFT_E_CONFLICT', // a change was based on a version that is no longer the current one
   'WEFT_E_INTERNAL', // a bug: weft reached a state it should not
 ] as const;
 

@@ -133,10 +133,15 @@ export class WeftAdminClient {
     }
   }
 
-  async apply(resources: m.ResourceMessage[], source: string): Promise<m.ApplyResult[]> {
+  async apply(
+    resources: m.ResourceMessage[],
+    source: string,
+    options: { force?: boolean } = {},
+  ): Promise<m.ApplyResult[]> {
     const res = await this.call<m.ApplyRequest, m.ApplyResponse>((c) => c.apply, {
       resources,
       source,
+      force: options.force ?? false,
     });
     return res.results;
   }

@@ -14,6 +14,7 @@ const statusFor: Partial<Record<ErrorCode, grpc.status>> = {
   WEFT_E_DENIED: grpc.status.PERMISSION_DENIED,
   WEFT_E_NOT_FOUND: grpc.status.NOT_FOUND,
   WEFT_E_STORE: grpc.status.UNAVAILABLE,
+  WEFT_E_CONFLICT: grpc.status.ABORTED,
   WEFT_E_UNAVAILABLE: grpc.status.UNAVAILABLE,
 };
 

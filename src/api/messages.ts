@@ -145,6 +145,8 @@ export interface SyncResponse {
 export interface ApplyRequest {
   resources: ResourceMessage[];
   source?: string;
+  /** Overwrite even when a document's metadata.resourceVersion is not the current one. */
+  force?: boolean;
 }
 
 export type ApplyOutcome = 'created' | 'configured' | 'unchanged';

@@ -8,6 +8,28 @@ import { TRUST_DOMAIN } from '../api/spiffe.js';
 import { WeftError } from '../errors.js';
 import { readConfigFile } from '../sys/config-file.js';
 import { formatZodIssue } from '../sys/zod-format.js';
+import { etcdOptionsProblem } from './store/etcd-options.js';
+
+/** Where the control plane keeps its state: its data directory (default), or etcd. */
+const storeSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('file') }).strict(),
+  z
+    .object({
+      type: z.literal('etcd'),
+      /** Client URLs of the etcd members (http://, or https:// for TLS). */
+      endpoints: z.array(z.string().min(1)).min(1, 'needs at least one etcd client URL'),
+      /** Every key weft writes lives under it; replicas of one control plane share it. */
+      prefix: z.string().min(1).default('/weft/'),
+      /** TLS to etcd: the CA of the members' certificates, and a client certificate and key
+       * for etcd's --client-cert-auth (PEM files). */
+      caFile: z.string().min(1).optional(),
+      certFile: z.string().min(1).optional(),
+      keyFile: z.string().min(1).optional(),
+    })
+    .strict(),
+]);
+
+export type StoreConfig = z.infer<typeof storeSchema>;
 
 /** 0 lets the OS choose (tests). */
 const listenPort = z.number().int().min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
@@ -20,6 +42,8 @@ export const controlPlaneConfigSchema = z
       .default('weft.local'),
     /** Where state, the CA and the admin credentials live (0700); --data-dir overrides it. */
     dataDir: z.string().min(1).default(DEFAULT_CONTROL_PLANE_DATA_DIR),
+    /** The state store: { type: file } (default) or { type: etcd, endpoints, ... }. */
+    store: storeSchema.default({ type: 'file' }),
     /** Address both ports bind to. */
     listen: z.string().min(1).default('0.0.0.0'),
     grpcPort: listenPort.default(15012),
@@ -49,6 +73,11 @@ export const controlPlaneConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.store.type === 'etcd') {
+      const problem = etcdOptionsProblem(c.store);
+      if (problem !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['store', problem.field], message: problem.message });
+    }
     if (c.workloadUnhealthyAfter !== undefined) {
       ctx.addIssue({
         code: 'custom',
@@ -112,4 +141,69 @@ export function loadControlPlaneConfig(file?: string): ControlPlaneConfig {
     );
   }
   return parseControlPlaneConfig(doc, file);
+}
+
+/** The store flags of `weft controlplane` (each overrides the config file's field). */
+export interface StoreFlags {
+  store?: string;
+  etcdEndpoints?: string;
+  etcdPrefix?: string;
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+}
+
+const ETCD_FLAGS = {
+  etcdEndpoints: '--etcd-endpoints',
+  etcdPrefix: '--etcd-prefix',
+  etcdCa: '--etcd-ca',
+  etcdCert: '--etcd-cert',
+  etcdKey: '--etcd-key',
+} as const;
+
+/** The config with the command line's store flags applied, checked as the file's are. */
+export function applyStoreFlags(config: ControlPlaneConfig, flags: StoreFlags): ControlPlaneConfig {
+  const usage = (message: string) => new WeftError('WEFT_E_USAGE', message);
+  const given = (Object.keys(ETCD_FLAGS) as Array<keyof typeof ETCD_FLAGS>).filter(
+    (k) => flags[k] !== undefined,
+  );
+  if (flags.store !== undefined && flags.store !== 'file' && flags.store !== 'etcd')
+    throw usage(`--store ${flags.store}: must be file or etcd`);
+  const type = flags.store ?? config.store.type;
+  if (type === 'file') {
+    if (given.length > 0)
+      throw usage(
+        `${ETCD_FLAGS[given[0]!]} needs --store etcd (or store: { type: etcd } in the config file)`,
+      );
+    return { ...config, store: { type: 'file' } };
+  }
+  const base = config.store.type === 'etcd' ? config.store : undefined;
+  const endpoints =
+    flags.etcdEndpoints !== undefined
+      ? flags.etcdEndpoints.split(',').map((e) => e.trim())
+      : base?.endpoints;
+  if (endpoints === undefined)
+    throw usage(
+      '--store etcd needs --etcd-endpoints URL,... (or store.endpoints in the config file)',
+    );
+  const store: StoreConfig = {
+    type: 'etcd',
+    endpoints,
+    prefix: flags.etcdPrefix ?? base?.prefix ?? '/weft/',
+    caFile: flags.etcdCa ?? base?.caFile,
+    certFile: flags.etcdCert ?? base?.certFile,
+    keyFile: flags.etcdKey ?? base?.keyFile,
+  };
+  const problem = etcdOptionsProblem(store);
+  if (problem !== undefined) {
+    const flag = {
+      endpoints: '--etcd-endpoints',
+      prefix: '--etcd-prefix',
+      caFile: '--etcd-ca',
+      certFile: '--etcd-cert',
+      keyFile: '--etcd-key',
+    }[problem.field];
+    throw usage(`${flag} (store.${problem.field}): ${problem.message}`);
+  }
+  return { ...config, store };
 }

@@ -1,7 +1,7 @@
 // The control plane, assembled in start-up order: data directory -> store -> CA -> its own
 // certificates (server, admin) -> sync view -> services -> gRPC (15012) and HTTP (15014).
 // stop() undoes it in reverse; nothing acknowledged is lost across a stop and start.
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -30,6 +30,7 @@ import { RevocationList } from './identity/revocation-list.js';
 import { type TokenRecord, tokenState } from './identity/tokens.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { ResourceRegistry } from './registry/resource-registry.js';
+import { EtcdStore } from './store/etcd-store.js';
 import { FileStore } from './store/file-store.js';
 import { TOKENS_PREFIX } from './store/keys.js';
 import type { Store } from './store/store.js';
@@ -117,7 +118,7 @@ export class ControlPlane {
     const log = options.log ?? pino({ name: 'weft-controlplane', level: config.logLevel });
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     chmodSync(config.dataDir, 0o700);
-    const store = await FileStore.open({ dir: join(config.dataDir, 'store') });
+    const store = await openStore(config);
     const parts: Parts = { store, streams: new SyncStreams() };
     try {
       return await ControlPlane.assemble(config, log, options, parts);
@@ -302,8 +303,31 @@ export class ControlPlane {
   }
 }
 
+/** The embedded store in the data directory, or etcd (shared by every replica). */
+function openStore(config: ControlPlaneConfig): Promise<Store> {
+  const store = config.store;
+  const fileStoreDir = join(config.dataDir, 'store');
+  if (store.type === 'file') return FileStore.open({ dir: fileStoreDir });
+  if (existsSync(join(fileStoreDir, 'state.json'))) {
+    // Its resources, nodes and VIPs would be left behind, not moved: refused rather than lost.
+    return Promise.reject(
+      new WeftError(
+        'WEFT_E_CONFIG',
+        `${fileStoreDir} holds this control plane's state in the embedded store: on etcd it would start without it (moving it, \`weft controlplane migrate\`, is not built yet). Keep --store file, or move ${fileStoreDir} away to start on etcd from what etcd holds`,
+      ),
+    );
+  }
+  return EtcdStore.open({
+    endpoints: store.endpoints,
+    prefix: store.prefix,
+    caFile: store.caFile,
+    certFile: store.certFile,
+    keyFile: store.keyFile,
+  });
+}
+
 interface Parts {
-  store: FileStore;
+  store: Store;
   streams: SyncStreams;
   revocations?: RevocationList;
   hub?: SyncHub;

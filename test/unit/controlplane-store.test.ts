@@ -1,12 +1,14 @@
-// The embedded store, through its interface: revisions, compare-and-swap, atomic transactions,
-// watches, leases, and what survives a restart or a crash in the middle of a write.
+// The embedded store: the Store contract every store meets (test/helpers/store-contract.ts), and
+// what is the file store's own: what survives a restart or a crash in the middle of a write,
+// its bounded change log, and lease timing on a fake clock.
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FileStore } from '../../src/controlplane/store/file-store.js';
-import { StoreCompactedError, type WatchBatch } from '../../src/controlplane/store/store.js';
+import { StoreCompactedError } from '../../src/controlplane/store/store.js';
+import { collect, storeContract } from '../helpers/store-contract.js';
 
 const dirs: string[] = [];
 const open: FileStore[] = [];
@@ -32,78 +34,13 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
-describe('revisions and compare-and-swap', () => {
-  it('counts one revision per transaction and tracks each key', async () => {
-    const store = await openStore(newDir());
-    expect(await store.revision()).toBe(0);
-    expect((await store.put('/a', { n: 1 })).revision).toBe(1);
-    expect((await store.put('/a', { n: 2 })).revision).toBe(2);
-    expect(
-      (
-        await store.txn({
-          ops: [
-            { type: 'put', key: '/b', value: 1 },
-            { type: 'put', key: '/c', value: 2 },
-          ],
-        })
-      ).revision,
-    ).toBe(3);
-    expect(await store.get('/a')).toEqual({
-      key: '/a',
-      value: { n: 2 },
-      createRevision: 1,
-      modRevision: 2,
-      version: 2,
-    });
-    expect((await store.get('/c'))?.modRevision).toBe(3);
-    const list = await store.list('/');
-    expect(list.entries.map((e) => e.key)).toEqual(['/a', '/b', '/c']);
-    expect(list.revision).toBe(3);
-  });
-
-  it('refuses a write whose compare no longer holds, and changes nothing', async () => {
-    const store = await openStore(newDir());
-    const first = await store.put('/k', 'v1');
-    expect((await store.put('/k', 'v2', { prevModRevision: first.revision })).succeeded).toBe(true);
-    // A second writer still holding the first revision loses.
-    const stale = await store.txn({
-      compares: [{ key: '/k', modRevision: first.revision }],
-      ops: [
-        { type: 'put', key: '/k', value: 'lost' },
-        { type: 'put', key: '/other', value: 'lost too' },
-      ],
-    });
-    expect(stale.succeeded).toBe(false);
-    expect((await store.get('/k'))?.value).toBe('v2');
-    expect(await store.get('/other')).toBeUndefined();
-    expect(await store.revision()).toBe(2);
-  });
-
-  it('creates only when absent (modRevision 0)', async () => {
-    const store = await openStore(newDir());
-    expect((await store.put('/vip/1', 'a', { prevModRevision: 0 })).succeeded).toBe(true);
-    expect((await store.put('/vip/1', 'b', { prevModRevision: 0 })).succeeded).toBe(false);
-    expect((await store.get('/vip/1'))?.value).toBe('a');
-  });
-
-  it('lets exactly one of many concurrent compare-and-swaps win', async () => {
-    const store = await openStore(newDir());
-    const { revision } = await store.put('/token', { used: false });
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) =>
-        store.put('/token', { used: true, by: i }, { prevModRevision: revision }),
-      ),
-    );
-    expect(results.filter((r) => r.succeeded)).toHaveLength(1);
-  });
-
-  it('does not let a stored value alias the caller’s object', async () => {
-    const store = await openStore(newDir());
-    const value = { list: [1] };
-    await store.put('/x', value);
-    value.list.push(2);
-    expect((await store.get('/x'))?.value).toEqual({ list: [1] });
-  });
+storeContract('file store', {
+  open: () => openStore(newDir(), { leaseCheckMs: 20 }),
+  // Two events of history: the writes of the compaction test push the first ones out.
+  openForCompaction: () => openStore(newDir(), { historyEvents: 2 }),
+  compact: async () => {},
+  leaseTtlMs: 300,
+  leaseExpiryTimeoutMs: 10_000,
 });
 
 describe('durability', () => {
@@ -153,63 +90,6 @@ describe('durability', () => {
 });
 
 describe('watch', () => {
-  /** A watch's batches and errors as they come, and promises of the next of each. */
-  function collect(store: FileStore, prefix: string, from: number) {
-    const batches: WatchBatch[] = [];
-    const errors: Error[] = [];
-    let batchSeen: (b: WatchBatch) => void = () => {};
-    let errorSeen: (e: Error) => void = () => {};
-    const watch = store.watch(prefix, from, {
-      onBatch: (b) => {
-        batches.push(b);
-        batchSeen(b);
-      },
-      onError: (e) => {
-        errors.push(e);
-        errorSeen(e);
-      },
-    });
-    /** Resolves once the batch of `revision` came: every batch before it has come too. */
-    const upTo = (revision: number) =>
-      new Promise<void>((resolve) => {
-        if (batches.some((b) => b.revision >= revision)) return resolve();
-        batchSeen = (b) => b.revision >= revision && resolve();
-      });
-    const ended = new Promise<Error>((resolve) => {
-      errorSeen = resolve;
-    });
-    return { batches, errors, watch, upTo, ended };
-  }
-
-  it('replays history from a revision, then follows live changes, one batch per transaction', async () => {
-    const store = await openStore(newDir());
-    await store.put('/r/a', 1); // 1
-    await store.put('/other', 1); // 2
-    await store.txn({
-      ops: [
-        { type: 'put', key: '/r/b', value: 2 },
-        { type: 'delete', key: '/r/a' },
-      ],
-    }); // 3
-    const w = collect(store, '/r/', 2);
-    await store.put('/r/c', 3); // 4
-    await w.upTo(4);
-    expect(w.batches.map((b) => [b.revision, b.events.map((e) => `${e.type} ${e.key}`)])).toEqual([
-      [3, ['put /r/b', 'delete /r/a']],
-      [4, ['put /r/c']],
-    ]);
-    w.watch.cancel();
-  });
-
-  it('reports compacted history so the caller can re-list', async () => {
-    const store = await openStore(newDir(), { historyEvents: 2 });
-    for (let i = 0; i < 5; i++) await store.put(`/k/${i}`, i);
-    const w = collect(store, '/', 1);
-    // The error ends the watch: no batch can follow it.
-    expect(await w.ended).toBeInstanceOf(StoreCompactedError);
-    expect(w.batches).toEqual([]);
-  });
-
   it('after a restart, follows from the current revision', async () => {
     const dir = newDir();
     const store = await openStore(dir);
@@ -277,7 +157,7 @@ describe('leases', () => {
    */
   const afterSweeps = (store: FileStore) => store.put('/sentinel', Date.now());
 
-  it('deletes the keys of a lease that is not kept alive, and only those', async () => {
+  it('keeps a lease kept alive well past its TTL, and expires it one sweep after it stops', async () => {
     fakeClock();
     const store = await openStore(newDir(), { leaseCheckMs: 20 });
     const lease = await store.grantLease(150);
@@ -298,14 +178,6 @@ describe('leases', () => {
     expect((await store.list('/w/')).entries.map((e) => e.key)).toEqual(['/w/3']);
     expect(await store.keepAlive(lease)).toBe(false);
     await expect(store.put('/w/4', 'd', { lease })).rejects.toThrow('does not exist');
-  });
-
-  it('revokes at once on request', async () => {
-    const store = await openStore(newDir());
-    const lease = await store.grantLease(60_000);
-    await store.put('/w/1', 'a', { lease });
-    await store.revokeLease(lease);
-    expect(await store.get('/w/1')).toBeUndefined();
   });
 
   it('keeps leases across a restart with a fresh TTL', async () => {

@@ -38,6 +38,12 @@ export const metadataSchema = (name: z.ZodType<string>) =>
       name,
       labels: labels.optional(),
       annotations: labels.optional(),
+      /** The version `weft get` printed: applying it again over a newer one is a conflict.
+       * Never stored: a stored document's version is its store revision. */
+      resourceVersion: z
+        .string()
+        .regex(/^[1-9]\d*$/, 'must be the version weft get printed (a positive number)')
+        .optional(),
     })
     .strict();
 

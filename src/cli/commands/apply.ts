@@ -54,29 +54,41 @@ export function registerApply(program: Command): void {
         '-f, --filename <path>',
         'a YAML file, a directory of them, or - for stdin (repeatable)',
         collect,
+      )
+      .option(
+        '--force',
+        'overwrite resources whose metadata.resourceVersion is not the current one (changed since they were read)',
       ),
-  ).action(async (opts: { filename: string[]; server?: string; credentials?: string }) => {
-    const inputs = opts.filename.flatMap(resourceFiles);
-    const parsed = parseResourceTexts(inputs);
-    if (parsed.length === 0)
-      throw new WeftError('WEFT_E_USAGE', `no resources in ${opts.filename.join(', ')}`);
-    const client = WeftAdminClient.open(adminOptionsFrom(opts));
-    try {
-      const results = await client.apply(
-        parsed.map(({ resource, document, source }) => ({
-          kind: resource.kind,
-          name: resource.metadata.name,
-          // As written: the control plane fills defaults in itself, and keeps a TrafficPolicy
-          // as written so a Service's policy inherits what it leaves out from the Mesh's.
-          json: JSON.stringify(document),
-          revision: 0,
-          source,
-        })),
-        opts.filename.join(', '),
-      );
-      for (const r of results) console.log(`${r.kind.toLowerCase()}/${r.name} ${r.outcome}`);
-    } finally {
-      client.close();
-    }
-  });
+  ).action(
+    async (opts: {
+      filename: string[];
+      force?: boolean;
+      server?: string;
+      credentials?: string;
+    }) => {
+      const inputs = opts.filename.flatMap(resourceFiles);
+      const parsed = parseResourceTexts(inputs);
+      if (parsed.length === 0)
+        throw new WeftError('WEFT_E_USAGE', `no resources in ${opts.filename.join(', ')}`);
+      const client = WeftAdminClient.open(adminOptionsFrom(opts));
+      try {
+        const results = await client.apply(
+          parsed.map(({ resource, document, source }) => ({
+            kind: resource.kind,
+            name: resource.metadata.name,
+            // As written: the control plane fills defaults in itself, and keeps a TrafficPolicy
+            // as written so a Service's policy inherits what it leaves out from the Mesh's.
+            json: JSON.stringify(document),
+            revision: 0,
+            source,
+          })),
+          opts.filename.join(', '),
+          { force: opts.force === true },
+        );
+        for (const r of results) console.log(`${r.kind.toLowerCase()}/${r.name} ${r.outcome}`);
+      } finally {
+        client.close();
+      }
+    },
+  );
 }

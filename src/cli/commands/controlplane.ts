@@ -5,7 +5,12 @@ import type { Command } from 'commander';
 import { EXIT_CONFIG } from '../../agent/exit-status.js';
 import { sdNotify } from '../../agent/systemd.js';
 import { DEFAULT_CONTROL_PLANE_DATA_DIR } from '../../api/admin-client.js';
-import { type ControlPlaneConfig, loadControlPlaneConfig } from '../../controlplane/config.js';
+import {
+  applyStoreFlags,
+  type ControlPlaneConfig,
+  loadControlPlaneConfig,
+  type StoreFlags,
+} from '../../controlplane/config.js';
 import { ControlPlane } from '../../controlplane/control-plane.js';
 import { describeError } from '../../errors.js';
 
@@ -32,8 +37,14 @@ export function registerControlplane(program: Command): void {
       '--data-dir <dir>',
       `state, CA and admin credentials (default ${DEFAULT_CONTROL_PLANE_DATA_DIR})`,
     )
-    .action(async (opts: { config?: string; dataDir?: string }) => {
-      const config = loadConfigOrExit(opts.config);
+    .option('--store <type>', 'where the state lives: file (the data directory, default) or etcd')
+    .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (with --store etcd)')
+    .option('--etcd-prefix <prefix>', 'the key prefix in etcd (default /weft/)')
+    .option('--etcd-ca <file>', 'CA bundle of the etcd members (https:// endpoints)')
+    .option('--etcd-cert <file>', 'client certificate for etcd (with --etcd-key)')
+    .option('--etcd-key <file>', 'client key for etcd (with --etcd-cert)')
+    .action(async (opts: { config?: string; dataDir?: string } & StoreFlags) => {
+      const config = loadConfigOrExit(opts.config, opts);
       if (opts.dataDir !== undefined) config.dataDir = opts.dataDir;
       // start() resolves after gRPC and HTTP are bound and <dataDir>/admin is written.
       const cp = await ControlPlane.start({ config });
@@ -47,9 +58,9 @@ export function registerControlplane(program: Command): void {
 }
 
 /** An invalid config exits EX_CONFIG, which weft-controlplane.service does not restart on. */
-function loadConfigOrExit(file: string | undefined): ControlPlaneConfig {
+function loadConfigOrExit(file: string | undefined, flags: StoreFlags): ControlPlaneConfig {
   try {
-    return loadControlPlaneConfig(file);
+    return applyStoreFlags(loadControlPlaneConfig(file), flags);
   } catch (err) {
     console.error(`weft: ${describeError(err)}`);
     process.exit(EXIT_CONFIG);

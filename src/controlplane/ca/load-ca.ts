@@ -57,6 +57,13 @@ async function openCa(
     );
     return { ca, record: { pin: ca.pin, trustBundlePem: ca.trustBundlePem, source: 'generated' } };
   }
+  if (known !== undefined && config.store.type === 'etcd') {
+    // Until the CA is shared through etcd (issue #14, item 3), replicas share it as files.
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      `etcd already holds a control plane whose CA has pin ${known.pin}, and ${dataDir} has no CA (ca.key, ca.crt): every replica must sign with that CA. Copy ca.key and ca.crt from the data directory of the replica that created it into ${dataDir} (mode 0600 for ca.key), or give every replica the same \`ca:\` files, then start this one again`,
+    );
+  }
   if (known?.source === 'generated') {
     throw new WeftError(
       'WEFT_E_STORE',
@@ -85,6 +92,13 @@ export async function loadCa(
     known.value.pin !== record.pin ||
     known.value.trustBundlePem !== record.trustBundlePem
   ) {
+    if (known !== undefined && known.value.pin !== record.pin && config.store.type === 'etcd') {
+      // Another replica signs with the recorded CA: two CAs would split the mesh in two.
+      throw new WeftError(
+        'WEFT_E_CONFIG',
+        `etcd holds a control plane whose CA has pin ${known.value.pin}, but this replica's CA has pin ${record.pin}: every replica must sign with the same CA. Give this replica the CA of the others (the same \`ca:\` files, or ca.key and ca.crt copied into ${dataDir}); to replace the CA on purpose, stop every replica and delete the key ${config.store.prefix}ca from etcd first`,
+      );
+    }
     if (known !== undefined && known.value.pin !== record.pin) {
       log.warn(
         { oldPin: known.value.pin, newPin: record.pin },

@@ -67,6 +67,7 @@ export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplem
       const results = await deps.registry.apply(
         applyItems(call.request),
         call.request.source || 'request',
+        { force: call.request.force === true },
       );
       const changed = results.filter((r) => r.outcome !== 'unchanged');
       if (changed.length > 0)

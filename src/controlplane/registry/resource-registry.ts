@@ -49,13 +49,36 @@ function nowIso(): string {
 /** How often an apply is retried when a concurrent change got in between (CAS conflict). */
 const MAX_ATTEMPTS = 8;
 
+/** As `weft get` shows it: with metadata.resourceVersion, which an apply of it checks. */
 export function toResourceMessage(entry: StoreEntry<StoredDocument>): ResourceMessage {
+  const doc = {
+    ...entry.value,
+    metadata: { ...entry.value.metadata, resourceVersion: String(entry.modRevision) },
+  };
   return {
     kind: entry.value.kind,
     name: entry.value.metadata.name,
-    json: JSON.stringify(entry.value),
+    json: JSON.stringify(doc),
     revision: entry.modRevision,
   };
+}
+
+/** A document's resourceVersion against the stored one: a conflict when they differ. */
+function checkVersion(
+  source: string,
+  id: string,
+  expected: string,
+  current: number | undefined,
+): void {
+  if (current !== undefined && String(current) === expected) return;
+  const [kind, name] = id.split('/');
+  const again = `weft get ${kind!.toLowerCase()} ${name} -o yaml`;
+  throw new WeftError(
+    'WEFT_E_CONFLICT',
+    current === undefined
+      ? `${source} (${id}): metadata.resourceVersion ${expected}: ${id} was deleted since it was read; remove metadata.resourceVersion to create it again, or apply with --force`
+      : `${source} (${id}): metadata.resourceVersion ${expected}: ${id} was changed since it was read (now at version ${current}); read it again (${again}), make the change there and apply it, or apply with --force to overwrite`,
+  );
 }
 
 /** The kind a request names; unknown kinds are a usage error that lists the known ones. */
@@ -82,10 +105,19 @@ export class ResourceRegistry {
   }
 
   /** Validates everything, then writes everything in one transaction. */
-  async apply(items: readonly ApplyItem[], source = 'request'): Promise<ApplyResult[]> {
+  /**
+   * Validates everything, then writes everything in one transaction. A document that carries
+   * metadata.resourceVersion (from `weft get`) is written only over that version (unless
+   * force): a change made in between is a conflict, not silently overwritten.
+   */
+  async apply(
+    items: readonly ApplyItem[],
+    source = 'request',
+    options: { force?: boolean } = {},
+  ): Promise<ApplyResult[]> {
     const resources = this.validate(items, source);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const result = await this.tryApply(resources);
+      const result = await this.tryApply(resources, options.force === true);
       if (result !== undefined) return result;
     }
     throw new WeftError(
@@ -145,7 +177,10 @@ export class ResourceRegistry {
   }
 
   /** One attempt; undefined when a concurrent change made a compare fail. */
-  private async tryApply(resources: AppliedDocument[]): Promise<ApplyResult[] | undefined> {
+  private async tryApply(
+    resources: AppliedDocument[],
+    force: boolean,
+  ): Promise<ApplyResult[] | undefined> {
     // Across resources: HTTP rules of AuthorizationPolicies only on ports that carry HTTP;
     // TrafficPolicies one per target, each Service's merged over the Mesh's still valid.
     const ports = await checkAuthorizationPorts(this.store, resources);
@@ -161,12 +196,16 @@ export class ResourceRegistry {
       const name = resource.metadata.name;
       const key = resourceKey(kind, name);
       const existing = await this.store.get<StoredDocument>(key);
+      const { resourceVersion, ...metadata } = resource.metadata;
+      if (resourceVersion !== undefined && !force)
+        checkVersion(source, `${kind}/${name}`, resourceVersion, existing?.modRevision);
+      // The compare makes the check hold at commit: a change in between retries, and conflicts.
       compares.push({ key, modRevision: existing?.modRevision ?? 0 });
       if (kind === 'Mesh') await this.checkSingleMesh(name, source);
       const stored: StoredDocument = {
         apiVersion: resource.apiVersion,
         kind,
-        metadata: resource.metadata,
+        metadata,
         spec: kind === 'Mesh' ? { ...resource.spec, trustDomain: this.trustDomain } : resource.spec,
       };
       // Kept as written: defaults are filled in after the Service's policy is merged over the

@@ -441,6 +441,16 @@ export class FileStore implements Store {
     return true;
   }
 
+  async leaseTimeToLive(
+    lease: string,
+  ): Promise<{ ttlMs: number; remainingMs: number } | undefined> {
+    this.check();
+    const ttlMs = this.leases.get(lease);
+    const deadline = this.leaseDeadlines.get(lease);
+    if (ttlMs === undefined || deadline === undefined) return undefined;
+    return { ttlMs, remainingMs: Math.max(0, deadline - Date.now()) };
+  }
+
   async revokeLease(lease: string): Promise<void> {
     this.check();
     if (!this.leases.has(lease)) return;

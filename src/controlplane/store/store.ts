@@ -22,6 +22,8 @@
 // - Leases are etcd's: a lease has a TTL, keepAlive() pushes its expiry out, and when it
 //   expires (or is revoked) every key attached to it is deleted in one transaction. Lease
 //   deadlines after a restart start again from the full TTL, as etcd does after leader change.
+//   leaseTimeToLive() tells what is left, so that replicas sharing a store know when a lease's
+//   holder was last heard from by any of them.
 import { WeftError } from '../../errors.js';
 
 export type JsonValue =
@@ -131,6 +133,12 @@ export interface Store {
   keepAlive(lease: string): Promise<boolean>;
   /** Deletes the lease and its keys now. */
   revokeLease(lease: string): Promise<void>;
+  /**
+   * The lease's TTL and what is left of it (undefined once it is gone). Every replica sharing
+   * the store sees the same: ttlMs - remainingMs tells how long ago it was last kept alive,
+   * whichever replica did it (to about a second on etcd, which counts in whole seconds).
+   */
+  leaseTimeToLive(lease: string): Promise<{ ttlMs: number; remainingMs: number } | undefined>;
   /** The latest committed revision. */
   revision(): Promise<number>;
   close(): Promise<void>;

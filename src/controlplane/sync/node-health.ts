@@ -109,8 +109,19 @@ export class NodeHealth {
   async sweep(now = Date.now()): Promise<void> {
     const { hub, liveness, config } = this.deps;
     for (const node of hub.nodesWithWorkloads()) {
-      const lastSeen = liveness.lastSeen(node);
-      const verdict = judgeSilence(now - lastSeen, config);
+      let lastSeen = liveness.lastSeen(node);
+      let verdict = judgeSilence(now - lastSeen, config);
+      if (verdict !== 'fresh') {
+        // Silent here, maybe not elsewhere: another replica sharing the store may hear it (its
+        // heartbeats keep the node's lease alive there). Asked only of nodes silent here, and
+        // remembered, so a node on another replica costs one lookup per workloadStaleAfter.
+        const elsewhere = await this.lastKeptAlive(node, now);
+        if (elsewhere !== undefined && elsewhere > lastSeen) {
+          liveness.heardElsewhere(node, elsewhere);
+          lastSeen = elsewhere;
+          verdict = judgeSilence(now - lastSeen, config);
+        }
+      }
       if (verdict === 'remove') await this.remove(node, now - lastSeen);
       else if (verdict === 'stale') await this.markStale(node, lastSeen, now - lastSeen);
     }
@@ -118,6 +129,15 @@ export class NodeHealth {
       this.lastTokenSweep = now;
       await this.dropOldTokens(now);
     }
+  }
+
+  /** When the node's lease was last kept alive (by any replica), if it has one. */
+  private async lastKeptAlive(node: string, now: number): Promise<number | undefined> {
+    const { store } = this.deps;
+    const lease = (await store.get<NodeRecord>(nodeKey(node)))?.value.lease;
+    if (lease === undefined) return undefined;
+    const left = await store.leaseTimeToLive(lease);
+    return left === undefined ? undefined : now - (left.ttlMs - left.remainingMs);
   }
 
   private async markStale(node: string, lastSeen: number, silentMs: number): Promise<void> {

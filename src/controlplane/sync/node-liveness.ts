@@ -2,7 +2,8 @@
 // many sync streams it has open, the version it acknowledged and its last rejection. Kept in
 // memory: after a restart every node counts as heard from at start, because the control plane
 // cannot tell a node's silence from its own absence; agents reconnect within their backoff cap
-// (10 s, jittered), well before workloadStaleAfter.
+// (10 s, jittered), well before workloadStaleAfter. With replicas sharing a store, a node
+// heard by another replica counts as heard (see NodeHealth.sweep: its lease tells).
 export interface NodeState {
   lastSeenMs: number;
   lastHeartbeatMs: number;
@@ -43,6 +44,12 @@ export class NodeLiveness {
     const s = this.state(node);
     s.lastSeenMs = Date.now();
     if (heartbeat) s.lastHeartbeatMs = s.lastSeenMs;
+  }
+
+  /** Another replica heard from the node at atMs (its lease was kept alive then). */
+  heardElsewhere(node: string, atMs: number): void {
+    const s = this.state(node);
+    if (atMs > s.lastSeenMs) s.lastSeenMs = atMs;
   }
 
   connected(node: string): void {
