@@ -6,12 +6,17 @@
 import { createServer } from 'node:http';
 
 const host = process.env.WEFT_LAB_HOST ?? 'unknown';
-const answer = (req, res) => {
-  req.resume();
+const [weftPort, plainPort, delayMs] = process.argv.slice(2).map(Number);
+const reply = (req, res) => {
   res.setHeader('content-type', 'text/plain');
   res.setHeader('x-served-by', host);
   res.end(req.url === '/health' ? 'ok\n' : `${host}\n`);
 };
-for (const port of process.argv.slice(2).map(Number)) {
+const answer = (req, res) => {
+  req.resume();
+  if (delayMs > 0 && req.url !== '/health') setTimeout(reply, delayMs, req, res);
+  else reply(req, res);
+};
+for (const port of [weftPort, plainPort]) {
   createServer({ keepAliveTimeout: 60_000 }, answer).listen(port);
 }

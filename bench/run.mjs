@@ -30,6 +30,23 @@ const OVERLOAD_ONLY = argv.has('--overload-only');
 const KILL_ONLY = argv.has('--kill-only');
 /** Only scenario 11 (the policy stages' cost): `npm run bench -- --policy-cost-only`. */
 const POLICY_COST_ONLY = argv.has('--policy-cost-only');
+/**
+ * `--kill-app-ms N`: scenario 10's app holds each answer N ms (default 0), so that about
+ * rate x N / 1000 / 2 requests are in flight at the endpoint that is killed.
+ */
+const KILL_APP_MS = (() => {
+  const args = process.argv.slice(2);
+  const i = args.indexOf('--kill-app-ms');
+  if (i < 0) return 0;
+  const ms = Number(args[i + 1]);
+  if (!Number.isInteger(ms) || ms < 0) {
+    console.error(
+      'bench: --kill-app-ms needs a whole number of milliseconds, e.g. --kill-app-ms 50',
+    );
+    process.exit(2);
+  }
+  return ms;
+})();
 const SETUPS = ['direct', 'haproxy', 'weft', 'weft-l7'];
 
 /**
@@ -486,7 +503,7 @@ async function main() {
     .toString(36)
     .slice(2, 6)
     .replace(/[^a-z0-9]/g, 'x')}`; // <lab>-<host> must fit an interface name
-  const bench = await BenchLab.up(name, log);
+  const bench = await BenchLab.up(name, log, { killAppMs: KILL_APP_MS });
   if (OVERLOAD_ONLY)
     return onlyOne(bench, stamp, 'overload', overloadScenario, (o) => overloadMarkdown(o));
   if (KILL_ONLY) return onlyOne(bench, stamp, 'kill', runKill, killMarkdown);
@@ -628,7 +645,7 @@ async function main() {
 
 /** 10. An endpoint killed with kill -9 during a fixed-rate run (weft, haproxy, direct). */
 function runKill(bench) {
-  return killScenario(bench, { ...PLAN.kill, log });
+  return killScenario(bench, { ...PLAN.kill, appMs: KILL_APP_MS, log });
 }
 
 /** 11. The L7 maximum rate with and without a TrafficPolicy and an HTTPRoute, alternated. */

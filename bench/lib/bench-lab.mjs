@@ -85,11 +85,17 @@ const grpcWorkload = (host) => ({
 });
 
 /** Scenario 10's app on `host`: weft's port and the plain one, in one process (one kill). */
-const killWorkload = () => ({
+const killWorkload = (delayMs = 0) => ({
   service: 'bench-kill',
   name: 'kill',
   port: PORTS.kill,
-  command: [process.execPath, KILL_APP, String(PORTS.kill), String(PORTS.plainKill)],
+  command: [
+    process.execPath,
+    KILL_APP,
+    String(PORTS.kill),
+    String(PORTS.plainKill),
+    String(delayMs),
+  ],
 });
 
 // One upstream behind two services: `bench` (http, the L7 path) and `bench-tcp` (tcp, opaque:
@@ -207,7 +213,8 @@ export class BenchLab {
     this.server2Addr = mesh.lab.host('server2').address;
   }
 
-  static async up(name, log) {
+  /** `killAppMs`: how long scenario 10's app takes per request (default 0: at once). */
+  static async up(name, log, { killAppMs = 0 } = {}) {
     const dir = `/tmp/weft-bench-${name}`;
     mkdirSync(dir, { recursive: true });
     chmodSync(dir, 0o755);
@@ -269,12 +276,12 @@ export class BenchLab {
             grpcWorkload('server'),
             capacityWorkload('bench-overload', PORTS.overload),
             capacityWorkload('bench-overload-ac', PORTS.overloadAc),
-            killWorkload(),
+            killWorkload(killAppMs),
           ],
         },
         // The second endpoint of `bench-grpc`: a service's endpoints on one host would need
         // two addresses, and one endpoint per host is the common case anyway.
-        { name: 'server2', workloads: [grpcWorkload('server2'), killWorkload()] },
+        { name: 'server2', workloads: [grpcWorkload('server2'), killWorkload(killAppMs)] },
       ],
       resourceFiles: [resources],
       // The direct and haproxy setups use ports left out of capture on both hosts, so the
@@ -288,6 +295,7 @@ export class BenchLab {
       },
     });
     const bench = new BenchLab(mesh, dir);
+    bench.killAppMs = killAppMs;
     try {
       await bench.findVips();
       await bench.startPeers();
@@ -451,7 +459,7 @@ export class BenchLab {
   async restartKillApp(host) {
     await this.lab.startProcess(host, {
       name: 'kill',
-      command: killWorkload().command,
+      command: killWorkload(this.killAppMs).command,
       user: 'weftapp',
     });
     await this.pinProcess(host, 'kill', 'node');

@@ -149,6 +149,9 @@ function clientView(rows, killedAt) {
   const ms = (xs) => xs.map((r) => r[col.ms]).sort((a, b) => a - b);
   const before = ms(rows.filter((r) => r[col.sentAt] < killedAt));
   const after = ms(rows.filter((r) => r[col.sentAt] >= killedAt));
+  const firstSecond = ms(
+    rows.filter((r) => r[col.sentAt] >= killedAt && r[col.sentAt] < killedAt + 1000),
+  );
   const all = ms(rows);
   return {
     sent: rows.length,
@@ -159,6 +162,7 @@ function clientView(rows, killedAt) {
     p99Before: pct(before, 99),
     p50After: pct(after, 50),
     p99After: pct(after, 99),
+    p99FirstSecond: pct(firstSecond, 99),
     maxAfter: after.at(-1) ?? null,
     p99: pct(all, 99),
   };
@@ -226,8 +230,8 @@ async function killRun(bench, setup, { rate, seconds, killAtS, warmS, log }) {
 }
 
 /** Scenario 10 for every setup, once, in the order of KILL_SETUPS. */
-export async function killScenario(bench, { rate, seconds, killAtS, warmS, log }) {
-  const out = { rate, seconds, killAtS, victim: VICTIM, setups: {} };
+export async function killScenario(bench, { rate, seconds, killAtS, warmS, appMs, log }) {
+  const out = { rate, seconds, killAtS, appMs, victim: VICTIM, setups: {} };
   for (const setup of KILL_SETUPS) {
     log(`scenario 10: ${rate}/s for ${seconds} s through ${setup}, kill -9 at ${killAtS} s`);
     out.setups[setup] = await killRun(bench, setup, { rate, seconds, killAtS, warmS, log });

@@ -31,7 +31,10 @@ async function routed(bench) {
 
 export async function policyCostScenario(bench, { reps, seconds, warmS, log }) {
   const raw = Object.fromEntries(
-    POLICY_SETUPS.map((s) => [s, { rps: [], p99: [], errors: [], clientCpu: [], serverCpu: [] }]),
+    POLICY_SETUPS.map((s) => [
+      s,
+      { rps: [], p99: [], errors: [], clientCpu: [], serverCpu: [], bothCpu: [] },
+    ]),
   );
   const routedBefore = await routed(bench);
   for (let rep = 0; rep < reps; rep++) {
@@ -50,6 +53,7 @@ export async function policyCostScenario(bench, { reps, seconds, warmS, log }) {
       into.errors.push(r.errors + r.status);
       into.clientCpu.push((cpuSeconds(p.clientAgent) - c0) / perK);
       into.serverCpu.push((cpuSeconds(p.serverAgent) - s0) / perK);
+      into.bothCpu.push(into.clientCpu.at(-1) + into.serverCpu.at(-1));
     }
   }
   const routedRequests = (await routed(bench)) - routedBefore;
@@ -59,7 +63,16 @@ export async function policyCostScenario(bench, { reps, seconds, warmS, log }) {
       Object.fromEntries(Object.entries(v).map(([k, xs]) => [k, summarize(xs)])),
     ]),
   );
-  // Paired within each repetition, so that the machine's drift cancels out.
-  const ratios = raw['weft-policy'].rps.map((v, i) => v / raw['weft-vip'].rps[i]);
-  return { reps, seconds, raw, summary: sum, ratio: summarize(ratios), routedRequests };
+  // Paired within each repetition, so that the machine's drift cancels out. CPU per request
+  // moves less with other work on the machine than a rate does.
+  const paired = (key) => raw['weft-policy'][key].map((v, i) => v / raw['weft-vip'][key][i]);
+  return {
+    reps,
+    seconds,
+    raw,
+    summary: sum,
+    ratio: summarize(paired('rps')),
+    cpuRatio: summarize(paired('bothCpu')),
+    routedRequests,
+  };
 }

@@ -118,11 +118,12 @@ export function killMarkdown(k) {
     ["requests reaching the dead endpoint's host after the kill", (r) => r.victimRequestsAfterKill],
     ['p50 / p99 before the kill (ms)', (r) => `${ms(r.p50Before, 2)} / ${ms(r.p99Before, 2)}`],
     ['p50 / p99 after the kill (ms)', (r) => `${ms(r.p50After, 2)} / ${ms(r.p99After, 2)}`],
+    ['p99 of the requests sent in the second after the kill (ms)', (r) => ms(r.p99FirstSecond, 2)],
     ['max after the kill (ms)', (r) => ms(r.maxAfter)],
     ['p99 of the whole run (ms)', (r) => ms(r.p99, 2)],
   ];
   return [
-    `## 10. An endpoint killed: ${k.rate} GETs/s for ${k.seconds} s over two endpoints, ${k.victim}'s app killed with kill -9 at ${k.killAtS} s`,
+    `## 10. An endpoint killed: ${k.rate} GETs/s for ${k.seconds} s over two endpoints${k.appMs ? ` (the app takes ${k.appMs} ms per request)` : ''}, ${k.victim}'s app killed with kill -9 at ${k.killAtS} s`,
     '',
     `| figure | ${setups.join(' | ')} |`,
     `|---|${setups.map(() => '---').join('|')}|`,
@@ -158,9 +159,10 @@ export function policyCostMarkdown(p) {
     row('latency p99 (ms)', 'p99', 2),
     row('client agent CPU µs per request', 'clientCpu', 1, 1000),
     row('server agent CPU µs per request', 'serverCpu', 1, 1000),
+    row('both agents CPU µs per request', 'bothCpu', 1, 1000),
     row('errors', 'errors', 0),
     '',
-    `Rate with / without, paired per repetition: ${cell(p.ratio, 3)} (aim: at least 0.90). Requests the client agent counted under route \`bench-policy\`: ${p.routedRequests}.`,
+    `With / without, paired per repetition: rate ${cell(p.ratio, 3)} (aim: at least 0.90), both agents' CPU per request ${cell(p.cpuRatio, 3)}. Requests the client agent counted under route \`bench-policy\`: ${p.routedRequests}.`,
     '',
   ].join('\n');
 }
