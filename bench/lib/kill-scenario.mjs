@@ -138,6 +138,29 @@ const pct = (sorted, p) =>
     ? null
     : sorted[Math.min(sorted.length, Math.ceil((p / 100) * sorted.length)) - 1];
 
+/** Width of the timeline's windows (ms). */
+const WINDOW_MS = 250;
+
+/**
+ * The run in windows of requests by when they were sent, relative to the kill: [start (ms),
+ * requests, failed, p99 (ms), max (ms)]. Tells a stall the kill caused from one of the machine.
+ */
+function timeline(rows, killedAt) {
+  const windows = new Map();
+  for (const r of rows) {
+    const w = Math.floor((r[col.sentAt] - killedAt) / WINDOW_MS) * WINDOW_MS;
+    if (!windows.has(w)) windows.set(w, []);
+    windows.get(w).push(r);
+  }
+  return [...windows.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([w, rs]) => {
+      const ms = rs.map((r) => r[col.ms]).sort((a, b) => a - b);
+      const failed = rs.filter((r) => r[col.status] !== 200).length;
+      return [w, rs.length, failed, pct(ms, 99), ms.at(-1)];
+    });
+}
+
 /** The client's view of one run: failures by kind, latency before and after the kill. */
 function clientView(rows, killedAt) {
   const failures = {};
@@ -153,7 +176,14 @@ function clientView(rows, killedAt) {
     rows.filter((r) => r[col.sentAt] >= killedAt && r[col.sentAt] < killedAt + 1000),
   );
   const all = ms(rows);
+  const windows = timeline(rows, killedAt);
+  const worst = (xs) => xs.reduce((a, w) => (a === undefined || w[4] > a[4] ? w : a), undefined);
+  const slowBefore = worst(windows.filter((w) => w[0] < 0));
+  const slowAfter = worst(windows.filter((w) => w[0] >= 0));
   return {
+    timeline: windows,
+    slowestWindowBefore: slowBefore && { atMs: slowBefore[0], maxMs: slowBefore[4] },
+    slowestWindowAfter: slowAfter && { atMs: slowAfter[0], maxMs: slowAfter[4] },
     sent: rows.length,
     failed: rows.filter((r) => r[col.status] !== 200).length,
     failedAfterKill: rows.filter((r) => r[col.status] !== 200 && r[col.sentAt] >= killedAt).length,

@@ -120,6 +120,13 @@ export function killMarkdown(k) {
     ['p50 / p99 after the kill (ms)', (r) => `${ms(r.p50After, 2)} / ${ms(r.p99After, 2)}`],
     ['p99 of the requests sent in the second after the kill (ms)', (r) => ms(r.p99FirstSecond, 2)],
     ['max after the kill (ms)', (r) => ms(r.maxAfter)],
+    [
+      'slowest 250 ms window (by when sent) before / after the kill: its max (ms) @ its start (ms from the kill)',
+      (r) =>
+        [r.slowestWindowBefore, r.slowestWindowAfter]
+          .map((w) => (w ? `${ms(w.maxMs)} @ ${w.atMs}` : '-'))
+          .join(' / '),
+    ],
     ['p99 of the whole run (ms)', (r) => ms(r.p99, 2)],
   ];
   return [
