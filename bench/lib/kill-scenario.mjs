@@ -222,7 +222,13 @@ async function killRun(bench, setup, { rate, seconds, killAtS, warmS, log }) {
   const killedAt = Date.now();
   process.kill(pid, 'SIGKILL');
   log(`scenario 10, ${setup}: killed ${VICTIM}'s app (pid ${pid}) at +${killAtS} s`);
-  const out = await running;
+  let out;
+  try {
+    out = await running;
+  } finally {
+    // Back for the next setup whatever happened (the load is over: nothing reaches it now).
+    await bench.restartKillApp(VICTIM);
+  }
   await sleep(1_000); // weft's access log is flushed within about 200 ms
   const view = clientView(out.rows, killedAt);
   let retries;
@@ -247,7 +253,6 @@ async function killRun(bench, setup, { rate, seconds, killAtS, warmS, log }) {
   const arrivals = victimLog
     ? victimArrivals(setup, victimLog, offset, killedAt)
     : out.rows.filter((r, i) => i % 2 === 1 && r[col.sentAt] >= killedAt).map((r) => r[col.sentAt]);
-  await bench.restartKillApp(VICTIM);
   return {
     ...view,
     lateStartMs: out.started - startAt - warmS * 1000,
