@@ -11,8 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab, CPU, OVERLOAD_APP } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
+import { killScenario } from './lib/kill-scenario.mjs';
+import { policyCostScenario } from './lib/policy-cost.mjs';
 import { rssMiB, rssSampler, totalCpuSeconds } from './lib/proc.mjs';
-import { markdown } from './lib/report.mjs';
+import { killMarkdown, markdown, policyCostMarkdown } from './lib/report.mjs';
 import { summarize } from './lib/stats.mjs';
 import { ensureTools } from './lib/tools.mjs';
 
@@ -24,6 +26,27 @@ const PROFILE = argv.has('--profile');
 const CONTROL_PLANE = !argv.has('--no-controlplane');
 /** Only the overload scenario (9), once: `npm run bench -- --overload-only`. */
 const OVERLOAD_ONLY = argv.has('--overload-only');
+/** Only scenario 10 (an endpoint killed), once: `npm run bench -- --kill-only`. */
+const KILL_ONLY = argv.has('--kill-only');
+/** Only scenario 11 (the policy stages' cost): `npm run bench -- --policy-cost-only`. */
+const POLICY_COST_ONLY = argv.has('--policy-cost-only');
+/**
+ * `--kill-app-ms N`: scenario 10's app holds each answer N ms (default 0), so that about
+ * rate x N / 1000 / 2 requests are in flight at the endpoint that is killed.
+ */
+const KILL_APP_MS = (() => {
+  const args = process.argv.slice(2);
+  const i = args.indexOf('--kill-app-ms');
+  if (i < 0) return 0;
+  const ms = Number(args[i + 1]);
+  if (!Number.isInteger(ms) || ms < 0) {
+    console.error(
+      'bench: --kill-app-ms needs a whole number of milliseconds, e.g. --kill-app-ms 50',
+    );
+    process.exit(2);
+  }
+  return ms;
+})();
 const SETUPS = ['direct', 'haproxy', 'weft', 'weft-l7'];
 
 /**
@@ -54,6 +77,8 @@ const PLAN = QUICK
       simAgents: 200,
       simChanges: 4,
       overloadS: 5,
+      kill: { rate: 400, seconds: 15, killAtS: 5, warmS: 2 },
+      policyReps: 2,
     }
   : {
       reps: 3,
@@ -67,6 +92,8 @@ const PLAN = QUICK
       simAgents: 1000,
       simChanges: 10,
       overloadS: 10,
+      kill: { rate: 400, seconds: 15, killAtS: 5, warmS: 2 },
+      policyReps: 4,
     };
 
 const started = Date.now();
@@ -476,10 +503,16 @@ async function main() {
     .toString(36)
     .slice(2, 6)
     .replace(/[^a-z0-9]/g, 'x')}`; // <lab>-<host> must fit an interface name
-  const bench = await BenchLab.up(name, log);
-  if (OVERLOAD_ONLY) return overloadOnly(bench, stamp);
+  const bench = await BenchLab.up(name, log, { killAppMs: KILL_APP_MS });
+  if (OVERLOAD_ONLY)
+    return onlyOne(bench, stamp, 'overload', overloadScenario, (o) => overloadMarkdown(o));
+  if (KILL_ONLY) return onlyOne(bench, stamp, 'kill', runKill, killMarkdown);
+  if (POLICY_COST_ONLY)
+    return onlyOne(bench, stamp, 'policy-cost', runPolicyCost, policyCostMarkdown);
   const raw = {};
   let overload;
+  let kill;
+  let policyCost;
   const memory = {};
   let controlPlane;
   let profiles;
@@ -516,6 +549,16 @@ async function main() {
       overload = await overloadScenario(bench);
     } catch (err) {
       failures.push(`scenario 9: ${err.message}`);
+    }
+    try {
+      kill = await runKill(bench);
+    } catch (err) {
+      failures.push(`scenario 10: ${err.message}`);
+    }
+    try {
+      policyCost = await runPolicyCost(bench);
+    } catch (err) {
+      failures.push(`scenario 11: ${err.message}`);
     }
     if (PROFILE) {
       const dir = join(RESULTS, `${stamp}-profile`);
@@ -576,6 +619,8 @@ async function main() {
     memory,
     controlPlane,
     overload,
+    kill,
+    policyCost,
     profiles: profiles
       ? Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, v]))
       : undefined,
@@ -583,7 +628,11 @@ async function main() {
     durationSeconds: (Date.now() - started) / 1000,
   };
   mkdirSync(RESULTS, { recursive: true });
-  const md = markdown(result) + (overload ? `\n${overloadMarkdown(overload)}` : '');
+  const md =
+    markdown(result) +
+    (overload ? `\n${overloadMarkdown(overload)}` : '') +
+    (kill ? `\n${killMarkdown(kill)}` : '') +
+    (policyCost ? `\n${policyCostMarkdown(policyCost)}` : '');
   writeFileSync(join(RESULTS, `${stamp}.json`), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(RESULTS, `${stamp}.md`), md);
   process.stdout.write(md);
@@ -594,11 +643,29 @@ async function main() {
   }
 }
 
-/** `--overload-only`: scenario 9 alone, written as bench/results/<stamp>-overload.{json,md}. */
-async function overloadOnly(bench, stamp) {
-  let overload;
+/** 10. An endpoint killed with kill -9 during a fixed-rate run (weft, haproxy, direct). */
+function runKill(bench) {
+  return killScenario(bench, { ...PLAN.kill, appMs: KILL_APP_MS, log });
+}
+
+/** 11. The L7 maximum rate with and without a TrafficPolicy and an HTTPRoute, alternated. */
+function runPolicyCost(bench) {
+  return policyCostScenario(bench, {
+    reps: PLAN.policyReps,
+    seconds: PLAN.maxS,
+    warmS: PLAN.warmS,
+    log,
+  });
+}
+
+/**
+ * `--overload-only`, `--kill-only`, `--policy-cost-only`: one scenario alone, written as
+ * bench/results/<stamp>-<what>.{json,md}.
+ */
+async function onlyOne(bench, stamp, what, run, toMarkdown) {
+  let figures;
   try {
-    overload = await overloadScenario(bench);
+    figures = await run(bench);
   } finally {
     log('tearing the lab down');
     await bench.lab.down().catch((err) => log(`teardown: ${err.message}`));
@@ -607,13 +674,14 @@ async function overloadOnly(bench, stamp) {
   const result = {
     date: new Date().toISOString(),
     commit: gitCommit(),
-    mode: 'overload-only',
-    overload,
+    mode: `${what}-only${QUICK ? ', quick' : ''}`,
+    [what === 'policy-cost' ? 'policyCost' : what]: figures,
+    durationSeconds: (Date.now() - started) / 1000,
   };
-  const md = overloadMarkdown(overload);
+  const md = `commit ${result.commit}, ${result.date}\n\n${toMarkdown(figures)}`;
   mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, `${stamp}-overload.json`), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(join(RESULTS, `${stamp}-overload.md`), `${md}\n`);
+  writeFileSync(join(RESULTS, `${stamp}-${what}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(RESULTS, `${stamp}-${what}.md`), `${md}\n`);
   process.stdout.write(`${md}\n`);
 }
 

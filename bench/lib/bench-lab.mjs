@@ -14,6 +14,7 @@ const BENCH = fileURLToPath(new URL('..', import.meta.url));
 const GRPC_LOAD = join(BENCH, 'grpc-load.mjs');
 const CAPACITY_APP = join(BENCH, '..', 'test', 'fixtures', 'capacity-app.mjs');
 const OVERLOAD_LOAD = join(BENCH, 'overload-load.mjs');
+const KILL_APP = join(BENCH, 'kill-app.mjs');
 /** The overload scenario's app: 8 requests at a time, 50 ms each (160 requests/s). */
 export const OVERLOAD_APP = { capacity: 8, serviceMs: 50 };
 
@@ -43,6 +44,11 @@ export const PORTS = {
   overload: 8083, // an app of fixed capacity (`bench-overload`, no policy)
   overloadAc: 8084, // the same app (`bench-overload-ac`, with adaptiveConcurrency)
   plainGrpc: 9091, // the same gRPC servers, for direct and haproxy
+  kill: 8085, // scenario 10's app on server and server2 (`bench-kill`, http, retries on)
+  plainKill: 8086, // the same app, for direct and haproxy
+  policy: 8087, // the upstream again, behind a TrafficPolicy and an HTTPRoute (`bench-policy`)
+  tlsKill: 18447, // scenario 10's server-side HAProxys (server and server2)
+  haKill: 18005, // scenario 10's client-side HAProxy on 127.0.0.1
   tlsHttp: 18443, // server-side HAProxy
   tlsTcp: 18444,
   tlsH2: 18445,
@@ -52,6 +58,13 @@ export const PORTS = {
   haH2: 18003,
   haGrpc: 18004,
 };
+
+/** Scenario 10's HAProxys: the host and its config template. */
+const KILL_HAPROXY = [
+  ['client', 'kill-client'],
+  ['server', 'kill-server'],
+  ['server2', 'kill-server'],
+];
 
 /** CPU placement: each lab "host" gets one core, as two one-core machines would. */
 export const CPU = { client: '0', server: '1', server2: '1' };
@@ -68,6 +81,20 @@ const grpcWorkload = (host) => ({
     host,
     String(PORTS.weftGrpc),
     String(PORTS.plainGrpc),
+  ],
+});
+
+/** Scenario 10's app on `host`: weft's port and the plain one, in one process (one kill). */
+const killWorkload = (delayMs = 0) => ({
+  service: 'bench-kill',
+  name: 'kill',
+  port: PORTS.kill,
+  command: [
+    process.execPath,
+    KILL_APP,
+    String(PORTS.kill),
+    String(PORTS.plainKill),
+    String(delayMs),
   ],
 });
 
@@ -109,6 +136,66 @@ metadata: { name: bench-overload-ac }
 spec:
   targetRef: { name: bench-overload-ac }
   adaptiveConcurrency: {}
+---
+apiVersion: weft/v1
+kind: Service
+metadata: { name: bench-kill }
+spec: { ports: [{ port: ${PORTS.kill}, protocol: http }] }
+---
+# Scenario 10: retries (a budget, Linkerd's numbers) and outlier detection; an endpoint is
+# killed during the run.
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: { name: bench-kill }
+spec:
+  targetRef: { name: bench-kill }
+  retries:
+    attempts: 2
+    on: [connect-failure, reset, 5xx, gateway-error]
+    budget: { percent: 20, minPerSecond: 10 }
+  outlierDetection:
+    { consecutiveFailures: 5, interval: 10s, baseEjectionTime: 5s, maxEjectionPercent: 50 }
+---
+apiVersion: weft/v1
+kind: Service
+metadata: { name: bench-policy }
+spec: { ports: [{ port: ${PORTS.policy}, protocol: http }] }
+---
+# Scenario 11: every policy stage on the path, none of them refusing anything (limits far above
+# the rate), against \`bench\` without them.
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: { name: bench-policy }
+spec:
+  targetRef: { name: bench-policy }
+  timeouts: { connect: 1s, request: 10s, idle: 5m }
+  retries:
+    attempts: 2
+    perTryTimeout: 5s
+    on: [connect-failure, reset, gateway-error]
+    budget: { percent: 20, minPerSecond: 10 }
+  circuitBreaker: { maxConnections: 4096, maxPendingRequests: 4096, maxRequests: 4096, maxRetries: 3 }
+  outlierDetection:
+    { consecutiveFailures: 5, interval: 10s, baseEjectionTime: 5s, maxEjectionPercent: 10 }
+  rateLimit: { maxTokens: 1000000000, tokensPerFill: 1000000000, fillInterval: 1s }
+---
+# Two rules (the bench's GETs of / match the second), one header modifier; every request lands
+# on bench-policy itself.
+apiVersion: weft/v1
+kind: HTTPRoute
+metadata: { name: bench-policy }
+spec:
+  parentRefs: [{ name: bench-policy }]
+  rules:
+    - matches:
+        - path: { type: PathPrefix, value: /api }
+          headers: [{ name: x-canary, value: "1" }]
+    - matches:
+        - path: { type: PathPrefix, value: / }
+          method: GET
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: { set: [{ name: x-bench-route, value: policy }] }
 `;
 
 function template(name, values) {
@@ -126,7 +213,8 @@ export class BenchLab {
     this.server2Addr = mesh.lab.host('server2').address;
   }
 
-  static async up(name, log) {
+  /** `killAppMs`: how long scenario 10's app takes per request (default 0: at once). */
+  static async up(name, log, { killAppMs = 0 } = {}) {
     const dir = `/tmp/weft-bench-${name}`;
     mkdirSync(dir, { recursive: true });
     chmodSync(dir, 0o755);
@@ -139,6 +227,7 @@ export class BenchLab {
         WEFT_PORT: PORTS.weftHttp,
         WEFT_TCP_PORT: PORTS.weftTcp,
         PLAIN_PORT: PORTS.plainHttp,
+        POLICY_PORT: PORTS.policy,
       }),
     );
     chmodSync(upstreamCfg, 0o644);
@@ -150,6 +239,8 @@ export class BenchLab {
       PORTS.tlsTcp,
       PORTS.tlsH2,
       PORTS.tlsGrpc,
+      PORTS.plainKill,
+      PORTS.tlsKill,
     ];
     log('building the lab (cp, client, server, server2) with the real CLI');
     const mesh = await MeshLab.up({
@@ -172,6 +263,12 @@ export class BenchLab {
               command: ['sleep', 'infinity'],
             },
             {
+              // The upstream answers on this port as well (scenario 11).
+              service: 'bench-policy',
+              port: PORTS.policy,
+              command: ['sleep', 'infinity'],
+            },
+            {
               service: 'bulk',
               port: PORTS.weftIperf,
               command: ['iperf3', '-s', '-p', String(PORTS.weftIperf)],
@@ -179,11 +276,12 @@ export class BenchLab {
             grpcWorkload('server'),
             capacityWorkload('bench-overload', PORTS.overload),
             capacityWorkload('bench-overload-ac', PORTS.overloadAc),
+            killWorkload(killAppMs),
           ],
         },
         // The second endpoint of `bench-grpc`: a service's endpoints on one host would need
         // two addresses, and one endpoint per host is the common case anyway.
-        { name: 'server2', workloads: [grpcWorkload('server2')] },
+        { name: 'server2', workloads: [grpcWorkload('server2'), killWorkload(killAppMs)] },
       ],
       resourceFiles: [resources],
       // The direct and haproxy setups use ports left out of capture on both hosts, so the
@@ -197,6 +295,7 @@ export class BenchLab {
       },
     });
     const bench = new BenchLab(mesh, dir);
+    bench.killAppMs = killAppMs;
     try {
       await bench.findVips();
       await bench.startPeers();
@@ -234,6 +333,10 @@ export class BenchLab {
       IPERF_PLAIN_PORT: PORTS.plainIperf,
       SERVER2_ADDR: this.server2Addr,
       GRPC_PLAIN_PORT: PORTS.plainGrpc,
+      KILL_PORT: PORTS.haKill,
+      KILL_TLS_PORT: PORTS.tlsKill,
+      KILL_PLAIN_PORT: PORTS.plainKill,
+      KILL_STATS: this.killStatsSocket,
     };
     for (const side of ['client', 'server']) {
       const cfg = join(this.dir, `haproxy-${side}.cfg`);
@@ -241,6 +344,22 @@ export class BenchLab {
       execFileSync('haproxy', ['-c', '-q', '-f', cfg]);
       await lab.startProcess(side, { name: 'haproxy', command: ['haproxy', '-f', cfg, '-db'] });
     }
+    // Scenario 10's HAProxys: one balancing on the client host, one in front of each app.
+    for (const [host, tmpl] of KILL_HAPROXY) {
+      const cfg = join(this.dir, `haproxy-kill-${host}.cfg`);
+      const addr = lab.host(host).address;
+      writeFileSync(cfg, template(tmpl, { ...values, ADDR: addr }));
+      execFileSync('haproxy', ['-c', '-q', '-f', cfg]);
+      await lab.startProcess(host, {
+        name: 'haproxy-kill',
+        command: ['haproxy', '-f', cfg, '-db'],
+      });
+    }
+  }
+
+  /** The client-side scenario 10 HAProxy's stats socket (its retries and redispatches). */
+  get killStatsSocket() {
+    return join(this.dir, 'haproxy-kill-client.sock');
   }
 
   /** The services' virtual IPs, from the control plane (the bench runs without weft's DNS). */
@@ -249,7 +368,8 @@ export class BenchLab {
     this.vips = Object.fromEntries(
       JSON.parse(r.stdout).map((d) => [d.metadata.name, d.status?.vip]),
     );
-    if (!this.vips['bench-grpc']) throw new Error(`no VIP for bench-grpc in: ${r.stdout}`);
+    for (const name of ['bench', 'bench-grpc', 'bench-kill', 'bench-policy'])
+      if (!this.vips[name]) throw new Error(`no VIP for ${name} in: ${r.stdout}`);
   }
 
   /** The pid of a lab process by host and name, resolved to the program itself. */
@@ -310,6 +430,9 @@ export class BenchLab {
     for (const [cpu, pids] of placement)
       for (const pid of pids)
         execFileSync('taskset', ['-a', '-cp', cpu, String(pid)], { stdio: 'ignore' });
+    // Scenario 10's apps and HAProxys (each host's core; server2 shares the server's).
+    for (const [host] of KILL_HAPROXY) await this.pinProcess(host, 'haproxy-kill', 'haproxy');
+    for (const host of ['server', 'server2']) await this.pinProcess(host, 'kill', 'node');
   }
 
   /**
@@ -332,13 +455,35 @@ export class BenchLab {
     await this.pinAgent(host);
   }
 
+  /** Scenario 10: starts `host`'s killed app again, pinned to its core. */
+  async restartKillApp(host) {
+    await this.lab.startProcess(host, {
+      name: 'kill',
+      command: killWorkload(this.killAppMs).command,
+      user: 'weftapp',
+    });
+    await this.pinProcess(host, 'kill', 'node');
+  }
+
+  /** A lab process's log file (its stdout and stderr). */
+  logFile(host, name) {
+    const rec = this.lab.processes().find((p) => p.host === host && p.name === name);
+    if (!rec) throw new Error(`no lab process ${host}/${name}`);
+    return rec.logFile;
+  }
+
   /** Pins a restarted agent again. */
-  async pinAgent(host) {
+  pinAgent(host) {
+    return this.pinProcess(host, 'agent', 'node');
+  }
+
+  /** Pins a (re)started lab process to its host's core, once it has replaced its launcher. */
+  async pinProcess(host, name, comm) {
     const deadline = Date.now() + 10_000;
     let pid;
     while (pid === undefined) {
       try {
-        pid = this.pid(host, 'agent', 'node');
+        pid = this.pid(host, name, comm);
       } catch (err) {
         if (Date.now() > deadline) throw err;
         await new Promise((r) => setTimeout(r, 100));
@@ -403,6 +548,10 @@ export class BenchLab {
       haproxy: `http://127.0.0.1:${PORTS.haHttp}/`,
       weft: `http://${this.serverAddr}:${PORTS.weftTcp}/`,
       'weft-l7': `http://${this.serverAddr}:${PORTS.weftHttp}/`,
+      // Scenario 11: both through a service's virtual IP (routes apply to a Service, not to an
+      // endpoint's own address), `bench` as it is and `bench-policy` with every policy stage.
+      'weft-vip': `http://${this.vips.bench}:${PORTS.weftHttp}/`,
+      'weft-policy': `http://${this.vips['bench-policy']}:${PORTS.policy}/`,
     };
   }
 
@@ -443,7 +592,7 @@ export class BenchLab {
   proxyPids(setup, { server2 = false } = {}) {
     const p = this.pids;
     if (setup === 'haproxy') return [p.clientHaproxy, p.serverHaproxy];
-    if (setup === 'weft' || setup === 'weft-l7')
+    if (setup.startsWith('weft'))
       return [p.clientAgent, p.serverAgent, ...(server2 ? [p.server2Agent] : [])];
     return [];
   }

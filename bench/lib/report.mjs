@@ -80,3 +80,96 @@ export function markdown(result) {
   lines.push(`Duration of this run: ${(result.durationSeconds / 60).toFixed(1)} min.`);
   return `${lines.join('\n')}\n`;
 }
+
+/** Scenario 10: an endpoint killed during a fixed-rate run, per setup. */
+export function killMarkdown(k) {
+  const setups = Object.keys(k.setups);
+  const v = (fn) => setups.map((s) => fn(k.setups[s]) ?? '-').join(' | ');
+  const ms = (x, d = 1) => (x == null ? null : x.toFixed(d));
+  const kinds = (r) =>
+    Object.entries(r.failures)
+      .map(([kind, n]) => `${n} x ${kind}`)
+      .join(', ') || 'none';
+  const retries = (r) => {
+    if (!r.retries) return 'none (no proxy)';
+    const detail = r.retries.byReason
+      ? Object.entries(r.retries.byReason)
+          .filter(([, n]) => n > 0)
+          .map(([why, n]) => `${why} ${n}`)
+          .join(', ')
+      : `${r.retries.redispatches} redispatched`;
+    const denied = Object.entries(r.retries.denied ?? {})
+      .filter(([, n]) => n > 0)
+      .map(([why, n]) => `; denied: ${why} ${n}`)
+      .join('');
+    return `${r.retries.total}${detail ? ` (${detail}${denied})` : denied}`;
+  };
+  const rows = [
+    ['requests sent', (r) => r.sent],
+    ['the kill landed at (ms into the measured run)', (r) => ms(r.killAtMs, 0)],
+    ['failed (not 200), as the client saw them', (r) => r.failed],
+    ['of which sent after the kill', (r) => r.failedAfterKill],
+    ['failures by kind', kinds],
+    ['retries by the proxy', retries],
+    [
+      "kill -> last request reaching the dead endpoint's host (ms)",
+      (r) => (r.avoided ? (ms(r.lastVictimRequestMs) ?? 'none after the kill') : 'never avoided'),
+    ],
+    ["requests reaching the dead endpoint's host after the kill", (r) => r.victimRequestsAfterKill],
+    ['p50 / p99 before the kill (ms)', (r) => `${ms(r.p50Before, 2)} / ${ms(r.p99Before, 2)}`],
+    ['p50 / p99 after the kill (ms)', (r) => `${ms(r.p50After, 2)} / ${ms(r.p99After, 2)}`],
+    ['p99 of the requests sent in the second after the kill (ms)', (r) => ms(r.p99FirstSecond, 2)],
+    ['max after the kill (ms)', (r) => ms(r.maxAfter)],
+    [
+      'slowest 250 ms window (by when sent) before / after the kill: its max (ms) @ its start (ms from the kill)',
+      (r) =>
+        [r.slowestWindowBefore, r.slowestWindowAfter]
+          .map((w) => (w ? `${ms(w.maxMs)} @ ${w.atMs}` : '-'))
+          .join(' / '),
+    ],
+    ['p99 of the whole run (ms)', (r) => ms(r.p99, 2)],
+  ];
+  return [
+    `## 10. An endpoint killed: ${k.rate} GETs/s for ${k.seconds} s over two endpoints${k.appMs ? ` (the app takes ${k.appMs} ms per request)` : ''}, ${k.victim}'s app killed with kill -9 at ${k.killAtS} s`,
+    '',
+    `| figure | ${setups.join(' | ')} |`,
+    `|---|${setups.map(() => '---').join('|')}|`,
+    ...rows.map(([label, fn]) => `| ${label} | ${v(fn)} |`),
+    '',
+  ].join('\n');
+}
+
+/** Scenario 11: the L7 maximum rate with and without the policy stages. */
+export function policyCostMarkdown(p) {
+  const s = p.summary;
+  const row = (label, key, d, scale = 1) => {
+    const c = (x) =>
+      x == null
+        ? '-'
+        : cell(
+            {
+              median: x.median * scale,
+              min: x.min * scale,
+              max: x.max * scale,
+              n: x.n,
+            },
+            d,
+          );
+    return `| ${label} | ${c(s['weft-vip'][key])} | ${c(s['weft-policy'][key])} |`;
+  };
+  return [
+    `## 11. The policy stages' cost: weft L7 max rate (wrk, 64 connections, ${p.seconds} s) through a virtual IP, ${p.reps} repetition(s), median [min-max]`,
+    '',
+    '| figure | without (`bench`) | TrafficPolicy + HTTPRoute (`bench-policy`) |',
+    '|---|---|---|',
+    row('max rate (req/s)', 'rps', 0),
+    row('latency p99 (ms)', 'p99', 2),
+    row('client agent CPU µs per request', 'clientCpu', 1, 1000),
+    row('server agent CPU µs per request', 'serverCpu', 1, 1000),
+    row('both agents CPU µs per request', 'bothCpu', 1, 1000),
+    row('errors', 'errors', 0),
+    '',
+    `With / without, paired per repetition: rate ${cell(p.ratio, 3)} (aim: at least 0.90), both agents' CPU per request ${cell(p.cpuRatio, 3)}. Requests the client agent counted under route \`bench-policy\`: ${p.routedRequests}.`,
+    '',
+  ].join('\n');
+}
