@@ -10,6 +10,8 @@
 //   /slowfail/MS/...   503 after MS milliseconds
 //   /first-slow/KEY/MS/...  the first try of KEY (on either node) is answered after MS
 //                      milliseconds, every later one at once: 200 with {"node": ...}
+//   /app-down/...      node-b: 502 weft-undelivered (its agent could not reach its app, as the
+//                      inbound stack answers); node-c: 200
 //   /stall/...         the response head and one chunk, then nothing
 //   /reset-after/...   the response head and one chunk, then a reset
 //   gRPC (content-type application/grpc): the first call of a test is answered after 300 ms
@@ -246,6 +248,14 @@ function backend(
     }
     if (path.startsWith('/fail/')) {
       answer(503);
+      return;
+    }
+    if (path.startsWith('/app-down/') && node === 'node-b') {
+      stream.resume();
+      stream.respond(
+        { ':status': 502, 'weft-reason': 'connect_failed', 'weft-undelivered': 'connect_failed' },
+        { endStream: true },
+      );
       return;
     }
     const fixed = /^\/status\/(\d{3})\//.exec(path);

@@ -65,6 +65,17 @@ beforeAll(async () => {
         circuitBreaker: { maxRetries: 1 },
       },
     },
+    // A policy must never take away the failover of a request that reached no app.
+    {
+      name: 'onreset',
+      vip: '240.240.1.11',
+      policy: { retries: { attempts: 1, on: ['reset'], ...FAST } },
+    },
+    {
+      name: 'noretries',
+      vip: '240.240.1.12',
+      policy: { retries: { attempts: 1, on: ['5xx'], ...FAST }, circuitBreaker: { maxRetries: 0 } },
+    },
     {
       name: 'hang',
       vip: '240.240.1.7',
@@ -233,6 +244,31 @@ describe('retries', () => {
       }),
     ).toBe(5);
   });
+
+  it.each([
+    ['whose `on` does not list connect-failure', 'onreset'],
+    ['whose circuitBreaker.maxRetries allows no retry', 'noretries'],
+  ])(
+    'a policy %s still moves a request that reached no app to another endpoint',
+    async (_n, svc) => {
+      const port = await lab.port(svc);
+      const prefix = `/app-down/${svc}-`;
+      for (let i = 0; i < 20; i++) {
+        const r = await call(port, `${prefix}${i}`);
+        expect(r.status, r.body).toBe(200);
+        expect(JSON.parse(r.body).node).toBe('node-c');
+      }
+      // node-b was tried (p2c gives it about half of the first tries, until it is ejected), and
+      // each of its undelivered answers was followed by a try on node-c.
+      const onB = triesOf(prefix).filter((t) => t.node === 'node-b');
+      expect(onB.length).toBeGreaterThan(0);
+      expect(triesOf(prefix)).toHaveLength(20 + onB.length);
+      expect(
+        await metric('weft_http_retries_total', { dst_service: svc, reason: 'connect_failure' }),
+      ).toBe(onB.length);
+      expect(await metric('weft_http_retries_denied_total', { dst_service: svc })).toBe(0);
+    },
+  );
 
   it('a request whose response began is never retried', async () => {
     const port = await lab.port('retry');

@@ -517,7 +517,7 @@ describe('retries of a shed answer', () => {
     const policy = compilePolicy(spec({ retries: { attempts: 3, on: ['5xx', 'gateway-error'] } }))!
       .retry!;
     const shed = { kind: 'response' as const, status: 503, grpcStatus: undefined };
-    const input = { policy, tries: 1, resendable: true, failoverTries: 3 };
+    const input = { policy, tries: 1, failovers: 0, resendable: true, failoverTries: 3 };
     expect(decideRetry({ ...input, outcome: shed }).kind).toBe('retry');
     expect(decideRetry({ ...input, outcome: { ...shed, overloaded: true } })).toEqual({
       kind: 'final',

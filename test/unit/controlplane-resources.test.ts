@@ -310,7 +310,6 @@ spec:
       maxConnections: 100,
       maxPendingRequests: 1024,
       maxRequests: 1024,
-      maxRetries: 3,
     });
   });
 });

@@ -35,6 +35,7 @@ const CONNECT: AttemptOutcome = { kind: 'connect-failure' };
 const REFUSED: AttemptOutcome = { kind: 'refused-stream' };
 const RESET: AttemptOutcome = { kind: 'reset' };
 const TIMEOUT: AttemptOutcome = { kind: 'per-try-timeout' };
+const PAST_FAILOVERS: Partial<RetryInput> = { tries: 3, failovers: 2 };
 
 function decide(on: string[], outcome: AttemptOutcome, more: Partial<RetryInput> = {}) {
   const extra = on.includes('retriable-status-codes') ? { retriableStatusCodes: [409] } : {};
@@ -42,6 +43,7 @@ function decide(on: string[], outcome: AttemptOutcome, more: Partial<RetryInput>
     outcome,
     policy: retryPolicy({ attempts: 2, on, ...extra }),
     tries: 1,
+    failovers: 0,
     resendable: true,
     failoverTries: 3,
     ...more,
@@ -75,14 +77,21 @@ describe('which condition covers which outcome', () => {
     for (const condition of all) {
       const yes = retried.includes(condition);
       it(`${name} ${yes ? 'is' : 'is not'} retried on ${condition}`, () => {
-        expect(decide([condition], outcome).kind).toBe(yes ? 'retry' : 'final');
+        // Past its failovers (3 tries, 2 of them failovers), where the policy decides.
+        expect(decide([condition], outcome, PAST_FAILOVERS).kind).toBe(yes ? 'retry' : 'final');
       });
     }
   }
 
   it('names what the failed try did', () => {
-    expect(decide(['5xx'], CONNECT)).toEqual({ kind: 'retry', reason: 'connect_failure' });
-    expect(decide(['5xx'], REFUSED)).toEqual({ kind: 'retry', reason: 'refused_stream' });
+    expect(decide(['5xx'], CONNECT, PAST_FAILOVERS)).toEqual({
+      kind: 'retry',
+      reason: 'connect_failure',
+    });
+    expect(decide(['5xx'], REFUSED, PAST_FAILOVERS)).toEqual({
+      kind: 'retry',
+      reason: 'refused_stream',
+    });
     expect(decide(['5xx'], RESET)).toEqual({ kind: 'retry', reason: 'reset' });
     expect(decide(['5xx'], TIMEOUT)).toEqual({ kind: 'retry', reason: 'per_try_timeout' });
     expect(decide(['5xx'], response(503))).toEqual({ kind: 'retry', reason: 'http_status' });
@@ -106,6 +115,7 @@ describe('gRPC statuses (trailers-only responses)', () => {
       outcome: response(200, code),
       policy,
       tries: 1,
+      failovers: 0,
       resendable: true,
       failoverTries: 3,
     });
@@ -138,6 +148,7 @@ describe('safety and tries', () => {
       outcome: response(503),
       policy: retryPolicy({ attempts, on: ['5xx'] }),
       tries,
+      failovers: 0,
       resendable: true,
       failoverTries: 3,
     });
@@ -148,10 +159,17 @@ describe('safety and tries', () => {
 
 describe('without a retry policy: failover only where nothing reached an app', () => {
   const failover = (outcome: AttemptOutcome, tries: number, resendable = true) =>
-    decideRetry({ outcome, policy: undefined, tries, resendable, failoverTries: 3 }).kind;
+    decideRetry({
+      outcome,
+      policy: undefined,
+      tries,
+      failovers: tries - 1,
+      resendable,
+      failoverTries: 3,
+    }).kind;
   it.each([
-    ['a connect failure moves on', CONNECT, 1, true, 'retry'],
-    ['a refused stream moves on', REFUSED, 2, true, 'retry'],
+    ['a connect failure moves on', CONNECT, 1, true, 'failover'],
+    ['a refused stream moves on', REFUSED, 2, true, 'failover'],
     ['up to failoverTries endpoints', CONNECT, 3, true, 'final'],
     ['not when the body cannot be resent', CONNECT, 1, false, 'final'],
     ['a reset is final (the app may have it)', RESET, 1, true, 'final'],
@@ -159,6 +177,50 @@ describe('without a retry policy: failover only where nothing reached an app', (
     ['a timeout is final', TIMEOUT, 1, true, 'final'],
   ] as const)('%s', (_name, outcome, tries, resendable, kind) => {
     expect(failover(outcome, tries, resendable)).toBe(kind);
+  });
+});
+
+describe('with a retry policy, a request that reached no app still fails over freely', () => {
+  // Defects seen in the bench's kill -9 scenario: a policy took away the failover that a
+  // service without one gets (its `on` did not list connect-failure), and counted the move as
+  // a retry (so maxRetries and the budget could refuse it).
+  it.each([
+    ['`on` without connect-failure', ['reset'], CONNECT],
+    ['`on` without refused-stream', ['connect-failure'], REFUSED],
+    ['`on` with only status codes', ['retriable-status-codes'], CONNECT],
+  ])('%s: a failover, not a retry', (_name, on, outcome) => {
+    expect(decide(on, outcome).kind).toBe('failover');
+    expect(decide(on, outcome, { tries: 2, failovers: 1 }).kind).toBe('failover');
+  });
+
+  it('failovers do not spend `attempts`: after two, a 503 is still retried once', () => {
+    const policy = retryPolicy({ attempts: 1, on: ['5xx'] });
+    const at = (tries: number, failovers: number) =>
+      decideRetry({
+        outcome: response(503),
+        policy,
+        tries,
+        failovers,
+        resendable: true,
+        failoverTries: 3,
+      }).kind;
+    expect(at(3, 2)).toBe('retry');
+    expect(at(4, 2)).toBe('final');
+  });
+
+  it('past failoverTries, the policy decides', () => {
+    expect(decide(['reset'], CONNECT, PAST_FAILOVERS)).toEqual({
+      kind: 'final',
+      why: 'not_retryable',
+    });
+    expect(decide(['connect-failure'], CONNECT, PAST_FAILOVERS).kind).toBe('retry');
+  });
+
+  it('a body that cannot be resent is never failed over', () => {
+    expect(decide(['reset'], CONNECT, { resendable: false })).toEqual({
+      kind: 'final',
+      why: 'unsafe',
+    });
   });
 });
 
@@ -180,7 +242,7 @@ describe('compilePolicy', () => {
       connectMs: 1_000,
       requestMs: 90_000,
       idleMs: 300_000,
-      maxRetries: 3,
+      maxRetries: undefined,
       retry: {
         retries: 1,
         perTryMs: 250,

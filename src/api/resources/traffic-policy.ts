@@ -151,7 +151,9 @@ export const circuitBreaker = z
     maxConnections: count(1, 1_000_000).default(1024),
     maxPendingRequests: count(1, 1_000_000).default(1024),
     maxRequests: count(1, 1_000_000).default(1024),
-    maxRetries: count(0, 1_000_000).default(3),
+    // Unset: no limit but the retry budget (Linkerd's model). Envoy's default of 3 retries at
+    // once fails the requests in flight when an endpoint dies under load.
+    maxRetries: count(0, 1_000_000).optional(),
   })
   .strict();
 

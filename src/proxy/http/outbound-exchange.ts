@@ -7,8 +7,9 @@
 // the next hop reduced by the time spent), and a failed try retried when the pure decision
 // (resilience/retry-decision.ts) says so, within the budget and circuitBreaker.maxRetries,
 // after a backoff, on another endpoint. The response head is held until that decision: the
-// client never sees a try that is retried. Without a policy, only a request that reached no
-// app moves to another endpoint, and no timer runs unless the client sent a grpc-timeout.
+// client never sees a try that is retried. A request that reached no app moves to another
+// endpoint at once, policy or not (a failover, free of the budget and maxRetries). Without a
+// policy that is all, and no timer runs unless the client sent a grpc-timeout.
 // Each try's answer is counted once for outlier detection (a 5xx as a failure, anything else
 // as a success); the circuit breaker's hold on the request is told when its head first goes out.
 // A route rule with `hedging` races each try of an idempotent request against hedges: after the
@@ -162,6 +163,8 @@ class OutboundExchange {
   private readonly tried = new Set<EndpointState>();
   private last: EndpointState | undefined;
   private tries = 0;
+  /** Tries that were failovers (the request reached no app); not counted against `attempts`. */
+  private failovers = 0;
   private retrying = false;
   private lastError: string;
   private lastTimeout: TimeoutKind | undefined;
@@ -255,7 +258,11 @@ class OutboundExchange {
       this.lastTimeout = result.kind === 'timeout' ? result.which : undefined;
       const decision = this.decide(result);
       if (decision.kind === 'final' || this.request.signal.aborted) return this.final(result);
-      if (!(await this.mayRetry(decision.reason, result))) return this.final(result);
+      const again =
+        decision.kind === 'failover'
+          ? await this.failOver(decision.reason, result)
+          : await this.mayRetry(decision.reason, result);
+      if (!again) return this.final(result);
       discard(result);
     }
   }
@@ -303,6 +310,7 @@ class OutboundExchange {
       outcome,
       policy: this.retry,
       tries: this.tries,
+      failovers: this.failovers,
       resendable,
       failoverTries: this.deps.maxAttempts,
     });
@@ -324,7 +332,7 @@ class OutboundExchange {
   private async mayRetry(reason: RetryReason, result: TryResult): Promise<boolean> {
     const retry = this.retry;
     const service = this.service;
-    if (retry === undefined || service === undefined) return true; // a failover: at once
+    if (retry === undefined || service === undefined) return false; // only a policy retries
     const route = this.routeName;
     const max = service.policy.maxRetries;
     if (!this.retrying && max !== undefined && service.retrying.count >= max) {
@@ -349,19 +357,38 @@ class OutboundExchange {
     if (this.deadlineAt !== undefined) pause = Math.min(pause, this.deadlineAt - performance.now());
     if (pause > 0) await sleep(pause, this.request.signal);
     if (this.request.signal.aborted) return false;
-    if (!(result.kind === 'failed' && result.untouched) && this.body !== undefined) {
-      // Sent again from what was kept: wait for the client's last byte first.
-      const whole = await this.replay!.complete(this.request.signal);
-      if (!whole) {
-        this.deps.log.debug(
-          { dst_service: service.service, path: this.request.path },
-          'not retried: the request body is over 64 KiB',
-        );
-        return false;
-      }
-      this.body = this.replay!.replay();
-    }
+    if (!(await this.rewind(result))) return false;
     this.deps.resilience.retried(service.service, route, reason);
+    return true;
+  }
+
+  /**
+   * A request that reached no app goes to another endpoint at once, whatever the policy:
+   * no budget, no maxRetries slot, no backoff (retry-decision.ts says why). Counted with the
+   * retries, under what the failed try did.
+   */
+  private async failOver(reason: RetryReason, result: TryResult): Promise<boolean> {
+    this.failovers += 1;
+    if (!(await this.rewind(result))) return false;
+    this.deps.resilience.retried(this.target.service, this.routeName, reason);
+    return true;
+  }
+
+  /**
+   * The body the next try sends: a try that may have taken some of it sends again what was
+   * kept, once the client has sent all of it; false when it was over 64 KiB.
+   */
+  private async rewind(result: TryResult): Promise<boolean> {
+    if ((result.kind === 'failed' && result.untouched) || this.body === undefined) return true;
+    const whole = await this.replay!.complete(this.request.signal);
+    if (!whole) {
+      this.deps.log.debug(
+        { dst_service: this.target.service, path: this.request.path },
+        'not sent again: the request body is over 64 KiB',
+      );
+      return false;
+    }
+    this.body = this.replay!.replay();
     return true;
   }
 

@@ -17,6 +17,14 @@
 // receiving agent shed (`weft-reason: overloaded`) is never retried, whatever `on` says: its
 // service is over its adaptive concurrency limit, and a retry would only add load there
 // (Envoy does not retry a response carrying x-envoy-overloaded either).
+//
+// A request that reached no app (a connect failure, an endpoint's agent that could not reach
+// its app, a refused stream) moves to another endpoint at once, up to `failoverTries` tries,
+// with or without a policy and whatever its `on` says: a failover, not a retry. Nothing was
+// delivered, so it adds no load to any app, and the budget, circuitBreaker.maxRetries and the
+// backoff do not apply. A policy only adds to it (its `on` takes over past failoverTries);
+// before, a policy without connect-failure in `on`, or with maxRetries spent, failed requests
+// that no policy would have moved.
 import type { RetryOn, RetryPolicy } from './retry-policy.js';
 
 /** How one try ended, as far as the retry decision cares. */
@@ -51,17 +59,21 @@ export interface RetryInput {
   policy: RetryPolicy | undefined;
   /** Tries made so far (1 after the first). */
   tries: number;
+  /** Of those tries, how many were failovers (they do not count against `attempts`). */
+  failovers: number;
   /**
    * The request can go out again as it was: it has no body, its whole body was kept (at most
    * 64 KiB), or the failed try took none of it.
    */
   resendable: boolean;
-  /** Without a policy: how many endpoints a request that reached none may try. */
+  /** How many endpoints a request that reached none may try before the policy decides. */
   failoverTries: number;
 }
 
 export type RetryDecision =
   | { kind: 'retry'; reason: RetryReason }
+  /** Nothing reached an app: to another endpoint at once, free of the policy's limits. */
+  | { kind: 'failover'; reason: 'connect_failure' | 'refused_stream' }
   | {
       kind: 'final';
       /** not_retryable: no condition covers it; unsafe: cannot be resent; exhausted: no tries left. */
@@ -76,25 +88,23 @@ const EXHAUSTED: RetryDecision = { kind: 'final', why: 'exhausted' };
 export function decideRetry(input: RetryInput): RetryDecision {
   const { outcome, policy } = input;
   if (outcome.kind === 'response' && outcome.overloaded === true) return NOT_RETRYABLE;
-  if (policy === undefined) {
-    // No policy: a request that reached no app moves to another endpoint (a failover, not a
-    // retry: nothing was delivered), as long as it can be resent.
-    if (outcome.kind !== 'connect-failure' && outcome.kind !== 'refused-stream') return SUCCESS;
+  const undelivered = outcome.kind === 'connect-failure' || outcome.kind === 'refused-stream';
+  if (undelivered && input.tries < input.failoverTries) {
     if (!input.resendable) return UNSAFE;
-    return input.tries < input.failoverTries ? retryFor(outcome) : EXHAUSTED;
+    return {
+      kind: 'failover',
+      reason: outcome.kind === 'refused-stream' ? 'refused_stream' : 'connect_failure',
+    };
+  }
+  if (policy === undefined) {
+    if (!undelivered) return SUCCESS;
+    return input.resendable ? EXHAUSTED : UNSAFE;
   }
   const reason = covered(outcome, policy);
   if (reason === undefined) return outcome.kind === 'response' ? SUCCESS : NOT_RETRYABLE;
   if (!input.resendable) return UNSAFE;
-  if (input.tries > policy.retries) return EXHAUSTED;
+  if (input.tries - input.failovers > policy.retries) return EXHAUSTED;
   return { kind: 'retry', reason };
-}
-
-function retryFor(outcome: AttemptOutcome): RetryDecision {
-  return {
-    kind: 'retry',
-    reason: outcome.kind === 'refused-stream' ? 'refused_stream' : 'connect_failure',
-  };
 }
 
 /** The reason a condition of the policy covers this outcome; undefined when none does. */
