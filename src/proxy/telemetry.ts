@@ -2,7 +2,7 @@
 // operators search for (tcp_open_total, tcp_read_bytes_total, ...), prefixed weft_. Labels are
 // bounded: direction, the two service names (or "unknown"/"external"), and the close reason.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { Logger } from '../sys/logger.js';
+import { type LineWriter, type Logger, lineWriter } from '../sys/logger.js';
 import { elapsedMs } from './address.js';
 import {
   CONNECTION_LABELS,
@@ -28,10 +28,11 @@ export class Telemetry {
   private readonly duration: Histogram<(typeof LABELS)[number]>;
   private readonly authz: Counter<'direction' | 'dst_service' | 'decision'>;
 
-  constructor(
-    registry: Registry,
-    private readonly log: Logger,
-  ) {
+  private readonly line: LineWriter;
+
+  constructor(registry: Registry, log: Logger) {
+    // The access log's writer, picked once (see lineWriter): one line per request.
+    this.line = lineWriter(log);
     const registers = [registry];
     this.opened = new Counter({
       name: 'weft_tcp_open_total',
@@ -102,7 +103,7 @@ export class Telemetry {
     this.readBytes.inc(labels, record.bytes_sent);
     this.writeBytes.inc(labels, record.bytes_received);
     this.duration.observe(labels, durationMs);
-    this.log.info(logLine(record, durationMs), CONNECTION_LINE);
+    this.line(logLine(record, durationMs), CONNECTION_LINE);
   }
 
   decision(direction: 'outbound' | 'inbound', dstService: string, allowed: boolean): void {

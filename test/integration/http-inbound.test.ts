@@ -69,6 +69,12 @@ function startHttp1App(): HttpServer {
   const s = createHttpServer({ keepAliveTimeout: 30_000 }, (req, res) => {
     h1.lastHeaders = req.headers;
     if (req.url === '/big') return void writeBig(res);
+    if (req.url === '/trailers') {
+      res.setHeader('set-cookie', ['a=1', 'b=2']);
+      res.addTrailers({ 'x-checksum': 'abc' });
+      res.write('with '); // chunked: trailers ride only a chunked body
+      return void res.end('trailers');
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -334,6 +340,25 @@ describe('HTTP/1.1 apps (weft-orig-proto: HTTP/1.1)', () => {
     const r = await request(toApp(h1.port, { ...http1, ':path': '/after-close' }));
     expect(r.headers[':status']).toBe(200);
     expect(h1.connections - before).toBe(1);
+  });
+
+  it("keeps the app's trailers and repeated fields; frames a body of unknown length", async () => {
+    const t = await request(toApp(h1.port, { ...http1, ':path': '/trailers' }));
+    expect(t.body.toString()).toBe('with trailers');
+    expect(t.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+    expect(t.trailers).toMatchObject({ 'x-checksum': 'abc' });
+
+    // A GET with a body and no length: chunked to the app, never unframed (a smuggling hazard).
+    const get = await request(toApp(h1.port, { ...http1, ':path': '/get-body' }), Buffer.from('q'));
+    expect(get.headers['x-request-bytes']).toBe('1');
+    expect(h1.lastHeaders['transfer-encoding']).toBe('chunked');
+
+    // Expect: 100-continue was the caller's agent's to answer; the app gets the body at once.
+    const body = Buffer.alloc(100_000, 0x63);
+    const headers = { ...http1, ':method': 'POST', expect: '100-continue' };
+    const post = await request(toApp(h1.port, headers), body);
+    expect(post.headers[':status']).toBe(200);
+    expect(post.headers['x-request-bytes']).toBe(String(body.length));
   });
 
   it("never lets weft's own headers reach the app", async () => {

@@ -17,7 +17,7 @@ interface Run {
 }
 
 function runChild(body: string): Promise<Run> {
-  const script = `const { createLogger, flushLogs } = await import(${JSON.stringify(LOGGER)});\n${body}`;
+  const script = `const { createLogger, flushLogs, lineWriter } = await import(${JSON.stringify(LOGGER)});\n${body}`;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -41,7 +41,7 @@ function waitForChildLine(
   deadlineMs: number,
   env: Record<string, string> = {},
 ): Promise<Record<string, unknown>> {
-  const script = `const { createLogger, flushLogs } = await import(${JSON.stringify(LOGGER)});\n${body}`;
+  const script = `const { createLogger, flushLogs, lineWriter } = await import(${JSON.stringify(LOGGER)});\n${body}`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, ...env },
@@ -155,5 +155,39 @@ describe('logger', () => {
     `);
     expect(run.code).toBe(0);
     expect(run.lines).toHaveLength(1);
+  });
+
+  it("lineWriter's fast line is pino's line: same fields, order and escaping", async () => {
+    const run = await runChild(`
+      const log = createLogger('info', 'test');
+      const fields = { path: '/a"b\\\\c\\u2028é', n: 1.5, ok: true, gone: undefined, s: 'x' };
+      log.info(fields, 'request');
+      lineWriter(log)(fields, 'request');
+      await flushLogs(log);
+    `);
+    expect(run.lines).toHaveLength(2);
+    const [pinos, fast] = run.lines.map((l) => l.replace(/"time":\d+/, '"time":0'));
+    expect(fast).toBe(pinos);
+    expect(JSON.parse(fast!)).toMatchObject({ level: 30, name: 'test', n: 1.5, msg: 'request' });
+  });
+
+  it("lineWriter's lone line is flushed while the process runs; a higher level drops it", async () => {
+    const line = await waitForChildLine(
+      `
+      const log = createLogger('info', 'test');
+      lineWriter(log)({ n: 2 }, 'fast line');
+      setInterval(() => {}, 1000);
+    `,
+      (l) => l.msg === 'fast line',
+      10_000,
+    );
+    expect(line).toMatchObject({ n: 2 });
+    const quiet = await runChild(`
+      const log = createLogger('warn', 'test');
+      lineWriter(log)({ n: 3 }, 'dropped');
+      log.warn('sentinel');
+      await flushLogs(log);
+    `);
+    expect(quiet.lines.map((l) => JSON.parse(l).msg)).toEqual(['sentinel']);
   });
 });

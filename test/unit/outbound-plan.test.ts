@@ -127,4 +127,17 @@ describe('how a chosen endpoint is reached', () => {
     expect(peerNodeIdentity('spiffe://corp.test/node/a', 'b')).toBe('spiffe://corp.test/node/b');
     expect(peerNodeIdentity('not a spiffe id', 'b')).toBeUndefined();
   });
+
+  it('answers the same when asked again (memoized), per source and node', () => {
+    for (let round = 0; round < 2; round++) {
+      expect(peerNodeIdentity('spiffe://corp.test/svc/web', 'b')).toBe('spiffe://corp.test/node/b');
+      expect(peerNodeIdentity('spiffe://other.test/svc/web', 'b')).toBe(
+        'spiffe://other.test/node/b',
+      );
+      expect(peerNodeIdentity('spiffe://corp.test/svc/web', 'c')).toBe('spiffe://corp.test/node/c');
+      expect(() => peerNodeIdentity('spiffe://corp.test/svc/web', 'Not_A_Label')).toThrow(
+        /DNS label/,
+      );
+    }
+  });
 });

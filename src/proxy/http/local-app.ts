@@ -3,13 +3,12 @@
 // pressure, the app's response as an L7Response. Rejects only before a response arrived,
 // with LocalConnectError when the app could not be reached at all.
 
-import type { IncomingMessage } from 'node:http';
 import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
 import type { LocalConnector } from '../endpoint/connect-local.js';
 import type { TunnelTarget } from '../tunnel/types.js';
 import { LocalH2Sessions } from './local-h2.js';
-import { LocalHttp1Pool, preservedSockets } from './local-http1.js';
+import { LocalHttp1Pool } from './local-http1.js';
 import type { HeaderMap, HttpVersion, L7Request, L7Response } from './types.js';
 import { endToEnd } from './wire-headers.js';
 
@@ -39,7 +38,6 @@ export class LocalApps {
       local: opts.local,
       connectTimeoutMs: opts.connectTimeoutMs,
       idleTimeoutMs: opts.http1IdleTimeoutMs ?? 4_000,
-      maxIdlePerKey: 256,
     });
     this.h2 = new LocalH2Sessions({
       local: opts.local,
@@ -65,38 +63,13 @@ export class LocalApps {
     this.h2.close();
   }
 
-  private sendHttp1(
+  private async sendHttp1(
     target: TunnelTarget,
     client: TunnelTarget | undefined,
     req: L7Request,
   ): Promise<LocalExchange> {
-    const out = this.http1.request(target, client, req);
-    const sent = pump(req.body, out);
-    return new Promise((resolve, reject) => {
-      const onAbort = () => out.destroy(new Error('the caller went away'));
-      req.signal.addEventListener('abort', onAbort, { once: true });
-      const fail = (err: Error) => {
-        req.signal.removeEventListener('abort', onAbort);
-        reject(err);
-      };
-      out.once('error', fail);
-      out.once('response', (res: IncomingMessage) => {
-        out.off('error', fail);
-        out.on('error', () => {}); // a later failure shows as the response body's error
-        // A caller gone mid-body: the app's connection is cut (it cannot be reused mid-body).
-        req.signal.addEventListener('abort', () => res.destroy(), { once: true });
-        resolve({
-          response: {
-            status: res.statusCode ?? 502,
-            headers: endToEnd(res.headers),
-            body: res,
-            trailers: () => nonEmpty(res.trailers),
-          },
-          preserved: res.socket !== null && preservedSockets.has(res.socket),
-          requestBytes: sent,
-        });
-      });
-    });
+    const { preserved, requestBytes, ...response } = await this.http1.request(target, client, req);
+    return { response, preserved, requestBytes };
   }
 
   private async sendH2(
@@ -154,8 +127,4 @@ function pump(body: Readable, out: Writable): () => number {
   body.once('error', (err) => out.destroy(err));
   body.pipe(out);
   return () => bytes;
-}
-
-function nonEmpty(headers: NodeJS.Dict<string>): HeaderMap | undefined {
-  return Object.keys(headers).length > 0 ? endToEnd(headers) : undefined;
 }

@@ -3,7 +3,7 @@
 // Labels are bounded: direction, the two service names, the route's name, the status code and
 // the gRPC status; never a path, an authority or an endpoint address.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { Logger } from '../../sys/logger.js';
+import { type LineWriter, type Logger, lineWriter } from '../../sys/logger.js';
 import { elapsedMs } from '../address.js';
 import {
   type ConnectionLabels,
@@ -34,10 +34,11 @@ export class RequestTelemetry {
   private readonly requestBytes: Counter<(typeof FLIGHT)[number]>;
   private readonly responseBytes: Counter<(typeof FLIGHT)[number]>;
 
-  constructor(
-    registry: Registry,
-    private readonly log: Logger,
-  ) {
+  private readonly line: LineWriter;
+
+  constructor(registry: Registry, log: Logger) {
+    // The access log's writer, picked once (see lineWriter): one line per request.
+    this.line = lineWriter(log);
     const registers = [registry];
     this.total = new Counter({
       name: 'weft_http_requests_total',
@@ -86,6 +87,6 @@ export class RequestTelemetry {
     this.duration.observe(requestDurationLabels(record), ms / 1000);
     this.requestBytes.inc(flight, record.request_bytes);
     this.responseBytes.inc(flight, record.response_bytes);
-    this.log.info(logLine(record, ms), REQUEST_LINE);
+    this.line(logLine(record, ms), REQUEST_LINE);
   }
 }
