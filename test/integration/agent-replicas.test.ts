@@ -12,10 +12,13 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Command } from 'commander';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startAdminServer } from '../../src/agent/admin-server.js';
 import { agentConfigSchema } from '../../src/agent/config.js';
 import { WeftAdminClient } from '../../src/api/admin-client.js';
+import { registerStatus } from '../../src/cli/commands/status.js';
 import {
   type ControlPlaneSession,
   startControlPlaneSession,
@@ -107,6 +110,20 @@ const service = (name: string) => ({
 });
 
 type AgentLog = Record<string, unknown> & { msg: string };
+
+/** What `weft status` prints for the agent whose admin endpoint is on `port`. */
+async function weftStatus(port: number): Promise<string> {
+  const out: string[] = [];
+  const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => void out.push(line));
+  try {
+    const program = new Command('weft').exitOverride();
+    registerStatus(program);
+    await program.parseAsync(['node', 'weft', 'status', '--admin', `127.0.0.1:${port}`]);
+  } finally {
+    spy.mockRestore();
+  }
+  return out.join('\n');
+}
 
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'weft-agent-replicas-'));
@@ -275,5 +292,16 @@ describe('an agent with two control plane replicas', () => {
     await waitFor('a renewed certificate', () => certificates > issued, { timeoutMs: 30_000 });
     expect(session.state).toBe('connected');
     expect(on()).toBe(survivor);
+
+    // `weft status` names the replica the agent is on, and the ones it knows.
+    const admin2 = await startAdminServer({ address: '127.0.0.1', port: 0, session });
+    try {
+      const status = await weftStatus(admin2.port);
+      expect(status).toMatch(
+        new RegExp(`^Control plane: +${survivor} \\(one of 2 replicas: [^)]*${killed}`, 'm'),
+      );
+    } finally {
+      await admin2.close();
+    }
   }, 180_000);
 });
