@@ -29,7 +29,10 @@ export interface ConfigDumpView {
   lastContact: string | null;
   /** Since when there has been no working stream to the control plane; null while connected. */
   disconnectedSince: string | null;
+  /** The control plane replica connected to (or being tried). */
   controlPlane: string;
+  /** Every replica the config names. */
+  controlPlanes: string[];
   node: { hostname: string; spiffeId: string; trustDomain: string } | null;
   nacks: number;
   lastNack: { version: number; reason: string; at: string } | null;
@@ -121,6 +124,7 @@ export function configDumpView(session: ControlPlaneSession | undefined): Config
     lastContact: iso(s.lastContactUnixMs),
     disconnectedSince: iso(s.disconnectedSinceUnixMs),
     controlPlane: s.controlPlane,
+    controlPlanes: s.controlPlanes,
     node: s.node ?? null,
     nacks: s.nacks,
     lastNack: s.lastNack
@@ -165,6 +169,7 @@ function standaloneDump(): ConfigDumpView {
     lastContact: null,
     disconnectedSince: null,
     controlPlane: '',
+    controlPlanes: [],
     node: null,
     nacks: 0,
     lastNack: null,

@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseHostPort } from '../api/tls.js';
 import { WeftError } from '../errors.js';
 import { limitsConfigSchema } from '../proxy/limits/limits-config.js';
 import { captureConfigSchema } from '../redirect/config.js';
@@ -13,6 +14,18 @@ import { telemetryConfigSchema } from '../telemetry/tracing-config.js';
 
 const port = z.number().int().min(1).max(65535);
 const durationMs = z.number().int().min(1);
+
+/** host:port (or host, meaning port 15012); an IPv6 address in brackets. */
+const controlPlaneAddress = z.string().superRefine((value, ctx) => {
+  try {
+    parseHostPort(value, 15012);
+  } catch {
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${value}" is not host:port (an IPv6 address goes in brackets: [::1]:15012)`,
+    });
+  }
+});
 
 const threshold = z.number().int().min(1, 'must be 1-100').max(100, 'must be 1-100');
 
@@ -91,8 +104,12 @@ export const agentConfigSchema = z
     zone: z.string().optional(),
     controlPlane: z
       .object({
-        /** host:port of the control plane's gRPC port (15012). */
-        address: z.string().min(1),
+        /** host:port of the control plane's gRPC port (15012); a DNS name may resolve to
+         * several replicas. Or `addresses`: one of the two. */
+        address: controlPlaneAddress.optional(),
+        /** host:port of each control plane replica (their gRPC ports): the agent spreads over
+         * them and moves to another when its replica goes away. */
+        addresses: z.array(controlPlaneAddress).min(1, 'list at least one host:port').optional(),
         /** One-time join token from `weft token create`; only needed until the host has joined. */
         token: z.string().optional(),
         /** sha256 of the CA's public key (printed by `weft token create`), pinned at join. */
@@ -104,6 +121,26 @@ export const agentConfigSchema = z
         caFile: z.string().optional(),
       })
       .strict()
+      .superRefine((cp, ctx) => {
+        if (cp.address !== undefined && cp.addresses !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['addresses'],
+            message: 'give address (one host:port) or addresses (a list), not both',
+          });
+        if (cp.address === undefined && cp.addresses === undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['address'],
+            message:
+              'required: the host:port of the control plane (or addresses: a list of replicas)',
+          });
+      })
+      // Readers get one list: the replicas, in the order the config gives them.
+      .transform(({ address, addresses, ...rest }) => ({
+        ...rest,
+        addresses: addresses ?? [address!],
+      }))
       .optional(),
     workloads: z.array(workloadConfigSchema).default([]),
     /** The admin endpoint; its port is capture.agentPorts.admin (the rules must know it). */

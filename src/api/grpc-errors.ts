@@ -7,6 +7,8 @@ import { type ErrorCode, ErrorCodes, WeftError } from '../errors.js';
 
 export const WEFT_CODE_METADATA = 'weft-code';
 export const WEFT_REASON_METADATA = 'weft-reason';
+/** The weft-reason of sync streams a stopping control plane replica ends: "move elsewhere now". */
+export const REPLICA_STOPPING = 'replica_stopping';
 
 const statusFor: Partial<Record<ErrorCode, grpc.status>> = {
   WEFT_E_CONFIG: grpc.status.INVALID_ARGUMENT,

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../agent/config.js';
-import { fromGrpcError, refusalReason } from '../api/grpc-errors.js';
+import { fromGrpcError, REPLICA_STOPPING, refusalReason } from '../api/grpc-errors.js';
 import type { RefusedWorkload, RegisterWorkloadsResponse } from '../api/messages.js';
 import type { IdentityClient } from '../api/proto.js';
 import { controlPlaneCredentials } from '../api/tls.js';
@@ -27,6 +27,14 @@ import { join } from './join.js';
 import { joinFailure } from './join-failure.js';
 import { hostAddresses, type LocalWorkload, resolveWorkloads } from './local-workloads.js';
 import { type MeshView, meshView } from './mesh-view.js';
+import { type ResolveAll, resolveCandidates } from './replica-candidates.js';
+import {
+  chooseReplica,
+  orderReplicas,
+  type ReplicaCandidate,
+  type ReplicaOutcome,
+  replicaOutcome,
+} from './replica-choice.js';
 import { snapshotRules } from './resource-rules.js';
 import { applyDelta, type Snapshot, type SnapshotRules, type SyncDelta } from './snapshot.js';
 import { SnapshotCache } from './snapshot-cache.js';
@@ -49,6 +57,8 @@ export interface SessionOptions {
   listening?: ListeningQuery;
   /** How often refused workload registrations are tried again (default 30 s). */
   refusedRetryMs?: number;
+  /** Resolves a control plane DNS name to all its addresses (default: the system's). */
+  resolve?: ResolveAll;
 }
 
 /** Refusals that mean the control plane no longer has this node (its certificates revoked). */
@@ -70,7 +80,10 @@ export interface SessionStatus {
   lastContactUnixMs: number | undefined;
   /** Since when the agent has not had a working stream (undefined while connected). */
   disconnectedSinceUnixMs: number | undefined;
+  /** The replica connected to (or being tried): host:port, "name (ip:port)" when resolved. */
   controlPlane: string;
+  /** The replicas the config names (controlPlane.addresses). */
+  controlPlanes: string[];
   node: { hostname: string; spiffeId: string; trustDomain: string } | undefined;
   nacks: number;
   lastNack: { version: number; reason: string; atUnixMs: number } | undefined;
@@ -113,7 +126,9 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   private readonly cache: SnapshotCache;
   private readonly rules: SnapshotRules;
   private readonly backoff: Backoff;
-  private readonly address: string;
+  private readonly replicas: string[];
+  /** The replica of the current (or last) attempt. */
+  private replica: ReplicaCandidate;
   private workloadList: LocalWorkload[];
   private health: WorkloadHealth;
   private record: NodeRecord | undefined;
@@ -155,7 +170,8 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
         'controlPlane.address is not set: the agent has no control plane to join',
       );
     }
-    this.address = config.controlPlane.address;
+    this.replicas = config.controlPlane.addresses;
+    this.replica = { dial: this.replicas[0]!, name: this.replicas[0]! };
     this.store = new IdentityStore(config.dataDir);
     this.cache = new SnapshotCache(config.dataDir);
     this.certificates = new Certificates(this.store);
@@ -204,7 +220,11 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
       lastUpdateUnixMs: this.acceptedUnixMs,
       lastContactUnixMs: this.lastContactUnixMs,
       disconnectedSinceUnixMs: this.disconnectedSinceUnixMs,
-      controlPlane: this.address,
+      controlPlane:
+        this.replica.dial === this.replica.name
+          ? this.replica.dial
+          : `${this.replica.name} (${this.replica.dial})`,
+      controlPlanes: this.replicas,
       node: this.record
         ? {
             hostname: this.record.hostname,
@@ -319,12 +339,17 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   // ---------------------------------------------------------------- connection loop
 
   private async run(): Promise<void> {
+    let outcome: ReplicaOutcome | undefined;
     while (!this.stopped) {
       let end: StreamEnd = { received: 0 };
+      let reason: string | undefined;
       try {
+        await this.pickReplica(outcome);
         await this.ensureJoined();
         end = await this.runConnection();
+        reason = refusalReason(end.error);
       } catch (err) {
+        reason = refusalReason(err);
         this.noteError(err, 'sync');
       }
       if (this.refusedWith) {
@@ -332,13 +357,29 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
         break;
       }
       if (this.stopped) break;
+      outcome = replicaOutcome(end, reason, REPLICA_STOPPING);
       const healthy = end.received > 0;
       // A resync is the agent's own choice, the control plane is still there.
-      if (!end.resync) this.setState(this.current ? 'stale' : 'starting');
+      if (outcome !== 'resync') this.setState(this.current ? 'stale' : 'starting');
       // A stream that delivered something was healthy: the next failure starts from the base.
       if (healthy) this.backoff.reset();
-      await this.sleep(this.backoff.next());
+      // A replica that is stopping said so: the next one is dialed at once.
+      if (outcome !== 'stopping') await this.sleep(this.backoff.next());
     }
+  }
+
+  /** Resolves the replicas now (DNS answers change) and picks the one to dial. */
+  private async pickReplica(outcome: ReplicaOutcome | undefined): Promise<void> {
+    const candidates = await resolveCandidates(this.replicas, this.options.resolve);
+    const ordered = orderReplicas(candidates, this.config.hostname);
+    const choice = chooseReplica(ordered, this.replica.dial, outcome);
+    if (choice === undefined) return;
+    if (choice.replica.dial !== this.replica.dial && outcome !== undefined)
+      this.logger.info(
+        { from: this.replica.dial, to: choice.replica.dial, why: outcome },
+        'moving to another control plane replica',
+      );
+    this.replica = choice.replica;
   }
 
   private async ensureJoined(): Promise<void> {
@@ -381,7 +422,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     const cp = this.config.controlPlane!;
     const joined = await join(
       {
-        address: this.address,
+        address: this.replica.dial,
         token: cp.token,
         caPin: cp.caPin,
         caFile: cp.caFile,
@@ -437,7 +478,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
       { caPem: this.trustBundle(), certPem: node.certPem, keyPem: node.keyPem },
       this.record!.trustDomain,
     );
-    const clients = openClients(this.address, creds);
+    const clients = openClients(this.replica.dial, creds);
     const conn: Connection = {
       client: clients.identity,
       stream: undefined,
@@ -462,8 +503,13 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
       );
       const end = await conn.stream.done;
       if (end.resync) this.logger.info({ reason: end.resync }, 'reconnecting to resynchronise');
-      if (end.error && !this.stopped && !conn.removed && !this.noteRemoved(end.error))
-        this.noteError(fromGrpcError(end.error, `the control plane at ${this.address}`), 'sync');
+      if (refusalReason(end.error) === REPLICA_STOPPING)
+        this.logger.info({ replica: this.replica.dial }, 'the control plane replica is stopping');
+      else if (end.error && !this.stopped && !conn.removed && !this.noteRemoved(end.error))
+        this.noteError(
+          fromGrpcError(end.error, `the control plane at ${this.replica.dial}`),
+          'sync',
+        );
       return end;
     } finally {
       this.conn = undefined;

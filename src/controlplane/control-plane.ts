@@ -6,6 +6,7 @@ import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { type Logger, pino } from 'pino';
+import { REPLICA_STOPPING } from '../api/grpc-errors.js';
 import type { CreateTokenRequest, CreateTokenResponse } from '../api/messages.js';
 import { loadProto } from '../api/proto.js';
 import { WeftError } from '../errors.js';
@@ -29,6 +30,7 @@ import { migrateNodeServices } from './identity/placement-migration.js';
 import { RevocationList } from './identity/revocation-list.js';
 import { type TokenRecord, tokenState } from './identity/tokens.js';
 import { ControlPlaneMetrics } from './metrics.js';
+import { Refusal } from './refusal.js';
 import { ResourceRegistry } from './registry/resource-registry.js';
 import { EtcdStore } from './store/etcd-store.js';
 import { FileStore } from './store/file-store.js';
@@ -49,6 +51,16 @@ export interface ControlPlaneOptions {
 }
 
 const SERVER_CERT_CHECK_MS = 3_600_000;
+/** How long a stopping replica waits for its agents to read "move" before it cuts connections. */
+const STREAM_FLUSH_MS = 1_000;
+
+const replicaStopping = (): Refusal =>
+  new Refusal(
+    REPLICA_STOPPING,
+    'this control plane replica is stopping: connect to another replica',
+    grpc.status.UNAVAILABLE,
+    'WEFT_E_UNAVAILABLE',
+  );
 /**
  * The largest message the gRPC port takes: an apply is at most 4 MiB of JSON (see
  * api/resources/limits.ts), a registration at most 1,024 small workloads; anything larger is
@@ -381,16 +393,31 @@ function renewServerCertificate(
   return timer;
 }
 
+/** A graceful gRPC shutdown (statuses sent are flushed), cut short after `ms`. */
+function shutdownWithin(server: grpc.Server, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, ms);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 async function teardown(parts: Parts, log: Logger): Promise<void> {
   parts.stopping = true;
   if (parts.renewTimer !== undefined) clearInterval(parts.renewTimer);
   parts.health?.stop();
   parts.hub?.stop();
   parts.revocations?.stop();
-  parts.streams.endAll();
-  // Open sync streams would keep a graceful shutdown waiting forever: they are ended above and
-  // the rest is cut.
-  parts.grpc?.forceShutdown();
+  // Agents read this status as "this replica is going away": they reconnect to another replica
+  // at once instead of after their backoff. The wait lets the statuses reach them before the
+  // connections are cut; open sync streams would keep a graceful shutdown waiting forever.
+  parts.streams.endAll(replicaStopping());
+  if (parts.grpc !== undefined) await shutdownWithin(parts.grpc, STREAM_FLUSH_MS);
   if (parts.http !== undefined) {
     const http = parts.http;
     http.closeAllConnections();

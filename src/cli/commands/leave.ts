@@ -43,7 +43,8 @@ export function registerLeave(program: Command): void {
           `this host has no mesh identity in ${config.dataDir} (not joined, or it left already): nothing to leave`,
         );
       }
-      const address = config.controlPlane.address;
+      // Any replica will do (they share the store): the first one listed.
+      const address = config.controlPlane.addresses[0]!;
       const client = identityOnly(
         address,
         controlPlaneCredentials(

@@ -81,7 +81,7 @@ export function renderStatus(
   lines.push(
     field(
       'Control plane',
-      `${dump.controlPlane}${dump.disconnectedSince ? `, no stream for ${ago(dump.disconnectedSince, now).replace(' ago', '')}` : ''}`,
+      `${dump.controlPlane}${replicasNote(dump.controlPlanes)}${dump.disconnectedSince ? `, no stream for ${ago(dump.disconnectedSince, now).replace(' ago', '')}` : ''}`,
     ),
   );
   lines.push(field('Node', dump.node ? dump.node.spiffeId : 'not joined'));
@@ -176,4 +176,11 @@ function table(rows: string[][]): string {
       r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '),
     )
     .join('\n');
+}
+
+/** With several replicas configured: which ones, so the line above reads as "one of these". */
+function replicasNote(replicas: readonly string[] | undefined): string {
+  return replicas === undefined || replicas.length < 2
+    ? ''
+    : ` (one of ${replicas.length} replicas: ${replicas.join(', ')})`;
 }

@@ -58,9 +58,14 @@ export class SyncStreams {
     return streams.size;
   }
 
-  /** Ends every stream from the server side (shutdown). */
-  endAll(): void {
-    for (const streams of this.byNode.values()) for (const session of streams.keys()) session.end();
+  /**
+   * Ends every stream from the server side (shutdown) with `refusal` as its status, so that
+   * agents read why (a replica stopping: go to another now).
+   */
+  endAll(refusal: Refusal): void {
+    const calls = [...this.byNode.values()].flatMap((streams) => [...streams.values()]);
+    this.byNode.clear();
+    for (const call of calls) call.emit('error', refusalStatus(refusal));
   }
 }
 
