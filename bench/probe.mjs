@@ -79,8 +79,7 @@ try {
       } else if (cmd === 'stop') {
         for (const host of ['client', 'server']) await bench.lab.stopProcess(host, 'agent', 30_000);
         for (const host of ['client', 'server']) {
-          const p = JSON.parse(readFileSync(join(profDir, `${host}.cpuprofile`), 'utf8'));
-          const a = analyzeProfile(p, { top: 40 });
+          const a = analyzeProfile(join(profDir, `${host}.cpuprofile`), { top: 40 });
           writeFileSync(join(profDir, `${host}.json`), JSON.stringify(a, null, 1));
           out(`${host}: profile in ${profDir} (${loaded} requests since restart)`);
         }

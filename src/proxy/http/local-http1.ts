@@ -11,7 +11,7 @@ import type { LocalConnector } from '../endpoint/connect-local.js';
 import { formatAuthority } from '../tunnel/authority.js';
 import type { TunnelTarget } from '../tunnel/types.js';
 import type { HeaderMap, L7Request } from './types.js';
-import { endToEnd } from './wire-headers.js';
+import { endToEndRaw } from './wire-headers.js';
 
 /** The failure to reach the app at all (nothing was sent): the stack answers 502. */
 export class LocalConnectError extends Error {
@@ -202,7 +202,7 @@ class ResponseHandler implements Dispatcher.DispatchHandlers {
     this.settled = true;
     this.resolve({
       status,
-      headers: endToEnd(headerMap(raw)),
+      headers: endToEndRaw(raw),
       body,
       trailers: () => this.trailers,
       preserved: this.client?.preserved ?? false,
@@ -217,7 +217,7 @@ class ResponseHandler implements Dispatcher.DispatchHandlers {
 
   onComplete(trailers: string[] | null): void {
     this.signal.removeEventListener('abort', this.onAbort);
-    if (trailers !== null && trailers.length > 0) this.trailers = endToEnd(headerMap(trailers));
+    if (trailers !== null && trailers.length > 0) this.trailers = endToEndRaw(trailers);
     this.body?.push(null);
   }
 
@@ -279,39 +279,3 @@ function bodyView(src: Readable, sent: { bytes: number }): Readable {
   src.pause();
   return view;
 }
-
-/** `[name, value, ...]` as Node's parsed headers: lower-case names, repeats joined. */
-function headerMap(raw: (Buffer | string)[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = String(raw[i]).toLowerCase();
-    const value = String(raw[i + 1]);
-    const seen = out[name];
-    if (seen === undefined) out[name] = name === 'set-cookie' ? [value] : value;
-    else if (Array.isArray(seen)) seen.push(value);
-    else if (!SINGLE.has(name)) out[name] = `${seen}, ${value}`;
-  }
-  return out;
-}
-
-/** Fields Node keeps the first of when repeated (node:_http_incoming matchKnownFields). */
-const SINGLE = new Set([
-  'age',
-  'authorization',
-  'content-length',
-  'content-type',
-  'etag',
-  'expires',
-  'from',
-  'host',
-  'if-modified-since',
-  'if-unmodified-since',
-  'last-modified',
-  'location',
-  'max-forwards',
-  'proxy-authorization',
-  'referer',
-  'retry-after',
-  'server',
-  'user-agent',
-]);

@@ -51,13 +51,71 @@ export function endToEnd(headers: IncomingHttpHeaders): HeaderMap {
     if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
     out[name] = value as string | string[];
   }
-  const te = headers.te;
-  if (typeof te === 'string' && te.split(',').some((t) => t.trim().toLowerCase() === 'trailers'))
-    out.te = 'trailers';
+  if (asksTrailers(headers.te)) out.te = 'trailers';
+  return out;
+}
+
+/**
+ * endToEnd of Node's parse of `[name, value, ...]` (undici's raw headers of the app's HTTP/1.1
+ * response, and its trailers) in one pass, without the parsed object in between: names
+ * lower-cased, repeats as Node joins them (set-cookie an array, a few fields keep the first).
+ */
+export function endToEndRaw(raw: readonly (Buffer | string)[]): HeaderMap {
+  const out: HeaderMap = {};
+  let connection: string | undefined;
+  let te: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    // toString(), not String(): the same UTF-8 text at less than half the cost (String() of a
+    // Buffer goes through ToPrimitive and toString's encoding checks).
+    const name = (raw[i] as Buffer | string).toString().toLowerCase();
+    const value = (raw[i + 1] as Buffer | string).toString();
+    if (name === 'connection')
+      connection = connection === undefined ? value : `${connection}, ${value}`;
+    else if (name === 'te') te = te === undefined ? value : `${te}, ${value}`;
+    else if (name.charCodeAt(0) !== COLON && !name.startsWith('weft-') && !HOP_BY_HOP.has(name)) {
+      const seen = out[name];
+      if (seen === undefined) out[name] = name === 'set-cookie' ? [value] : value;
+      else if (Array.isArray(seen)) seen.push(value);
+      else if (!SINGLE.has(name)) out[name] = `${seen}, ${value}`;
+    }
+  }
+  // The fields Connection names are known only at its end: dropped after (rare: most name
+  // only hop-by-hop fields, which never went in).
+  if (connection !== undefined)
+    for (const name of connectionTokens(connection) ?? [])
+      if (Object.hasOwn(out, name)) delete out[name];
+  if (asksTrailers(te)) out.te = 'trailers';
   return out;
 }
 
 const COLON = 0x3a;
+
+/** Whether a TE field holds `trailers` (the one value kept). */
+function asksTrailers(te: string | string[] | undefined): boolean {
+  return typeof te === 'string' && te.split(',').some((t) => t.trim().toLowerCase() === 'trailers');
+}
+
+/** Fields Node keeps the first of when repeated (node:_http_incoming matchKnownFields). */
+const SINGLE = new Set([
+  'age',
+  'authorization',
+  'content-length',
+  'content-type',
+  'etag',
+  'expires',
+  'from',
+  'host',
+  'if-modified-since',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'server',
+  'user-agent',
+]);
 
 /** The fields a Connection header names; undefined when there is none (most requests). */
 function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {

@@ -121,11 +121,15 @@ export function sendRequest(
  */
 function fields(h: IncomingHttpHeaders, keepAgents = false): HeaderMap {
   const out: HeaderMap = {};
-  for (const [name, value] of Object.entries(h)) {
-    if (value === undefined || name.startsWith(':')) continue;
+  // for-in over Node's header object (own, plain properties): no entries array per response.
+  for (const name in h) {
+    const value = h[name];
+    if (value === undefined || name.charCodeAt(0) === COLON) continue;
     const agents = name === REASON_HEADER || name === UNDELIVERED_HEADER;
     if (name.startsWith('weft-') && !(keepAgents && agents)) continue;
     out[name] = value;
   }
   return out;
 }
+
+const COLON = 0x3a;
