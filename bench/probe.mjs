@@ -2,7 +2,10 @@
 // lab once, then serves commands written to <dir>/cmd (default /tmp/weft-probe), one at a time,
 // appending results to <dir>/out:
 //   measure SETUP [CONNECTIONS] [SECONDS]   wrk against a setup (direct, haproxy, weft, weft-l7)
-//   restart [profile]                       restart both agents on the current dist/ (profiled)
+//   restart [profile | NODEFLAG...]         restart both agents on the current dist/ (profiled,
+//                                           or under the given node flags)
+//   rss                                     both agents' VmRSS 5 s from now (bench scenario 5's
+//                                           "idle, after start" when run right after restart)
 //   stop                                    the profiled agents write their profiles; summary
 //   quit                                    tear the lab down
 // Not a benchmark: figures for a change go through `npm run bench`.
@@ -19,7 +22,7 @@ import { join } from 'node:path';
 import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
-import { cpuSeconds } from './lib/proc.mjs';
+import { cpuSeconds, rssMiB } from './lib/proc.mjs';
 
 const dir = process.argv[2] ?? '/tmp/weft-probe';
 mkdirSync(dir, { recursive: true });
@@ -65,17 +68,23 @@ try {
           const weft = lookupUser('weft');
           chownSync(profDir, weft.uid, weft.gid);
           flags.push('--cpu-prof', `--cpu-prof-dir=${profDir}`);
-        }
+        } else flags.push(...args);
         for (const host of ['client', 'server']) {
           await bench.lab.stopProcess(host, 'agent');
           await bench.startAgentUnder(host, [
             ...flags,
-            ...(profDir && flags.length ? [`--cpu-prof-name=${host}.cpuprofile`] : []),
+            ...(args[0] === 'profile' ? [`--cpu-prof-name=${host}.cpuprofile`] : []),
           ]);
         }
         await bench.waitReady();
         loaded = 0;
         out('restarted');
+      } else if (cmd === 'rss') {
+        await new Promise((r) => setTimeout(r, 5_000));
+        const p = bench.pids;
+        out(
+          `VmRSS MiB: client ${rssMiB(p.clientAgent).toFixed(1)}, server ${rssMiB(p.serverAgent).toFixed(1)}`,
+        );
       } else if (cmd === 'stop') {
         for (const host of ['client', 'server']) await bench.lab.stopProcess(host, 'agent', 30_000);
         for (const host of ['client', 'server']) {

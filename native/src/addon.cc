@@ -1,11 +1,13 @@
 // weft's native addon: the socket operations Node lacks (original destination,
-// transparent listeners and connects, socket owner lookup, listening sockets on a port).
+// transparent listeners and connects, socket owner lookup, listening sockets on a port), and
+// malloc_trim for the agent's memory upkeep.
 // Loaded by src/native/addon.ts.
 #include <napi.h>
 
 #include <cerrno>
 #include <string>
 
+#include "malloc-trim.h"
 #include "original-dst.h"
 #include "sd-notify.h"
 #include "sock-diag.h"
@@ -27,6 +29,7 @@ class WeftNative : public Napi::Addon<WeftNative> {
                              InstanceMethod("sdNotify", &WeftNative::Notify),
                              InstanceMethod("transparentConnect", &WeftNative::Connect),
                              InstanceMethod("cancelConnect", &WeftNative::Cancel),
+                             InstanceMethod("mallocTrim", &WeftNative::Trim),
                          });
   }
 
@@ -40,6 +43,8 @@ class WeftNative : public Napi::Addon<WeftNative> {
   Napi::Value Connect(const Napi::CallbackInfo& info) { return TransparentConnect(info); }
 
   Napi::Value Cancel(const Napi::CallbackInfo& info) { return CancelConnect(info); }
+
+  Napi::Value Trim(const Napi::CallbackInfo& info) { return MallocTrim(info); }
 
   Napi::Value Owner(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -13,6 +13,7 @@ import type { Logger } from '../sys/logger.js';
 import { createTracer } from '../telemetry/create-tracer.js';
 import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
+import { startMemoryTrim } from './memory-trim.js';
 import { registerProcessMetrics, startMetricsServer } from './metrics-server.js';
 import { registerSyncMetrics } from './sync-metrics.js';
 import { sdNotify, sdStatus, startWatchdog, statusNotifier } from './systemd.js';
@@ -69,6 +70,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   });
   const metrics = await startMetricsServer(registry, config.metrics.address, config.metrics.port);
   const stopWatchdog = startWatchdog();
+  const stopTrimming = startMemoryTrim();
   const stopNotifying = notifyReady(session, log);
 
   return {
@@ -87,6 +89,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       // After the drain, so the last requests' spans go out too (bounded by the export timeout).
       await tracer.shutdown();
       stopWatchdog();
+      stopTrimming();
       await Promise.all([admin.close(), metrics.close(), session?.stop()]);
     },
   };

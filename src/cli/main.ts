@@ -2,17 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { WEFT_VERSION } from '../api/weft-version.js';
 import { describeError, isWeftError } from '../errors.js';
-import { registerAgent } from './commands/agent.js';
-import { registerApply } from './commands/apply.js';
-import { registerControlplane } from './commands/controlplane.js';
-import { registerDelete } from './commands/delete.js';
-import { registerGet } from './commands/get.js';
-import { registerLab } from './commands/lab.js';
-import { registerLeave } from './commands/leave.js';
-import { registerNode } from './commands/node.js';
-import { registerRedirect } from './commands/redirect.js';
-import { registerStatus } from './commands/status.js';
-import { registerToken } from './commands/token.js';
+import { VERBS, verbsToLoad } from './verbs.js';
 
 const program = new Command('weft')
   .description('weft: a service mesh for Linux hosts')
@@ -21,20 +11,11 @@ const program = new Command('weft')
   .showHelpAfterError()
   .exitOverride();
 
-// Host side
-registerAgent(program);
-registerStatus(program);
-registerRedirect(program);
-registerLeave(program);
-// Control plane side
-registerControlplane(program);
-registerToken(program);
-registerApply(program);
-registerGet(program);
-registerDelete(program);
-registerNode(program);
-// Development
-registerLab(program);
+// Only the verb asked for is imported (see verbs.ts); help and errors still see every verb.
+for (const verb of verbsToLoad(process.argv.slice(2), Object.keys(VERBS))) {
+  const register = await VERBS[verb]?.();
+  register?.(program);
+}
 
 try {
   await program.parseAsync(process.argv);

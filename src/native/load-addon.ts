@@ -57,6 +57,8 @@ export interface NativeAddon {
   ): number;
   /** Stops a pending transparentConnect and closes its fd (no callback); false if not pending. */
   cancelConnect(fd: number): boolean;
+  /** malloc_trim(0): true when the C heap gave pages back to the kernel. Absent in older builds. */
+  mallocTrim?(): boolean;
 }
 
 /** native/build/Release/weft_native.node, the same from src/native (tests) and dist/native. */

@@ -1,6 +1,6 @@
 // Running the OS tools weft drives (iptables-restore, ip, useradd, ...): one place that
 // turns "binary not installed" and "not root" into weft errors that say what to do.
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { WeftError } from '../errors.js';
 
 export interface RunResult {
@@ -56,27 +56,21 @@ export async function run(
   args: readonly string[],
   opts: RunOptions = {},
 ): Promise<RunResult> {
-  const result = await execa(cmd, args, {
-    input: opts.input,
-    reject: false,
-    timeout: opts.timeoutMs ?? 30_000,
-    env: opts.env,
-    stripFinalNewline: false,
-  });
-  const spawnError = (result as { code?: string }).code;
-  if (spawnError === 'ENOENT') {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const result = await spawnToEnd(cmd, args, opts.input, timeoutMs, opts.env);
+  if (result.spawnError === 'ENOENT') {
     throw new WeftError('WEFT_E_MISSING_TOOL', `\`${cmd}\` is not installed; ${installHint(cmd)}`);
   }
   if (result.timedOut) {
     throw new WeftError(
       'WEFT_E_INTERNAL',
-      `\`${cmd} ${args.join(' ')}\` did not finish within ${opts.timeoutMs ?? 30_000} ms`,
+      `\`${cmd} ${args.join(' ')}\` did not finish within ${timeoutMs} ms`,
     );
   }
   const out: RunResult = {
-    stdout: String(result.stdout ?? ''),
-    stderr: String(result.stderr ?? ''),
-    exitCode: result.exitCode ?? -1,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    exitCode: result.exitCode,
   };
   if (out.exitCode !== 0 && !opts.allowFailure) {
     const detail =
@@ -88,8 +82,71 @@ export async function run(
 
 /** True when the binary can be found on PATH. */
 export async function haveTool(cmd: string): Promise<boolean> {
-  const r = await execa('sh', ['-c', `command -v "$1" >/dev/null`, 'sh', cmd], { reject: false });
+  const r = await spawnToEnd('sh', ['-c', `command -v "$1" >/dev/null`, 'sh', cmd]);
   return r.exitCode === 0;
+}
+
+interface Ended {
+  stdout: string;
+  stderr: string;
+  /** -1 when the process could not start or was killed by a signal. */
+  exitCode: number;
+  timedOut: boolean;
+  /** The errno code when the process could not be started (ENOENT: no such binary). */
+  spawnError?: string;
+}
+
+/**
+ * node:child_process, not execa: the agent runs `ip` at start (its reply-path check), and
+ * execa's module graph (about 100 modules) cost a resident agent several MiB of RSS for a
+ * spawn Node does itself. The environment extends the process's own, as execa's did; without
+ * input, stdin is /dev/null, so a tool that reads it sees its end at once instead of hanging.
+ */
+function spawnToEnd(
+  cmd: string,
+  args: readonly string[],
+  input?: string,
+  timeoutMs?: number,
+  env?: Record<string, string>,
+): Promise<Ended> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, {
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: env ? { ...process.env, ...env } : process.env,
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let timedOut = false;
+    let spawnError: string | undefined;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGTERM');
+          }, timeoutMs);
+    child.stdout?.on('data', (b: Buffer) => stdout.push(b));
+    child.stderr?.on('data', (b: Buffer) => stderr.push(b));
+    // A tool that exits without reading all of its input breaks the pipe: its exit status says
+    // what happened, not the EPIPE.
+    child.stdin?.on('error', () => {});
+    child.stdin?.end(input);
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      spawnError = err.code ?? 'unknown';
+    });
+    // 'close' comes after 'exit' and after stdout and stderr have ended (or after 'error'
+    // when the process never started).
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({
+        stdout: Buffer.concat(stdout).toString('utf8'),
+        stderr: Buffer.concat(stderr).toString('utf8'),
+        exitCode: code ?? -1,
+        timedOut,
+        spawnError,
+      });
+    });
+  });
 }
 
 /** Throws WEFT_E_NOT_ROOT unless the process runs as root. */
