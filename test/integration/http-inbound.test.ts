@@ -54,6 +54,8 @@ const h1 = {
 };
 /** The slow-reader test's app side: bytes written, and whether it waits for 'drain'. */
 const big = { written: 0, waiting: false, done: false };
+/** The held requests' app side: seen, and abandoned by the caller before the answer. */
+const held = { seen: 0, abandoned: 0 };
 let h2Port = 0;
 /** The same h2c app on another port, for a service whose policy denies the caller. */
 let lockedPort = 0;
@@ -69,6 +71,17 @@ function startHttp1App(): HttpServer {
   const s = createHttpServer({ keepAliveTimeout: 30_000 }, (req, res) => {
     h1.lastHeaders = req.headers;
     if (req.url === '/big') return void writeBig(res);
+    if (req.url === '/held') {
+      // Answered only after 30 s: the caller goes away first.
+      held.seen += 1;
+      const timer = setTimeout(() => res.end('late'), 30_000);
+      res.once('close', () => {
+        if (res.writableFinished) return;
+        clearTimeout(timer);
+        held.abandoned += 1;
+      });
+      return;
+    }
     if (req.url === '/trailers') {
       res.setHeader('set-cookie', ['a=1', 'b=2']);
       res.addTrailers({ 'x-checksum': 'abc' });
@@ -314,6 +327,18 @@ describe('HTTP/1.1 apps (weft-orig-proto: HTTP/1.1)', () => {
     const requests =
       /^weft_http_requests_total\{direction="inbound",src_service="frontend",dst_service="web",route="default",status_code="200"/;
     await expect.poll(() => scrape(requests)).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a caller that resets its stream before the answer: the app sees its request abandoned', async () => {
+    // What a hedge's losing attempt, or a client that went away, does to the receiving agent.
+    const before = { ...held };
+    const stream = session.request(toApp(h1.port, { ...http1, ':path': '/held' }), {
+      endStream: true,
+    });
+    stream.on('error', () => {});
+    await waitFor('the app to see the request', () => held.seen > before.seen);
+    stream.close(constants.NGHTTP2_CANCEL);
+    await waitFor('the app to see it abandoned', () => held.abandoned > before.abandoned);
   });
 
   it('reuses one kept-alive connection for 20 sequential requests', async () => {

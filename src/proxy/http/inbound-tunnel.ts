@@ -34,9 +34,13 @@ async function serve(
 ): Promise<TunnelRequestOutcome> {
   stream.on('error', () => {}); // seen as the stream's close and its rstCode
   const abort = new AbortController();
-  // The caller went away before the whole response was written: the stack must cancel.
+  // The caller went away before the whole response was written: the stack must cancel (and
+  // the app's request is dropped). A reset from the caller is 'aborted': by the 'close' that
+  // follows it, Node has marked the writable side finished, so 'close' alone misses it.
+  const cancel = (): void => abort.abort();
+  stream.once('aborted', cancel);
   stream.once('close', () => {
-    if (!stream.writableFinished) abort.abort();
+    if (!stream.writableFinished) cancel();
   });
   const method = String(headers[':method']);
   const head = parseTunnelRequest(headers, peer.address);
