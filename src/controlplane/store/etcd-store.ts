@@ -8,16 +8,18 @@ import { WeftError } from '../../errors.js';
 import { connectEtcd, type EtcdConnection, type EtcdConnectOptions } from './etcd-connect.js';
 import { EtcdKeepAlives } from './etcd-keepalive.js';
 import { EtcdWatch } from './etcd-watch.js';
-import type {
-  ChangeLog,
-  KeyChange,
-  ListResult,
-  Store,
-  StoreEntry,
-  TxnRequest,
-  TxnResult,
-  Watch,
-  WatchHandlers,
+import {
+  type ChangeLog,
+  deleteRequest,
+  type KeyChange,
+  type ListResult,
+  putRequest,
+  type Store,
+  type StoreEntry,
+  type TxnRequest,
+  type TxnResult,
+  type Watch,
+  type WatchHandlers,
 } from './store.js';
 
 export interface EtcdStoreOptions extends EtcdConnectOptions {
@@ -207,15 +209,11 @@ export class EtcdStore implements Store {
     value: unknown,
     options: { prevModRevision?: number; lease?: string } = {},
   ): Promise<TxnResult> {
-    const compares =
-      options.prevModRevision === undefined ? [] : [{ key, modRevision: options.prevModRevision }];
-    return this.txn({ compares, ops: [{ type: 'put', key, value, lease: options.lease }] });
+    return this.txn(putRequest(key, value, options));
   }
 
   delete(key: string, options: { prevModRevision?: number } = {}): Promise<TxnResult> {
-    const compares =
-      options.prevModRevision === undefined ? [] : [{ key, modRevision: options.prevModRevision }];
-    return this.txn({ compares, ops: [{ type: 'delete', key }] });
+    return this.txn(deleteRequest(key, options));
   }
 
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch {

@@ -14,8 +14,10 @@ import { WeftError } from '../../errors.js';
 import { acquireDirLock, type DirLock } from './dir-lock.js';
 import {
   type ChangeLog,
+  deleteRequest,
   type KeyChange,
   type ListResult,
+  putRequest,
   type Store,
   StoreCompactedError,
   type StoreEntry,
@@ -198,15 +200,11 @@ export class FileStore implements Store {
     value: unknown,
     options: { prevModRevision?: number; lease?: string } = {},
   ): Promise<TxnResult> {
-    const compares =
-      options.prevModRevision === undefined ? [] : [{ key, modRevision: options.prevModRevision }];
-    return this.txn({ compares, ops: [{ type: 'put', key, value, lease: options.lease }] });
+    return this.txn(putRequest(key, value, options));
   }
 
   delete(key: string, options: { prevModRevision?: number } = {}): Promise<TxnResult> {
-    const compares =
-      options.prevModRevision === undefined ? [] : [{ key, modRevision: options.prevModRevision }];
-    return this.txn({ compares, ops: [{ type: 'delete', key }] });
+    return this.txn(deleteRequest(key, options));
   }
 
   private apply(request: TxnRequest): Promise<TxnResult> {

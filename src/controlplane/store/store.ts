@@ -60,6 +60,29 @@ export interface TxnRequest {
   ops: StoreOp[];
 }
 
+/** Store.put as a transaction: compare-and-swap when prevModRevision is given. */
+export function putRequest(
+  key: string,
+  value: unknown,
+  options: { prevModRevision?: number; lease?: string },
+): TxnRequest {
+  return {
+    compares: compareOn(key, options),
+    ops: [{ type: 'put', key, value, lease: options.lease }],
+  };
+}
+
+/** Store.delete as a transaction: compare-and-swap when prevModRevision is given. */
+export function deleteRequest(key: string, options: { prevModRevision?: number }): TxnRequest {
+  return { compares: compareOn(key, options), ops: [{ type: 'delete', key }] };
+}
+
+function compareOn(key: string, options: { prevModRevision?: number }): StoreCompare[] {
+  return options.prevModRevision === undefined
+    ? []
+    : [{ key, modRevision: options.prevModRevision }];
+}
+
 export interface TxnResult {
   succeeded: boolean;
   /** The new revision when it succeeded; the current one when a compare failed. */
