@@ -113,26 +113,28 @@ afterAll(async () => {
 
 describe('HTTP through the mesh', () => {
   it('curl HTTP/1.1: one keep-alive connection, requests spread over both endpoints', async () => {
-    const urls = Array.from({ length: 20 }, () => 'http://web.mesh/');
-    const r = await curl('-w', 'connects=%{num_connects}\n', ...urls);
-    expect(r.code).toBe(0);
-    const answers = r.out.split('\n').filter((l) => l.startsWith('l7 on'));
-    expect(answers).toHaveLength(20);
-    expect(
-      answers.every((a) => a.endsWith('HTTP/1.1')),
-      r.out,
-    ).toBe(true);
-    // The app's one connection carried all 20; each went to an endpoint of its own choosing.
-    const connects = [...r.out.matchAll(/connects=(\d+)/g)].map((m) => Number(m[1]));
-    expect(connects.reduce((a, b) => a + b, 0)).toBe(1);
-    expect(
-      answers.some((a) => a.includes('node2')),
-      r.out,
-    ).toBe(true);
-    expect(
-      answers.some((a) => a.includes('node3')),
-      r.out,
-    ).toBe(true);
+    // Each batch of 20 is one connection: per-connection balancing would send all of a batch to
+    // one endpoint, every time. Per request, a batch usually reaches both; but peak-EWMA rightly
+    // keeps a one-at-a-time caller on one endpoint while the other answered slowly (a loaded CI
+    // machine), so a batch that stayed on one endpoint is tried again, up to 5 times.
+    const seen = new Set<string>();
+    for (let batch = 0; batch < 5 && seen.size < 2; batch++) {
+      const urls = Array.from({ length: 20 }, () => 'http://web.mesh/');
+      const r = await curl('-w', 'connects=%{num_connects}\n', ...urls);
+      expect(r.code).toBe(0);
+      const answers = r.out.split('\n').filter((l) => l.startsWith('l7 on'));
+      expect(answers).toHaveLength(20);
+      expect(
+        answers.every((a) => a.endsWith('HTTP/1.1')),
+        r.out,
+      ).toBe(true);
+      // The app's one connection carried all 20; each went to an endpoint of its own choosing.
+      const connects = [...r.out.matchAll(/connects=(\d+)/g)].map((m) => Number(m[1]));
+      expect(connects.reduce((a, b) => a + b, 0)).toBe(1);
+      seen.clear();
+      for (const a of answers) seen.add(/node[23]/.exec(a)?.[0] ?? a);
+    }
+    expect([...seen].sort()).toEqual(['node2', 'node3']);
   });
 
   it('curl --http2-prior-knowledge: the app is spoken to in HTTP/2', async () => {

@@ -178,7 +178,14 @@ afterAll(async () => {
 
 describe('the mesh path', () => {
   it('curl http://echo.mesh/ reaches endpoints on both hosts', async () => {
-    expect(await hosts(10)).toEqual(new Set(['node2', 'node3']));
+    // Peak-EWMA rightly keeps one-at-a-time calls on one endpoint while the other answers
+    // slowly (a loaded CI machine once sent 10 of 10 to node3): up to 4 rounds of 10 until
+    // both answered. Any failed request still fails the test.
+    const seen = new Set<string>();
+    for (let round = 0; round < 4 && !(seen.has('node2') && seen.has('node3')); round++) {
+      for (const host of await hosts(10)) seen.add(host);
+    }
+    expect(seen).toEqual(new Set(['node2', 'node3']));
   });
 
   it('carries only TLS between hosts: no request or response bytes on the wire', async () => {
