@@ -182,13 +182,13 @@ export function buildRouteTables(
     return entries;
   };
   for (const doc of http) {
+    const hostnames = compileHostnames(doc.spec.hostnames);
     for (const parent of doc.spec.parentRefs) {
       for (const port of portsOf(parent)) {
         const into = slot(parent.name, port.port).http;
         doc.spec.rules.forEach((rule, ruleIndex) => {
           const hedge = hedgingOf(`HTTPRoute/${doc.name}/${ruleIndex}`, rule.hedging, false);
           const compiled = compileRule(doc.name, rule, port.port, services, hedge);
-          const hostnames = compileHostnames(doc.spec.hostnames);
           // No matches (or an empty list): every request, as a PathPrefix "/" (Gateway API).
           everyMatch(rule.matches).forEach((m, matchIndex) => {
             into.push({
@@ -209,13 +209,13 @@ export function buildRouteTables(
     }
   }
   for (const doc of grpc) {
+    const hostnames = compileHostnames(doc.spec.hostnames);
     for (const parent of doc.spec.parentRefs) {
       for (const port of portsOf(parent)) {
         const into = slot(parent.name, port.port).grpc;
         doc.spec.rules.forEach((rule, ruleIndex) => {
           const hedge = hedgingOf(`GRPCRoute/${doc.name}/${ruleIndex}`, rule.hedging, true);
           const compiled = compileRule(doc.name, rule, port.port, services, hedge);
-          const hostnames = compileHostnames(doc.spec.hostnames);
           everyMatch(rule.matches).forEach((m, matchIndex) => {
             const type = m.method?.type ?? 'Exact';
             const name = (v: string | undefined) =>
