@@ -188,6 +188,13 @@ export class WeftAdminClient {
     );
   }
 
+  createDashboardLogin(): Promise<m.CreateDashboardLoginResponse> {
+    return this.call<m.CreateDashboardLoginRequest, m.CreateDashboardLoginResponse>(
+      (c) => c.createDashboardLogin,
+      {},
+    );
+  }
+
   close(): void {
     this.client.close();
   }

@@ -19,6 +19,9 @@ import {
   SERVER_CERT_TTL_MS,
 } from './ca/local-credentials.js';
 import type { ControlPlaneConfig } from './config.js';
+import { DashboardAuth } from './dashboard/dashboard-auth.js';
+import { DashboardHttp } from './dashboard/dashboard-http.js';
+import { overviewSource } from './dashboard/overview-source.js';
 import { adminHandlers, createToken } from './grpc/admin-handlers.js';
 import { identityHandlers } from './grpc/identity-handlers.js';
 import { WeftServerCredentials } from './grpc/server-credentials.js';
@@ -67,6 +70,8 @@ const replicaStopping = (): Refusal =>
  * refused before it is read into memory. Snapshots go the other way (agents' receive limit).
  */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
+// TODO(dash): replaced by the stats aggregator's view when the stats branch is merged.
+const NO_TRAFFIC_YET = { windowSeconds: 60, byService: new Map(), edges: [] };
 
 function bindHost(listen: string): string {
   return listen.includes(':') ? `[${listen}]` : listen;
@@ -230,9 +235,23 @@ export class ControlPlane {
         onAgentVersion: (node, version) => nodes.noteAgentVersion(node, version),
       }),
     );
+    const dashboardAuth = new DashboardAuth();
+    let httpPort = 0; // known once the HTTP port is bound, below: logins are made after that
     server.addService(
       proto.Admin.service,
-      adminHandlers({ ...ctx, store, registry, nodes, streams, config, caPin: ca.pin }),
+      adminHandlers({
+        ...ctx,
+        store,
+        registry,
+        nodes,
+        streams,
+        config,
+        caPin: ca.pin,
+        dashboardLogin: () => {
+          const { token, expiresAtMs } = dashboardAuth.issueLogin();
+          return { token, expiresUnixMs: expiresAtMs, httpPort };
+        },
+      }),
     );
     const credentials = new WeftServerCredentials({
       keyPem: serverCert.keyPem,
@@ -257,6 +276,11 @@ export class ControlPlane {
       host: config.listen,
       port: config.httpPort,
       registry: metrics.registry,
+      dashboard: new DashboardHttp({
+        auth: dashboardAuth,
+        log,
+        overview: overviewSource({ registry, nodes, traffic: () => NO_TRAFFIC_YET }),
+      }),
       notReady: async () => {
         if (parts.stopping) return 'stopping';
         try {
@@ -268,6 +292,7 @@ export class ControlPlane {
       },
     });
     parts.http = http.server;
+    httpPort = http.port;
     const cp = new ControlPlane({
       config,
       log,
