@@ -1,6 +1,6 @@
-// The service graph: every service (and every caller that is not one) on a circle, an arrow
+// The service graph: every service (and every caller that is not one) on an ellipse, an arrow
 // for each edge that carried requests in the window, labelled with its rate and success rate.
-// A circle keeps every arrow visible whatever the graph's shape, and places each service at
+// An ellipse keeps every arrow visible whatever the graph's shape, and places each service at
 // the same spot from one refresh to the next (sorted by name), so a live graph does not jump.
 
 import { percent, rate, svg } from './format.js';
@@ -14,22 +14,21 @@ interface Point {
   y: number;
 }
 
-/** Positions on a circle, the first at the top, in name order. */
+/** Positions on an ellipse as wide as the picture, in name order: two side by side, more from the top. */
 export function layout(names: string[], height: number): Map<string, Point> {
   const sorted = [...names].sort();
   const center = { x: WIDTH / 2, y: height / 2 };
-  const radius = Math.min(WIDTH, height) / 2 - NODE_RADIUS - 28;
+  const rx = WIDTH / 2 - NODE_RADIUS - 120;
+  const ry = height / 2 - NODE_RADIUS - 28;
+  const start = sorted.length === 2 ? Math.PI : -Math.PI / 2;
   const at = new Map<string, Point>();
   sorted.forEach((name, i) => {
     if (sorted.length === 1) {
       at.set(name, center);
       return;
     }
-    const angle = -Math.PI / 2 + (2 * Math.PI * i) / sorted.length;
-    at.set(name, {
-      x: center.x + radius * Math.cos(angle),
-      y: center.y + radius * Math.sin(angle),
-    });
+    const angle = start + (2 * Math.PI * i) / sorted.length;
+    at.set(name, { x: center.x + rx * Math.cos(angle), y: center.y + ry * Math.sin(angle) });
   });
   return at;
 }
@@ -136,7 +135,7 @@ export function renderGraph(
     root.append(
       svg(
         'text',
-        { x: WIDTH / 2, y: height - 12, class: 'empty' },
+        { x: 16, y: 24, class: 'empty' },
         'No requests between services in the last window.',
       ),
     );

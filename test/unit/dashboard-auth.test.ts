@@ -53,7 +53,9 @@ describe('dashboard login tokens', () => {
   it('keep no token or session id in clear', () => {
     const { auth } = clockedAuth();
     const { token } = auth.issueLogin();
-    const pending = JSON.stringify([...(auth as unknown as { logins: Map<string, number> }).logins]);
+    const pending = JSON.stringify([
+      ...(auth as unknown as { logins: Map<string, number> }).logins,
+    ]);
     expect(pending).not.toContain(token);
     const session = auth.redeemLogin(auth.issueLogin().token);
     const sessions = JSON.stringify([

@@ -158,6 +158,8 @@ describe('dashboard HTTP helpers', () => {
     [{ host: 'cp:15014', origin: 'https://cp:15014' }, true],
     [{ host: 'cp:15014', origin: 'http://evil.example' }, false],
     [{ host: 'cp:15014', origin: 'null' }, false],
+    [{ host: 'cp:15014', origin: 'null', 'sec-fetch-site': 'same-origin' }, true],
+    [{ host: 'cp:15014', origin: 'null', 'sec-fetch-site': 'cross-site' }, false],
     [{ host: 'cp:15014', 'sec-fetch-site': 'cross-site' }, false],
     [{ host: 'cp:15014', 'sec-fetch-site': 'same-origin' }, true],
     [{ host: 'cp:15014' }, true],

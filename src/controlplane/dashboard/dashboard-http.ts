@@ -31,7 +31,8 @@ const SECURITY_HEADERS: Record<string, string> = {
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
+  // Not no-referrer: under it a browser sends `Origin: null` with the page's own forms.
+  'referrer-policy': 'same-origin',
   'cache-control': 'no-store',
 };
 
@@ -41,6 +42,7 @@ export function isDashboardPath(path: string): boolean {
     path === '/' ||
     path === '/login' ||
     path === '/logout' ||
+    path === '/favicon.ico' ||
     path.startsWith('/assets/') ||
     path.startsWith('/api/')
   );
@@ -62,11 +64,14 @@ export function cookieValue(header: string | undefined, name: string): string | 
  */
 export function sameOrigin(req: IncomingMessage): boolean {
   const origin = req.headers.origin;
-  if (origin !== undefined) {
+  if (origin !== undefined && origin !== 'null') {
     const host = req.headers.host ?? '';
     return origin === `http://${host}` || origin === `https://${host}`;
   }
   const site = req.headers['sec-fetch-site'];
+  // An opaque origin ("null": a sandboxed frame, a data: page) is foreign unless the browser
+  // itself says the request came from this origin.
+  if (origin === 'null') return site === 'same-origin';
   return site === undefined || site === 'same-origin' || site === 'none';
 }
 
@@ -104,6 +109,11 @@ export class DashboardHttp {
       if (method === 'GET' || method === 'HEAD')
         return this.send(res, 200, 'text/html; charset=utf-8', loginPage());
       return this.send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+    }
+    if (path === '/favicon.ico') {
+      res.writeHead(204, SECURITY_HEADERS);
+      res.end();
+      return;
     }
     if (path === '/assets/app.css')
       return this.send(res, 200, 'text/css; charset=utf-8', DASHBOARD_CSS);

@@ -81,7 +81,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .graph .edge line { stroke: #9aa5bd; stroke-width: 1.5; }
 .graph .edge.failing line { stroke: var(--bad); }
 .graph .edge text { font-size: 11px; fill: var(--muted); }
-.graph .empty { font-size: 13px; fill: var(--muted); text-anchor: middle; }
+.graph .empty { font-size: 13px; fill: var(--muted); }
 .pill { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 12px; margin: 1px 2px;
   border: 1px solid var(--line); }
 .pill.healthy { color: var(--ok); border-color: var(--ok); }
