@@ -1,22 +1,27 @@
 // What this host is (OS, kernel, CPUs, memory, agent version), for `weft get nodes`. Read with
-// systeminformation, imported only when the facts are first needed (at join or at the first
-// stream), so that an agent that never asks does not load it; afterwards a cheap fingerprint
-// from node:os (kernel release, CPU count, total memory) tells when they changed (a CPU or
-// memory hot-plug, a kernel live-patch) and only then are they read again.
+// systeminformation in a short-lived child process (host-facts-probe.ts) when first needed (at
+// join or at the first stream), so the agent's own memory never holds it; afterwards a cheap
+// fingerprint from node:os (kernel release, CPU count, total memory), checked at each stats
+// report, tells when they changed (a CPU or memory hot-plug) and only then are they read again.
 import * as os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { HostFacts } from '../api/stats-messages.js';
+import { run } from '../sys/run.js';
 
 /** Reads the facts; systeminformation by default. */
 export type HostFactsReader = () => Promise<Omit<HostFacts, 'agentVersion'>>;
 
 export class HostFactsSource {
   private facts: Promise<HostFacts> | undefined;
-  private print = fingerprint();
+  private print: string;
 
   constructor(
     private readonly agentVersion: string,
-    private readonly read: HostFactsReader = readWithSysteminformation,
-  ) {}
+    private readonly read: HostFactsReader = readInChildProcess,
+    private readonly fingerprint: () => string = hostFingerprint,
+  ) {
+    this.print = fingerprint();
+  }
 
   /** The facts, read once and kept. */
   current(): Promise<HostFacts> {
@@ -30,7 +35,7 @@ export class HostFactsSource {
 
   /** The new facts when the host changed since they were read, else undefined. */
   async changed(): Promise<HostFacts | undefined> {
-    const now = fingerprint();
+    const now = this.fingerprint();
     if (now === this.print || this.facts === undefined) return undefined;
     this.print = now;
     this.facts = undefined;
@@ -38,20 +43,14 @@ export class HostFactsSource {
   }
 }
 
-function fingerprint(): string {
+function hostFingerprint(): string {
   return `${os.release()}|${os.availableParallelism()}|${os.totalmem()}`;
 }
 
-async function readWithSysteminformation(): Promise<Omit<HostFacts, 'agentVersion'>> {
-  const si = await import('systeminformation');
-  const [info, mem] = await Promise.all([si.osInfo(), si.mem()]);
-  return {
-    os: [info.distro, info.release, info.codename ? `(${info.codename})` : '']
-      .filter((p) => p !== '')
-      .join(' '),
-    kernel: info.kernel,
-    arch: info.arch,
-    cpus: os.availableParallelism(),
-    memoryBytes: mem.total,
-  };
+/** The probe, next to this file once built (dist/agent/host-facts-probe.js). */
+const PROBE = fileURLToPath(new URL('./host-facts-probe.js', import.meta.url));
+
+async function readInChildProcess(): Promise<Omit<HostFacts, 'agentVersion'>> {
+  const r = await run(process.execPath, [PROBE], { timeoutMs: 30_000 });
+  return JSON.parse(r.stdout) as Omit<HostFacts, 'agentVersion'>;
 }

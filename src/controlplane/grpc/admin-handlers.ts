@@ -146,6 +146,7 @@ export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplem
         const admin = requireAdmin(call, td);
         const node = call.request.name ?? '';
         const res = await deps.nodes.removeNode(node, 'deleted');
+        deps.stats.forget(node);
         deps.streams.endNode(
           node,
           new Refusal(
