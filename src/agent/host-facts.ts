@@ -51,6 +51,6 @@ function hostFingerprint(): string {
 const PROBE = fileURLToPath(new URL('./host-facts-probe.js', import.meta.url));
 
 async function readInChildProcess(): Promise<Omit<HostFacts, 'agentVersion'>> {
-  const r = await run(process.execPath, [PROBE], { timeoutMs: 30_000 });
+  const r = await run(process.execPath, [PROBE], { timeoutMs: 10_000 });
   return JSON.parse(r.stdout) as Omit<HostFacts, 'agentVersion'>;
 }

@@ -219,4 +219,39 @@ describe('weft top', () => {
       if (loop.pid !== undefined) process.kill(-loop.pid, 'SIGTERM');
     }
   }, 90_000);
+
+  it('--service pay: its row, its route and its caller; Ctrl-C leaves a clean shell', async () => {
+    const cp = mesh.lab.host('cp').netns;
+    const shell = `ip netns exec ${cp} env PS1='stats-svc$ ' bash --norc --noprofile`;
+    await tmux('new-session', '-d', '-s', 'svc', '-x', '80', '-y', '24', shell);
+    const svc = async () => (await tmux('capture-pane', '-p', '-t', 'svc')).stdout;
+    await waitFor('the shell prompt', async () => (await svc()).includes('stats-svc$'));
+    const cmd = [WEFT_BIN, 'top', '--service', 'pay', ...mesh.adminArgs].join(' ');
+    await tmux('send-keys', '-t', 'svc', cmd, 'Enter');
+    const screen = await waitFor(
+      "pay's route and caller on the screen",
+      async () => {
+        const text = await svc();
+        return /^default\s+\d+\.\d+\/s\s+75\.00%/m.test(text) ? text : undefined;
+      },
+      30_000,
+    );
+    expect(screen.split('\n')[0]).toMatch(/^weft top: service pay \(window 1m/);
+    expect(screen).toMatch(/^pay\s+\d+\.\d+\/s\s+75\.00%/m);
+    expect(screen).toMatch(/^SERVICE .*\n[\s\S]*^ROUTE .*\n[\s\S]*^CALLER /m);
+    await tmux('send-keys', '-t', 'svc', 'C-c');
+    const after = await waitFor('top to leave on Ctrl-C', async () => {
+      const text = await svc();
+      return text.trimEnd().split('\n').at(-1) === 'stats-svc$' ? text : undefined;
+    });
+    expect(after).not.toContain('weft top:');
+    const flags = await tmux(
+      'display-message',
+      '-p',
+      '-t',
+      'svc',
+      '#{cursor_flag} #{alternate_on}',
+    );
+    expect(flags.stdout.trim()).toBe('1 0');
+  }, 60_000);
 });
