@@ -27,6 +27,8 @@ export class StatsShare {
   private readonly now: () => number;
   /** The nodes whose last report was refused, so each is logged once per reason. */
   private readonly refused = new Map<string, string>();
+  /** Each node's lease as last read (one read per node, not per report); dropped on failure. */
+  private readonly leases = new Map<string, string>();
 
   constructor(options: StatsShareOptions) {
     this.book = options.book;
@@ -56,6 +58,7 @@ export class StatsShare {
 
   forget(node: string): void {
     this.book.forget(node);
+    this.leases.delete(node);
     this.store?.delete(statsKey(node)).catch(() => {});
   }
 
@@ -81,8 +84,18 @@ export class StatsShare {
   private async publish(store: Store, node: string): Promise<void> {
     const reports = this.book.reports().get(node);
     if (reports === undefined) return;
-    const record = await store.get<NodeRecord>(nodeKey(node));
-    const lease = record?.value.lease;
-    await store.put(statsKey(node), reports, lease === undefined ? {} : { lease });
+    let lease = this.leases.get(node);
+    if (lease === undefined) {
+      // A node without workloads has no lease yet: read again next time, it may have one then.
+      lease = (await store.get<NodeRecord>(nodeKey(node)))?.value.lease;
+      if (lease !== undefined) this.leases.set(node, lease);
+    }
+    try {
+      await store.put(statsKey(node), reports, lease === undefined ? {} : { lease });
+    } catch (err) {
+      // The lease ended (the node was silent, or got a new one): read it again next time.
+      this.leases.delete(node);
+      throw err;
+    }
   }
 }
