@@ -133,6 +133,13 @@ describe('mesh-wide numbers', () => {
       requests: 20,
       successRate: 0.75,
     });
+    // The YAML with its numbers applies again as it is (status is the control plane's).
+    const yaml = await weft('get', 'services', 'pay', '-o', 'yaml');
+    expect(yaml).toMatch(/^ {2}stats:\n/m);
+    const again = join(dir, 'pay-again.yaml');
+    writeFileSync(again, yaml);
+    chmodSync(again, 0o644);
+    expect(await weft('apply', '-f', again)).toBe('service/pay unchanged\n');
   });
 
   it('weft get nodes shows each host facts, agent and sync version', async () => {
@@ -149,6 +156,8 @@ describe('mesh-wide numbers', () => {
       expect(n.hostFacts!.os).toMatch(/\S/);
       expect(n.hostFacts!.memoryBytes).toBeGreaterThan(0);
       expect(n.ackedVersion).toBeGreaterThan(0);
+      // Sent at join: recorded with the join itself (the stream's copy was the same).
+      expect(n.hostFactsUnixMs).toBe(n.joinedUnixMs);
     }
     const table = await weft('get', 'nodes');
     expect(table.split('\n')[0]).toMatch(
