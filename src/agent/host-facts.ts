@@ -3,6 +3,7 @@
 // join or at the first stream), so the agent's own memory never holds it; afterwards a cheap
 // fingerprint from node:os (kernel release, CPU count, total memory), checked at each stats
 // report, tells when they changed (a CPU or memory hot-plug) and only then are they read again.
+import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { HostFacts } from '../api/stats-messages.js';
@@ -47,10 +48,18 @@ function hostFingerprint(): string {
   return `${os.release()}|${os.availableParallelism()}|${os.totalmem()}`;
 }
 
-/** The probe, next to this file once built (dist/agent/host-facts-probe.js). */
-const PROBE = fileURLToPath(new URL('./host-facts-probe.js', import.meta.url));
+/**
+ * The probe, next to this file once built (dist/agent/host-facts-probe.js); run from the
+ * sources (tests), the built one in dist/.
+ */
+function probePath(): string {
+  const beside = fileURLToPath(new URL('./host-facts-probe.js', import.meta.url));
+  return existsSync(beside)
+    ? beside
+    : fileURLToPath(new URL('../../dist/agent/host-facts-probe.js', import.meta.url));
+}
 
 async function readInChildProcess(): Promise<Omit<HostFacts, 'agentVersion'>> {
-  const r = await run(process.execPath, [PROBE], { timeoutMs: 10_000 });
+  const r = await run(process.execPath, [probePath()], { timeoutMs: 10_000 });
   return JSON.parse(r.stdout) as Omit<HostFacts, 'agentVersion'>;
 }
