@@ -32,6 +32,9 @@ import { type TokenRecord, tokenState } from './identity/tokens.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { Refusal } from './refusal.js';
 import { ResourceRegistry } from './registry/resource-registry.js';
+import { agentReports } from './stats/get-stats.js';
+import { StatsBook } from './stats/stats-book.js';
+import { StatsShare } from './stats/stats-share.js';
 import { EtcdStore } from './store/etcd-store.js';
 import { FileStore } from './store/file-store.js';
 import { TOKENS_PREFIX } from './store/keys.js';
@@ -194,6 +197,12 @@ export class ControlPlane {
     const registry = new ResourceRegistry(store, { trustDomain: config.trustDomain });
     const identity = new IdentityService({ store, ca, config, metrics, revocations });
     const nodes = new NodeAdmin({ store, revocations, liveness });
+    // The agents' stats reports; shared through the store only when replicas share it (etcd).
+    const stats = new StatsShare({
+      book: new StatsBook(),
+      log,
+      ...(config.store.type === 'file' ? {} : { store }),
+    });
     const streams = parts.streams;
     const ctx = { metrics, log };
     const server = new grpc.Server({
@@ -228,11 +237,12 @@ export class ControlPlane {
         revocations,
         streams,
         onAgentVersion: (node, version) => nodes.noteAgentVersion(node, version),
+        reports: agentReports(stats, nodes, log),
       }),
     );
     server.addService(
       proto.Admin.service,
-      adminHandlers({ ...ctx, store, registry, nodes, streams, config, caPin: ca.pin }),
+      adminHandlers({ ...ctx, store, registry, nodes, streams, config, caPin: ca.pin, stats }),
     );
     const credentials = new WeftServerCredentials({
       keyPem: serverCert.keyPem,

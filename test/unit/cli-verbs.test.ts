@@ -31,6 +31,7 @@ describe('verbsToLoad', () => {
       'get',
       'delete',
       'node',
+      'top',
       'lab',
     ]);
   });
