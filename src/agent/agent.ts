@@ -2,6 +2,7 @@
 // state from disk first), the data plane, the admin endpoint and /metrics. Each part lives in
 // its own module; this file only orders their start and stop.
 import { Registry } from 'prom-client';
+import { WEFT_VERSION } from '../api/weft-version.js';
 import {
   type ControlPlaneSession,
   startControlPlaneSession,
@@ -11,10 +12,13 @@ import type { SocketOps } from '../native/socket-ops.js';
 import { startDataPlane } from '../proxy/data-plane.js';
 import type { Logger } from '../sys/logger.js';
 import { createTracer } from '../telemetry/create-tracer.js';
+import { RecentDenials } from '../telemetry/recent-denials.js';
 import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
+import { HostFactsSource } from './host-facts.js';
 import { startMemoryTrim } from './memory-trim.js';
 import { registerProcessMetrics, startMetricsServer } from './metrics-server.js';
+import { startStatsReporter } from './stats-reporter.js';
 import { registerSyncMetrics } from './sync-metrics.js';
 import { sdNotify, sdStatus, startWatchdog, statusNotifier } from './systemd.js';
 
@@ -43,9 +47,11 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
 
   // Control plane first: it loads the last-known-good snapshot and certificates from disk at
   // once (fail static) and connects in the background, so listeners never wait on the network.
+  const facts = new HostFactsSource(`weft-agent/${WEFT_VERSION}`);
   const session = config.controlPlane
     ? await startControlPlaneSession(config, log, {
         listening: (address, port) => socketOps.listening(address, port),
+        hostFacts: () => facts.current(),
       })
     : undefined;
   const refused = new Promise<WeftError>((resolve) => {
@@ -60,7 +66,17 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log,
     hostname: config.hostname,
   });
-  const dataPlane = await startDataPlane({ config, session, socketOps, registry, log, tracer });
+  // The latest authorization denials, sent with the stats reports (the dashboard shows them).
+  const denials = new RecentDenials();
+  const dataPlane = await startDataPlane({
+    config,
+    session,
+    socketOps,
+    registry,
+    log,
+    tracer,
+    denials,
+  });
   const admin = await startAdminServer({
     address: config.admin.address,
     port: config.admin.port,
@@ -72,6 +88,17 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const stopWatchdog = startWatchdog();
   const stopTrimming = startMemoryTrim();
   const stopNotifying = notifyReady(session, log);
+  // The mesh-wide numbers (`weft top`): this agent's counts, every telemetry.stats.intervalMs.
+  const reporter = session
+    ? startStatsReporter({
+        registry,
+        session,
+        intervalMs: config.telemetry.stats.intervalMs,
+        log,
+        facts,
+        denials,
+      })
+    : undefined;
 
   return {
     session,
@@ -83,6 +110,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     },
     async stop(drainMs = config.drainMs) {
       stopNotifying();
+      reporter?.stop();
       sdNotify('STOPPING=1');
       sdStatus(`draining open connections (up to ${drainMs} ms)`);
       await dataPlane.stop(drainMs);

@@ -195,6 +195,10 @@ export class WeftAdminClient {
     );
   }
 
+  getStats(request: m.GetStatsRequest): Promise<m.GetStatsResponse> {
+    return this.call<m.GetStatsRequest, m.GetStatsResponse>((c) => c.getStats, request);
+  }
+
   close(): void {
     this.client.close();
   }

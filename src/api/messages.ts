@@ -2,6 +2,10 @@
 // the options in ./proto.ts: camelCase fields, 64-bit integers as JS numbers, every field
 // present (defaults filled in) on received messages, and the Sync oneof named in `msg`.
 
+import type { HostFacts, StatsReport } from './stats-messages.js';
+
+export type * from './stats-messages.js';
+
 // ---------------------------------------------------------------- Identity
 
 export interface JoinRequest {
@@ -10,6 +14,7 @@ export interface JoinRequest {
   csrPem: string;
   addresses?: string[];
   zone?: string;
+  hostFacts?: HostFacts | null;
 }
 
 export interface JoinResponse {
@@ -111,7 +116,9 @@ export interface SyncRequest {
   ack?: Ack | null;
   nack?: Nack | null;
   heartbeat?: Heartbeat | null;
-  msg?: 'hello' | 'ack' | 'nack' | 'heartbeat';
+  stats?: StatsReport | null;
+  hostFacts?: HostFacts | null;
+  msg?: 'hello' | 'ack' | 'nack' | 'heartbeat' | 'stats' | 'hostFacts';
 }
 
 export interface ResourceKey {
@@ -256,6 +263,9 @@ export interface NodeInfo {
   lastSeenUnixMs: number;
   joinedUnixMs: number;
   workloads: NodeWorkload[];
+  /** As the agent last reported them; null before its first report. */
+  hostFacts: HostFacts | null;
+  hostFactsUnixMs: number;
 }
 
 export interface ListNodesResponse {

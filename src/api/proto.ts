@@ -73,6 +73,7 @@ export interface AdminClient extends grpc.Client {
   deleteNode: UnaryMethod<m.DeleteNodeRequest, m.DeleteNodeResponse>;
   setNodeServices: UnaryMethod<m.SetNodeServicesRequest, m.SetNodeServicesResponse>;
   createDashboardLogin: UnaryMethod<m.CreateDashboardLoginRequest, m.CreateDashboardLoginResponse>;
+  getStats: UnaryMethod<m.GetStatsRequest, m.GetStatsResponse>;
 }
 
 type ClientConstructor<C> = new (

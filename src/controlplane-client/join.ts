@@ -6,6 +6,7 @@ import { fromGrpcError } from '../api/grpc-errors.js';
 import type { JoinResponse } from '../api/messages.js';
 import { deadlineIn, type IdentityClient, unary } from '../api/proto.js';
 import { nodeSpiffeId } from '../api/spiffe.js';
+import type { HostFacts } from '../api/stats-messages.js';
 import { controlPlaneCredentials } from '../api/tls.js';
 import { WeftError } from '../errors.js';
 import { identityOnly } from './clients.js';
@@ -22,6 +23,8 @@ export interface JoinParams {
   addresses: string[];
   zone: string;
   timeoutMs: number;
+  /** What the host is (`weft get nodes`), when the agent could read it. */
+  hostFacts?: HostFacts;
 }
 
 export interface Joined {
@@ -90,6 +93,7 @@ function joinCall(
       csrPem,
       addresses: params.addresses,
       zone: params.zone,
+      ...(params.hostFacts ? { hostFacts: params.hostFacts } : {}),
     },
     { deadline: deadlineIn(params.timeoutMs) },
   ).catch((err) => {

@@ -13,6 +13,7 @@ import type { AgentConfig } from '../agent/config.js';
 import { fromGrpcError, REPLICA_STOPPING, refusalReason } from '../api/grpc-errors.js';
 import type { RefusedWorkload, RegisterWorkloadsResponse } from '../api/messages.js';
 import type { IdentityClient } from '../api/proto.js';
+import type { HostFacts, StatsReport } from '../api/stats-messages.js';
 import { controlPlaneCredentials } from '../api/tls.js';
 import { WEFT_VERSION } from '../api/weft-version.js';
 import { describeError, isWeftError, WeftError } from '../errors.js';
@@ -59,6 +60,8 @@ export interface SessionOptions {
   refusedRetryMs?: number;
   /** Resolves a control plane DNS name to all its addresses (default: the system's). */
   resolve?: ResolveAll;
+  /** What the host is, sent at join and on every new stream (`weft get nodes`). */
+  hostFacts?: () => Promise<HostFacts | undefined>;
 }
 
 /** Refusals that mean the control plane no longer has this node (its certificates revoked). */
@@ -206,6 +209,29 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
 
   workloads(): readonly LocalWorkload[] {
     return this.workloadList;
+  }
+
+  /**
+   * Sends a stats report on the live stream; false when there is none (the caller keeps the
+   * counts for the next report, so an outage loses no request from the numbers).
+   */
+  sendStats(report: StatsReport): boolean {
+    return this.conn?.stream?.send({ stats: report }) ?? false;
+  }
+
+  /** The host's facts changed: tells the control plane now (new streams send them too). */
+  sendHostFacts(facts: HostFacts): void {
+    this.conn?.stream?.send({ hostFacts: facts });
+  }
+
+  /** The host's facts, or undefined when they could not be read (never fatal). */
+  private async hostFacts(): Promise<HostFacts | undefined> {
+    try {
+      return await this.options.hostFacts?.();
+    } catch (err) {
+      this.logger.warn({ err: describeError(err) }, 'host facts not read');
+      return undefined;
+    }
   }
 
   /** Why the session gave up joining (also emitted as 'refused'); undefined while it tries. */
@@ -420,6 +446,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
     const hostname = this.config.hostname;
     const hadIdentity = this.certificates.node !== undefined;
     const cp = this.config.controlPlane!;
+    const hostFacts = await this.hostFacts();
     const joined = await join(
       {
         address: this.replica.dial,
@@ -430,6 +457,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
         addresses: hostAddresses(this.config),
         zone: this.config.zone ?? '',
         timeoutMs: this.options.callTimeoutMs ?? 10_000,
+        ...(hostFacts ? { hostFacts } : {}),
       },
       this.logger,
     ).catch((err: unknown) => {
@@ -501,6 +529,10 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
           apply: (delta) => this.apply(delta),
         },
       );
+      const stream = conn.stream;
+      void this.hostFacts().then((facts) => {
+        if (facts) stream.send({ hostFacts: facts });
+      });
       const end = await conn.stream.done;
       if (end.resync) this.logger.info({ reason: end.resync }, 'reconnecting to resynchronise');
       if (refusalReason(end.error) === REPLICA_STOPPING)

@@ -29,6 +29,8 @@ export interface SyncStream {
   done: Promise<StreamEnd>;
   /** Sends a Heartbeat now (e.g. a workload's health changed). */
   heartbeatNow(): void;
+  /** Sends a message of the agent's own (stats, host facts); false when the stream is over. */
+  send(msg: SyncRequest): boolean;
   cancel(): void;
 }
 
@@ -42,10 +44,14 @@ export function openSyncStream(
   let ended = false;
   let resyncing = false;
   let queue = Promise.resolve();
-  const write = (msg: SyncRequest) => {
-    if (!ended && !resyncing) call.write(msg);
+  const write = (msg: SyncRequest): boolean => {
+    if (ended || resyncing) return false;
+    call.write(msg);
+    return true;
   };
-  const heartbeatNow = () => write({ heartbeat: { workloads: handlers.heartbeat() } });
+  const heartbeatNow = () => {
+    write({ heartbeat: { workloads: handlers.heartbeat() } });
+  };
 
   const done = new Promise<StreamEnd>((resolve) => {
     const finish = (end: Omit<StreamEnd, 'received'>) => {
@@ -79,13 +85,13 @@ export function openSyncStream(
   heartbeatNow();
   const timer = setInterval(heartbeatNow, options.heartbeatIntervalMs);
   timer.unref();
-  return { done, heartbeatNow, cancel: () => call.cancel() };
+  return { done, heartbeatNow, send: write, cancel: () => call.cancel() };
 }
 
 async function handle(
   msg: SyncResponse,
   handlers: StreamHandlers,
-  write: (msg: SyncRequest) => void,
+  write: (msg: SyncRequest) => boolean,
   resync: (reason: string) => void,
 ): Promise<void> {
   const delta = toDelta(msg);

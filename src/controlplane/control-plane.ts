@@ -22,6 +22,7 @@ import type { ControlPlaneConfig } from './config.js';
 import { DashboardAuth } from './dashboard/dashboard-auth.js';
 import { DashboardHttp } from './dashboard/dashboard-http.js';
 import { overviewSource } from './dashboard/overview-source.js';
+import { meshTraffic } from './dashboard/overview-traffic.js';
 import { adminHandlers, createToken } from './grpc/admin-handlers.js';
 import { identityHandlers } from './grpc/identity-handlers.js';
 import { WeftServerCredentials } from './grpc/server-credentials.js';
@@ -35,6 +36,9 @@ import { type TokenRecord, tokenState } from './identity/tokens.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { Refusal } from './refusal.js';
 import { ResourceRegistry } from './registry/resource-registry.js';
+import { agentReports } from './stats/get-stats.js';
+import { StatsBook } from './stats/stats-book.js';
+import { StatsShare } from './stats/stats-share.js';
 import { EtcdStore } from './store/etcd-store.js';
 import { FileStore } from './store/file-store.js';
 import { TOKENS_PREFIX } from './store/keys.js';
@@ -70,8 +74,6 @@ const replicaStopping = (): Refusal =>
  * refused before it is read into memory. Snapshots go the other way (agents' receive limit).
  */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
-// TODO(dash): replaced by the stats aggregator's view when the stats branch is merged.
-const NO_TRAFFIC_YET = { windowSeconds: 60, byService: new Map(), edges: [] };
 
 function bindHost(listen: string): string {
   return listen.includes(':') ? `[${listen}]` : listen;
@@ -199,6 +201,12 @@ export class ControlPlane {
     const registry = new ResourceRegistry(store, { trustDomain: config.trustDomain });
     const identity = new IdentityService({ store, ca, config, metrics, revocations });
     const nodes = new NodeAdmin({ store, revocations, liveness });
+    // The agents' stats reports; shared through the store only when replicas share it (etcd).
+    const stats = new StatsShare({
+      book: new StatsBook(),
+      log,
+      ...(config.store.type === 'file' ? {} : { store }),
+    });
     const streams = parts.streams;
     const ctx = { metrics, log };
     const server = new grpc.Server({
@@ -233,6 +241,7 @@ export class ControlPlane {
         revocations,
         streams,
         onAgentVersion: (node, version) => nodes.noteAgentVersion(node, version),
+        reports: agentReports(stats, nodes, log),
       }),
     );
     const dashboardAuth = new DashboardAuth();
@@ -247,6 +256,7 @@ export class ControlPlane {
         streams,
         config,
         caPin: ca.pin,
+        stats,
         dashboardLogin: () => {
           const { token, expiresAtMs } = dashboardAuth.issueLogin();
           return { token, expiresUnixMs: expiresAtMs, httpPort };
@@ -279,7 +289,11 @@ export class ControlPlane {
       dashboard: new DashboardHttp({
         auth: dashboardAuth,
         log,
-        overview: overviewSource({ registry, nodes, traffic: () => NO_TRAFFIC_YET }),
+        overview: overviewSource({
+          registry,
+          nodes,
+          traffic: () => meshTraffic(stats),
+        }),
       }),
       notReady: async () => {
         if (parts.stopping) return 'stopping';

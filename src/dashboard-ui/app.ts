@@ -2,7 +2,7 @@
 // graph and the tables from it. A failed poll leaves the last picture up and says so; a lost
 // session goes back to the login page.
 
-import { ago, el, millis, percent, rate, successClass, until } from './format.js';
+import { ago, bytes, el, millis, percent, rate, successClass, until } from './format.js';
 import { renderGraph } from './graph.js';
 import type { Overview, OverviewNode, OverviewPolicy, OverviewService } from './overview-types.js';
 
@@ -59,6 +59,11 @@ function renderTiles(o: Overview): void {
       connected < o.nodes.length ? 'warn' : 'ok',
     ),
     tile(`requests (last ${o.windowSeconds} s)`, rate(rps)),
+    tile(
+      `denied (last ${o.windowSeconds} s)`,
+      String(o.deniedInWindow),
+      o.deniedInWindow > 0 ? 'bad' : '',
+    ),
     tile('policies and routes', String(o.policies.length)),
   );
 }
@@ -111,6 +116,9 @@ function renderNodes(nodes: OverviewNode[], now: number): void {
         el('td', { class: n.state === 'connected' ? 'ok' : 'warn' }, n.state),
         el('td', {}, n.addresses.join(', ')),
         el('td', {}, n.agentVersion || '-'),
+        el('td', {}, n.host ? `${n.host.os}, ${n.host.kernel}` : '-'),
+        num(n.host ? `${n.host.cpus}` : '-'),
+        num(n.host ? bytes(n.host.memoryBytes) : '-'),
         num(String(n.syncVersion)),
         el('td', {}, until(n.certNotAfterUnixMs, now)),
         el('td', {}, ago(n.lastSeenUnixMs, now)),
@@ -150,11 +158,44 @@ function renderPolicies(policies: OverviewPolicy[]): void {
   byId('policies').replaceChildren(header('Kind', 'Name', 'Applies to', 'What'), body);
 }
 
+/** "spiffe://td/svc/web" -> "web"; other IDs as they are. */
+function callerOf(source: string): string {
+  return /\/svc\/([^/]+)$/.exec(source)?.[1] ?? source;
+}
+
+function renderDenials(o: Overview): void {
+  const body = el('tbody', {});
+  for (const d of o.denials) {
+    const request = d.method ? `${d.method} ${d.path}` : 'connection';
+    body.append(
+      el(
+        'tr',
+        { 'data-destination': d.destination },
+        el('td', {}, new Date(d.atUnixMs).toLocaleTimeString()),
+        el('td', {}, d.node),
+        el('td', { title: d.source }, callerOf(d.source)),
+        el('td', {}, d.destination),
+        el('td', {}, request),
+        el('td', { class: 'bad' }, d.reason),
+      ),
+    );
+  }
+  byId('denials').replaceChildren(
+    header('Time', 'Node', 'Caller', 'Service', 'Request', 'Why'),
+    body,
+  );
+  byId('denials-note').textContent =
+    o.deniedInWindow === 0
+      ? `No request was denied in the last ${o.windowSeconds} s.`
+      : `${o.deniedInWindow} denied in the last ${o.windowSeconds} s; the newest are listed.`;
+}
+
 function render(o: Overview): void {
   renderTiles(o);
   renderGraph(byId('graph'), o.services, o.edges);
   renderServices(o.services);
   renderNodes(o.nodes, o.generatedAtUnixMs);
+  renderDenials(o);
   renderPolicies(o.policies);
   const updated = byId('updated');
   updated.className = 'muted';

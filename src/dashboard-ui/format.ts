@@ -52,6 +52,12 @@ export function millis(ms: number | null | undefined): string {
   return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
 }
 
+/** 8 GiB, 512 MiB. */
+export function bytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(n >= 10 * 2 ** 30 ? 0 : 1)} GiB`;
+  return `${Math.round(n / 2 ** 20)} MiB`;
+}
+
 /** "12 s ago", "3 min ago", "2 h ago"; "never" for 0. */
 export function ago(unixMs: number, now: number): string {
   if (unixMs <= 0) return 'never';

@@ -34,6 +34,8 @@ export interface OverviewNode {
   lastSeenUnixMs: number;
   services: string[];
   lastNack: string;
+  /** As the agent reported them; absent until it did. */
+  host?: { os: string; kernel: string; cpus: number; memoryBytes: number };
 }
 
 export interface OverviewPolicy {
@@ -63,12 +65,30 @@ export interface OverviewServiceStats {
   p99Ms: number | null;
 }
 
+/** An authorization denial an agent reported. */
+export interface OverviewDenial {
+  atUnixMs: number;
+  /** The node whose agent refused it. */
+  node: string;
+  direction: string;
+  /** The caller's SPIFFE ID, or "unknown". */
+  source: string;
+  destination: string;
+  reason: string;
+  method: string;
+  path: string;
+}
+
 export interface Overview {
   generatedAtUnixMs: number;
   /** The window the rates and percentiles cover. */
   windowSeconds: number;
   services: OverviewService[];
   edges: OverviewEdge[];
+  /** The newest denials in the window, newest first (at most 50)... */
+  denials: OverviewDenial[];
+  /** ...out of this many in the window. */
+  deniedInWindow: number;
   nodes: OverviewNode[];
   policies: OverviewPolicy[];
 }

@@ -1,6 +1,7 @@
 // agent.yaml's `telemetry:` section: where spans go (OTLP/HTTP) and how many. Without
 // `tracing.otlpEndpoint` the agent still propagates W3C trace context, and exports nothing.
 import { z } from 'zod';
+import { statsConfigSchema } from './stats-config.js';
 
 const EXAMPLE = 'e.g. http://127.0.0.1:4318/v1/traces';
 
@@ -51,7 +52,7 @@ export const tracingConfigSchema = z
   });
 
 export const telemetryConfigSchema = z
-  .object({ tracing: tracingConfigSchema.prefault({}) })
+  .object({ tracing: tracingConfigSchema.prefault({}), stats: statsConfigSchema.prefault({}) })
   .strict()
   .prefault({});
 

@@ -95,8 +95,9 @@ describe('apply, get, delete', () => {
     const table = await weft('get', 'svc');
     expect(table.exitCode).toBe(0);
     const [header, row] = table.stdout.trim().split('\n');
-    expect(header!.split(/\s{2,}/)).toEqual(['NAME', 'VIP', 'PORTS']);
-    expect(row).toMatch(/^echo\s+240\.240\.\d+\.\d+\s+80->8080\/http$/);
+    expect(header!.split(/\s{2,}/)).toEqual(['NAME', 'VIP', 'PORTS', 'RATE', 'SUCCESS', 'P99']);
+    // No agent reported traffic: no numbers.
+    expect(row).toMatch(/^echo\s+240\.240\.\d+\.\d+\s+80->8080\/http\s+-\s+-\s+-$/);
 
     const yaml = await weft('get', 'Service', 'echo', '-o', 'yaml');
     const doc = parseYaml(yaml.stdout) as { spec: unknown; status: { vip: string } };
@@ -341,12 +342,18 @@ describe('tokens and nodes', () => {
       'SERVICES',
       'ADDRESSES',
       'VERSION',
+      'SYNC',
       'LAST SEEN',
       'CERT EXPIRES',
+      'OS',
+      'KERNEL',
+      'CPUS',
+      'MEMORY',
       'WORKLOADS',
     ]);
+    // Joined without an agent: no agent or sync version, no host facts.
     expect(row).toMatch(
-      /^cli-node\s+disconnected\s+echo,web\s+127\.0\.0\.1\s+-\s+\S+ ago\s+in 2\dh\s+-$/,
+      /^cli-node\s+disconnected\s+echo,web\s+127\.0\.0\.1\s+-\s+-\s+\S+ ago\s+in 2\dh(\s+-){5}$/,
     );
   });
 

@@ -32,6 +32,7 @@ describe('verbsToLoad', () => {
       'delete',
       'node',
       'dashboard',
+      'top',
       'lab',
     ]);
   });

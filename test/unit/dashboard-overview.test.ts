@@ -41,9 +41,17 @@ const node = (name: string): NodeInfo => ({
   lastSeenUnixMs: 6,
   joinedUnixMs: 1,
   workloads: [],
+  hostFacts: null,
+  hostFactsUnixMs: 0,
 });
 
-const noTraffic = { windowSeconds: 60, byService: new Map(), edges: [] };
+const noTraffic = {
+  windowSeconds: 60,
+  byService: new Map(),
+  edges: [],
+  denials: [],
+  deniedInWindow: 0,
+};
 
 describe('buildOverview', () => {
   it('puts each workload under its service and counts the ready ones', () => {
@@ -128,6 +136,8 @@ describe('buildOverview', () => {
           { source: 'web', destination: 'echo', rps: 12.5, successRate: 0.98 },
           { source: 'client', destination: 'web', rps: 1, successRate: 1 },
         ],
+        denials: [],
+        deniedInWindow: 0,
       },
       now: 0,
     });

@@ -1,12 +1,15 @@
-// `weft get KIND [NAME] [-o table|yaml|json]`: resources (and `nodes`: each with the services
-// it may serve, addresses, agent version, last seen, certificate expiry and workloads) from
-// the control plane. YAML output can be applied again as it is.
+// `weft get KIND [NAME] [-o table|yaml|json]`: resources (services with their last minute's
+// rate, success rate and p99; `nodes`: each with the services it may serve, addresses, agent
+// and sync version, last seen, certificate expiry, host facts and workloads) from the control
+// plane. YAML output can be applied again as it is.
+import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { adminOptionsFrom, WeftAdminClient, withAdminOptions } from '../../api/admin-client.js';
-import type { NodeInfo } from '../../api/messages.js';
+import type { NodeInfo, StatsRow } from '../../api/messages.js';
 import { kindPlural, type ResourceKind, resolveKind } from '../../api/resources/index.js';
 import { WeftError } from '../../errors.js';
+import { formatBytes, formatLatency, formatRate, formatSuccess } from './stats-format.js';
 import { table } from './table.js';
 
 type Doc = {
@@ -30,14 +33,23 @@ const COLUMNS: Record<ResourceKind, { headers: string[]; row(d: Doc): Row }> = {
     ],
   },
   Service: {
-    headers: ['NAME', 'VIP', 'PORTS'],
-    row: (d) => [
-      d.metadata.name,
-      str(d.status?.vip),
-      ((d.spec.ports as Array<{ port: number; targetPort: number; protocol: string }>) ?? [])
-        .map((p) => `${p.port}${p.targetPort !== p.port ? `->${p.targetPort}` : ''}/${p.protocol}`)
-        .join(','),
-    ],
+    headers: ['NAME', 'VIP', 'PORTS', 'RATE', 'SUCCESS', 'P99'],
+    row: (d) => {
+      // The last minute's numbers of the service as its receiving agents saw them.
+      const stats = d.status?.stats as StatsRow | undefined;
+      return [
+        d.metadata.name,
+        str(d.status?.vip),
+        ((d.spec.ports as Array<{ port: number; targetPort: number; protocol: string }>) ?? [])
+          .map(
+            (p) => `${p.port}${p.targetPort !== p.port ? `->${p.targetPort}` : ''}/${p.protocol}`,
+          )
+          .join(','),
+        formatRate(stats),
+        formatSuccess(stats),
+        formatLatency(stats, stats?.p99Ms ?? 0),
+      ];
+    },
   },
   Workload: {
     headers: ['NAME', 'SERVICE', 'NODE', 'ADDRESS', 'HEALTH', 'WEIGHT', 'ZONE'],
@@ -139,6 +151,27 @@ function workloadHealth(d: Doc): string {
   return str(d.spec.health) + (status.reason ? ` (${status.reason})` : '');
 }
 
+/**
+ * Services with their last minute's numbers in status.stats (so -o json/yaml carry them, and
+ * the YAML still applies: status is ignored on apply). A control plane without GetStats (an
+ * older one) leaves them out.
+ */
+async function withServiceStats(client: WeftAdminClient, docs: Doc[]): Promise<Doc[]> {
+  let rows: StatsRow[];
+  try {
+    rows = (await client.getStats({ window: '1m' })).services;
+  } catch (err) {
+    const cause = err instanceof Error ? (err.cause as { code?: number } | undefined) : undefined;
+    if (cause?.code === grpcStatus.UNIMPLEMENTED) return docs;
+    throw err;
+  }
+  const byService = new Map(rows.map((r) => [r.dstService, r]));
+  return docs.map((d) => {
+    const stats = byService.get(d.metadata.name);
+    return stats ? { ...d, status: { ...d.status, stats } } : d;
+  });
+}
+
 function printNodes(nodes: NodeInfo[], output: string): void {
   if (output === 'json') {
     console.log(JSON.stringify(nodes, null, 2));
@@ -158,8 +191,13 @@ function printNodeTable(nodes: NodeInfo[]): void {
     n.services.join(',') || '-',
     n.addresses.join(',') || '-',
     n.agentVersion || '-',
+    n.ackedVersion > 0 ? `v${n.ackedVersion}` : '-',
     ago(n.lastSeenUnixMs),
     until(n.certNotAfterUnixMs),
+    n.hostFacts?.os || '-',
+    n.hostFacts?.kernel || '-',
+    n.hostFacts?.cpus ? String(n.hostFacts.cpus) : '-',
+    formatBytes(n.hostFacts?.memoryBytes ?? 0),
     n.workloads.map((w) => `${w.service}:${w.port}(${w.health})`).join(',') || '-',
   ]);
   console.log(
@@ -170,8 +208,13 @@ function printNodeTable(nodes: NodeInfo[]): void {
         'SERVICES',
         'ADDRESSES',
         'VERSION',
+        'SYNC',
         'LAST SEEN',
         'CERT EXPIRES',
+        'OS',
+        'KERNEL',
+        'CPUS',
+        'MEMORY',
         'WORKLOADS',
       ],
       rows,
@@ -228,7 +271,8 @@ export function registerGet(program: Command): void {
             throw new WeftError('WEFT_E_NOT_FOUND', `node "${name}" not found`);
           return printNodes(nodes, opts.output);
         }
-        const docs = (await client.get(kind, name ?? '')).map((r) => JSON.parse(r.json) as Doc);
+        let docs = (await client.get(kind, name ?? '')).map((r) => JSON.parse(r.json) as Doc);
+        if (kind === 'Service') docs = await withServiceStats(client, docs);
         printResources(kind, docs, opts.output, name !== undefined);
       } finally {
         client.close();

@@ -15,7 +15,7 @@ const SHARE_MS = 1000;
 export interface OverviewSourceDeps {
   registry: Pick<ResourceRegistry, 'get'>;
   nodes: Pick<NodeAdmin, 'list'>;
-  traffic(): OverviewTraffic;
+  traffic(): Promise<OverviewTraffic>;
   now?: () => number;
 }
 
@@ -32,18 +32,19 @@ export function overviewSource(deps: OverviewSourceDeps): () => Promise<Overview
   const now = deps.now ?? Date.now;
   let last: { at: number; overview: Promise<Overview> } | undefined;
   const build = async (): Promise<Overview> => {
-    const [services, workloads, policies, nodes] = await Promise.all([
+    const [services, workloads, policies, nodes, traffic] = await Promise.all([
       documents(deps.registry, 'Service'),
       documents(deps.registry, 'Workload'),
       Promise.all(POLICY_KINDS.map((kind) => documents(deps.registry, kind))).then((l) => l.flat()),
       deps.nodes.list(),
+      deps.traffic(),
     ]);
     return buildOverview({
       services,
       workloads,
       policies,
       nodes,
-      traffic: deps.traffic(),
+      traffic,
       now: now(),
     });
   };

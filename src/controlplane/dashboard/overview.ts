@@ -4,6 +4,7 @@
 import type { NodeInfo } from '../../api/messages.js';
 import type {
   Overview,
+  OverviewDenial,
   OverviewEdge,
   OverviewEndpoint,
   OverviewNode,
@@ -66,6 +67,8 @@ export interface OverviewTraffic {
   windowSeconds: number;
   byService: ReadonlyMap<string, OverviewServiceStats>;
   edges: OverviewEdge[];
+  denials: OverviewDenial[];
+  deniedInWindow: number;
 }
 
 function serviceOf(
@@ -130,6 +133,16 @@ function nodeOf(node: NodeInfo): OverviewNode {
     lastSeenUnixMs: node.lastSeenUnixMs,
     services: node.services,
     lastNack: node.lastNack,
+    ...(node.hostFacts
+      ? {
+          host: {
+            os: node.hostFacts.os,
+            kernel: node.hostFacts.kernel,
+            cpus: node.hostFacts.cpus,
+            memoryBytes: node.hostFacts.memoryBytes,
+          },
+        }
+      : {}),
   };
 }
 
@@ -165,6 +178,8 @@ export function buildOverview(input: {
     edges: [...input.traffic.edges].sort(
       (a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination),
     ),
+    denials: input.traffic.denials,
+    deniedInWindow: input.traffic.deniedInWindow,
     nodes: input.nodes.map(nodeOf).sort(byName),
     policies: input.policies
       .map((doc) => ({

@@ -13,6 +13,8 @@ import {
 } from '../identity/tokens.js';
 import { invalidRequest, Refusal } from '../refusal.js';
 import type { ApplyItem, ResourceRegistry } from '../registry/resource-registry.js';
+import { getStats } from '../stats/get-stats.js';
+import type { StatsShare } from '../stats/stats-share.js';
 import type { Store } from '../store/store.js';
 import { type HandlerContext, unaryHandler } from './handler.js';
 import { requireAdmin } from './peer-identity.js';
@@ -27,6 +29,7 @@ export interface AdminHandlerDeps extends HandlerContext {
   caPin: string;
   /** A one-time dashboard login token of this replica, and the port its dashboard is on. */
   dashboardLogin(): m.CreateDashboardLoginResponse;
+  stats: StatsShare;
 }
 
 function applyItems(req: m.ApplyRequest): ApplyItem[] {
@@ -145,6 +148,7 @@ export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplem
         const admin = requireAdmin(call, td);
         const node = call.request.name ?? '';
         const res = await deps.nodes.removeNode(node, 'deleted');
+        deps.stats.forget(node);
         deps.streams.endNode(
           node,
           new Refusal(
@@ -154,6 +158,14 @@ export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplem
         );
         deps.log.warn({ admin, node, ...res }, 'node deleted: its certificates are revoked');
         return res;
+      },
+    ),
+    GetStats: unaryHandler<m.GetStatsRequest, m.GetStatsResponse>(
+      'GetStats',
+      deps,
+      async (call) => {
+        requireAdmin(call, td);
+        return getStats(deps.stats, call.request);
       },
     ),
     SetNodeServices: unaryHandler<m.SetNodeServicesRequest, m.SetNodeServicesResponse>(

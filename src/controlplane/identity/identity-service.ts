@@ -24,6 +24,7 @@ import type { ControlPlaneConfig } from '../config.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import { failedPrecondition, invalidRequest, Refusal } from '../refusal.js';
 import { canonicalJson } from '../registry/canonical-json.js';
+import { keptHostFacts } from '../stats/host-facts.js';
 import { kindPrefix, nodeKey, resourceKey, tokenKey } from '../store/keys.js';
 import type { Store, StoreCompare, StoreEntry, StoreOp } from '../store/store.js';
 import { workloadLeaseTtl } from '../sync/node-health.js';
@@ -147,6 +148,7 @@ export class IdentityService {
       certNotAfterMs: issued.notAfter.getTime(),
       services: decision.services,
       certs: [issuedCert(issued, 'node')],
+      ...hostFactsAt(req.hostFacts, now),
     };
     const used: TokenRecord = { ...token.value, usedAtMs: now, usedBy: hostname };
     const ops: StoreOp[] = [
@@ -398,4 +400,13 @@ export class IdentityService {
     }
     return (await store.txn({ compares, ops })).succeeded;
   }
+}
+
+/** The join's host facts for the node record, when it carried any. */
+function hostFactsAt(
+  facts: JoinRequest['hostFacts'],
+  now: number,
+): Pick<NodeRecord, 'hostFacts' | 'hostFactsAtMs'> {
+  const kept = keptHostFacts(facts);
+  return kept ? { hostFacts: kept, hostFactsAtMs: now } : {};
 }

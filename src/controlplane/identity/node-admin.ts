@@ -12,8 +12,10 @@ import type {
 } from '../../api/messages.js';
 import type { RevocationReason, Workload } from '../../api/resources/index.js';
 import { isDnsLabel } from '../../api/spiffe.js';
+import type { HostFacts } from '../../api/stats-messages.js';
 import { WeftError } from '../../errors.js';
 import { invalidRequest } from '../refusal.js';
+import { keptHostFacts, sameHostFacts } from '../stats/host-facts.js';
 import { kindPrefix, NODES_PREFIX, nodeKey, resourceKey, TOKENS_PREFIX } from '../store/keys.js';
 import type { Store, StoreCompare, StoreOp } from '../store/store.js';
 import type { NodeLiveness } from '../sync/node-liveness.js';
@@ -165,6 +167,20 @@ export class NodeAdmin {
     );
   }
 
+  /** Keeps the host facts a node reports (written only when they change). */
+  async noteHostFacts(node: string, reported: Partial<HostFacts>): Promise<void> {
+    const facts = keptHostFacts(reported);
+    if (facts === undefined) return;
+    const entry = await this.deps.store.get<NodeRecord>(nodeKey(node));
+    if (entry === undefined || sameHostFacts(entry.value.hostFacts, facts)) return;
+    // A conflict is harmless: the next stream sends them again.
+    await this.deps.store.put(
+      nodeKey(node),
+      { ...entry.value, hostFacts: facts, hostFactsAtMs: Date.now() },
+      { prevModRevision: entry.modRevision },
+    );
+  }
+
   /** Every node as `weft get nodes` shows it. */
   async list(): Promise<NodeInfo[]> {
     const { store, liveness } = this.deps;
@@ -197,6 +213,8 @@ export class NodeAdmin {
         lastSeenUnixMs: live === undefined ? 0 : live.lastSeenMs,
         joinedUnixMs: n.joinedAtMs,
         workloads: workloads.get(n.name) ?? [],
+        hostFacts: n.hostFacts ?? null,
+        hostFactsUnixMs: n.hostFactsAtMs ?? 0,
       };
     });
   }

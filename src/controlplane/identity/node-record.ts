@@ -1,6 +1,8 @@
 // What the store keeps about a joined host (/nodes/<name>): where it is, which services it may
 // serve, and every certificate the CA issued to it that has not expired yet (so that deleting
 // the node can revoke each of them by serial).
+import type { HostFacts } from '../../api/stats-messages.js';
+
 export interface NodeRecord {
   name: string;
   spiffeId: string;
@@ -19,6 +21,9 @@ export interface NodeRecord {
   certs?: IssuedCert[];
   /** What its agent said it runs (Hello), last time it opened a sync stream. */
   agentVersion?: string;
+  /** What the host is (OS, kernel, CPUs, memory), as its agent last reported (join, sync). */
+  hostFacts?: HostFacts;
+  hostFactsAtMs?: number;
 }
 
 export interface IssuedCert {

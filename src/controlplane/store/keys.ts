@@ -7,12 +7,15 @@ export const TOKENS_PREFIX = '/tokens/';
 export const NODES_PREFIX = '/nodes/';
 export const VIPS_PREFIX = '/vips/';
 export const CA_KEY = '/ca';
+/** Each node's recent stats reports, shared by replicas on etcd (src/controlplane/stats). */
+export const STATS_PREFIX = '/stats/';
 
 export const resourceKey = (kind: ResourceKind, name: string): string =>
   `${RESOURCES_PREFIX}${kind}/${name}`;
 export const kindPrefix = (kind: ResourceKind): string => `${RESOURCES_PREFIX}${kind}/`;
 export const tokenKey = (id: string): string => `${TOKENS_PREFIX}${id}`;
 export const nodeKey = (name: string): string => `${NODES_PREFIX}${name}`;
+export const statsKey = (node: string): string => `${STATS_PREFIX}${node}`;
 export const vipKey = (ip: string): string => `${VIPS_PREFIX}${ip}`;
 
 /** "Service/echo" from "/resources/Service/echo". */

@@ -8,7 +8,7 @@
 // and is taken from the hub only when the slot is granted, so it is the newest.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { SyncRequest } from '../../api/messages.js';
+import type { HostFacts, StatsReport, SyncRequest } from '../../api/messages.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { FullSnapshotGate } from './full-snapshot-gate.js';
 import type { NodeHealth } from './node-health.js';
@@ -22,6 +22,13 @@ export interface SyncSessionDeps {
   metrics: ControlPlaneMetrics;
   fullSnapshots: FullSnapshotGate;
   log: Logger;
+  /** Where the agent's stats reports and host facts go (src/controlplane/stats). */
+  reports?: AgentReports;
+}
+
+export interface AgentReports {
+  stats(node: string, report: StatsReport): void;
+  hostFacts(node: string, facts: HostFacts): void;
 }
 
 export type SyncCall = grpc.ServerDuplexStream<SyncRequest, Buffer>;
@@ -72,6 +79,10 @@ export class SyncSession implements SyncSubscriber {
       this.deps.health
         .heartbeat(this.node, req.heartbeat.workloads ?? [])
         .catch((err: unknown) => this.log.warn({ err }, 'heartbeat not applied'));
+    } else if (req.stats) {
+      this.deps.reports?.stats(this.node, req.stats);
+    } else if (req.hostFacts) {
+      this.deps.reports?.hostFacts(this.node, req.hostFacts);
     }
   }
 

@@ -55,6 +55,11 @@ abstract class Family<C extends { readonly labels: Labels }> {
     return c;
   }
 
+  /** Every cell, for readers off the request path (the stats report): no copy is made. */
+  forEach(visit: (cell: C) => void): void {
+    for (const c of this.cells.values()) visit(c);
+  }
+
   /** As prom-client's reset(): every series goes. */
   reset(): void {
     this.cells.clear();
