@@ -18,6 +18,7 @@ export const VERBS: Readonly<Record<string, () => Promise<Register>>> = {
   get: async () => (await import('./commands/get.js')).registerGet,
   delete: async () => (await import('./commands/delete.js')).registerDelete,
   node: async () => (await import('./commands/node.js')).registerNode,
+  tap: async () => (await import('./commands/tap.js')).registerTap,
   // Development
   lab: async () => (await import('./commands/lab.js')).registerLab,
 };

@@ -4,7 +4,7 @@
 // Buffers (encoded once by the hub for all streams), so the service definition's serializer
 // lets Buffers through untouched.
 import type * as grpc from '@grpc/grpc-js';
-import type { SyncRequest, SyncResponse } from '../../api/messages.js';
+import type { SyncRequest, SyncResponse, TapBatch } from '../../api/messages.js';
 import type { NodeRecord } from '../identity/node-record.js';
 import type { RevocationLookup } from '../identity/revocation-list.js';
 import { Refusal } from '../refusal.js';
@@ -49,6 +49,19 @@ export class SyncStreams {
     });
   }
 
+  /** The nodes with a sync stream open here. */
+  nodes(): string[] {
+    return [...this.byNode.keys()];
+  }
+
+  /** Writes a control message (a tap start or stop) on every stream of `node`; how many. */
+  control(node: string, message: SyncResponse): number {
+    const streams = this.byNode.get(node);
+    for (const call of streams?.values() ?? [])
+      (call as grpc.ServerDuplexStream<SyncRequest, unknown>).write(message);
+    return streams?.size ?? 0;
+  }
+
   /** Ends every stream of `node` with `refusal` as its status (the agent sees why). */
   endNode(node: string, refusal: Refusal): number {
     const streams = this.byNode.get(node);
@@ -76,6 +89,8 @@ export interface SyncHandlerDeps extends SyncSessionDeps, HandlerContext {
   streams: SyncStreams;
   /** The agent version a node's Hello names (recorded for `weft get nodes`). */
   onAgentVersion(node: string, version: string): Promise<void>;
+  /** `weft tap`: agents' tap records, and new streams (a tap restarts on them). */
+  taps?: { batch(node: string, batch: TapBatch): void; streamOpened(node: string): void };
 }
 
 export function syncHandlers(deps: SyncHandlerDeps): grpc.UntypedServiceImplementation {
@@ -105,7 +120,9 @@ export function syncHandlers(deps: SyncHandlerDeps): grpc.UntypedServiceImplemen
           }
           const session = new SyncSession(call, node, deps);
           deps.streams.add(node, session, call);
+          deps.taps?.streamOpened(node);
           call.on('data', (req: SyncRequest) => {
+            if (req.tapBatch) deps.taps?.batch(node, req.tapBatch);
             if (req.hello?.agentVersion)
               deps
                 .onAgentVersion(node, req.hello.agentVersion)
