@@ -14,7 +14,7 @@ import { createTracer } from '../telemetry/create-tracer.js';
 import { tapSocketPath } from '../telemetry/tap-config.js';
 import { TapHub } from '../telemetry/tap-hub.js';
 import { startTapSocket } from '../telemetry/tap-socket.js';
-import { SyncTaps } from '../telemetry/tap-sync.js';
+import { tapsOfSession } from '../telemetry/tap-sync.js';
 import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
 import { startMemoryTrim } from './memory-trim.js';
@@ -78,9 +78,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log.error({ err: describeError(err) }, 'no local tap socket: `weft tap --local` will fail');
     return undefined;
   });
-  const syncTaps = new SyncTaps(tap, log);
-  session?.on('control', (message, send) => syncTaps.control(message, send));
-  session?.on('streamEnded', () => syncTaps.streamEnded());
+  const syncTaps = session ? tapsOfSession(session, tap, log) : undefined;
   const dataPlane = await startDataPlane({
     config,
     session,
@@ -119,7 +117,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       await tracer.shutdown();
       stopWatchdog();
       stopTrimming();
-      syncTaps.streamEnded();
+      syncTaps?.streamEnded();
       await Promise.all([admin.close(), metrics.close(), tapSocket?.close(), session?.stop()]);
     },
   };

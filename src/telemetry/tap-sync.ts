@@ -4,6 +4,7 @@
 // one per request. TapStop, or the stream's end (the control plane or the admin went away),
 // closes it: a tap never outlives the stream that asked for it.
 import type { SyncRequest, SyncResponse, TapBatch } from '../api/messages.js';
+import type { ControlPlaneSession } from '../controlplane-client/session.js';
 import type { Logger } from '../sys/logger.js';
 import { parseTapFilter } from './tap-filter.js';
 import type { TapHandle, TapHub } from './tap-hub.js';
@@ -96,4 +97,12 @@ export class SyncTaps {
 
 function batch(tapId: string, records: string[], dropped: number, error: string): TapBatch {
   return { tapId, node: '', records, dropped, error };
+}
+
+/** The agent's wiring: taps follow the session's control messages and end with its stream. */
+export function tapsOfSession(session: ControlPlaneSession, hub: TapHub, log: Logger): SyncTaps {
+  const taps = new SyncTaps(hub, log);
+  session.on('control', (message, send) => taps.control(message, send));
+  session.on('streamEnded', () => taps.streamEnded());
+  return taps;
 }
