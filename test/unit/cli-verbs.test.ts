@@ -25,12 +25,14 @@ describe('verbsToLoad', () => {
       'status',
       'redirect',
       'leave',
+      'workloads',
       'controlplane',
       'token',
       'apply',
       'get',
       'delete',
       'node',
+      'tap',
       'lab',
     ]);
   });
