@@ -155,12 +155,17 @@ export function policyCostMarkdown(p) {
             },
             d,
           );
-    return `| ${label} | ${c(s['weft-vip'][key])} | ${c(s['weft-policy'][key])} |`;
+    const [base, other] = p.setups ?? ['weft-vip', 'weft-policy'];
+    return `| ${label} | ${c(s[base][key])} | ${c(s[other][key])} |`;
   };
   return [
-    `## 11. The policy stages' cost: weft L7 max rate (wrk, 64 connections, ${p.seconds} s) through a virtual IP, ${p.reps} repetition(s), median [min-max]`,
+    p.tap
+      ? `## 11 (--tap). An open tap's cost: weft L7 max rate (wrk, 64 connections, ${p.seconds} s) through a virtual IP, ${p.reps} repetition(s), median [min-max]`
+      : `## 11. The policy stages' cost: weft L7 max rate (wrk, 64 connections, ${p.seconds} s) through a virtual IP, ${p.reps} repetition(s), median [min-max]`,
     '',
-    '| figure | without (`bench`) | TrafficPolicy + HTTPRoute (`bench-policy`) |',
+    p.tap
+      ? '| figure | no tap | `weft tap --local` on both agents (100 records/s) |'
+      : '| figure | without (`bench`) | TrafficPolicy + HTTPRoute (`bench-policy`) |',
     '|---|---|---|',
     row('max rate (req/s)', 'rps', 0),
     row('latency p99 (ms)', 'p99', 2),
