@@ -82,21 +82,28 @@ function serveTap(
   }
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
   const line = (value: unknown) => {
-    // A reader that does not keep up loses records (counted on the agent), never holds them:
+    // A reader that does not keep up loses records (counted in its dropped lines), never holds them:
     // past the socket's buffer the tap writes nothing until it drains.
     if (res.writableNeedDrain) return false;
     res.write(`${JSON.stringify(value)}\n`);
     return true;
   };
   line({ tap: 'open', node: options.node, filter: tapFilterMessage(filter) });
+  // Records the socket could not take, added to the hub's dropped count when reported.
   let unwritten = 0;
+  let hubDropped = 0;
+  const reportDropped = () => line({ dropped: hubDropped + unwritten });
   const tap = hub.open(filter, {
     records: (batch) => {
       for (const r of batch) if (!line(r)) unwritten += 1;
     },
     dropped: (total) => {
-      line({ dropped: total + unwritten });
+      hubDropped = total;
+      reportDropped();
     },
+  });
+  res.on('drain', () => {
+    if (unwritten > 0) reportDropped();
   });
   options.log?.info({ tap: tap.id, filter: tapFilterMessage(filter) }, 'local tap opened');
   res.on('close', () => {

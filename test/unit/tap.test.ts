@@ -2,6 +2,7 @@
 // the rate limit on a driven clock, header redaction, which agents a control plane tap asks,
 // and the hub that copies records for taps off the request path.
 import { describe, expect, it } from 'vitest';
+import { tapLine } from '../../src/cli/commands/tap-format.js';
 import { tapTargets } from '../../src/controlplane/tap/tap-targets.js';
 import type { RequestRecord } from '../../src/proxy/records.js';
 import { parseTapFilter, tapMatches } from '../../src/telemetry/tap-filter.js';
@@ -234,5 +235,44 @@ describe('TapHub', () => {
     await drained();
     expect(open.got.records).toHaveLength(1);
     expect(c.got.records).toHaveLength(0);
+  });
+});
+
+describe('tapLine: the readable format', () => {
+  const base: TapRecord = {
+    time: '2026-11-28T16:00:01.234Z',
+    node: 'node2',
+    direction: 'inbound',
+    method: 'GET',
+    authority: 'web.mesh',
+    path: '/api/items',
+    protocol: 'HTTP/1.1',
+    status: 200,
+    duration_ms: 1.25,
+    route: 'default',
+    src: '10.0.0.1:40000',
+    src_service: 'client',
+    dst_service: 'web',
+    endpoint: '10.0.0.3:8080',
+    request_bytes: 0,
+    response_bytes: 12,
+    trace_id: '0af7651916cd43dd8448eb211c80319c',
+    close_reason: 'done',
+  };
+  it.each([
+    [
+      {},
+      '16:00:01.234 node2 in  client -> web GET web.mesh/api/items 200 1.25ms 10.0.0.3:8080 trace=0af7651916cd43dd8448eb211c80319c',
+    ],
+    [
+      { status: 0, close_reason: 'client_reset', direction: 'outbound', trace_id: undefined },
+      '16:00:01.234 node2 out client -> web GET web.mesh/api/items - (client_reset) 1.25ms 10.0.0.3:8080',
+    ],
+    [
+      { grpc_status: 14, endpoint: undefined, trace_id: undefined, headers: { accept: '*/*' } },
+      '16:00:01.234 node2 in  client -> web GET web.mesh/api/items 200 grpc=14 1.25ms -\n    accept: */*',
+    ],
+  ] as const)('%j', (fields, line) => {
+    expect(tapLine({ ...base, ...fields } as TapRecord)).toBe(line);
   });
 });
