@@ -115,12 +115,6 @@ export class TapHub {
     return this.taps.size;
   }
 
-  /** Whether an open tap asked for headers: the stacks pass them to finish() only then. */
-  get wantsHeaders(): boolean {
-    for (const tap of this.taps.values()) if (tap.filter.headers) return true;
-    return false;
-  }
-
   /**
    * A request finished (call only while `active`). Keeps a reference, no copy: the record is
    * not changed after its finish, and the drain copies what taps show.

@@ -236,6 +236,31 @@ describe('weft tap --local (root, the agent socket)', () => {
 });
 
 describe('weft tap through the control plane (the admin certificate)', () => {
+  it("--node: only that node's agent, with the method and source filters applied there", async () => {
+    const t = tap('cp', [
+      '--node',
+      'node3',
+      '--method',
+      'GET',
+      '--source',
+      'spiffe://weft.local/node/node1',
+      '-n',
+      '3',
+      ...mesh.adminArgs,
+    ]);
+    await waitFor(
+      'three records',
+      async () => {
+        // POSTs first: a method filter not applied would show them before the GETs.
+        await curl('-X', 'POST', 'http://web.mesh/public', 'http://web.mesh/public');
+        await curl('http://web.mesh/', 'http://web.mesh/', 'http://web.mesh/', 'http://web.mesh/');
+        return t.records().length >= 3;
+      },
+      30_000,
+    );
+    await t.exited;
+    for (const r of t.records()) expect(r).toMatchObject({ node: 'node3', method: 'GET' });
+  });
   it('a service on two nodes: records from both; the tap ends on both when the admin leaves', async () => {
     const t = tap('cp', ['--service', 'web', ...mesh.adminArgs]);
     await waitFor(

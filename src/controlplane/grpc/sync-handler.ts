@@ -55,7 +55,7 @@ export class SyncStreams {
   }
 
   /** Writes a control message (a tap start or stop) on every stream of `node`; how many. */
-  control(node: string, message: SyncResponse): number {
+  control(node: string, message: Pick<SyncResponse, 'tapStart' | 'tapStop'>): number {
     const streams = this.byNode.get(node);
     for (const call of streams?.values() ?? [])
       (call as grpc.ServerDuplexStream<SyncRequest, unknown>).write(message);

@@ -77,7 +77,7 @@ export class TapBroker {
       if (ended) return;
       ended = true;
       this.taps.delete(id);
-      for (const node of tap.nodes) this.deps.streams.control(node, { tapStop: { id } } as never);
+      for (const node of tap.nodes) this.deps.streams.control(node, { tapStop: { id } });
       this.deps.log.info({ tap: id, admin }, 'tap ended');
     };
     call.on('cancelled', end);
@@ -93,7 +93,7 @@ export class TapBroker {
 
   private start(id: string, tap: ActiveTap, node: string): void {
     const message = { tapStart: { id, filter: tapFilterMessage(tap.filter) } };
-    this.deps.streams.control(node, message as never);
+    this.deps.streams.control(node, message);
   }
 
   /** A TapBatch from `node`'s sync stream. */
@@ -101,7 +101,7 @@ export class TapBroker {
     const tap = this.taps.get(batch.tapId);
     if (tap === undefined || !tap.nodes.has(node)) {
       // The admin left (or this replica never ran that tap): the agent must stop it.
-      this.deps.streams.control(node, { tapStop: { id: batch.tapId } } as never);
+      this.deps.streams.control(node, { tapStop: { id: batch.tapId } });
       return;
     }
     const unsent = tap.unsent.get(node) ?? 0;
