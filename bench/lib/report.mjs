@@ -174,7 +174,9 @@ export function policyCostMarkdown(p) {
     row('both agents CPU µs per request', 'bothCpu', 1, 1000),
     row('errors', 'errors', 0),
     '',
-    `With / without, paired per repetition: rate ${cell(p.ratio, 3)} (aim: at least 0.90), both agents' CPU per request ${cell(p.cpuRatio, 3)}. Requests the client agent counted under route \`bench-policy\`: ${p.routedRequests}.`,
+    p.tap
+      ? `With / without a tap, paired per repetition: rate ${cell(p.ratio, 3)}, both agents' CPU per request ${cell(p.cpuRatio, 3)}.`
+      : `With / without, paired per repetition: rate ${cell(p.ratio, 3)} (aim: at least 0.90), both agents' CPU per request ${cell(p.cpuRatio, 3)}. Requests the client agent counted under route \`bench-policy\`: ${p.routedRequests}.`,
     '',
   ].join('\n');
 }
