@@ -113,7 +113,9 @@ export interface SyncRequest {
   heartbeat?: Heartbeat | null;
   /** Records of a tap the control plane started (field 7). */
   tapBatch?: TapBatch | null;
-  msg?: 'hello' | 'ack' | 'nack' | 'heartbeat' | 'tapBatch';
+  /** This agent runs taps (field 8): sent once, after Hello. */
+  tapReady?: Record<string, never> | null;
+  msg?: 'hello' | 'ack' | 'nack' | 'heartbeat' | 'tapBatch' | 'tapReady';
 }
 
 export interface ResourceKey {

@@ -87,6 +87,8 @@ export function openSyncStream(
   let graceTimer: NodeJS.Timeout | undefined;
 
   write({ hello: { version: handlers.heldVersion(), agentVersion: options.agentVersion } });
+  // Control messages are understood here: the control plane may send them on this stream.
+  if (handlers.control) write({ tapReady: {} });
   heartbeatNow();
   const timer = setInterval(heartbeatNow, options.heartbeatIntervalMs);
   timer.unref();

@@ -13,7 +13,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentConfigSchema } from '../../src/agent/config.js';
 import { WeftAdminClient } from '../../src/api/admin-client.js';
-import type { TapBatch, TapRequest } from '../../src/api/messages.js';
+import type { SyncResponse, TapBatch, TapRequest } from '../../src/api/messages.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, loadProto } from '../../src/api/proto.js';
 import { controlPlaneCredentials } from '../../src/api/tls.js';
 import {
@@ -25,7 +25,12 @@ import type { RequestRecord } from '../../src/proxy/records.js';
 import { TapHub } from '../../src/telemetry/tap-hub.js';
 import type { TapRecord } from '../../src/telemetry/tap-record.js';
 import { tapsOfSession } from '../../src/telemetry/tap-sync.js';
-import { startControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
+import {
+  joinNode,
+  nodeClients,
+  startControlPlane,
+  type TestControlPlane,
+} from '../helpers/controlplane.js';
 import { sumSeries } from '../helpers/metrics-text.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -222,6 +227,35 @@ describe('weft tap through the control plane', () => {
     expect(sentinel.records.some((r) => r.path === '/after')).toBe(false);
     sentinel.cancel();
     await waitFor('the sentinel tap closed', () => agents.every((a) => a.hub.size === 0), 10_000);
+  });
+
+  it('sends no tap to an older agent (a stream without TapReady), which could not tell it from a version', async () => {
+    const creds = await joinNode(cp, 'node-old');
+    const clients = nodeClients(cp, creds);
+    const call = clients.sync.stream();
+    const received: SyncResponse[] = [];
+    call.on('data', (m: SyncResponse) => received.push(m));
+    call.on('error', () => {});
+    try {
+      call.write({ hello: { version: 0, agentVersion: 'weft-agent/old' } });
+      await waitFor('the old agent to get its snapshot', () => received.length > 0, 10_000);
+      const refused = openTap(admin, { filter: {}, node: 'node-old' });
+      await waitFor('the refusal', () => refused.error);
+      expect(refused.error!.code).toBe(grpc.status.FAILED_PRECONDITION);
+      expect(refused.error!.message).toMatch(/an older agent cannot be tapped/);
+      // A tap of every node reaches the two that run taps, never the old one: by the time both
+      // sent records, a TapStart to it would have been written before theirs.
+      const all = openTap(admin, { filter: {} });
+      await trafficUntil('records from both new agents', ['/all'], () =>
+        NODES.every((n) => all.records.some((r) => r.node === n)),
+      );
+      all.cancel();
+      expect(received.filter((m) => m.tapStart || m.tapStop)).toEqual([]);
+      expect(new Set(all.records.map((r) => r.node))).toEqual(new Set(NODES));
+    } finally {
+      call.cancel();
+      clients.close();
+    }
   });
 
   it('refuses a caller without the admin certificate (a node certificate), starting nothing', async () => {

@@ -35,6 +35,8 @@ export function syncServiceDefinition(service: grpc.ServiceDefinition): {
 /** The open sync streams, by node. */
 export class SyncStreams {
   private readonly byNode = new Map<string, Map<SyncSession, SyncCall>>();
+  /** Streams whose agent said it runs taps (TapReady): only they get control messages. */
+  private readonly tapReady = new WeakSet<SyncCall>();
 
   add(node: string, session: SyncSession, call: SyncCall): void {
     let streams = this.byNode.get(node);
@@ -49,17 +51,27 @@ export class SyncStreams {
     });
   }
 
-  /** The nodes with a sync stream open here. */
-  nodes(): string[] {
-    return [...this.byNode.keys()];
+  /** A stream's agent runs taps. */
+  markTapReady(call: SyncCall): void {
+    this.tapReady.add(call);
   }
 
-  /** Writes a control message (a tap start or stop) on every stream of `node`; how many. */
+  /** The nodes with a sync stream open here whose agent runs taps. */
+  tapNodes(): string[] {
+    return [...this.byNode.entries()]
+      .filter(([, streams]) => [...streams.values()].some((c) => this.tapReady.has(c)))
+      .map(([node]) => node);
+  }
+
+  /** Writes a control message (a tap start or stop) on `node`'s tap-ready streams; how many. */
   control(node: string, message: Pick<SyncResponse, 'tapStart' | 'tapStop'>): number {
-    const streams = this.byNode.get(node);
-    for (const call of streams?.values() ?? [])
+    let n = 0;
+    for (const call of this.byNode.get(node)?.values() ?? []) {
+      if (!this.tapReady.has(call)) continue;
       (call as grpc.ServerDuplexStream<SyncRequest, unknown>).write(message);
-    return streams?.size ?? 0;
+      n += 1;
+    }
+    return n;
   }
 
   /** Ends every stream of `node` with `refusal` as its status (the agent sees why). */
@@ -89,7 +101,7 @@ export interface SyncHandlerDeps extends SyncSessionDeps, HandlerContext {
   streams: SyncStreams;
   /** The agent version a node's Hello names (recorded for `weft get nodes`). */
   onAgentVersion(node: string, version: string): Promise<void>;
-  /** `weft tap`: agents' tap records, and new streams (a tap restarts on them). */
+  /** `weft tap`: agents' tap records, and new tap-ready streams (a tap restarts on them). */
   taps?: { batch(node: string, batch: TapBatch): void; streamOpened(node: string): void };
 }
 
@@ -120,9 +132,12 @@ export function syncHandlers(deps: SyncHandlerDeps): grpc.UntypedServiceImplemen
           }
           const session = new SyncSession(call, node, deps);
           deps.streams.add(node, session, call);
-          deps.taps?.streamOpened(node);
           call.on('data', (req: SyncRequest) => {
             if (req.tapBatch) deps.taps?.batch(node, req.tapBatch);
+            if (req.tapReady) {
+              deps.streams.markTapReady(call);
+              deps.taps?.streamOpened(node);
+            }
             if (req.hello?.agentVersion)
               deps
                 .onAgentVersion(node, req.hello.agentVersion)

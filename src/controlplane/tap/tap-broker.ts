@@ -57,7 +57,7 @@ export class TapBroker {
     const { entries } = await this.deps.store.list<Workload>(kindPrefix('Workload'));
     const targets = tapTargets(
       { node: call.request.node ?? '', ...(filter.service ? { service: filter.service } : {}) },
-      this.deps.streams.nodes(),
+      this.deps.streams.tapNodes(),
       entries.map(({ value }) => ({ node: value.spec.node, service: value.spec.service })),
     );
     if (targets.kind === 'none')
@@ -118,7 +118,7 @@ export class TapBroker {
     });
   }
 
-  /** A node's sync stream opened: taps that target it start on it (again). */
+  /** A node's sync stream said it runs taps: taps that target it start on it (again). */
   streamOpened(node: string): void {
     for (const [id, tap] of this.taps) if (tap.nodes.has(node)) this.start(id, tap, node);
   }

@@ -1,6 +1,6 @@
 // Which agents a tap through the control plane asks: one node when named, else the nodes with a
 // workload of the tapped service, else every node with a sync stream here. Pure: the broker
-// gives it the connected nodes and the workloads.
+// gives it the connected nodes (those whose agent runs taps) and the workloads.
 export type TapTargets =
   | { kind: 'nodes'; nodes: string[] }
   | { kind: 'none'; reason: 'node_not_connected' | 'no_workloads' | 'no_agents'; message: string };
@@ -17,7 +17,7 @@ export function tapTargets(
       : {
           kind: 'none',
           reason: 'node_not_connected',
-          message: `node ${request.node} has no sync stream to this control plane: check \`weft get nodes\` (with several replicas, ask the one it is connected to)`,
+          message: `node ${request.node} has no sync stream to this control plane from an agent that runs taps: check \`weft get nodes\` (an older agent cannot be tapped; with several replicas, ask the one it is connected to)`,
         };
   }
   if (request.service) {
@@ -36,7 +36,7 @@ export function tapTargets(
       : {
           kind: 'none',
           reason: 'node_not_connected',
-          message: `the nodes serving ${request.service} (${serving.join(', ')}) have no sync stream to this control plane`,
+          message: `the nodes serving ${request.service} (${serving.join(', ')}) have no sync stream to this control plane from an agent that runs taps`,
         };
   }
   return connected.length > 0
