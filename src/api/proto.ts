@@ -73,6 +73,7 @@ export interface AdminClient extends grpc.Client {
   deleteNode: UnaryMethod<m.DeleteNodeRequest, m.DeleteNodeResponse>;
   setNodeServices: UnaryMethod<m.SetNodeServicesRequest, m.SetNodeServicesResponse>;
   getStats: UnaryMethod<m.GetStatsRequest, m.GetStatsResponse>;
+  tap(request: m.TapRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<m.TapBatch>;
 }
 
 type ClientConstructor<C> = new (

@@ -14,6 +14,7 @@ import { type DnsServer, startDnsServer } from '../dns/index.js';
 import { describeError, WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
+import type { TapHub } from '../telemetry/tap-hub.js';
 import type { Tracer } from '../telemetry/tracer.js';
 import { createCaptureServer } from './capture-listener.js';
 import { LocalConnector } from './endpoint/connect-local.js';
@@ -49,6 +50,8 @@ export interface DataPlaneOptions {
   log: Logger;
   /** One span per HTTP request per hop (src/telemetry/tracer.ts), for the HTTP stacks. */
   tracer: Tracer;
+  /** `weft tap`: finished requests are offered to it while a tap is open. */
+  tap?: TapHub;
 }
 
 export interface DataPlane {
@@ -69,7 +72,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const state = new MeshState(config.hostname);
   const telemetry = new Telemetry(registry, log);
   // One record per HTTP request, both directions (weft_http_*).
-  const requests = new RequestTelemetry(registry, log);
+  const requests = new RequestTelemetry(registry, log, opts.tap);
   // Connection limits per listener (shares of the descriptor limit), timeouts, refusals.
   const guards = buildGuards(config.limits, { registry, log });
   let identities = session

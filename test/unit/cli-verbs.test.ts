@@ -25,6 +25,7 @@ describe('verbsToLoad', () => {
       'status',
       'redirect',
       'leave',
+      'workloads',
       'controlplane',
       'token',
       'apply',
@@ -32,6 +33,7 @@ describe('verbsToLoad', () => {
       'delete',
       'node',
       'top',
+      'tap',
       'lab',
     ]);
   });
