@@ -30,6 +30,8 @@ const OVERLOAD_ONLY = argv.has('--overload-only');
 const KILL_ONLY = argv.has('--kill-only');
 /** Only scenario 11 (the policy stages' cost): `npm run bench -- --policy-cost-only`. */
 const POLICY_COST_ONLY = argv.has('--policy-cost-only');
+/** Scenario 11 with a `weft tap` attached instead of a policy: `-- --policy-cost-only --tap`. */
+const TAP = argv.has('--tap');
 /**
  * `--kill-app-ms N`: scenario 10's app holds each answer N ms (default 0), so that about
  * rate x N / 1000 / 2 requests are in flight at the endpoint that is killed.
@@ -655,6 +657,7 @@ function runPolicyCost(bench) {
     seconds: PLAN.maxS,
     warmS: PLAN.warmS,
     log,
+    tap: TAP,
   });
 }
 

@@ -3,12 +3,39 @@
 // `bench` without a policy or route, `bench-policy` with a TrafficPolicy (timeouts, retries,
 // breaker, outlier detection, a rate limit far above the rate) and an HTTPRoute (two rules, a
 // header modifier), alternated within every repetition, the order rotating. Both agents' CPU
-// per request is taken from /proc.
+// per request is taken from /proc. With `--tap`, the second setup is instead `bench` with a
+// `weft tap --local` attached to both agents (no filter, the default 100 records/s): what an
+// open tap costs the request path.
 
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { WEFT_BIN } from '../../dist/lab/index.js';
 import { cpuSeconds } from './proc.mjs';
 import { summarize } from './stats.mjs';
 
 export const POLICY_SETUPS = ['weft-vip', 'weft-policy'];
+export const TAP_SETUPS = ['weft-vip', 'weft-vip-tapped'];
+
+/** `weft tap --local` on both agents, output discarded; returns a function that ends them. */
+function attachTaps(bench) {
+  const taps = ['client', 'server'].map((host) =>
+    bench.lab.spawn(host, [
+      process.execPath,
+      WEFT_BIN,
+      'tap',
+      '--local',
+      '--socket',
+      join(bench.lab.dir, host, 'tap', 'tap.sock'),
+      '-o',
+      'json',
+    ]),
+  );
+  for (const t of taps) t.stdout?.resume();
+  return async () => {
+    for (const t of taps) t.kill('SIGTERM');
+    await Promise.all(taps.map((t) => (t.exitCode === null ? once(t, 'close') : undefined)));
+  };
+}
 
 /**
  * Requests the client agent counted outbound for bench-policy under its route's name: proof
@@ -29,23 +56,28 @@ async function routed(bench) {
   return n;
 }
 
-export async function policyCostScenario(bench, { reps, seconds, warmS, log }) {
+export async function policyCostScenario(bench, { reps, seconds, warmS, log, tap = false }) {
+  const setups = tap ? TAP_SETUPS : POLICY_SETUPS;
+  const [base, other] = setups;
   const raw = Object.fromEntries(
-    POLICY_SETUPS.map((s) => [
+    setups.map((s) => [
       s,
       { rps: [], p99: [], errors: [], clientCpu: [], serverCpu: [], bothCpu: [] },
     ]),
   );
   const routedBefore = await routed(bench);
   for (let rep = 0; rep < reps; rep++) {
-    const order = rep % 2 === 0 ? POLICY_SETUPS : [...POLICY_SETUPS].reverse();
+    const order = rep % 2 === 0 ? setups : [...setups].reverse();
     for (const setup of order) {
       log(`scenario 11, repetition ${rep + 1}/${reps}: ${setup}`);
-      await bench.wrk(setup, { connections: 16, seconds: warmS });
+      const target = setup === 'weft-vip-tapped' ? 'weft-vip' : setup;
+      const detach = setup === 'weft-vip-tapped' ? attachTaps(bench) : undefined;
+      await bench.wrk(target, { connections: 16, seconds: warmS });
       const p = bench.pids;
       const c0 = cpuSeconds(p.clientAgent);
       const s0 = cpuSeconds(p.serverAgent);
-      const r = await bench.wrk(setup, { connections: 64, seconds });
+      const r = await bench.wrk(target, { connections: 64, seconds });
+      await detach?.();
       const perK = r.requests / 1000;
       const into = raw[setup];
       into.rps.push(r.rps);
@@ -65,8 +97,10 @@ export async function policyCostScenario(bench, { reps, seconds, warmS, log }) {
   );
   // Paired within each repetition, so that the machine's drift cancels out. CPU per request
   // moves less with other work on the machine than a rate does.
-  const paired = (key) => raw['weft-policy'][key].map((v, i) => v / raw['weft-vip'][key][i]);
+  const paired = (key) => raw[other][key].map((v, i) => v / raw[base][key][i]);
   return {
+    tap,
+    setups,
     reps,
     seconds,
     raw,

@@ -155,12 +155,17 @@ export function policyCostMarkdown(p) {
             },
             d,
           );
-    return `| ${label} | ${c(s['weft-vip'][key])} | ${c(s['weft-policy'][key])} |`;
+    const [base, other] = p.setups ?? ['weft-vip', 'weft-policy'];
+    return `| ${label} | ${c(s[base][key])} | ${c(s[other][key])} |`;
   };
   return [
-    `## 11. The policy stages' cost: weft L7 max rate (wrk, 64 connections, ${p.seconds} s) through a virtual IP, ${p.reps} repetition(s), median [min-max]`,
+    p.tap
+      ? `## 11 (--tap). An open tap's cost: weft L7 max rate (wrk, 64 connections, ${p.seconds} s) through a virtual IP, ${p.reps} repetition(s), median [min-max]`
+      : `## 11. The policy stages' cost: weft L7 max rate (wrk, 64 connections, ${p.seconds} s) through a virtual IP, ${p.reps} repetition(s), median [min-max]`,
     '',
-    '| figure | without (`bench`) | TrafficPolicy + HTTPRoute (`bench-policy`) |',
+    p.tap
+      ? '| figure | no tap | `weft tap --local` on both agents (100 records/s) |'
+      : '| figure | without (`bench`) | TrafficPolicy + HTTPRoute (`bench-policy`) |',
     '|---|---|---|',
     row('max rate (req/s)', 'rps', 0),
     row('latency p99 (ms)', 'p99', 2),
@@ -169,7 +174,9 @@ export function policyCostMarkdown(p) {
     row('both agents CPU µs per request', 'bothCpu', 1, 1000),
     row('errors', 'errors', 0),
     '',
-    `With / without, paired per repetition: rate ${cell(p.ratio, 3)} (aim: at least 0.90), both agents' CPU per request ${cell(p.cpuRatio, 3)}. Requests the client agent counted under route \`bench-policy\`: ${p.routedRequests}.`,
+    p.tap
+      ? `With / without a tap, paired per repetition: rate ${cell(p.ratio, 3)}, both agents' CPU per request ${cell(p.cpuRatio, 3)}.`
+      : `With / without, paired per repetition: rate ${cell(p.ratio, 3)} (aim: at least 0.90), both agents' CPU per request ${cell(p.cpuRatio, 3)}. Requests the client agent counted under route \`bench-policy\`: ${p.routedRequests}.`,
     '',
   ].join('\n');
 }

@@ -7,12 +7,16 @@ import {
   type ControlPlaneSession,
   startControlPlaneSession,
 } from '../controlplane-client/session.js';
-import type { WeftError } from '../errors.js';
+import { describeError, type WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import { startDataPlane } from '../proxy/data-plane.js';
 import type { Logger } from '../sys/logger.js';
 import { createTracer } from '../telemetry/create-tracer.js';
 import { RecentDenials } from '../telemetry/recent-denials.js';
+import { tapSocketPath } from '../telemetry/tap-config.js';
+import { TapHub } from '../telemetry/tap-hub.js';
+import { startTapSocket } from '../telemetry/tap-socket.js';
+import { tapsOfSession } from '../telemetry/tap-sync.js';
 import { startAdminServer } from './admin-server.js';
 import type { AgentConfig } from './config.js';
 import { HostFactsSource } from './host-facts.js';
@@ -68,6 +72,21 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   });
   // The latest authorization denials, sent with the stats reports (the dashboard shows them).
   const denials = new RecentDenials();
+  // `weft tap`: local root through a unix socket; admins through the control plane's stream.
+  const tap = new TapHub({
+    node: config.hostname,
+    redactHeaders: config.tap.redactHeaders,
+    registry,
+  });
+  // Without its socket the agent still serves: a local tap is for people, traffic is not.
+  const tapSocket = await startTapSocket(tapSocketPath(config), tap, {
+    node: config.hostname,
+    log,
+  }).catch((err: unknown) => {
+    log.error({ err: describeError(err) }, 'no local tap socket: `weft tap --local` will fail');
+    return undefined;
+  });
+  const syncTaps = session ? tapsOfSession(session, tap, log) : undefined;
   const dataPlane = await startDataPlane({
     config,
     session,
@@ -76,6 +95,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log,
     tracer,
     denials,
+    tap,
   });
   const admin = await startAdminServer({
     address: config.admin.address,
@@ -118,7 +138,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       await tracer.shutdown();
       stopWatchdog();
       stopTrimming();
-      await Promise.all([admin.close(), metrics.close(), session?.stop()]);
+      syncTaps?.streamEnded();
+      await Promise.all([admin.close(), metrics.close(), tapSocket?.close(), session?.stop()]);
     },
   };
 }

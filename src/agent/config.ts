@@ -10,6 +10,7 @@ import { limitsConfigSchema } from '../proxy/limits/limits-config.js';
 import { captureConfigSchema } from '../redirect/config.js';
 import { readConfigFile } from '../sys/config-file.js';
 import { formatZodIssue } from '../sys/zod-format.js';
+import { tapConfigSchema } from '../telemetry/tap-config.js';
 import { telemetryConfigSchema } from '../telemetry/tracing-config.js';
 
 const port = z.number().int().min(1).max(65535);
@@ -165,6 +166,8 @@ export const agentConfigSchema = z
     /** Tracing: W3C trace context is always propagated; spans are exported with
      * telemetry.tracing.otlpEndpoint (schema in src/telemetry/tracing-config.ts). */
     telemetry: telemetryConfigSchema,
+    /** `weft tap`: the local tap socket and headers to redact (src/telemetry/tap-config.ts). */
+    tap: tapConfigSchema,
   })
   .strict()
   // Each port is configured once, under capture.agentPorts, because the capture rules

@@ -2,6 +2,7 @@
 // the credentials directory the control plane writes (<data-dir>/admin), over gRPC + mTLS.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { WeftError } from '../errors.js';
 import { fromGrpcError } from './grpc-errors.js';
@@ -197,6 +198,11 @@ export class WeftAdminClient {
 
   getStats(request: m.GetStatsRequest): Promise<m.GetStatsResponse> {
     return this.call<m.GetStatsRequest, m.GetStatsResponse>((c) => c.getStats, request);
+  }
+
+  /** A tap's live stream (no deadline: it runs until cancelled). */
+  tap(request: m.TapRequest): grpc.ClientReadableStream<m.TapBatch> {
+    return this.client.tap(request);
   }
 
   close(): void {

@@ -118,7 +118,11 @@ export interface SyncRequest {
   heartbeat?: Heartbeat | null;
   stats?: StatsReport | null;
   hostFacts?: HostFacts | null;
-  msg?: 'hello' | 'ack' | 'nack' | 'heartbeat' | 'stats' | 'hostFacts';
+  /** Records of a tap the control plane started (field 7). */
+  tapBatch?: TapBatch | null;
+  /** This agent runs taps (field 8): sent once, after Hello. */
+  tapReady?: Record<string, never> | null;
+  msg?: 'hello' | 'ack' | 'nack' | 'heartbeat' | 'stats' | 'hostFacts' | 'tapBatch' | 'tapReady';
 }
 
 export interface ResourceKey {
@@ -145,6 +149,51 @@ export interface SyncResponse {
   removals: ResourceKey[];
   /** Set when it changed; always with full. */
   trustBundlePem: string;
+  /** A tap control message (fields 20-21): not a version, neither applied nor acknowledged. */
+  tapStart?: TapStart | null;
+  tapStop?: TapStop | null;
+}
+
+// ---------------------------------------------------------------- Tap
+
+/** Which request records a tap sees; empty fields match everything. */
+export interface TapFilter {
+  /** Requests to this service (the record's dst_service). */
+  service?: string;
+  pathPrefix?: string;
+  method?: string;
+  /** "2xx" .. "5xx", or one status code. */
+  status?: string;
+  /** The caller: a service name or a SPIFFE ID. */
+  source?: string;
+  headers?: boolean;
+  /** Records per second per agent; 0: the default (100). */
+  maxPerSecond?: number;
+}
+
+export interface TapStart {
+  id: string;
+  filter: TapFilter | null;
+}
+
+export interface TapStop {
+  id: string;
+}
+
+export interface TapBatch {
+  tapId: string;
+  node: string;
+  /** Each one JSON object: the agent's tap record (src/telemetry/tap-record.ts). */
+  records: string[];
+  /** Records the tap dropped on that agent so far. */
+  dropped: number;
+  /** The agent could not start the tap: why. */
+  error: string;
+}
+
+export interface TapRequest {
+  filter: TapFilter | null;
+  node?: string;
 }
 
 // ---------------------------------------------------------------- Admin

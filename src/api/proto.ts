@@ -74,6 +74,7 @@ export interface AdminClient extends grpc.Client {
   setNodeServices: UnaryMethod<m.SetNodeServicesRequest, m.SetNodeServicesResponse>;
   createDashboardLogin: UnaryMethod<m.CreateDashboardLoginRequest, m.CreateDashboardLoginResponse>;
   getStats: UnaryMethod<m.GetStatsRequest, m.GetStatsResponse>;
+  tap(request: m.TapRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<m.TapBatch>;
 }
 
 type ClientConstructor<C> = new (

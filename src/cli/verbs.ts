@@ -11,6 +11,7 @@ export const VERBS: Readonly<Record<string, () => Promise<Register>>> = {
   status: async () => (await import('./commands/status.js')).registerStatus,
   redirect: async () => (await import('./commands/redirect.js')).registerRedirect,
   leave: async () => (await import('./commands/leave.js')).registerLeave,
+  workloads: async () => (await import('./commands/workloads-discover.js')).registerWorkloads,
   // Control plane side
   controlplane: async () => (await import('./commands/controlplane.js')).registerControlplane,
   token: async () => (await import('./commands/token.js')).registerToken,
@@ -20,6 +21,7 @@ export const VERBS: Readonly<Record<string, () => Promise<Register>>> = {
   node: async () => (await import('./commands/node.js')).registerNode,
   dashboard: async () => (await import('./commands/dashboard.js')).registerDashboard,
   top: async () => (await import('./commands/top.js')).registerTop,
+  tap: async () => (await import('./commands/tap.js')).registerTap,
   // Development
   lab: async () => (await import('./commands/lab.js')).registerLab,
 };

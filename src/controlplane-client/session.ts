@@ -11,7 +11,12 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../agent/config.js';
 import { fromGrpcError, REPLICA_STOPPING, refusalReason } from '../api/grpc-errors.js';
-import type { RefusedWorkload, RegisterWorkloadsResponse } from '../api/messages.js';
+import type {
+  RefusedWorkload,
+  RegisterWorkloadsResponse,
+  SyncRequest,
+  SyncResponse,
+} from '../api/messages.js';
 import type { IdentityClient } from '../api/proto.js';
 import type { HostFacts, StatsReport } from '../api/stats-messages.js';
 import { controlPlaneCredentials } from '../api/tls.js';
@@ -110,6 +115,10 @@ export interface SessionEvents {
   nack: [nack: { version: number; reason: string }];
   /** This host never joined and the control plane refused it for good: the session gave up. */
   refused: [err: WeftError];
+  /** A control message on the sync stream (a tap start or stop), and how to answer on it. */
+  control: [message: SyncResponse, send: (message: SyncRequest) => void];
+  /** The sync stream ended: what its control messages started ends with it. */
+  streamEnded: [];
 }
 
 interface Connection {
@@ -527,13 +536,14 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
           heldVersion: () => this.current?.version ?? 0,
           heartbeat: () => this.health.all(),
           apply: (delta) => this.apply(delta),
+          control: (message, send) => this.emit('control', message, send),
         },
       );
       const stream = conn.stream;
       void this.hostFacts().then((facts) => {
         if (facts) stream.send({ hostFacts: facts });
       });
-      const end = await conn.stream.done;
+      const end = await conn.stream.done.finally(() => this.emit('streamEnded'));
       if (end.resync) this.logger.info({ reason: end.resync }, 'reconnecting to resynchronise');
       if (refusalReason(end.error) === REPLICA_STOPPING)
         this.logger.info({ replica: this.replica.dial }, 'the control plane replica is stopping');

@@ -14,6 +14,13 @@ export interface StreamHandlers {
   heartbeat(): WorkloadHealth[];
   /** Validates, applies and persists one response. */
   apply(delta: SyncDelta): Promise<Verdict>;
+  /** A control message (a tap start or stop): no version, no Ack; `send` answers on this stream. */
+  control?(message: SyncResponse, send: (message: SyncRequest) => void): void;
+}
+
+/** Whether a response is a control message rather than a version (proto fields from 20). */
+export function isControl(msg: SyncResponse): boolean {
+  return Boolean(msg.tapStart || msg.tapStop);
 }
 
 export interface StreamEnd {
@@ -72,6 +79,10 @@ export function openSyncStream(
     };
     call.on('data', (msg: SyncResponse) => {
       if (resyncing) return;
+      if (isControl(msg)) {
+        handlers.control?.(msg, write);
+        return;
+      }
       received += 1;
       // Responses are handled strictly one after another: each applies on top of the last.
       queue = queue.then(() => handle(msg, handlers, write, resync));
@@ -82,6 +93,8 @@ export function openSyncStream(
   let graceTimer: NodeJS.Timeout | undefined;
 
   write({ hello: { version: handlers.heldVersion(), agentVersion: options.agentVersion } });
+  // Control messages are understood here: the control plane may send them on this stream.
+  if (handlers.control) write({ tapReady: {} });
   heartbeatNow();
   const timer = setInterval(heartbeatNow, options.heartbeatIntervalMs);
   timer.unref();

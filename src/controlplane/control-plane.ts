@@ -47,6 +47,7 @@ import { FullSnapshotGate } from './sync/full-snapshot-gate.js';
 import { NodeHealth } from './sync/node-health.js';
 import { NodeLiveness } from './sync/node-liveness.js';
 import { SyncHub } from './sync/sync-hub.js';
+import { TapBroker } from './tap/tap-broker.js';
 
 export interface ControlPlaneOptions {
   config: ControlPlaneConfig;
@@ -209,6 +210,9 @@ export class ControlPlane {
     });
     const streams = parts.streams;
     const ctx = { metrics, log };
+    // `weft tap`: admins' taps, started on agents through their sync streams.
+    const taps = new TapBroker({ ...ctx, trustDomain: config.trustDomain, store, streams });
+    parts.taps = taps;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
       'grpc.keepalive_time_ms': 30_000,
@@ -242,13 +246,13 @@ export class ControlPlane {
         streams,
         onAgentVersion: (node, version) => nodes.noteAgentVersion(node, version),
         reports: agentReports(stats, nodes, log),
+        taps,
       }),
     );
     const dashboardAuth = new DashboardAuth();
     let httpPort = 0; // known once the HTTP port is bound, below: logins are made after that
-    server.addService(
-      proto.Admin.service,
-      adminHandlers({
+    server.addService(proto.Admin.service, {
+      ...adminHandlers({
         ...ctx,
         store,
         registry,
@@ -262,7 +266,8 @@ export class ControlPlane {
           return { token, expiresUnixMs: expiresAtMs, httpPort };
         },
       }),
-    );
+      Tap: taps.handler,
+    });
     const credentials = new WeftServerCredentials({
       keyPem: serverCert.keyPem,
       certificatePem: serverCert.certificatePem,
@@ -380,6 +385,7 @@ function openStore(config: ControlPlaneConfig): Promise<Store> {
 interface Parts {
   store: Store;
   streams: SyncStreams;
+  taps?: TapBroker;
   revocations?: RevocationList;
   hub?: SyncHub;
   health?: NodeHealth;
@@ -456,6 +462,7 @@ async function teardown(parts: Parts, log: Logger): Promise<void> {
   // at once instead of after their backoff. The wait lets the statuses reach them before the
   // connections are cut; open sync streams would keep a graceful shutdown waiting forever.
   parts.streams.endAll(replicaStopping());
+  parts.taps?.endAll();
   if (parts.grpc !== undefined) await shutdownWithin(parts.grpc, STREAM_FLUSH_MS);
   if (parts.http !== undefined) {
     const http = parts.http;

@@ -16,6 +16,7 @@ import { describeError, WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
 import type { RecentDenials } from '../telemetry/recent-denials.js';
+import type { TapHub } from '../telemetry/tap-hub.js';
 import type { Tracer } from '../telemetry/tracer.js';
 import { createCaptureServer } from './capture-listener.js';
 import { LocalConnector } from './endpoint/connect-local.js';
@@ -53,6 +54,8 @@ export interface DataPlaneOptions {
   tracer: Tracer;
   /** Where authorization denials are kept for the stats report (the dashboard's view). */
   denials?: RecentDenials;
+  /** `weft tap`: finished requests are offered to it while a tap is open. */
+  tap?: TapHub;
 }
 
 export interface DataPlane {
@@ -73,7 +76,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const state = new MeshState(config.hostname);
   const telemetry = new Telemetry(registry, log, opts.denials);
   // One record per HTTP request, both directions (weft_http_*).
-  const requests = new RequestTelemetry(registry, log);
+  const requests = new RequestTelemetry(registry, log, opts.tap);
   // Connection limits per listener (shares of the descriptor limit), timeouts, refusals.
   const guards = buildGuards(config.limits, { registry, log });
   let identities = session

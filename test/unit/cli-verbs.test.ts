@@ -25,6 +25,7 @@ describe('verbsToLoad', () => {
       'status',
       'redirect',
       'leave',
+      'workloads',
       'controlplane',
       'token',
       'apply',
@@ -33,6 +34,7 @@ describe('verbsToLoad', () => {
       'node',
       'dashboard',
       'top',
+      'tap',
       'lab',
     ]);
   });

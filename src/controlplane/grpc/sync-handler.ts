@@ -4,7 +4,7 @@
 // Buffers (encoded once by the hub for all streams), so the service definition's serializer
 // lets Buffers through untouched.
 import type * as grpc from '@grpc/grpc-js';
-import type { SyncRequest, SyncResponse } from '../../api/messages.js';
+import type { SyncRequest, SyncResponse, TapBatch } from '../../api/messages.js';
 import type { NodeRecord } from '../identity/node-record.js';
 import type { RevocationLookup } from '../identity/revocation-list.js';
 import { Refusal } from '../refusal.js';
@@ -35,6 +35,8 @@ export function syncServiceDefinition(service: grpc.ServiceDefinition): {
 /** The open sync streams, by node. */
 export class SyncStreams {
   private readonly byNode = new Map<string, Map<SyncSession, SyncCall>>();
+  /** Streams whose agent said it runs taps (TapReady): only they get control messages. */
+  private readonly tapReady = new WeakSet<SyncCall>();
 
   add(node: string, session: SyncSession, call: SyncCall): void {
     let streams = this.byNode.get(node);
@@ -47,6 +49,29 @@ export class SyncStreams {
       streams.delete(session);
       if (streams.size === 0 && this.byNode.get(node) === streams) this.byNode.delete(node);
     });
+  }
+
+  /** A stream's agent runs taps. */
+  markTapReady(call: SyncCall): void {
+    this.tapReady.add(call);
+  }
+
+  /** The nodes with a sync stream open here whose agent runs taps. */
+  tapNodes(): string[] {
+    return [...this.byNode.entries()]
+      .filter(([, streams]) => [...streams.values()].some((c) => this.tapReady.has(c)))
+      .map(([node]) => node);
+  }
+
+  /** Writes a control message (a tap start or stop) on `node`'s tap-ready streams; how many. */
+  control(node: string, message: Pick<SyncResponse, 'tapStart' | 'tapStop'>): number {
+    let n = 0;
+    for (const call of this.byNode.get(node)?.values() ?? []) {
+      if (!this.tapReady.has(call)) continue;
+      (call as grpc.ServerDuplexStream<SyncRequest, unknown>).write(message);
+      n += 1;
+    }
+    return n;
   }
 
   /** Ends every stream of `node` with `refusal` as its status (the agent sees why). */
@@ -76,6 +101,8 @@ export interface SyncHandlerDeps extends SyncSessionDeps, HandlerContext {
   streams: SyncStreams;
   /** The agent version a node's Hello names (recorded for `weft get nodes`). */
   onAgentVersion(node: string, version: string): Promise<void>;
+  /** `weft tap`: agents' tap records, and new tap-ready streams (a tap restarts on them). */
+  taps?: { batch(node: string, batch: TapBatch): void; streamOpened(node: string): void };
 }
 
 export function syncHandlers(deps: SyncHandlerDeps): grpc.UntypedServiceImplementation {
@@ -106,6 +133,11 @@ export function syncHandlers(deps: SyncHandlerDeps): grpc.UntypedServiceImplemen
           const session = new SyncSession(call, node, deps);
           deps.streams.add(node, session, call);
           call.on('data', (req: SyncRequest) => {
+            if (req.tapBatch) deps.taps?.batch(node, req.tapBatch);
+            if (req.tapReady) {
+              deps.streams.markTapReady(call);
+              deps.taps?.streamOpened(node);
+            }
             if (req.hello?.agentVersion)
               deps
                 .onAgentVersion(node, req.hello.agentVersion)

@@ -8,6 +8,7 @@ import { parseSpiffeId } from '../../api/spiffe.js';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { httpSpan } from '../../telemetry/http-span.js';
+import type { TapHeaders } from '../../telemetry/tap-record.js';
 import { type ActiveSpan, setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import { formatAddress } from '../address.js';
 import type { MeshState } from '../mesh-state.js';
@@ -144,6 +145,7 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       started,
       request.signal,
       exchange.requestBytes,
+      request.headers,
     );
   };
 }
@@ -190,7 +192,8 @@ function answer(
   record.error = what.detail;
   const response = agentAnswer(what);
   const { signal } = call.request;
-  return observed(deps, response, record, started, signal, () => 0, recorded);
+  const { headers } = call.request;
+  return observed(deps, response, record, started, signal, () => 0, headers, recorded);
 }
 
 /**
@@ -205,6 +208,8 @@ function observed(
   started: bigint,
   signal: AbortSignal,
   requestBytes: () => number,
+  /** The request's headers, for a tap that asks for them. */
+  headers: TapHeaders,
   status = response.status,
 ): L7Response {
   const { body } = response;
@@ -224,7 +229,7 @@ function observed(
       record.close_reason = signal.aborted ? 'client_reset' : 'upstream_reset';
       record.error = describeError(err);
     }
-    deps.requests.finish(record, started);
+    deps.requests.finish(record, started, headers);
     const error = recordError(record);
     spans.get(record)?.end({
       status: record.status,

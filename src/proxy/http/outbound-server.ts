@@ -389,7 +389,7 @@ async function serveRequest(
   } finally {
     if (slot instanceof BreakerSlot) slot.end();
     record.request_bytes = requestBytes;
-    deps.requests.finish(record, started);
+    deps.requests.finish(record, started, request.headers);
     const error = recordError(record);
     span.end({
       status: record.status,

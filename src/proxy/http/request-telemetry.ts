@@ -4,6 +4,8 @@
 // the gRPC status; never a path, an authority or an endpoint address.
 import type { Registry } from 'prom-client';
 import { type LineWriter, type Logger, lineWriter } from '../../sys/logger.js';
+import type { TapHub } from '../../telemetry/tap-hub.js';
+import type { TapHeaders } from '../../telemetry/tap-record.js';
 import { elapsedMs } from '../address.js';
 import {
   type ConnectionLabels,
@@ -40,8 +42,11 @@ export class RequestTelemetry {
   private readonly bytes = new Map<string, BytesCell>();
 
   private readonly line: LineWriter;
+  /** `weft tap`: finished requests are offered to it while a tap is open. */
+  private readonly tap: TapHub | undefined;
 
-  constructor(registry: Registry, log: Logger) {
+  constructor(registry: Registry, log: Logger, tap?: TapHub) {
+    this.tap = tap;
     // The access log's writer, picked once (see lineWriter): one line per request.
     this.line = lineWriter(log);
     this.total = new ValueFamily(
@@ -84,8 +89,11 @@ export class RequestTelemetry {
     this.inFlight.cell(flightKey(labels), () => connectionLabels(labels)).value += 1;
   }
 
-  /** A request started with start() ends: metrics and its access-log line. */
-  finish(record: RequestRecord, started: bigint): void {
+  /**
+   * A request started with start() ends: metrics, its access-log line, and taps. `headers` are
+   * the request's (a reference, read by a tap that asked for headers, off this path).
+   */
+  finish(record: RequestRecord, started: bigint, headers?: TapHeaders): void {
     const ms = elapsedMs(started);
     const flight = flightKey(record);
     this.inFlight.cell(flight, () => connectionLabels(record)).value -= 1;
@@ -106,6 +114,8 @@ export class RequestTelemetry {
     bytes.request += record.request_bytes;
     bytes.response += record.response_bytes;
     this.line(logLine(record, ms), REQUEST_LINE);
+    // With no tap open, this flag is all the request pays for tapping.
+    if (this.tap?.active) this.tap.offer(record, ms, headers);
   }
 }
 

@@ -1,0 +1,27 @@
+// A tap's rate limit: a token bucket of `perSecond` tokens, refilled lazily from an injected
+// clock (no timer), so a flood costs a tap at most `perSecond` copies a second, the rest counted.
+export class TapLimiter {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.tokens = perSecond;
+    this.last = now();
+  }
+
+  /** Takes one token; false when the bucket is empty (the record is dropped). */
+  take(): boolean {
+    const t = this.now();
+    const refill = ((t - this.last) / 1000) * this.perSecond;
+    if (refill > 0) {
+      this.tokens = Math.min(this.perSecond, this.tokens + refill);
+      this.last = t;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
