@@ -43,6 +43,10 @@ export function registerControlplane(program: Command): void {
     .option('--etcd-ca <file>', 'CA bundle of the etcd members (https:// endpoints)')
     .option('--etcd-cert <file>', 'client certificate for etcd (with --etcd-key)')
     .option('--etcd-key <file>', 'client key for etcd (with --etcd-cert)')
+    .option(
+      '--ca-kek-file <file>',
+      'with --store etcd: the key-encryption key (32 bytes, mode 0600) sealing the CA key in etcd',
+    )
     .action(async (opts: { config?: string; dataDir?: string } & StoreFlags) => {
       const config = loadConfigOrExit(opts.config, opts);
       if (opts.dataDir !== undefined) config.dataDir = opts.dataDir;

@@ -7,6 +7,8 @@ export const TOKENS_PREFIX = '/tokens/';
 export const NODES_PREFIX = '/nodes/';
 export const VIPS_PREFIX = '/vips/';
 export const CA_KEY = '/ca';
+/** The CA key sealed under the replicas' KEK (etcd only: ca/sealed-ca-key.ts). */
+export const CA_SEALED_KEY = '/ca-key';
 
 export const resourceKey = (kind: ResourceKind, name: string): string =>
   `${RESOURCES_PREFIX}${kind}/${name}`;
