@@ -13,6 +13,7 @@ import {
 } from '../../controlplane/config.js';
 import { ControlPlane } from '../../controlplane/control-plane.js';
 import { describeError } from '../../errors.js';
+import { registerControlplaneMigrate } from './controlplane-migrate.js';
 
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -27,7 +28,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 export function registerControlplane(program: Command): void {
-  program
+  const controlplane = program
     .command('controlplane')
     .description(
       'run the control plane: registry, certificate authority and sync stream (gRPC :15012, HTTP :15014)',
@@ -59,6 +60,7 @@ export function registerControlplane(program: Command): void {
       sdNotify('STOPPING=1');
       await cp.stop();
     });
+  registerControlplaneMigrate(controlplane);
 }
 
 /** An invalid config exits EX_CONFIG, which weft-controlplane.service does not restart on. */

@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { WeftError } from '../../errors.js';
 import type { ControlPlaneConfig } from '../config.js';
 import { writeFileDurable } from '../files.js';
-import { CA_KEY, CA_SEALED_KEY } from '../store/keys.js';
+import type { MigrationMarker } from '../migrate/migration-marker.js';
+import { CA_KEY, CA_SEALED_KEY, MIGRATION_KEY } from '../store/keys.js';
 import type { Store, StoreEntry } from '../store/store.js';
 import { type CaPlan, type CaRefusal, planCa } from './ca-plan.js';
 import { CertificateAuthority } from './certificate-authority.js';
@@ -204,6 +205,15 @@ export async function loadCa(
   store: Store,
   log: Logger,
 ): Promise<CertificateAuthority> {
+  if (config.store.type === 'etcd') {
+    // The CA is the last thing a migration writes: until then etcd holds part of a state.
+    const migration = (await store.get<MigrationMarker>(MIGRATION_KEY))?.value;
+    if (migration?.state === 'in-progress')
+      throw new WeftError(
+        'WEFT_E_STORE',
+        `etcd (${config.store.prefix}) holds a migration from ${migration.from} that did not finish (started ${migration.startedAt}): run \`weft controlplane migrate\` again (it starts over), then start the replicas`,
+      );
+  }
   const kek = config.caKekFile === undefined ? undefined : await readKekFile(config.caKekFile);
   const local = await localCa(config, dataDir);
   // Two replicas starting on an empty etcd race to store the CA: the loser loads the winner's.

@@ -9,6 +9,8 @@ export const VIPS_PREFIX = '/vips/';
 export const CA_KEY = '/ca';
 /** The CA key sealed under the replicas' KEK (etcd only: ca/sealed-ca-key.ts). */
 export const CA_SEALED_KEY = '/ca-key';
+/** Written first and last by `weft controlplane migrate` (migrate/migration-marker.ts). */
+export const MIGRATION_KEY = '/migration';
 
 export const resourceKey = (kind: ResourceKind, name: string): string =>
   `${RESOURCES_PREFIX}${kind}/${name}`;
