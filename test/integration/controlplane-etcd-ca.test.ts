@@ -15,6 +15,7 @@ import { kekId, readKekFile } from '../../src/controlplane/ca/kek-file.js';
 import { openCaKey, type SealedCaKey } from '../../src/controlplane/ca/sealed-ca-key.js';
 import {
   joinNode,
+  runWeft,
   type StartControlPlaneOptions,
   startControlPlane,
   type TestControlPlane,
@@ -232,6 +233,46 @@ describe('the CA key sealed in etcd under the KEK', () => {
     } finally {
       await rm(otherDir, { recursive: true, force: true });
     }
+  }, 120_000);
+
+  it('re-seals the CA key under a new KEK (rotate-kek): replicas on it sign with the same CA, one on the old KEK is refused', async () => {
+    const prefix = newPrefix();
+    const a = await start({ config: replica(prefix) });
+    const fresh = writeKek('fresh-kek', randomBytes(32));
+    const rotate = (current: string, next: string) =>
+      runWeft([
+        'controlplane',
+        'rotate-kek',
+        '--etcd-endpoints',
+        etcd.endpoint,
+        '--etcd-prefix',
+        prefix,
+        '--ca-kek-file',
+        current,
+        '--new-kek-file',
+        next,
+      ]);
+    const rotated = await rotate(kekFile, fresh);
+    expect(rotated).toMatchObject({ exitCode: 0, stderr: '' });
+    expect(rotated.stdout).toContain(
+      `the CA key (pin ${a.caPin}) in etcd ${prefix} is sealed under ${fresh}`,
+    );
+    // The running replica still signs; a new one on the new KEK signs with the same CA.
+    await joinNode(a, 'node-during-rotation');
+    const b = await start({ config: replica(prefix, { caKekFile: fresh }) });
+    expect(b.caPin).toBe(a.caPin);
+    await expect(startControlPlane({ config: replica(prefix) })).rejects.toThrow(
+      `caKekFile ${kekFile} is not the key-encryption key that sealed the CA key in etcd`,
+    );
+    // The old KEK no longer opens it, so it cannot rotate it either.
+    const again = await rotate(kekFile, writeKek('third-kek', randomBytes(32)));
+    expect(again.exitCode).not.toBe(0);
+    expect(again.stderr).toContain(`caKekFile ${kekFile} is not the key-encryption key`);
+    const sealed = JSON.parse(
+      (await everyValue(prefix)).get(`${prefix}ca-key`)!.toString('utf8'),
+    ) as SealedCaKey;
+    const keyPem = openCaKey(sealed, await readKekFile(fresh), prefix);
+    expect(keyFound(await everyValue(prefix), keyPem)).toEqual([]);
   }, 120_000);
 
   it('seals the CA of replicas that shared it as copied files once one starts with the KEK', async () => {

@@ -14,6 +14,7 @@ import {
 import { ControlPlane } from '../../controlplane/control-plane.js';
 import { describeError } from '../../errors.js';
 import { registerControlplaneMigrate } from './controlplane-migrate.js';
+import { registerControlplaneRotateKek } from './controlplane-rotate-kek.js';
 
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -61,6 +62,7 @@ export function registerControlplane(program: Command): void {
       await cp.stop();
     });
   registerControlplaneMigrate(controlplane);
+  registerControlplaneRotateKek(controlplane);
 }
 
 /** An invalid config exits EX_CONFIG, which weft-controlplane.service does not restart on. */
