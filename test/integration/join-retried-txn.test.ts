@@ -10,11 +10,16 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentConfigSchema } from '../../src/agent/config.js';
 import { createKeyAndCsr } from '../../src/api/csr.js';
 import { unary } from '../../src/api/proto.js';
 import { nodeSpiffeId } from '../../src/api/spiffe.js';
 import type { TxnRequest, TxnResult } from '../../src/controlplane/store/store.js';
+import { startControlPlaneSession } from '../../src/controlplane-client/session.js';
+import { WeftError } from '../../src/errors.js';
 import {
   joinNode,
   nodeClients,
@@ -22,6 +27,7 @@ import {
   type TestControlPlane,
 } from '../helpers/controlplane.js';
 import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { waitFor } from '../helpers/wait.js';
 
 let etcd: TestEtcd;
 let cp: TestControlPlane;
@@ -29,6 +35,8 @@ let dir: string;
 /** Set to make the next join transaction run twice, as etcd3 does when its reply is lost. */
 let replayNextJoin = false;
 let replayed = 0;
+/** Set to make the next join transaction commit and then fail, as when etcd3 gives up. */
+let loseNextJoin = false;
 
 const isJoin = (req: TxnRequest) =>
   req.ops.some((op) => op.key.startsWith('/tokens/')) &&
@@ -48,6 +56,11 @@ beforeAll(async () => {
   const store = cp.controlPlane.store;
   const txn = store.txn.bind(store);
   store.txn = async (req: TxnRequest): Promise<TxnResult> => {
+    if (loseNextJoin && isJoin(req)) {
+      loseNextJoin = false;
+      await txn(req);
+      throw new WeftError('WEFT_E_STORE', 'etcd failed to commit a transaction: reply lost');
+    }
     if (!(replayNextJoin && isJoin(req))) return txn(req);
     replayNextJoin = false;
     replayed++;
@@ -76,6 +89,48 @@ async function joinWith(token: string, hostname: string, csrPem: string) {
     clients.close();
   }
 }
+
+describe('an agent whose join was committed but answered with an error', () => {
+  it('joins with the same request on its next attempt, instead of being refused the token it used', async () => {
+    const hostname = 'node-lost-answer';
+    const token = await cp.createToken({ node: hostname });
+    loseNextJoin = true;
+    const logs: Array<Record<string, unknown> & { msg: string }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString('utf8').split('\n'))
+          if (line !== '') logs.push(JSON.parse(line));
+        done();
+      },
+    });
+    const session = await startControlPlaneSession(
+      agentConfigSchema.parse({
+        hostname,
+        dataDir: join(dir, hostname),
+        addresses: ['127.0.0.1'],
+        controlPlane: { address: cp.grpcAddress, token, caPin: cp.caPin },
+      }),
+      pino({ level: 'info' }, sink),
+      { backoff: { baseMs: 100, capMs: 200, random: () => 0.5 } },
+    );
+    try {
+      await waitFor(
+        'the agent to join and sync',
+        () => {
+          const refused = session.refusal();
+          if (refused !== undefined) throw new Error(`the agent gave up: ${refused.message}`);
+          return session.state === 'connected' || undefined;
+        },
+        { timeoutMs: 30_000, detail: () => JSON.stringify(session.status()) },
+      );
+      expect(loseNextJoin).toBe(false);
+      // Two attempts: the first answered with the store's error, the second with the certificate.
+      expect(logs.filter((l) => l.msg === 'joining the mesh')).toHaveLength(2);
+    } finally {
+      await session.stop();
+    }
+  }, 60_000);
+});
 
 describe('a join whose transaction ran twice', () => {
   it('succeeds: the token was redeemed by this very request', async () => {
