@@ -160,6 +160,10 @@ describe('weft controlplane migrate --to etcd', () => {
     }
     const vips = await entries(single.controlPlane.store, '/vips/');
     const services = Object.keys(await entries(single.controlPlane.store, '/resources/Service/'));
+    const tokens = await entries(single.controlPlane.store, '/tokens/');
+    const workloads = Object.keys(await entries(single.controlPlane.store, '/resources/Workload/'));
+    const nodes = Object.keys(await entries(single.controlPlane.store, '/nodes/'));
+    expect(workloads).toHaveLength(1);
     expect(Object.keys(vips)).toHaveLength(3);
 
     // While the file-store control plane runs, its store is not migrated.
@@ -193,6 +197,15 @@ describe('weft controlplane migrate --to etcd', () => {
     expect(Object.keys(await entries(replica.controlPlane.store, '/resources/Service/'))).toEqual(
       services,
     );
+    expect(await entries(replica.controlPlane.store, '/tokens/')).toEqual(tokens);
+    expect(Object.keys(await entries(replica.controlPlane.store, '/nodes/'))).toEqual(nodes);
+    // The workload came along on a lease of etcd's, before its agent is back.
+    const inEtcd = await replica.controlPlane.store.list('/resources/Workload/');
+    expect(inEtcd.entries.map((e) => e.key)).toEqual(workloads);
+    expect(inEtcd.entries[0]?.lease).toBeDefined();
+    expect(
+      await replica.controlPlane.store.leaseTimeToLive(inEtcd.entries[0]!.lease!),
+    ).toBeDefined();
 
     const logsBefore = logs.length;
     session = await startSession(config);
