@@ -139,16 +139,19 @@ describe('weft controlplane migrate --to etcd', () => {
     await waitFor(
       'the agent to sync the services',
       () => session?.snapshot()?.resources.has('Service/gone') || undefined,
+      { timeoutMs: 30_000 },
     );
     await waitFor(
       'its workload certificate',
       () => session!.certificates.serviceNames().includes('echo') || undefined,
+      { timeoutMs: 30_000 },
     );
     const nodeCert = session.certificates.node!.certPem;
-    const heldVersion = session.status().version;
     // The agent is down during the move, and misses a deletion made just before it.
-    await session.stop();
+    const stopped = session;
     session = undefined;
+    await stopped.stop();
+    const heldVersion = stopped.status().version;
     const admin2 = WeftAdminClient.open({
       server: single.grpcAddress,
       credentialsDir: single.adminCredentials.dir,
@@ -241,12 +244,17 @@ describe('weft controlplane migrate --to etcd', () => {
     await waitFor(
       'the change made at the replica',
       () => session?.snapshot()?.resources.has('Service/after-migration') || undefined,
+      { timeoutMs: 30_000 },
     );
     // The agent's workload, re-registered, hangs on a lease of etcd's.
-    await waitFor('the workload in etcd', async () => {
-      const w = await replica!.controlPlane.store.list('/resources/Workload/');
-      return w.entries.some((e) => e.lease !== undefined) || undefined;
-    });
+    await waitFor(
+      'the workload in etcd',
+      async () => {
+        const w = await replica!.controlPlane.store.list('/resources/Workload/');
+        return w.entries.some((e) => e.lease !== undefined) || undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
   }, 180_000);
 
   it('refuses to migrate again over a finished migration, or into a prefix that holds keys, unless told', async () => {

@@ -71,7 +71,9 @@ describe('weft leave over control plane replicas', () => {
       controlPlane: { address: b.grpcAddress, token, caPin: b.caPin },
     });
     const session = await startControlPlaneSession(joinConfig, pino({ level: 'silent' }));
-    await waitFor('joined', () => session.state === 'connected' || undefined);
+    await waitFor('joined', () => session.state === 'connected' || undefined, {
+      timeoutMs: 30_000,
+    });
     await session.stop();
     expect(await listNodes(a)).toContain(hostname);
 
