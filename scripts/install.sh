@@ -27,7 +27,19 @@ usage: install.sh [--role agent|controlplane] [options]
                          connections carry the service's identity
   --dns                  agent: capture DNS so that <service>.mesh resolves on this host
   --hostname NAME        node name (default: this host's name)
-  --trust-domain TD      controlplane: trust domain (default weft.local)
+  --trust-domain TD      controlplane: trust domain (default weft.local; a re-run keeps the
+                         config's)
+  --store file|etcd      controlplane: where the state lives (default: the config's, else file)
+  --etcd-endpoints URLS  controlplane: etcd client URLs, comma-separated (with --store etcd)
+  --etcd-prefix P        controlplane: the key prefix in etcd (default /weft/)
+  --etcd-ca FILE         controlplane: CA of the etcd members (https://), copied to /etc/weft
+  --etcd-cert FILE       controlplane: client certificate for etcd, copied to /etc/weft
+  --etcd-key FILE        controlplane: its key, copied to /etc/weft (0640, group weft-cp)
+  --ca-kek-file FILE     controlplane: with --store etcd, the key-encryption key sealing the CA
+                         key in etcd (32 random bytes, mode 0600; the same file on every
+                         replica), copied to /etc/weft/ca-kek (user weft-cp, 0600)
+  --print-config         controlplane: check every flag, print the config it would write, and
+                         change nothing
   --source DIR           built weft checkout to install from (default: this script's checkout)
   --no-start             install and enable, but do not start or restart the units
 
@@ -44,7 +56,9 @@ die() {
 say() { echo "install.sh: $*"; }
 
 role=agent control_plane='' token_source='' ca_pin='' ca_file='' node_name=''
-trust_domain=weft.local
+trust_domain=weft.local trust_domain_given=no
+store='' etcd_endpoints='' etcd_prefix='' etcd_ca='' etcd_cert='' etcd_key='' kek_file=''
+print_config=no
 source_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 start=yes
 dns=false
@@ -66,7 +80,15 @@ while [[ $# -gt 0 ]]; do
     --ca-file) need_value "$@"; ca_file="$2"; shift 2 ;;
     --workload) need_value "$@"; workloads+=("$2"); shift 2 ;;
     --hostname) need_value "$@"; node_name="$2"; shift 2 ;;
-    --trust-domain) need_value "$@"; trust_domain="$2"; shift 2 ;;
+    --trust-domain) need_value "$@"; trust_domain="$2"; trust_domain_given=yes; shift 2 ;;
+    --store) need_value "$@"; store="$2"; shift 2 ;;
+    --etcd-endpoints) need_value "$@"; etcd_endpoints="$2"; shift 2 ;;
+    --etcd-prefix) need_value "$@"; etcd_prefix="$2"; shift 2 ;;
+    --etcd-ca) need_value "$@"; etcd_ca="$2"; shift 2 ;;
+    --etcd-cert) need_value "$@"; etcd_cert="$2"; shift 2 ;;
+    --etcd-key) need_value "$@"; etcd_key="$2"; shift 2 ;;
+    --ca-kek-file) need_value "$@"; kek_file="$2"; shift 2 ;;
+    --print-config) print_config=yes; shift ;;
     --source) need_value "$@"; source_dir="$2"; shift 2 ;;
     --no-start) start=no; shift ;;
     --dns) dns=true; shift ;;
@@ -103,6 +125,59 @@ read_token() {
   token="$first"
 }
 
+# The control plane's store flags (--store etcd and its TLS files, the KEK), checked as the
+# control plane itself checks them; sets store_lines, the config's store section.
+check_store_flags() {
+  local url file
+  [[ -z "$store" || "$store" == file || "$store" == etcd ]] || die "--store must be file or etcd, got '$store'"
+  if [[ "$store" != etcd ]]; then
+    [[ -z "$etcd_endpoints$etcd_prefix$etcd_ca$etcd_cert$etcd_key$kek_file" ]] ||
+      die "--etcd-*, --ca-kek-file need --store etcd"
+    store_lines="store: { type: file }"
+    return
+  fi
+  [[ -n "$etcd_endpoints" ]] || die "--store etcd needs --etcd-endpoints URL,... (the etcd members' client URLs)"
+  local scheme='' endpoints=()
+  IFS=, read -ra endpoints <<<"$etcd_endpoints"
+  for url in "${endpoints[@]}"; do
+    [[ "$url" =~ ^(https?)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] &&
+      ((BASH_REMATCH[3] >= 1 && BASH_REMATCH[3] <= 65535)) ||
+      die "--etcd-endpoints: '$url' is not a client URL: write http(s)://HOST:PORT"
+    [[ -z "$scheme" || "$scheme" == "${BASH_REMATCH[1]}" ]] || die "--etcd-endpoints: give all http:// or all https://"
+    scheme="${BASH_REMATCH[1]}"
+  done
+  [[ -z "$etcd_prefix" || "$etcd_prefix" =~ ^/([A-Za-z0-9._-]+/)*$ ]] ||
+    die "--etcd-prefix must start and end with / (e.g. /weft/), got '$etcd_prefix'"
+  [[ "$scheme" == https || -z "$etcd_ca$etcd_cert$etcd_key" ]] ||
+    die "--etcd-ca/--etcd-cert/--etcd-key are TLS files, but the endpoints are http://"
+  [[ -z "$etcd_cert" && -z "$etcd_key" || -n "$etcd_cert" && -n "$etcd_key" ]] ||
+    die "--etcd-cert and --etcd-key go together (a client certificate and its key)"
+  for file in "$etcd_ca" "$etcd_cert"; do
+    [[ -z "$file" ]] || grep -q -- '-----BEGIN CERTIFICATE-----' "$file" 2>/dev/null ||
+      die "$file: not a readable PEM certificate"
+  done
+  [[ -z "$etcd_key" ]] || grep -q -- 'PRIVATE KEY-----' "$etcd_key" 2>/dev/null ||
+    die "--etcd-key $etcd_key: not a readable PEM private key"
+  [[ -n "$kek_file" ]] ||
+    die "--store etcd needs --ca-kek-file FILE: the key-encryption key that seals the CA key in etcd, the same on every replica (make it once: umask 077; head -c 32 /dev/urandom > FILE)"
+  [[ -r "$kek_file" && -f "$kek_file" ]] || die "--ca-kek-file $kek_file: cannot read it"
+  (($(stat -c %s "$kek_file") == 32)) || die "--ca-kek-file $kek_file: holds $(stat -c %s "$kek_file") bytes, not 32 random bytes"
+  ((8#$(stat -c %a "$kek_file") & 8#077)) &&
+    die "--ca-kek-file $kek_file: group or others may access it (mode $(stat -c %a "$kek_file")): chmod 600 $kek_file"
+  if [[ -f $cp_data_dir/store/state.json ]]; then
+    die "$cp_data_dir holds this control plane's state in the embedded store: move it into etcd first (systemctl stop weft-controlplane; weft controlplane migrate --from $cp_data_dir --to etcd --etcd-endpoints ... --ca-kek-file ...; mv $cp_data_dir/store $cp_data_dir/store.migrated), then run install.sh again"
+  fi
+  local list
+  list="$(printf '"%s", ' "${endpoints[@]}")"
+  store_lines="store:
+  type: etcd
+  endpoints: [${list%, }]
+  prefix: \"${etcd_prefix:-/weft/}\""
+  [[ -z "$etcd_ca" ]] || store_lines+=$'\n'"  caFile: $etcd_ca_dest"
+  [[ -z "$etcd_cert" ]] || store_lines+=$'\n'"  certFile: $etcd_cert_dest"$'\n'"  keyFile: $etcd_key_dest"
+  store_lines+=$'\n'"caKekFile: $kek_dest"
+}
+
 # --- checks: nothing below them changes the system until all have passed -------------------
 [[ $EUID -eq 0 ]] || die "must run as root (it creates a user, units and iptables rules)"
 case "$role" in agent | controlplane) ;; *) die "--role must be agent or controlplane, got '$role'" ;; esac
@@ -129,8 +204,15 @@ cp_data_dir=/var/lib/weft-cp
 old_cp_data_dir=/var/lib/weft/controlplane
 token=''
 given_cp=no
+given_store=no
+[[ -n "$store$etcd_endpoints$etcd_prefix$etcd_ca$etcd_cert$etcd_key$kek_file" ]] && given_store=yes
+# Where install.sh puts the etcd TLS files and the KEK (the unit reads /etc, writes nothing there).
+etcd_ca_dest=/etc/weft/etcd-ca.pem etcd_cert_dest=/etc/weft/etcd-client.pem
+etcd_key_dest=/etc/weft/etcd-client.key kek_dest=/etc/weft/ca-kek
 [[ -n "$control_plane$token_source$ca_pin$ca_file" ]] && given_cp=yes
 if [[ "$role" == agent ]]; then
+  [[ $given_store == no && $print_config == no ]] ||
+    die "--store, --etcd-*, --ca-kek-file and --print-config are controlplane options (--role controlplane)"
   command -v iptables-restore >/dev/null || die "iptables-restore not found: install the iptables package"
   if [[ $given_cp == no && ! -f $config_file ]]; then
     die "missing --control-plane HOST:PORT, --token-file FILE (or --token -) and --ca-pin PIN (or --ca-file FILE): this host has no $config_file yet"
@@ -167,6 +249,7 @@ else
   [[ $given_cp == no && ${#workloads[@]} -eq 0 ]] ||
     die "--control-plane, --token-file, --ca-* and --workload are agent options (--role controlplane takes --trust-domain)"
   [[ "$trust_domain" =~ ^[a-z0-9._-]+$ ]] || die "--trust-domain must be lowercase letters, digits, '.', '-', '_'"
+  check_store_flags
   # The unit lets the control plane write only /var/lib/weft-cp. State in the place older
   # installs used (/var/lib/weft/controlplane, user weft) is moved there below; any other
   # dataDir is the operator's choice, which this script does not guess how to move.
@@ -185,6 +268,18 @@ else
 fi
 [[ -z "$node_name" || "$node_name" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] ||
   die "--hostname must be a host name, got '$node_name'"
+if [[ "$role" == controlplane && $trust_domain_given == no && -f $config_file ]]; then
+  # A re-run that rewrites the config keeps its trust domain: another would void every identity.
+  configured_td="$(sed -n 's/^trustDomain:[[:space:]]*//p' "$config_file" | tr -d "\"' ")"
+  trust_domain="${configured_td:-$trust_domain}"
+fi
+if [[ $print_config == yes ]]; then
+  [[ "$role" == controlplane ]] || die "--print-config is a controlplane option (--role controlplane)"
+  text="$(<"$source_dir/scripts/systemd/controlplane.yaml.in")"
+  text="${text//@TRUST_DOMAIN@/$trust_domain}"
+  printf '%s\n' "${text//@STORE@/$store_lines}"
+  exit 0
+fi
 
 # --- install ---------------------------------------------------------------------------------
 if [[ "$role" == agent ]]; then
@@ -258,6 +353,7 @@ render() {
   text="${text//@CA_LINE@/$ca_line}"
   text="${text//@TRUST_DOMAIN@/$trust_domain}"
   text="${text//@DNS@/$dns}"
+  text="${text//@STORE@/${store_lines:-}}"
   printf '%s\n' "$text" >"$2"
 }
 if [[ "$role" == agent ]]; then
@@ -312,7 +408,19 @@ else
   # Also after `uninstall.sh --keep-data` and a new weft-cp uid: the state is weft-cp's only.
   chown -R weft-cp:weft-cp "$cp_data_dir"
   chmod 0700 "$cp_data_dir"
-  if [[ ! -f $config_file ]]; then
+  if [[ "$store" == etcd ]]; then
+    # Copies owned by the unit's group (the KEK by its user alone: weft refuses a KEK file that
+    # group or others may read); the same path given again is left in place.
+    copy_in() {
+      [[ -z "$1" || "$(realpath "$1")" == "$(realpath -m "$2")" ]] || install -m "$3" -o "$4" -g weft-cp "$1" "$2"
+      [[ -z "$1" ]] || { chown "$4:weft-cp" "$2" && chmod "$3" "$2"; }
+    }
+    copy_in "$etcd_ca" "$etcd_ca_dest" 0644 root
+    copy_in "$etcd_cert" "$etcd_cert_dest" 0644 root
+    copy_in "$etcd_key" "$etcd_key_dest" 0640 root
+    copy_in "$kek_file" "$kek_dest" 0600 weft-cp
+  fi
+  if [[ ! -f $config_file || $given_store == yes ]]; then
     ca_line='' token=''
     render "$templates/controlplane.yaml.in" "$config_file"
     say "wrote $config_file"

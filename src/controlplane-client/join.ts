@@ -25,6 +25,29 @@ export interface JoinParams {
   timeoutMs: number;
   /** What the host is (`weft get nodes`), when the agent could read it. */
   hostFacts?: HostFacts;
+  /** Keeps the key and CSR across attempts until one succeeds (see JoinKey). */
+  joinKey?: JoinKey;
+}
+
+/**
+ * The node key and CSR of a join, kept until a join succeeds: a join sent again after its
+ * answer was lost (the control plane committed it, then the reply or its store's reply went
+ * missing) is then the same request, which the control plane answers again instead of
+ * refusing the token it used up (controlplane/identity/redemption.ts).
+ */
+export class JoinKey {
+  private held: { spiffeId: string; keyPem: string; csrPem: string } | undefined;
+
+  async for(spiffeId: string): Promise<{ keyPem: string; csrPem: string }> {
+    if (this.held?.spiffeId !== spiffeId)
+      this.held = { spiffeId, ...(await createKeyAndCsr(spiffeId)) };
+    return this.held;
+  }
+
+  /** The join succeeded: the next one (a rejoin) makes a new key. */
+  clear(): void {
+    this.held = undefined;
+  }
 }
 
 export interface Joined {
@@ -46,7 +69,7 @@ export async function join(params: JoinParams, logger: Logger): Promise<Joined> 
     params.timeoutMs,
   );
   const spiffeId = nodeSpiffeId(trust.trustDomain, params.hostname);
-  const { keyPem, csrPem } = await createKeyAndCsr(spiffeId);
+  const { keyPem, csrPem } = await (params.joinKey ?? new JoinKey()).for(spiffeId);
   logger.info({ controlPlane: params.address, spiffeId }, 'joining the mesh');
 
   const client = identityOnly(
@@ -67,6 +90,7 @@ export async function join(params: JoinParams, logger: Logger): Promise<Joined> 
       `the control plane returned a certificate for ${info.spiffeId}, not ${spiffeId}`,
     );
   }
+  params.joinKey?.clear();
   return {
     record: {
       hostname: params.hostname,

@@ -29,7 +29,7 @@ import { policyHealthChecks } from './health-check.js';
 import type { ListeningQuery } from './health-probes.js';
 import { type Identity, IdentityStore, type NodeRecord } from './identity-store.js';
 import { upkeep } from './identity-upkeep.js';
-import { join } from './join.js';
+import { JoinKey, join } from './join.js';
 import { joinFailure } from './join-failure.js';
 import { hostAddresses, type LocalWorkload, resolveWorkloads } from './local-workloads.js';
 import { type MeshView, meshView } from './mesh-view.js';
@@ -138,6 +138,8 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   private readonly cache: SnapshotCache;
   private readonly rules: SnapshotRules;
   private readonly backoff: Backoff;
+  /** The key of a join in progress, the same for each attempt until one succeeds. */
+  private readonly joinKey = new JoinKey();
   private readonly replicas: string[];
   /** The replica of the current (or last) attempt. */
   private replica: ReplicaCandidate;
@@ -467,6 +469,7 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
         zone: this.config.zone ?? '',
         timeoutMs: this.options.callTimeoutMs ?? 10_000,
         ...(hostFacts ? { hostFacts } : {}),
+        joinKey: this.joinKey,
       },
       this.logger,
     ).catch((err: unknown) => {

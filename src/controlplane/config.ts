@@ -10,6 +10,9 @@ import { readConfigFile } from '../sys/config-file.js';
 import { formatZodIssue } from '../sys/zod-format.js';
 import { etcdOptionsProblem } from './store/etcd-options.js';
 
+const KEK_NEEDS_ETCD =
+  'needs store type etcd: the embedded store keeps the CA key in the data directory (0600)';
+
 /** Where the control plane keeps its state: its data directory (default), or etcd. */
 const storeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('file') }).strict(),
@@ -56,6 +59,9 @@ export const controlPlaneConfigSchema = z
       .object({ certFile: z.string().min(1), keyFile: z.string().min(1) })
       .strict()
       .optional(),
+    /** On etcd: the key-encryption key (32 random bytes, mode 0600) that seals the CA key
+     * kept in etcd, the same file on every replica (ca/kek-file.ts). */
+    caKekFile: z.string().min(1).optional(),
     workloadCertTtl: durationMs.default(86_400_000),
     nodeCertTtl: durationMs.default(86_400_000),
     /** A node silent this long has its workloads marked stale: shown in their status, with
@@ -78,6 +84,8 @@ export const controlPlaneConfigSchema = z
       if (problem !== undefined)
         ctx.addIssue({ code: 'custom', path: ['store', problem.field], message: problem.message });
     }
+    if (c.caKekFile !== undefined && c.store.type !== 'etcd')
+      ctx.addIssue({ code: 'custom', path: ['caKekFile'], message: KEK_NEEDS_ETCD });
     if (c.workloadUnhealthyAfter !== undefined) {
       ctx.addIssue({
         code: 'custom',
@@ -151,6 +159,8 @@ export interface StoreFlags {
   etcdCa?: string;
   etcdCert?: string;
   etcdKey?: string;
+  /** --ca-kek-file: caKekFile. */
+  caKekFile?: string;
 }
 
 const ETCD_FLAGS = {
@@ -162,14 +172,22 @@ const ETCD_FLAGS = {
 } as const;
 
 /** The config with the command line's store flags applied, checked as the file's are. */
-export function applyStoreFlags(config: ControlPlaneConfig, flags: StoreFlags): ControlPlaneConfig {
+export function applyStoreFlags(
+  fromFile: ControlPlaneConfig,
+  flags: StoreFlags,
+): ControlPlaneConfig {
   const usage = (message: string) => new WeftError('WEFT_E_USAGE', message);
   const given = (Object.keys(ETCD_FLAGS) as Array<keyof typeof ETCD_FLAGS>).filter(
     (k) => flags[k] !== undefined,
   );
   if (flags.store !== undefined && flags.store !== 'file' && flags.store !== 'etcd')
     throw usage(`--store ${flags.store}: must be file or etcd`);
-  const type = flags.store ?? config.store.type;
+  const type = flags.store ?? fromFile.store.type;
+  const config = { ...fromFile, caKekFile: flags.caKekFile ?? fromFile.caKekFile };
+  if (type === 'file' && config.caKekFile !== undefined)
+    throw usage(
+      `${flags.caKekFile !== undefined ? '--ca-kek-file' : 'caKekFile'} ${KEK_NEEDS_ETCD}`,
+    );
   if (type === 'file') {
     if (given.length > 0)
       throw usage(

@@ -369,7 +369,7 @@ function openStore(config: ControlPlaneConfig): Promise<Store> {
     return Promise.reject(
       new WeftError(
         'WEFT_E_CONFIG',
-        `${fileStoreDir} holds this control plane's state in the embedded store: on etcd it would start without it (moving it, \`weft controlplane migrate\`, is not built yet). Keep --store file, or move ${fileStoreDir} away to start on etcd from what etcd holds`,
+        `${fileStoreDir} holds this control plane's state in the embedded store: on etcd it would start without it. Move it into etcd with \`weft controlplane migrate --from ${config.dataDir} --to etcd ...\`, then move ${fileStoreDir} away (or use another --data-dir); or keep --store file`,
       ),
     );
   }

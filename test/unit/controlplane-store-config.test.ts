@@ -70,6 +70,16 @@ describe('store in the config file', () => {
   for (const [what, store, message] of refused) {
     it(`refuses ${what}`, () => expect(() => parse(store)).toThrow(message));
   }
+
+  it('takes a KEK file for the CA key sealed in etcd, and refuses it on the file store', () => {
+    const etcd = { type: 'etcd', endpoints: ['http://10.0.0.1:2379'] };
+    expect(
+      parseControlPlaneConfig({ store: etcd, caKekFile: '/etc/weft/ca-kek' }, 'cp.yaml').caKekFile,
+    ).toBe('/etc/weft/ca-kek');
+    expect(() => parseControlPlaneConfig({ caKekFile: '/etc/weft/ca-kek' }, 'cp.yaml')).toThrow(
+      'cp.yaml: caKekFile: needs store type etcd: the embedded store keeps the CA key in the data directory',
+    );
+  });
 });
 
 describe('store flags of weft controlplane', () => {
@@ -105,6 +115,19 @@ describe('store flags of weft controlplane', () => {
     expect(store).toMatchObject({ endpoints: ['https://10.0.0.9:2379'], caFile: '/ca.pem' });
   });
 
+  it('takes --ca-kek-file with etcd', () => {
+    expect(applyStoreFlags(etcdFile, { caKekFile: '/etc/weft/ca-kek' }).caKekFile).toBe(
+      '/etc/weft/ca-kek',
+    );
+  });
+
+  it('refuses a KEK kept from the config file when --store file goes back to the file store', () => {
+    const withKek = { ...etcdFile, caKekFile: '/etc/weft/ca-kek' };
+    expect(() => applyStoreFlags(withKek, { store: 'file' })).toThrow(
+      'caKekFile needs store type etcd',
+    );
+  });
+
   it('goes back to the file store with --store file', () => {
     expect(applyStoreFlags(etcdFile, { store: 'file' }).store).toEqual({ type: 'file' });
   });
@@ -120,6 +143,11 @@ describe('store flags of weft controlplane', () => {
       'etcd flags with --store file',
       { store: 'file', etcdCa: '/ca.pem' },
       '--etcd-ca needs --store etcd',
+    ],
+    [
+      '--ca-kek-file on the file store',
+      { caKekFile: '/etc/weft/ca-kek' },
+      '--ca-kek-file needs store type etcd',
     ],
     ['--store etcd without endpoints', { store: 'etcd' }, '--store etcd needs --etcd-endpoints'],
     [

@@ -13,6 +13,8 @@ import {
 } from '../../controlplane/config.js';
 import { ControlPlane } from '../../controlplane/control-plane.js';
 import { describeError } from '../../errors.js';
+import { registerControlplaneMigrate } from './controlplane-migrate.js';
+import { registerControlplaneRotateKek } from './controlplane-rotate-kek.js';
 
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -27,7 +29,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 export function registerControlplane(program: Command): void {
-  program
+  const controlplane = program
     .command('controlplane')
     .description(
       'run the control plane: registry, certificate authority and sync stream (gRPC :15012, HTTP :15014)',
@@ -43,6 +45,10 @@ export function registerControlplane(program: Command): void {
     .option('--etcd-ca <file>', 'CA bundle of the etcd members (https:// endpoints)')
     .option('--etcd-cert <file>', 'client certificate for etcd (with --etcd-key)')
     .option('--etcd-key <file>', 'client key for etcd (with --etcd-cert)')
+    .option(
+      '--ca-kek-file <file>',
+      'with --store etcd: the key-encryption key (32 bytes, mode 0600) sealing the CA key in etcd',
+    )
     .action(async (opts: { config?: string; dataDir?: string } & StoreFlags) => {
       const config = loadConfigOrExit(opts.config, opts);
       if (opts.dataDir !== undefined) config.dataDir = opts.dataDir;
@@ -55,6 +61,8 @@ export function registerControlplane(program: Command): void {
       sdNotify('STOPPING=1');
       await cp.stop();
     });
+  registerControlplaneMigrate(controlplane);
+  registerControlplaneRotateKek(controlplane);
 }
 
 /** An invalid config exits EX_CONFIG, which weft-controlplane.service does not restart on. */

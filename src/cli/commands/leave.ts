@@ -1,21 +1,21 @@
 // `weft leave --config /etc/weft/agent.yaml`: this host leaves the mesh. With the node
-// certificate from the agent's data directory it tells the control plane (Leave), which
-// removes the node and its workloads and revokes its certificates; then the identity is
+// certificate from the agent's data directory it tells the control plane (Leave, asked of each
+// replica in controlPlane.addresses in turn until one decides), which removes the node and its
+// workloads and revokes its certificates; then the identity is
 // forgotten locally, so that a later install joins afresh with a new token. Exit status 0
 // when the node is out of the mesh (also when the control plane had removed it already),
 // non-zero with the reason otherwise. Used by scripts/uninstall.sh.
 import type { Command } from 'commander';
 import { loadAgentConfig } from '../../agent/config.js';
-import { fromGrpcError, refusalReason } from '../../api/grpc-errors.js';
+import { fromGrpcError } from '../../api/grpc-errors.js';
 import type { LeaveResponse } from '../../api/messages.js';
 import { deadlineIn, unary } from '../../api/proto.js';
 import { controlPlaneCredentials } from '../../api/tls.js';
 import { identityOnly } from '../../controlplane-client/clients.js';
 import { IdentityStore } from '../../controlplane-client/identity-store.js';
+import { resolveCandidates } from '../../controlplane-client/replica-candidates.js';
 import { WeftError } from '../../errors.js';
-
-/** Refusals that mean the control plane no longer has this node: it is out already. */
-const ALREADY_OUT = new Set(['certificate_revoked', 'node_unknown']);
+import { leaveOutcome } from './leave-outcome.js';
 
 const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
 
@@ -43,37 +43,47 @@ export function registerLeave(program: Command): void {
           `this host has no mesh identity in ${config.dataDir} (not joined, or it left already): nothing to leave`,
         );
       }
-      // Any replica will do (they share the store): the first one listed.
-      const address = config.controlPlane.addresses[0]!;
-      const client = identityOnly(
-        address,
-        controlPlaneCredentials(
-          {
-            caPem: node.trustBundlePem,
-            certPem: node.identity.certPem,
-            keyPem: node.identity.keyPem,
-          },
-          node.record.trustDomain,
-        ),
+      // Any replica will do (they share the store): each in turn until one decides.
+      const credentials = controlPlaneCredentials(
+        {
+          caPem: node.trustBundlePem,
+          certPem: node.identity.certPem,
+          keyPem: node.identity.keyPem,
+        },
+        node.record.trustDomain,
       );
+      const timeoutMs = Number(opts.timeout) || 10_000;
+      const unreachable: string[] = [];
       let res: LeaveResponse | undefined;
-      try {
-        res = await unary(
-          client,
-          client.leave,
-          {},
-          { deadline: deadlineIn(Number(opts.timeout) || 10_000) },
-        );
-      } catch (err) {
-        const reason = refusalReason(err);
-        if (reason === undefined || !ALREADY_OUT.has(reason))
-          throw fromGrpcError(err, `the control plane at ${address}`);
-        console.log(
-          `node ${node.record.hostname} is not in the mesh any more: ${fromGrpcError(err).message}`,
-        );
-      } finally {
-        client.close();
+      let out = false;
+      for (const { dial } of await resolveCandidates(config.controlPlane.addresses)) {
+        const client = identityOnly(dial, credentials);
+        let error: WeftError | undefined;
+        try {
+          res = await unary(client, client.leave, {}, { deadline: deadlineIn(timeoutMs) });
+        } catch (err) {
+          error = fromGrpcError(err, `the control plane at ${dial}`);
+        } finally {
+          client.close();
+        }
+        const outcome = leaveOutcome(error);
+        if (outcome === 'fail') throw error!;
+        if (outcome === 'next-replica') {
+          unreachable.push(`${dial}: ${error!.message}`);
+          continue;
+        }
+        if (outcome === 'already-out')
+          console.log(
+            `node ${node.record.hostname} is not in the mesh any more: ${error!.message}`,
+          );
+        out = true;
+        break;
       }
+      if (!out)
+        throw new WeftError(
+          'WEFT_E_UNAVAILABLE',
+          `no control plane replica could take node ${node.record.hostname} out of the mesh (its identity is kept; run weft leave again when one is up): ${unreachable.join('; ')}`,
+        );
       await store.forgetNode();
       if (res !== undefined)
         console.log(

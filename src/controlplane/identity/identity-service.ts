@@ -37,9 +37,10 @@ import {
   withIssued,
 } from './node-record.js';
 import { MAX_WORKLOADS_PER_NODE, notAllowedMessage, placeWorkloads } from './placement.js';
+import { csrDigest, earlierRedemption } from './redemption.js';
 import { revocationDocument } from './revocation.js';
 import type { RevocationList } from './revocation-list.js';
-import { type TokenRecord, usableToken } from './tokens.js';
+import { knownToken, type TokenRecord, usableToken } from './tokens.js';
 
 export interface IdentityDeps {
   store: Store;
@@ -114,6 +115,9 @@ export class IdentityService {
         `address "${badAddress}" is not an IPv4 or IPv6 address`,
       );
     }
+    const digest = csrDigest(req.csrPem ?? '');
+    const again = await this.answerAgain(req.token ?? '', hostname, digest);
+    if (again !== undefined) return again;
     const token = await usableToken(store, req.token ?? '');
     const existing = await store.get<NodeRecord>(nodeKey(hostname));
     const decision = decideJoin(token.value, hostname, existing?.value);
@@ -150,7 +154,13 @@ export class IdentityService {
       certs: [issuedCert(issued, 'node')],
       ...hostFactsAt(req.hostFacts, now),
     };
-    const used: TokenRecord = { ...token.value, usedAtMs: now, usedBy: hostname };
+    const used: TokenRecord = {
+      ...token.value,
+      usedAtMs: now,
+      usedBy: hostname,
+      usedFor: digest,
+      usedCertificatePem: issued.certificatePem,
+    };
     const ops: StoreOp[] = [
       { type: 'put', key: tokenKey(id), value: used },
       { type: 'put', key: nodeKey(hostname), value: record },
@@ -170,7 +180,12 @@ export class IdentityService {
       ops.push({ type: 'put', key, value: revocation });
     }
     const txn = await store.txn({ compares, ops });
-    if (!txn.succeeded) {
+    // Failed compares after a commit of this very request (etcd3 retried a Txn whose reply it
+    // lost) mean it is done: it goes on as if the first reply had come.
+    if (
+      !txn.succeeded &&
+      (await this.answerAgain(req.token ?? '', hostname, digest)) === undefined
+    ) {
       // Someone else changed the token (or this node) first: most likely a racing join.
       await usableToken(store, req.token ?? '');
       // ABORTED, not a refusal an agent should give up on: a second attempt decides.
@@ -191,6 +206,28 @@ export class IdentityService {
         spiffeId,
       },
       replaced: decision.outcome === 'replace' ? decision.previous : undefined,
+    };
+  }
+
+  /** The answer a join already got with this token, host and CSR (see redemption.ts). */
+  private async answerAgain(
+    token: string,
+    hostname: string,
+    digest: string,
+  ): Promise<JoinOutcome | undefined> {
+    const entry = await knownToken(this.deps.store, token);
+    if (entry.value.usedAtMs === undefined) return undefined;
+    const node = (await this.deps.store.get<NodeRecord>(nodeKey(hostname)))?.value;
+    const earlier = earlierRedemption(entry.value, hostname, digest, node);
+    if (earlier.outcome !== 'answer-again') return undefined;
+    return {
+      response: {
+        certificatePem: earlier.certificatePem,
+        trustBundlePem: this.deps.ca.trustBundlePem,
+        trustDomain: this.trustDomain,
+        spiffeId: node!.spiffeId,
+      },
+      replaced: undefined,
     };
   }
 

@@ -28,6 +28,10 @@ export interface TokenRecord {
   /** Set when a join used it (the used-token marker). */
   usedAtMs?: number;
   usedBy?: string;
+  /** sha256 of the CSR of the join that used it, and the node certificate that join got: the
+   * same request sent again (its answer was lost) gets that answer, not "used" (redemption.ts). */
+  usedFor?: string;
+  usedCertificatePem?: string;
   revokedAtMs?: number;
 }
 
@@ -134,15 +138,8 @@ export function tokenInfo(record: TokenRecord, now: number): TokenInfo {
 
 const when = (ms: number): string => new Date(ms).toISOString();
 
-/**
- * The stored record of a token that may be used now; refuses malformed, unknown, used,
- * revoked, expired and unscoped tokens, each with its own reason.
- */
-export async function usableToken(
-  store: Store,
-  token: string,
-  now = Date.now(),
-): Promise<StoreEntry<TokenRecord>> {
+/** The stored record of a token whose secret matches, whatever its state. */
+export async function knownToken(store: Store, token: string): Promise<StoreEntry<TokenRecord>> {
   const m = TOKEN.exec(token.trim());
   if (m === null) {
     throw unauthenticated(
@@ -159,7 +156,21 @@ export async function usableToken(
       'unknown join token: create one with `weft token create` on the control plane',
     );
   }
+  return entry;
+}
+
+/**
+ * The stored record of a token that may be used now; refuses malformed, unknown, used,
+ * revoked, expired and unscoped tokens, each with its own reason.
+ */
+export async function usableToken(
+  store: Store,
+  token: string,
+  now = Date.now(),
+): Promise<StoreEntry<TokenRecord>> {
+  const entry = await knownToken(store, token);
   const record = entry.value;
+  const id = record.id;
   const create = `\`weft token create --node ${record.node ?? 'NAME'}\``;
   switch (tokenState(record, now)) {
     case 'used':

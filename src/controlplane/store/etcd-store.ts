@@ -8,6 +8,7 @@ import { WeftError } from '../../errors.js';
 import { connectEtcd, type EtcdConnection, type EtcdConnectOptions } from './etcd-connect.js';
 import { EtcdKeepAlives } from './etcd-keepalive.js';
 import { EtcdWatch } from './etcd-watch.js';
+import { MIGRATION_KEY } from './keys.js';
 import {
   type ChangeLog,
   deleteRequest,
@@ -251,6 +252,15 @@ export class EtcdStore implements Store {
    * only the keys under prefix are kept.
    */
   async changes(prefix: string): Promise<ChangeLog> {
+    const log = await this.changesInHistory(prefix);
+    // After `weft controlplane migrate`, agents hold versions of the file store's history, not
+    // etcd's: no revision up to the marker's historyAfter may serve as a delta's base.
+    const floor = (await this.get<{ historyAfter?: number }>(MIGRATION_KEY))?.value.historyAfter;
+    if (floor === undefined || floor <= log.from) return log;
+    return { from: floor, to: log.to, changes: log.changes.filter((c) => c.revision > floor) };
+  }
+
+  private async changesInHistory(prefix: string): Promise<ChangeLog> {
     const to = await this.revision();
     const under = this.conn.root + prefix;
     let start = Math.max(2, to - this.changeLogRevisions + 1);

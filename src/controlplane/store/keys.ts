@@ -9,6 +9,10 @@ export const VIPS_PREFIX = '/vips/';
 export const CA_KEY = '/ca';
 /** Each node's recent stats reports, shared by replicas on etcd (src/controlplane/stats). */
 export const STATS_PREFIX = '/stats/';
+/** The CA key sealed under the replicas' KEK (etcd only: ca/sealed-ca-key.ts). */
+export const CA_SEALED_KEY = '/ca-key';
+/** Written first and last by `weft controlplane migrate` (migrate/migration-marker.ts). */
+export const MIGRATION_KEY = '/migration';
 
 export const resourceKey = (kind: ResourceKind, name: string): string =>
   `${RESOURCES_PREFIX}${kind}/${name}`;

@@ -1,0 +1,60 @@
+// The CA key as etcd keeps it: AES-256-GCM under the KEK, with the store prefix and the CA's
+// pin as associated data, so that a sealed key moved under another prefix, or paired with
+// another CA certificate, does not open. Pure functions; load-ca.ts does the store I/O.
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { WeftError } from '../../errors.js';
+import type { Kek } from './kek-file.js';
+
+export interface SealedCaKey {
+  alg: 'A256GCM';
+  /** Which KEK sealed it (kekId): tells "wrong KEK file" apart from "damaged record". */
+  kekId: string;
+  /** The pin of the CA whose key this is. */
+  pin: string;
+  iv: string;
+  ciphertext: string;
+  tag: string;
+}
+
+function associatedData(prefix: string, pin: string): Buffer {
+  return Buffer.from(`weft ca key v1\0${prefix}\0${pin}`, 'utf8');
+}
+
+export function sealCaKey(keyPem: string, kek: Kek, prefix: string, pin: string): SealedCaKey {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', kek.key, iv);
+  cipher.setAAD(associatedData(prefix, pin));
+  const ciphertext = Buffer.concat([cipher.update(keyPem, 'utf8'), cipher.final()]);
+  return {
+    alg: 'A256GCM',
+    kekId: kek.id,
+    pin,
+    iv: iv.toString('base64'),
+    ciphertext: ciphertext.toString('base64'),
+    tag: cipher.getAuthTag().toString('base64'),
+  };
+}
+
+/** The CA key PEM, or a WEFT_E_CONFIG naming the KEK file and what to do. */
+export function openCaKey(sealed: SealedCaKey, kek: Kek, prefix: string): string {
+  if (sealed.kekId !== kek.id)
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      `caKekFile ${kek.file} is not the key-encryption key that sealed the CA key in etcd (${prefix}ca-key was sealed by KEK ${sealed.kekId}, this file is KEK ${kek.id}): give this replica the same KEK file as the other replicas (copy it, mode 0600)`,
+    );
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', kek.key, Buffer.from(sealed.iv, 'base64'));
+    decipher.setAAD(associatedData(prefix, sealed.pin));
+    decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'));
+    const plain = Buffer.concat([
+      decipher.update(Buffer.from(sealed.ciphertext, 'base64')),
+      decipher.final(),
+    ]);
+    return plain.toString('utf8');
+  } catch {
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      `the CA key in etcd (${prefix}ca-key) does not open with ${kek.file} although the KEK ids match: the record was altered or copied from another prefix; restore it from an etcd backup`,
+    );
+  }
+}
