@@ -12,6 +12,7 @@ import type { SocketOps } from '../native/socket-ops.js';
 import { startDataPlane } from '../proxy/data-plane.js';
 import type { Logger } from '../sys/logger.js';
 import { createTracer } from '../telemetry/create-tracer.js';
+import { RecentDenials } from '../telemetry/recent-denials.js';
 import { tapSocketPath } from '../telemetry/tap-config.js';
 import { TapHub } from '../telemetry/tap-hub.js';
 import { startTapSocket } from '../telemetry/tap-socket.js';
@@ -69,6 +70,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log,
     hostname: config.hostname,
   });
+  // The latest authorization denials, sent with the stats reports (the dashboard shows them).
+  const denials = new RecentDenials();
   // `weft tap`: local root through a unix socket; admins through the control plane's stream.
   const tap = new TapHub({
     node: config.hostname,
@@ -91,6 +94,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     registry,
     log,
     tracer,
+    denials,
     tap,
   });
   const admin = await startAdminServer({
@@ -112,6 +116,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         intervalMs: config.telemetry.stats.intervalMs,
         log,
         facts,
+        denials,
       })
     : undefined;
 

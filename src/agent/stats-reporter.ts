@@ -5,6 +5,7 @@
 import type { Registry } from 'prom-client';
 import type { ControlPlaneSession } from '../controlplane-client/session.js';
 import type { Logger } from '../sys/logger.js';
+import type { RecentDenials } from '../telemetry/recent-denials.js';
 import { type Readout, readStats } from '../telemetry/stats-readout.js';
 import { buildReport, type ReportLimits } from '../telemetry/stats-report.js';
 import type { HostFactsSource } from './host-facts.js';
@@ -15,6 +16,8 @@ export interface StatsReporterOptions {
   intervalMs: number;
   log: Logger;
   facts?: HostFactsSource;
+  /** Authorization denials since the last report, carried with it. */
+  denials?: RecentDenials;
   limits?: ReportLimits;
   now?: () => number;
 }
@@ -30,12 +33,19 @@ export function startStatsReporter(options: StatsReporterOptions): { stop(): voi
     const readout = await readStats(registry);
     const endUnixMs = now();
     const report = buildReport(previous, readout, { startUnixMs, endUnixMs }, options.limits);
-    // Not sent (no stream now): the next report covers this interval too.
+    const denied = options.denials?.take();
+    if (denied !== undefined) {
+      report.denials = denied.denials;
+      report.denialsOmitted = denied.omitted;
+    }
+    // Not sent (no stream now): the next report covers this interval, and its denials, too.
     if (session.sendStats(report)) {
       previous = readout;
       startUnixMs = endUnixMs;
       if (report.foldedSeries > 0)
         log.debug({ folded: report.foldedSeries }, 'stats report: series folded into (other)');
+    } else if (denied !== undefined) {
+      options.denials?.giveBack(denied);
     }
     const changed = await facts?.changed();
     if (changed) session.sendHostFacts(changed);

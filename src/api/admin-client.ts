@@ -189,6 +189,13 @@ export class WeftAdminClient {
     );
   }
 
+  createDashboardLogin(): Promise<m.CreateDashboardLoginResponse> {
+    return this.call<m.CreateDashboardLoginRequest, m.CreateDashboardLoginResponse>(
+      (c) => c.createDashboardLogin,
+      {},
+    );
+  }
+
   getStats(request: m.GetStatsRequest): Promise<m.GetStatsResponse> {
     return this.call<m.GetStatsRequest, m.GetStatsResponse>((c) => c.getStats, request);
   }

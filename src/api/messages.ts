@@ -344,3 +344,11 @@ export interface SetNodeServicesResponse {
   workloadsRemoved: number;
   revokedCertificates: number;
 }
+
+export type CreateDashboardLoginRequest = Record<string, never>;
+
+export interface CreateDashboardLoginResponse {
+  token: string;
+  expiresUnixMs: number;
+  httpPort: number;
+}

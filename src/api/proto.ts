@@ -72,6 +72,7 @@ export interface AdminClient extends grpc.Client {
   listNodes: UnaryMethod<m.ListNodesRequest, m.ListNodesResponse>;
   deleteNode: UnaryMethod<m.DeleteNodeRequest, m.DeleteNodeResponse>;
   setNodeServices: UnaryMethod<m.SetNodeServicesRequest, m.SetNodeServicesResponse>;
+  createDashboardLogin: UnaryMethod<m.CreateDashboardLoginRequest, m.CreateDashboardLoginResponse>;
   getStats: UnaryMethod<m.GetStatsRequest, m.GetStatsResponse>;
   tap(request: m.TapRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<m.TapBatch>;
 }

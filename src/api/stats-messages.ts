@@ -36,6 +36,20 @@ export interface StatsReport {
   series: StatsSeries[];
   foldedSeries: number;
   latencyBoundsMs: number[];
+  /** Absent from agents older than the dashboard. */
+  denials?: DenialRecord[];
+  denialsOmitted?: number;
+}
+
+/** One authorization denial, as the deciding agent recorded it. */
+export interface DenialRecord {
+  atUnixMs: number;
+  direction: string;
+  source: string;
+  destination: string;
+  reason: string;
+  method: string;
+  path: string;
 }
 
 export type StatsWindow = '1m' | 'last';

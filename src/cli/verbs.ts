@@ -19,6 +19,7 @@ export const VERBS: Readonly<Record<string, () => Promise<Register>>> = {
   get: async () => (await import('./commands/get.js')).registerGet,
   delete: async () => (await import('./commands/delete.js')).registerDelete,
   node: async () => (await import('./commands/node.js')).registerNode,
+  dashboard: async () => (await import('./commands/dashboard.js')).registerDashboard,
   top: async () => (await import('./commands/top.js')).registerTop,
   tap: async () => (await import('./commands/tap.js')).registerTap,
   // Development

@@ -19,6 +19,10 @@ import {
   SERVER_CERT_TTL_MS,
 } from './ca/local-credentials.js';
 import type { ControlPlaneConfig } from './config.js';
+import { DashboardAuth } from './dashboard/dashboard-auth.js';
+import { DashboardHttp } from './dashboard/dashboard-http.js';
+import { overviewSource } from './dashboard/overview-source.js';
+import { meshTraffic } from './dashboard/overview-traffic.js';
 import { adminHandlers, createToken } from './grpc/admin-handlers.js';
 import { identityHandlers } from './grpc/identity-handlers.js';
 import { WeftServerCredentials } from './grpc/server-credentials.js';
@@ -245,8 +249,23 @@ export class ControlPlane {
         taps,
       }),
     );
+    const dashboardAuth = new DashboardAuth();
+    let httpPort = 0; // known once the HTTP port is bound, below: logins are made after that
     server.addService(proto.Admin.service, {
-      ...adminHandlers({ ...ctx, store, registry, nodes, streams, config, caPin: ca.pin, stats }),
+      ...adminHandlers({
+        ...ctx,
+        store,
+        registry,
+        nodes,
+        streams,
+        config,
+        caPin: ca.pin,
+        stats,
+        dashboardLogin: () => {
+          const { token, expiresAtMs } = dashboardAuth.issueLogin();
+          return { token, expiresUnixMs: expiresAtMs, httpPort };
+        },
+      }),
       Tap: taps.handler,
     });
     const credentials = new WeftServerCredentials({
@@ -272,6 +291,15 @@ export class ControlPlane {
       host: config.listen,
       port: config.httpPort,
       registry: metrics.registry,
+      dashboard: new DashboardHttp({
+        auth: dashboardAuth,
+        log,
+        overview: overviewSource({
+          registry,
+          nodes,
+          traffic: () => meshTraffic(stats),
+        }),
+      }),
       notReady: async () => {
         if (parts.stopping) return 'stopping';
         try {
@@ -283,6 +311,7 @@ export class ControlPlane {
       },
     });
     parts.http = http.server;
+    httpPort = http.port;
     const cp = new ControlPlane({
       config,
       log,

@@ -2,6 +2,7 @@
 // the tunnel server (15008) and pool, DNS (15053), all fed from the control plane session's
 // snapshot and certificates. Without a session it is a plain relay: every destination is
 // passed through, as the capture-only setup of a host that has not joined yet.
+
 import { once } from 'node:events';
 import type { Server, Socket } from 'node:net';
 import { Gauge, type Registry } from 'prom-client';
@@ -14,6 +15,7 @@ import { type DnsServer, startDnsServer } from '../dns/index.js';
 import { describeError, WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
+import type { RecentDenials } from '../telemetry/recent-denials.js';
 import type { TapHub } from '../telemetry/tap-hub.js';
 import type { Tracer } from '../telemetry/tracer.js';
 import { createCaptureServer } from './capture-listener.js';
@@ -50,6 +52,8 @@ export interface DataPlaneOptions {
   log: Logger;
   /** One span per HTTP request per hop (src/telemetry/tracer.ts), for the HTTP stacks. */
   tracer: Tracer;
+  /** Where authorization denials are kept for the stats report (the dashboard's view). */
+  denials?: RecentDenials;
   /** `weft tap`: finished requests are offered to it while a tap is open. */
   tap?: TapHub;
 }
@@ -70,7 +74,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   // in the kernel while no agent runs. Without one, the agent binds them itself.
   const passed = listenFds();
   const state = new MeshState(config.hostname);
-  const telemetry = new Telemetry(registry, log);
+  const telemetry = new Telemetry(registry, log, opts.denials);
   // One record per HTTP request, both directions (weft_http_*).
   const requests = new RequestTelemetry(registry, log, opts.tap);
   // Connection limits per listener (shares of the descriptor limit), timeouts, refusals.

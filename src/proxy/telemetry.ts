@@ -3,6 +3,7 @@
 // bounded: direction, the two service names (or "unknown"/"external"), and the close reason.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type LineWriter, type Logger, lineWriter } from '../sys/logger.js';
+import type { DenialDetail, RecentDenials } from '../telemetry/recent-denials.js';
 import { elapsedMs } from './address.js';
 import {
   CONNECTION_LABELS,
@@ -30,7 +31,11 @@ export class Telemetry {
 
   private readonly line: LineWriter;
 
-  constructor(registry: Registry, log: Logger) {
+  constructor(
+    registry: Registry,
+    log: Logger,
+    private readonly denials?: RecentDenials,
+  ) {
     // The access log's writer, picked once (see lineWriter): one line per request.
     this.line = lineWriter(log);
     const registers = [registry];
@@ -106,7 +111,15 @@ export class Telemetry {
     this.line(logLine(record, durationMs), CONNECTION_LINE);
   }
 
-  decision(direction: 'outbound' | 'inbound', dstService: string, allowed: boolean): void {
+  /** An authorization decision; a denial, with who was refused what, is kept for the report. */
+  decision(
+    direction: 'outbound' | 'inbound',
+    dstService: string,
+    allowed: boolean,
+    denied?: Omit<DenialDetail, 'direction' | 'destination'>,
+  ): void {
     this.authz.inc({ direction, dst_service: dstService, decision: allowed ? 'allow' : 'deny' });
+    if (!allowed && denied !== undefined)
+      this.denials?.add({ ...denied, direction, destination: dstService });
   }
 }

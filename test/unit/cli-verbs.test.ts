@@ -32,6 +32,7 @@ describe('verbsToLoad', () => {
       'get',
       'delete',
       'node',
+      'dashboard',
       'top',
       'tap',
       'lab',

@@ -27,6 +27,8 @@ export interface AdminHandlerDeps extends HandlerContext {
   streams: SyncStreams;
   config: ControlPlaneConfig;
   caPin: string;
+  /** A one-time dashboard login token of this replica, and the port its dashboard is on. */
+  dashboardLogin(): m.CreateDashboardLoginResponse;
   stats: StatsShare;
 }
 
@@ -177,5 +179,14 @@ export function adminHandlers(deps: AdminHandlerDeps): grpc.UntypedServiceImplem
         return res;
       },
     ),
+    CreateDashboardLogin: unaryHandler<
+      m.CreateDashboardLoginRequest,
+      m.CreateDashboardLoginResponse
+    >('CreateDashboardLogin', deps, async (call) => {
+      const admin = requireAdmin(call, td);
+      const res = deps.dashboardLogin();
+      deps.log.info({ admin, expires: new Date(res.expiresUnixMs) }, 'dashboard login link made');
+      return res;
+    }),
   };
 }

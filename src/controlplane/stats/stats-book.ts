@@ -67,9 +67,21 @@ export class StatsBook {
   }
 }
 
+/** Denials per report and text per field, over what an agent sends (20, 256): room. */
+const MAX_REPORT_DENIALS = 64;
+const MAX_DENIAL_TEXT = 1024;
+
 /** Why a report cannot be kept (over the bounds, malformed), or undefined. */
 export function reportProblem(report: StatsReport): string | undefined {
   if (!Array.isArray(report.series)) return 'no series list';
+  const denials = report.denials ?? [];
+  if (!Array.isArray(denials) || denials.length > MAX_REPORT_DENIALS)
+    return `over the ${MAX_REPORT_DENIALS} denials a report may hold`;
+  for (const d of denials) {
+    const texts = [d.direction, d.source, d.destination, d.reason, d.method, d.path];
+    if (!texts.every((t) => typeof t === 'string' && t.length <= MAX_DENIAL_TEXT))
+      return `a denial with a field over ${MAX_DENIAL_TEXT} characters`;
+  }
   if (report.series.length > MAX_REPORT_SERIES)
     return `${report.series.length} series, over the ${MAX_REPORT_SERIES} a report may hold`;
   if (!(report.endUnixMs >= report.startUnixMs)) return 'its interval ends before it starts';

@@ -63,7 +63,19 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     const decision = decideInbound(deps.state, call, grpc, authorize);
     record.dst_service = decision.service;
     deps.requests.start(record);
-    deps.telemetry.decision('inbound', decision.service, decision.kind === 'serve');
+    deps.telemetry.decision(
+      'inbound',
+      decision.service,
+      decision.kind === 'serve',
+      decision.kind === 'deny'
+        ? {
+            source: peer.spiffeId ?? 'unknown',
+            reason: decision.reason,
+            method: request.method,
+            path: request.path,
+          }
+        : undefined,
+    );
     if (decision.policy !== undefined) record.policy = decision.policy;
     if (decision.kind === 'deny') {
       return answer(deps, call, record, started, {

@@ -54,14 +54,20 @@ async function handle(conn: CapturedConnection, deps: PlaintextInboundDeps): Pro
 
   if (service !== undefined) {
     if (state.mtlsMode === 'strict') {
-      telemetry.decision('inbound', service, false);
-      return refuse('denied', 'mTLS is strict: plaintext to a mesh service is refused');
+      const reason = 'mTLS is strict: plaintext to a mesh service is refused';
+      telemetry.decision('inbound', service, false, { source: 'unknown', reason });
+      return refuse('denied', reason);
     }
     const decision = authorizeL4(state.authorizationPolicies(service), {
       principal: undefined,
       port: conn.target.port,
     });
-    telemetry.decision('inbound', service, decision.allow);
+    telemetry.decision(
+      'inbound',
+      service,
+      decision.allow,
+      decision.allow ? undefined : { source: 'unknown', reason: decision.reason },
+    );
     if (!decision.allow) return refuse('denied', decision.reason);
     const limited = rateLimited(state, service);
     if (limited !== undefined) return refuse('rate_limited', limited.detail);

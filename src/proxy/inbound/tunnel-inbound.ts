@@ -39,7 +39,10 @@ export function tunnelAuthorizer(state: MeshState, telemetry: Telemetry): Author
   return ({ peer, target }) => {
     const where = inboundTarget(state, target);
     if (where.kind === 'not_a_workload') {
-      telemetry.decision('inbound', 'unknown', false);
+      telemetry.decision('inbound', 'unknown', false, {
+        source: peer.spiffeId,
+        reason: where.reason,
+      });
       return { allow: false, reason: where.reason };
     }
     const service = where.endpoint.service;
@@ -47,7 +50,12 @@ export function tunnelAuthorizer(state: MeshState, telemetry: Telemetry): Author
       principal: peer.spiffeId,
       port: target.port,
     });
-    telemetry.decision('inbound', service, decision.allow);
+    telemetry.decision(
+      'inbound',
+      service,
+      decision.allow,
+      decision.allow ? undefined : { source: peer.spiffeId, reason: decision.reason },
+    );
     if (!decision.allow) return { allow: false, reason: decision.reason };
     // The service's rate limit: one token per connection.
     const limited = rateLimited(state, service);

@@ -153,7 +153,14 @@ export async function openOpaque(
         principal: source?.tunnel.spiffeId,
         port: ep.port,
       });
-      telemetry.decision('outbound', service, decision.allow);
+      telemetry.decision(
+        'outbound',
+        service,
+        decision.allow,
+        decision.allow
+          ? undefined
+          : { source: source?.tunnel.spiffeId ?? 'unknown', reason: decision.reason },
+      );
       if (!decision.allow)
         return { kind: 'refused', close_reason: 'denied', error: decision.reason };
       // The receiving side's rate limit: this agent is the receiving side.
