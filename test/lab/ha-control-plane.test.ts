@@ -363,6 +363,70 @@ describe('etcd members killed and brought back', () => {
   }, 600_000);
 });
 
+describe('a replica cut off from etcd (the others keep it)', () => {
+  it('is not ready and refuses changes naming etcd, its agents move to a replica that has etcd, and it recovers without a restart', async () => {
+    const before = (await waitFor('every agent connected', replicasOfAll, 120_000))!;
+    const count = (h: string) => Object.values(before).filter((r) => r === h).length;
+    const cut = [...REPLICA_HOSTS].sort((x, y) => count(y) - count(x))[0]!;
+    const moving = NODES.filter((n) => before[n] === cut);
+    expect(moving.length).toBeGreaterThan(0);
+    // A partition between this replica and every etcd member: its packets to them are reset.
+    const rule = [
+      'OUTPUT',
+      '-p',
+      'tcp',
+      '--dport',
+      '2379',
+      '-j',
+      'REJECT',
+      '--reject-with',
+      'tcp-reset',
+    ];
+    await mesh.lab.exec(cut, ['iptables', '-w', '-A', ...rule]);
+    try {
+      await waitFor(`${cut} not ready`, async () => !(await readyz(cut)).ok, 60_000);
+      expect((await readyz(cut)).body).toMatch(
+        /^not ready: etcd \(http:\/\/.*\) unreachable since /,
+      );
+      const refused = await applyService(cut, `while-${cut}-is-cut`);
+      expect(refused.exitCode).not.toBe(0);
+      expect(refused.stderr).toMatch(/WEFT_E_STORE.*etcd \(http:\/\/.*\) unreachable since/);
+      for (const host of REPLICA_HOSTS.filter((h) => h !== cut))
+        expect((await readyz(host)).ok).toBe(true);
+      await waitFor(
+        `the agents of ${cut} (${moving.join(', ')}) on a replica that has etcd`,
+        async () => {
+          for (const node of moving) {
+            const on = await replicaOf(node);
+            if (on === undefined || on === cut) return false;
+          }
+          return true;
+        },
+        60_000,
+      );
+      const other = REPLICA_HOSTS.find((h) => h !== cut)!;
+      expect((await applyService(other, 'through-the-others')).exitCode).toBe(0);
+      await waitFor(
+        'every agent holding through-the-others',
+        () => everyAgentHas('through-the-others'),
+        60_000,
+      );
+      expect(await callEcho()).toBe(200);
+    } finally {
+      await mesh.lab.exec(cut, ['iptables', '-w', '-D', ...rule], { allowFailure: true });
+    }
+    await waitFor(`${cut} ready again`, async () => (await readyz(cut)).ok, 60_000);
+    const back = await applyService(cut, `after-${cut}-is-back`);
+    expect(back.exitCode).toBe(0);
+    await waitFor(
+      `every agent holding after-${cut}-is-back`,
+      () => everyAgentHas(`after-${cut}-is-back`),
+      60_000,
+    );
+    expect((await servicesOn(cut)).has(`while-${cut}-is-cut`)).toBe(false);
+  }, 600_000);
+});
+
 describe('weft lab down', () => {
   it('leaves no etcd process and no data directory', async () => {
     const etcds = mesh.lab.processes().filter((p) => p.name === ETCD_PROCESS);

@@ -57,7 +57,11 @@ describe('etcd health from probes', () => {
 
   it('keeps the first failure as the reason and its time as the start', () => {
     const { state } = run([fail('connect ECONNREFUSED'), fail('no leader'), fail('timeout')]);
-    expect(state).toMatchObject({ problem: 'no leader', sinceUnixMs: 2_000, failures: 3 });
+    expect(state).toMatchObject({
+      problem: 'connect ECONNRESET',
+      sinceUnixMs: 1_000,
+      failures: 3,
+    });
   });
 
   it('honours downAfter', () => {
@@ -78,7 +82,7 @@ describe('the etcd health monitor', () => {
     health.note(fail('14 UNAVAILABLE: No connection established'));
     health.note(fail('14 UNAVAILABLE: No connection established'));
     const problem =
-      'etcd unreachable since 2026-11-28T16:00:01.000Z: 14 UNAVAILABLE: No connection established';
+      'etcd unreachable since 2026-11-28T16:00:00.000Z: 14 UNAVAILABLE: No connection established';
     expect(health.problem()).toBe(problem);
     health.note(ok);
     expect(health.problem()).toBeUndefined();

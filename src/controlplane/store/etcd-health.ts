@@ -5,9 +5,12 @@
 import type { StoreHealth } from './store.js';
 
 export interface EtcdHealthState {
-  /** Undefined while etcd answers; else why not, and since when. */
+  /** Undefined while etcd answers; else why not (the first failure of the run). */
   problem?: string;
+  /** When the run of failed probes began (also before they count as an outage). */
   sinceUnixMs?: number;
+  /** The first failure of the run, kept until it counts as an outage. */
+  firstError?: string;
   /** Failed probes in a row. */
   failures: number;
 }
@@ -35,11 +38,12 @@ export function etcdHealthStep(
   }
   const failures = state.failures + 1;
   if (state.problem !== undefined) return { state: { ...state, failures } };
-  if (failures < downAfter) return { state: { failures } };
-  return {
-    state: { failures, problem: probe.error, sinceUnixMs: nowUnixMs },
-    change: 'down',
-  };
+  // The first failure says most (a reset, a refusal); later ones often only name the client's
+  // own circuit breaker. The outage dates from it.
+  const firstError = state.firstError ?? probe.error;
+  const sinceUnixMs = state.sinceUnixMs ?? nowUnixMs;
+  if (failures < downAfter) return { state: { failures, firstError, sinceUnixMs } };
+  return { state: { failures, problem: firstError, sinceUnixMs }, change: 'down' };
 }
 
 export interface EtcdHealthOptions {
