@@ -217,6 +217,13 @@ export class EtcdStore implements Store {
       try {
         return await this.conn.client.kv.txn({ compare, success: ops, failure: [] });
       } catch (err) {
+        if (/too many operations in txn request/.test((err as Error).message))
+          // etcd's --max-txn-ops (128 by default) bounds a transaction, and an apply is one
+          // transaction (all or nothing): a new Service takes two operations (it and its VIP).
+          throw new WeftError(
+            'WEFT_E_STORE',
+            `etcd refused a transaction of ${ops.length} writes and ${compare.length} checks: each etcd member allows at most its --max-txn-ops (128 by default) of either; nothing was changed: apply fewer documents at once (at most 64 new Services), or raise --max-txn-ops on every etcd member`,
+          );
         if (/lease not found/.test((err as Error).message) && leaseOf?.type === 'put')
           throw new WeftError(
             'WEFT_E_STORE',
