@@ -58,7 +58,7 @@ describe('etcd health from probes', () => {
   it('keeps the first failure as the reason and its time as the start', () => {
     const { state } = run([fail('connect ECONNREFUSED'), fail('no leader'), fail('timeout')]);
     expect(state).toMatchObject({
-      problem: 'connect ECONNRESET',
+      problem: 'connect ECONNREFUSED',
       sinceUnixMs: 1_000,
       failures: 3,
     });
