@@ -238,3 +238,48 @@ describe('a replica cut off from etcd', () => {
     );
   }, 180_000);
 });
+
+describe('every replica without etcd (etcd itself down)', () => {
+  it('leaves the agent serving its snapshot, moving between replicas only after its backoff, and all converge when etcd is back', async () => {
+    await waitFor('the agent connected', () => session.state === 'connected' || undefined, 60_000);
+    const held = session.snapshot()!.version;
+    const from = logs.length;
+    const moves = () =>
+      logs.slice(from).filter((l) => l.msg === 'moving to another control plane replica');
+    await etcd.kill();
+    for (const cp of [a, b])
+      await waitFor(
+        'both replicas not ready',
+        async () => (await readyz(cp)).status === 503,
+        60_000,
+      );
+    // The sentinel: two moves after a backoff each (every replica refuses the agent now).
+    await waitFor(
+      'two moves after the backoff',
+      () => moves().filter((m) => m.why === 'failed').length >= 2 || undefined,
+      { timeoutMs: 90_000, detail: () => JSON.stringify(moves()) },
+    );
+    // At most one move at once per replica that lost etcd (when it told its agents); every
+    // other move waited its backoff: no hopping around replicas that cannot help.
+    expect(moves().filter((m) => m.why === 'stopping').length).toBeLessThanOrEqual(2);
+    expect(session.snapshot()?.version).toBe(held);
+    expect(session.view()).toBeDefined();
+
+    await etcd.start();
+    for (const cp of [a, b])
+      await waitFor(
+        'both replicas ready again',
+        async () => (await readyz(cp)).status === 200,
+        60_000,
+      );
+    await applyThrough(a, 'after-etcd-is-back');
+    await waitFor(
+      'the agent connected again, with the change',
+      () =>
+        (session.state === 'connected' &&
+          session.snapshot()?.resources.has('Service/after-etcd-is-back')) ||
+        undefined,
+      60_000,
+    );
+  }, 240_000);
+});
