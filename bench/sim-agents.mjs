@@ -43,6 +43,9 @@ const WAVE = Number(args.wave ?? AGENTS);
 
 const log = (msg) => process.stderr.write(`[sim] ${msg}\n`);
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+/** Moves to another replica before the planned kill: a replica that dropped its agents. */
+let unplannedMoves = 0;
+let killing = false;
 /** CPU seconds and RSS of a group of processes (the replicas, the etcd members). */
 const groupCpu = (pids) => sum(pids.map(cpuSeconds));
 const groupRss = (pids) => sum(pids.map(rssMiB));
@@ -188,6 +191,7 @@ class SimAgent {
 
   /** As a real agent whose replica went away: its first backoff, then the next replica. */
   moveOn() {
+    if (!killing) unplannedMoves += 1;
     this.stopBeats();
     this.client.close();
     this.identity.close();
@@ -402,6 +406,7 @@ async function main() {
           },
     killed,
     simulatorRssMiB: rssMiB(process.pid),
+    unplannedMoves,
     version,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -422,6 +427,7 @@ async function main() {
 async function killReplica(agents) {
   const on = agents.filter((a) => a.server === KILL_SERVER);
   const t = performance.now();
+  killing = true;
   process.kill(KILL_PID, 'SIGKILL');
   const deadline = t + 120_000;
   while (on.some((a) => a.resumedAt <= t)) {

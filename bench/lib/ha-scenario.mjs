@@ -4,6 +4,7 @@
 // initial sync, changes acked by every agent, then replica cp3 killed with SIGKILL and the time
 // until every agent it had resumed on another replica; etcd's CPU and memory beside the
 // replicas'.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MeshLab } from '../../dist/lab/index.js';
@@ -65,6 +66,13 @@ export async function haScenario({ agents, changes, log }) {
     });
     child.stdin.end();
     await new Promise((r) => child.once('exit', r));
+    // How often a replica counted etcd unreachable (and sent its agents away) under the load.
+    result.storeLostEvents = replicas.map(
+      (r) =>
+        readFileSync(r.logFile, 'utf8')
+          .split('\n')
+          .filter((l) => l.includes('"the store is unreachable')).length,
+    );
     return result;
   } finally {
     log('tearing the HA lab down');
@@ -96,6 +104,8 @@ export function haMarkdown(r) {
     `| CPU share during the changes | ${s(r.controlPlane.cpuShareDuringChanges * 100)} % | ${s((r.etcd?.cpuShareDuringChanges ?? 0) * 100)} % |`,
     `| RSS idle, all agents connected | ${ms(r.controlPlane.rssMiBIdleConnected)} MiB | ${ms(r.etcd?.rssMiBIdleConnected)} MiB |`,
     `| RSS after the changes, per process | ${r.controlPlane.perReplicaRssMiB.map(ms).join(' / ')} MiB | ${(r.etcd?.perMemberRssMiB ?? []).map(ms).join(' / ')} MiB |`,
+    '',
+    `Replicas that counted etcd unreachable under the load (times, per replica): ${(r.storeLostEvents ?? []).join(' / ')}; simulated agents that moved before the kill: ${r.unplannedMoves ?? '-'}.`,
     '',
     `The simulator itself: ${ms(r.simulatorRssMiB)} MiB. Each simulated agent waits a delay drawn from 0-250 ms (the first backoff of a real agent) before it dials its next replica.`,
     '',

@@ -1,5 +1,5 @@
 // Whether this replica can reach etcd now: a probe (one short read) every second, judged by a
-// pure step function. Down after a few failed probes in a row (one lost read is not an outage),
+// pure step function. Down after three failed probes in a row (a lost read is not an outage),
 // up again at the first answer. While down, the store refuses requests at once, /readyz says
 // why, and the control plane sends its agents to another replica (control-plane.ts).
 import type { StoreHealth } from './store.js';
@@ -53,9 +53,15 @@ export interface EtcdHealthOptions {
   name?: string;
   /** Between probes (default 1 s). */
   intervalMs?: number;
-  /** A probe's own deadline (default 1.5 s): longer than any etcd read under load should take. */
+  /**
+   * A probe's own deadline (default 2 s). An etcd that refuses or resets fails a probe at once;
+   * only a silent one (packets dropped, no leader) costs the whole deadline.
+   */
   timeoutMs?: number;
-  /** Failed probes in a row that make etcd unreachable (default 2). */
+  /**
+   * Failed probes in a row that make etcd unreachable (default 3): a replica that counts etcd
+   * gone sends every agent away, so a slow read or two under load must not be enough.
+   */
   downAfter?: number;
   now?: () => number;
 }
@@ -73,8 +79,8 @@ export class EtcdHealth implements StoreHealth {
 
   constructor(private readonly options: EtcdHealthOptions) {
     this.intervalMs = options.intervalMs ?? 1_000;
-    this.timeoutMs = options.timeoutMs ?? 1_500;
-    this.downAfter = options.downAfter ?? 2;
+    this.timeoutMs = options.timeoutMs ?? 2_000;
+    this.downAfter = options.downAfter ?? 3;
     this.now = options.now ?? Date.now;
   }
 
