@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab, CPU, OVERLOAD_APP } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
+import { haMarkdown, haScenario } from './lib/ha-scenario.mjs';
 import { killScenario } from './lib/kill-scenario.mjs';
 import { policyCostScenario } from './lib/policy-cost.mjs';
 import { rssMiB, rssSampler, totalCpuSeconds } from './lib/proc.mjs';
@@ -32,6 +33,8 @@ const KILL_ONLY = argv.has('--kill-only');
 const POLICY_COST_ONLY = argv.has('--policy-cost-only');
 /** Scenario 11 with a `weft tap` attached instead of a policy: `-- --policy-cost-only --tap`. */
 const TAP = argv.has('--tap');
+/** Only scenario 6 against three replicas on a three-member etcd: `-- --ha-only`. */
+const HA_ONLY = argv.has('--ha-only');
 /**
  * `--kill-app-ms N`: scenario 10's app holds each answer N ms (default 0), so that about
  * rate x N / 1000 / 2 requests are in flight at the endpoint that is killed.
@@ -505,6 +508,7 @@ async function main() {
     .toString(36)
     .slice(2, 6)
     .replace(/[^a-z0-9]/g, 'x')}`; // <lab>-<host> must fit an interface name
+  if (HA_ONLY) return onlyHa(stamp);
   const bench = await BenchLab.up(name, log, { killAppMs: KILL_APP_MS });
   if (OVERLOAD_ONLY)
     return onlyOne(bench, stamp, 'overload', overloadScenario, (o) => overloadMarkdown(o));
@@ -685,6 +689,28 @@ async function onlyOne(bench, stamp, what, run, toMarkdown) {
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, `${stamp}-${what}.json`), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(RESULTS, `${stamp}-${what}.md`), `${md}\n`);
+  process.stdout.write(`${md}\n`);
+}
+
+/** `--ha-only`: scenario 6 against replicas, in its own lab (no data path lab is built). */
+async function onlyHa(stamp) {
+  const figures = await haScenario({
+    agents: PLAN.simAgents,
+    changes: PLAN.simChanges,
+    log,
+  });
+  const result = {
+    date: new Date().toISOString(),
+    commit: gitCommit(),
+    mode: `ha-only${QUICK ? ', quick' : ''}`,
+    machine: { cores: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+    controlPlaneHa: figures,
+    durationSeconds: (Date.now() - started) / 1000,
+  };
+  const md = `commit ${result.commit}, ${result.date}\n\n${haMarkdown(figures)}`;
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(join(RESULTS, `${stamp}-ha.json`), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(RESULTS, `${stamp}-ha.md`), `${md}\n`);
   process.stdout.write(`${md}\n`);
 }
 

@@ -6,6 +6,11 @@
 // Usage (as root on the control plane host): node sim-agents.mjs --server 127.0.0.1:15012
 //   --credentials DIR --cp-pid PID --agents 1000 --services 1000 --per-agent 10 --changes 6
 //   --real-nodes client,server [--wave N (default: all at once)]
+// Against replicas (`--ha-only`): --servers A,B,C spreads the agents (agent i joins, registers
+// and syncs at server i mod 3; admin calls go to the first) and --cp-pids P1,P2,P3
+// --etcd-pids E1,E2,E3 measure every replica and etcd member; --kill-pid PID --kill-server S
+// then kills replica S with SIGKILL after the changes and times until every agent it had
+// resumed at its next server (after a delay drawn as the agent's first backoff, 0-250 ms).
 // Prints progress on stderr and one JSON line on stdout, then holds the streams open until
 // stdin closes, so that the caller can measure the real agents with this state loaded.
 import * as grpc from '@grpc/grpc-js';
@@ -22,13 +27,28 @@ const AGENTS = Number(args.agents ?? 1000);
 const SERVICES = Number(args.services ?? 1000);
 const PER_AGENT = Number(args['per-agent'] ?? 10);
 const CHANGES = Number(args.changes ?? 6);
-const CP_PID = Number(args['cp-pid']);
-const SERVER = args.server ?? '127.0.0.1:15012';
+const CP_PIDS = String(args['cp-pids'] ?? args['cp-pid'])
+  .split(',')
+  .map(Number);
+const ETCD_PIDS = (args['etcd-pids'] ?? '').split(',').filter(Boolean).map(Number);
+const SERVERS = (args.servers ?? args.server ?? '127.0.0.1:15012').split(',');
+const SERVER = SERVERS[0];
+const KILL_PID = args['kill-pid'] === undefined ? undefined : Number(args['kill-pid']);
+const KILL_SERVER = args['kill-server'];
+/** The agent's first reconnect delay is drawn from [0, 250 ms) (its backoff's base). */
+const FIRST_BACKOFF_MS = 250;
 const REAL_NODES = (args['real-nodes'] ?? '').split(',').filter(Boolean);
 const HEARTBEAT_MS = 5_000;
 const WAVE = Number(args.wave ?? AGENTS);
 
 const log = (msg) => process.stderr.write(`[sim] ${msg}\n`);
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+/** Moves to another replica before the planned kill: a replica that dropped its agents. */
+let unplannedMoves = 0;
+let killing = false;
+/** CPU seconds and RSS of a group of processes (the replicas, the etcd members). */
+const groupCpu = (pids) => sum(pids.map(cpuSeconds));
+const groupRss = (pids) => sum(pids.map(rssMiB));
 const proto = loadProto();
 const admin = readAdminCredentials(args.credentials);
 const td = admin.trustDomain;
@@ -87,10 +107,13 @@ const asResource = (doc) => ({
   source: 'bench',
 });
 
+/** Services per apply: an apply is one etcd transaction, which etcd bounds (64 new Services). */
+const APPLY_BATCH = 50;
+
 async function applyServices() {
-  for (let start = 0; start < SERVICES; start += 250) {
+  for (let start = 0; start < SERVICES; start += APPLY_BATCH) {
     const docs = [];
-    for (let k = start; k < Math.min(SERVICES, start + 250); k++) docs.push(serviceDoc(k));
+    for (let k = start; k < Math.min(SERVICES, start + APPLY_BATCH); k++) docs.push(serviceDoc(k));
     await unary(adminClient, adminClient.apply, {
       resources: docs.map(asResource),
       source: 'bench',
@@ -115,7 +138,8 @@ function workloadsOf(i, count = PER_AGENT) {
 
 async function joinAll() {
   const anon = controlPlaneCredentials({ caPem: admin.caPem }, td);
-  const identity = new proto.Identity(SERVER, anon, CONTROL_PLANE_CHANNEL_OPTIONS);
+  // Each node joins at its own replica; the token is made at the first (tokens are in etcd).
+  const identities = SERVERS.map((s) => new proto.Identity(s, anon, CONTROL_PLANE_CHANNEL_OPTIONS));
   const nodes = await pool(AGENTS, 16, async (i) => {
     const hostname = `simnode${i}`;
     // Each simulated node may serve the services of its own workloads (placement).
@@ -127,6 +151,7 @@ async function joinAll() {
       services,
     });
     const { keyPem, csrPem } = await createKeyAndCsr(nodeSpiffeId(td, hostname));
+    const identity = identities[i % SERVERS.length];
     const res = await unary(identity, identity.join, {
       token,
       hostname,
@@ -136,22 +161,51 @@ async function joinAll() {
     });
     return { i, hostname, keyPem, certPem: res.certificatePem };
   });
-  identity.close();
+  for (const identity of identities) identity.close();
   return nodes;
 }
 
 class SimAgent {
   constructor(node) {
     this.node = node;
-    const creds = controlPlaneCredentials(
+    this.creds = controlPlaneCredentials(
       { caPem: admin.caPem, certPem: node.certPem, keyPem: node.keyPem },
       td,
     );
-    this.identity = new proto.Identity(SERVER, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
-    this.client = new grpc.Client(SERVER, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+    this.serverIndex = node.i % SERVERS.length;
+    this.dial();
     this.version = 0;
     this.receivedAt = 0;
+    this.resumedAt = 0;
     this.names = [];
+  }
+
+  get server() {
+    return SERVERS[this.serverIndex];
+  }
+
+  dial() {
+    this.identity = new proto.Identity(this.server, this.creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+    this.client = new grpc.Client(this.server, this.creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+  }
+
+  /** As a real agent whose replica went away: its first backoff, then the next replica. */
+  moveOn() {
+    if (!killing) unplannedMoves += 1;
+    this.stopBeats();
+    this.client.close();
+    this.identity.close();
+    this.resuming = true;
+    setTimeout(() => {
+      this.serverIndex = (this.serverIndex + 1) % SERVERS.length;
+      this.dial();
+      this.open();
+    }, Math.random() * FIRST_BACKOFF_MS);
+  }
+
+  stopBeats() {
+    clearTimeout(this.heartbeat);
+    clearInterval(this.heartbeat);
   }
 
   async register(count = PER_AGENT) {
@@ -168,14 +222,22 @@ class SimAgent {
       (buf) => buf,
     );
     this.call.on('data', (buf) => {
+      // A delta (or the confirmation of the version held) from the replica moved to.
+      if (this.resuming) {
+        this.resuming = false;
+        this.resumedAt = performance.now();
+      }
       this.version = versionOf(buf);
       this.receivedAt = performance.now();
       this.call.write({ ack: { version: this.version } });
     });
+    const call = this.call;
     this.call.on('error', (err) => {
-      if (!this.closing) log(`${this.node.hostname}: stream error: ${err.message}`);
+      if (this.closing || call !== this.call) return;
+      if (SERVERS.length > 1) this.moveOn();
+      else log(`${this.node.hostname}: stream error: ${err.message}`);
     });
-    this.call.write({ hello: { version: 0, agentVersion: 'bench-sim' } });
+    this.call.write({ hello: { version: this.version, agentVersion: 'bench-sim' } });
     const beat = () =>
       this.call.write({
         heartbeat: { workloads: this.names.map((name) => ({ name, health: 'healthy' })) },
@@ -188,8 +250,7 @@ class SimAgent {
 
   close() {
     this.closing = true;
-    clearTimeout(this.heartbeat);
-    clearInterval(this.heartbeat);
+    this.stopBeats();
     this.call?.end();
     this.client.close();
     this.identity.close();
@@ -233,11 +294,14 @@ async function main() {
   // Initial sync: every stream gets the full snapshot (encoded once, written to each). By
   // default all streams open at once, as a fleet reconnects after a control plane restart
   // (the control plane puts a bounded number of snapshots on the wire at a time).
-  const cpu0 = cpuSeconds(CP_PID);
+  const cpu0 = groupCpu(CP_PIDS);
+  const etcdCpu0 = groupCpu(ETCD_PIDS);
+  let etcdInitialRssPeak = groupRss(ETCD_PIDS);
   const tOpen = performance.now();
-  let initialRssPeak = rssMiB(CP_PID);
+  let initialRssPeak = groupRss(CP_PIDS);
   const initialSampler = setInterval(() => {
-    initialRssPeak = Math.max(initialRssPeak, rssMiB(CP_PID));
+    initialRssPeak = Math.max(initialRssPeak, groupRss(CP_PIDS));
+    etcdInitialRssPeak = Math.max(etcdInitialRssPeak, groupRss(ETCD_PIDS));
   }, 250);
   for (let w = 0; w < agents.length; w += WAVE) {
     const wave = agents.slice(w, w + WAVE);
@@ -246,25 +310,31 @@ async function main() {
     await allReceivedAfter(wave, t, 300_000);
   }
   clearInterval(initialSampler);
-  initialRssPeak = Math.max(initialRssPeak, rssMiB(CP_PID));
+  initialRssPeak = Math.max(initialRssPeak, groupRss(CP_PIDS));
   const initial = {
     seconds: (performance.now() - tOpen) / 1000,
     wave: WAVE,
-    cpuSeconds: cpuSeconds(CP_PID) - cpu0,
+    cpuSeconds: groupCpu(CP_PIDS) - cpu0,
     rssMiBPeak: initialRssPeak,
+    etcdCpuSeconds: groupCpu(ETCD_PIDS) - etcdCpu0,
+    etcdRssMiBPeak: etcdInitialRssPeak,
   };
   log(
     `initial sync: ${AGENTS} agents (${WAVE >= AGENTS ? 'all at once' : `in waves of ${WAVE}`}) acked in ${initial.seconds.toFixed(1)} s`,
   );
   await new Promise((r) => setTimeout(r, 1_000)); // let acks and first heartbeats settle
 
-  const rssBefore = rssMiB(CP_PID);
+  const rssBefore = groupRss(CP_PIDS);
+  const etcdRssBefore = groupRss(ETCD_PIDS);
   let rssPeak = rssBefore;
+  let etcdRssPeak = etcdRssBefore;
   const sampler = setInterval(() => {
-    rssPeak = Math.max(rssPeak, rssMiB(CP_PID));
+    rssPeak = Math.max(rssPeak, groupRss(CP_PIDS));
+    etcdRssPeak = Math.max(etcdRssPeak, groupRss(ETCD_PIDS));
   }, 100);
   const changes = [];
-  const cpuStart = cpuSeconds(CP_PID);
+  const cpuStart = groupCpu(CP_PIDS);
+  const etcdCpuStart = groupCpu(ETCD_PIDS);
   const wallStart = performance.now();
   for (let c = 0; c < CHANGES; c++) {
     const kind = c % 2 === 0 ? 'apply' : 'workload-gone';
@@ -292,7 +362,8 @@ async function main() {
     await new Promise((r) => setTimeout(r, 500));
   }
   const wall = (performance.now() - wallStart) / 1000;
-  const cpu = cpuSeconds(CP_PID) - cpuStart;
+  const cpu = groupCpu(CP_PIDS) - cpuStart;
+  const etcdCpu = groupCpu(ETCD_PIDS) - etcdCpuStart;
   clearInterval(sampler);
 
   const version = Math.max(...agents.map((a) => a.version));
@@ -301,7 +372,11 @@ async function main() {
     if (performance.now() - realStart > 60_000) throw new Error('the real agents never acked');
     await new Promise((r) => setTimeout(r, 250));
   }
+  const perReplicaRssMiB = CP_PIDS.map(rssMiB);
+  const perMemberRssMiB = ETCD_PIDS.map(rssMiB);
+  const killed = KILL_PID === undefined ? undefined : await killReplica(agents);
   const result = {
+    replicas: SERVERS.length,
     agents: AGENTS,
     services: SERVICES,
     endpoints: AGENTS * PER_AGENT,
@@ -316,8 +391,22 @@ async function main() {
       rssMiBPeak: rssPeak,
       cpuSecondsDuringChanges: cpu,
       cpuShareDuringChanges: cpu / wall,
+      perReplicaRssMiB,
     },
+    etcd:
+      ETCD_PIDS.length === 0
+        ? undefined
+        : {
+            members: ETCD_PIDS.length,
+            rssMiBIdleConnected: etcdRssBefore,
+            rssMiBPeak: etcdRssPeak,
+            cpuSecondsDuringChanges: etcdCpu,
+            cpuShareDuringChanges: etcdCpu / wall,
+            perMemberRssMiB,
+          },
+    killed,
     simulatorRssMiB: rssMiB(process.pid),
+    unplannedMoves,
     version,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -328,6 +417,40 @@ async function main() {
     adminClient.close();
     setTimeout(() => process.exit(0), 200).unref();
   });
+}
+
+/**
+ * Kills replica KILL_SERVER (SIGKILL) and waits until every agent that was on it has resumed
+ * on another replica (its first message there); then one change through a survivor, acked by
+ * every agent.
+ */
+async function killReplica(agents) {
+  const on = agents.filter((a) => a.server === KILL_SERVER);
+  const t = performance.now();
+  killing = true;
+  process.kill(KILL_PID, 'SIGKILL');
+  const deadline = t + 120_000;
+  while (on.some((a) => a.resumedAt <= t)) {
+    if (performance.now() > deadline)
+      throw new Error(`${on.filter((a) => a.resumedAt <= t).length} agents never resumed`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const resumed = on.map((a) => a.resumedAt - t).sort((x, y) => x - y);
+  const pct = (p) =>
+    resumed[Math.min(resumed.length - 1, Math.ceil((p / 100) * resumed.length) - 1)];
+  log(
+    `replica ${KILL_SERVER} killed: its ${on.length} agents resumed elsewhere, all within ${resumed.at(-1).toFixed(0)} ms`,
+  );
+  const since = performance.now();
+  const doc = serviceDoc(0, { labels: { bench: 'after-the-kill' } });
+  await unary(adminClient, adminClient.apply, { resources: [asResource(doc)], source: 'bench' });
+  const after = await allReceivedAfter(agents, since);
+  return {
+    server: KILL_SERVER,
+    agents: on.length,
+    resumedMs: { min: resumed[0], p50: pct(50), p99: pct(99), max: resumed.at(-1) },
+    changeAfterKillMs: after,
+  };
 }
 
 main().catch((err) => {

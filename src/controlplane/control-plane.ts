@@ -70,6 +70,21 @@ const replicaStopping = (): Refusal =>
     'WEFT_E_UNAVAILABLE',
   );
 /**
+ * Sent to the agents of a replica that lost etcd: it can no longer tell them of changes, nor
+ * renew what they hold, so they move now (as for a stopping replica) to one that has etcd.
+ * While etcd stays away this replica refuses new streams with WEFT_E_STORE and no such reason,
+ * so an agent that finds every replica without etcd waits its backoff between tries (serving
+ * its last snapshot) instead of hopping around the replicas.
+ */
+const storeLost = (problem: string): Refusal =>
+  new Refusal(
+    REPLICA_STOPPING,
+    `this control plane replica lost its store (${problem}): connect to another replica`,
+    grpc.status.UNAVAILABLE,
+    'WEFT_E_STORE',
+  );
+
+/**
  * The largest message the gRPC port takes: an apply is at most 4 MiB of JSON (see
  * api/resources/limits.ts), a registration at most 1,024 small workloads; anything larger is
  * refused before it is read into memory. Snapshots go the other way (agents' receive limit).
@@ -278,6 +293,17 @@ export class ControlPlane {
       `${bindHost(config.listen)}:${config.grpcPort}`,
       credentials,
     );
+    parts.storeHealthOff = store.health?.onChange((problem) => {
+      if (problem === undefined) {
+        log.info('the store answers again: ready, accepting agents and changes');
+        return;
+      }
+      log.warn(
+        { problem, agents: liveness.connectedCount() },
+        'the store is unreachable: not ready, refusing changes, sending agents to another replica',
+      );
+      parts.streams.endAll(storeLost(problem));
+    });
     parts.renewTimer = renewServerCertificate(
       ca,
       config,
@@ -302,6 +328,8 @@ export class ControlPlane {
       }),
       notReady: async () => {
         if (parts.stopping) return 'stopping';
+        // A store with its own health (etcd) is judged by it: probes in a row, not one read.
+        if (store.health !== undefined) return store.health.problem();
         try {
           await store.revision(); // throws once the store failed a write
           return undefined;
@@ -392,6 +420,7 @@ interface Parts {
   grpc?: grpc.Server;
   http?: HttpServer;
   renewTimer?: NodeJS.Timeout;
+  storeHealthOff?: () => void;
   stopping?: boolean;
 }
 
@@ -454,6 +483,7 @@ function shutdownWithin(server: grpc.Server, ms: number): Promise<void> {
 
 async function teardown(parts: Parts, log: Logger): Promise<void> {
   parts.stopping = true;
+  parts.storeHealthOff?.();
   if (parts.renewTimer !== undefined) clearInterval(parts.renewTimer);
   parts.health?.stop();
   parts.hub?.stop();

@@ -2,7 +2,8 @@
 // that joined it, each with a token naming it and the services it serves (MeshLab derives them
 // from the workloads: node2 echo, node3 echo and banner). node2 and node3 serve `echo` (HTTP, answers with its host's name), node3
 // also `banner` (an opaque, server-speaks-first TCP service), and node1 runs a client that
-// calls http://echo.mesh/ every two seconds.
+// calls http://echo.mesh/ every two seconds. With `ha`, the control plane is three replicas
+// (cp1-3) on a three-member etcd cluster (etcd1-3) instead of one on `cp`.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Lab } from './lab.js';
@@ -21,9 +22,10 @@ const banner: MeshLabWorkload = {
   command: [process.execPath, join(DEMO, 'banner-server.mjs'), '7000'],
 };
 
-export async function upDemo(): Promise<Lab> {
+export async function upDemo(options: { ha?: boolean } = {}): Promise<Lab> {
   const mesh = await MeshLab.up({
     name: 'demo',
+    ha: options.ha === true,
     nodes: [
       { name: 'node1' },
       { name: 'node2', workloads: [echo] },

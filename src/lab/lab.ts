@@ -298,6 +298,20 @@ export class Lab {
     return { ...record };
   }
 
+  /**
+   * Kills one started process with SIGKILL (kill -9: no chance to say goodbye) and waits until
+   * it is gone. False if it was not running.
+   */
+  async killProcess(host: HostRef, name: string): Promise<boolean> {
+    const h = this.host(host);
+    const record = this.state.processes.find((r) => r.host === h.name && r.name === name);
+    if (!record)
+      throw new WeftError('WEFT_E_NOT_FOUND', `lab ${this.name} has no process ${h.name}/${name}`);
+    if (!isRunning(record)) return false;
+    await stopAll([record], [], 0, 'SIGKILL');
+    return true;
+  }
+
   /** Stops one started process (SIGTERM, then SIGKILL after the grace). False if not running. */
   async stopProcess(host: HostRef, name: string, graceMs = STOP_GRACE_MS): Promise<boolean> {
     const h = this.host(host);
@@ -396,7 +410,8 @@ function onPath(tool: string): boolean {
   return [...dirs, ...SYSTEM_PATH.split(':')].some((dir) => dir && existsSync(join(dir, tool)));
 }
 
-function requireTools(tools: readonly string[]): void {
+/** Throws WEFT_E_MISSING_TOOL naming the package when a tool the lab runs is not installed. */
+export function requireTools(tools: readonly string[]): void {
   for (const tool of tools) {
     if (!onPath(tool)) {
       throw new WeftError('WEFT_E_MISSING_TOOL', `a lab needs \`${tool}\`; ${installHint(tool)}`);

@@ -1,12 +1,14 @@
-// A lab running the whole mesh: a control plane on host `cp`, and nodes that join it with
-// one-time tokens (each naming its node and the services it serves), install capture and run
-// agents and their workloads. The demo and the
-// mesh tests build on it; it drives only the real CLI, as an operator would.
+// A lab running the whole mesh: a control plane on host `cp` (or, with `ha`, three etcd members
+// and three replicas on etcd: ha-control-plane.ts), and nodes that join it with one-time
+// tokens (each naming its node and the services it serves), install capture and run agents and
+// their workloads. The demo and the mesh tests build on it; it drives only the real CLI, as an
+// operator would.
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WeftError } from '../errors.js';
 import type { RunResult } from '../sys/run.js';
+import { ETCD_HOSTS, HaControlPlane, REPLICA_HOSTS } from './ha-control-plane.js';
 import { Lab } from './lab.js';
 import { ensureUser } from './users.js';
 
@@ -38,17 +40,37 @@ export interface MeshLabOptions {
   resourceFiles?: string[];
   /** Extra agent config merged into every node's (e.g. capture settings). */
   agentConfig?: Record<string, unknown>;
+  /**
+   * Three etcd members (hosts etcd1-3) and three control plane replicas on them (cp1-3)
+   * instead of one control plane on `cp`; agents list the three replicas.
+   */
+  ha?: boolean;
 }
 
 export class MeshLab {
+  /** The etcd members and replicas of an HA lab. */
+  readonly ha: HaControlPlane | undefined;
+
   private constructor(
     readonly lab: Lab,
     readonly options: MeshLabOptions,
-  ) {}
+  ) {
+    this.ha = options.ha === true ? new HaControlPlane(lab, weft()) : undefined;
+  }
 
-  /** The admin flags of CLI verbs run on host cp. */
+  /** The hosts that run a control plane: cp, or the replicas cp1-3. */
+  get controlPlaneHosts(): string[] {
+    return this.ha !== undefined ? [...REPLICA_HOSTS] : ['cp'];
+  }
+
+  /** The admin flags of CLI verbs run on the (first) control plane host. */
   get adminArgs(): string[] {
-    return ['--server', '127.0.0.1:15012', '--credentials', join(this.lab.dir, 'cp', 'admin')];
+    return this.adminArgsOn(this.controlPlaneHosts[0]!);
+  }
+
+  /** The admin flags of CLI verbs run on a control plane host, for its own control plane. */
+  adminArgsOn(host: string): string[] {
+    return ['--server', '127.0.0.1:15012', '--credentials', join(this.lab.dir, host, 'admin')];
   }
 
   configFile(node: string): string {
@@ -64,12 +86,23 @@ export class MeshLab {
     return this.lab.exec(host, weft(...args), opts);
   }
 
-  /** `weft apply -f FILE` on the control plane host. */
-  apply(file: string): Promise<RunResult> {
-    return this.weft('cp', ['apply', '-f', file, ...this.adminArgs]);
+  /** `weft apply -f FILE` on a control plane host (default: the first). */
+  apply(file: string, host = this.controlPlaneHosts[0]!): Promise<RunResult> {
+    return this.weft(host, ['apply', '-f', file, ...this.adminArgsOn(host)]);
+  }
+
+  /** What agents put in controlPlane: one address, or the replicas' (HA). */
+  controlPlaneConfig(): { address: string } | { addresses: string[] } {
+    if (this.ha !== undefined) return { addresses: this.ha.replicaAddresses };
+    return { address: `${this.lab.host('cp').address}:15012` };
   }
 
   async startControlPlane(): Promise<void> {
+    if (this.ha !== undefined) {
+      await this.ha.startEtcd();
+      await this.ha.startReplicas();
+      return;
+    }
     const dir = join(this.lab.dir, 'cp');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     await this.lab.startProcess('cp', {
@@ -97,15 +130,16 @@ export class MeshLab {
   static async up(options: MeshLabOptions): Promise<MeshLab> {
     const weftUser = await ensureUser('weft');
     await ensureUser('weftapp');
+    const controlHosts = options.ha === true ? [...ETCD_HOSTS, ...REPLICA_HOSTS] : ['cp'];
     const lab = await Lab.up({
       name: options.name,
-      hosts: [{ name: 'cp' }, ...options.nodes.map((n) => ({ name: n.name }))],
+      hosts: [...controlHosts, ...options.nodes.map((n) => n.name)].map((name) => ({ name })),
     });
     const mesh = new MeshLab(lab, options);
     try {
       await mesh.startControlPlane();
       for (const file of options.resourceFiles ?? []) await mesh.apply(file);
-      const cpAddress = `${lab.host('cp').address}:15012`;
+      const cpHost = mesh.controlPlaneHosts[0]!;
       for (const node of options.nodes) {
         // Each token names its node and the services that node serves (placement).
         const services = [...new Set((node.workloads ?? []).map((w) => w.service))];
@@ -115,7 +149,7 @@ export class MeshLab {
           ...(services.length ? ['--services', services.join(',')] : []),
         ];
         const out = (
-          await mesh.weft('cp', ['token', 'create', ...scope, '--ttl', '1h', ...mesh.adminArgs])
+          await mesh.weft(cpHost, ['token', 'create', ...scope, '--ttl', '1h', ...mesh.adminArgs])
         ).stdout;
         const token = /^token:\s+(\S+)/m.exec(out)?.[1];
         const caPin = /^CA pin:\s+(\S+)/m.exec(out)?.[1];
@@ -129,7 +163,7 @@ export class MeshLab {
           hostname: node.name,
           dataDir,
           addresses: [lab.host(node.name).address],
-          controlPlane: { address: cpAddress, token, caPin },
+          controlPlane: { ...mesh.controlPlaneConfig(), token, caPin },
           workloads: (node.workloads ?? []).map((w) => ({
             service: w.service,
             port: w.port,

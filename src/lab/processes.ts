@@ -68,19 +68,20 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Stops the given process groups and every other process inside `namespaces`: SIGTERM to
- * all, then SIGKILL to what is left after `graceMs`. Returns the pids that were signalled.
+ * all (or `first`: SIGKILL for a kill -9), then SIGKILL to what is left after `graceMs`. Returns the pids that were signalled.
  */
 export async function stopAll(
   refs: readonly ProcessRef[],
   namespaces: readonly string[],
   graceMs = STOP_GRACE_MS,
+  first: 'SIGTERM' | 'SIGKILL' = 'SIGTERM',
 ): Promise<number[]> {
   const live = refs.filter(isRunning);
   const strays = await pidsInNetns(namespaces);
   const signalled = new Set([...live.map((r) => r.pid), ...strays]);
   if (signalled.size === 0) return [];
-  for (const ref of live) signalRef(ref, 'SIGTERM');
-  for (const pid of strays) signal(pid, 'SIGTERM');
+  for (const ref of live) signalRef(ref, first);
+  for (const pid of strays) signal(pid, first);
 
   const remaining = async () => [
     ...live.filter(isRunning).map((r) => r.pid),

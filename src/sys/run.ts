@@ -22,6 +22,7 @@ export interface RunOptions {
 /** Debian package that provides each tool weft runs, for "install it with" hints. */
 const packageOf: Record<string, string> = {
   ip: 'iproute2',
+  etcd: 'etcd-server',
   iptables: 'iptables',
   'iptables-save': 'iptables',
   'iptables-restore': 'iptables',

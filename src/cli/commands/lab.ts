@@ -79,9 +79,14 @@ function summary(s: LabStatus): string {
   return `subnet ${s.subnet} and ${s.subnet6}, gateway ${s.gateway} and ${s.gateway6}`;
 }
 
-async function up(opts: { file?: string }): Promise<void> {
+async function up(opts: { file?: string; ha?: boolean }): Promise<void> {
+  if (opts.file !== undefined && opts.ha === true)
+    throw new WeftError(
+      'WEFT_E_USAGE',
+      '--ha builds the demo lab with three etcd members and three control plane replicas; a spec (-f) lists its own hosts: use one or the other',
+    );
   requireRoot('weft lab up');
-  const lab = opts.file ? await Lab.up(await readSpec(opts.file)) : await upDemo();
+  const lab = opts.file ? await Lab.up(await readSpec(opts.file)) : await upDemo({ ha: opts.ha });
   const status = await lab.status();
   const labFlag = lab.name === DEFAULT_LAB ? '' : ` --lab ${lab.name}`;
   const downArg = lab.name === DEFAULT_LAB ? '' : ` ${lab.name}`;
@@ -97,7 +102,9 @@ async function up(opts: { file?: string }): Promise<void> {
       status.processes.find((p) => p.host === host && p.name === name)?.logFile ?? '?';
     lines.push(
       '',
-      'cp runs the control plane; node1-3 joined it, capture their traffic and run agents.',
+      opts.ha === true
+        ? 'etcd1-3 run a three-member etcd cluster; cp1-3 run control plane replicas on it;\nnode1-3 joined them (each knows the three), capture their traffic and run agents.'
+        : 'cp runs the control plane; node1-3 joined it, capture their traffic and run agents.',
       'node2 and node3 serve echo (http), node3 also banner (opaque tcp); node1 calls echo.',
       'try:',
       '  bin/weft lab exec node1 -- curl -s http://echo.mesh/   (again: node2 and node3 answer)',
@@ -107,6 +114,11 @@ async function up(opts: { file?: string }): Promise<void> {
       `  tail -f ${log('node1', 'agent')}    (one JSON line per connection)`,
       `  tail -f ${log('node1', 'client')}`,
     );
+    if (opts.ha === true)
+      lines.push(
+        '  bin/weft lab exec etcd1 -- etcdctl member list -w table',
+        `  kill -9 the replica node1 is on (\`weft status\` names it; pids above), watch ${log('node1', 'agent')}`,
+      );
   }
   lines.push(
     '',
@@ -193,6 +205,10 @@ export function registerLab(program: Command): void {
     .command('up')
     .description('build a lab (the demo lab unless -f), replacing leftovers of one with its name')
     .option('-f, --file <spec>', 'lab spec (YAML)')
+    .option(
+      '--ha',
+      'the demo with three control plane replicas (cp1-3) on a three-member etcd cluster (etcd1-3)',
+    )
     .action(up);
 
   lab

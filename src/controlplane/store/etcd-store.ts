@@ -6,6 +6,7 @@
 import type { IKeyValue, IRequestOp } from 'etcd3';
 import { WeftError } from '../../errors.js';
 import { connectEtcd, type EtcdConnection, type EtcdConnectOptions } from './etcd-connect.js';
+import { EtcdHealth } from './etcd-health.js';
 import { EtcdKeepAlives } from './etcd-keepalive.js';
 import { EtcdWatch } from './etcd-watch.js';
 import { MIGRATION_KEY } from './keys.js';
@@ -52,11 +53,26 @@ export class EtcdStore implements Store {
   private readonly watches = new Set<EtcdWatch>();
   private readonly keepAlives: EtcdKeepAlives;
   private closed = false;
+  /** Probes etcd; while it is unreachable every request is refused at once (call()). */
+  readonly health: EtcdHealth;
 
   private constructor(conn: EtcdConnection, changeLogRevisions: number) {
     this.conn = conn;
     this.changeLogRevisions = changeLogRevisions;
     this.keepAlives = new EtcdKeepAlives(conn.client, conn.requestTimeoutMs);
+    this.health = new EtcdHealth({
+      name: `etcd (${conn.endpoints.join(',')})`,
+      probe: (deadlineMs) => this.probe(deadlineMs),
+    });
+  }
+
+  /** One linearizable read with its own short deadline: it needs a member with a leader. */
+  private async probe(deadlineMs: number): Promise<void> {
+    const key = Buffer.from(`${this.conn.root}/`);
+    await this.conn.client.kv.range(
+      { key, range_end: prefixEnd(key), count_only: true },
+      { deadline: Date.now() + deadlineMs },
+    );
   }
 
   /** Checks the options, connects, and reads the revision once: etcd must answer. */
@@ -74,6 +90,7 @@ export class EtcdStore implements Store {
       store.conn.client.close();
       throw err;
     }
+    store.health.start();
     return store;
   }
 
@@ -107,6 +124,13 @@ export class EtcdStore implements Store {
   /** Runs one request to etcd; its failure becomes a WEFT_E_STORE naming etcd. */
   private async call<T>(what: string, request: () => Promise<T>): Promise<T> {
     if (this.closed) throw new WeftError('WEFT_E_STORE', 'the store is closed');
+    const problem = this.health.problem();
+    if (problem !== undefined)
+      // At once, not after the request's deadline: the caller hears why, and nothing changed.
+      throw new WeftError(
+        'WEFT_E_STORE',
+        `cannot ${what}: this control plane replica finds ${problem}; nothing was changed: retry once etcd answers again (the replica's /readyz tells), or through another replica`,
+      );
     try {
       return await request();
     } catch (err) {
@@ -194,6 +218,13 @@ export class EtcdStore implements Store {
       try {
         return await this.conn.client.kv.txn({ compare, success: ops, failure: [] });
       } catch (err) {
+        if (/too many operations in txn request/.test((err as Error).message))
+          // etcd's --max-txn-ops (128 by default) bounds a transaction, and an apply is one
+          // transaction (all or nothing): a new Service takes two operations (it and its VIP).
+          throw new WeftError(
+            'WEFT_E_STORE',
+            `etcd refused a transaction of ${ops.length} writes and ${compare.length} checks: each etcd member allows at most its --max-txn-ops (128 by default) of either; nothing was changed: apply fewer documents at once (at most 64 new Services), or raise --max-txn-ops on every etcd member`,
+          );
         if (/lease not found/.test((err as Error).message) && leaseOf?.type === 'put')
           throw new WeftError(
             'WEFT_E_STORE',
@@ -378,6 +409,7 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.health.stop();
     for (const watch of [...this.watches])
       watch.end(new WeftError('WEFT_E_STORE', 'the store is closed'));
     this.keepAlives.close();

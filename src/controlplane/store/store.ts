@@ -135,7 +135,17 @@ export interface ListResult<T = unknown> {
   revision: number;
 }
 
+/** Whether a store that lives elsewhere (etcd) can be reached now; the file store has none. */
+export interface StoreHealth {
+  /** Undefined while the store answers; else why it cannot (for /readyz and refusals). */
+  problem(): string | undefined;
+  /** Called when the store becomes unreachable (with why) or reachable again (undefined). */
+  onChange(listener: (problem: string | undefined) => void): () => void;
+}
+
 export interface Store {
+  /** Present when the store can become unreachable while the control plane runs. */
+  readonly health?: StoreHealth;
   get<T = unknown>(key: string): Promise<StoreEntry<T> | undefined>;
   /** Every entry whose key starts with prefix, sorted by key. */
   list<T = unknown>(prefix: string): Promise<ListResult<T>>;
