@@ -64,6 +64,17 @@ for dir in /var/lib/weft /var/lib/weft-cp; do
     say "kept $dir (--keep-data)"
   fi
 done
+# The units are stopped; a process of theirs that was just killed can take a moment to be gone
+# (userdel refuses a user with a live process), and anything else still running as weft's
+# users (something an operator started as one of them) is named, then stopped.
+for user in weft weft-cp; do
+  getent passwd "$user" >/dev/null || continue
+  for _ in $(seq 50); do pgrep -u "$user" >/dev/null || break; sleep 0.1; done
+  pgrep -u "$user" >/dev/null || continue
+  warn "stopping what still runs as $user: $(ps -o pid=,args= -u "$user" | sed 's/^ *//' | paste -sd ';' -)"
+  pkill -KILL -u "$user" || true
+  for _ in $(seq 50); do pgrep -u "$user" >/dev/null || break; sleep 0.1; done
+done
 for user in weft weft-cp; do
   if getent passwd "$user" >/dev/null; then
     userdel "$user"

@@ -508,11 +508,17 @@ describe('weft on hosts that boot systemd', () => {
   }, 120_000);
 
   it('uninstall.sh tells the control plane the node leaves, and leaves no rule, unit, user or file behind', async () => {
+    // Something still running as the agent's user (seen in CI: a process of the just-stopped
+    // agent not yet gone) must not make userdel fail, nor be left running.
+    await g('node2').exec(['systemd-run', '--uid=weft', '--unit=stray-sleep', 'sleep', '600']);
     for (const host of ['node2', 'cp']) {
       // As the README says: the script itself (it must be executable), not `bash script`.
       const r = await g(host).exec([`${SRC}/scripts/uninstall.sh`], { allowFailure: true });
       expect(r.exitCode, r.stdout + r.stderr).toBe(0);
       expect(r.stdout + r.stderr).toMatch(/told the control plane/);
+      if (host === 'node2')
+        expect(r.stderr).toMatch(/stopping what still runs as weft: \d+ \S*sleep 600$/m);
+      expect((await g(host).sh('pgrep -u weft; true')).stdout.trim()).toBe('');
       if (host === 'node2') {
         // The control plane no longer lists it: not `disconnected` with its workloads forever.
         const nodes = await g('cp').exec(['weft', 'get', 'nodes']);
