@@ -1,15 +1,12 @@
-// What this host is (OS, kernel, CPUs, memory, agent version), for `weft get nodes`. Read with
-// systeminformation in a short-lived child process (host-facts-probe.ts) when first needed (at
-// join or at the first stream), so the agent's own memory never holds it; afterwards a cheap
-// fingerprint from node:os (kernel release, CPU count, total memory), checked at each stats
-// report, tells when they changed (a CPU or memory hot-plug) and only then are they read again.
-import { existsSync } from 'node:fs';
+// What this host is (OS, kernel, CPUs, memory, agent version), for `weft get nodes`. Read when
+// first needed (at join or at the first stream) from /etc/os-release and node:os; afterwards a
+// cheap fingerprint (kernel release, CPU count, total memory), checked at each stats report,
+// tells when they changed (a CPU or memory hot-plug) and only then are they read again.
+import { readFile } from 'node:fs/promises';
 import * as os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import type { HostFacts } from '../api/stats-messages.js';
-import { run } from '../sys/run.js';
 
-/** Reads the facts; systeminformation by default. */
+/** Reads the facts; /etc/os-release and node:os by default. */
 export type HostFactsReader = () => Promise<Omit<HostFacts, 'agentVersion'>>;
 
 export class HostFactsSource {
@@ -18,7 +15,7 @@ export class HostFactsSource {
 
   constructor(
     private readonly agentVersion: string,
-    private readonly read: HostFactsReader = readInChildProcess,
+    private readonly read: HostFactsReader = readHostFacts,
     private readonly fingerprint: () => string = hostFingerprint,
   ) {
     this.print = fingerprint();
@@ -48,18 +45,34 @@ function hostFingerprint(): string {
   return `${os.release()}|${os.availableParallelism()}|${os.totalmem()}`;
 }
 
-/**
- * The probe, next to this file once built (dist/agent/host-facts-probe.js); run from the
- * sources (tests), the built one in dist/.
- */
-function probePath(): string {
-  const beside = fileURLToPath(new URL('./host-facts-probe.js', import.meta.url));
-  return existsSync(beside)
-    ? beside
-    : fileURLToPath(new URL('../../dist/agent/host-facts-probe.js', import.meta.url));
+/** "Debian GNU/Linux 12 (bookworm)": os-release's PRETTY_NAME (NAME VERSION without one). */
+export function osName(osRelease: string): string {
+  const fields = new Map<string, string>();
+  for (const line of osRelease.split('\n')) {
+    const m = /^([A-Z_]+)=(.*)$/.exec(line.trim());
+    if (m) fields.set(m[1] as string, (m[2] as string).replace(/^(["'])(.*)\1$/, '$2'));
+  }
+  const pretty = fields.get('PRETTY_NAME');
+  if (pretty) return pretty;
+  return [fields.get('NAME') ?? os.type(), fields.get('VERSION') ?? ''].join(' ').trim();
 }
 
-async function readInChildProcess(): Promise<Omit<HostFacts, 'agentVersion'>> {
-  const r = await run(process.execPath, [probePath()], { timeoutMs: 10_000 });
-  return JSON.parse(r.stdout) as Omit<HostFacts, 'agentVersion'>;
+/**
+ * In this process, from /etc/os-release and node:os: no other program runs. (systeminformation's
+ * osInfo runs `hostname -f`, a DNS lookup that hangs on an offline host and outlived a stopping
+ * agent: userdel then failed in uninstall.sh.)
+ */
+async function readHostFacts(): Promise<Omit<HostFacts, 'agentVersion'>> {
+  let release = '';
+  for (const file of ['/etc/os-release', '/usr/lib/os-release']) {
+    release = await readFile(file, 'utf8').catch(() => '');
+    if (release !== '') break;
+  }
+  return {
+    os: osName(release),
+    kernel: os.release(),
+    arch: os.arch(),
+    cpus: os.availableParallelism(),
+    memoryBytes: os.totalmem(),
+  };
 }

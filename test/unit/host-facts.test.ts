@@ -1,7 +1,7 @@
 // The agent's host facts (src/agent/host-facts.ts): read once, read again only when the host's
 // fingerprint changes, and a failed read tried again.
 import { describe, expect, it } from 'vitest';
-import { HostFactsSource } from '../../src/agent/host-facts.js';
+import { HostFactsSource, osName } from '../../src/agent/host-facts.js';
 
 function source() {
   let reads = 0;
@@ -57,5 +57,22 @@ describe('HostFactsSource', () => {
     await expect(s.facts.current()).rejects.toThrow('systeminformation failed');
     s.setFail(false);
     expect(await s.facts.current()).toMatchObject({ os: 'Debian 12' });
+  });
+});
+
+describe('osName', () => {
+  it.each([
+    [
+      'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION="12 (bookworm)"\n',
+      'Debian GNU/Linux 12 (bookworm)',
+    ],
+    ['NAME=Fedora\nVERSION="40 (Server Edition)"\n', 'Fedora 40 (Server Edition)'],
+    ["NAME='Alpine Linux'\n", 'Alpine Linux'],
+  ])('%j -> %s', (release, name) => {
+    expect(osName(release)).toBe(name);
+  });
+
+  it('names the kernel when there is no os-release', () => {
+    expect(osName('')).toBe('Linux');
   });
 });
