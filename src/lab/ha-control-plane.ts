@@ -2,7 +2,8 @@
 // cluster over the lab network, each member in its own host) and three `weft controlplane
 // --store etcd` replicas, each in its own host. The argv of a member and the endpoints are
 // pure; starting them drives the real binaries, as an operator would.
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError } from '../errors.js';
 import { type Lab, requireTools } from './lab.js';
@@ -111,19 +112,18 @@ export class HaControlPlane {
   }
 
   /**
-   * Starts the replicas: the first makes the mesh CA and records it in etcd; the others get a
-   * copy of its CA files (what an operator does today, README "Control plane on etcd").
+   * Starts the replicas, all with the lab's key-encryption key (README "Control plane on
+   * etcd"): the first makes the mesh CA and seals its key into etcd; the others open it there.
    */
   async startReplicas(): Promise<void> {
-    const [first, ...rest] = REPLICA_HOSTS;
-    await this.startReplica(first);
-    for (const host of rest) {
-      const dir = this.dataDir(host);
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      for (const f of ['ca.key', 'ca.crt'])
-        if (!existsSync(join(dir, f))) copyFileSync(join(this.dataDir(first), f), join(dir, f));
-      await this.startReplica(host);
-    }
+    const kek = this.kekFile();
+    if (!existsSync(kek)) writeFileSync(kek, randomBytes(32), { mode: 0o600 });
+    for (const host of REPLICA_HOSTS) await this.startReplica(host);
+  }
+
+  /** The KEK every replica reads: 32 random bytes, made with the lab, removed with it. */
+  kekFile(): string {
+    return join(this.lab.dir, 'ca-kek');
   }
 
   /** Starts (or starts again) one replica and waits until its /readyz says ready. */
@@ -141,6 +141,8 @@ export class HaControlPlane {
         'etcd',
         '--etcd-endpoints',
         etcdEndpoints(this.members).join(','),
+        '--ca-kek-file',
+        this.kekFile(),
       ],
     });
     await waitFor(`control plane replica ${host}`, async () => {

@@ -177,6 +177,32 @@ describe('the HA lab', () => {
       );
     }
   });
+
+  it('gives the replicas one CA through etcd, sealed under the KEK: no replica holds its key in a file', async () => {
+    for (const host of REPLICA_HOSTS)
+      expect(existsSync(join(mesh.lab.dir, host, 'ca.key')), host).toBe(false);
+    const sealed = await mesh.lab.exec('etcd1', [
+      'etcdctl',
+      'get',
+      '--print-value-only',
+      '/weft/ca-key',
+    ]);
+    expect(sealed.stdout).not.toMatch(/PRIVATE KEY/);
+    expect(sealed.stdout.length).toBeGreaterThan(0);
+    // Each replica gives join tokens the same CA pin: one CA.
+    const pins = new Set<string | undefined>();
+    for (const host of REPLICA_HOSTS) {
+      const made = await mesh.weft(host, [
+        'token',
+        'create',
+        '--node',
+        `pin-${host}`,
+        ...mesh.adminArgsOn(host),
+      ]);
+      pins.add(/^CA pin:\s+(\S+)/m.exec(made.stdout)?.[1]);
+    }
+    expect([...pins]).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/)]);
+  });
 });
 
 describe('decided by etcd transactions, across replicas in their hosts', () => {
