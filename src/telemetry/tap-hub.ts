@@ -60,6 +60,12 @@ export class TapHub {
   private readonly taps = new Map<string, OpenTap>();
   private queue: Offered[] = [];
   private overflow = 0;
+  /**
+   * Until then every tap's rate limit is spent: a finished request is only counted (for the
+   * taps it matches), not queued, so a flood past the limits costs a filter check, not a queue.
+   */
+  private spentUntil = 0;
+  private spentDropped = 0;
   private draining = false;
   private reporter: NodeJS.Timeout | undefined;
   private readonly open_: Gauge | undefined;
@@ -99,15 +105,22 @@ export class TapHub {
       reported: 0,
     };
     this.taps.set(id, tap);
+    this.spentUntil = 0; // a new tap has a full bucket
     this.changed();
     return {
       id,
       close: () => {
         if (!this.taps.delete(id)) return;
+        this.spentUntil = 0; // the taps left may have tokens
         this.report(tap);
         this.changed();
       },
     };
+  }
+
+  /** Finished requests waiting for the drain (tests). */
+  get queued(): number {
+    return this.queue.length;
   }
 
   /** Taps open now. */
@@ -120,6 +133,17 @@ export class TapHub {
    * not changed after its finish, and the drain copies what taps show.
    */
   offer(record: RequestRecord, durationMs: number, headers?: TapHeaders): void {
+    if (this.spentUntil > 0) {
+      if (this.now() < this.spentUntil) {
+        for (const tap of this.taps.values()) {
+          if (!tapMatches(tap.filter, record)) continue;
+          tap.dropped += 1;
+          this.spentDropped += 1;
+        }
+        return;
+      }
+      this.spentUntil = 0;
+    }
     if (this.queue.length >= TAP_QUEUE_LIMIT) {
       this.overflow += 1;
       return;
@@ -159,7 +183,26 @@ export class TapHub {
       if (out.length > 0) tap.subscriber.records(out);
     }
     if (sent > 0) this.outcomes?.inc({ outcome: 'sent' }, sent);
-    if (dropped > 0) this.outcomes?.inc({ outcome: 'dropped' }, dropped);
+    this.countDropped(dropped);
+    this.spentUntil = this.allSpentUntil();
+  }
+
+  /** When the first tap's bucket holds a token again, if every one is empty now; else 0. */
+  private allSpentUntil(): number {
+    let until = Number.POSITIVE_INFINITY;
+    const now = this.now();
+    for (const tap of this.taps.values()) {
+      const at = tap.limiter.nextTokenAt();
+      if (at <= now) return 0;
+      until = Math.min(until, at);
+    }
+    return Number.isFinite(until) ? until : 0;
+  }
+
+  private countDropped(dropped: number): void {
+    const all = dropped + this.spentDropped;
+    this.spentDropped = 0;
+    if (all > 0) this.outcomes?.inc({ outcome: 'dropped' }, all);
   }
 
   private report(tap: OpenTap): void {
@@ -173,6 +216,7 @@ export class TapHub {
     this.open_?.set(this.taps.size);
     if (this.active && this.reporter === undefined) {
       this.reporter = setInterval(() => {
+        this.countDropped(0);
         for (const tap of this.taps.values()) this.report(tap);
       }, DROPPED_REPORT_MS);
       this.reporter.unref();

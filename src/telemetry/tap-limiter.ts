@@ -12,6 +12,16 @@ export class TapLimiter {
     this.last = now();
   }
 
+  /** When the bucket next holds a token (now, or a moment of the clock ahead). */
+  nextTokenAt(): number {
+    const t = this.now();
+    const tokens = Math.min(
+      this.perSecond,
+      this.tokens + ((t - this.last) / 1000) * this.perSecond,
+    );
+    return tokens >= 1 ? t : t + ((1 - tokens) / this.perSecond) * 1000;
+  }
+
   /** Takes one token; false when the bucket is empty (the record is dropped). */
   take(): boolean {
     const t = this.now();

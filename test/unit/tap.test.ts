@@ -213,6 +213,26 @@ describe('TapHub', () => {
     expect(c.got.dropped.at(-1)).toBe(180);
   });
 
+  it('once every rate limit is spent, counts a finished request without queueing it', async () => {
+    let now = 0;
+    const hub = new TapHub({ node: 'n1', now: () => now });
+    const c = collect();
+    const tap = hub.open(parseTapFilter({ maxPerSecond: 2, method: 'GET' }), c.subscriber);
+    for (let i = 0; i < 5; i++) hub.offer(record(), 1);
+    await drained();
+    expect(c.got.records).toHaveLength(2);
+    for (let i = 0; i < 1000; i++) hub.offer(record(), 1);
+    hub.offer(record({ method: 'POST' }), 1); // not the tap's: neither shown nor counted
+    expect(hub.queued).toBe(0);
+    now = 500; // one token again
+    hub.offer(record(), 1);
+    expect(hub.queued).toBe(1);
+    await drained();
+    expect(c.got.records).toHaveLength(3);
+    tap.close();
+    expect(c.got.dropped.at(-1)).toBe(3 + 1000);
+  });
+
   it('drops past a full queue instead of holding requests, counted for every tap', async () => {
     const hub = new TapHub({ node: 'n1', now: () => 0 });
     const c = collect();
