@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { WeftError } from '../../errors.js';
 import {
@@ -98,6 +99,7 @@ async function up(opts: { file?: string; ha?: boolean }): Promise<void> {
   ];
   if (status.processes.length > 0) lines.push('', processTable(status.processes));
   if (opts.file === undefined) {
+    const cp = opts.ha === true ? 'cp1' : 'cp';
     const log = (host: string, name: string) =>
       status.processes.find((p) => p.host === host && p.name === name)?.logFile ?? '?';
     lines.push(
@@ -111,6 +113,7 @@ async function up(opts: { file?: string; ha?: boolean }): Promise<void> {
       '  bin/weft lab exec node1 -- nc -N banner.mesh 7000 </dev/null',
       '  bin/weft lab exec node1 -- bin/weft status',
       '  bin/weft lab exec node1 -- curl -s http://127.0.0.1:15020/metrics',
+      `  bin/weft lab exec ${cp} -- bin/weft top --credentials ${join(lab.dir, cp, 'admin')}`,
       `  tail -f ${log('node1', 'agent')}    (one JSON line per connection)`,
       `  tail -f ${log('node1', 'client')}`,
     );
