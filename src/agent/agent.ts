@@ -13,6 +13,7 @@ import { startDataPlane } from '../proxy/data-plane.js';
 import type { Logger } from '../sys/logger.js';
 import { createTracer } from '../telemetry/create-tracer.js';
 import { RecentDenials } from '../telemetry/recent-denials.js';
+import { RecentErrors } from '../telemetry/recent-errors.js';
 import { tapSocketPath } from '../telemetry/tap-config.js';
 import { TapHub } from '../telemetry/tap-hub.js';
 import { startTapSocket } from '../telemetry/tap-socket.js';
@@ -70,8 +71,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log,
     hostname: config.hostname,
   });
-  // The latest authorization denials, sent with the stats reports (the dashboard shows them).
+  // The latest authorization denials and failed requests, sent with the stats reports (the
+  // dashboard shows them).
   const denials = new RecentDenials();
+  const errors = new RecentErrors();
   // `weft tap`: local root through a unix socket; admins through the control plane's stream.
   const tap = new TapHub({
     node: config.hostname,
@@ -95,6 +98,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log,
     tracer,
     denials,
+    errors,
     tap,
   });
   const admin = await startAdminServer({
@@ -117,6 +121,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         log,
         facts,
         denials,
+        errors,
       })
     : undefined;
 

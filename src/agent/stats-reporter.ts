@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client';
 import type { ControlPlaneSession } from '../controlplane-client/session.js';
 import type { Logger } from '../sys/logger.js';
 import type { RecentDenials } from '../telemetry/recent-denials.js';
+import type { RecentErrors } from '../telemetry/recent-errors.js';
 import { type Readout, readStats } from '../telemetry/stats-readout.js';
 import { buildReport, type ReportLimits } from '../telemetry/stats-report.js';
 import type { HostFactsSource } from './host-facts.js';
@@ -18,6 +19,8 @@ export interface StatsReporterOptions {
   facts?: HostFactsSource;
   /** Authorization denials since the last report, carried with it. */
   denials?: RecentDenials;
+  /** Failed requests since the last report, carried with it. */
+  errors?: RecentErrors;
   limits?: ReportLimits;
   now?: () => number;
 }
@@ -35,17 +38,23 @@ export function startStatsReporter(options: StatsReporterOptions): { stop(): voi
     const report = buildReport(previous, readout, { startUnixMs, endUnixMs }, options.limits);
     const denied = options.denials?.take();
     if (denied !== undefined) {
-      report.denials = denied.denials;
+      report.denials = denied.events;
       report.denialsOmitted = denied.omitted;
     }
-    // Not sent (no stream now): the next report covers this interval, and its denials, too.
+    const errored = options.errors?.take();
+    if (errored !== undefined) {
+      report.errors = errored.events;
+      report.errorsOmitted = errored.omitted;
+    }
+    // Not sent (no stream now): the next report covers this interval, its denials and errors too.
     if (session.sendStats(report)) {
       previous = readout;
       startUnixMs = endUnixMs;
       if (report.foldedSeries > 0)
         log.debug({ folded: report.foldedSeries }, 'stats report: series folded into (other)');
-    } else if (denied !== undefined) {
-      options.denials?.giveBack(denied);
+    } else {
+      if (denied !== undefined) options.denials?.giveBack(denied);
+      if (errored !== undefined) options.errors?.giveBack(errored);
     }
     const changed = await facts?.changed();
     if (changed) session.sendHostFacts(changed);

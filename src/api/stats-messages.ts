@@ -39,6 +39,25 @@ export interface StatsReport {
   /** Absent from agents older than the dashboard. */
   denials?: DenialRecord[];
   denialsOmitted?: number;
+  errors?: RequestErrorRecord[];
+  errorsOmitted?: number;
+}
+
+/** One failed request, as the calling agent recorded it. */
+export interface RequestErrorRecord {
+  atUnixMs: number;
+  source: string;
+  destination: string;
+  method: string;
+  path: string;
+  /** 0: the caller got no answer. */
+  status: number;
+  /** -1: not gRPC. */
+  grpcStatus: number;
+  /** The record's close reason: "upstream_failed", "no_healthy_endpoint", ... */
+  reason: string;
+  detail: string;
+  endpoint: string;
 }
 
 /** One authorization denial, as the deciding agent recorded it. */

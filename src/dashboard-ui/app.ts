@@ -60,6 +60,11 @@ function renderTiles(o: Overview): void {
     ),
     tile(`requests (last ${o.windowSeconds} s)`, rate(rps)),
     tile(
+      `failed (last ${o.windowSeconds} s)`,
+      String(o.erroredInWindow),
+      o.erroredInWindow > 0 ? 'bad' : '',
+    ),
+    tile(
       `denied (last ${o.windowSeconds} s)`,
       String(o.deniedInWindow),
       o.deniedInWindow > 0 ? 'bad' : '',
@@ -193,11 +198,44 @@ function renderDenials(o: Overview): void {
       : `${o.deniedInWindow} denied in the last ${o.windowSeconds} s; the newest are listed.`;
 }
 
+function answerOf(e: Overview['errors'][number]): string {
+  if (e.grpcStatus > 0) return `gRPC ${e.grpcStatus}`;
+  return e.status === 0 ? 'no answer' : String(e.status);
+}
+
+function renderErrors(o: Overview): void {
+  const body = el('tbody', {});
+  for (const e of o.errors) {
+    body.append(
+      el(
+        'tr',
+        { 'data-destination': e.destination },
+        el('td', {}, new Date(e.atUnixMs).toLocaleTimeString()),
+        el('td', {}, e.node),
+        el('td', {}, e.source),
+        el('td', {}, e.destination),
+        el('td', {}, `${e.method} ${e.path}`),
+        el('td', { class: 'bad' }, answerOf(e)),
+        el('td', { title: e.detail }, e.endpoint || e.reason),
+      ),
+    );
+  }
+  byId('errors').replaceChildren(
+    header('Time', 'Node', 'Caller', 'Service', 'Request', 'Answer', 'Endpoint'),
+    body,
+  );
+  byId('errors-note').textContent =
+    o.erroredInWindow === 0
+      ? `No request failed in the last ${o.windowSeconds} s.`
+      : `${o.erroredInWindow} failed in the last ${o.windowSeconds} s (a 5xx, a gRPC error or no answer, as the caller saw it); the newest are listed.`;
+}
+
 function render(o: Overview): void {
   renderTiles(o);
   renderGraph(byId('graph'), o.services, o.edges);
   renderServices(o.services);
   renderNodes(o.nodes, o.generatedAtUnixMs);
+  renderErrors(o);
   renderDenials(o);
   renderPolicies(o.policies);
   const updated = byId('updated');

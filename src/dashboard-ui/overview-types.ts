@@ -79,6 +79,24 @@ export interface OverviewDenial {
   path: string;
 }
 
+/** A request that failed, as its calling agent reported it. */
+export interface OverviewError {
+  atUnixMs: number;
+  /** The node whose agent sent it. */
+  node: string;
+  source: string;
+  destination: string;
+  method: string;
+  path: string;
+  /** 0: no answer. */
+  status: number;
+  /** -1: not gRPC. */
+  grpcStatus: number;
+  reason: string;
+  detail: string;
+  endpoint: string;
+}
+
 export interface Overview {
   generatedAtUnixMs: number;
   /** The window the rates and percentiles cover. */
@@ -89,6 +107,10 @@ export interface Overview {
   denials: OverviewDenial[];
   /** ...out of this many in the window. */
   deniedInWindow: number;
+  /** The newest failed requests in the window, newest first (at most 50)... */
+  errors: OverviewError[];
+  /** ...out of this many in the window. */
+  erroredInWindow: number;
   nodes: OverviewNode[];
   policies: OverviewPolicy[];
 }

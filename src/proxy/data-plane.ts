@@ -16,6 +16,7 @@ import { describeError, WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
 import type { RecentDenials } from '../telemetry/recent-denials.js';
+import type { RecentErrors } from '../telemetry/recent-errors.js';
 import type { TapHub } from '../telemetry/tap-hub.js';
 import type { Tracer } from '../telemetry/tracer.js';
 import { createCaptureServer } from './capture-listener.js';
@@ -54,6 +55,8 @@ export interface DataPlaneOptions {
   tracer: Tracer;
   /** Where authorization denials are kept for the stats report (the dashboard's view). */
   denials?: RecentDenials;
+  /** Where failed requests are kept for the stats report (the dashboard's view). */
+  errors?: RecentErrors;
   /** `weft tap`: finished requests are offered to it while a tap is open. */
   tap?: TapHub;
 }
@@ -76,7 +79,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const state = new MeshState(config.hostname);
   const telemetry = new Telemetry(registry, log, opts.denials);
   // One record per HTTP request, both directions (weft_http_*).
-  const requests = new RequestTelemetry(registry, log, opts.tap);
+  const requests = new RequestTelemetry(registry, log, opts.tap, opts.errors);
   // Connection limits per listener (shares of the descriptor limit), timeouts, refusals.
   const guards = buildGuards(config.limits, { registry, log });
   let identities = session

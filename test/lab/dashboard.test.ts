@@ -1,7 +1,7 @@
 // The dashboard against a lab with traffic, in a real Chromium: node1's `client` calls `echo`
 // on node2 with curl, one of its requests is denied by an AuthorizationPolicy; the page the
-// link from `weft dashboard` opens shows the edge client -> echo with a rate, the denial, and
-// the nodes' host facts. Screenshots (and `weft top --once`) in test-artifacts/dashboard/.
+// link from `weft dashboard` opens shows the edge client -> echo with a rate, the denial, a
+// failed request, and the nodes' host facts. Screenshots (and `weft top --once`) in test-artifacts/dashboard/.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,6 +91,8 @@ describe('the dashboard of a lab with traffic', () => {
     expect(ok.stdout.match(/^200$/gm)).toHaveLength(20);
     const denied = await curl('-w', '%{http_code}\n', 'http://echo.mesh/admin/users');
     expect(denied.stdout).toMatch(/^403$/m);
+    const broken = await curl('-w', '%{http_code}\n', 'http://echo.mesh/status/502');
+    expect(broken.stdout).toMatch(/^502$/m);
 
     const link = (await mesh.weft('cp', ['dashboard', ...mesh.adminArgs])).stdout.trim();
     expect(link).toMatch(/^http:\/\/127\.0\.0\.1:15014\/login#token=[A-Za-z0-9_-]+$/);
@@ -118,12 +120,20 @@ describe('the dashboard of a lab with traffic', () => {
     expect(text).toContain('GET /admin/users');
     expect(text).toContain('echo-no-admin');
 
+    // The failed request, as node1's agent (the caller's) saw it.
+    const error = page.locator('#errors tr[data-destination="echo"]', { hasText: '/status/502' });
+    await error.first().waitFor({ timeout: 30_000 });
+    const errorText = (await error.first().textContent()) ?? '';
+    expect(errorText).toContain('node1');
+    expect(errorText).toContain('client');
+    expect(errorText).toContain('502');
+
     // Host facts from the agents' reports.
     await expect
       .poll(async () => page.locator('#nodes tr[data-node="node1"]').textContent())
       .toMatch(/GiB|MiB/);
     // Every table's rows have as many cells as its header names.
-    for (const table of ['services', 'nodes', 'denials', 'policies']) {
+    for (const table of ['services', 'nodes', 'errors', 'denials', 'policies']) {
       const heads = await page.locator(`#${table} thead th`).count();
       const cells = await page.locator(`#${table} tbody tr`).first().locator('td').count();
       expect(`${table}: ${cells} cells`).toBe(`${table}: ${heads} cells`);

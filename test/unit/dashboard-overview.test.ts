@@ -51,6 +51,8 @@ const noTraffic = {
   edges: [],
   denials: [],
   deniedInWindow: 0,
+  errors: [],
+  erroredInWindow: 0,
 };
 
 describe('buildOverview', () => {
@@ -138,6 +140,8 @@ describe('buildOverview', () => {
         ],
         denials: [],
         deniedInWindow: 0,
+        errors: [],
+        erroredInWindow: 0,
       },
       now: 0,
     });

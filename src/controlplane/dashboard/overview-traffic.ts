@@ -1,9 +1,15 @@
 // The agents' numbers as the dashboard shows them: golden metrics per service (as its endpoints
 // saw its requests) and the graph's edges (as the callers saw them), from the same aggregation
-// `weft top` reads (GetStats, window 1m), and the newest authorization denials the reports carry.
+// `weft top` reads (GetStats, window 1m), and the newest denials and failed requests the reports
+// carry.
 import type { GetStatsResponse, StatsRow } from '../../api/stats-messages.js';
 import type { OverviewEdge, OverviewServiceStats } from '../../dashboard-ui/overview-types.js';
-import { type NodeDenial, recentDenials } from '../stats/denials-view.js';
+import {
+  type NodeDenial,
+  type NodeRequestError,
+  recentDenials,
+  recentErrors,
+} from '../stats/events-view.js';
 import { aggregateStats } from '../stats/stats-aggregate.js';
 import type { StatsShare } from '../stats/stats-share.js';
 import type { OverviewTraffic } from './overview.js';
@@ -22,12 +28,13 @@ function percentileOf(row: StatsRow, value: number): number | null {
   return row.requests > 0 ? value : null;
 }
 
-/** Denials the page lists: the newest of the window. */
+/** Denials (and errors) the page lists: the newest of the window. */
 export const DENIALS_SHOWN = 50;
 
 export function trafficFromStats(
   stats: GetStatsResponse,
   denied: { denials: NodeDenial[]; total: number },
+  errored: { errors: NodeRequestError[]; total: number },
 ): OverviewTraffic {
   const windowSeconds = Math.round(stats.windowSeconds);
   const byService = new Map<string, OverviewServiceStats>();
@@ -47,7 +54,15 @@ export function trafficFromStats(
       rps: rateOf(row, stats.windowSeconds),
       successRate: successOf(row),
     }));
-  return { windowSeconds, byService, edges, denials: denied.denials, deniedInWindow: denied.total };
+  return {
+    windowSeconds,
+    byService,
+    edges,
+    denials: denied.denials,
+    deniedInWindow: denied.total,
+    errors: errored.errors,
+    erroredInWindow: errored.total,
+  };
 }
 
 /** The mesh's traffic now: every replica's agents' reports (read once), aggregated. */
@@ -56,5 +71,6 @@ export async function meshTraffic(share: StatsShare, now = Date.now()): Promise<
   return trafficFromStats(
     aggregateStats(reports, { window: '1m', windowMs: share.book.windowMs, now }),
     recentDenials(reports, DENIALS_SHOWN),
+    recentErrors(reports, DENIALS_SHOWN),
   );
 }

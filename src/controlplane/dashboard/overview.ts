@@ -7,6 +7,7 @@ import type {
   OverviewDenial,
   OverviewEdge,
   OverviewEndpoint,
+  OverviewError,
   OverviewNode,
   OverviewService,
   OverviewServiceStats,
@@ -69,6 +70,8 @@ export interface OverviewTraffic {
   edges: OverviewEdge[];
   denials: OverviewDenial[];
   deniedInWindow: number;
+  errors: OverviewError[];
+  erroredInWindow: number;
 }
 
 function serviceOf(
@@ -180,6 +183,8 @@ export function buildOverview(input: {
     ),
     denials: input.traffic.denials,
     deniedInWindow: input.traffic.deniedInWindow,
+    errors: input.traffic.errors,
+    erroredInWindow: input.traffic.erroredInWindow,
     nodes: input.nodes.map(nodeOf).sort(byName),
     policies: input.policies
       .map((doc) => ({

@@ -46,6 +46,7 @@ export function appPage(session: DashboardSession): string {
 <section><h2>Service graph</h2><div id="graph" class="graph"></div></section>
 <section><h2>Services</h2><table id="services"></table></section>
 <section><h2>Nodes</h2><table id="nodes"></table></section>
+<section><h2>Recent errors</h2><p id="errors-note" class="muted"></p><table id="errors"></table></section>
 <section><h2>Recent denials</h2><p id="denials-note" class="muted"></p><table id="denials"></table></section>
 <section><h2>Policies and routes</h2><table id="policies"></table></section>
 </main>

@@ -67,7 +67,7 @@ export class StatsBook {
   }
 }
 
-/** Denials per report and text per field, over what an agent sends (20, 256): room. */
+/** Denials (and errors) per report and text per field, over what an agent sends (20, 256): room. */
 const MAX_REPORT_DENIALS = 64;
 const MAX_DENIAL_TEXT = 1024;
 
@@ -81,6 +81,14 @@ export function reportProblem(report: StatsReport): string | undefined {
     const texts = [d.direction, d.source, d.destination, d.reason, d.method, d.path];
     if (!texts.every((t) => typeof t === 'string' && t.length <= MAX_DENIAL_TEXT))
       return `a denial with a field over ${MAX_DENIAL_TEXT} characters`;
+  }
+  const errors = report.errors ?? [];
+  if (!Array.isArray(errors) || errors.length > MAX_REPORT_DENIALS)
+    return `over the ${MAX_REPORT_DENIALS} errors a report may hold`;
+  for (const e of errors) {
+    const texts = [e.source, e.destination, e.method, e.path, e.reason, e.detail, e.endpoint];
+    if (!texts.every((t) => typeof t === 'string' && t.length <= MAX_DENIAL_TEXT))
+      return `an error with a field over ${MAX_DENIAL_TEXT} characters`;
   }
   if (report.series.length > MAX_REPORT_SERIES)
     return `${report.series.length} series, over the ${MAX_REPORT_SERIES} a report may hold`;

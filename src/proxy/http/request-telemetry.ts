@@ -4,6 +4,7 @@
 // the gRPC status; never a path, an authority or an endpoint address.
 import type { Registry } from 'prom-client';
 import { type LineWriter, type Logger, lineWriter } from '../../sys/logger.js';
+import type { RecentErrors } from '../../telemetry/recent-errors.js';
 import type { TapHub } from '../../telemetry/tap-hub.js';
 import type { TapHeaders } from '../../telemetry/tap-record.js';
 import { elapsedMs } from '../address.js';
@@ -45,7 +46,12 @@ export class RequestTelemetry {
   /** `weft tap`: finished requests are offered to it while a tap is open. */
   private readonly tap: TapHub | undefined;
 
-  constructor(registry: Registry, log: Logger, tap?: TapHub) {
+  constructor(
+    registry: Registry,
+    log: Logger,
+    tap?: TapHub,
+    private readonly errors?: RecentErrors,
+  ) {
     this.tap = tap;
     // The access log's writer, picked once (see lineWriter): one line per request.
     this.line = lineWriter(log);
@@ -114,6 +120,7 @@ export class RequestTelemetry {
     bytes.request += record.request_bytes;
     bytes.response += record.response_bytes;
     this.line(logLine(record, ms), REQUEST_LINE);
+    this.errors?.request(record);
     // With no tap open, this flag is all the request pays for tapping.
     if (this.tap?.active) this.tap.offer(record, ms, headers);
   }

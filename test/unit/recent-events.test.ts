@@ -1,4 +1,4 @@
-// Authorization denials on their way to the dashboard: the agent keeps the newest, bounded,
+// Authorization denials (and failed requests) on their way to the dashboard: the agent keeps the newest, bounded,
 // hands a report at most 20 (counting the rest), takes back those of a report that found no
 // stream; the control plane refuses reports over the bounds and lists the mesh's newest first.
 import pino from 'pino';
@@ -6,10 +6,14 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startStatsReporter } from '../../src/agent/stats-reporter.js';
 import type { StatsReport } from '../../src/api/stats-messages.js';
-import { recentDenials } from '../../src/controlplane/stats/denials-view.js';
+import { recentDenials, recentErrors } from '../../src/controlplane/stats/events-view.js';
 import { type ReceivedReport, reportProblem } from '../../src/controlplane/stats/stats-book.js';
+import { RequestTelemetry } from '../../src/proxy/http/request-telemetry.js';
+import type { RequestRecord } from '../../src/proxy/records.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
-import { REPORT_DENIALS, RecentDenials } from '../../src/telemetry/recent-denials.js';
+import { RecentDenials } from '../../src/telemetry/recent-denials.js';
+import { failed, RecentErrors } from '../../src/telemetry/recent-errors.js';
+import { REPORT_EVENTS } from '../../src/telemetry/recent-events.js';
 import { waitFor } from '../helpers/wait.js';
 
 const log = pino({ level: 'silent' });
@@ -36,18 +40,18 @@ describe('RecentDenials', () => {
     deny(ring, 3);
     const taken = ring.take();
     expect(taken.omitted).toBe(0);
-    expect(taken.denials.map((d) => d.reason)).toEqual(['rule 0', 'rule 1', 'rule 2']);
-    expect(taken.denials[0]).toMatchObject({ atUnixMs: 7, destination: 'echo', path: '/admin/0' });
-    expect(ring.take()).toEqual({ denials: [], omitted: 0 });
+    expect(taken.events.map((d) => d.reason)).toEqual(['rule 0', 'rule 1', 'rule 2']);
+    expect(taken.events[0]).toMatchObject({ atUnixMs: 7, destination: 'echo', path: '/admin/0' });
+    expect(ring.take()).toEqual({ events: [], omitted: 0 });
   });
 
   it('gives a report the newest 20 and counts the rest, however many came', () => {
     const ring = new RecentDenials();
     deny(ring, 1000);
     const taken = ring.take();
-    expect(taken.denials).toHaveLength(REPORT_DENIALS);
-    expect(taken.denials.at(-1)?.reason).toBe('rule 999');
-    expect(taken.denials.length + taken.omitted).toBe(1000);
+    expect(taken.events).toHaveLength(REPORT_EVENTS);
+    expect(taken.events.at(-1)?.reason).toBe('rule 999');
+    expect(taken.events.length + taken.omitted).toBe(1000);
   });
 
   it('takes back the denials of a report that was not sent, newest kept', () => {
@@ -57,7 +61,7 @@ describe('RecentDenials', () => {
     deny(ring, 2, 5);
     ring.giveBack(first);
     const again = ring.take();
-    expect(again.denials.map((d) => d.reason)).toEqual([
+    expect(again.events.map((d) => d.reason)).toEqual([
       'rule 0',
       'rule 1',
       'rule 2',
@@ -78,7 +82,7 @@ describe('RecentDenials', () => {
       reason: 'no rule',
       path: `/${'a'.repeat(10_000)}`,
     });
-    expect(ring.take().denials[0]?.path.length).toBe(256);
+    expect(ring.take().events[0]?.path.length).toBe(256);
   });
 
   it('is fed by the data path only for denials, with who and what', () => {
@@ -91,7 +95,7 @@ describe('RecentDenials', () => {
       method: 'DELETE',
       path: '/admin',
     });
-    expect(ring.take().denials).toEqual([
+    expect(ring.take().events).toEqual([
       expect.objectContaining({
         direction: 'inbound',
         source: 'spiffe://td/svc/web',
@@ -183,5 +187,96 @@ describe('denials at the control plane', () => {
       ['node2', 'b'],
     ]);
     expect(total).toBe(8);
+  });
+});
+
+describe('failed requests for the dashboard', () => {
+  const request = (over: Partial<RequestRecord>): RequestRecord => ({
+    direction: 'outbound',
+    src_service: 'client',
+    dst_service: 'echo',
+    src: '10.0.0.1:5000',
+    close_reason: 'done',
+    route: 'default',
+    method: 'GET',
+    authority: 'echo.mesh',
+    path: '/',
+    protocol: 'HTTP/1.1',
+    status: 200,
+    request_bytes: 0,
+    response_bytes: 0,
+    ...over,
+  });
+
+  it.each([
+    [{ status: 200 }, false],
+    [{ status: 404 }, false],
+    [{ status: 500 }, true],
+    [{ status: 503 }, true],
+    [{ status: 0 }, true],
+    [{ status: 200, grpc_status: 0 }, false],
+    [{ status: 200, grpc_status: 14 }, true],
+  ])('%o failed: %s', (over, bad) => {
+    expect(failed(request(over))).toBe(bad);
+  });
+
+  it('keeps what the calling agent saw fail, once per request', () => {
+    const errors = new RecentErrors(() => 9);
+    const telemetry = new RequestTelemetry(new Registry(), log, undefined, errors);
+    const finish = (over: Partial<RequestRecord>) => {
+      const r = request(over);
+      telemetry.start(r);
+      telemetry.finish(r, process.hrtime.bigint());
+    };
+    finish({ status: 200 });
+    finish({ status: 503, close_reason: 'no_healthy_endpoint', error: 'no endpoint is ready' });
+    finish({ direction: 'inbound', status: 500 }); // the caller's agent lists it
+    expect(errors.take().events).toEqual([
+      {
+        atUnixMs: 9,
+        source: 'client',
+        destination: 'echo',
+        method: 'GET',
+        path: '/',
+        status: 503,
+        grpcStatus: -1,
+        reason: 'no_healthy_endpoint',
+        detail: 'no endpoint is ready',
+        endpoint: '',
+      },
+    ]);
+  });
+
+  it('are listed newest first across the mesh and bounded per report', () => {
+    const error = (at: number) => ({
+      atUnixMs: at,
+      source: 'client',
+      destination: 'echo',
+      method: 'GET',
+      path: '/',
+      status: 500,
+      grpcStatus: -1,
+      reason: 'done',
+      detail: '',
+      endpoint: '',
+    });
+    const r = { ...report([]), errors: [error(1), error(3)], errorsOmitted: 4 };
+    const reports = new Map([
+      ['node1', [{ node: 'node1', atMs: 0, intervalMs: 1, report: r }]],
+      [
+        'node2',
+        [{ node: 'node2', atMs: 0, intervalMs: 1, report: { ...report([]), errors: [error(2)] } }],
+      ],
+    ]);
+    const { errors, total } = recentErrors(reports, 10);
+    expect(errors.map((e) => [e.node, e.atUnixMs])).toEqual([
+      ['node1', 3],
+      ['node2', 2],
+      ['node1', 1],
+    ]);
+    expect(total).toBe(7);
+    expect(reportProblem({ ...r, errors: Array.from({ length: 65 }, () => error(1)) })).toMatch(
+      /64 errors/,
+    );
   });
 });
