@@ -2,7 +2,7 @@
 // graph and the tables from it. A failed poll leaves the last picture up and says so; a lost
 // session goes back to the login page.
 
-import { ago, bytes, el, millis, percent, rate, successClass, until } from './format.js';
+import { ago, bytes, el, millis, percent, rate, successClass, svg, until } from './format.js';
 import { renderGraph } from './graph.js';
 import type { Overview, OverviewNode, OverviewPolicy, OverviewService } from './overview-types.js';
 
@@ -85,7 +85,48 @@ function endpointPills(service: OverviewService): HTMLElement {
   return cell;
 }
 
+/** Each service's rate at the last polls, oldest first (2 min at one poll every 2 s). */
+const rateHistory = new Map<string, number[]>();
+const HISTORY_POINTS = 60;
+
+function remember(services: OverviewService[]): void {
+  for (const s of services) {
+    const points = rateHistory.get(s.name) ?? [];
+    points.push(s.stats?.rps ?? 0);
+    if (points.length > HISTORY_POINTS) points.shift();
+    rateHistory.set(s.name, points);
+  }
+}
+
+/** A small line of the rate over the last polls: a trend reads faster than a column of numbers. */
+function sparkline(points: number[]): SVGSVGElement {
+  const width = 120;
+  const height = 22;
+  const top = Math.max(...points, 0.001);
+  const step = width / (HISTORY_POINTS - 1);
+  const start = HISTORY_POINTS - points.length;
+  const coords = points
+    .map(
+      (p, i) =>
+        `${((start + i) * step).toFixed(1)},${(height - 2 - (p / top) * (height - 4)).toFixed(1)}`,
+    )
+    .join(' ');
+  return svg(
+    'svg',
+    {
+      class: 'spark',
+      width,
+      height,
+      viewBox: `0 0 ${width} ${height}`,
+      role: 'img',
+      'aria-label': 'rate, last 2 min',
+    },
+    svg('polyline', { points: coords }),
+  );
+}
+
 function renderServices(services: OverviewService[]): void {
+  remember(services);
   const body = el('tbody', {});
   for (const s of services) {
     const ports = s.ports.map((p) => `${p.port}/${p.protocol}`).join(', ');
@@ -97,6 +138,7 @@ function renderServices(services: OverviewService[]): void {
         el('td', {}, s.vip ?? '-'),
         el('td', {}, ports),
         endpointPills(s),
+        el('td', {}, sparkline(rateHistory.get(s.name) ?? [])),
         num(rate(s.stats?.rps)),
         num(percent(s.stats?.successRate), successClass(s.stats?.successRate)),
         num(millis(s.stats?.p50Ms)),
@@ -105,7 +147,17 @@ function renderServices(services: OverviewService[]): void {
     );
   }
   byId('services').replaceChildren(
-    header('Service', 'VIP', 'Ports', 'Endpoints', '#Rate', '#Success', '#p50', '#p99'),
+    header(
+      'Service',
+      'VIP',
+      'Ports',
+      'Endpoints',
+      'Last 2 min',
+      '#Rate',
+      '#Success',
+      '#p50',
+      '#p99',
+    ),
     body,
   );
 }

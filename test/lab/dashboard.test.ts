@@ -111,6 +111,9 @@ describe('the dashboard of a lab with traffic', () => {
 
     const echoRow = page.locator('#services tr[data-service="echo"]');
     await expect.poll(async () => echoRow.locator('td.num').first().textContent()).not.toBe('-');
+    // The rate's trend since the page opened: a line with a point per poll.
+    const line = echoRow.locator('svg.spark polyline');
+    expect((await line.getAttribute('points'))?.split(' ').length).toBeGreaterThan(0);
 
     const denial = page.locator('#denials tr[data-destination="echo"]').first();
     await denial.waitFor({ timeout: 30_000 });

@@ -71,7 +71,7 @@ th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: upp
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .muted { color: var(--muted); }
 .ok { color: var(--ok); } .warn { color: var(--warn); } .bad { color: var(--bad); }
-.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 12px; }
+.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap: 12px; }
 .tile { background: #fff; border: 1px solid var(--line); padding: 10px 14px; }
 .tile .value { font-size: 24px; font-weight: 600; }
 .tile .label { color: var(--muted); font-size: 12px; }
@@ -95,5 +95,7 @@ body.login label { display: block; margin: 12px 0 4px; }
 body.login input { width: 100%; padding: 6px; }
 body.login button { margin-top: 12px; }
 .error { color: var(--bad); }
+svg.spark { display: block; }
+svg.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.5; }
 button { font: inherit; padding: 4px 12px; }
 `;
