@@ -16,6 +16,9 @@ export interface SealedCaKey {
   tag: string;
 }
 
+/** GCM's whole tag. */
+const TAG_BYTES = 16;
+
 function associatedData(prefix: string, pin: string): Buffer {
   return Buffer.from(`weft ca key v1\0${prefix}\0${pin}`, 'utf8');
 }
@@ -43,9 +46,15 @@ export function openCaKey(sealed: SealedCaKey, kek: Kek, prefix: string): string
       `caKekFile ${kek.file} is not the key-encryption key that sealed the CA key in etcd (${prefix}ca-key was sealed by KEK ${sealed.kekId}, this file is KEK ${kek.id}): give this replica the same KEK file as the other replicas (copy it, mode 0600)`,
     );
   try {
-    const decipher = createDecipheriv('aes-256-gcm', kek.key, Buffer.from(sealed.iv, 'base64'));
+    // The tag's length is fixed: Node would take a tag cut short (down to 4 bytes), which a
+    // writer to etcd could forge far more easily than a whole one.
+    const tag = Buffer.from(sealed.tag, 'base64');
+    if (tag.length !== TAG_BYTES) throw new Error(`a ${tag.length}-byte tag`);
+    const decipher = createDecipheriv('aes-256-gcm', kek.key, Buffer.from(sealed.iv, 'base64'), {
+      authTagLength: TAG_BYTES,
+    });
     decipher.setAAD(associatedData(prefix, sealed.pin));
-    decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'));
+    decipher.setAuthTag(tag);
     const plain = Buffer.concat([
       decipher.update(Buffer.from(sealed.ciphertext, 'base64')),
       decipher.final(),
