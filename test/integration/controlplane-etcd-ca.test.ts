@@ -11,7 +11,9 @@ import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { caPin } from '../../src/api/ca-pin.js';
 import { spiffeIdOfCertificate } from '../../src/api/spiffe.js';
+import { CertificateAuthority } from '../../src/controlplane/ca/certificate-authority.js';
 import { kekId, readKekFile } from '../../src/controlplane/ca/kek-file.js';
+import type { CaRecord } from '../../src/controlplane/ca/load-ca.js';
 import { openCaKey, type SealedCaKey } from '../../src/controlplane/ca/sealed-ca-key.js';
 import {
   joinNode,
@@ -154,7 +156,7 @@ describe('the CA key sealed in etcd under the KEK', () => {
 
     // The test opens it with the KEK to learn the key, then looks for it everywhere.
     const kek = await readKekFile(kekFile);
-    const keyPem = openCaKey(sealed, kek, prefix);
+    const keyPem = openCaKey(sealed, kek, prefix, a.trustBundlePem);
     expect(new X509Certificate(a.trustBundlePem).checkPrivateKey(createPrivateKey(keyPem))).toBe(
       true,
     );
@@ -167,13 +169,18 @@ describe('the CA key sealed in etcd under the KEK', () => {
     // under another prefix (the prefix is authenticated with it).
     const other = { file: 'other', key: randomBytes(32), id: '' };
     other.id = kekId(other.key);
-    expect(() => openCaKey(sealed, other, prefix)).toThrow(
+    expect(() => openCaKey(sealed, other, prefix, a.trustBundlePem)).toThrow(
       'other is not the key-encryption key that sealed the CA key in etcd',
     );
-    expect(() => openCaKey(sealed, { ...other, id: sealed.kekId }, prefix)).toThrow(
-      'does not open with other although the KEK ids match',
+    expect(() =>
+      openCaKey(sealed, { ...other, id: sealed.kekId }, prefix, a.trustBundlePem),
+    ).toThrow('does not open with other although the KEK ids match');
+    expect(() => openCaKey(sealed, kek, '/elsewhere/', a.trustBundlePem)).toThrow('does not open');
+    // Nor beside a trust bundle with a certificate added: agents would trust that one too.
+    const foreign = (await CertificateAuthority.create('elsewhere.test')).certPem;
+    expect(() => openCaKey(sealed, kek, prefix, `${a.trustBundlePem}${foreign}`)).toThrow(
+      'does not open',
     );
-    expect(() => openCaKey(sealed, kek, '/elsewhere/')).toThrow('does not open');
   }, 120_000);
 
   it('refuses a replica without the KEK, with another KEK, or with a KEK file others may read', async () => {
@@ -271,7 +278,10 @@ describe('the CA key sealed in etcd under the KEK', () => {
     const sealed = JSON.parse(
       (await everyValue(prefix)).get(`${prefix}ca-key`)!.toString('utf8'),
     ) as SealedCaKey;
-    const keyPem = openCaKey(sealed, await readKekFile(fresh), prefix);
+    const record = JSON.parse(
+      (await everyValue(prefix)).get(`${prefix}ca`)!.toString('utf8'),
+    ) as CaRecord;
+    const keyPem = openCaKey(sealed, await readKekFile(fresh), prefix, record.trustBundlePem);
     expect(keyFound(await everyValue(prefix), keyPem)).toEqual([]);
   }, 120_000);
 

@@ -138,7 +138,7 @@ async function carryOut(
           'WEFT_E_STORE',
           `etcd holds a sealed CA key (${prefix}ca-key, pin ${sealed!.pin}) but its CA record (${prefix}ca) ${known === undefined ? 'is missing' : `names pin ${known.pin}`}: restore both from an etcd backup`,
         );
-      const keyPem = openCaKey(sealed!, kek!, prefix);
+      const keyPem = openCaKey(sealed!, kek!, prefix, known.trustBundlePem);
       return CertificateAuthority.fromPem(
         known.trustBundlePem,
         keyPem,
@@ -164,7 +164,11 @@ async function carryOut(
         store,
         recordEntry,
         record,
-        sealCaKey(made.keyPem, kek!, prefix, made.ca.pin),
+        sealCaKey(made.keyPem, kek!, {
+          prefix,
+          pin: made.ca.pin,
+          trustBundlePem: record.trustBundlePem,
+        }),
       );
       if (!stored) return 'raced';
       log.info(

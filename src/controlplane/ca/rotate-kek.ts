@@ -4,8 +4,9 @@
 // new KEK file afterwards (one still on the old file is refused at start, naming it).
 import { WeftError } from '../../errors.js';
 import { EtcdStore, type EtcdStoreOptions } from '../store/etcd-store.js';
-import { CA_SEALED_KEY } from '../store/keys.js';
+import { CA_KEY, CA_SEALED_KEY } from '../store/keys.js';
 import { readKekFile } from './kek-file.js';
+import type { CaRecord } from './load-ca.js';
 import { openCaKey, type SealedCaKey, sealCaKey } from './sealed-ca-key.js';
 
 export interface RotateKekOptions {
@@ -31,8 +32,19 @@ export async function rotateKek(
         'WEFT_E_NOT_FOUND',
         `etcd (${o.etcd.prefix}ca-key) holds no sealed CA key: nothing to rotate (start a replica with --ca-kek-file first)`,
       );
-    const keyPem = openCaKey(entry.value, oldKek, o.etcd.prefix);
-    const resealed = sealCaKey(keyPem, newKek, o.etcd.prefix, entry.value.pin);
+    const record = await store.get<CaRecord>(CA_KEY);
+    if (record === undefined)
+      throw new WeftError(
+        'WEFT_E_STORE',
+        `etcd holds a sealed CA key (${o.etcd.prefix}ca-key) but no CA record (${o.etcd.prefix}ca): restore both from an etcd backup`,
+      );
+    const trustBundlePem = record.value.trustBundlePem;
+    const keyPem = openCaKey(entry.value, oldKek, o.etcd.prefix, trustBundlePem);
+    const resealed = sealCaKey(keyPem, newKek, {
+      prefix: o.etcd.prefix,
+      pin: entry.value.pin,
+      trustBundlePem,
+    });
     const txn = await store.put(CA_SEALED_KEY, resealed, { prevModRevision: entry.modRevision });
     if (!txn.succeeded)
       throw new WeftError(

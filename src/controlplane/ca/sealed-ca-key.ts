@@ -1,7 +1,9 @@
-// The CA key as etcd keeps it: AES-256-GCM under the KEK, with the store prefix and the CA's
-// pin as associated data, so that a sealed key moved under another prefix, or paired with
-// another CA certificate, does not open. Pure functions; load-ca.ts does the store I/O.
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+// The CA key as etcd keeps it: AES-256-GCM under the KEK, with the store prefix, the CA's pin
+// and a hash of the whole trust bundle as associated data, so that a sealed key moved under
+// another prefix, paired with another CA certificate, or beside a trust bundle with a
+// certificate added (which agents would then trust) does not open. Pure functions; load-ca.ts
+// does the store I/O.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { WeftError } from '../../errors.js';
 import type { Kek } from './kek-file.js';
 
@@ -19,14 +21,23 @@ export interface SealedCaKey {
 /** GCM's whole tag. */
 const TAG_BYTES = 16;
 
-function associatedData(prefix: string, pin: string): Buffer {
-  return Buffer.from(`weft ca key v1\0${prefix}\0${pin}`, 'utf8');
+function associatedData(prefix: string, pin: string, trustBundlePem: string): Buffer {
+  const bundle = createHash('sha256').update(trustBundlePem).digest('hex');
+  return Buffer.from(`weft ca key v2\0${prefix}\0${pin}\0${bundle}`, 'utf8');
 }
 
-export function sealCaKey(keyPem: string, kek: Kek, prefix: string, pin: string): SealedCaKey {
+/** The CA of `pin` whose trust bundle (`<prefix>ca`'s trustBundlePem) is `trustBundlePem`. */
+export interface SealedFor {
+  prefix: string;
+  pin: string;
+  trustBundlePem: string;
+}
+
+export function sealCaKey(keyPem: string, kek: Kek, f: SealedFor): SealedCaKey {
+  const { prefix, pin } = f;
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', kek.key, iv);
-  cipher.setAAD(associatedData(prefix, pin));
+  cipher.setAAD(associatedData(prefix, pin, f.trustBundlePem));
   const ciphertext = Buffer.concat([cipher.update(keyPem, 'utf8'), cipher.final()]);
   return {
     alg: 'A256GCM',
@@ -39,7 +50,12 @@ export function sealCaKey(keyPem: string, kek: Kek, prefix: string, pin: string)
 }
 
 /** The CA key PEM, or a WEFT_E_CONFIG naming the KEK file and what to do. */
-export function openCaKey(sealed: SealedCaKey, kek: Kek, prefix: string): string {
+export function openCaKey(
+  sealed: SealedCaKey,
+  kek: Kek,
+  prefix: string,
+  trustBundlePem: string,
+): string {
   if (sealed.kekId !== kek.id)
     throw new WeftError(
       'WEFT_E_CONFIG',
@@ -53,7 +69,7 @@ export function openCaKey(sealed: SealedCaKey, kek: Kek, prefix: string): string
     const decipher = createDecipheriv('aes-256-gcm', kek.key, Buffer.from(sealed.iv, 'base64'), {
       authTagLength: TAG_BYTES,
     });
-    decipher.setAAD(associatedData(prefix, sealed.pin));
+    decipher.setAAD(associatedData(prefix, sealed.pin, trustBundlePem));
     decipher.setAuthTag(tag);
     const plain = Buffer.concat([
       decipher.update(Buffer.from(sealed.ciphertext, 'base64')),
@@ -63,7 +79,7 @@ export function openCaKey(sealed: SealedCaKey, kek: Kek, prefix: string): string
   } catch {
     throw new WeftError(
       'WEFT_E_CONFIG',
-      `the CA key in etcd (${prefix}ca-key) does not open with ${kek.file} although the KEK ids match: the record was altered or copied from another prefix; restore it from an etcd backup`,
+      `the CA key in etcd (${prefix}ca-key) does not open with ${kek.file} although the KEK ids match: it, or the CA record beside it (${prefix}ca), was altered or copied from another prefix; restore both from an etcd backup`,
     );
   }
 }

@@ -219,7 +219,15 @@ export async function migrateToEtcd(o: MigrateOptions): Promise<MigrateResult> {
       compares: ours,
       ops: [
         { type: 'put', key: CA_KEY, value: record },
-        { type: 'put', key: CA_SEALED_KEY, value: sealCaKey(keyPem, kek, o.etcd.prefix, ca.pin) },
+        {
+          type: 'put',
+          key: CA_SEALED_KEY,
+          value: sealCaKey(keyPem, kek, {
+            prefix: o.etcd.prefix,
+            pin: ca.pin,
+            trustBundlePem: record.trustBundlePem,
+          }),
+        },
         { type: 'put', key: MIGRATION_KEY, value: done },
       ],
     });
