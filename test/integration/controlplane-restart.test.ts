@@ -73,6 +73,21 @@ function firstSyncMessage(
   });
 }
 
+// The sync view publishes a store change after a short coalescing interval, not inside the write
+// that made it: wait until a full snapshot holds the change before taking its version.
+async function syncedVersion(
+  current: TestControlPlane,
+  creds: { keyPem: string; certificatePem: string },
+  holds: (kinds: string[]) => boolean,
+): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const snapshot = await firstSyncMessage(current, creds, 0);
+    if (holds(snapshot.upserts.map((u) => `${u.kind}/${u.name}`))) return snapshot.version;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the sync view never published the change');
+}
+
 it('keeps resources, virtual IPs, used tokens, nodes and the CA across a restart', async () => {
   cp = await startControlPlane();
   const admin = WeftAdminClient.open({
@@ -88,7 +103,9 @@ it('keeps resources, virtual IPs, used tokens, nodes and the CA across a restart
     workloads: [{ service: 'echo', port: 8080, health: 'healthy' }],
   });
   c.close();
-  const versionOlder = (await firstSyncMessage(cp, node, 0)).version;
+  const versionOlder = await syncedVersion(cp, node, (ids) =>
+    ids.some((id) => id.startsWith('Workload/')),
+  );
   const admin1 = WeftAdminClient.open({
     server: cp.grpcAddress,
     credentialsDir: cp.adminCredentials.dir,
@@ -97,7 +114,7 @@ it('keeps resources, virtual IPs, used tokens, nodes and the CA across a restart
   admin1.close();
   const unusedToken = await cp.createToken({ node: 'node-b', ttl: '1h' });
   const before = await state(cp);
-  const versionBefore = (await firstSyncMessage(cp, node, 0)).version;
+  const versionBefore = await syncedVersion(cp, node, (ids) => ids.includes('Service/later'));
   const { dataDir, caPin, trustBundlePem } = cp;
   const adminCert = cp.adminCredentials.certPem;
 
