@@ -335,8 +335,7 @@ async function serveRequest(
         requestBytes += n;
       });
   // Trace: keep the app's trace (or start one); the next hop's parent is this span.
-  const span = deps.tracer.start(
-    request.headers,
+  const span = deps.tracer.start(request.headers, () =>
     httpSpan('client', request, { src: labels.src_service, dst: labels.dst_service }),
   );
   const headers = { ...request.headers };
