@@ -370,7 +370,13 @@ async function serveRequest(
           ? await exchange(c.ctx, c.target, sent, body, deps, { breaker: slot })
           : await routedExchange(c.ctx, decision, sent, body, grpcCall, deps, slot)
         : refused(slot, sent.body);
-    const delivered = await respond(response).finally(done);
+    // try/finally rather than .finally(done): no extra promises per request.
+    let delivered: Delivered;
+    try {
+      delivered = await respond(response);
+    } finally {
+      done();
+    }
     const grpc = grpcStatusOf(response.headers, response.trailers());
     const closeReason = closeReasonOf(response, delivered, request.signal);
     // The record is this request's own: filled in place (no copy per request), fields in the
