@@ -7,6 +7,9 @@
 //   rss                                     both agents' VmRSS 5 s from now (bench scenario 5's
 //                                           "idle, after start" when run right after restart)
 //   stop                                    the profiled agents write their profiles; summary
+//   counts                                  with agents restarted under --import=lib/count-hook.mjs:
+//                                           what each L7 request made on each agent since the
+//                                           last `counts` (promises, timers, listeners, ...)
 //   quit                                    tear the lab down
 // Not a benchmark: figures for a change go through `npm run bench`.
 import {
@@ -33,6 +36,8 @@ const log = (msg) => out(`# ${msg}`);
 const bench = await BenchLab.up(`pr${process.pid % 1000}`, log);
 let profDir;
 let loaded = 0;
+/** The count hook's totals at the last `counts`, per host. */
+const lastCounts = {};
 out('ready');
 try {
   for (;;) {
@@ -91,6 +96,20 @@ try {
           const a = analyzeProfile(join(profDir, `${host}.cpuprofile`), { top: 40 });
           writeFileSync(join(profDir, `${host}.json`), JSON.stringify(a, null, 1));
           out(`${host}: profile in ${profDir} (${loaded} requests since restart)`);
+        }
+      } else if (cmd === 'counts') {
+        // The hook writes every second: let the last requests' counts land first.
+        await new Promise((r) => setTimeout(r, 1_500));
+        for (const host of ['client', 'server']) {
+          const now = JSON.parse(readFileSync(`/tmp/weft-counts/${host}.json`, 'utf8'));
+          const before = lastCounts[host] ?? {};
+          lastCounts[host] = now;
+          const streams = (now.HTTP2STREAM ?? 0) - (before.HTTP2STREAM ?? 0);
+          const per = Object.keys(now)
+            .map((k) => [k, ((now[k] - (before[k] ?? 0)) / streams).toFixed(2)])
+            .filter(([, v]) => v !== '0.00')
+            .map(([k, v]) => `${k} ${v}`);
+          out(`${host}: per request (${streams} HTTP/2 streams): ${per.join(', ')}`);
         }
       } else out(`unknown command ${cmd}`);
     } catch (err) {

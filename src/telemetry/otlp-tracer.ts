@@ -103,7 +103,8 @@ export function otlpTracer(opts: OtlpTracerOptions): Tracer {
   const sdk = provider.getTracer('weft');
 
   return {
-    start(headers, start) {
+    start(headers, described) {
+      const start = typeof described === 'function' ? described() : described;
       const decision = decideTrace(headers);
       // No global context manager: the parent is handed to the SDK explicitly, per request.
       const parent =

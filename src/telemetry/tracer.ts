@@ -37,8 +37,12 @@ export interface ActiveSpan {
 }
 
 export interface Tracer {
-  /** Never throws: a request with a bad traceparent starts a new trace. */
-  start(headers: TraceHeaders, span: SpanStart): ActiveSpan;
+  /**
+   * Never throws: a request with a bad traceparent starts a new trace. The span's description
+   * may be a function, called only by a tracer that records it: without an exporter, a request
+   * does not build attributes nobody reads.
+   */
+  start(headers: TraceHeaders, span: SpanStart | (() => SpanStart)): ActiveSpan;
   /** Exports what is queued (within the exporter's timeout) and stops. */
   shutdown(): Promise<void>;
 }

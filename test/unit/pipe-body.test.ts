@@ -89,6 +89,30 @@ describe('pipeBody', () => {
     clearInterval(releaser);
   });
 
+  it('tells onBytes the length of every chunk it writes', async () => {
+    const { w, chunks } = sink();
+    const seen: number[] = [];
+    await pipeBody(Readable.from([Buffer.from('ab'), Buffer.from('cde')]), w, true, (n) =>
+      seen.push(n),
+    );
+    expect(seen).toEqual([2, 3]);
+    expect(Buffer.concat(chunks).toString()).toBe('abcde');
+  });
+
+  it('reads a source its owner paused (a counting reader waiting for it), beside that reader', async () => {
+    const src = new PassThrough();
+    let counted = 0;
+    src.pause();
+    src.on('data', (c: Buffer) => {
+      counted += c.length;
+    });
+    src.end('body');
+    const { w, chunks } = sink();
+    await pipeBody(src, w, true);
+    expect(Buffer.concat(chunks).toString()).toBe('body');
+    expect(counted).toBe(4);
+  });
+
   it('a late error on either side after it settled is not unhandled', async () => {
     const src = new PassThrough();
     const { w } = sink();

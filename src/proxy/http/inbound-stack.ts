@@ -3,7 +3,6 @@
 // (inbound-tunnel.ts) and same-host calls that the outbound stack hands it directly, so it
 // assumes nothing about what carried the request.
 // Every failure is a response it makes itself; one request record per call, whatever happens.
-import { finished } from 'node:stream';
 import { parseSpiffeId } from '../../api/spiffe.js';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
@@ -18,6 +17,7 @@ import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Telemetry } from '../telemetry.js';
 import type { TunnelTarget } from '../tunnel/types.js';
 import { type AgentAnswerSpec, agentAnswer, isGrpc } from './agent-answer.js';
+import { onBodyEnd } from './body-end.js';
 import { authorizeAtL7, decideInbound, type RequestAuthorizer } from './inbound-decision.js';
 import type { LocalApps } from './local-app.js';
 import { LocalConnectError } from './local-http1.js';
@@ -39,9 +39,6 @@ export interface InboundHttpDeps {
   overload?: AdaptiveConcurrency;
 }
 
-/** Each request's server span, ended with its record. */
-const spans = new WeakMap<RequestRecord, ActiveSpan>();
-
 export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHandler {
   const authorize = deps.authorize ?? authorizeAtL7;
   const overload = deps.overload ?? new AdaptiveConcurrency();
@@ -51,13 +48,11 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     const grpc = isGrpc(request.headers);
     const id = parseSpiffeId(peer.spiffeId ?? '');
     const record = startRecord(call, id?.kind === 'svc' ? id.name : 'unknown');
-    const span = deps.tracer.start(
-      request.headers,
+    const span = deps.tracer.start(request.headers, () =>
       httpSpan('server', request, { src: record.src_service, dst: record.dst_service }),
     );
     setTraceHeaders(request.headers, span);
     record.trace_id = span.traceId;
-    spans.set(record, span);
 
     // authorize: a workload of this host, then AuthorizationPolicy.
     const decision = decideInbound(deps.state, call, grpc, authorize);
@@ -78,7 +73,7 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     );
     if (decision.policy !== undefined) record.policy = decision.policy;
     if (decision.kind === 'deny') {
-      return answer(deps, call, record, started, {
+      return answer(deps, call, record, span, started, {
         reason: 'denied',
         detail: decision.reason,
         grpc,
@@ -90,7 +85,7 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     const limited = rateLimited(deps.state, decision.service);
     if (limited !== undefined) {
       const { detail, retryAfter } = limited;
-      return answer(deps, call, record, started, {
+      return answer(deps, call, record, span, started, {
         reason: 'rate_limited',
         detail,
         grpc,
@@ -104,7 +99,7 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
     const admission = overload.admit(decision.service, spec, record.src_service);
     if (admission?.kind === 'shed') {
       const { detail } = admission;
-      return answer(deps, call, record, started, {
+      return answer(deps, call, record, span, started, {
         reason: 'overloaded',
         detail,
         grpc,
@@ -126,22 +121,31 @@ export function createInboundHttpHandler(deps: InboundHttpDeps): InboundHttpHand
       ticket?.release();
       if (request.signal.aborted) {
         const detail = 'the caller went away before the app answered';
-        return answer(deps, call, record, started, { reason: 'client_reset', detail, grpc }, 0);
+        return answer(
+          deps,
+          call,
+          record,
+          span,
+          started,
+          { reason: 'client_reset', detail, grpc },
+          0,
+        );
       }
       const undelivered = err instanceof LocalConnectError;
       const detail = `${undelivered ? 'cannot reach' : 'no response from'} the app at ${record.endpoint}: ${describeError(err)}`;
       const reason = undelivered ? 'connect_failed' : 'upstream_failed';
-      return answer(deps, call, record, started, { reason, detail, grpc, undelivered });
+      return answer(deps, call, record, span, started, { reason, detail, grpc, undelivered });
     }
     record.src_preserved = exchange.preserved;
     if (ticket !== undefined) {
       ticket.answered();
-      finished(exchange.response.body, { writable: false }, () => ticket.release());
+      onBodyEnd(exchange.response.body, () => ticket.release());
     }
     return observed(
       deps,
       exchange.response,
       record,
+      span,
       started,
       request.signal,
       exchange.requestBytes,
@@ -182,6 +186,7 @@ function answer(
   deps: InboundHttpDeps,
   call: InboundCall,
   record: RequestRecord,
+  span: ActiveSpan,
   started: bigint,
   what: AgentAnswerSpec,
   /** The status to record when not the answer's own (0: the caller got none). */
@@ -193,7 +198,7 @@ function answer(
   const response = agentAnswer(what);
   const { signal } = call.request;
   const { headers } = call.request;
-  return observed(deps, response, record, started, signal, () => 0, headers, recorded);
+  return observed(deps, response, record, span, started, signal, () => 0, headers, recorded);
 }
 
 /**
@@ -205,6 +210,8 @@ function observed(
   deps: InboundHttpDeps,
   response: L7Response,
   record: RequestRecord,
+  /** The request's server span, ended with its record. */
+  span: ActiveSpan,
   started: bigint,
   signal: AbortSignal,
   requestBytes: () => number,
@@ -219,7 +226,7 @@ function observed(
     bytes += chunk.length;
   });
   const grpcHeader = response.headers['grpc-status'];
-  finished(body, { writable: false }, (err) => {
+  onBodyEnd(body, (err) => {
     record.status = status;
     record.response_bytes = bytes;
     record.request_bytes = requestBytes();
@@ -231,7 +238,7 @@ function observed(
     }
     deps.requests.finish(record, started, headers);
     const error = recordError(record);
-    spans.get(record)?.end({
+    span.end({
       status: record.status,
       ...(record.grpc_status === undefined ? {} : { grpcStatus: record.grpc_status }),
       ...(error === undefined ? {} : { error }),

@@ -34,14 +34,7 @@ async function serve(
 ): Promise<TunnelRequestOutcome> {
   stream.on('error', () => {}); // seen as the stream's close and its rstCode
   const abort = new AbortController();
-  // The caller went away before the whole response was written: the stack must cancel (and
-  // the app's request is dropped). A reset from the caller is 'aborted': by the 'close' that
-  // follows it, Node has marked the writable side finished, so 'close' alone misses it.
-  const cancel = (): void => abort.abort();
-  stream.once('aborted', cancel);
-  stream.once('close', () => {
-    if (!stream.writableFinished) cancel();
-  });
+  const ends = streamEnds(stream, abort);
   const method = String(headers[':method']);
   const head = parseTunnelRequest(headers, peer.address);
   let response: L7Response;
@@ -74,7 +67,7 @@ async function serve(
       response = agentAnswer({ reason: 'internal', detail, grpc: false });
     }
   }
-  const ended = await writeResponse(stream, response, method);
+  const ended = await writeResponse(stream, response, method, ends);
   return { status: response.status, reason: answerReason(response) ?? ended };
 }
 
@@ -93,13 +86,9 @@ export async function writeResponse(
   stream: ServerHttp2Stream,
   response: L7Response,
   method: string,
+  ends: StreamEnds,
 ): Promise<StreamCloseReason> {
   const { body } = response;
-  // 'aborted': the caller reset the stream (or its session died) before the response ended.
-  let aborted = false;
-  stream.once('aborted', () => {
-    aborted = true;
-  });
   if (stream.destroyed) {
     body.destroy();
     return 'client_reset';
@@ -117,11 +106,11 @@ export async function writeResponse(
     // Header fields HTTP/2 refuses (an app's malformed value): nothing usable to forward.
     body.destroy();
     stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-    return closed(stream, 'upstream_reset');
+    return closed(stream, ends, 'upstream_reset');
   }
   if (empty) {
     body.resume(); // nothing to send; reading it to its end completes its record
-    return closed(stream, 'done');
+    return closed(stream, ends, 'done');
   }
   stream.once('wantTrailers', () => {
     const trailers = response.trailers();
@@ -133,18 +122,54 @@ export async function writeResponse(
   } catch {
     // What is left of the app's response goes nowhere (its connection is not reused mid-body).
     body.destroy();
-    if (aborted) return closed(stream, 'client_reset');
+    if (ends.aborted) return closed(stream, ends, 'client_reset');
     // The app's response broke off: reset, so the caller sees an error, not a short body.
     if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-    return closed(stream, 'upstream_reset');
+    return closed(stream, ends, 'upstream_reset');
   }
-  return closed(stream, 'done');
+  return closed(stream, ends, 'done');
+}
+
+/** How a request's stream ended, watched once for the whole request (one listener each). */
+interface StreamEnds {
+  /** 'aborted': the caller reset the stream (or its session died) before the response ended. */
+  aborted: boolean;
+  /** The stream's 'close' has been. */
+  closed: boolean;
+  /** Told at the stream's 'close' (the response writer waiting for it). */
+  onClose: (() => void) | undefined;
+}
+
+/**
+ * Watches the stream for the request's life. The caller going away before the whole response
+ * was written cancels the stack (and the app's request is dropped). A reset from the caller is
+ * 'aborted': by the 'close' that follows it, Node has marked the writable side finished, so
+ * 'close' alone misses it.
+ */
+function streamEnds(stream: ServerHttp2Stream, abort: AbortController): StreamEnds {
+  const ends: StreamEnds = { aborted: false, closed: false, onClose: undefined };
+  stream.on('close', () => {
+    ends.closed = true;
+    if (!stream.writableFinished) abort.abort();
+    ends.onClose?.();
+  });
+  stream.on('aborted', () => {
+    ends.aborted = true;
+    abort.abort();
+  });
+  return ends;
 }
 
 /** Waits for the stream's close; a reset by the caller overrides `ours`. */
-function closed(stream: ServerHttp2Stream, ours: StreamCloseReason): Promise<StreamCloseReason> {
+function closed(
+  stream: ServerHttp2Stream,
+  ends: StreamEnds,
+  ours: StreamCloseReason,
+): Promise<StreamCloseReason> {
   const decide = (): StreamCloseReason =>
     ours === 'done' && (stream.rstCode ?? 0) !== constants.NGHTTP2_NO_ERROR ? 'client_reset' : ours;
-  if (stream.closed) return Promise.resolve(decide());
-  return new Promise((resolve) => stream.once('close', () => resolve(decide())));
+  if (ends.closed) return Promise.resolve(decide());
+  return new Promise((resolve) => {
+    ends.onClose = () => resolve(decide());
+  });
 }

@@ -396,7 +396,7 @@ class OutboundExchange {
    * One try, raced against its limit and the connect timeout when they are set. `parent`
    * cancels it (the request's signal, or a hedged attempt's own), `body` is what it sends.
    */
-  private async guardedTry(
+  private guardedTry(
     chosen: EndpointState,
     plan: EndpointPlan,
     limit: ReturnType<typeof tryLimit>,
@@ -404,9 +404,23 @@ class OutboundExchange {
     body: L7Request['body'] | undefined = this.body,
   ): Promise<TryResult> {
     const connectMs = plan.kind === 'local' ? undefined : this.connectMs;
+    // Nothing to time (no policy, no deadline): the try's own promise, not one wrapped in
+    // another async frame.
     if (limit === undefined && connectMs === undefined && this.timers === undefined) {
       return this.tryOnce(chosen, plan, parent, undefined, body);
     }
+    return this.timedTry(chosen, plan, limit, parent, body, connectMs);
+  }
+
+  /** A try bounded by its timers: the per-try limit, the connect timeout, the request's. */
+  private async timedTry(
+    chosen: EndpointState,
+    plan: EndpointPlan,
+    limit: ReturnType<typeof tryLimit>,
+    parent: AbortSignal,
+    body: L7Request['body'] | undefined,
+    connectMs: number | undefined,
+  ): Promise<TryResult> {
     const abort = new AbortController();
     const onParent = (): void => abort.abort();
     parent.addEventListener('abort', onParent, { once: true });

@@ -21,13 +21,12 @@ export async function respondHttp1(
   trailersAccepted: boolean,
 ): Promise<Delivered> {
   let bytes = 0;
-  const count = (chunk: Buffer): void => {
-    bytes += chunk.length;
+  const count = (n: number): void => {
+    bytes += n;
   };
   try {
     res.writeHead(response.status, response.headers);
-    response.body.on('data', count);
-    await pipeBody(response.body, res, false);
+    await pipeBody(response.body, res, false, count);
     const trailers = response.trailers();
     if (trailersAccepted && trailers !== undefined && res.chunkedEncoding)
       res.addTrailers(trailers);
@@ -38,8 +37,6 @@ export async function respondHttp1(
     res.destroy();
     response.body.destroy();
     return { bytes, error: (err as Error).message };
-  } finally {
-    response.body.off('data', count);
   }
 }
 
@@ -58,8 +55,8 @@ export async function respondHttp2(
     return { bytes: 0 };
   }
   let bytes = 0;
-  const count = (chunk: Buffer): void => {
-    bytes += chunk.length;
+  const count = (n: number): void => {
+    bytes += n;
   };
   try {
     stream.respond(headers, { waitForTrailers: true });
@@ -67,8 +64,7 @@ export async function respondHttp2(
       // Empty trailers end the stream with an empty HEADERS frame (END_STREAM).
       stream.sendTrailers(trailerFields(response.trailers()));
     });
-    response.body.on('data', count);
-    await pipeBody(response.body, stream, true);
+    await pipeBody(response.body, stream, true, count);
     return { bytes };
   } catch (err) {
     // A reset (destroy: RST_STREAM at once), never a clean end: the client must not take a
@@ -76,8 +72,6 @@ export async function respondHttp2(
     if (!stream.destroyed) stream.destroy(err as Error);
     response.body.destroy();
     return { bytes, error: (err as Error).message };
-  } finally {
-    response.body.off('data', count);
   }
 }
 

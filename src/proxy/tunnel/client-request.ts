@@ -29,50 +29,15 @@ export function sendRequest(
   req: TunnelRequestBody,
 ): Promise<L7Response> {
   const stream = session.openRequest(headers, req.body === undefined);
-  // Errors reach the caller through the promise, or through the body's reader once answered;
-  // a stray one (a write racing a reset) must never be an unhandled 'error'.
-  stream.on('error', () => {});
-  let bodyBytes = 0;
-  let trailers: HeaderMap | undefined;
-  stream.once('trailers', (t: IncomingHttpHeaders) => {
-    trailers = fields(t);
-  });
-  const body = req.body;
-  const onBodyData = (chunk: Buffer): void => {
-    bodyBytes += chunk.length;
-  };
-  const onBodyError = (): void => cancel();
-  // A reset (RST_STREAM INTERNAL_ERROR), never END_STREAM first: the peer's app must not take
-  // a cut upload for whole. destroy(err) resets at once; close(code) would end the writable
-  // side first, and with nothing pending Node sends that END_STREAM ahead of the RST.
-  const cancel = (): void => {
-    if (!stream.destroyed) stream.destroy(new WeftError('WEFT_E_UNAVAILABLE', 'request cancelled'));
-  };
-  if (body !== undefined) {
-    if (body.readableEnded) stream.end();
-    else {
-      body.on('data', onBodyData);
-      body.on('error', onBodyError);
-      body.pipe(stream);
-    }
-  }
-  const onAbort = (): void => cancel();
-  req.signal.addEventListener('abort', onAbort, { once: true });
-  stream.once('close', () => {
-    req.signal.removeEventListener('abort', onAbort);
-    body?.off('data', onBodyData);
-    body?.off('error', onBodyError);
-  });
-  if (req.signal.aborted) cancel();
-
+  // One listener per event, each for every stage of the request (before and after its answer),
+  // rather than a set added and removed per stage: listeners are much of a request's cost.
   return new Promise((resolve, reject) => {
-    const settle = (): void => {
-      stream.off('response', onResponse);
-      stream.off('error', onError);
-      stream.off('close', onClose);
-    };
+    const body = req.body;
+    let bodyBytes = 0;
+    let trailers: HeaderMap | undefined;
+    let answered = false;
     const fail = (reason: string, refused: boolean): void => {
-      settle();
+      answered = true;
       // Take the body back: another endpoint may be tried with it.
       if (body !== undefined) body.unpipe(stream);
       const retryable = refused && bodyBytes === 0;
@@ -88,8 +53,9 @@ export function sendRequest(
         ),
       );
     };
-    const onResponse = (h: IncomingHttpHeaders): void => {
-      settle();
+    stream.on('response', (h: IncomingHttpHeaders) => {
+      if (answered) return;
+      answered = true;
       const reason = h[REASON_HEADER];
       resolve({
         status: Number(h[':status']),
@@ -98,20 +64,53 @@ export function sendRequest(
         trailers: () => trailers,
         ...(typeof reason === 'string' ? { reason } : {}),
       });
-    };
-    const onError = (err: Error): void => {
+    });
+    stream.on('trailers', (t: IncomingHttpHeaders) => {
+      trailers = fields(t);
+    });
+    // Errors reach the caller through the promise, or through the body's reader once answered;
+    // a stray one (a write racing a reset) must never be an unhandled 'error'.
+    stream.on('error', (err: Error) => {
+      if (answered) return;
       const refused = stream.rstCode === constants.NGHTTP2_REFUSED_STREAM;
       // Only a refusal proves the peer's app saw nothing: a lost session may have delivered it.
       fail(refused ? 'stream refused' : err.message, refused);
+    });
+    const onBodyData = (chunk: Buffer): void => {
+      bodyBytes += chunk.length;
     };
-    const onClose = (): void =>
-      fail(
-        `stream closed before a response (code ${stream.rstCode})`,
-        stream.rstCode === constants.NGHTTP2_REFUSED_STREAM,
-      );
-    stream.once('response', onResponse);
-    stream.once('error', onError);
-    stream.once('close', onClose);
+    const onBodyError = (): void => cancel();
+    // A reset (RST_STREAM INTERNAL_ERROR), never END_STREAM first: the peer's app must not take
+    // a cut upload for whole. destroy(err) resets at once; close(code) would end the writable
+    // side first, and with nothing pending Node sends that END_STREAM ahead of the RST.
+    const cancel = (): void => {
+      if (!stream.destroyed)
+        stream.destroy(new WeftError('WEFT_E_UNAVAILABLE', 'request cancelled'));
+    };
+    const onAbort = (): void => cancel();
+    stream.on('close', () => {
+      req.signal.removeEventListener('abort', onAbort);
+      if (body !== undefined) {
+        body.off('data', onBodyData);
+        body.off('error', onBodyError);
+      }
+      if (!answered) {
+        fail(
+          `stream closed before a response (code ${stream.rstCode})`,
+          stream.rstCode === constants.NGHTTP2_REFUSED_STREAM,
+        );
+      }
+    });
+    if (body !== undefined) {
+      if (body.readableEnded) stream.end();
+      else {
+        body.on('data', onBodyData);
+        body.on('error', onBodyError);
+        body.pipe(stream);
+      }
+    }
+    req.signal.addEventListener('abort', onAbort, { once: true });
+    if (req.signal.aborted) cancel();
   });
 }
 

@@ -93,6 +93,11 @@ interface Slot {
 const WHERE = 'tunnel pool';
 const MAX_REPLACED = 8;
 
+/** A slot's key. The expected peer identity belongs in it: two hosts may hold one address in turn. */
+function slotKey(req: SessionKey): string {
+  return `${req.source.spiffeId} ${formatAuthority(req.peer)} ${req.peer.expectedSpiffeId ?? '*'}`;
+}
+
 function positive(value: number | undefined, fallback: number, field: string): number {
   const v = value ?? fallback;
   if (!Number.isFinite(v) || v <= 0) {
@@ -181,7 +186,8 @@ export class TunnelPool {
     for (let attempt = 0; ; attempt++) {
       let session: ClientSession;
       try {
-        session = await this.acquire(req);
+        // A pooled session with room (the usual case) without an await of its own.
+        session = this.reserveOpen(req) ?? (await this.acquire(req));
       } catch (err) {
         // No session: nothing was sent anywhere. The code is the new error's: its message is
         // the cause's own (describeError would name the code twice).
@@ -266,9 +272,22 @@ export class TunnelPool {
   }
 
   /** A session with a reserved stream slot for this request, dialing one if needed. */
+  /**
+   * An open session of this key's slot with room, reserved; undefined when acquire() must run
+   * (no slot yet, a new certificate for the source, every session full or draining).
+   */
+  private reserveOpen(req: SessionKey): ClientSession | undefined {
+    const slot = this.slots.get(slotKey(req));
+    if (slot === undefined || slot.identity.cert !== req.source.cert) return undefined;
+    const cert = slot.identity.cert;
+    for (const s of slot.sessions) {
+      if (s.certPem === cert && s.reserve()) return s;
+    }
+    return undefined;
+  }
+
   private async acquire(req: SessionKey): Promise<ClientSession> {
-    // The expected peer identity belongs in the key: two hosts may hold one address in turn.
-    const key = `${req.source.spiffeId} ${formatAuthority(req.peer)} ${req.peer.expectedSpiffeId ?? '*'}`;
+    const key = slotKey(req);
     let slot = this.slots.get(key);
     if (slot === undefined) {
       slot = { sessions: [], identity: req.source, replaced: [], dialing: undefined };
