@@ -211,6 +211,8 @@ export interface ApplyResult {
   kind: string;
   name: string;
   outcome: ApplyOutcome;
+  /** Its version after the apply: the one written, or the one found when unchanged. */
+  resourceVersion: number;
 }
 
 export interface ApplyResponse {
