@@ -194,6 +194,8 @@ export interface TapBatch {
 export interface TapRequest {
   filter: TapFilter | null;
   node?: string;
+  /** Only this replica's agents: set by a replica asking its peers (tap/tap-peers.ts). */
+  localOnly?: boolean;
 }
 
 // ---------------------------------------------------------------- Admin
