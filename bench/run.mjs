@@ -694,11 +694,41 @@ async function onlyOne(bench, stamp, what, run, toMarkdown) {
 
 /** `--ha-only`: scenario 6 against replicas, in its own lab (no data path lab is built). */
 async function onlyHa(stamp) {
+  // --profile: the replicas' own CPU profiles (cp1 and cp2: cp3 is killed with SIGKILL).
+  const profDir = PROFILE ? join(RESULTS, `${stamp}-ha-profile`) : undefined;
+  if (profDir !== undefined) {
+    mkdirSync(profDir, { recursive: true, mode: 0o777 });
+    chmodSync(profDir, 0o777);
+    process.env.WEFT_LAB_CPU_PROF_DIR = profDir;
+  }
   const figures = await haScenario({
     agents: PLAN.simAgents,
     changes: PLAN.simChanges,
     log,
   });
+  if (profDir !== undefined) {
+    const summary = readdirSync(profDir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => {
+        const p = analyzeProfile(join(profDir, f), { top: 30 });
+        const rows = (list) => list.map((t) => `| ${t.ms.toFixed(0)} | ${t.name} ${t.where} |`);
+        return [
+          `## ${f}: ${p.busyMs.toFixed(0)} ms busy of ${p.totalMs.toFixed(0)}`,
+          '',
+          '| self ms | function |',
+          '|---|---|',
+          ...rows(p.top),
+          '',
+          '| inclusive ms | weft function |',
+          '|---|---|',
+          ...rows(p.weft),
+          '',
+        ].join('\n');
+      })
+      .join('\n');
+    writeFileSync(join(profDir, 'summary.md'), summary);
+    log(`replica profiles: ${join(profDir, 'summary.md')}`);
+  }
   const result = {
     date: new Date().toISOString(),
     commit: gitCommit(),
