@@ -100,6 +100,7 @@ export function haMarkdown(r) {
     '| | replicas (sum of 3) | etcd (sum of 3 members) |',
     '|---|---|---|',
     `| CPU during the initial sync | ${s(r.initialSync.cpuSeconds)} s | ${s(r.initialSync.etcdCpuSeconds)} s |`,
+    `| CPU of the simulator (one process receiving every snapshot) during the initial sync | ${s(r.initialSync.simCpuSeconds)} s | |`,
     `| RSS peak during the initial sync | ${ms(r.initialSync.rssMiBPeak)} MiB | ${ms(r.initialSync.etcdRssMiBPeak)} MiB |`,
     `| CPU share during the changes | ${s(r.controlPlane.cpuShareDuringChanges * 100)} % | ${s((r.etcd?.cpuShareDuringChanges ?? 0) * 100)} % |`,
     `| RSS idle, all agents connected | ${ms(r.controlPlane.rssMiBIdleConnected)} MiB | ${ms(r.etcd?.rssMiBIdleConnected)} MiB |`,
