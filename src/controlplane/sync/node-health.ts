@@ -30,6 +30,8 @@ export interface NodeHealthDeps {
   config: ControlPlaneConfig;
   metrics: ControlPlaneMetrics;
   log: Logger;
+  /** The clock lease renewals are spaced by (tests drive it). */
+  now?: () => number;
 }
 
 /** The workload lease outlives workloadRemoveAfter so that the sweeper, which logs, goes first. */
@@ -100,7 +102,7 @@ export class NodeHealth {
   }
 
   private async keepLease(node: string): Promise<void> {
-    const now = Date.now();
+    const now = (this.deps.now ?? Date.now)();
     if (now - (this.lastKeepAlive.get(node) ?? 0) < KEEPALIVE_EVERY_MS) return;
     this.lastKeepAlive.set(node, now);
     // The node's lease is remembered: reading its record at every renewal cost one more etcd
