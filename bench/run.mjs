@@ -35,6 +35,16 @@ const POLICY_COST_ONLY = argv.has('--policy-cost-only');
 const TAP = argv.has('--tap');
 /** Only scenario 6 against three replicas on a three-member etcd: `-- --ha-only`. */
 const HA_ONLY = argv.has('--ha-only');
+/** `--ha-agents N`: scenario 6 (HA) with N simulated agents instead of the plan's. */
+const HA_AGENTS = (() => {
+  const args = process.argv.slice(2);
+  const i = args.indexOf('--ha-agents');
+  if (i < 0) return undefined;
+  const n = Number(args[i + 1]);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error('--ha-agents needs a whole number of at least 1');
+  return n;
+})();
 /**
  * `--kill-app-ms N`: scenario 10's app holds each answer N ms (default 0), so that about
  * rate x N / 1000 / 2 requests are in flight at the endpoint that is killed.
@@ -702,7 +712,7 @@ async function onlyHa(stamp) {
     process.env.WEFT_LAB_CPU_PROF_DIR = profDir;
   }
   const figures = await haScenario({
-    agents: PLAN.simAgents,
+    agents: HA_AGENTS ?? PLAN.simAgents,
     changes: PLAN.simChanges,
     log,
   });
