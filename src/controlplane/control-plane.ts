@@ -498,8 +498,9 @@ function shutdownWithin(server: grpc.Server, ms: number): Promise<void> {
 
 async function teardown(parts: Parts, log: Logger): Promise<void> {
   parts.stopping = true;
-  // Peers stop asking this replica for taps (its lease is revoked), before it goes away.
-  await parts.replicas?.stop();
+  // Peers stop asking this replica for taps (its lease is revoked); not waited for before the
+  // agents are told to move, which must not hang on a slow etcd.
+  const leaving = parts.replicas?.stop();
   parts.storeHealthOff?.();
   if (parts.renewTimer !== undefined) clearInterval(parts.renewTimer);
   parts.health?.stop();
@@ -516,6 +517,7 @@ async function teardown(parts: Parts, log: Logger): Promise<void> {
     http.closeAllConnections();
     await new Promise<void>((resolve) => http.close(() => resolve()));
   }
+  await leaving;
   await parts.store.close();
   log.info('control plane stopped');
 }

@@ -236,4 +236,21 @@ describe('weft tap through one of several replicas', () => {
       client.close();
     }
   });
+
+  it('a peer that stops mid-tap is named in the stream; the tap goes on for the rest', async () => {
+    const tap = openTap(admins[0]!, { filter: { service: 'echo' } });
+    await trafficUntil('records from node-a and node-b', () =>
+      ['node-a', 'node-b'].every((n) => tap.records.some((r) => r.node === n)),
+    );
+    await replicas[1]!.stop();
+    await waitFor('the stream to name the stopped replica', () =>
+      tap.errors.some((e) => /^replica \S+: its part of the tap ended/.test(e)),
+    );
+    const seen = tap.records.length;
+    await trafficUntil('node-a still tapped', () =>
+      tap.records.slice(seen).some((r) => r.node === 'node-a'),
+    );
+    expect(tap.error).toBeUndefined();
+    tap.cancel();
+  });
 });

@@ -120,6 +120,14 @@ export class TapBroker {
           emptyBatch(`its part of the tap ended: ${err.details}`),
         );
       });
+      peer.call.on('end', () => {
+        if (!ended)
+          this.relay(
+            tap,
+            `replica ${replica}`,
+            emptyBatch('its part of the tap ended (it stopped)'),
+          );
+      });
     }
     for (const down of plan.unreachable)
       this.relay(
