@@ -35,6 +35,16 @@ const POLICY_COST_ONLY = argv.has('--policy-cost-only');
 const TAP = argv.has('--tap');
 /** Only scenario 6 against three replicas on a three-member etcd: `-- --ha-only`. */
 const HA_ONLY = argv.has('--ha-only');
+/** `--ha-agents N`: scenario 6 (HA) with N simulated agents instead of the plan's. */
+const HA_AGENTS = (() => {
+  const args = process.argv.slice(2);
+  const i = args.indexOf('--ha-agents');
+  if (i < 0) return undefined;
+  const n = Number(args[i + 1]);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error('--ha-agents needs a whole number of at least 1');
+  return n;
+})();
 /**
  * `--kill-app-ms N`: scenario 10's app holds each answer N ms (default 0), so that about
  * rate x N / 1000 / 2 requests are in flight at the endpoint that is killed.
@@ -694,11 +704,41 @@ async function onlyOne(bench, stamp, what, run, toMarkdown) {
 
 /** `--ha-only`: scenario 6 against replicas, in its own lab (no data path lab is built). */
 async function onlyHa(stamp) {
+  // --profile: the replicas' own CPU profiles (cp1 and cp2: cp3 is killed with SIGKILL).
+  const profDir = PROFILE ? join(RESULTS, `${stamp}-ha-profile`) : undefined;
+  if (profDir !== undefined) {
+    mkdirSync(profDir, { recursive: true, mode: 0o777 });
+    chmodSync(profDir, 0o777);
+    process.env.WEFT_LAB_CPU_PROF_DIR = profDir;
+  }
   const figures = await haScenario({
-    agents: PLAN.simAgents,
+    agents: HA_AGENTS ?? PLAN.simAgents,
     changes: PLAN.simChanges,
     log,
   });
+  if (profDir !== undefined) {
+    const summary = readdirSync(profDir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => {
+        const p = analyzeProfile(join(profDir, f), { top: 30 });
+        const rows = (list) => list.map((t) => `| ${t.ms.toFixed(0)} | ${t.name} ${t.where} |`);
+        return [
+          `## ${f}: ${p.busyMs.toFixed(0)} ms busy of ${p.totalMs.toFixed(0)}`,
+          '',
+          '| self ms | function |',
+          '|---|---|',
+          ...rows(p.top),
+          '',
+          '| inclusive ms | weft function |',
+          '|---|---|',
+          ...rows(p.weft),
+          '',
+        ].join('\n');
+      })
+      .join('\n');
+    writeFileSync(join(profDir, 'summary.md'), summary);
+    log(`replica profiles: ${join(profDir, 'summary.md')}`);
+  }
   const result = {
     date: new Date().toISOString(),
     commit: gitCommit(),

@@ -296,6 +296,8 @@ async function main() {
   // (the control plane puts a bounded number of snapshots on the wire at a time).
   const cpu0 = groupCpu(CP_PIDS);
   const etcdCpu0 = groupCpu(ETCD_PIDS);
+  // The simulator's own CPU: it receives every snapshot (TLS, HTTP/2) on one thread.
+  const simCpu0 = process.cpuUsage();
   let etcdInitialRssPeak = groupRss(ETCD_PIDS);
   const tOpen = performance.now();
   let initialRssPeak = groupRss(CP_PIDS);
@@ -317,6 +319,10 @@ async function main() {
     cpuSeconds: groupCpu(CP_PIDS) - cpu0,
     rssMiBPeak: initialRssPeak,
     etcdCpuSeconds: groupCpu(ETCD_PIDS) - etcdCpu0,
+    simCpuSeconds: (() => {
+      const u = process.cpuUsage(simCpu0);
+      return (u.user + u.system) / 1e6;
+    })(),
     etcdRssMiBPeak: etcdInitialRssPeak,
   };
   log(

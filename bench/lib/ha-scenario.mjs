@@ -55,6 +55,14 @@ export async function haScenario({ agents, changes, log }) {
       servers[2],
     ]);
     child.stderr.on('data', (d) => process.stderr.write(d));
+    // Read before teardown, whatever the simulator's outcome: a failed run says why.
+    const logLines = (needle) =>
+      replicas.map(
+        (r) =>
+          readFileSync(r.logFile, 'utf8')
+            .split('\n')
+            .filter((l) => l.includes(needle)).length,
+      );
     const result = await new Promise((resolve, reject) => {
       let out = '';
       child.stdout.on('data', (d) => {
@@ -62,17 +70,19 @@ export async function haScenario({ agents, changes, log }) {
         const line = out.split('\n').find((l) => l.startsWith('{'));
         if (line) resolve(JSON.parse(line));
       });
-      child.once('exit', (code) => reject(new Error(`sim-agents exited with ${code}`)));
+      child.once('exit', (code) =>
+        reject(
+          new Error(
+            `sim-agents exited with ${code}; per replica, streams ended for a full snapshot not taken in time: ${logLines('did not take its full snapshot').join(' / ')}`,
+          ),
+        ),
+      );
     });
     child.stdin.end();
     await new Promise((r) => child.once('exit', r));
     // How often a replica counted etcd unreachable (and sent its agents away) under the load.
-    result.storeLostEvents = replicas.map(
-      (r) =>
-        readFileSync(r.logFile, 'utf8')
-          .split('\n')
-          .filter((l) => l.includes('"the store is unreachable')).length,
-    );
+    result.storeLostEvents = logLines('"the store is unreachable');
+    result.snapshotHoldLimits = logLines('did not take its full snapshot');
     return result;
   } finally {
     log('tearing the HA lab down');
@@ -100,12 +110,13 @@ export function haMarkdown(r) {
     '| | replicas (sum of 3) | etcd (sum of 3 members) |',
     '|---|---|---|',
     `| CPU during the initial sync | ${s(r.initialSync.cpuSeconds)} s | ${s(r.initialSync.etcdCpuSeconds)} s |`,
+    `| CPU of the simulator (one process receiving every snapshot) during the initial sync | ${s(r.initialSync.simCpuSeconds)} s | |`,
     `| RSS peak during the initial sync | ${ms(r.initialSync.rssMiBPeak)} MiB | ${ms(r.initialSync.etcdRssMiBPeak)} MiB |`,
     `| CPU share during the changes | ${s(r.controlPlane.cpuShareDuringChanges * 100)} % | ${s((r.etcd?.cpuShareDuringChanges ?? 0) * 100)} % |`,
     `| RSS idle, all agents connected | ${ms(r.controlPlane.rssMiBIdleConnected)} MiB | ${ms(r.etcd?.rssMiBIdleConnected)} MiB |`,
     `| RSS after the changes, per process | ${r.controlPlane.perReplicaRssMiB.map(ms).join(' / ')} MiB | ${(r.etcd?.perMemberRssMiB ?? []).map(ms).join(' / ')} MiB |`,
     '',
-    `Replicas that counted etcd unreachable under the load (times, per replica): ${(r.storeLostEvents ?? []).join(' / ')}; simulated agents that moved before the kill: ${r.unplannedMoves ?? '-'}.`,
+    `Replicas that counted etcd unreachable under the load (times, per replica): ${(r.storeLostEvents ?? []).join(' / ')}; streams ended for a full snapshot not taken in time: ${(r.snapshotHoldLimits ?? []).join(' / ')}; simulated agents that moved before the kill: ${r.unplannedMoves ?? '-'}.`,
     '',
     `The simulator itself: ${ms(r.simulatorRssMiB)} MiB. Each simulated agent waits a delay drawn from 0-250 ms (the first backoff of a real agent) before it dials its next replica.`,
     '',

@@ -201,8 +201,8 @@ export class WeftAdminClient {
   }
 
   /** A tap's live stream (no deadline: it runs until cancelled). */
-  tap(request: m.TapRequest): grpc.ClientReadableStream<m.TapBatch> {
-    return this.client.tap(request);
+  tap(request: m.TapRequest, metadata?: grpc.Metadata): grpc.ClientReadableStream<m.TapBatch> {
+    return metadata === undefined ? this.client.tap(request) : this.client.tap(request, metadata);
   }
 
   close(): void {

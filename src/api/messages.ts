@@ -194,6 +194,8 @@ export interface TapBatch {
 export interface TapRequest {
   filter: TapFilter | null;
   node?: string;
+  /** Only this replica's agents: set by a replica asking its peers (tap/tap-peers.ts). */
+  localOnly?: boolean;
 }
 
 // ---------------------------------------------------------------- Admin
@@ -211,6 +213,8 @@ export interface ApplyResult {
   kind: string;
   name: string;
   outcome: ApplyOutcome;
+  /** Its version after the apply: the one written, or the one found when unchanged. */
+  resourceVersion: number;
 }
 
 export interface ApplyResponse {

@@ -75,6 +75,11 @@ export interface AdminClient extends grpc.Client {
   createDashboardLogin: UnaryMethod<m.CreateDashboardLoginRequest, m.CreateDashboardLoginResponse>;
   getStats: UnaryMethod<m.GetStatsRequest, m.GetStatsResponse>;
   tap(request: m.TapRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<m.TapBatch>;
+  tap(
+    request: m.TapRequest,
+    metadata: grpc.Metadata,
+    options?: grpc.CallOptions,
+  ): grpc.ClientReadableStream<m.TapBatch>;
 }
 
 type ClientConstructor<C> = new (

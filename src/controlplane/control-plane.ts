@@ -36,6 +36,7 @@ import { type TokenRecord, tokenState } from './identity/tokens.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { Refusal } from './refusal.js';
 import { ResourceRegistry } from './registry/resource-registry.js';
+import { ReplicaDirectory, replicaAddress } from './replicas/replica-directory.js';
 import { agentReports } from './stats/get-stats.js';
 import { StatsBook } from './stats/stats-book.js';
 import { StatsShare } from './stats/stats-share.js';
@@ -48,6 +49,7 @@ import { NodeHealth } from './sync/node-health.js';
 import { NodeLiveness } from './sync/node-liveness.js';
 import { SyncHub } from './sync/sync-hub.js';
 import { TapBroker } from './tap/tap-broker.js';
+import { TapPeers } from './tap/tap-peers.js';
 
 export interface ControlPlaneOptions {
   config: ControlPlaneConfig;
@@ -225,8 +227,16 @@ export class ControlPlane {
     });
     const streams = parts.streams;
     const ctx = { metrics, log };
-    // `weft tap`: admins' taps, started on agents through their sync streams.
-    const taps = new TapBroker({ ...ctx, trustDomain: config.trustDomain, store, streams });
+    // Replicas sharing etcd register there, so that each can ask the others for their agents.
+    const replicas = config.store.type === 'file' ? undefined : new ReplicaDirectory(store, log);
+    // `weft tap`: admins' taps, started on agents through their sync streams (the peers' too).
+    const taps = new TapBroker({
+      ...ctx,
+      trustDomain: config.trustDomain,
+      store,
+      streams,
+      ...(replicas !== undefined ? { peers: new TapPeers(replicas, adminCredentialsDir) } : {}),
+    });
     parts.taps = taps;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
@@ -293,6 +303,10 @@ export class ControlPlane {
       `${bindHost(config.listen)}:${config.grpcPort}`,
       credentials,
     );
+    if (replicas !== undefined) {
+      await replicas.start(replicaAddress(config.listen, advertise, grpcPort));
+      parts.replicas = replicas;
+    }
     parts.storeHealthOff = store.health?.onChange((problem) => {
       if (problem === undefined) {
         log.info('the store answers again: ready, accepting agents and changes');
@@ -414,6 +428,7 @@ interface Parts {
   store: Store;
   streams: SyncStreams;
   taps?: TapBroker;
+  replicas?: ReplicaDirectory;
   revocations?: RevocationList;
   hub?: SyncHub;
   health?: NodeHealth;
@@ -483,6 +498,9 @@ function shutdownWithin(server: grpc.Server, ms: number): Promise<void> {
 
 async function teardown(parts: Parts, log: Logger): Promise<void> {
   parts.stopping = true;
+  // Peers stop asking this replica for taps (its lease is revoked); not waited for before the
+  // agents are told to move, which must not hang on a slow etcd.
+  const leaving = parts.replicas?.stop();
   parts.storeHealthOff?.();
   if (parts.renewTimer !== undefined) clearInterval(parts.renewTimer);
   parts.health?.stop();
@@ -499,6 +517,7 @@ async function teardown(parts: Parts, log: Logger): Promise<void> {
     http.closeAllConnections();
     await new Promise<void>((resolve) => http.close(() => resolve()));
   }
+  await leaving;
   await parts.store.close();
   log.info('control plane stopped');
 }

@@ -144,6 +144,13 @@ export class HaControlPlane {
         '--ca-kek-file',
         this.kekFile(),
       ],
+      // `npm run bench -- --ha-only --profile`: each replica writes a V8 CPU profile there when
+      // it exits (a graceful stop; a replica killed with SIGKILL writes none).
+      ...(process.env.WEFT_LAB_CPU_PROF_DIR
+        ? {
+            env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.WEFT_LAB_CPU_PROF_DIR}` },
+          }
+        : {}),
     });
     await waitFor(`control plane replica ${host}`, async () => {
       const r = await this.lab.exec(

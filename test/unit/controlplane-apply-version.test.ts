@@ -61,7 +61,7 @@ describe('apply with metadata.resourceVersion', () => {
     const { registry } = await setup();
     await registry.apply([service(80)]);
     const seen = await read(registry);
-    expect(await registry.apply([service(81, seen.metadata.resourceVersion)])).toEqual([
+    expect(await registry.apply([service(81, seen.metadata.resourceVersion)])).toMatchObject([
       { kind: 'Service', name: 'echo', outcome: 'configured' },
     ]);
     expect((await read(registry)).spec.ports[0]!.port).toBe(81);

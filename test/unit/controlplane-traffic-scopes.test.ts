@@ -88,10 +88,10 @@ describe('one TrafficPolicy per target', () => {
   it('re-applying the same policy, or retargeting it, is no conflict with itself', async () => {
     const reg = await registry();
     await reg.apply([policy('p', { name: 'orders' })]);
-    expect(await reg.apply([policy('p', { name: 'orders' })])).toEqual([
+    expect(await reg.apply([policy('p', { name: 'orders' })])).toMatchObject([
       { kind: 'TrafficPolicy', name: 'p', outcome: 'unchanged' },
     ]);
-    expect(await reg.apply([policy('p', { kind: 'Mesh' })])).toEqual([
+    expect(await reg.apply([policy('p', { kind: 'Mesh' })])).toMatchObject([
       { kind: 'TrafficPolicy', name: 'p', outcome: 'configured' },
     ]);
   });

@@ -94,14 +94,14 @@ describe('virtual IPs of services', () => {
 
   it('stay the same when a service is applied again or changed', async () => {
     const { registry: reg } = await registry();
-    expect(await reg.apply([serviceDoc('echo')])).toEqual([
+    expect(await reg.apply([serviceDoc('echo')])).toMatchObject([
       { kind: 'Service', name: 'echo', outcome: 'created' },
     ]);
     const vip = await vipOf(reg, 'echo');
-    expect(await reg.apply([serviceDoc('echo')])).toEqual([
+    expect(await reg.apply([serviceDoc('echo')])).toMatchObject([
       { kind: 'Service', name: 'echo', outcome: 'unchanged' },
     ]);
-    expect(await reg.apply([serviceDoc('echo', 8080)])).toEqual([
+    expect(await reg.apply([serviceDoc('echo', 8080)])).toMatchObject([
       { kind: 'Service', name: 'echo', outcome: 'configured' },
     ]);
     expect(await vipOf(reg, 'echo')).toBe(vip);

@@ -3,6 +3,7 @@
 // and the hub that copies records for taps off the request path.
 import { describe, expect, it } from 'vitest';
 import { tapLine } from '../../src/cli/commands/tap-format.js';
+import { type PeerAnswer, planTap } from '../../src/controlplane/tap/tap-plan.js';
 import { tapTargets } from '../../src/controlplane/tap/tap-targets.js';
 import type { RequestRecord } from '../../src/proxy/records.js';
 import { parseTapFilter, tapMatches } from '../../src/telemetry/tap-filter.js';
@@ -141,6 +142,57 @@ describe('tapTargets', () => {
     [{}, [], { kind: 'none', reason: 'no_agents' }],
   ])('%j with %j connected: %j', (request, connected, expected) => {
     expect(tapTargets(request, connected, workloads)).toMatchObject(expected);
+  });
+});
+
+describe("planTap: this replica's agents and its peers' answers", () => {
+  const local = tapTargets({ node: 'node9' }, ['node1'], []);
+  const started: PeerAnswer = { kind: 'started', replica: '10.0.0.2:15012' };
+  const refused: PeerAnswer = { kind: 'refused', replica: '10.0.0.3:15012', message: 'none' };
+  const down: PeerAnswer = { kind: 'unreachable', replica: '10.0.0.4:15012', message: 'refused' };
+  it.each([
+    ['own agents, no peers', tapTargets({}, ['node1'], []), [], { kind: 'open', nodes: ['node1'] }],
+    [
+      'only a peer has them',
+      local,
+      [refused, started],
+      { kind: 'open', nodes: [], peers: [started.replica] },
+    ],
+    [
+      'own agents, a peer down',
+      tapTargets({}, ['node1'], []),
+      [down],
+      { kind: 'open', unreachable: [down] },
+    ],
+    ['nobody has them', local, [refused], { kind: 'refuse', reason: 'node_not_connected' }],
+    [
+      'nobody, one peer down',
+      local,
+      [refused, down],
+      { kind: 'refuse', reason: 'node_not_connected' },
+    ],
+    [
+      'no peers',
+      local,
+      [],
+      {
+        kind: 'refuse',
+        reason: 'node_not_connected',
+        message: local.kind === 'none' ? local.message : '',
+      },
+    ],
+  ] as const)('%s', (_name, targets, answers, expected) => {
+    expect(planTap(targets, answers)).toMatchObject(expected);
+  });
+
+  it('says which replicas were asked and which could not be', () => {
+    const plan = planTap(local, [refused, down]);
+    expect(plan.kind === 'refuse' && plan.message).toMatch(
+      /node node9 has no sync stream .*; nor has the other replica; could not ask 10\.0\.0\.4:15012 \(refused\)$/,
+    );
+    const none = planTap(tapTargets({ service: 'cache' }, ['node1'], []), [refused]);
+    expect(none).toMatchObject({ kind: 'refuse', reason: 'no_workloads' });
+    expect(none.kind === 'refuse' && none.message).not.toMatch(/replica/);
   });
 });
 

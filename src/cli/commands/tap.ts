@@ -218,7 +218,9 @@ async function tapControlPlane(
     await new Promise<void>((resolve, reject) => {
       call.on('data', (batch: TapBatch) => {
         if (batch.error) {
-          process.stderr.write(`weft: ${batch.node}: the agent could not tap: ${batch.error}\n`);
+          // A replica's part of the tap (its agents) failed, or one agent could not tap.
+          const what = batch.node.startsWith('replica ') ? '' : 'the agent could not tap: ';
+          process.stderr.write(`weft: ${batch.node}: ${what}${batch.error}\n`);
           return;
         }
         for (const text of batch.records) printer.record(JSON.parse(text) as TapRecord);

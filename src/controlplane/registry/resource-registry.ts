@@ -3,6 +3,8 @@
 // a conflict with a concurrent change, and nothing changes. Services get their virtual IP here,
 // in the same transaction that creates them. Checks across resources (AuthorizationPolicy HTTP
 // rules against Service port protocols) read the store within the same attempt.
+// Each apply marks what it writes with an apply id, so that a transaction whose reply was lost
+// (etcd3 retries it, and its compares then fail against its own commit) is recognised as ours.
 import type { ApplyResult, ResourceMessage } from '../../api/messages.js';
 import {
   applySizeProblem,
@@ -18,8 +20,9 @@ import {
   validateResource,
 } from '../../api/resources/index.js';
 import { WeftError } from '../../errors.js';
-import { kindPrefix, resourceKey, VIPS_PREFIX, vipKey } from '../store/keys.js';
+import { kindPrefix, RESOURCES_PREFIX, resourceKey, VIPS_PREFIX, vipKey } from '../store/keys.js';
 import type { Store, StoreCompare, StoreEntry, StoreOp } from '../store/store.js';
+import { newApplyId, withoutApplyId } from './apply-id.js';
 import { checkAuthorizationPorts } from './authorization-port-check.js';
 import { canonicalJson } from './canonical-json.js';
 import { type AppliedDocument, checkTrafficPolicies } from './traffic-policy-check.js';
@@ -39,6 +42,8 @@ interface StoredDocument {
   metadata: { name: string };
   spec: unknown;
   status?: Record<string, unknown>;
+  /** The apply that wrote it (see committedBy); never shown, never sent to agents. */
+  applyId?: string;
 }
 
 /** The time a route was first applied, to the second (ISO 8601, UTC). */
@@ -52,7 +57,7 @@ const MAX_ATTEMPTS = 8;
 /** As `weft get` shows it: with metadata.resourceVersion, which an apply of it checks. */
 export function toResourceMessage(entry: StoreEntry<StoredDocument>): ResourceMessage {
   const doc = {
-    ...entry.value,
+    ...withoutApplyId(entry.value),
     metadata: { ...entry.value.metadata, resourceVersion: String(entry.modRevision) },
   };
   return {
@@ -190,6 +195,7 @@ export class ResourceRegistry {
     const compares: StoreCompare[] = [...ports.compares, ...traffic.compares];
     const ops: StoreOp[] = [];
     const results: ApplyResult[] = [];
+    const applyId = newApplyId();
     let usedVips: Set<string> | undefined;
     for (const { resource, document, source } of resources) {
       const { kind } = resource;
@@ -228,17 +234,56 @@ export class ResourceRegistry {
         stored.status = { createdAt: typeof createdAt === 'string' ? createdAt : nowIso() };
       }
       const same =
-        existing !== undefined && canonicalJson(existing.value) === canonicalJson(stored);
+        existing !== undefined &&
+        canonicalJson(withoutApplyId(existing.value)) === canonicalJson(stored);
       results.push({
         kind,
         name,
         outcome: existing === undefined ? 'created' : same ? 'unchanged' : 'configured',
+        // Unchanged: the version found; else the revision this apply commits (set below).
+        resourceVersion: same ? (existing?.modRevision ?? 0) : 0,
       });
-      if (!same) ops.push({ type: 'put', key, value: stored });
+      if (!same) ops.push({ type: 'put', key, value: { ...stored, applyId } });
     }
     if (ops.length === 0) return results;
-    const txn = await this.store.txn({ compares, ops });
-    return txn.succeeded ? results : undefined;
+    const revision = await this.commit({ compares, ops }, applyId);
+    if (revision === undefined) return undefined;
+    for (const r of results) if (r.resourceVersion === 0) r.resourceVersion = revision;
+    return results;
+  }
+
+  /**
+   * Commits the apply's transaction: its revision, or undefined when a compare failed. A
+   * transaction etcd committed but whose reply was lost is either retried by the etcd client
+   * (the retry's compares fail against our own commit) or fails; both are told apart from a
+   * real conflict or failure by reading back the apply id we wrote (as joins do with the token's
+   * redemption record, identity/redemption.ts).
+   */
+  private async commit(
+    request: { compares: StoreCompare[]; ops: StoreOp[] },
+    applyId: string,
+  ): Promise<number | undefined> {
+    let txn: { succeeded: boolean; revision: number };
+    try {
+      txn = await this.store.txn(request);
+    } catch (err) {
+      const ours = await this.committedBy(request.ops, applyId).catch(() => undefined);
+      if (ours === undefined) throw err;
+      return ours;
+    }
+    if (txn.succeeded) return txn.revision;
+    return this.committedBy(request.ops, applyId);
+  }
+
+  /** The revision at which this apply's writes committed, if any of them is still there. */
+  private async committedBy(ops: StoreOp[], applyId: string): Promise<number | undefined> {
+    // One transaction: any key still carrying the id shows all committed, at its modRevision.
+    for (const op of ops) {
+      if (op.type !== 'put' || !op.key.startsWith(RESOURCES_PREFIX)) continue;
+      const entry = await this.store.get<StoredDocument>(op.key);
+      if (entry?.value.applyId === applyId) return entry.modRevision;
+    }
+    return undefined;
   }
 
   private async checkSingleMesh(name: string, source: string): Promise<void> {

@@ -11,6 +11,8 @@ export const CA_KEY = '/ca';
 export const STATS_PREFIX = '/stats/';
 /** The CA key sealed under the replicas' KEK (etcd only: ca/sealed-ca-key.ts). */
 export const CA_SEALED_KEY = '/ca-key';
+/** The replicas sharing an etcd store, each under its lease (replicas/replica-directory.ts). */
+export const REPLICAS_PREFIX = '/replicas/';
 /** Written first and last by `weft controlplane migrate` (migrate/migration-marker.ts). */
 export const MIGRATION_KEY = '/migration';
 
@@ -20,6 +22,7 @@ export const kindPrefix = (kind: ResourceKind): string => `${RESOURCES_PREFIX}${
 export const tokenKey = (id: string): string => `${TOKENS_PREFIX}${id}`;
 export const nodeKey = (name: string): string => `${NODES_PREFIX}${name}`;
 export const statsKey = (node: string): string => `${STATS_PREFIX}${node}`;
+export const replicaKey = (id: string): string => `${REPLICAS_PREFIX}${id}`;
 export const vipKey = (ip: string): string => `${VIPS_PREFIX}${ip}`;
 
 /** "Service/echo" from "/resources/Service/echo". */

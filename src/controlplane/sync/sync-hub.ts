@@ -12,6 +12,7 @@
 import type { Logger } from 'pino';
 import type { ResourceKey, ResourceMessage, SyncResponse } from '../../api/messages.js';
 import type { Workload } from '../../api/resources/index.js';
+import { withoutApplyId } from '../registry/apply-id.js';
 import { RESOURCES_PREFIX, resourceIdOfKey } from '../store/keys.js';
 import {
   type Store,
@@ -348,5 +349,11 @@ const idOf = (msg: ResourceMessage): string => `${msg.kind}/${msg.name}`;
 
 function toMessage(entry: StoreEntry): ResourceMessage {
   const { kind, name } = resourceIdOfKey(entry.key);
-  return { kind, name, json: JSON.stringify(entry.value), revision: entry.modRevision };
+  // Without the apply id the registry marks its writes with: agents parse documents strictly.
+  return {
+    kind,
+    name,
+    json: JSON.stringify(withoutApplyId(entry.value)),
+    revision: entry.modRevision,
+  };
 }

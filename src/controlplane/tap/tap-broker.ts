@@ -2,7 +2,9 @@
 // starts the tap on the chosen agents with a TapStart on their sync streams, relays their
 // TapBatch records to the admin's stream, and stops the tap on every agent (TapStop) as soon
 // as the admin's call ends, however it ends. An agent whose stream reconnects mid-tap gets the
-// TapStart again; a batch for a tap that is gone gets a TapStop back.
+// TapStart again; a batch for a tap that is gone gets a TapStop back. With replicas sharing a
+// store, the broker also asks every peer replica (tap-peers.ts) to run the same tap on its own
+// agents (local_only) and relays their records: a tap through any replica reaches every agent.
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { TapBatch, TapRequest } from '../../api/messages.js';
@@ -14,6 +16,8 @@ import type { SyncStreams } from '../grpc/sync-handler.js';
 import { Refusal } from '../refusal.js';
 import { kindPrefix } from '../store/keys.js';
 import type { Store } from '../store/store.js';
+import { type PeerTap, stopPeerTaps, type TapPeers } from './tap-peers.js';
+import { planTap } from './tap-plan.js';
 import { tapTargets } from './tap-targets.js';
 
 /** Batches queued for a slow admin client, at most (bytes): beyond, records are dropped, counted. */
@@ -34,6 +38,8 @@ export interface TapBrokerDeps extends HandlerContext {
   trustDomain: string;
   store: Store;
   streams: SyncStreams;
+  /** The peer replicas to ask (replicas sharing an etcd store); none with the file store. */
+  peers?: TapPeers;
 }
 
 export class TapBroker {
@@ -60,15 +66,30 @@ export class TapBroker {
       this.deps.streams.tapNodes(),
       entries.map(({ value }) => ({ node: value.spec.node, service: value.spec.service })),
     );
-    if (targets.kind === 'none')
-      throw new Refusal(targets.reason, targets.message, grpc.status.FAILED_PRECONDITION);
-    if (call.cancelled) return;
+    // A peer asking for its admin runs the tap here only: it asks the other replicas itself.
+    const peers: PeerTap[] =
+      call.request.localOnly || this.deps.peers === undefined
+        ? []
+        : await this.deps.peers.open(
+            { filter: call.request.filter, node: call.request.node ?? '', localOnly: true },
+            admin,
+          );
+    const plan = planTap(
+      targets,
+      peers.map((p) => p.answer),
+    );
+    if (plan.kind === 'refuse' || call.cancelled) {
+      stopPeerTaps(peers);
+      if (plan.kind === 'refuse')
+        throw new Refusal(plan.reason, plan.message, grpc.status.FAILED_PRECONDITION);
+      return;
+    }
     const id = randomUUID();
     const tap: ActiveTap = {
       call,
       admin,
       filter,
-      nodes: new Set(targets.nodes),
+      nodes: new Set(plan.nodes),
       unsent: new Map(),
     };
     this.taps.set(id, tap);
@@ -77,6 +98,7 @@ export class TapBroker {
       if (ended) return;
       ended = true;
       this.taps.delete(id);
+      stopPeerTaps(peers);
       for (const node of tap.nodes) this.deps.streams.control(node, { tapStop: { id } });
       this.deps.log.info({ tap: id, admin }, 'tap ended');
     };
@@ -85,8 +107,45 @@ export class TapBroker {
     call.on('error', end);
     call.on('finish', end);
     for (const node of tap.nodes) this.start(id, tap, node);
+    for (const peer of peers) {
+      if (peer.answer.kind !== 'started') continue;
+      const replica = peer.answer.replica;
+      peer.call.on('data', (batch: TapBatch) => this.relay(tap, batch.node, batch));
+      peer.call.on('error', (err: grpc.ServiceError) => {
+        if (ended || err.code === grpc.status.CANCELLED) return;
+        // Its agents are no longer tapped (the replica stopped): said, not silently lost.
+        this.relay(
+          tap,
+          `replica ${replica}`,
+          emptyBatch(`its part of the tap ended: ${err.details}`),
+        );
+      });
+      peer.call.on('end', () => {
+        if (!ended)
+          this.relay(
+            tap,
+            `replica ${replica}`,
+            emptyBatch('its part of the tap ended (it stopped)'),
+          );
+      });
+    }
+    for (const down of plan.unreachable)
+      this.relay(
+        tap,
+        `replica ${down.replica}`,
+        emptyBatch(`could not ask it to tap its agents: ${down.message}`),
+      );
+    // Headers now: a replica that asked for this tap (local_only) learns that it started.
+    call.sendMetadata(new grpc.Metadata());
     this.deps.log.info(
-      { tap: id, admin, nodes: targets.nodes, filter: tapFilterMessage(filter) },
+      {
+        tap: id,
+        admin,
+        ...(call.request.localOnly ? { for: call.metadata.get('weft-tap-for')[0] } : {}),
+        nodes: plan.nodes,
+        peers: plan.peers,
+        filter: tapFilterMessage(filter),
+      },
       'tap started',
     );
   }
@@ -104,6 +163,11 @@ export class TapBroker {
       this.deps.streams.control(node, { tapStop: { id: batch.tapId } });
       return;
     }
+    this.relay(tap, node, batch);
+  }
+
+  /** Writes a node's batch to the admin's stream, or counts it dropped when the admin lags. */
+  private relay(tap: ActiveTap, node: string, batch: TapBatch): void {
     const unsent = tap.unsent.get(node) ?? 0;
     if (tap.call.writableLength > CLIENT_BUFFER_LIMIT) {
       tap.unsent.set(node, unsent + batch.records.length);
@@ -127,4 +191,8 @@ export class TapBroker {
   endAll(): void {
     for (const tap of [...this.taps.values()]) tap.call.end();
   }
+}
+
+function emptyBatch(error: string): TapBatch {
+  return { tapId: '', node: '', records: [], dropped: 0, error };
 }

@@ -17,7 +17,7 @@ export function tapTargets(
       : {
           kind: 'none',
           reason: 'node_not_connected',
-          message: `node ${request.node} has no sync stream to this control plane from an agent that runs taps: check \`weft get nodes\` (an older agent cannot be tapped; with several replicas, ask the one it is connected to)`,
+          message: `node ${request.node} has no sync stream to this control plane from an agent that runs taps: check \`weft get nodes\` (an older agent cannot be tapped)`,
         };
   }
   if (request.service) {
