@@ -48,6 +48,8 @@ export interface TransparentListenerOptions {
   port: number;
   /** listen() backlog; default 511, as Node's. */
   backlog?: number;
+  /** false: a plain listening socket (the master's, held for its workers); default true. */
+  transparent?: boolean;
 }
 
 export interface TransparentConnectOptions {
@@ -197,7 +199,7 @@ export function createNativeSocketOps(options: NativeSocketOpsOptions = {}): Soc
       const backlog = opts.backlog ?? defaultBacklog;
       checkInteger(backlog, 'backlog', context, 'WEFT_E_CONFIG', [1, 65535]);
       try {
-        return native.transparentListener(opts.host, opts.port, backlog);
+        return native.transparentListener(opts.host, opts.port, backlog, opts.transparent ?? true);
       } catch (err) {
         throw listenerError(hostPort(opts.host, opts.port), err);
       }

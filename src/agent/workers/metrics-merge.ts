@@ -1,0 +1,29 @@
+// /metrics for the whole agent: the master's registry and each worker's (fetched over IPC as
+// getMetricsAsJSON) merged into one, as prom-client's cluster aggregation does. Counters and
+// the per-worker gauges (connections open, sessions) are summed; gauges that describe the
+// mesh view every worker holds alike are taken once, not multiplied by the worker count.
+import {
+  AggregatorRegistry,
+  type MetricObjectWithValues,
+  type MetricValue,
+  type Registry,
+} from 'prom-client';
+
+/** Gauges that each worker computes from the same snapshot: one worker's value is the agent's. */
+const SAME_IN_EVERY_WORKER = new Set(['weft_balancer_endpoints']);
+
+/** The aggregation a metric gets: taken once for the view gauges, else as declared (sum). */
+export function aggregatorFor(name: string, declared: string | undefined): string {
+  if (SAME_IN_EVERY_WORKER.has(name)) return 'first';
+  return declared ?? 'sum';
+}
+
+type MetricJson = MetricObjectWithValues<MetricValue<string>> & { aggregator?: string };
+
+/** One registry holding the merge of these getMetricsAsJSON() results. */
+export function mergeMetrics(parts: readonly unknown[][]): Registry {
+  const fixed = parts.map((part) =>
+    (part as MetricJson[]).map((m) => ({ ...m, aggregator: aggregatorFor(m.name, m.aggregator) })),
+  );
+  return AggregatorRegistry.aggregate(fixed as never);
+}
