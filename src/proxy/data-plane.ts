@@ -327,6 +327,9 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       listening = false;
       // close() stops accepting at once; 'close' fires when the last open connection ends.
       for (const server of servers) server.close();
+      // Apps' HTTP connections are asked to go away (Connection: close, GOAWAY), so that a
+      // reload's old worker empties early instead of holding keep-alive connections.
+      const stopDraining = http.drain();
       const drained = Promise.all(servers.map((s) => once(s, 'close')));
       // Peers' streams through the tunnel drain for the same time (GOAWAY, then wait).
       const tunnelDrained = tunnelServer?.close(drainMs);
@@ -342,6 +345,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
         for (const socket of open) socket.destroy();
         await drained;
       }
+      stopDraining();
       await Promise.all([dns?.close(), tunnelDrained, tunnels?.close()]);
       apps.close();
     },

@@ -28,7 +28,7 @@ import { registerProcessMetrics, startMetricsServer } from '../metrics-server.js
 import { startStatsReporter } from '../stats-reporter.js';
 import { registerSyncMetrics } from '../sync-metrics.js';
 import { sdNotify, sdStatus, startWatchdog, statusNotifier } from '../systemd.js';
-import { holdListeningSockets } from './listening-sockets.js';
+import { HeldSockets } from './listening-sockets.js';
 import { mergeMetrics } from './metrics-merge.js';
 import { SessionPublisher } from './session-publisher.js';
 import { workerCount } from './worker-count.js';
@@ -60,7 +60,8 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
   const registry = new Registry();
   registerProcessMetrics(registry);
   // Before anything slow: the sockets exist (and queue connections) from here on.
-  const held = holdListeningSockets(config, socketOps);
+  const held = new HeldSockets(config, socketOps);
+  held.slot(workerCount(config.workers) - 1);
 
   const facts = new HostFactsSource(`weft-agent/${WEFT_VERSION}`);
   const session = config.controlPlane
@@ -86,7 +87,8 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
   );
   pool = new WorkerPool({
     entry: deps.workerEntry ?? defaultEntry,
-    fds: held,
+    sockets: (slot) => held.slot(slot),
+    onRetired: (count) => held.shrinkTo(count),
     state: () => publisher.state(),
     writeLines: rawLineWriter(log),
     registry,

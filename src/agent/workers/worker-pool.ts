@@ -10,6 +10,7 @@ import type { Readout } from '../../telemetry/stats-readout.js';
 import type { AgentConfig } from '../config.js';
 import { defaultCrashBackoff, restartDelay } from './crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from './generations.js';
+import type { SlotSockets } from './listening-sockets.js';
 import { mergeReadouts, retiredPart } from './readout-merge.js';
 import type { MasterMessage, MirrorState, WorkerMessage } from './worker-messages.js';
 
@@ -29,8 +30,10 @@ export interface WorkerStatus {
 export interface WorkerPoolOptions {
   /** The worker's entry file (worker-main.js). */
   entry: string;
-  /** The held listening sockets: outbound, inbound, tunnel. */
-  fds: { outbound: number; inbound: number; tunnel: number };
+  /** The held listening sockets worker slot i serves (listening-sockets.ts). */
+  sockets: (slot: number) => SlotSockets;
+  /** A generation finished retiring; the serving one has `count` workers. */
+  onRetired?: (count: number) => void;
   state: () => MirrorState;
   /** Messages a new worker gets right after its init (the taps open now). */
   afterInit?: () => MasterMessage[];
@@ -45,6 +48,8 @@ export interface WorkerPoolOptions {
 export interface PoolWorker {
   readonly child: ChildProcess;
   readonly generation: number;
+  /** Its slot in the generation: the listening sockets it serves. */
+  readonly slot: number;
   ready: boolean;
   connections: number;
   stopping: boolean;
@@ -107,7 +112,7 @@ export class WorkerPool {
     const settled = new Promise<boolean>((resolve) => {
       gen.settle = resolve;
     });
-    for (let i = 0; i < count; i += 1) this.spawn(gen);
+    for (let i = 0; i < count; i += 1) this.spawn(gen, i);
     return settled;
   }
 
@@ -178,8 +183,8 @@ export class WorkerPool {
     clearTimeout(timer);
   }
 
-  private spawn(gen: Generation): void {
-    const { fds } = this.opts;
+  private spawn(gen: Generation, slot: number): void {
+    const fds = this.opts.sockets(slot);
     const child = fork(this.opts.entry, [], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc', fds.outbound, fds.inbound, fds.tunnel],
       serialization: 'advanced',
@@ -189,6 +194,7 @@ export class WorkerPool {
     const worker: PoolWorker = {
       child,
       generation: gen.id,
+      slot,
       ready: false,
       connections: 0,
       stopping: false,
@@ -275,6 +281,10 @@ export class WorkerPool {
         { worker_pid: pid, generation: worker.generation, code, signal },
         'worker exited',
       );
+      // The last retiring worker gone: slots beyond the serving generation's size are unused.
+      const serving = this.gens.find((g) => g.state === 'serving');
+      if (!this.stopping && serving && !this.gens.some((g) => g.state === 'retiring'))
+        this.opts.onRetired?.(serving.size);
       return;
     }
     const reason = signal ?? `exit ${code}`;
@@ -288,6 +298,9 @@ export class WorkerPool {
       for (const w of this.workers) if (w.generation === gen.id) w.child.kill('SIGKILL');
       this.gens.splice(this.gens.indexOf(gen), 1);
       gen.settle?.(false);
+      // Slots only the abandoned generation had: nobody would accept on them.
+      const serving = this.gens.find((g) => g.state === 'serving');
+      if (serving) this.opts.onRetired?.(serving.size);
       return;
     }
     const now = this.now();
@@ -305,7 +318,7 @@ export class WorkerPool {
     );
     const again = () => {
       if (this.stopping || !gen || !this.gens.includes(gen)) return;
-      this.spawn(gen);
+      this.spawn(gen, worker.slot);
     };
     if (delayMs === 0) again();
     else setTimeout(again, delayMs).unref();
