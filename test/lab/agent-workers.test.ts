@@ -17,12 +17,18 @@ import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const HELD = fixture('held-connections.mjs');
+const KEEPALIVE = fixture('keepalive-client.mjs');
 
 const RESOURCES = `
 apiVersion: weft/v1
 kind: Service
 metadata: { name: echo }
 spec: { ports: [{ port: 9000, protocol: tcp }] }
+---
+apiVersion: weft/v1
+kind: Service
+metadata: { name: web }
+spec: { ports: [{ port: 80, targetPort: 8080, protocol: http }] }
 `;
 
 let mesh: MeshLab;
@@ -36,16 +42,14 @@ async function workers(): Promise<WorkerStatus[]> {
 const agentPid = () =>
   mesh.lab.processes().find((p) => p.host === 'node1' && p.name === 'agent')!.pid;
 
-/** A client on node1 holding `n` connections to echo.mesh; answers commands (fixture). */
-class Held {
-  private readonly child: ChildProcess;
+/** Generic line-per-answer client on node1 (the fixtures above). */
+class LineClient {
+  protected readonly child: ChildProcess;
   private readonly lines: string[] = [];
   private taken = 0;
 
-  constructor(n: number) {
-    this.child = mesh.lab.spawn('node1', [process.execPath, HELD, 'echo.mesh', '9000', String(n)], {
-      user: 'weftapp',
-    });
+  constructor(argv: string[]) {
+    this.child = mesh.lab.spawn('node1', [process.execPath, ...argv], { user: 'weftapp' });
     let buffered = '';
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       buffered += chunk;
@@ -55,25 +59,41 @@ class Held {
     });
   }
 
-  /** The next answer (the first one: the connections opened and echoed once). */
-  next(): Promise<{ ok: number; failed: number }> {
+  next<T>(): Promise<T> {
     return waitFor(
-      'an answer from the held-connections client',
+      'an answer from the client on node1',
       () => {
         if (this.lines.length <= this.taken) return undefined;
-        return JSON.parse(this.lines[this.taken++]!) as { ok: number; failed: number };
+        return JSON.parse(this.lines[this.taken++]!) as T;
       },
       30_000,
     );
   }
 
-  ask(command: string): Promise<{ ok: number; failed: number }> {
+  ask<T>(command: string): Promise<T> {
     this.child.stdin?.write(`${command}\n`);
-    return this.next();
+    return this.next<T>();
   }
 
   close(): void {
     this.child.stdin?.end();
+  }
+}
+
+type Counts = { ok: number; failed: number };
+
+/** A client on node1 holding `n` connections to echo.mesh (held-connections.mjs). */
+class Held extends LineClient {
+  constructor(n: number) {
+    super([HELD, 'echo.mesh', '9000', String(n)]);
+  }
+
+  counts(): Promise<Counts> {
+    return this.next<Counts>();
+  }
+
+  command(c: string): Promise<Counts> {
+    return this.ask<Counts>(c);
   }
 }
 
@@ -95,6 +115,15 @@ beforeAll(async () => {
             port: 9000,
             command: [process.execPath, fixture('tcp-echo.mjs'), '9000'],
           },
+          {
+            service: 'web',
+            port: 8080,
+            command: [
+              process.execPath,
+              fileURLToPath(new URL('../../scripts/demo/echo-server.mjs', import.meta.url)),
+              '8080',
+            ],
+          },
         ],
       },
     ],
@@ -104,7 +133,7 @@ beforeAll(async () => {
   const probe = new Held(1);
   await waitFor(
     'echo.mesh answers through the mesh',
-    async () => (await probe.ask('open 1')).ok === 1,
+    async () => (await probe.command('open 1')).ok === 1,
     30_000,
   );
   probe.close();
@@ -118,7 +147,7 @@ afterAll(async () => {
 describe('an agent with two workers', () => {
   it('spreads connections over both (each 35-65 %)', async () => {
     const held = new Held(40);
-    expect(await held.next()).toEqual({ ok: 40, failed: 0 });
+    expect(await held.counts()).toEqual({ ok: 40, failed: 0 });
     const counts = await waitFor('both workers report their connections', async () => {
       const w = await workers();
       const serving = w.filter((x) => x.state === 'serving');
@@ -134,14 +163,14 @@ describe('an agent with two workers', () => {
 
   it('replaces a worker killed with SIGKILL; the other worker keeps its connections', async () => {
     const held = new Held(20);
-    expect(await held.next()).toEqual({ ok: 20, failed: 0 });
+    expect(await held.counts()).toEqual({ ok: 20, failed: 0 });
     const [victim, survivor] = await waitFor('20 connections held by the workers', async () => {
       const w = (await workers()).filter((x) => x.state === 'serving');
       return w.reduce((n, x) => n + x.connections, 0) === 20 && w.length === 2 ? w : undefined;
     });
     process.kill(victim!.pid, 'SIGKILL');
     // Exactly the survivor's connections still work; the victim's were lost with it.
-    expect(await held.ask('ping')).toEqual({
+    expect(await held.command('ping')).toEqual({
       ok: survivor!.connections,
       failed: victim!.connections,
     });
@@ -150,7 +179,7 @@ describe('an agent with two workers', () => {
       return w.length === 2 && !w.some((x) => x.pid === victim!.pid) ? w : undefined;
     });
     expect(replaced.map((x) => x.pid)).toContain(survivor!.pid);
-    expect(await held.ask('open 20')).toEqual({ ok: 20, failed: 0 });
+    expect(await held.command('open 20')).toEqual({ ok: 20, failed: 0 });
     expect(
       await labMetric(mesh.lab, 'node1', /^weft_agent_worker_restarts_total\{reason="signal"\}/),
     ).toBeGreaterThanOrEqual(1);
@@ -164,12 +193,12 @@ describe('an agent with two workers', () => {
     });
     const oldGeneration = before[0]!.generation;
     const kept = new Held(10);
-    expect(await kept.next()).toEqual({ ok: 10, failed: 0 });
+    expect(await kept.counts()).toEqual({ ok: 10, failed: 0 });
     // New connections while the new workers start and the old ones retire: all answered.
     const during = new Held(0);
-    await during.next();
+    await during.counts();
     process.kill(agentPid(), 'SIGHUP');
-    expect(await during.ask('open 30')).toEqual({ ok: 30, failed: 0 });
+    expect(await during.command('open 30')).toEqual({ ok: 30, failed: 0 });
     const after = await waitFor('new workers serving, the old ones retiring', async () => {
       const w = await workers();
       const fresh = w.filter((x) => x.generation > oldGeneration && x.state === 'serving');
@@ -179,11 +208,17 @@ describe('an agent with two workers', () => {
         : undefined;
     });
     expect(after.old.length).toBeGreaterThan(0);
+    // `weft status` shows both generations and what the old one still holds.
+    const status = (await mesh.weft('node1', ['status'])).stdout;
+    expect(status).toMatch(
+      new RegExp(`^ +${after.old[0]!.pid} +${oldGeneration} +retiring +\\d+$`, 'm'),
+    );
+    expect(status).toMatch(new RegExp(`^ +${after.fresh[0]!.pid} +\\d+ +serving +\\d+$`, 'm'));
     // The kept connections still work, on the retiring workers.
-    expect(await kept.ask('ping')).toEqual({ ok: 10, failed: 0 });
+    expect(await kept.command('ping')).toEqual({ ok: 10, failed: 0 });
     // New connections go to the new workers only.
     const later = new Held(10);
-    expect(await later.next()).toEqual({ ok: 10, failed: 0 });
+    expect(await later.counts()).toEqual({ ok: 10, failed: 0 });
     await waitFor('the new connections held by the new workers', async () => {
       const w = await workers();
       const fresh = w.filter((x) => x.generation > oldGeneration);
@@ -193,14 +228,44 @@ describe('an agent with two workers', () => {
         old.reduce((n, x) => n + x.connections, 0) === 10
       );
     });
-    expect(await kept.ask('ping')).toEqual({ ok: 10, failed: 0 });
+    expect(await kept.command('ping')).toEqual({ ok: 10, failed: 0 });
     // Their connections closed, the old workers exit.
     kept.close();
     await waitFor('the old workers gone', async () =>
       (await workers()).every((x) => x.generation > oldGeneration),
     );
-    expect(await later.ask('ping')).toEqual({ ok: 10, failed: 0 });
+    expect(await later.command('ping')).toEqual({ ok: 10, failed: 0 });
     later.close();
     during.close();
+  });
+
+  it('a reload asks HTTP keep-alive clients to go away, so the old workers empty early', async () => {
+    const before = await waitFor('no connection held', async () => {
+      const w = await workers();
+      return w.every((x) => x.connections === 0 && x.state === 'serving') ? w : undefined;
+    });
+    const oldGeneration = before[0]!.generation;
+    type Got = { status: number; connection: string; localPort: number };
+    const client = new LineClient([KEEPALIVE, 'http://web.mesh/']);
+    const first = await client.ask<Got>('get');
+    expect(first).toMatchObject({ status: 200, connection: 'keep-alive' });
+    expect(await client.ask<Got>('get')).toMatchObject({ status: 200, localPort: first.localPort });
+    process.kill(agentPid(), 'SIGHUP');
+    await waitFor('the old workers retiring', async () =>
+      (await workers()).some((x) => x.generation === oldGeneration && x.state === 'retiring'),
+    );
+    // The old worker closed the idle keep-alive connection (or answers once with Connection:
+    // close): the client's next requests go on a new connection, to a new worker.
+    const again = await client.ask<Got>('get');
+    expect(again.status).toBe(200);
+    const moved = again.localPort !== first.localPort ? again : await client.ask<Got>('get');
+    expect(moved.status).toBe(200);
+    expect(moved.localPort).not.toBe(first.localPort);
+    // The old workers had only that connection: they exit long before drain.maxMs (15 min).
+    await waitFor('the old workers gone', async () =>
+      (await workers()).every((x) => x.generation > oldGeneration),
+    );
+    expect(await client.ask<Got>('get')).toMatchObject({ status: 200, localPort: moved.localPort });
+    client.close();
   });
 });

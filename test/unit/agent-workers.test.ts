@@ -7,6 +7,7 @@ import { restartDelay } from '../../src/agent/workers/crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from '../../src/agent/workers/generations.js';
 import { aggregatorFor, mergeMetrics } from '../../src/agent/workers/metrics-merge.js';
 import { mergeReadouts, retiredPart } from '../../src/agent/workers/readout-merge.js';
+import { reloadRefusal } from '../../src/agent/workers/reload-check.js';
 import { SessionMirror } from '../../src/agent/workers/session-mirror.js';
 import { workerCount } from '../../src/agent/workers/worker-count.js';
 import type { Identity } from '../../src/controlplane-client/identity-store.js';
@@ -266,5 +267,22 @@ describe('session mirror', () => {
     });
     expect(mirror.view()).toBeUndefined();
     expect(mirror.trustBundle()).toBe('join');
+  });
+});
+
+describe('what a reload can change', () => {
+  const base = parseAgentConfig('hostname: h', 'agent.yaml');
+  it.each([
+    { change: 'workers: 3', refused: undefined },
+    { change: 'drainMs: 5000\ndrain: { maxMs: 1000 }', refused: undefined },
+    { change: 'workloads: [{ service: web, port: 8080 }]', refused: undefined },
+    { change: 'logLevel: debug', refused: undefined },
+    { change: 'capture: { outboundPort: 16001 }', refused: /capture \(the listening sockets/ },
+    { change: 'dataDir: /tmp/x', refused: /dataDir/ },
+  ])('$change', ({ change, refused }) => {
+    const next = parseAgentConfig(`hostname: h\n${change}`, 'agent.yaml');
+    const why = reloadRefusal(base, next);
+    if (refused === undefined) expect(why).toBeUndefined();
+    else expect(why).toMatch(refused);
   });
 });

@@ -30,6 +30,7 @@ import { registerSyncMetrics } from '../sync-metrics.js';
 import { sdNotify, sdStatus, startWatchdog, statusNotifier } from '../systemd.js';
 import { HeldSockets } from './listening-sockets.js';
 import { mergeMetrics } from './metrics-merge.js';
+import { reloadRefusal } from './reload-check.js';
 import { SessionPublisher } from './session-publisher.js';
 import { workerCount } from './worker-count.js';
 import { WorkerPool, type WorkerStatus } from './worker-pool.js';
@@ -47,7 +48,8 @@ export interface RunningMaster {
   refused: Promise<WeftError>;
   workers(): WorkerStatus[];
   /** SIGHUP: new workers on this config, the previous ones retired once they are ready.
-   * Resolves false when the new workers failed to start (the previous ones keep serving). */
+   * Resolves false when the new workers failed to start (the previous ones keep serving);
+   * throws WEFT_E_CONFIG for a change only a restart can apply (reload-check.ts). */
   reload(config: AgentConfig): Promise<boolean>;
   stop(drainMs?: number): Promise<void>;
 }
@@ -170,6 +172,8 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
     refused,
     workers: () => workers.status(),
     reload(next) {
+      const refusal = reloadRefusal(current, next);
+      if (refusal) return Promise.reject(new WeftError('WEFT_E_CONFIG', refusal));
       if (reloading) return reloading;
       const run = async () => {
         session?.updateWorkloads(next);

@@ -9,8 +9,12 @@ import {
   type Registry,
 } from 'prom-client';
 
-/** Gauges that each worker computes from the same snapshot: one worker's value is the agent's. */
-const SAME_IN_EVERY_WORKER = new Set(['weft_balancer_endpoints']);
+/**
+ * Gauges whose every copy holds the same value: each worker computes the balancer's from the
+ * same snapshot; taps open are the master's (each worker opens each tap too). The first copy
+ * (the master's registry comes first, then the workers') is the agent's.
+ */
+const SAME_IN_EVERY_WORKER = new Set(['weft_balancer_endpoints', 'weft_tap_open']);
 
 /** The aggregation a metric gets: taken once for the view gauges, else as declared (sum). */
 export function aggregatorFor(name: string, declared: string | undefined): string {

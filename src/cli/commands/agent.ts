@@ -50,7 +50,8 @@ export function registerAgent(program: Command): void {
           (ok) => {
             if (ok) log.info('reloaded: new workers serve, the previous ones drain');
           },
-          (err: unknown) => log.error({ err: describeError(err) }, 'reload failed'),
+          (err: unknown) =>
+            log.error({ err: describeError(err) }, 'reload refused: keeping the running workers'),
         );
       };
       if (pendingReload) reload();
