@@ -15,7 +15,12 @@ import { readStats } from '../../telemetry/stats-readout.js';
 import { TapHub } from '../../telemetry/tap-hub.js';
 import { registerProcessMetrics } from '../metrics-server.js';
 import { SessionMirror } from './session-mirror.js';
-import type { MasterMessage, WorkerFds, WorkerMessage } from './worker-messages.js';
+import {
+  type MasterMessage,
+  WORKER_PROTOCOL,
+  type WorkerFds,
+  type WorkerMessage,
+} from './worker-messages.js';
 
 /** How often denials and failed requests go to the master (its stats report takes them). */
 const EVENTS_EVERY_MS = 1_000;
@@ -151,6 +156,12 @@ process.once('message', (message: MasterMessage) => {
   if (message.type !== 'init') {
     console.error(`weft worker: expected an init message first, got ${message.type}`);
     process.exit(1);
+  }
+  if (message.protocol !== WORKER_PROTOCOL) {
+    console.error(
+      `weft worker: this worker speaks protocol ${WORKER_PROTOCOL}, the running master ${message.protocol} (an upgrade changed it): restart the agent (systemctl restart weft-agent)`,
+    );
+    process.exit(78);
   }
   main(message).catch((err: unknown) => {
     console.error(`weft worker: ${describeError(err)}`);

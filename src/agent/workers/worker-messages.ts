@@ -9,6 +9,14 @@ import type { TapFilter } from '../../telemetry/tap-filter.js';
 import type { TapRecord } from '../../telemetry/tap-record.js';
 import type { AgentConfig } from '../config.js';
 
+/**
+ * The version of these messages. A reload after an upgrade runs new worker code under the
+ * running master: a worker that does not speak the master's version refuses to start (the
+ * reload fails, the old workers keep serving) and asks for a restart. Bump it with any change
+ * to these messages.
+ */
+export const WORKER_PROTOCOL = 1;
+
 /** Which certificate an identity is: the node's or a local service's. */
 export type CertificateRole = { kind: 'node' } | { kind: 'service'; service: string };
 
@@ -34,7 +42,14 @@ export interface WorkerFds {
 }
 
 export type MasterMessage =
-  | { type: 'init'; generation: number; config: AgentConfig; fds: WorkerFds; state: MirrorState }
+  | {
+      type: 'init';
+      protocol: number;
+      generation: number;
+      config: AgentConfig;
+      fds: WorkerFds;
+      state: MirrorState;
+    }
   | MirrorUpdate
   /** Stop accepting, ask clients to go away, drain for up to drainMs, exit. */
   | { type: 'retire'; drainMs: number }

@@ -12,7 +12,12 @@ import { defaultCrashBackoff, restartDelay } from './crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from './generations.js';
 import type { SlotSockets } from './listening-sockets.js';
 import { mergeReadouts, retiredPart } from './readout-merge.js';
-import type { MasterMessage, MirrorState, WorkerMessage } from './worker-messages.js';
+import {
+  type MasterMessage,
+  type MirrorState,
+  WORKER_PROTOCOL,
+  type WorkerMessage,
+} from './worker-messages.js';
 
 /** The held sockets appear in each worker from this stdio slot on (0-2 stdio, 3 the IPC). */
 const FIRST_FD_SLOT = 4;
@@ -216,6 +221,7 @@ export class WorkerPool {
     child.on('error', (err) => this.opts.log.error({ err, worker_pid: child.pid }, 'worker error'));
     send(worker, {
       type: 'init',
+      protocol: WORKER_PROTOCOL,
       generation: gen.id,
       config: gen.config,
       fds: { outbound: FIRST_FD_SLOT, inbound: FIRST_FD_SLOT + 1, tunnel: FIRST_FD_SLOT + 2 },
