@@ -286,3 +286,20 @@ describe('what a reload can change', () => {
     else expect(why).toMatch(refused);
   });
 });
+
+describe('a first generation that refuses its config', () => {
+  const starting = [{ id: 1, state: 'starting' as const, size: 2, ready: 0 }];
+  it('gives up (EX_CONFIG) instead of a restart loop', () => {
+    expect(afterExit(starting, 1, false, false, true).kind).toBe('give-up');
+  });
+  it('replaces a worker that crashed otherwise', () => {
+    expect(afterExit(starting, 1, false, false, false).kind).toBe('replace');
+  });
+  it('a reload whose worker refuses the config is abandoned, the serving one stays', () => {
+    const gens = [
+      { id: 1, state: 'serving' as const, size: 2, ready: 2 },
+      { id: 2, state: 'starting' as const, size: 2, ready: 0 },
+    ];
+    expect(afterExit(gens, 2, false, false, true).kind).toBe('abandon');
+  });
+});

@@ -27,6 +27,9 @@ export type ExitOutcome =
   | { kind: 'replace' }
   /** The reload's new generation failed: stop its other workers, keep the serving one. */
   | { kind: 'abandon' }
+  /** The first generation cannot start: its worker refused the config (EX_CONFIG). Starting
+   * another would fail the same way: the agent gives up (and systemd does not restart it). */
+  | { kind: 'give-up' }
   /** Nothing to do: a retiring worker finished, or a worker asked to stop. */
   | { kind: 'none' };
 
@@ -35,10 +38,12 @@ export function afterExit(
   id: number,
   wasReady: boolean,
   stopping: boolean,
+  refusedConfig = false,
 ): ExitOutcome {
   const gen = gens.find((g) => g.id === id);
   if (stopping || !gen || gen.state === 'retiring') return { kind: 'none' };
   const others = gens.some((g) => g.id !== id && g.state === 'serving');
   if (gen.state === 'starting' && !wasReady && others) return { kind: 'abandon' };
+  if (gen.state === 'starting' && !wasReady && refusedConfig) return { kind: 'give-up' };
   return { kind: 'replace' };
 }

@@ -139,8 +139,14 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
     config.metrics.address,
     config.metrics.port,
   );
-  if (!(await firstGeneration))
-    throw new WeftError('WEFT_E_INTERNAL', 'the first workers did not start');
+  if (!(await firstGeneration)) {
+    await Promise.all([admin.close(), metrics.close(), tapSocket?.close(), dns?.close()]);
+    await session?.stop();
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      'the workers refused this config (their error is above): fix it and start the agent again',
+    );
+  }
   log.info(
     {
       outbound: config.capture.outboundPort,

@@ -4,7 +4,7 @@
 // which the master reports for the whole agent. Retired by the master: stops accepting, drains
 // its connections, exits.
 import { Registry } from 'prom-client';
-import { describeError } from '../../errors.js';
+import { describeError, isWeftError } from '../../errors.js';
 import { nativeSocketOps } from '../../native/socket-ops.js';
 import { type DataPlane, startDataPlane } from '../../proxy/data-plane.js';
 import { createLogger, flushLogs, type Logger } from '../../sys/logger.js';
@@ -13,6 +13,7 @@ import { RecentDenials } from '../../telemetry/recent-denials.js';
 import { RecentErrors } from '../../telemetry/recent-errors.js';
 import { readStats } from '../../telemetry/stats-readout.js';
 import { TapHub } from '../../telemetry/tap-hub.js';
+import { EXIT_CONFIG } from '../exit-status.js';
 import { registerProcessMetrics } from '../metrics-server.js';
 import { SessionMirror } from './session-mirror.js';
 import {
@@ -161,10 +162,12 @@ process.once('message', (message: MasterMessage) => {
     console.error(
       `weft worker: this worker speaks protocol ${WORKER_PROTOCOL}, the running master ${message.protocol} (an upgrade changed it): restart the agent (systemctl restart weft-agent)`,
     );
-    process.exit(78);
+    process.exit(EXIT_CONFIG);
   }
   main(message).catch((err: unknown) => {
-    console.error(`weft worker: ${describeError(err)}`);
-    process.exit(1);
+    // As `weft agent` did before workers: a config that cannot work is EX_CONFIG (the master
+    // then gives up instead of starting workers that would fail the same way).
+    console.error(`weft: ${describeError(err)}`);
+    process.exit(isWeftError(err, 'WEFT_E_CONFIG') ? EXIT_CONFIG : 1);
   });
 });

@@ -8,6 +8,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../sys/logger.js';
 import type { Readout } from '../../telemetry/stats-readout.js';
 import type { AgentConfig } from '../config.js';
+import { EXIT_CONFIG } from '../exit-status.js';
 import { defaultCrashBackoff, restartDelay } from './crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from './generations.js';
 import type { SlotSockets } from './listening-sockets.js';
@@ -276,7 +277,13 @@ export class WorkerPool {
     this.workers.delete(worker);
     if (worker.readout) this.retired = mergeReadouts([this.retired, retiredPart(worker.readout)]);
     const gen = this.gens.find((g) => g.id === worker.generation);
-    const outcome = afterExit(this.gens, worker.generation, worker.ready, this.stopping);
+    const outcome = afterExit(
+      this.gens,
+      worker.generation,
+      worker.ready,
+      this.stopping,
+      code === EXIT_CONFIG,
+    );
     const pid = worker.child.pid;
     if (gen && gen.state !== 'retiring' && worker.ready) gen.ready -= 1;
     // A generation whose last worker is gone is forgotten.
@@ -291,6 +298,12 @@ export class WorkerPool {
       const serving = this.gens.find((g) => g.state === 'serving');
       if (!this.stopping && serving && !this.gens.some((g) => g.state === 'retiring'))
         this.opts.onRetired?.(serving.size);
+      return;
+    }
+    if (outcome.kind === 'give-up' && gen) {
+      this.stopping = true;
+      for (const w of this.workers) w.child.kill('SIGKILL');
+      gen.settle?.(false);
       return;
     }
     const reason = signal ?? `exit ${code}`;
