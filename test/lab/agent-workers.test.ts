@@ -4,7 +4,7 @@
 // go to the new workers, which then are the only ones left once the old connections closed.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -267,5 +267,36 @@ describe('an agent with two workers', () => {
     );
     expect(await client.ask<Got>('get')).toMatchObject({ status: 200, localPort: moved.localPort });
     client.close();
+  });
+
+  it('a reload to fewer workers leaves no socket unserved, also while old workers drain', async () => {
+    const setWorkers = (n: number) => {
+      const file = mesh.configFile('node1');
+      const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      writeFileSync(file, JSON.stringify({ ...config, workers: n }, null, 2));
+    };
+    const reloaded = async (size: number) => {
+      const before = Math.max(...(await workers()).map((w) => w.generation));
+      process.kill(agentPid(), 'SIGHUP');
+      await waitFor(`${size} new workers serving`, async () => {
+        const w = (await workers()).filter((x) => x.generation > before);
+        return w.length === size && w.every((x) => x.state === 'serving');
+      });
+    };
+    // The old generation keeps a connection, so it drains while the new one serves.
+    const kept = new Held(4);
+    expect(await kept.counts()).toEqual({ ok: 4, failed: 0 });
+    setWorkers(1);
+    await reloaded(1);
+    // Every new connection is accepted (none waits in a socket of a slot that has no worker).
+    const after = new Held(0);
+    await after.counts();
+    expect(await after.command('open 40')).toEqual({ ok: 40, failed: 0 });
+    expect(await kept.command('ping')).toEqual({ ok: 4, failed: 0 });
+    setWorkers(2);
+    await reloaded(2);
+    expect(await after.command('open 40')).toEqual({ ok: 40, failed: 0 });
+    kept.close();
+    after.close();
   });
 });

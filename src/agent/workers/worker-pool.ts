@@ -38,7 +38,7 @@ export interface WorkerPoolOptions {
   entry: string;
   /** The held listening sockets worker slot i serves (listening-sockets.ts). */
   sockets: (slot: number) => SlotSockets;
-  /** A generation finished retiring; the serving one has `count` workers. */
+  /** A generation was retired (or abandoned); the serving one has `count` workers. */
   onRetired?: (count: number) => void;
   state: () => MirrorState;
   /** Messages a new worker gets right after its init (the taps open now). */
@@ -271,6 +271,11 @@ export class WorkerPool {
     this.opts.log.info({ generation: id, drain_ms: drainMs }, 'retiring workers');
     for (const w of this.workers)
       if (w.generation === id) send(w, { type: 'retire', drainMs: drainMs });
+    // Fewer workers now: the retiring ones close their copies of the extra slots' sockets at
+    // once, and so does the master, so the kernel stops hashing connections to sockets nobody
+    // will accept on (those queued there at that moment are reset: SO_REUSEPORT's limit).
+    const serving = this.gens.filter((g) => g.state === 'serving').at(-1);
+    if (serving) this.opts.onRetired?.(serving.size);
   }
 
   private onExit(worker: PoolWorker, code: number | null, signal: NodeJS.Signals | null): void {
@@ -294,10 +299,6 @@ export class WorkerPool {
         { worker_pid: pid, generation: worker.generation, code, signal },
         'worker exited',
       );
-      // The last retiring worker gone: slots beyond the serving generation's size are unused.
-      const serving = this.gens.find((g) => g.state === 'serving');
-      if (!this.stopping && serving && !this.gens.some((g) => g.state === 'retiring'))
-        this.opts.onRetired?.(serving.size);
       return;
     }
     if (outcome.kind === 'give-up' && gen) {
@@ -318,7 +319,7 @@ export class WorkerPool {
       this.gens.splice(this.gens.indexOf(gen), 1);
       gen.settle?.(false);
       // Slots only the abandoned generation had: nobody would accept on them.
-      const serving = this.gens.find((g) => g.state === 'serving');
+      const serving = this.gens.filter((g) => g.state === 'serving').at(-1);
       if (serving) this.opts.onRetired?.(serving.size);
       return;
     }
