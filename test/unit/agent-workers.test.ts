@@ -163,6 +163,8 @@ describe('metrics of the whole agent', () => {
     { name: 'weft_balancer_endpoints', declared: 'sum', want: 'first' },
     { name: 'weft_tcp_open_connections', declared: undefined, want: 'sum' },
     { name: 'nodejs_version_info', declared: 'first', want: 'first' },
+    { name: 'nodejs_eventloop_lag_p99_seconds', declared: undefined, want: 'max' },
+    { name: 'nodejs_eventloop_lag_min_seconds', declared: undefined, want: 'min' },
   ])('$name aggregates by $want', ({ name, declared, want }) => {
     expect(aggregatorFor(name, declared)).toBe(want);
   });

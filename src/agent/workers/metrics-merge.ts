@@ -16,9 +16,13 @@ import {
  */
 const SAME_IN_EVERY_WORKER = new Set(['weft_balancer_endpoints', 'weft_tap_open']);
 
-/** The aggregation a metric gets: taken once for the view gauges, else as declared (sum). */
+/** The aggregation a metric gets: taken once for the view gauges; the worst event-loop lag
+ * of any process (a sum of lags means nothing; event-loop-lag.ts declares none); else as
+ * declared (sum by default). */
 export function aggregatorFor(name: string, declared: string | undefined): string {
   if (SAME_IN_EVERY_WORKER.has(name)) return 'first';
+  if (name.startsWith('nodejs_eventloop_lag_'))
+    return name.endsWith('_min_seconds') ? 'min' : 'max';
   return declared ?? 'sum';
 }
 

@@ -14,6 +14,7 @@ import { RecentErrors } from '../../telemetry/recent-errors.js';
 import { readStats } from '../../telemetry/stats-readout.js';
 import { TapHub } from '../../telemetry/tap-hub.js';
 import { EXIT_CONFIG } from '../exit-status.js';
+import { startMemoryTrim } from '../memory-trim.js';
 import { registerProcessMetrics } from '../metrics-server.js';
 import { SessionMirror } from './session-mirror.js';
 import {
@@ -75,6 +76,8 @@ async function main(init: Extract<MasterMessage, { type: 'init' }>): Promise<voi
     dns: false,
   });
 
+  // After a burst, this worker's native memory goes back to the host (memory-trim.ts).
+  const stopTrimming = startMemoryTrim();
   let told = 0;
   const events = setInterval(() => {
     if (dataPlane.connections !== told) {
@@ -97,6 +100,7 @@ async function main(init: Extract<MasterMessage, { type: 'init' }>): Promise<voi
     send({ type: 'connections', connections: dataPlane.connections });
     await stopped;
     clearInterval(events);
+    stopTrimming();
     for (const t of taps.values()) t.close();
     await tracer.shutdown();
     await flushLogs(log);
