@@ -120,6 +120,15 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
   const dns = config.capture.dns.enabled
     ? await startMeshDns({ config, view: () => session?.view(), fds: held.dns, registry, log })
     : undefined;
+  // As before workers: the admin endpoint (and so /live) answers once connections are served.
+  if (!(await firstGeneration)) {
+    await Promise.all([tapSocket?.close(), dns?.close()]);
+    await session?.stop();
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      'the workers refused this config (their error is above): fix it and start the agent again',
+    );
+  }
   const admin = await startAdminServer({
     address: config.admin.address,
     port: config.admin.port,
@@ -139,14 +148,6 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
     config.metrics.address,
     config.metrics.port,
   );
-  if (!(await firstGeneration)) {
-    await Promise.all([admin.close(), metrics.close(), tapSocket?.close(), dns?.close()]);
-    await session?.stop();
-    throw new WeftError(
-      'WEFT_E_CONFIG',
-      'the workers refused this config (their error is above): fix it and start the agent again',
-    );
-  }
   log.info(
     {
       outbound: config.capture.outboundPort,
@@ -172,7 +173,10 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
       })
     : undefined;
 
-  let reloading: Promise<boolean> | undefined;
+  // Reloads run one at a time; SIGHUPs that come meanwhile are folded into one more run with
+  // the newest config (none is dropped: each may carry a workload change).
+  let latest: AgentConfig | undefined;
+  let reloads: Promise<boolean> = Promise.resolve(true);
   return {
     session,
     refused,
@@ -180,21 +184,22 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
     reload(next) {
       const refusal = reloadRefusal(current, next);
       if (refusal) return Promise.reject(new WeftError('WEFT_E_CONFIG', refusal));
-      if (reloading) return reloading;
-      const run = async () => {
-        session?.updateWorkloads(next);
-        const count = workerCount(next.workers);
+      // Registrations and certificates follow at once, whatever the workers do.
+      session?.updateWorkloads(next);
+      latest = next;
+      reloads = reloads.then(async () => {
+        const wanted = latest;
+        if (wanted === undefined) return true; // taken by a run that started after it came
+        latest = undefined;
+        const count = workerCount(wanted.workers);
         sdNotify('RELOADING=1');
         log.info({ workers: count }, 'reloading: starting new workers');
-        const ok = await workers.startGeneration(next, count);
-        if (ok) current = next;
+        const ok = await workers.startGeneration(wanted, count);
+        if (ok) current = wanted;
         sdNotify('READY=1');
         return ok;
-      };
-      reloading = run().finally(() => {
-        reloading = undefined;
       });
-      return reloading;
+      return reloads;
     },
     async stop(drainMs = current.drainMs) {
       stopNotifying();
