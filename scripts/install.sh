@@ -43,8 +43,8 @@ usage: install.sh [--role agent|controlplane] [options]
   --source DIR           built weft checkout to install from (default: this script's checkout)
   --no-start             install and enable, but do not start or restart the units
 
-Re-running upgrades in place: the units are restarted (the agent's sockets stay open, so no
-connection is refused). Without --control-plane/--token-file/--ca-*, an existing config is
+Re-running upgrades in place: the agent is reloaded (new workers on the new code, open
+connections finish on the old ones), the control plane restarted. Without --control-plane/--token-file/--ca-*, an existing config is
 kept, and so is a joined node's identity (/var/lib/weft): an upgrade needs no new token.
 EOF
 }
@@ -470,8 +470,16 @@ if [[ $start == yes ]]; then
   [[ ${#sockets[@]} -eq 0 ]] || systemctl start "${sockets[@]}"
   verb=start
   if systemctl is-active --quiet "$main_unit"; then
-    say "upgrading: restarting $main_unit"
-    verb=restart
+    if [[ $role == agent ]]; then
+      # The agent's master starts new workers on the new code and config; the previous ones
+      # finish their connections (drain.maxMs), so an upgrade cuts none. The master itself
+      # keeps running the code it started with: `systemctl restart weft-agent` replaces it.
+      say "upgrading: reloading $main_unit (new workers; open connections finish on the old ones)"
+      verb=reload
+    else
+      say "upgrading: restarting $main_unit"
+      verb=restart
+    fi
   fi
   # Type=notify: this returns once the unit reported READY=1, or failed.
   systemctl "$verb" "$main_unit" 2>/dev/null || explain_failure "$main_unit"

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lookupUser, MeshLab, WEFT_BIN, waitUntil } from '../../dist/lab/index.js';
 import { makeCerts } from './certs.mjs';
-import { findProcess } from './proc.mjs';
+import { findProcess, treePids } from './proc.mjs';
 
 const BENCH = fileURLToPath(new URL('..', import.meta.url));
 const GRPC_LOAD = join(BENCH, 'grpc-load.mjs');
@@ -287,6 +287,9 @@ export class BenchLab {
       // The direct and haproxy setups use ports left out of capture on both hosts, so the
       // three setups share the same hosts, upstream and iptables (a few rule matches each).
       agentConfig: {
+        // One core per host: one worker beside the master (the master holds the sockets and
+        // the control plane session, and serves no connection).
+        workers: 1,
         capture: {
           dns: { enabled: false },
           outbound: { excludePorts: bypass },
@@ -427,9 +430,11 @@ export class BenchLab {
         [p.serverAgent, p.server2Agent, p.serverHaproxy, p.upstream, ...iperfs, ...grpcs],
       ],
     ];
+    // The whole tree: an agent is a master and its workers (which inherit it when forked later).
     for (const [cpu, pids] of placement)
       for (const pid of pids)
-        execFileSync('taskset', ['-a', '-cp', cpu, String(pid)], { stdio: 'ignore' });
+        for (const p of treePids(pid))
+          execFileSync('taskset', ['-a', '-cp', cpu, String(p)], { stdio: 'ignore' });
     // Scenario 10's apps and HAProxys (each host's core; server2 shares the server's).
     for (const [host] of KILL_HAPROXY) await this.pinProcess(host, 'haproxy-kill', 'haproxy');
     for (const host of ['server', 'server2']) await this.pinProcess(host, 'kill', 'node');
@@ -489,7 +494,8 @@ export class BenchLab {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    execFileSync('taskset', ['-a', '-cp', CPU[host], String(pid)], { stdio: 'ignore' });
+    for (const p of treePids(pid))
+      execFileSync('taskset', ['-a', '-cp', CPU[host], String(p)], { stdio: 'ignore' });
   }
 
   async waitReady() {

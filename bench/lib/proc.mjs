@@ -1,10 +1,28 @@
-// CPU and memory of processes from /proc: CPU seconds (user + system, all threads) and RSS.
+// CPU and memory of processes from /proc: CPU seconds (user + system, all threads) and RSS,
+// each of a process and its descendants (the agent is a master and its worker processes).
 import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-/** utime + stime of a process (all its threads), in seconds; 0 when it is gone. */
+/** `pid` and every process under it. */
+export function treePids(pid) {
+  const all = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.shift();
+    all.push(p);
+    queue.push(...children(p));
+  }
+  return all;
+}
+
+/** utime + stime of a process and its descendants (all threads), in seconds. A descendant
+ * that exited meanwhile (a replaced worker) takes its seconds with it. */
 export function cpuSeconds(pid) {
+  return treePids(pid).reduce((sum, p) => sum + ownCpuSeconds(p), 0);
+}
+
+function ownCpuSeconds(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name may hold spaces: fields are counted after its closing parenthesis.
@@ -17,8 +35,12 @@ export function cpuSeconds(pid) {
 
 export const totalCpuSeconds = (pids) => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
 
-/** Resident set size in MiB (VmRSS). */
+/** Resident set size in MiB (VmRSS) of a process and its descendants. */
 export function rssMiB(pid) {
+  return treePids(pid).reduce((sum, p) => sum + ownRssMiB(p), 0);
+}
+
+function ownRssMiB(pid) {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);

@@ -1,5 +1,7 @@
 // Creates a bound, listening TCP socket with IP_TRANSPARENT (IPV6_TRANSPARENT for IPv6)
-// so that TPROXY can deliver connections for addresses that are not local to the host.
+// so that TPROXY can deliver connections for addresses that are not local to the host; or,
+// with transparent false, a plain one; with reusePort, one of a SO_REUSEPORT group. The agent's
+// master holds such fds without a libuv handle (so it never accepts on them) for its workers.
 #include "transparent-listener.h"
 
 #include <netinet/in.h>
@@ -33,8 +35,11 @@ void SetFlag(Napi::Env env, int fd, int level, int option, const char* name) {
 Napi::Value TransparentListener(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
-    throw Napi::TypeError::New(env, "transparentListener(host, port, backlog): bad arguments");
+    throw Napi::TypeError::New(env,
+                               "transparentListener(host, port, backlog[, transparent, reusePort]): bad arguments");
   }
+  bool transparent = info.Length() < 4 || !info[3].IsBoolean() || info[3].As<Napi::Boolean>().Value();
+  bool reuse_port = info.Length() >= 5 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
   std::string host = info[0].As<Napi::String>().Utf8Value();
   uint32_t port = info[1].As<Napi::Number>().Uint32Value();
   int backlog = info[2].As<Napi::Number>().Int32Value();
@@ -46,8 +51,13 @@ Napi::Value TransparentListener(const Napi::CallbackInfo& info) {
   UniqueFd fd(socket(addr.Family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd.Valid()) ThrowErrno(env, errno, "socket");
   SetFlag(env, fd.Get(), SOL_SOCKET, SO_REUSEADDR, "setsockopt(SO_REUSEADDR)");
+  // One socket per worker in a group on the same port: the kernel spreads connections over
+  // them by a hash of the 4-tuple, where a shared socket goes to whichever worker wakes first.
+  if (reuse_port) SetFlag(env, fd.Get(), SOL_SOCKET, SO_REUSEPORT, "setsockopt(SO_REUSEPORT)");
   // Must precede bind(): it is what lets the socket bind and accept for non-local addresses.
-  if (addr.Family() == AF_INET) {
+  if (!transparent) {
+    // Nothing to set before bind.
+  } else if (addr.Family() == AF_INET) {
     SetFlag(env, fd.Get(), SOL_IP, IP_TRANSPARENT, "setsockopt(IP_TRANSPARENT)");
   } else {
     SetFlag(env, fd.Get(), SOL_IPV6, IPV6_TRANSPARENT, "setsockopt(IPV6_TRANSPARENT)");

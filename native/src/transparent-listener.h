@@ -5,7 +5,8 @@
 
 namespace weft {
 
-// JS: transparentListener(host: string, port: number, backlog: number) -> fd.
+// JS: transparentListener(host: string, port: number, backlog: number, transparent = true,
+//                         reusePort = false) -> fd.
 // The fd is non-blocking and close-on-exec; the caller adopts it with server.listen({ fd }).
 Napi::Value TransparentListener(const Napi::CallbackInfo& info);
 

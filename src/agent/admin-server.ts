@@ -8,6 +8,7 @@
 //   /config_dump  the snapshot held, with its version, sync state and last update
 //   /certs        each certificate held: SPIFFE ID, serial, validity, seconds left
 //   /endpoints    each service's virtual IP, ports and endpoints
+//   /workers      the agent's worker processes: pid, generation, state, connections held
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -23,6 +24,8 @@ export interface AdminServerOptions {
   session?: ControlPlaneSession;
   /** True once the agent's traffic listeners accept connections; without it, assumed up. */
   listenersReady?: () => boolean;
+  /** The agent's workers (the master's pool); absent for an agent of one process. */
+  workers?: () => unknown[];
   logger?: Logger;
 }
 
@@ -87,10 +90,14 @@ function route(options: AdminServerOptions, url: URL): { status: number; body: u
       return { status: 200, body: certsView(session) };
     case '/endpoints':
       return { status: 200, body: endpointsView(session) };
+    case '/workers':
+      return { status: 200, body: { workers: options.workers?.() ?? [] } };
     default:
       return {
         status: 404,
-        body: { error: 'no such page; try /ready, /live, /config_dump, /certs, /endpoints' },
+        body: {
+          error: 'no such page; try /ready, /live, /config_dump, /certs, /endpoints, /workers',
+        },
       };
   }
 }

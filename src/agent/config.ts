@@ -162,6 +162,18 @@ export const agentConfigSchema = z
     heartbeatIntervalMs: durationMs.default(5_000),
     /** SIGTERM: stop accepting, let open connections finish for this long, then exit. */
     drainMs: durationMs.default(10_000),
+    /** Worker processes serving connections; default one per CPU in the agent's affinity. */
+    workers: z
+      .number()
+      .int('must be a whole number')
+      .min(1, 'must be 1-256')
+      .max(256, 'must be 1-256')
+      .optional(),
+    /** Reload (SIGHUP): how long the previous workers may keep their open connections. */
+    drain: z
+      .object({ maxMs: durationMs.default(900_000) })
+      .strict()
+      .prefault({}),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     /** Tracing: W3C trace context is always propagated; spans are exported with
      * telemetry.tracing.otlpEndpoint (schema in src/telemetry/tracing-config.ts). */

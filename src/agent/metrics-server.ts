@@ -23,7 +23,7 @@ export interface MetricsServer {
 }
 
 export async function startMetricsServer(
-  registry: Registry,
+  registry: Pick<Registry, 'metrics' | 'contentType'>,
   address: string,
   port: number,
 ): Promise<MetricsServer> {

@@ -13,6 +13,9 @@ import type { HostFactsSource } from './host-facts.js';
 
 export interface StatsReporterOptions {
   registry: Registry;
+  /** Where the counts come from; default readStats(registry) (the agent's master: its
+   * workers' readouts, merged). */
+  read?: () => Promise<Readout>;
   session: Pick<ControlPlaneSession, 'sendStats' | 'sendHostFacts'>;
   intervalMs: number;
   log: Logger;
@@ -33,7 +36,7 @@ export function startStatsReporter(options: StatsReporterOptions): { stop(): voi
   let running = false;
 
   const tick = async () => {
-    const readout = await readStats(registry);
+    const readout = await (options.read ? options.read() : readStats(registry));
     const endUnixMs = now();
     const report = buildReport(previous, readout, { startUnixMs, endUnixMs }, options.limits);
     const denied = options.denials?.take();

@@ -172,6 +172,8 @@ export class MeshLab {
           })),
           heartbeatIntervalMs: 1_000,
           drainMs: 2_000,
+          // The lab's hosts share the machine's cores: one worker each, unless a test asks.
+          workers: 1,
           capture: { dns: { enabled: true } },
           ...options.agentConfig,
         };

@@ -31,7 +31,13 @@ export interface RawTcpListener {
 /** The functions native/src/addon.cc exports. They throw NativeErrnoError on kernel errors. */
 export interface NativeAddon {
   originalDestination(fd: number): RawOriginalDestination;
-  transparentListener(host: string, port: number, backlog: number): number;
+  transparentListener(
+    host: string,
+    port: number,
+    backlog: number,
+    transparent?: boolean,
+    reusePort?: boolean,
+  ): number;
   socketOwner(
     localAddress: string,
     localPort: number,

@@ -48,6 +48,10 @@ export interface TransparentListenerOptions {
   port: number;
   /** listen() backlog; default 511, as Node's. */
   backlog?: number;
+  /** false: a plain listening socket (the master's, held for its workers); default true. */
+  transparent?: boolean;
+  /** SO_REUSEPORT: one socket of a group on the same port (one per worker); default false. */
+  reusePort?: boolean;
 }
 
 export interface TransparentConnectOptions {
@@ -197,7 +201,13 @@ export function createNativeSocketOps(options: NativeSocketOpsOptions = {}): Soc
       const backlog = opts.backlog ?? defaultBacklog;
       checkInteger(backlog, 'backlog', context, 'WEFT_E_CONFIG', [1, 65535]);
       try {
-        return native.transparentListener(opts.host, opts.port, backlog);
+        return native.transparentListener(
+          opts.host,
+          opts.port,
+          backlog,
+          opts.transparent ?? true,
+          opts.reusePort ?? false,
+        );
       } catch (err) {
         throw listenerError(hostPort(opts.host, opts.port), err);
       }

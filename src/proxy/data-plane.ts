@@ -10,8 +10,8 @@ import type { AgentConfig } from '../agent/config.js';
 import { listenFds } from '../agent/systemd.js';
 import { parseSpiffeId } from '../api/spiffe.js';
 import type { Identity } from '../controlplane-client/identity-store.js';
-import type { ControlPlaneSession } from '../controlplane-client/session.js';
-import { type DnsServer, startDnsServer } from '../dns/index.js';
+import type { MeshView } from '../controlplane-client/mesh-view.js';
+import type { DnsServer } from '../dns/index.js';
 import { describeError, WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
@@ -30,6 +30,7 @@ import { RequestTelemetry } from './http/request-telemetry.js';
 import { createPlaintextInboundHandler } from './inbound/plaintext.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
 import { buildGuards } from './limits/index.js';
+import { startMeshDns } from './mesh-dns.js';
 import { MeshState } from './mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
@@ -45,9 +46,29 @@ import { registerTunnelMetrics } from './tunnel-metrics.js';
 const CONNECT_TIMEOUT_MS = 5_000;
 const MAX_ATTEMPTS = 3;
 
+/**
+ * What the data plane reads of the control plane session: the agent's session itself, or in a
+ * worker process the mirror of the master's (src/agent/workers/session-mirror.ts).
+ */
+export interface DataPlaneSession {
+  view(): MeshView | undefined;
+  trustBundle(): string;
+  readonly certificates: {
+    readonly node: Identity | undefined;
+    service(service: string): Identity | undefined;
+  };
+  on(event: 'snapshot', listener: (view: MeshView) => void): unknown;
+  on(event: 'certificate', listener: (identity: Identity) => void): unknown;
+}
+
 export interface DataPlaneOptions {
   config: AgentConfig;
-  session: ControlPlaneSession | undefined;
+  session: DataPlaneSession | undefined;
+  /** Listening sockets by name (outbound, inbound, tunnel, dns), e.g. from the master; default
+   * the ones systemd passed (listenFds()). */
+  listenFds?: Map<string, number[]>;
+  /** false: no DNS server here (the master answers DNS for its workers); default true. */
+  dns?: boolean;
   socketOps: SocketOps;
   registry: Registry;
   log: Logger;
@@ -64,6 +85,8 @@ export interface DataPlaneOptions {
 export interface DataPlane {
   /** True while the capture listeners accept connections. */
   readonly listening: boolean;
+  /** Connections held now: captured ones and peers' tunnel sessions (`weft status`). */
+  readonly connections: number;
   /** New workload config (SIGHUP): which local users and units map to which service. */
   reloadWorkloads(config: AgentConfig): void;
   /** Stop accepting, let open connections finish for up to drainMs, then cut them. */
@@ -75,7 +98,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   const capture = config.capture;
   // A socket unit (weft-agent.socket) holds the listeners across restarts: connections queue
   // in the kernel while no agent runs. Without one, the agent binds them itself.
-  const passed = listenFds();
+  const passed = opts.listenFds ?? listenFds();
   const state = new MeshState(config.hostname);
   const telemetry = new Telemetry(registry, log, opts.denials);
   // One record per HTTP request, both directions (weft_http_*).
@@ -249,28 +272,16 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     await listen(inbound, { host: '::', port: capture.inboundPort }, 'inbound');
   }
 
-  let dns: DnsServer | undefined;
-  if (capture.dns.enabled) {
-    const dnsHosts = capture.ipv6 ? ['127.0.0.1', '::1'] : ['127.0.0.1'];
-    // weft-agent-dns.socket holds UDP 127.0.0.1:15053 then [::1]:15053, in that order: queries
-    // wait in them during a restart instead of failing. TCP (the truncation fallback) is ours.
-    const dnsFds = passed.get('dns') ?? [];
-    dns = await startDnsServer({
-      host: dnsHosts,
-      udpFds: Object.fromEntries(
-        dnsHosts.flatMap((h, i) => (dnsFds[i] === undefined ? [] : [[h, dnsFds[i]]])),
-      ),
-      port: capture.dns.port,
-      resolve: (name) => {
-        const vip = state.view?.services.get(name)?.vip;
-        return vip === undefined && !state.view?.services.has(name)
-          ? undefined
-          : { v4: vip ? [vip] : [], v6: [] };
-      },
-      registry,
-      log,
-    });
-  }
+  const dns: DnsServer | undefined =
+    capture.dns.enabled && opts.dns !== false
+      ? await startMeshDns({
+          config,
+          view: () => state.view,
+          fds: passed.get('dns'),
+          registry,
+          log,
+        })
+      : undefined;
 
   registerDataPlaneGauges(registry, state);
   registerResilienceMetrics(registry, state);
@@ -285,7 +296,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       inbound: capture.inboundPort,
       inbound_mode: capture.inboundMode,
       preserve_client_address: local.preserving,
-      dns: capture.dns.enabled ? capture.dns.port : false,
+      dns: dns ? capture.dns.port : false,
       node: config.hostname,
       mesh: session !== undefined,
       socket_activated: passed.size > 0,
@@ -306,6 +317,9 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
     get listening() {
       return listening;
     },
+    get connections() {
+      return open.size + (tunnelServer?.stats().sessionsActive ?? 0);
+    },
     reloadWorkloads(next) {
       if (session) identities = new SourceIdentities(next.workloads, session.certificates);
     },
@@ -313,6 +327,9 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
       listening = false;
       // close() stops accepting at once; 'close' fires when the last open connection ends.
       for (const server of servers) server.close();
+      // Apps' HTTP connections are asked to go away (Connection: close, GOAWAY), so that a
+      // reload's old worker empties early instead of holding keep-alive connections.
+      const stopDraining = http.drain();
       const drained = Promise.all(servers.map((s) => once(s, 'close')));
       // Peers' streams through the tunnel drain for the same time (GOAWAY, then wait).
       const tunnelDrained = tunnelServer?.close(drainMs);
@@ -328,6 +345,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
         for (const socket of open) socket.destroy();
         await drained;
       }
+      stopDraining();
       await Promise.all([dns?.close(), tunnelDrained, tunnels?.close()]);
       apps.close();
     },

@@ -13,6 +13,8 @@ export type LineWriter = (fields: object, msg: string) => void;
 
 /** The fast writers of the loggers made here (see lineWriter). */
 const writers = new WeakMap<Logger, LineWriter>();
+/** Writers of whole lines logged elsewhere (the agent's workers), by logger (rawLineWriter). */
+const rawWriters = new WeakMap<Logger, (lines: string) => void>();
 /** Hands a logger's held fast lines to its destination (flushLogs). */
 const handOvers = new WeakMap<Logger, () => void>();
 
@@ -88,6 +90,11 @@ export function createLogger(level = 'info', name = 'weft'): Logger {
     if (held.length >= BATCH_BYTES) handOver();
     else flushSoon();
   });
+  rawWriters.set(log, (lines) => {
+    held += lines;
+    if (held.length >= BATCH_BYTES) handOver();
+    else flushSoon();
+  });
   handOvers.set(log, handOver);
   return log;
 }
@@ -98,6 +105,15 @@ export function createLogger(level = 'info', name = 'weft'): Logger {
  */
 export function lineWriter(log: Logger): LineWriter {
   return writers.get(log) ?? ((fields, msg) => log.info(fields, msg));
+}
+
+/**
+ * A writer of whole lines (each ending in a newline) that other processes logged: they go out
+ * in this logger's batches, so one process writes the stream and no line is cut by another's
+ * partial write. Falls back to process.stdout for loggers not made by createLogger.
+ */
+export function rawLineWriter(log: Logger): (lines: string) => void {
+  return rawWriters.get(log) ?? ((lines) => process.stdout.write(lines));
 }
 
 /** Resolves once every line logged so far is written (or after timeoutMs, whichever first). */

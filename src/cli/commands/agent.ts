@@ -1,9 +1,9 @@
 // `weft agent`: runs the per-host daemon in the foreground (systemd runs it this way).
 import type { Command } from 'commander';
-import { type RunningAgent, startAgent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
 import { EXIT_CONFIG, exitStatusForRefusal } from '../../agent/exit-status.js';
 import { sdStatus } from '../../agent/systemd.js';
+import { type RunningMaster, startMaster } from '../../agent/workers/master.js';
 import { describeError, isWeftError, type WeftError } from '../../errors.js';
 import { createLogger, flushLogs, type Logger } from '../../sys/logger.js';
 
@@ -27,7 +27,7 @@ export function registerAgent(program: Command): void {
       // Imported here, not at the top: only the agent needs the native addon, and a missing
       // build should not break `weft --help` or the other verbs.
       const { nativeSocketOps } = await import('../../native/socket-ops.js');
-      const agent = await startAgent(config, { socketOps: nativeSocketOps, log }).catch((err) => {
+      const agent = await startMaster(config, { socketOps: nativeSocketOps, log }).catch((err) => {
         // The control plane session may already hold the event loop open: exit, so that
         // systemd sees the failure instead of a process that never becomes ready. A config
         // that cannot work (limits beyond the descriptors the process may open) is EX_CONFIG,
@@ -36,14 +36,23 @@ export function registerAgent(program: Command): void {
         log.flush();
         process.exit(isWeftError(err, 'WEFT_E_CONFIG') ? EXIT_CONFIG : 1);
       });
-      // SIGHUP re-reads the config's workloads (registrations and their certificates).
+      // SIGHUP re-reads agent.yaml and starts new workers on it (and on the code on disk now);
+      // the previous ones finish their connections. A config that does not load changes nothing.
       reload = () => {
+        let next: ReturnType<typeof loadAgentConfig>;
         try {
-          agent.reload(loadAgentConfig(opts.config));
-          log.info('workloads reloaded');
+          next = loadAgentConfig(opts.config);
         } catch (err) {
-          log.error({ err: describeError(err) }, 'reload failed: keeping the previous workloads');
+          log.error({ err: describeError(err) }, 'reload refused: keeping the running workers');
+          return;
         }
+        agent.reload(next).then(
+          (ok) => {
+            if (ok) log.info('reloaded: new workers serve, the previous ones drain');
+          },
+          (err: unknown) =>
+            log.error({ err: describeError(err) }, 'reload refused: keeping the running workers'),
+        );
       };
       if (pendingReload) reload();
       const ended = await Promise.race([waitForSignal(), agent.refused]);
@@ -65,7 +74,7 @@ export function registerAgent(program: Command): void {
  * same way. The reason goes to stderr (the journal, where install.sh reads it) and the exit
  * status is one weft-agent.service names in RestartPreventExitStatus=, so the unit fails once.
  */
-async function exitRefused(agent: RunningAgent, err: WeftError, log: Logger): Promise<never> {
+async function exitRefused(agent: RunningMaster, err: WeftError, log: Logger): Promise<never> {
   log.error({ err: describeError(err) }, 'cannot join the mesh: giving up');
   await agent.stop(0);
   sdStatus(`join refused: ${err.message}`);

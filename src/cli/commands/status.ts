@@ -3,6 +3,7 @@
 // and its local workloads. Reads the agent's admin endpoint (127.0.0.1:15000 by default).
 import type { Command } from 'commander';
 import type { CertView, ConfigDumpView, ReadyView } from '../../agent/admin-views.js';
+import type { WorkerStatus } from '../../agent/workers/worker-pool.js';
 import { WeftError } from '../../errors.js';
 
 export function registerStatus(program: Command): void {
@@ -22,19 +23,25 @@ export function registerStatus(program: Command): void {
         throw new WeftError('WEFT_E_USAGE', `--output must be text or json, not ${opts.output}`);
       }
       const base = `http://${opts.admin}`;
-      const [dump, certs, ready] = await Promise.all([
+      const [dump, certs, ready, workers] = await Promise.all([
         getJson<ConfigDumpView>(base, '/config_dump'),
         getJson<{ certificates: CertView[] }>(base, '/certs'),
         getJson<ReadyView>(base, '/ready'),
+        // An agent older than its workers answers 404: no section.
+        getJson<{ workers: WorkerStatus[] }>(base, '/workers').catch(() => undefined),
       ]);
       if (opts.output === 'json') {
         const { resources: _r, trustBundlePem: _t, ...summary } = dump;
         console.log(
-          JSON.stringify({ ...summary, ready, certificates: certs.certificates }, null, 2),
+          JSON.stringify(
+            { ...summary, ready, certificates: certs.certificates, workers: workers?.workers },
+            null,
+            2,
+          ),
         );
         return;
       }
-      console.log(renderStatus(dump, certs.certificates, ready, Date.now()));
+      console.log(renderStatus(dump, certs.certificates, ready, Date.now(), workers?.workers));
     });
 }
 
@@ -61,6 +68,7 @@ export function renderStatus(
   certs: CertView[],
   ready: ReadyView,
   now: number,
+  workers?: WorkerStatus[],
 ): string {
   const lines: string[] = [];
   const stateNote: Record<string, string> = {
@@ -129,6 +137,24 @@ export function renderStatus(
         ]),
       ),
     );
+  }
+  if (workers !== undefined) {
+    lines.push('', 'Workers:');
+    if (workers.length === 0) lines.push('  none');
+    else
+      lines.push(
+        indent(
+          table([
+            ['PID', 'GENERATION', 'STATE', 'CONNECTIONS'],
+            ...workers.map((w) => [
+              String(w.pid),
+              String(w.generation),
+              w.state,
+              String(w.connections),
+            ]),
+          ]),
+        ),
+      );
   }
   return lines.join('\n');
 }

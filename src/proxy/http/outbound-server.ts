@@ -81,12 +81,24 @@ interface HttpConnection extends BreakerConnection {
 export interface OutboundHttp extends OutboundHttpStack {
   /** Requests and connections in flight, for tests and drain. */
   readonly connections: number;
+  /**
+   * The worker is retiring (a reload): apps are asked to open new connections, which reach
+   * the new workers. HTTP/1.1: idle keep-alive connections are closed (now and every second
+   * after), each response from now on carries Connection: close; HTTP/2: GOAWAY, the streams
+   * open finish. Returns a function that stops the repeated closing.
+   */
+  drain(): () => void;
 }
+
+/** While draining, idle HTTP/1.1 keep-alive connections are closed this often. */
+const DRAIN_IDLE_EVERY_MS = 1_000;
 
 export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
   const byConnection = new WeakMap<Socket, HttpConnection>();
   const bySession = new WeakMap<Http2Session, HttpConnection>();
   let connections = 0;
+  let draining = false;
+  const h2Sessions = new Set<Http2Session>();
   // Set only during the synchronous emit('connection') of an h2c handover: the session it
   // creates takes it (session.socket is a proxy, not the socket itself).
   let handing: HttpConnection | undefined;
@@ -112,6 +124,8 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
   http1.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const c = byConnection.get(req.socket);
     if (c === undefined) return res.destroy();
+    // Node then answers with Connection: close and ends the connection after the response.
+    if (draining) res.shouldKeepAlive = false;
     serveHttp1(c, req, res, deps).catch((err) => internal(deps.log, err, req.socket));
   });
   // Bad input: a 400 and the connection closed, nothing forwarded.
@@ -140,6 +154,9 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
   h2.on('session', (session: Http2Session) => {
     if (handing === undefined) return session.destroy();
     bySession.set(session, handing);
+    h2Sessions.add(session);
+    session.once('close', () => h2Sessions.delete(session));
+    if (draining) session.close();
     const c = handing;
     session.setTimeout(deps.idleMs, () => {
       c.closeReason = 'idle_timeout';
@@ -167,6 +184,15 @@ export function createOutboundHttp(deps: OutboundHttpDeps): OutboundHttp {
   return {
     get connections() {
       return connections;
+    },
+    drain() {
+      draining = true;
+      // close(): GOAWAY now, the connection ends once its open streams are done.
+      for (const session of h2Sessions) session.close();
+      http1.closeIdleConnections();
+      const timer = setInterval(() => http1.closeIdleConnections(), DRAIN_IDLE_EVERY_MS);
+      timer.unref();
+      return () => clearInterval(timer);
     },
     serve(ctx, target, version) {
       const c: HttpConnection = {

@@ -21,7 +21,7 @@ export class SourceIdentities {
   /** Resolves user names once, here, so that each connection does only map reads. */
   constructor(
     workloads: readonly WorkloadConfig[],
-    private readonly certificates: Certificates,
+    private readonly certificates: Pick<Certificates, 'node' | 'service'>,
   ) {
     for (const w of workloads) {
       if (w.unit && !this.byUnit.has(w.unit)) this.byUnit.set(w.unit, w.service);

@@ -1,0 +1,86 @@
+// The listening sockets the master holds for its workers: the ones systemd's socket units
+// passed, else bound here by the native addon as bare fds. The master never wraps them in a
+// libuv handle, so it never accepts on them; it keeps them open while it lives, so a worker
+// that dies or retires loses nothing queued in their backlogs.
+//
+// Spreading: workers sharing one listening socket split a burst of connections unevenly (each
+// accepts in a loop until the backlog is empty: in the lab, 34 of 40 connections opened at
+// once went to one of two workers). So the sockets bound here are one per worker slot, in a
+// SO_REUSEPORT group per port, and the kernel spreads connections over them by 4-tuple hash;
+// worker i of every generation serves slot i, so a reload's new worker takes over the very
+// socket its predecessor served. systemd's sockets are one per port: there every worker
+// shares it (balance as above).
+import { closeSync } from 'node:fs';
+import type { SocketOps } from '../../native/socket-ops.js';
+import type { AgentConfig } from '../config.js';
+import { listenFds } from '../systemd.js';
+
+/** The TCP listeners one worker serves. */
+export interface SlotSockets {
+  outbound: number;
+  inbound: number;
+  tunnel: number;
+}
+
+const BACKLOG = 1024;
+
+export class HeldSockets {
+  private readonly passed = listenFds();
+  private readonly slots: SlotSockets[] = [];
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly socketOps: SocketOps,
+  ) {}
+
+  /** systemd's UDP DNS sockets (weft-agent-dns.socket), for the master's DNS; or none. */
+  get dns(): number[] {
+    return this.passed.get('dns') ?? [];
+  }
+
+  get socketActivated(): boolean {
+    return this.passed.size > 0;
+  }
+
+  /** The sockets of worker slot `i` (0-based), bound on first use. */
+  slot(i: number): SlotSockets {
+    while (this.slots.length <= i) this.slots.push(this.bindSlot());
+    return this.slots[i]!;
+  }
+
+  /** Closes the sockets of slots from `count` on (fewer workers after a reload), when no
+   * worker serves them any more. Connections queued in them are lost: the kernel resets them. */
+  shrinkTo(count: number): void {
+    while (this.slots.length > Math.max(1, count)) {
+      const s = this.slots.pop()!;
+      for (const fd of new Set([s.outbound, s.inbound, s.tunnel])) {
+        if (this.isPassed(fd)) continue;
+        closeSync(fd);
+      }
+    }
+  }
+
+  private isPassed(fd: number): boolean {
+    return [...this.passed.values()].some((fds) => fds.includes(fd));
+  }
+
+  private bindSlot(): SlotSockets {
+    const { capture } = this.config;
+    const bind = (port: number, transparent = false) =>
+      this.socketOps.transparentListener({
+        host: '::',
+        port,
+        backlog: BACKLOG,
+        transparent,
+        reusePort: true,
+      });
+    return {
+      outbound: this.passed.get('outbound')?.[0] ?? bind(capture.outboundPort),
+      // The socket unit sets Transparent= itself when inbound uses TPROXY.
+      inbound:
+        this.passed.get('inbound')?.[0] ??
+        bind(capture.inboundPort, capture.inboundMode === 'tproxy'),
+      tunnel: this.passed.get('tunnel')?.[0] ?? bind(capture.agentPorts.tunnel),
+    };
+  }
+}

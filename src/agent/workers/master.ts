@@ -1,0 +1,257 @@
+// The agent's master (`weft agent`): holds the listening sockets and the one control plane
+// session, answers admin, /metrics, DNS and the local tap socket for the whole agent, reports
+// stats, talks to systemd; its workers (worker-pool.ts, worker-main.ts) serve the connections.
+// A reload (SIGHUP) starts a new generation of workers on the config and code on disk now and
+// retires the previous one once the new one is ready: open connections finish on the old
+// workers (up to drain.maxMs) while new ones go to the new workers.
+import { fileURLToPath } from 'node:url';
+import { Registry } from 'prom-client';
+import { WEFT_VERSION } from '../../api/weft-version.js';
+import {
+  type ControlPlaneSession,
+  startControlPlaneSession,
+} from '../../controlplane-client/session.js';
+import { describeError, WeftError } from '../../errors.js';
+import type { SocketOps } from '../../native/socket-ops.js';
+import { startMeshDns } from '../../proxy/mesh-dns.js';
+import { type Logger, rawLineWriter } from '../../sys/logger.js';
+import { RecentDenials } from '../../telemetry/recent-denials.js';
+import { RecentErrors } from '../../telemetry/recent-errors.js';
+import { tapSocketPath } from '../../telemetry/tap-config.js';
+import { startTapSocket } from '../../telemetry/tap-socket.js';
+import { tapsOfSession } from '../../telemetry/tap-sync.js';
+import { startAdminServer } from '../admin-server.js';
+import type { AgentConfig } from '../config.js';
+import { HostFactsSource } from '../host-facts.js';
+import { startMemoryTrim } from '../memory-trim.js';
+import { registerProcessMetrics, startMetricsServer } from '../metrics-server.js';
+import { startStatsReporter } from '../stats-reporter.js';
+import { registerSyncMetrics } from '../sync-metrics.js';
+import { sdNotify, sdStatus, startWatchdog, statusNotifier } from '../systemd.js';
+import { HeldSockets } from './listening-sockets.js';
+import { mergeMetrics } from './metrics-merge.js';
+import { reloadRefusal } from './reload-check.js';
+import { SessionPublisher } from './session-publisher.js';
+import { workerCount } from './worker-count.js';
+import { WorkerPool, type WorkerStatus } from './worker-pool.js';
+import { WorkerTapHub } from './worker-tap-hub.js';
+
+export interface MasterDeps {
+  socketOps: SocketOps;
+  log: Logger;
+  /** The worker entry; default worker-main.js beside this file (the code on disk now). */
+  workerEntry?: string;
+}
+
+export interface RunningMaster {
+  session: ControlPlaneSession | undefined;
+  refused: Promise<WeftError>;
+  workers(): WorkerStatus[];
+  /** SIGHUP: new workers on this config, the previous ones retired once they are ready.
+   * Resolves false when the new workers failed to start (the previous ones keep serving);
+   * throws WEFT_E_CONFIG for a change only a restart can apply (reload-check.ts). */
+  reload(config: AgentConfig): Promise<boolean>;
+  stop(drainMs?: number): Promise<void>;
+}
+
+const defaultEntry = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+
+export async function startMaster(config: AgentConfig, deps: MasterDeps): Promise<RunningMaster> {
+  const { socketOps, log } = deps;
+  let current = config;
+  const registry = new Registry();
+  registerProcessMetrics(registry);
+  // Before anything slow: the sockets exist (and queue connections) from here on.
+  const held = new HeldSockets(config, socketOps);
+  held.slot(workerCount(config.workers) - 1);
+
+  const facts = new HostFactsSource(`weft-agent/${WEFT_VERSION}`);
+  const session = config.controlPlane
+    ? await startControlPlaneSession(config, log, {
+        listening: (address, port) => socketOps.listening(address, port),
+        hostFacts: () => facts.current(),
+      })
+    : undefined;
+  const refused = new Promise<WeftError>((resolve) => {
+    const already = session?.refusal();
+    if (already) resolve(already);
+    else session?.once('refused', resolve);
+  });
+  if (session) registerSyncMetrics(registry, session);
+  const denials = new RecentDenials();
+  const errors = new RecentErrors();
+  const publisher = new SessionPublisher(session);
+
+  let pool: WorkerPool | undefined;
+  const tap = new WorkerTapHub(
+    { node: config.hostname, redactHeaders: config.tap.redactHeaders, registry },
+    (message) => pool?.broadcast(message),
+  );
+  pool = new WorkerPool({
+    entry: deps.workerEntry ?? defaultEntry,
+    sockets: (slot) => held.slot(slot),
+    onRetired: (count) => held.shrinkTo(count),
+    state: () => publisher.state(),
+    writeLines: rawLineWriter(log),
+    registry,
+    log,
+    afterInit: () => tap.openMessages(),
+    onMessage: (worker, message) => {
+      if (message.type === 'events') {
+        denials.giveBack({ events: message.denials, omitted: message.omitted });
+        errors.giveBack({ events: message.errors, omitted: 0 });
+      } else if (message.type === 'tapRecords') tap.fromWorker(message.id, message.records);
+      else if (message.type === 'tapDropped')
+        tap.droppedInWorker(message.id, worker.child.pid ?? 0, message.total);
+    },
+  });
+  const workers = pool;
+  const stopFollowing = publisher.follow((update) => workers.broadcast(update));
+  const firstGeneration = workers.startGeneration(config, workerCount(config.workers));
+
+  const tapSocket = await startTapSocket(tapSocketPath(config), tap, {
+    node: config.hostname,
+    log,
+  }).catch((err: unknown) => {
+    log.error({ err: describeError(err) }, 'no local tap socket: `weft tap --local` will fail');
+    return undefined;
+  });
+  const syncTaps = session ? tapsOfSession(session, tap, log) : undefined;
+  const dns = config.capture.dns.enabled
+    ? await startMeshDns({ config, view: () => session?.view(), fds: held.dns, registry, log })
+    : undefined;
+  // As before workers: the admin endpoint (and so /live) answers once connections are served.
+  if (!(await firstGeneration)) {
+    await Promise.all([tapSocket?.close(), dns?.close()]);
+    await session?.stop();
+    throw new WeftError(
+      'WEFT_E_CONFIG',
+      'the workers refused this config (their error is above): fix it and start the agent again',
+    );
+  }
+  const admin = await startAdminServer({
+    address: config.admin.address,
+    port: config.admin.port,
+    session,
+    listenersReady: () => workers.serving,
+    workers: () => workers.status(),
+    logger: log,
+  });
+  const metrics = await startMetricsServer(
+    {
+      contentType: registry.contentType,
+      metrics: async () => {
+        const parts = await workers.metrics();
+        return mergeMetrics([await registry.getMetricsAsJSON(), ...parts]).metrics();
+      },
+    },
+    config.metrics.address,
+    config.metrics.port,
+  );
+  log.info(
+    {
+      outbound: config.capture.outboundPort,
+      inbound: config.capture.inboundPort,
+      workers: workerCount(config.workers),
+      socket_activated: held.socketActivated,
+    },
+    'agent listening',
+  );
+  const stopWatchdog = startWatchdog();
+  const stopTrimming = startMemoryTrim();
+  const stopNotifying = notifyReady(session, log);
+  const reporter = session
+    ? startStatsReporter({
+        registry,
+        read: () => workers.readout(),
+        session,
+        intervalMs: config.telemetry.stats.intervalMs,
+        log,
+        facts,
+        denials,
+        errors,
+      })
+    : undefined;
+
+  // Reloads run one at a time; SIGHUPs that come meanwhile are folded into one more run with
+  // the newest config (none is dropped: each may carry a workload change).
+  let latest: AgentConfig | undefined;
+  let reloads: Promise<boolean> = Promise.resolve(true);
+  return {
+    session,
+    refused,
+    workers: () => workers.status(),
+    reload(next) {
+      const refusal = reloadRefusal(current, next);
+      if (refusal) return Promise.reject(new WeftError('WEFT_E_CONFIG', refusal));
+      // Registrations and certificates follow at once, whatever the workers do.
+      session?.updateWorkloads(next);
+      latest = next;
+      reloads = reloads.then(async () => {
+        const wanted = latest;
+        if (wanted === undefined) return true; // taken by a run that started after it came
+        latest = undefined;
+        const count = workerCount(wanted.workers);
+        sdNotify('RELOADING=1');
+        log.info({ workers: count }, 'reloading: starting new workers');
+        const ok = await workers.startGeneration(wanted, count);
+        if (ok) current = wanted;
+        sdNotify('READY=1');
+        return ok;
+      });
+      return reloads;
+    },
+    async stop(drainMs = current.drainMs) {
+      stopNotifying();
+      reporter?.stop();
+      sdNotify('STOPPING=1');
+      sdStatus(`draining open connections (up to ${drainMs} ms)`);
+      await workers.stop(drainMs);
+      stopFollowing();
+      stopWatchdog();
+      stopTrimming();
+      syncTaps?.streamEnded();
+      await Promise.all([
+        admin.close(),
+        metrics.close(),
+        tapSocket?.close(),
+        dns?.close(),
+        session?.stop(),
+      ]);
+    },
+  };
+}
+
+/** As startAgent's: READY=1 once workers serve and a snapshot is loaded; STATUS= follows. */
+function notifyReady(session: ControlPlaneSession | undefined, log: Logger): () => void {
+  const status = () => {
+    if (!session) return 'relaying (no control plane configured)';
+    const s = session.status();
+    return `sync ${s.state}, snapshot v${s.version}, control plane ${s.controlPlane}`;
+  };
+  const ready = () => {
+    sdNotify(`READY=1\nSTATUS=${status()}`);
+    log.info({ status: status() }, 'agent ready');
+  };
+  if (!session) {
+    ready();
+    return () => {};
+  }
+  const line = statusNotifier();
+  const onChange = () => {
+    if (session.view()) line.update(status());
+  };
+  session.on('state', onChange);
+  session.on('snapshot', onChange);
+  if (session.view()) ready();
+  else {
+    sdStatus(`listening; waiting for the first snapshot from ${session.status().controlPlane}`);
+    session.once('snapshot', ready);
+  }
+  return () => {
+    line.stop();
+    session.off('state', onChange);
+    session.off('snapshot', onChange);
+    session.off('snapshot', ready);
+  };
+}

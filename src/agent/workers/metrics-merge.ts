@@ -1,0 +1,37 @@
+// /metrics for the whole agent: the master's registry and each worker's (fetched over IPC as
+// getMetricsAsJSON) merged into one, as prom-client's cluster aggregation does. Counters and
+// the per-worker gauges (connections open, sessions) are summed; gauges that describe the
+// mesh view every worker holds alike are taken once, not multiplied by the worker count.
+import {
+  AggregatorRegistry,
+  type MetricObjectWithValues,
+  type MetricValue,
+  type Registry,
+} from 'prom-client';
+
+/**
+ * Gauges whose every copy holds the same value: each worker computes the balancer's from the
+ * same snapshot; taps open are the master's (each worker opens each tap too). The first copy
+ * (the master's registry comes first, then the workers') is the agent's.
+ */
+const SAME_IN_EVERY_WORKER = new Set(['weft_balancer_endpoints', 'weft_tap_open']);
+
+/** The aggregation a metric gets: taken once for the view gauges; the worst event-loop lag
+ * of any process (a sum of lags means nothing; event-loop-lag.ts declares none); else as
+ * declared (sum by default). */
+export function aggregatorFor(name: string, declared: string | undefined): string {
+  if (SAME_IN_EVERY_WORKER.has(name)) return 'first';
+  if (name.startsWith('nodejs_eventloop_lag_'))
+    return name.endsWith('_min_seconds') ? 'min' : 'max';
+  return declared ?? 'sum';
+}
+
+type MetricJson = MetricObjectWithValues<MetricValue<string>> & { aggregator?: string };
+
+/** One registry holding the merge of these getMetricsAsJSON() results. */
+export function mergeMetrics(parts: readonly unknown[][]): Registry {
+  const fixed = parts.map((part) =>
+    (part as MetricJson[]).map((m) => ({ ...m, aggregator: aggregatorFor(m.name, m.aggregator) })),
+  );
+  return AggregatorRegistry.aggregate(fixed as never);
+}
