@@ -110,7 +110,10 @@ describe('the dashboard of a lab with traffic', () => {
     expect(label).not.toMatch(/^0\/s/);
 
     const echoRow = page.locator('#services tr[data-service="echo"]');
-    await expect.poll(async () => echoRow.locator('td.num').first().textContent()).not.toBe('-');
+    // Its numbers come from node2's reports, the edge's from node1's: they may land in a later poll.
+    await expect
+      .poll(async () => echoRow.locator('td.num').first().textContent(), { timeout: 30_000 })
+      .not.toBe('-');
     // The rate's trend since the page opened: a line with a point per poll.
     const line = echoRow.locator('svg.spark polyline');
     expect((await line.getAttribute('points'))?.split(' ').length).toBeGreaterThan(0);
