@@ -53,13 +53,19 @@ if (mode === 'server') {
     // One line per second of messages, so the test can see the stream still moving.
     if (received % 10 === 0) console.log(`received ${received}`);
   });
+  const report = () => console.log(JSON.stringify({ received, gaps, error: error ?? null }));
   call.on('error', (e) => {
-    if (e.code !== grpc.status.CANCELLED) error = `${e.code} ${e.details}`;
+    if (e.code === grpc.status.CANCELLED) return;
+    // The stream ended by itself: say so and how, and exit non-zero.
+    error = `${e.code} ${e.details}`;
+    report();
+    process.exitCode = 1;
+    client.close();
   });
   process.once('SIGTERM', () => {
     call.cancel();
     setImmediate(() => {
-      console.log(JSON.stringify({ received, gaps, error: error ?? null }));
+      report();
       client.close();
     });
   });
