@@ -175,7 +175,17 @@ async function reload(host: string, how: () => Promise<unknown>): Promise<void> 
 }
 
 beforeAll(async () => {
-  requireRootAndTools(['debootstrap', 'systemd-nspawn', 'nsenter', 'ip', 'iptables']);
+  requireRootAndTools([
+    'debootstrap',
+    'systemd-nspawn',
+    'nsenter',
+    'ip',
+    'iptables',
+    'curl',
+    'redis-server',
+    'redis-cli',
+    'iperf3',
+  ]);
   const rootfs = await ensureRootfs();
   const tag = randomBytes(2).toString('hex');
   lab = await Lab.up({
