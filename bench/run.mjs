@@ -18,6 +18,7 @@ import { rssMiB, rssSampler, totalCpuSeconds } from './lib/proc.mjs';
 import { killMarkdown, markdown, policyCostMarkdown } from './lib/report.mjs';
 import { summarize } from './lib/stats.mjs';
 import { ensureTools } from './lib/tools.mjs';
+import { workersMarkdown, workersScenario } from './lib/workers-scenario.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results');
@@ -31,6 +32,8 @@ const OVERLOAD_ONLY = argv.has('--overload-only');
 const KILL_ONLY = argv.has('--kill-only');
 /** Only scenario 11 (the policy stages' cost): `npm run bench -- --policy-cost-only`. */
 const POLICY_COST_ONLY = argv.has('--policy-cost-only');
+/** Only scenario 12 (1 and 2 workers, every host on both cores): `-- --workers-only`. */
+const WORKERS_ONLY = argv.has('--workers-only');
 /** Scenario 11 with a `weft tap` attached instead of a policy: `-- --policy-cost-only --tap`. */
 const TAP = argv.has('--tap');
 /** Only scenario 6 against three replicas on a three-member etcd: `-- --ha-only`. */
@@ -94,6 +97,7 @@ const PLAN = QUICK
       overloadS: 5,
       kill: { rate: 400, seconds: 15, killAtS: 5, warmS: 2 },
       policyReps: 2,
+      workersReps: 1,
     }
   : {
       reps: 3,
@@ -109,6 +113,7 @@ const PLAN = QUICK
       overloadS: 10,
       kill: { rate: 400, seconds: 15, killAtS: 5, warmS: 2 },
       policyReps: 4,
+      workersReps: 3,
     };
 
 const started = Date.now();
@@ -525,6 +530,7 @@ async function main() {
   if (KILL_ONLY) return onlyOne(bench, stamp, 'kill', runKill, killMarkdown);
   if (POLICY_COST_ONLY)
     return onlyOne(bench, stamp, 'policy-cost', runPolicyCost, policyCostMarkdown);
+  if (WORKERS_ONLY) return onlyOne(bench, stamp, 'workers', runWorkers, workersMarkdown);
   const raw = {};
   let overload;
   let kill;
@@ -675,8 +681,19 @@ function runPolicyCost(bench) {
   });
 }
 
+/** 12. 1 and 2 workers per agent, every host on both cores, alternated. */
+function runWorkers(bench) {
+  return workersScenario(bench, {
+    reps: PLAN.workersReps,
+    seconds: PLAN.maxS,
+    bulkS: PLAN.bulkS,
+    warmS: PLAN.warmS,
+    log,
+  });
+}
+
 /**
- * `--overload-only`, `--kill-only`, `--policy-cost-only`: one scenario alone, written as
+ * `--overload-only`, `--kill-only`, `--policy-cost-only`, `--workers-only`: one scenario alone, written as
  * bench/results/<stamp>-<what>.{json,md}.
  */
 async function onlyOne(bench, stamp, what, run, toMarkdown) {

@@ -211,6 +211,8 @@ export class BenchLab {
     this.dir = dir;
     this.serverAddr = mesh.lab.host('server').address;
     this.server2Addr = mesh.lab.host('server2').address;
+    /** Which cores each host's processes get (pin(), wrk and iperf3); --workers-only widens it. */
+    this.cpu = CPU;
   }
 
   /** `killAppMs`: how long scenario 10's app takes per request (default 0: at once). */
@@ -424,9 +426,9 @@ export class BenchLab {
     // server2 stands for a second server machine, but there are only two cores: it shares
     // the server host's, so both gRPC endpoints compete as the server side's processes do.
     const placement = [
-      [CPU.client, [p.clientAgent, p.clientHaproxy]],
+      [this.cpu.client, [p.clientAgent, p.clientHaproxy]],
       [
-        CPU.server,
+        this.cpu.server,
         [p.serverAgent, p.server2Agent, p.serverHaproxy, p.upstream, ...iperfs, ...grpcs],
       ],
     ];
@@ -495,7 +497,7 @@ export class BenchLab {
       }
     }
     for (const p of treePids(pid))
-      execFileSync('taskset', ['-a', '-cp', CPU[host], String(p)], { stdio: 'ignore' });
+      execFileSync('taskset', ['-a', '-cp', this.cpu[host], String(p)], { stdio: 'ignore' });
   }
 
   async waitReady() {
@@ -603,15 +605,18 @@ export class BenchLab {
     return [];
   }
 
-  /** wrk on the client host's core, as the unprivileged app user (captured by weft). */
+  /**
+   * wrk on the client host's core, as the unprivileged app user (captured by weft): one thread
+   * per core the client host has.
+   */
   async wrk(setup, { connections, seconds, delayMs = 0, close = false }) {
     const script = join(BENCH, 'wrk-report.lua');
     const argv = [
       'taskset',
       '-c',
-      CPU.client,
+      this.cpu.client,
       'wrk',
-      '-t1',
+      `-t${this.cpu.client.split(',').length}`,
       `-c${connections}`,
       `-d${seconds}s`,
       '--timeout',
@@ -645,7 +650,7 @@ export class BenchLab {
     const argv = [
       'taskset',
       '-c',
-      CPU.client,
+      this.cpu.client,
       'iperf3',
       '-c',
       host,

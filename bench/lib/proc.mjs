@@ -100,3 +100,36 @@ export function rssSampler(pid, everyMs = 250) {
     },
   };
 }
+
+/**
+ * RSS and PSS in MiB of `pid` (an agent's master) and of each process under it (its workers).
+ * RSS counts the node binary's shared pages once per process; PSS (smaps_rollup) splits each
+ * shared page among the processes that map it, so PSS sums to what the agent really holds.
+ */
+export function treeMemory(pid) {
+  return treePids(pid).map((p) => {
+    let pss = 0;
+    try {
+      const rollup = readFileSync(`/proc/${p}/smaps_rollup`, 'utf8');
+      pss = Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) / 1024;
+    } catch {}
+    return { pid: p, rss: ownRssMiB(p), pss };
+  });
+}
+
+/** CPU seconds of each process of `pid`'s tree, by pid (a worker's share of the agent's CPU). */
+export function treeCpu(pid) {
+  return new Map(treePids(pid).map((p) => [p, ownCpuSeconds(p)]));
+}
+
+/** The machine's busy CPU seconds (all cores, from /proc/stat: everything but idle and iowait). */
+export function machineBusySeconds() {
+  const cpu = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - cpu[3] - cpu[4]) / TICKS_PER_SECOND;
+}

@@ -1,9 +1,15 @@
 // The agent's master and workers on hosts that boot systemd (issue 16): weft installed with
-// scripts/install.sh on cp, node1 (an echo service) and node2 (its client); connections held
-// open through the mesh survive `systemctl reload weft-agent` on both ends and an upgrade in
+// scripts/install.sh on cp, node1 (the services) and node2 (their clients); real long-lived
+// clients through the mesh (a redis MONITOR while another client writes, a gRPC server stream,
+// an iperf3 transfer) survive `systemctl reload weft-agent` on both ends and an upgrade in
 // place (install.sh again, which reloads), while every new connection made meanwhile
 // succeeds; `systemctl stop` drains within its limit while the socket units queue new
 // connections, which are served once the agent is back.
+// The guest image has no redis, gRPC or iperf3: the machine's own binaries run in a guest's
+// network namespace (Lab.spawn), where the guest's capture applies to them: it exempts only
+// the agent's uid (`-m owner --uid-owner weft`), and they run as root.
+
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../src/lab/index.js';
+import { sumSeries } from '../helpers/metrics-text.js';
 import { requireRootAndTools } from '../helpers/prereqs.js';
 import { Guest, sleep } from './guest.js';
 import { ensureRootfs } from './rootfs.js';
@@ -20,11 +27,19 @@ const SRC = '/src/weft';
 const NODE = '/opt/weft/runtime/node/bin/node';
 const LOAD = `${SRC}/test/hosts/load-client.mjs`;
 const ECHO = `${SRC}/test/fixtures/tcp-echo.mjs`;
-const SERVICES = `apiVersion: weft/v1
+const HOST_NODE = join(CHECKOUT, 'runtime/node/bin/node');
+const TICKER = join(CHECKOUT, 'test/hosts/grpc-ticker.mjs');
+const service = (name: string, port: number, protocol: string) => `apiVersion: weft/v1
 kind: Service
-metadata: { name: echo }
-spec: { ports: [{ port: 7000, protocol: tcp }] }
+metadata: { name: ${name} }
+spec: { ports: [{ port: ${port}, protocol: ${protocol} }] }
 `;
+const SERVICES = [
+  service('echo', 7000, 'tcp'),
+  service('redis', 6379, 'tcp'),
+  service('ticker', 50051, 'grpc'),
+  service('iperf', 5201, 'tcp'),
+].join('---\n');
 
 let lab: Lab;
 const guests = new Map<string, Guest>();
@@ -88,6 +103,53 @@ async function install(host: string, args: string[], input?: string) {
   return { ...r, explain: `${r.stdout}\n${r.stderr}\n--- journal ---\n${journal}` };
 }
 
+/** A process of this machine run in a lab host's (a guest's) network namespace, its output kept. */
+interface HostProcess {
+  child: ChildProcess;
+  out: string;
+  err: string;
+}
+
+function hostProcess(host: string, argv: readonly string[]): HostProcess {
+  const child = lab.spawn(host, argv);
+  const p: HostProcess = { child, out: '', err: '' };
+  child.stdout?.on('data', (d) => (p.out += d));
+  child.stderr?.on('data', (d) => (p.err += d));
+  return p;
+}
+
+const running = (p: HostProcess) => p.child.exitCode === null && p.child.signalCode === null;
+const exited = (p: HostProcess) =>
+  running(p) ? new Promise((r) => p.child.once('exit', r)) : Promise.resolve();
+
+/** The service's virtual IP, as a guest resolves `<name>.mesh`. */
+async function vip(name: string): Promise<string> {
+  const r = await g('node2').exec(['getent', 'hosts', `${name}.mesh`]);
+  return r.stdout.trim().split(/\s+/)[0]!;
+}
+
+/** iperf3's per-second sender lines (not its summary), as bits per second. */
+function intervals(out: string): number[] {
+  const unit: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9 };
+  return [
+    ...out.matchAll(
+      /^\[\s*\d+\]\s+[\d.]+-[\d.]+\s+sec\s+[\d.]+ \w?Bytes\s+([\d.]+) (\w?)bits\/sec\s+\d+\s+[\d.]+ \w?Bytes\s*$/gm,
+    ),
+  ].map((m) => Number(m[1]) * unit[m[2]!]!);
+}
+
+/** The ids redis gave the MONITOR and the INCR writer's connections (CLIENT LIST, on a new one). */
+async function redisClients(address: string): Promise<{ monitor?: string; incr?: string }> {
+  const r = await lab.exec('node2', ['redis-cli', '-h', address, '-p', '6379', 'CLIENT', 'LIST']);
+  const ids: { monitor?: string; incr?: string } = {};
+  for (const line of r.stdout.split('\n')) {
+    const id = /\bid=(\d+)/.exec(line)?.[1];
+    const cmd = /\bcmd=(\w+)/.exec(line)?.[1];
+    if (cmd === 'monitor' || cmd === 'incr') ids[cmd] = id;
+  }
+  return ids;
+}
+
 interface Worker {
   pid: number;
   generation: number;
@@ -113,7 +175,17 @@ async function reload(host: string, how: () => Promise<unknown>): Promise<void> 
 }
 
 beforeAll(async () => {
-  requireRootAndTools(['debootstrap', 'systemd-nspawn', 'nsenter', 'ip', 'iptables']);
+  requireRootAndTools([
+    'debootstrap',
+    'systemd-nspawn',
+    'nsenter',
+    'ip',
+    'iptables',
+    'curl',
+    'redis-server',
+    'redis-cli',
+    'iperf3',
+  ]);
   const rootfs = await ensureRootfs();
   const tag = randomBytes(2).toString('hex');
   lab = await Lab.up({
@@ -135,15 +207,46 @@ beforeAll(async () => {
       );
     }),
   );
+  // The services on node1, run by this machine's binaries in node1's network namespace.
+  const redisDir = mkdtempSync(join(tmpdir(), 'weft-reload-redis-'));
+  hostProcess('node1', [
+    'redis-server',
+    '--port',
+    '6379',
+    '--bind',
+    '0.0.0.0',
+    '--protected-mode',
+    'no',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    redisDir,
+  ]);
+  hostProcess('node1', [HOST_NODE, TICKER, 'server', '50051']);
+  hostProcess('node1', ['iperf3', '-s', '-p', '5201']);
   const cp = await install('cp', ['--role', 'controlplane']);
   expect(cp.exitCode, cp.explain).toBe(0);
   await g('cp').exec(['weft', 'apply', '-f', '-'], { input: SERVICES });
   const cpAddress = `${lab.host('cp').address}:15012`;
   for (const [node, extra] of [
-    ['node1', ['--workload', 'echo:7000:weftapp']],
+    [
+      'node1',
+      [
+        '--workload',
+        'echo:7000:weftapp',
+        '--workload',
+        'redis:6379',
+        '--workload',
+        'ticker:50051',
+        '--workload',
+        'iperf:5201',
+      ],
+    ],
     ['node2', []],
   ] as const) {
-    const scope = node === 'node1' ? ['--services', 'echo'] : [];
+    const scope = node === 'node1' ? ['--services', 'echo,redis,ticker,iperf'] : [];
     const out = (
       await g('cp').exec(['weft', 'token', 'create', '--node', node, ...scope, '--ttl', '1h'])
     ).stdout;
@@ -181,38 +284,144 @@ afterAll(async () => {
 }, 120_000);
 
 describe('reloads and upgrades that cut no connection', () => {
-  it('connections held open survive reloads on both ends and an upgrade; new ones all succeed', async () => {
+  it('a redis MONITOR, a gRPC stream and iperf3 survive reloads on both ends and an upgrade; new connections all succeed', async () => {
     // Both hosts run one worker per CPU: a master and its workers.
     expect((await workers('node2')).length).toBeGreaterThanOrEqual(1);
-    // 3 connections held for 40 s each (a line every 100 ms), and 4 loops of new connections.
-    const held = load(45, 3, 40_000);
-    const fresh = load(45, 4, 0);
-    await sleep(3_000);
+    const [redis, ticker, iperf] = await Promise.all([vip('redis'), vip('ticker'), vip('iperf')]);
+    // The long-lived clients on node2: a MONITOR kept open while another connection writes
+    // (INCR every 100 ms), a server stream (a message every 100 ms), a bulk transfer.
+    const monitor = hostProcess('node2', ['redis-cli', '-h', redis, '-p', '6379', 'MONITOR']);
+    const writer = hostProcess('node2', [
+      'redis-cli',
+      '-h',
+      redis,
+      '-p',
+      '6379',
+      '-r',
+      '-1',
+      '-i',
+      '0.1',
+      'INCR',
+      'n',
+    ]);
+    const stream = hostProcess('node2', [HOST_NODE, TICKER, 'client', `${ticker}:50051`]);
+    const transfer = hostProcess('node2', [
+      'iperf3',
+      '-c',
+      iperf,
+      '-p',
+      '5201',
+      '-t',
+      '60',
+      '-b',
+      '200M',
+      '-i',
+      '1',
+      '--forceflush',
+    ]);
+    // 4 loops of new connections for as long as the transfer lasts.
+    let freshEnded = false;
+    const fresh = load(60, 4, 0).finally(() => (freshEnded = true));
+    const clients = { monitor, writer, stream, transfer };
+    const explain = () =>
+      Object.entries(clients)
+        .map(([name, p]) => `${name} (exit ${p.child.exitCode ?? p.child.signalCode}): ${p.err}`)
+        .join('\n');
+    const counts = () => [
+      (monitor.out.match(/"INCR"/g) ?? []).length,
+      (stream.out.match(/^received/gm) ?? []).length,
+      intervals(transfer.out).length,
+    ];
+    // Each client received more since `step` (iperf3's count stops when its transfer ends).
+    const allReceive = async (step: string, clientsToWatch = 3) => {
+      const before = counts();
+      await until(`${step}: MONITOR, the gRPC stream and iperf3 all receiving`, async () => {
+        const now = counts();
+        return now.slice(0, clientsToWatch).every((n, i) => n > before[i]!);
+      }).catch((e: Error) => {
+        throw new Error(`${e.message}\n${explain()}`);
+      });
+    };
+    await allReceive('before the reloads');
+    // They are captured: node2's agent counts their connections (redis: 2; iperf3: control and
+    // data; the gRPC client's connection).
+    const metrics = (
+      await lab.exec('node2', ['curl', '-s', `http://${lab.host('node2').address}:15020/metrics`])
+    ).stdout;
+    const open = (svc: string) =>
+      sumSeries(
+        metrics,
+        new RegExp(`^weft_tcp_open_connections\\{direction="outbound".*dst_service="${svc}"`),
+      );
+    expect(open('redis'), metrics).toBeGreaterThanOrEqual(2);
+    expect(open('iperf'), metrics).toBeGreaterThanOrEqual(2);
+    expect(open('ticker'), metrics).toBeGreaterThanOrEqual(1);
+    const redisIds = await redisClients(redis);
+    expect(redisIds.monitor, JSON.stringify(redisIds)).toBeDefined();
+    expect(redisIds.incr, JSON.stringify(redisIds)).toBeDefined();
+
     await reload('node2', () => g('node2').exec(['systemctl', 'reload', 'weft-agent']));
+    await allReceive('after reloading node2');
     await reload('node1', () => g('node1').exec(['systemctl', 'reload', 'weft-agent']));
+    await allReceive('after reloading node1');
     await reload('node2', async () => {
       const r = await install('node2', []);
       expect(r.exitCode, r.explain).toBe(0);
       expect(r.stdout).toContain('upgrading: reloading weft-agent');
     });
+    await allReceive('after upgrading node2');
     // The old workers still hold the connections opened before the reloads.
     const ws = await workers('node2');
     expect(ws.some((w) => w.state === 'retiring' && w.connections > 0)).toBe(true);
-    const [h, f] = await Promise.all([held, fresh]);
-    console.log(
-      `across reloads and an upgrade: held ${JSON.stringify(h)} new ${JSON.stringify(f)}`,
+    // Every step above happened while the transfer and the new connections still ran.
+    expect(running(transfer), 'iperf3 ended before the last reload: give it a longer -t').toBe(
+      true,
     );
-    expect(h.errors).toEqual([]);
-    expect(h.failed).toBe(0);
-    expect(h.maxMs).toBeGreaterThanOrEqual(40_000);
+    expect(freshEnded, 'the new-connection loops ended before the last reload').toBe(false);
+
+    // Until the transfer ends, the other clients keep receiving on their first connections.
+    await exited(transfer);
+    await allReceive('after the transfer', 2);
+    // The same redis connections as before the reloads (the ids are per connection).
+    const after = await redisClients(redis);
+    expect(after.monitor).toBe(redisIds.monitor);
+    expect(after.incr).toBe(redisIds.incr);
+    for (const p of [monitor, writer, stream]) {
+      expect(running(p), explain()).toBe(true);
+      p.child.kill('SIGTERM');
+    }
+    await exited(stream);
+    const f = await fresh;
+    const s = JSON.parse(stream.out.trim().split('\n').pop() ?? '') as {
+      received: number;
+      gaps: number;
+      error: string | null;
+    };
+    const rates = intervals(transfer.out);
+    const incrs = writer.out.trim().split('\n').map(Number);
+    console.log(
+      `across reloads and an upgrade: MONITOR ${counts()[0]} lines, INCR ${incrs.length}, ` +
+        `gRPC ${JSON.stringify(s)}, iperf3 ${rates.length} intervals ` +
+        `(${Math.min(...rates)}-${Math.max(...rates)} bit/s), new ${JSON.stringify(f)}`,
+    );
+    expect(monitor.err + writer.err + stream.err + transfer.err).toBe('');
+    expect(incrs.every((n, i) => i === 0 || n === incrs[i - 1]! + 1)).toBe(true);
+    expect(s).toMatchObject({ gaps: 0, error: null });
+    expect(transfer.child.exitCode, transfer.out).toBe(0);
+    expect(transfer.out).toContain('iperf Done.');
+    expect(
+      rates.every((r) => r > 0),
+      transfer.out,
+    ).toBe(true);
     expect(f.errors).toEqual([]);
+    expect(f.failed).toBe(0);
     expect(f.ok).toBeGreaterThan(50);
     // Their connections closed, the old workers are gone: one generation left.
     await until('only the newest workers left on node2', async () => {
       const now = await workers('node2');
       return now.every((w) => w.generation === newest(now));
     });
-  }, 240_000);
+  }, 420_000);
 
   it('systemctl stop drains and exits within its limit; connections made meanwhile queue and are served after start', async () => {
     const held = load(8, 2, 3_000);

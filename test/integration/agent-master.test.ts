@@ -1,7 +1,8 @@
 // The agent's master with two workers on loopback (a plain relay: no control plane), as
 // `weft agent` runs it: /metrics answers for the whole agent (the workers' counters summed,
 // the master's own series once), /workers lists them, and a reload that would change what only
-// a restart can is refused while the workers keep serving. Forks the built worker
+// a restart can is refused while the workers keep serving; the counts of workers that exited
+// stay in /metrics (a counter never goes backwards). Forks the built worker
 // (dist/agent/workers/worker-main.js): `npm run build:ts` first.
 import { existsSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
@@ -121,5 +122,30 @@ describe('the agent master', () => {
       const now = await pids();
       return now.length === 1 && !before.includes(now[0]!);
     });
+  });
+
+  it('keeps the counts of workers that exited: a counter in /metrics never goes backwards', async () => {
+    const { config, metricsPort, adminPort, outboundPort } = await start();
+    await Promise.all(Array.from({ length: 20 }, () => connectAndWaitClose(outboundPort)));
+    const series = 'weft_connections_refused_total{listener="outbound",reason="not_captured"}';
+    await expect.poll(async () => value(await scrape(metricsPort), series)).toBe(20);
+    const pids = async () =>
+      (
+        (await (await fetch(`http://127.0.0.1:${adminPort}/workers`)).json()) as {
+          workers: Array<{ pid: number; generation: number }>;
+        }
+      ).workers;
+    const before = (await pids()).map((w) => w.pid);
+    // Both workers that counted them exit (a reload to one new worker).
+    expect(await master!.reload({ ...config, workers: 1 })).toBe(true);
+    await waitFor('the old workers gone', async () => {
+      const now = await pids();
+      return now.length === 1 && !before.includes(now[0]!.pid);
+    });
+    await connectAndWaitClose(outboundPort);
+    const text = await scrape(metricsPort);
+    expect(value(text, series)).toBe(21);
+    // Gauges of the exited workers are not kept: only the new worker is counted.
+    expect(value(text, 'weft_agent_workers{state="serving"}')).toBe(1);
   });
 });

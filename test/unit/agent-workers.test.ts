@@ -5,7 +5,11 @@ import { describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { restartDelay } from '../../src/agent/workers/crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from '../../src/agent/workers/generations.js';
-import { aggregatorFor, mergeMetrics } from '../../src/agent/workers/metrics-merge.js';
+import {
+  aggregatorFor,
+  mergeMetrics,
+  retiredMetrics,
+} from '../../src/agent/workers/metrics-merge.js';
 import { mergeReadouts, retiredPart } from '../../src/agent/workers/readout-merge.js';
 import { reloadRefusal } from '../../src/agent/workers/reload-check.js';
 import { SessionMirror } from '../../src/agent/workers/session-mirror.js';
@@ -157,6 +161,14 @@ describe('metrics of the whole agent', () => {
     const text = await mergeMetrics([counter(2), counter(5)]).metrics();
     expect(text).toMatch(/^weft_tcp_open_total 7$/m);
     expect(text).toMatch(/^weft_balancer_endpoints\{service="a"\} 3$/m);
+  });
+
+  it("keeps an exited worker's counters (added to the live ones), not its gauges", async () => {
+    const text = await mergeMetrics([counter(2), retiredMetrics(counter(5))]).metrics();
+    expect(text).toMatch(/^weft_tcp_open_total 7$/m);
+    expect(retiredMetrics(counter(5)).map((m) => (m as { name: string }).name)).toEqual([
+      'weft_tcp_open_total',
+    ]);
   });
 
   it.each([

@@ -1,7 +1,9 @@
 // /metrics for the whole agent: the master's registry and each worker's (fetched over IPC as
 // getMetricsAsJSON) merged into one, as prom-client's cluster aggregation does. Counters and
 // the per-worker gauges (connections open, sessions) are summed; gauges that describe the
-// mesh view every worker holds alike are taken once, not multiplied by the worker count.
+// mesh view every worker holds alike are taken once, not multiplied by the worker count. A
+// worker that exits leaves its counters and histograms as they were at its last scrape
+// (retiredMetrics), so the agent's counters never go backwards (Prometheus would read a reset).
 import {
   AggregatorRegistry,
   type MetricObjectWithValues,
@@ -34,4 +36,14 @@ export function mergeMetrics(parts: readonly unknown[][]): Registry {
     (part as MetricJson[]).map((m) => ({ ...m, aggregator: aggregatorFor(m.name, m.aggregator) })),
   );
   return AggregatorRegistry.aggregate(fixed as never);
+}
+
+/**
+ * What an exited worker leaves to /metrics: its cumulative series (counters, histograms) as
+ * last scraped; its gauges (connections open, ...) ended with it.
+ */
+export function retiredMetrics(part: readonly unknown[]): unknown[] {
+  const cumulative = new Set(['counter', 'histogram']);
+  // prom-client declares `type` as an enum it does not export: compared as the string it is.
+  return (part as MetricJson[]).filter((m) => cumulative.has(String(m.type)));
 }

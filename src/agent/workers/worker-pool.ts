@@ -12,6 +12,7 @@ import { EXIT_CONFIG } from '../exit-status.js';
 import { defaultCrashBackoff, restartDelay } from './crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from './generations.js';
 import type { SlotSockets } from './listening-sockets.js';
+import { mergeMetrics, retiredMetrics } from './metrics-merge.js';
 import { mergeReadouts, retiredPart } from './readout-merge.js';
 import {
   type MasterMessage,
@@ -61,6 +62,8 @@ export interface PoolWorker {
   stopping: boolean;
   /** Its stats readout at the last scrape (kept as retired counts when it exits). */
   readout: Readout | undefined;
+  /** Its getMetricsAsJSON() at the last scrape (its counters kept when it exits). */
+  metrics: unknown[] | undefined;
 }
 
 interface Generation extends GenerationView {
@@ -79,6 +82,8 @@ export class WorkerPool {
   private readonly pendingMetrics = new Map<number, (m: { metrics: unknown[] }) => void>();
   /** The counts of workers that exited (readout-merge.ts). */
   private retired: Readout = new Map();
+  /** The counters of workers that exited, as metrics parts (merged into one at a scrape). */
+  private retiredMetrics: unknown[][] = [];
   private readonly restarts: Counter<'reason'>;
   private readonly now: () => number;
 
@@ -150,8 +155,16 @@ export class WorkerPool {
     ]);
   }
 
-  /** Every worker's getMetricsAsJSON() (those that answer in time); refreshes connections. */
+  /**
+   * Every worker's getMetricsAsJSON() (those that answer in time), and the counters of those
+   * that exited; refreshes connections.
+   */
   async metrics(): Promise<unknown[][]> {
+    if (this.retiredMetrics.length > 1) {
+      // Folded into one part, so that reloads and crashes over months do not pile up parts.
+      const parts = this.retiredMetrics.splice(0);
+      this.retiredMetrics.unshift(retiredMetrics(await mergeMetrics(parts).getMetricsAsJSON()));
+    }
     const asks = [...this.workers].map(
       (w) =>
         new Promise<unknown[] | undefined>((resolve) => {
@@ -171,7 +184,8 @@ export class WorkerPool {
           }
         }),
     );
-    return (await Promise.all(asks)).filter((m): m is unknown[] => m !== undefined);
+    const live = (await Promise.all(asks)).filter((m): m is unknown[] => m !== undefined);
+    return [...live, ...this.retiredMetrics];
   }
 
   /** Retires every worker with this drain and resolves when all have exited (SIGKILL for the
@@ -205,6 +219,7 @@ export class WorkerPool {
       connections: 0,
       stopping: false,
       readout: undefined,
+      metrics: undefined,
     };
     this.workers.add(worker);
     let partial = '';
@@ -235,6 +250,7 @@ export class WorkerPool {
     if (message.type === 'metrics') {
       worker.connections = message.connections;
       worker.readout = message.readout;
+      worker.metrics = message.metrics;
       this.pendingMetrics.get(message.id)?.(message);
       this.pendingMetrics.delete(message.id);
       return;
@@ -281,6 +297,7 @@ export class WorkerPool {
   private onExit(worker: PoolWorker, code: number | null, signal: NodeJS.Signals | null): void {
     this.workers.delete(worker);
     if (worker.readout) this.retired = mergeReadouts([this.retired, retiredPart(worker.readout)]);
+    if (worker.metrics) this.retiredMetrics.push(retiredMetrics(worker.metrics));
     const gen = this.gens.find((g) => g.id === worker.generation);
     const outcome = afterExit(
       this.gens,
