@@ -23,9 +23,10 @@ import type { AgentConfig } from './config.js';
 import { HostFactsSource } from './host-facts.js';
 import { startMemoryTrim } from './memory-trim.js';
 import { registerProcessMetrics, startMetricsServer } from './metrics-server.js';
+import { notifyReady } from './ready-notifier.js';
 import { startStatsReporter } from './stats-reporter.js';
 import { registerSyncMetrics } from './sync-metrics.js';
-import { sdNotify, sdStatus, startWatchdog, statusNotifier } from './systemd.js';
+import { sdNotify, sdStatus, startWatchdog } from './systemd.js';
 
 export interface AgentDeps {
   socketOps: SocketOps;
@@ -146,44 +147,5 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       syncTaps?.streamEnded();
       await Promise.all([admin.close(), metrics.close(), tapSocket?.close(), session?.stop()]);
     },
-  };
-}
-
-/**
- * systemd Type=notify: READY=1 once the listeners are up (they are when this runs) and a
- * snapshot, cached or fresh, is loaded; then STATUS= follows the sync state and every accepted
- * snapshot (rate-limited), so `systemctl status` shows the version served. Returns a function
- * that stops the updates. Not under systemd, sdNotify does nothing.
- */
-function notifyReady(session: ControlPlaneSession | undefined, log: Logger): () => void {
-  const status = () => {
-    if (!session) return 'relaying (no control plane configured)';
-    const s = session.status();
-    return `sync ${s.state}, snapshot v${s.version}, control plane ${s.controlPlane}`;
-  };
-  const ready = () => {
-    sdNotify(`READY=1\nSTATUS=${status()}`);
-    log.info({ status: status() }, 'agent ready');
-  };
-  if (!session) {
-    ready();
-    return () => {};
-  }
-  const line = statusNotifier();
-  const onChange = () => {
-    if (session.view()) line.update(status());
-  };
-  session.on('state', onChange);
-  session.on('snapshot', onChange);
-  if (session.view()) ready();
-  else {
-    sdStatus(`listening; waiting for the first snapshot from ${session.status().controlPlane}`);
-    session.once('snapshot', ready);
-  }
-  return () => {
-    line.stop();
-    session.off('state', onChange);
-    session.off('snapshot', onChange);
-    session.off('snapshot', ready);
   };
 }

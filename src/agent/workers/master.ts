@@ -25,9 +25,10 @@ import type { AgentConfig } from '../config.js';
 import { HostFactsSource } from '../host-facts.js';
 import { startMemoryTrim } from '../memory-trim.js';
 import { registerProcessMetrics, startMetricsServer } from '../metrics-server.js';
+import { notifyReady } from '../ready-notifier.js';
 import { startStatsReporter } from '../stats-reporter.js';
 import { registerSyncMetrics } from '../sync-metrics.js';
-import { sdNotify, sdStatus, startWatchdog, statusNotifier } from '../systemd.js';
+import { sdNotify, sdStatus, startWatchdog } from '../systemd.js';
 import { HeldSockets } from './listening-sockets.js';
 import { mergeMetrics } from './metrics-merge.js';
 import { reloadRefusal } from './reload-check.js';
@@ -219,39 +220,5 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
         session?.stop(),
       ]);
     },
-  };
-}
-
-/** As startAgent's: READY=1 once workers serve and a snapshot is loaded; STATUS= follows. */
-function notifyReady(session: ControlPlaneSession | undefined, log: Logger): () => void {
-  const status = () => {
-    if (!session) return 'relaying (no control plane configured)';
-    const s = session.status();
-    return `sync ${s.state}, snapshot v${s.version}, control plane ${s.controlPlane}`;
-  };
-  const ready = () => {
-    sdNotify(`READY=1\nSTATUS=${status()}`);
-    log.info({ status: status() }, 'agent ready');
-  };
-  if (!session) {
-    ready();
-    return () => {};
-  }
-  const line = statusNotifier();
-  const onChange = () => {
-    if (session.view()) line.update(status());
-  };
-  session.on('state', onChange);
-  session.on('snapshot', onChange);
-  if (session.view()) ready();
-  else {
-    sdStatus(`listening; waiting for the first snapshot from ${session.status().controlPlane}`);
-    session.once('snapshot', ready);
-  }
-  return () => {
-    line.stop();
-    session.off('state', onChange);
-    session.off('snapshot', onChange);
-    session.off('snapshot', ready);
   };
 }
