@@ -199,6 +199,11 @@ export class TapHub {
     return Number.isFinite(until) ? until : 0;
   }
 
+  /** Counts records in weft_tap_records_total (for a hub that passes on others' records). */
+  protected countOutcome(outcome: 'sent' | 'dropped', n: number): void {
+    if (n > 0) this.outcomes?.inc({ outcome }, n);
+  }
+
   private countDropped(dropped: number): void {
     const all = dropped + this.spentDropped;
     this.spentDropped = 0;

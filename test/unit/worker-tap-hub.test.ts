@@ -1,6 +1,7 @@
 // The master's tap hub on an agent with workers: every worker limits its own records to the
 // tap's rate, so the master limits their sum again; what it drops is counted with the
 // workers' drops, and reported at most once per DROPPED_REPORT_MS and at close.
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { WorkerTapHub } from '../../src/agent/workers/worker-tap-hub.js';
 import { parseTapFilter } from '../../src/telemetry/tap-filter.js';
@@ -13,14 +14,19 @@ const batch = (worker: string, n: number) =>
 
 function setup(maxPerSecond: number) {
   let now = 0;
-  const hub = new WorkerTapHub({ node: 'n1', now: () => now }, () => undefined);
+  const registry = new Registry();
+  const hub = new WorkerTapHub({ node: 'n1', now: () => now, registry }, () => undefined);
   const got: TapRecord[] = [];
   const dropped: number[] = [];
   const handle = hub.open(parseTapFilter({ maxPerSecond }), {
     records: (r) => got.push(...r),
     dropped: (total) => dropped.push(total),
   });
-  return { hub, handle, got, dropped, advance: (ms: number) => (now += ms) };
+  const outcome = async (name: 'sent' | 'dropped') =>
+    (await registry.getSingleMetric('weft_tap_records_total')?.get())?.values.find(
+      (v) => v.labels.outcome === name,
+    )?.value ?? 0;
+  return { hub, handle, got, dropped, outcome, advance: (ms: number) => (now += ms) };
 }
 
 describe('WorkerTapHub: a tap sees at most maxPerSecond whatever the number of workers', () => {
@@ -64,5 +70,20 @@ describe('WorkerTapHub: a tap sees at most maxPerSecond whatever the number of w
     expect(t.dropped).toEqual([5, 11, 15]);
     t.handle.close();
     expect(t.dropped.at(-1)).toBe(15);
+  });
+
+  // The workers count nothing (a record a worker passes may be dropped here): the master's
+  // weft_tap_records_total is what its taps were sent and the dropped totals they were shown.
+  it('counts in weft_tap_records_total exactly what the tap was sent and shown as dropped', async () => {
+    const t = setup(10);
+    t.hub.droppedInWorker(t.handle.id, 101, 5);
+    t.hub.fromWorker(t.handle.id, batch('a', 12));
+    t.advance(DROPPED_REPORT_MS);
+    t.hub.fromWorker(t.handle.id, batch('b', 11));
+    t.hub.fromWorker(t.handle.id, batch('c', 3));
+    t.handle.close();
+    expect(await t.outcome('sent')).toBe(t.got.length);
+    expect(await t.outcome('dropped')).toBe(t.dropped.at(-1));
+    expect(t.dropped.at(-1)).toBe(5 + 2 + 1 + 3);
   });
 });

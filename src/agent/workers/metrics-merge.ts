@@ -13,10 +13,10 @@ import {
 
 /**
  * Gauges whose every copy holds the same value: each worker computes the balancer's from the
- * same snapshot; taps open are the master's (each worker opens each tap too). The first copy
- * (the master's registry comes first, then the workers') is the agent's.
+ * same snapshot. The first copy (the master's registry comes first, then the workers') is the
+ * agent's. (Taps are counted by the master alone: worker-tap-hub.ts.)
  */
-const SAME_IN_EVERY_WORKER = new Set(['weft_balancer_endpoints', 'weft_tap_open']);
+const SAME_IN_EVERY_WORKER = new Set(['weft_balancer_endpoints']);
 
 /** The aggregation a metric gets: taken once for the view gauges; the worst event-loop lag
  * of any process (a sum of lags means nothing; event-loop-lag.ts declares none); else as

@@ -51,11 +51,8 @@ async function main(init: Extract<MasterMessage, { type: 'init' }>): Promise<voi
   const denials = new RecentDenials();
   const errors = new RecentErrors();
   // Taps are opened by the master (weft tap); this hub copies this worker's requests to them.
-  const tap = new TapHub({
-    node: config.hostname,
-    redactHeaders: config.tap.redactHeaders,
-    registry,
-  });
+  // Its outcomes are counted by the master, which limits the workers' records again.
+  const tap = new TapHub({ node: config.hostname, redactHeaders: config.tap.redactHeaders });
   const taps = new Map<string, { close(): void }>();
   const tracer = await createTracer(config.telemetry.tracing, {
     registry,

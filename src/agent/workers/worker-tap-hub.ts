@@ -3,6 +3,8 @@
 // records of their requests, which go to the tap's subscriber here. Each worker applies the
 // tap's rate limit to its own requests (a worker may serve them all), and the master applies it
 // again to their sum, so a tap sees at most maxPerSecond however many workers there are.
+// weft_tap_records_total is counted here, not in the workers (a record a worker passes on may
+// be dropped here): the records each tap was sent and the dropped totals it was shown.
 
 import type { TapFilter } from '../../telemetry/tap-filter.js';
 import {
@@ -81,7 +83,10 @@ export class WorkerTapHub extends TapHub {
       kept = i;
       break;
     }
-    if (kept > 0) f.subscriber.records(kept === records.length ? records : records.slice(0, kept));
+    if (kept > 0) {
+      f.subscriber.records(kept === records.length ? records : records.slice(0, kept));
+      this.countOutcome('sent', kept);
+    }
     if (kept === records.length) return;
     // The bucket is empty: the rest of this batch is dropped (a refill within a batch is
     // negligible: a batch is one worker's drain of one moment).
@@ -102,6 +107,7 @@ export class WorkerTapHub extends TapHub {
     for (const n of f.dropped.values()) sum += n;
     f.reportedAt = this.clock();
     if (sum === f.reported) return;
+    this.countOutcome('dropped', sum - f.reported);
     f.reported = sum;
     f.subscriber.dropped(sum);
   }
