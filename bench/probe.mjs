@@ -1,9 +1,11 @@
 // `node bench/probe.mjs [dir]`: the bench lab kept up for iterating on one figure. It builds the
 // lab once, then serves commands written to <dir>/cmd (default /tmp/weft-probe), one at a time,
 // appending results to <dir>/out:
-//   measure SETUP [CONNECTIONS] [SECONDS]   wrk against a setup (direct, haproxy, weft, weft-l7)
-//   restart [profile | NODEFLAG...]         restart both agents on the current dist/ (profiled,
-//                                           or under the given node flags)
+//   measure SETUP [CONNECTIONS] [SECONDS] [close]   wrk against a setup (direct, haproxy, weft,
+//                                           weft-l7); `close`: a connection per request (scenario 4)
+//   restart [bin=PATH] [profile | NODEFLAG...]   restart both agents on the current dist/ (or the
+//                                           checkout of bin PATH: an old build to compare with;
+//                                           profiled, or under the given node flags)
 //   rss                                     both agents' VmRSS 5 s from now (bench scenario 5's
 //                                           "idle, after start" when run right after restart)
 //   stop                                    the profiled agents write their profiles; summary
@@ -17,6 +19,7 @@ import {
   chownSync,
   existsSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -50,12 +53,13 @@ try {
     try {
       if (cmd === 'quit') break;
       if (cmd === 'measure') {
-        const [setup, connections = '64', seconds = '5'] = args;
+        const [setup, connections = '64', seconds = '5', close] = args;
         const pids = bench.proxyPids(setup);
         const before = pids.map(cpuSeconds);
         const r = await bench.wrk(setup, {
           connections: Number(connections),
           seconds: Number(seconds),
+          close: close === 'close',
         });
         const cpu = pids.map((pid, i) =>
           (((cpuSeconds(pid) - before[i]) * 1e6) / r.requests).toFixed(0),
@@ -66,24 +70,32 @@ try {
           `${setup} c=${connections}: ${r.rps.toFixed(0)} req/s p50 ${r.p50 / 1000} ms p99 ${r.p99 / 1000} ms errors ${r.errors} status ${r.status}`,
         );
       } else if (cmd === 'restart') {
+        const bin = args[0]?.startsWith('bin=') ? args.shift().slice(4) : undefined;
         const flags = [];
         if (args[0] === 'profile') {
           profDir = join(dir, `prof-${Date.now()}`);
-          mkdirSync(profDir, { recursive: true });
-          const weft = lookupUser('weft');
-          chownSync(profDir, weft.uid, weft.gid);
-          flags.push('--cpu-prof', `--cpu-prof-dir=${profDir}`);
+          flags.push('--cpu-prof');
         } else flags.push(...args);
+        const weft = lookupUser('weft');
         for (const host of ['client', 'server']) {
           await bench.lab.stopProcess(host, 'agent');
-          await bench.startAgentUnder(host, [
-            ...flags,
-            ...(args[0] === 'profile' ? [`--cpu-prof-name=${host}.cpuprofile`] : []),
-          ]);
+          // One directory per host, Node's own file names (with the pid): the master's workers
+          // inherit its flags, so a fixed --cpu-prof-name would have them overwrite one another.
+          const hostDir = profDir && join(profDir, host);
+          if (args[0] === 'profile') {
+            mkdirSync(hostDir, { recursive: true });
+            chownSync(profDir, weft.uid, weft.gid);
+            chownSync(hostDir, weft.uid, weft.gid);
+          }
+          await bench.startAgentUnder(
+            host,
+            [...flags, ...(args[0] === 'profile' ? [`--cpu-prof-dir=${hostDir}`] : [])],
+            bin,
+          );
         }
         await bench.waitReady();
         loaded = 0;
-        out('restarted');
+        out(`restarted${bin ? ` on ${bin}` : ''}`);
       } else if (cmd === 'rss') {
         await new Promise((r) => setTimeout(r, 5_000));
         const p = bench.pids;
@@ -93,9 +105,16 @@ try {
       } else if (cmd === 'stop') {
         for (const host of ['client', 'server']) await bench.lab.stopProcess(host, 'agent', 30_000);
         for (const host of ['client', 'server']) {
-          const a = analyzeProfile(join(profDir, `${host}.cpuprofile`), { top: 40 });
-          writeFileSync(join(profDir, `${host}.json`), JSON.stringify(a, null, 1));
-          out(`${host}: profile in ${profDir} (${loaded} requests since restart)`);
+          // The master's and each worker's: the busiest first.
+          const files = readdirSync(join(profDir, host)).filter((f) => f.endsWith('.cpuprofile'));
+          const all = files
+            .map((f) => ({ f, a: analyzeProfile(join(profDir, host, f), { top: 40 }) }))
+            .sort((x, y) => y.a.busyMs - x.a.busyMs);
+          for (const { f, a } of all) {
+            writeFileSync(join(profDir, host, `${f}.json`), JSON.stringify(a, null, 1));
+            out(`${host}: ${f} busy ${a.busyMs.toFixed(0)} ms`);
+          }
+          out(`${host}: profiles in ${profDir}/${host} (${loaded} requests since restart)`);
         }
       } else if (cmd === 'counts') {
         // The hook writes every second: let the last requests' counts land first.

@@ -444,15 +444,16 @@ export class BenchLab {
 
   /**
    * Starts `host`'s agent (stopped by the caller) under `node <nodeFlags>`, pinned to its core.
-   * Node refuses --cpu-prof in NODE_OPTIONS: such flags go on the command line.
+   * Node refuses --cpu-prof in NODE_OPTIONS: such flags go on the command line. `bin`: another
+   * checkout's bin/weft (an old build, to compare with).
    */
-  async startAgentUnder(host, nodeFlags) {
+  async startAgentUnder(host, nodeFlags, bin = WEFT_BIN) {
     await this.lab.startProcess(host, {
       name: 'agent',
       command: [
         process.execPath,
         ...nodeFlags,
-        WEFT_BIN,
+        bin,
         'agent',
         '--config',
         this.mesh.configFile(host),

@@ -171,6 +171,27 @@ describe('logger', () => {
     expect(JSON.parse(fast!)).toMatchObject({ level: 30, name: 'test', n: 1.5, msg: 'request' });
   });
 
+  it("a child's lineWriter (an agent worker's { worker: N }) is the fast one, pino's line", async () => {
+    // Workers log through createLogger(...).child({ worker }); lineWriter knew only the parent,
+    // so every access-log line of a worker went through pino's serializer, the slow path the
+    // fast writer exists to avoid. The child's info() is made to throw after its own line:
+    // a writer that falls back to it fails.
+    const run = await runChild(`
+      const log = createLogger('info', 'test');
+      const child = log.child({ worker: 3 });
+      const fields = { path: '/a"b', n: 1.5, gone: undefined };
+      child.info(fields, 'request');
+      child.info = () => { throw new Error('the slow path'); };
+      lineWriter(child)(fields, 'request');
+      await flushLogs(child);
+    `);
+    expect(run.code).toBe(0);
+    expect(run.lines).toHaveLength(2);
+    const [pinos, fast] = run.lines.map((l) => l.replace(/"time":\d+/, '"time":0'));
+    expect(fast).toBe(pinos);
+    expect(JSON.parse(fast!)).toMatchObject({ name: 'test', worker: 3, n: 1.5, msg: 'request' });
+  });
+
   it("lineWriter's lone line is flushed while the process runs; a higher level drops it", async () => {
     const line = await waitForChildLine(
       `

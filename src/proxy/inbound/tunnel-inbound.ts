@@ -11,6 +11,7 @@ import type { Telemetry } from '../telemetry.js';
 import type {
   AuthorizeHook,
   TunnelAccessRecord,
+  TunnelPeer,
   TunnelStreamObserver,
   TunnelTarget,
 } from '../tunnel/index.js';
@@ -74,13 +75,25 @@ export function tunnelAuthorizer(state: MeshState, telemetry: Telemetry): Author
  * decremented exactly as it was incremented.
  */
 export function tunnelAccessRecorder(state: MeshState, telemetry: Telemetry): TunnelStreamObserver {
+  // What a record takes from its peer is the same for every stream of a session (one peer
+  // object per session): worked out once.
+  const peers = new WeakMap<TunnelPeer, { src: string; service: string }>();
+  const fromPeer = (peer: TunnelPeer) => {
+    let known = peers.get(peer);
+    if (known === undefined) {
+      const id = parseSpiffeId(peer.spiffeId);
+      known = { src: formatAddress(peer), service: id?.kind === 'svc' ? id.name : 'unknown' };
+      peers.set(peer, known);
+    }
+    return known;
+  };
   return ({ peer, authority, target }) => {
-    const id = parseSpiffeId(peer.spiffeId);
+    const known = fromPeer(peer);
     const record = {
       direction: 'inbound' as const,
-      src: formatAddress(peer),
+      src: known.src,
       dst: target ? formatAddress(target) : authority,
-      src_service: id?.kind === 'svc' ? id.name : 'unknown',
+      src_service: known.service,
       dst_service: (target && state.localEndpoint(target)?.service) || 'unknown',
       src_identity: peer.spiffeId,
       security: 'mtls',
@@ -93,7 +106,7 @@ export function tunnelAccessRecorder(state: MeshState, telemetry: Telemetry): Tu
           ...record,
           // The original client as the peer reported it; the peer agent's own address apart.
           src: formatAddress(r.client ?? peer),
-          peer: formatAddress(peer),
+          peer: known.src,
           ...(r.clientPreserved !== undefined ? { src_preserved: r.clientPreserved } : {}),
           ...(r.clientUnverified ? { src_claimed: formatAddress(r.clientUnverified) } : {}),
           bytes_sent: r.bytesToTarget,

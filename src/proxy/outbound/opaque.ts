@@ -4,6 +4,7 @@
 // (passive accrual) and the next one is tried, before a single byte of the client's is read:
 // opaque TCP is safe to retry only until then. The service's circuit breaker counts the
 // connection (maxConnections) for its whole life. Also the passthrough of external destinations.
+import { isIPv4, isIPv6 } from 'node:net';
 import type { ServicePort } from '../../api/resources/index.js';
 import { describeError, isWeftError, WeftError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
@@ -19,8 +20,7 @@ import { rateLimited } from '../resilience/inbound-rate-limit.js';
 import type { Resilience } from '../resilience/resilience.js';
 import type { Telemetry } from '../telemetry.js';
 import {
-  formatClientAddress,
-  parseClientAddress,
+  callerAddressProblem,
   type TunnelPool,
   TunnelStreamError,
   type TunnelTarget,
@@ -256,7 +256,11 @@ export function clientOf(client: PeerOf): TunnelTarget | undefined {
   const address = unmapV4(client.remoteAddress ?? '');
   const port = client.remotePort ?? 0;
   const c = { address, port };
-  const ok = address !== '' && port !== 0 && parseClientAddress(formatClientAddress(c)).ok;
+  // The check a peer makes of the header (parseClientAddress), on the address itself.
+  const ok =
+    port !== 0 &&
+    (isIPv4(address) || isIPv6(address)) &&
+    callerAddressProblem(address) === undefined;
   clients.set(client, ok ? c : NONE);
   return ok ? c : undefined;
 }

@@ -60,12 +60,20 @@ export function parseClientAddress(value: unknown): ClientAddressParse {
   if (value.length > MAX_LENGTH) return bad(`${shown}... is too long to be ip:port`);
   const client = parseAuthority(value);
   if (client === undefined) return bad(`${shown} is not ip:port`);
-  if (!isCanonical(client.address)) {
-    return bad(`${shown} is not in canonical form (RFC 5952, IPv4 unmapped)`);
-  }
-  const notCaller = notUnicast(client.address);
-  if (notCaller !== undefined) return bad(`${shown} is ${notCaller}, not a caller's`);
+  const problem = callerAddressProblem(client.address);
+  if (problem !== undefined) return bad(`${shown} is ${problem}`);
   return { ok: true, client };
+}
+
+/**
+ * Why an IP address (as parseAuthority gives it) cannot be sent as a caller's, or undefined
+ * when it can: the header's own check, for the sending side to ask without formatting and
+ * parsing a header per connection.
+ */
+export function callerAddressProblem(address: string): string | undefined {
+  if (!isCanonical(address)) return 'not in canonical form (RFC 5952, IPv4 unmapped)';
+  const notCaller = notUnicast(address);
+  return notCaller === undefined ? undefined : `${notCaller}, not a caller's`;
 }
 
 /** A claimed client, and whether the receiving agent may act on it. */

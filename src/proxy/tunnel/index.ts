@@ -4,6 +4,7 @@ export { formatAuthority, parseAuthority } from './authority.js';
 export {
   CLIENT_ADDRESS_HEADER,
   type ClientAddressParse,
+  callerAddressProblem,
   formatClientAddress,
   parseClientAddress,
   type VouchedClient,

@@ -158,7 +158,8 @@ export class TunnelPool {
     // One retry, only for failures where nothing reached the target (refused stream, a
     // session that went away before answering): the caller never sees a pooled session die.
     for (let attempt = 0; ; attempt++) {
-      const session = await this.acquire(req);
+      // A pooled session with room (the usual case) without an await of its own.
+      const session = this.reserveOpen(req) ?? (await this.acquire(req));
       this.counters.streamsTotal += 1;
       try {
         return await session.connect(req.target, this.openTimeoutMs, req.client);
