@@ -10,10 +10,15 @@
 // worker i of every generation serves slot i, so a reload's new worker takes over the very
 // socket its predecessor served. systemd's sockets are one per port: there every worker
 // shares it (balance as above).
+//
+// After an upgrade's exec (handover.ts) the new master image adopts the same fds instead of
+// binding: nothing is closed in between, so nothing queued is lost.
 import { closeSync } from 'node:fs';
+import { setCloexec } from '../../native/process-ops.js';
 import type { SocketOps } from '../../native/socket-ops.js';
 import type { AgentConfig } from '../config.js';
 import { listenFds } from '../systemd.js';
+import type { Handover } from './handover.js';
 
 /** The TCP listeners one worker serves. */
 export interface SlotSockets {
@@ -25,13 +30,32 @@ export interface SlotSockets {
 const BACKLOG = 1024;
 
 export class HeldSockets {
-  private readonly passed = listenFds();
+  private readonly passed: Map<string, number[]>;
   private readonly slots: SlotSockets[] = [];
 
   constructor(
     private readonly config: AgentConfig,
     private readonly socketOps: SocketOps,
-  ) {}
+    handover?: Handover,
+  ) {
+    if (!handover) {
+      this.passed = listenFds();
+      return;
+    }
+    this.passed = new Map(handover.passed);
+    for (const s of handover.slots) {
+      this.slots.push({ ...s });
+      // Kept open across the exec; closed at the next one again unless handed over, and not
+      // inherited by workers other than through their stdio slots.
+      for (const fd of [s.outbound, s.inbound, s.tunnel])
+        if (!this.isPassed(fd)) setCloexec(fd, true);
+    }
+  }
+
+  /** What the next master image gets (handover.ts). */
+  handover(): Pick<Handover, 'slots' | 'passed'> {
+    return { slots: this.slots.map((s) => ({ ...s })), passed: [...this.passed.entries()] };
+  }
 
   /** systemd's UDP DNS sockets (weft-agent-dns.socket), for the master's DNS; or none. */
   get dns(): number[] {
