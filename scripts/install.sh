@@ -329,10 +329,11 @@ else
 fi
 chown -R root:root "$stage"
 chmod -R u=rwX,go=rX "$stage"
-rm -rf /opt/weft.old
+rm -rf /opt/weft.old /opt/weft.failed
 [[ -d /opt/weft ]] && mv /opt/weft /opt/weft.old
 mv "$stage" /opt/weft
-rm -rf /opt/weft.old
+# The previous tree stays until the agent runs the new code: an upgrade that does not take puts
+# it back (upgrade_agent), so what is on disk is what runs.
 
 # The launcher runs the installed runtime by absolute path: nothing depends on PATH.
 node_bin=/opt/weft/runtime/node/bin/node
@@ -436,8 +437,26 @@ else
   chmod 0640 "$config_file"
 fi
 
+# The agent's TCP socket units get one ListenStream= per worker (ReusePort=yes: a SO_REUSEPORT
+# group per port, which spreads connections evenly over the workers): agent.yaml's `workers:`,
+# else the CPUs this host gives it. Takes effect when the socket units are (re)started: a fresh
+# install, or `systemctl stop weft-agent 'weft-agent*.socket'` and start.
+listen_copies=1
+if [[ $role == agent ]]; then
+  listen_copies="$(sed -n 's/^workers:[[:space:]]*\([0-9]\{1,3\}\)[[:space:]]*$/\1/p' "$config_file")"
+  listen_copies="${listen_copies:-$(nproc)}"
+  ((listen_copies >= 1 && listen_copies <= 256)) || listen_copies=1
+fi
 for unit in "${units[@]}"; do
-  install -m 0644 "$templates/$unit" "/etc/systemd/system/$unit"
+  case "$unit" in
+    weft-agent.socket | weft-agent-inbound.socket | weft-agent-tunnel.socket)
+      awk -v n="$listen_copies" '/^ListenStream=/ { for (i = 0; i < n; i++) print; next } { print }' \
+        "$templates/$unit" >"/etc/systemd/system/$unit.new"
+      chmod 0644 "/etc/systemd/system/$unit.new"
+      mv "/etc/systemd/system/$unit.new" "/etc/systemd/system/$unit"
+      ;;
+    *) install -m 0644 "$templates/$unit" "/etc/systemd/system/$unit" ;;
+  esac
 done
 systemctl daemon-reload
 systemctl enable "${units[@]}" >/dev/null 2>&1
@@ -497,6 +516,11 @@ upgrade_agent() {
   fi
   rm -f "$before"
   echo "install.sh: the upgrade did not take: $out" >&2
+  if [[ -d /opt/weft.old ]]; then
+    mv /opt/weft /opt/weft.failed
+    mv /opt/weft.old /opt/weft
+    echo "install.sh: put the previous code back in /opt/weft (the new one is in /opt/weft.failed)" >&2
+  fi
   journalctl --sync 2>/dev/null || true
   journalctl --no-pager -o cat -u "$main_unit" --since "@$since" 2>/dev/null |
     grep -E '"level":(50|60)|^weft: WEFT_E_' | tail -n 5 | sed 's/^/  /' >&2 || true
@@ -526,4 +550,5 @@ if [[ $start == yes ]]; then
   fi
   say "$main_unit is $(systemctl is-active "$main_unit")"
 fi
+rm -rf /opt/weft.old
 say "installed weft $("$node_bin" -p "require('/opt/weft/package.json').version") on Node.js $node_version as $role"

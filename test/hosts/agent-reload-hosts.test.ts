@@ -184,7 +184,10 @@ const mainPid = async (host: string) =>
  * A checkout in the guest with new code: this one's, with one line added to the master's
  * code, so install.sh's build id differs (the runtime and node_modules linked, not copied).
  */
-async function newCode(host: string): Promise<string> {
+async function newCode(
+  host: string,
+  change = '// upgraded by agent-reload-hosts',
+): Promise<string> {
   const dir = `/root/weft-next-${randomBytes(2).toString('hex')}`;
   await g(host).sh(
     [
@@ -192,7 +195,8 @@ async function newCode(host: string): Promise<string> {
       `cp -a ${SRC}/package.json ${SRC}/package-lock.json ${SRC}/bin ${SRC}/dist ${SRC}/proto ${SRC}/scripts ${dir}/`,
       `cp -a ${SRC}/native/build/Release/weft_native.node ${dir}/native/build/Release/`,
       `ln -s ${SRC}/runtime ${SRC}/node_modules ${dir}/`,
-      `echo '// upgraded by agent-reload-hosts ${dir}' >> ${dir}/dist/agent/workers/master.js`,
+      // On a line of its own: the file ends in a comment without a newline.
+      `printf '\\n%s\\n' '${change} ${dir}' >> ${dir}/dist/agent/workers/master.js`,
     ].join(' && '),
   );
   return dir;
@@ -479,7 +483,7 @@ describe('reloads and upgrades that cut no connection', () => {
 
   it('an upgrade the master must refuse (a capture change) makes install.sh exit 1 with the reason; the agent serves on', async () => {
     const before = await agentStatus('node2');
-    const held = load(20, 2, 2_000);
+    const held = load(40, 2, 2_000);
     await g('node2').sh(
       "cp -a /etc/weft/agent.yaml /root/agent.yaml.kept && sed -i 's/^  agentUser: weft$/  agentUser: weft\\n  outboundPort: 15101/' /etc/weft/agent.yaml",
     );
@@ -496,6 +500,17 @@ describe('reloads and upgrades that cut no connection', () => {
     } finally {
       await g('node2').sh('cp -a /root/agent.yaml.kept /etc/weft/agent.yaml');
     }
+    // New code that does not start: the master's check fails, nothing changes, and install.sh
+    // puts the previous code back on disk.
+    const running = (await g('node2').exec(['cat', '/opt/weft/build-id'])).stdout.trim();
+    const broken = await newCode('node2', 'this is not JavaScript');
+    const r = await install('node2', ['--source', broken]);
+    expect(r.exitCode, r.explain).toBe(1);
+    expect(r.stderr).toMatch(
+      /the upgrade did not take: upgrade refused: the new code does not start/,
+    );
+    expect(r.stderr).toContain('put the previous code back in /opt/weft');
+    expect((await g('node2').exec(['cat', '/opt/weft/build-id'])).stdout.trim()).toBe(running);
     const after = await agentStatus('node2');
     expect(after.master).toMatchObject({ pid: before.master.pid, execs: before.master.execs });
     expect(after.workers.map((w) => w.pid).sort()).toEqual(before.workers.map((w) => w.pid).sort());
@@ -503,6 +518,32 @@ describe('reloads and upgrades that cut no connection', () => {
     expect(h.failed, JSON.stringify(h)).toBe(0);
     expect(h.ok).toBeGreaterThan(0);
   }, 240_000);
+
+  it('under socket activation (a SO_REUSEPORT group of systemd sockets per port), two workers each take 35-65 % of the connections', async () => {
+    // node2's socket unit passes one socket per worker (install.sh repeats ListenStream=).
+    const listen = (
+      await g('node2').exec(['systemctl', 'show', '-p', 'Listen', 'weft-agent.socket'])
+    ).stdout;
+    const serving = (await workers('node2')).filter((w) => w.state === 'serving');
+    expect(serving.length, 'the guest should give the agent 2 CPUs').toBe(2);
+    expect(listen.match(/:15001 \(Stream\)/g)?.length, listen).toBe(2);
+    // 40 connections held at once (each a line every 100 ms for 8 s), through node2's capture.
+    const held = load(6, 40, 8_000);
+    const counts = await until('node2 holds the 40 connections', async () => {
+      const now = (await workers('node2')).filter((w) => w.state === 'serving');
+      return now.reduce((n, w) => n + w.connections, 0) >= 40;
+    }).then(async () =>
+      (await workers('node2')).filter((w) => w.state === 'serving').map((w) => w.connections),
+    );
+    const total = counts.reduce((a, b) => a + b, 0);
+    console.log(`spread under socket activation: ${JSON.stringify(counts)} of ${total}`);
+    for (const c of counts) {
+      expect(c / total, JSON.stringify(counts)).toBeGreaterThanOrEqual(0.35);
+      expect(c / total, JSON.stringify(counts)).toBeLessThanOrEqual(0.65);
+    }
+    const h = await held;
+    expect(h.failed, JSON.stringify(h)).toBe(0);
+  }, 120_000);
 
   it('systemctl stop drains and exits within its limit; connections made meanwhile queue and are served after start', async () => {
     const held = load(8, 2, 3_000);

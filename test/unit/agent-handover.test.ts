@@ -88,6 +88,18 @@ describe('whether the master may exec into the code on disk', () => {
       expected: /^refuse the new code does not start .*WEFT_E_NATIVE_NOT_BUILT/,
     },
     {
+      what: 'the new code has a syntax error',
+      refusal: undefined,
+      check: {
+        exitCode: 1,
+        stdout: '',
+        stderr:
+          "file:///opt/weft/dist/agent/workers/master.js:280\nthis is not\n     ^^\n\nSyntaxError: Unexpected identifier 'is'\n    at compileSourceTextModule (node:internal)\n\nNode.js v26.12.1\n",
+      },
+      expected:
+        /^refuse the new code does not start \(weft agent --check: SyntaxError: Unexpected identifier 'is'\)/,
+    },
+    {
       what: 'the check was killed (timeout)',
       refusal: undefined,
       check: { exitCode: null, stdout: '', stderr: '' },

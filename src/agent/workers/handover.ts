@@ -98,7 +98,11 @@ export function upgradeDecision(
 ): UpgradeDecision {
   if (configRefusal) return { kind: 'refuse', reason: configRefusal };
   if (check.exitCode !== 0) {
-    const last = check.stderr.trim().split('\n').filter(Boolean).at(-1) ?? `exit ${check.exitCode}`;
+    // Its own `weft: WEFT_E_...` line, or the error Node printed (a module that does not
+    // load fails before any code of weft's runs), else its last line.
+    const lines = check.stderr.trim().split('\n').filter(Boolean);
+    const last =
+      lines.find((l) => /^(weft: |\w*Error: )/.test(l)) ?? lines.at(-1) ?? `exit ${check.exitCode}`;
     return {
       kind: 'refuse',
       reason: `the new code does not start (weft agent --check: ${last}): fix the install, the running agent is unchanged`,

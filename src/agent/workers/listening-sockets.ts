@@ -8,8 +8,11 @@
 // once went to one of two workers). So the sockets bound here are one per worker slot, in a
 // SO_REUSEPORT group per port, and the kernel spreads connections over them by 4-tuple hash;
 // worker i of every generation serves slot i, so a reload's new worker takes over the very
-// socket its predecessor served. systemd's sockets are one per port: there every worker
-// shares it (balance as above).
+// socket its predecessor served. Under systemd the socket units make the same kind of group
+// (ReusePort=yes, one ListenStream= per worker, rendered by scripts/install.sh): slot i serves
+// the i-th socket systemd passed for each port (modulo: fewer sockets than workers are shared).
+// The master cannot add sockets of its own to systemd's groups: the kernel joins only sockets
+// of the same owner uid, and systemd's are root's.
 //
 // After an upgrade's exec (handover.ts) the new master image adopts the same fds instead of
 // binding: nothing is closed in between, so nothing queued is lost.
@@ -66,6 +69,14 @@ export class HeldSockets {
     return this.passed.size > 0;
   }
 
+  /** The most sockets systemd passed for one TCP port (0 when it passed none). */
+  get passedPerPort(): number {
+    return Math.max(
+      0,
+      ...['outbound', 'inbound', 'tunnel'].map((name) => this.passed.get(name)?.length ?? 0),
+    );
+  }
+
   /** The sockets of worker slot `i` (0-based), bound on first use. */
   slot(i: number): SlotSockets {
     while (this.slots.length <= i) this.slots.push(this.bindSlot());
@@ -98,13 +109,16 @@ export class HeldSockets {
         transparent,
         reusePort: true,
       });
+    const i = this.slots.length;
+    const passed = (name: string) => {
+      const fds = this.passed.get(name);
+      return fds && fds.length > 0 ? fds[i % fds.length] : undefined;
+    };
     return {
-      outbound: this.passed.get('outbound')?.[0] ?? bind(capture.outboundPort),
+      outbound: passed('outbound') ?? bind(capture.outboundPort),
       // The socket unit sets Transparent= itself when inbound uses TPROXY.
-      inbound:
-        this.passed.get('inbound')?.[0] ??
-        bind(capture.inboundPort, capture.inboundMode === 'tproxy'),
-      tunnel: this.passed.get('tunnel')?.[0] ?? bind(capture.agentPorts.tunnel),
+      inbound: passed('inbound') ?? bind(capture.inboundPort, capture.inboundMode === 'tproxy'),
+      tunnel: passed('tunnel') ?? bind(capture.agentPorts.tunnel),
     };
   }
 }

@@ -46,7 +46,7 @@ import { mergeMetrics } from './metrics-merge.js';
 import { checkNewCode, execInto } from './re-exec.js';
 import { reloadRefusal } from './reload-check.js';
 import { SessionPublisher } from './session-publisher.js';
-import { workerCount } from './worker-count.js';
+import { slotCount } from './worker-count.js';
 import { WorkerPool, type WorkerStatus } from './worker-pool.js';
 import { WorkerTapHub } from './worker-tap-hub.js';
 
@@ -99,6 +99,8 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
   // Before anything slow: the sockets exist (and queue connections) from here on.
   const { handover } = deps;
   const held = new HeldSockets(config, socketOps, handover);
+  // At least one worker per socket systemd passed for a port (worker-count.ts).
+  const workerCount = (configured: number | undefined) => slotCount(configured, held.passedPerPort);
   held.slot(workerCount(config.workers) - 1);
   const startedAt = new Date().toISOString();
   let lastUpgrade: MasterInfo['lastUpgrade'];
