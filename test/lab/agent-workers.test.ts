@@ -329,6 +329,8 @@ describe('an agent with two workers', () => {
     expect(await kept.counts()).toEqual({ ok: 10, failed: 0 });
     const during = new Held(0);
     await during.counts();
+    const opened = () => labMetric(mesh.lab, 'node1', /^weft_tcp_open_total\{/);
+    const openedBefore = await opened();
     process.kill(pid, 'SIGUSR2');
     // New connections while the master execs and its new workers start: all answered.
     expect(await during.command('open 30')).toEqual({ ok: 30, failed: 0 });
@@ -353,6 +355,9 @@ describe('an agent with two workers', () => {
     const later = new Held(10);
     expect(await later.counts()).toEqual({ ok: 10, failed: 0 });
     expect(await kept.command('ping')).toEqual({ ok: 10, failed: 0 });
+    // No counter of the agent goes backwards across the exec: the previous image's counts
+    // (its workers' as last scraped) are carried over, the new connections added.
+    expect(await opened()).toBeGreaterThanOrEqual(openedBefore + 10);
     // Their connections closed, the previous workers exit and are reaped (no zombie left).
     kept.close();
     await waitFor(

@@ -1,6 +1,10 @@
 // An upgrade that replaces the agent's master (src/agent/workers/handover.ts, reload-check.ts):
 // what the new image reads from the hand-over, what it refuses, and when the running master
 // may exec into the code on disk at all.
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import {
@@ -12,6 +16,10 @@ import {
   takeHandover,
   upgradeDecision,
 } from '../../src/agent/workers/handover.js';
+import {
+  readHandoverCounts,
+  writeHandoverCounts,
+} from '../../src/agent/workers/handover-counts.js';
 import { reloadRefusal } from '../../src/agent/workers/reload-check.js';
 
 const handover: Handover = {
@@ -141,5 +149,28 @@ describe('what an upgrade can change, beyond a reload', () => {
       if (expected === undefined) expect(why, kind).toBeUndefined();
       else expect(why, kind).toMatch(expected);
     }
+  });
+});
+
+describe('the counts handed to the next image', () => {
+  const log = pino({ level: 'silent' });
+  it('come back as written, and the file is gone once read', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-handover-'));
+    const counts = {
+      readout: new Map([['k', { tcpOpened: 3, buckets: [1, 2] }]]),
+      metrics: [[{ name: 'weft_tcp_open_total', type: 'counter', values: [{ value: 3 }] }]],
+    } as never;
+    const file = writeHandoverCounts(dir, counts, log);
+    expect(file).toBeDefined();
+    expect(readHandoverCounts(file, log)).toEqual(counts);
+    expect(existsSync(file!)).toBe(false);
+  });
+
+  it('are only lost, never fatal, when they cannot be written or read', () => {
+    expect(writeHandoverCounts('/nonexistent/dir', { readout: new Map(), metrics: [] }, log)).toBe(
+      undefined,
+    );
+    expect(readHandoverCounts('/nonexistent/file', log)).toBeUndefined();
+    expect(readHandoverCounts(undefined, log)).toBeUndefined();
   });
 });

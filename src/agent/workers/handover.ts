@@ -30,6 +30,9 @@ const handoverSchema = z.object({
     }),
   ),
   nextGeneration: z.number().int().positive(),
+  /** A file (v8-serialized RetiredCounts, worker-pool.ts) with the counts so far: too large
+   * for the environment. Read and removed by the next image; absent if it could not be written. */
+  countsFile: z.string().optional(),
   /** How many times this pid's master was replaced, and the code it came from. */
   execs: z.number().int().min(1),
   from: z.object({ build: z.string(), version: z.string() }),

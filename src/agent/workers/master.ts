@@ -6,6 +6,7 @@
 // workers (up to drain.maxMs) while new ones go to the new workers. An upgrade (SIGUSR2)
 // replaces the master too: it execs into the code on disk (re-exec.ts), handing its sockets and
 // workers to the new image (handover.ts), which adopts them (adopted-workers.ts).
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { WEFT_VERSION } from '../../api/weft-version.js';
@@ -41,6 +42,7 @@ import {
   type UpgradeDecision,
   upgradeDecision,
 } from './handover.js';
+import { readHandoverCounts, writeHandoverCounts } from './handover-counts.js';
 import { HeldSockets } from './listening-sockets.js';
 import { mergeMetrics } from './metrics-merge.js';
 import { checkNewCode, execInto } from './re-exec.js';
@@ -142,6 +144,7 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
     );
   pool = new WorkerPool({
     firstGeneration: handover?.nextGeneration,
+    retired: readHandoverCounts(handover?.countsFile, log),
     entry: deps.workerEntry ?? defaultEntry,
     sockets: (slot) => held.slot(slot),
     onRetired: (count) => held.shrinkTo(count),
@@ -277,18 +280,21 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
       ...(await workers.handOver(next.drain.maxMs)),
       ...(adopted?.handover() ?? []),
     ];
+    const countsFile = writeHandoverCounts(current.dataDir, workers.retiredCounts(), log);
     const err = await execInto(
       {
         version: HANDOVER_VERSION,
         ...held.handover(),
         workers: handed,
         nextGeneration: workers.generationAfter,
+        countsFile,
         execs: execs + 1,
         from: { build: BUILD_ID, version: WEFT_VERSION },
       },
       log,
     );
     workers.handOverCancelled();
+    if (countsFile) rmSync(countsFile, { force: true });
     sdNotify('READY=1');
     return refuseUpgrade('failed', `the exec failed (${err.message})`);
   };

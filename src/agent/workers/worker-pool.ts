@@ -56,6 +56,14 @@ export interface WorkerPoolOptions {
   now?: () => number;
   /** The first generation's number (after a master's exec: on from the previous image's). */
   firstGeneration?: number;
+  /** The counts the previous master image had (retiredCounts), so none goes backwards. */
+  retired?: RetiredCounts;
+}
+
+/** The counts of workers no longer scraped: exited ones, and after an exec the adopted ones. */
+export interface RetiredCounts {
+  readout: Readout;
+  metrics: unknown[][];
 }
 
 export interface PoolWorker {
@@ -99,6 +107,10 @@ export class WorkerPool {
   constructor(private readonly opts: WorkerPoolOptions) {
     this.now = opts.now ?? Date.now;
     this.nextGeneration = opts.firstGeneration ?? 1;
+    if (opts.retired) {
+      this.retired = opts.retired.readout;
+      this.retiredMetrics = [...opts.retired.metrics];
+    }
     this.restarts = new Counter({
       name: 'weft_agent_worker_restarts_total',
       help: 'Workers the master started in place of one that died, by how it ended',
@@ -161,6 +173,22 @@ export class WorkerPool {
       const fd = (w?.child.stdout as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
       return { ...s, stdout: typeof fd === 'number' && fd >= 0 ? fd : undefined };
     });
+  }
+
+  /** For the next master image: every count so far, the live workers' as last scraped (the
+   * next image cannot scrape them: their IPC channel closes at the exec). */
+  retiredCounts(): RetiredCounts {
+    const live = [...this.workers];
+    return {
+      readout: mergeReadouts([
+        this.retired,
+        ...live.flatMap((w) => (w.readout ? [retiredPart(w.readout)] : [])),
+      ]),
+      metrics: [
+        ...this.retiredMetrics,
+        ...live.flatMap((w) => (w.metrics ? [retiredMetrics(w.metrics)] : [])),
+      ],
+    };
   }
 
   /** The exec failed: the workers go back to retiring when their channel closes. */
