@@ -496,8 +496,13 @@ explain_failure() {
 # serving on its previous code.
 upgrade_agent() {
   local admin before since pid out
-  # The admin endpoint at its default address (agent.yaml's admin.address, agentPorts.admin).
-  admin="http://127.0.0.1:15000"
+  # The agent's admin endpoint, as the new code reads agent.yaml (admin.address and
+  # capture.agentPorts.admin); a wildcard address is reached on loopback.
+  admin="$("$node_bin" -e "import('/opt/weft/dist/agent/config.js').then((m) => {
+    const c = m.loadAgentConfig('$config_file');
+    const a = ['0.0.0.0', '::', ''].includes(c.admin.address) ? '127.0.0.1' : c.admin.address;
+    console.log('http://' + (a.includes(':') ? '[' + a + ']' : a) + ':' + c.admin.port);
+  })" 2>/dev/null || echo http://127.0.0.1:15000)"
   before="$(mktemp)"
   "$node_bin" -e "fetch('$admin/workers').then((r) => r.text()).then((t) => process.stdout.write(t)).catch(() => {})" >"$before"
   since="$(date +%s)"
