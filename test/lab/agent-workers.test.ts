@@ -358,6 +358,10 @@ describe('an agent with two workers', () => {
     // No counter of the agent goes backwards across the exec: the previous image's counts
     // (its workers' as last scraped) are carried over, the new connections added.
     expect(await opened()).toBeGreaterThanOrEqual(openedBefore + 10);
+    // The previous image's workers are counted while they drain.
+    expect(await labMetric(mesh.lab, 'node1', /^weft_agent_workers\{state="retiring"\}/)).toBe(
+      before.length,
+    );
     // Their connections closed, the previous workers exit and are reaped (no zombie left).
     kept.close();
     await waitFor(

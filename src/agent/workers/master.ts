@@ -145,6 +145,7 @@ export async function startMaster(config: AgentConfig, deps: MasterDeps): Promis
   pool = new WorkerPool({
     firstGeneration: handover?.nextGeneration,
     retired: readHandoverCounts(handover?.countsFile, log),
+    others: () => adopted?.status() ?? [],
     entry: deps.workerEntry ?? defaultEntry,
     sockets: (slot) => held.slot(slot),
     onRetired: (count) => held.shrinkTo(count),

@@ -56,6 +56,8 @@ export interface WorkerPoolOptions {
   now?: () => number;
   /** The first generation's number (after a master's exec: on from the previous image's). */
   firstGeneration?: number;
+  /** Workers this pool did not fork but that serve (a previous master image's, adopted). */
+  others?: () => WorkerStatus[];
   /** The counts the previous master image had (retiredCounts), so none goes backwards. */
   retired?: RetiredCounts;
 }
@@ -126,7 +128,8 @@ export class WorkerPool {
       collect() {
         this.reset();
         for (const s of ['starting', 'serving', 'retiring'] as const) this.set({ state: s }, 0);
-        for (const w of pool.status()) this.inc({ state: w.state });
+        for (const w of [...pool.status(), ...(opts.others?.() ?? [])])
+          this.inc({ state: w.state });
       },
     });
   }
