@@ -514,14 +514,15 @@ upgrade_agent() {
     say "upgrading: reloading $main_unit (new workers; open connections finish on the old ones)"
     systemctl reload "$main_unit" 2>/dev/null || explain_failure "$main_unit"
   fi
-  if out="$("$node_bin" /opt/weft/libexec/upgrade-wait.mjs "$admin" "$build_id" "$before" "${WEFT_UPGRADE_TIMEOUT:-120}" 2>&1)"; then
-    rm -f "$before"
+  local waited=0
+  out="$("$node_bin" /opt/weft/libexec/upgrade-wait.mjs "$admin" "$build_id" "$before" "${WEFT_UPGRADE_TIMEOUT:-120}" 2>&1)" || waited=$?
+  rm -f "$before"
+  if [[ $waited -eq 0 ]]; then
     say "upgraded: $out"
     return
   fi
-  rm -f "$before"
   echo "install.sh: the upgrade did not take: $out" >&2
-  if [[ -d /opt/weft.old ]]; then
+  if [[ $waited -ne 3 && -d /opt/weft.old ]]; then
     mv /opt/weft /opt/weft.failed
     mv /opt/weft.old /opt/weft
     echo "install.sh: put the previous code back in /opt/weft (the new one is in /opt/weft.failed)" >&2
@@ -529,7 +530,9 @@ upgrade_agent() {
   journalctl --sync 2>/dev/null || true
   journalctl --no-pager -o cat -u "$main_unit" --since "@$since" 2>/dev/null |
     grep -E '"level":(50|60)|^weft: WEFT_E_' | tail -n 5 | sed 's/^/  /' >&2 || true
-  echo "install.sh: the agent keeps serving on its previous code; fix the cause and run install.sh again, or apply it with systemctl restart $main_unit (which cuts open connections)" >&2
+  if [[ $waited -ne 3 ]]; then
+    echo "install.sh: the agent keeps serving on its previous code; fix the cause and run install.sh again, or apply it with systemctl restart $main_unit (which cuts open connections)" >&2
+  fi
   exit 1
 }
 

@@ -2,19 +2,30 @@
 // master runs the new build (after its exec: the same pid, one more exec) and so do its serving
 // workers, or the master reports the upgrade refused or failed (its reason), or the time is up.
 // An agent older than master re-exec (no `master` in /workers) was reloaded instead: then a
-// newer generation serving is what counts. Exits 0 when it took, 1 with the reason when not.
+// newer generation serving is what counts. Exits 0 when it took, 1 with the reason when not,
+// 3 when the agent runs the new code but was restarted to get there (connections were cut).
 // Usage: upgrade-wait.mjs ADMIN_URL BUILD BEFORE_JSON_FILE TIMEOUT_SECONDS
 import { readFileSync } from 'node:fs';
 
 /**
  * Where an upgrade stands, from /workers before it was asked for and now (undefined while the
  * admin does not answer: the master is exec'ing). Pure.
- * @returns {{ state: 'waiting' } | { state: 'done'; detail: string } | { state: 'failed'; reason: string }}
+ * @returns {{ state: 'waiting' } | { state: 'done'; detail: string } | { state: 'failed'; reason: string; keepCode?: boolean }}
  */
 export function upgradeState(before, now, build) {
   if (!now) return { state: 'waiting' };
   const serving = (now.workers ?? []).filter((w) => w.state === 'serving');
   if (before?.master && now.master) {
+    // Another pid: the new master image died and systemd started the agent afresh (open
+    // connections were cut). Once it serves the new build, that code stays on disk.
+    if (now.master.pid !== before.master.pid) {
+      if (now.master.build !== build || serving.length === 0) return { state: 'waiting' };
+      return {
+        state: 'failed',
+        keepCode: true,
+        reason: `the agent was restarted (pid ${before.master.pid} -> ${now.master.pid}), not upgraded in place: open connections were cut; it runs build ${build} now (the journal says why)`,
+      };
+    }
     const last = now.master.lastUpgrade;
     if (last && last.at !== before.master.lastUpgrade?.at)
       return { state: 'failed', reason: `upgrade ${last.outcome}: ${last.reason}` };
@@ -64,7 +75,8 @@ async function main() {
     }
     if (last.state === 'failed') {
       console.error(last.reason);
-      process.exit(1);
+      // 3: it runs the new code all the same (keep it on disk); 1: it runs the previous code.
+      process.exit(last.keepCode ? 3 : 1);
     }
     await new Promise((r) => setTimeout(r, 300));
   }

@@ -70,6 +70,21 @@ describe("install.sh's wait for an agent upgrade", () => {
     if (says) expect(r.detail ?? r.reason).toMatch(says);
   });
 
+  it('a new master image that died (systemd restarted the agent) is a failure, once known', () => {
+    const restarted = { ...master(0, 'new'), pid: 8 };
+    expect(
+      upgradeState(before, { master: restarted, workers: [worker(1, 'starting', '')] }, 'new')
+        .state,
+    ).toBe('waiting');
+    expect(
+      upgradeState(before, { master: restarted, workers: [worker(1, 'serving', 'new')] }, 'new'),
+    ).toMatchObject({
+      state: 'failed',
+      keepCode: true,
+      reason: expect.stringMatching(/restarted \(pid 7 -> 8\), not upgraded in place/),
+    });
+  });
+
   it("a refusal already there before the upgrade is not this upgrade's", () => {
     const earlier = { ...before, master: master(0, 'old', refusal) };
     expect(upgradeState(earlier, earlier, 'new').state).toBe('waiting');
