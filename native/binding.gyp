@@ -13,7 +13,8 @@
         "src/transparent-connect.cc",
         "src/sock-diag.cc",
         "src/sd-notify.cc",
-        "src/malloc-trim.cc"
+        "src/malloc-trim.cc",
+        "src/exec-handover.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # C++ exceptions on: Napi::Error is thrown from deep helpers and RAII closes fds.

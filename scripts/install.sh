@@ -43,8 +43,9 @@ usage: install.sh [--role agent|controlplane] [options]
   --source DIR           built weft checkout to install from (default: this script's checkout)
   --no-start             install and enable, but do not start or restart the units
 
-Re-running upgrades in place: the agent is reloaded (new workers on the new code, open
-connections finish on the old ones), the control plane restarted. Without --control-plane/--token-file/--ca-*, an existing config is
+Re-running upgrades in place: the agent's master execs into the new code (same pid, new
+workers; open connections finish on the previous ones) and install.sh waits until it runs the
+new build, or exits 1 with the reason (the agent keeps serving); the control plane restarts. Without --control-plane/--token-file/--ca-*, an existing config is
 kept, and so is a joined node's identity (/var/lib/weft): an upgrade needs no new token.
 EOF
 }
@@ -314,6 +315,12 @@ cp -a "$source_dir/runtime/node.pin" "$stage/runtime/"
 for helper in weft-agent-prestart weft-agent-poststop; do
   install -D -m 0755 "$source_dir/scripts/systemd/$helper" "$stage/libexec/$helper"
 done
+install -m 0644 "$source_dir/scripts/systemd/upgrade-wait.mjs" "$stage/libexec/"
+# Which code this is (src/agent/build-id.ts): the agent's master and workers report it, so an
+# upgrade can be seen to have taken. A hash of the code, so the same code gives the same id.
+build_id="$(cd "$stage" && find dist native/build/Release package.json -type f -print0 | sort -z |
+  xargs -0 sha256sum | sha256sum | cut -c1-16)"
+echo "$build_id" >"$stage/build-id"
 if [[ -d "$source_dir/node_modules" ]]; then
   "$source_node" "$source_dir/scripts/systemd/copy-prod-deps.mjs" "$source_dir" "$stage"
 else
@@ -322,10 +329,11 @@ else
 fi
 chown -R root:root "$stage"
 chmod -R u=rwX,go=rX "$stage"
-rm -rf /opt/weft.old
+rm -rf /opt/weft.old /opt/weft.failed
 [[ -d /opt/weft ]] && mv /opt/weft /opt/weft.old
 mv "$stage" /opt/weft
-rm -rf /opt/weft.old
+# The previous tree stays until the agent runs the new code: an upgrade that does not take puts
+# it back (upgrade_agent), so what is on disk is what runs.
 
 # The launcher runs the installed runtime by absolute path: nothing depends on PATH.
 node_bin=/opt/weft/runtime/node/bin/node
@@ -429,8 +437,26 @@ else
   chmod 0640 "$config_file"
 fi
 
+# The agent's TCP socket units get one ListenStream= per worker (ReusePort=yes: a SO_REUSEPORT
+# group per port, which spreads connections evenly over the workers): agent.yaml's `workers:`,
+# else the CPUs this host gives it. Takes effect when the socket units are (re)started: a fresh
+# install, or `systemctl stop weft-agent 'weft-agent*.socket'` and start.
+listen_copies=1
+if [[ $role == agent ]]; then
+  listen_copies="$(sed -n 's/^workers:[[:space:]]*\([0-9]\{1,3\}\)[[:space:]]*$/\1/p' "$config_file")"
+  listen_copies="${listen_copies:-$(nproc)}"
+  ((listen_copies >= 1 && listen_copies <= 256)) || listen_copies=1
+fi
 for unit in "${units[@]}"; do
-  install -m 0644 "$templates/$unit" "/etc/systemd/system/$unit"
+  case "$unit" in
+    weft-agent.socket | weft-agent-inbound.socket | weft-agent-tunnel.socket)
+      awk -v n="$listen_copies" '/^ListenStream=/ { for (i = 0; i < n; i++) print; next } { print }' \
+        "$templates/$unit" >"/etc/systemd/system/$unit.new"
+      chmod 0644 "/etc/systemd/system/$unit.new"
+      mv "/etc/systemd/system/$unit.new" "/etc/systemd/system/$unit"
+      ;;
+    *) install -m 0644 "$templates/$unit" "/etc/systemd/system/$unit" ;;
+  esac
 done
 systemctl daemon-reload
 systemctl enable "${units[@]}" >/dev/null 2>&1
@@ -462,6 +488,54 @@ explain_failure() {
   exit 1
 }
 
+# An upgrade of a running agent, without cutting a connection: its master checks the new code
+# and execs into it (SIGUSR2: same pid, its sockets and workers handed over), new workers take
+# every new connection, the previous ones finish theirs (drain.maxMs). An agent from before
+# master re-exec gets a reload (new workers only). Waits until the agent runs the new build,
+# or says why it did not (the master's reason, the journal) and exits 1: the agent keeps
+# serving on its previous code.
+upgrade_agent() {
+  local admin before since pid out
+  # The agent's admin endpoint, as the new code reads agent.yaml (admin.address and
+  # capture.agentPorts.admin); a wildcard address is reached on loopback.
+  admin="$("$node_bin" -e "import('/opt/weft/dist/agent/config.js').then((m) => {
+    const c = m.loadAgentConfig('$config_file');
+    const a = ['0.0.0.0', '::', ''].includes(c.admin.address) ? '127.0.0.1' : c.admin.address;
+    console.log('http://' + (a.includes(':') ? '[' + a + ']' : a) + ':' + c.admin.port);
+  })" 2>/dev/null || echo http://127.0.0.1:15000)"
+  before="$(mktemp)"
+  "$node_bin" -e "fetch('$admin/workers').then((r) => r.text()).then((t) => process.stdout.write(t)).catch(() => {})" >"$before"
+  since="$(date +%s)"
+  pid="$(systemctl show -p MainPID --value "$main_unit")"
+  if grep -q '"execs"' "$before"; then
+    say "upgrading: the agent's master execs into the new code (pid $pid kept; open connections finish on the previous workers)"
+    kill -USR2 "$pid"
+  else
+    say "upgrading: reloading $main_unit (new workers; open connections finish on the old ones)"
+    systemctl reload "$main_unit" 2>/dev/null || explain_failure "$main_unit"
+  fi
+  local waited=0
+  out="$("$node_bin" /opt/weft/libexec/upgrade-wait.mjs "$admin" "$build_id" "$before" "${WEFT_UPGRADE_TIMEOUT:-120}" 2>&1)" || waited=$?
+  rm -f "$before"
+  if [[ $waited -eq 0 ]]; then
+    say "upgraded: $out"
+    return
+  fi
+  echo "install.sh: the upgrade did not take: $out" >&2
+  if [[ $waited -ne 3 && -d /opt/weft.old ]]; then
+    mv /opt/weft /opt/weft.failed
+    mv /opt/weft.old /opt/weft
+    echo "install.sh: put the previous code back in /opt/weft (the new one is in /opt/weft.failed)" >&2
+  fi
+  journalctl --sync 2>/dev/null || true
+  journalctl --no-pager -o cat -u "$main_unit" --since "@$since" 2>/dev/null |
+    grep -E '"level":(50|60)|^weft: WEFT_E_' | tail -n 5 | sed 's/^/  /' >&2 || true
+  if [[ $waited -ne 3 ]]; then
+    echo "install.sh: the agent keeps serving on its previous code; fix the cause and run install.sh again, or apply it with systemctl restart $main_unit (which cuts open connections)" >&2
+  fi
+  exit 1
+}
+
 if [[ $start == yes ]]; then
   main_unit="${units[-1]}"
   # After a refused join or a crash loop, units are failed or rate-limited: a re-run with a
@@ -471,18 +545,18 @@ if [[ $start == yes ]]; then
   verb=start
   if systemctl is-active --quiet "$main_unit"; then
     if [[ $role == agent ]]; then
-      # The agent's master starts new workers on the new code and config; the previous ones
-      # finish their connections (drain.maxMs), so an upgrade cuts none. The master itself
-      # keeps running the code it started with: `systemctl restart weft-agent` replaces it.
-      say "upgrading: reloading $main_unit (new workers; open connections finish on the old ones)"
-      verb=reload
+      upgrade_agent
+      verb=''
     else
       say "upgrading: restarting $main_unit"
       verb=restart
     fi
   fi
   # Type=notify: this returns once the unit reported READY=1, or failed.
-  systemctl "$verb" "$main_unit" 2>/dev/null || explain_failure "$main_unit"
+  if [[ -n $verb ]]; then
+    systemctl "$verb" "$main_unit" 2>/dev/null || explain_failure "$main_unit"
+  fi
   say "$main_unit is $(systemctl is-active "$main_unit")"
 fi
+rm -rf /opt/weft.old
 say "installed weft $("$node_bin" -p "require('/opt/weft/package.json').version") on Node.js $node_version as $role"

@@ -54,7 +54,7 @@ for unit in "${units[@]}"; do rm -f "/etc/systemd/system/$unit"; done
 systemctl daemon-reload
 for unit in "${units[@]}"; do systemctl reset-failed "$unit" >/dev/null 2>&1 || true; done
 
-rm -rf /opt/weft /opt/weft.new /opt/weft.old /usr/local/bin/weft /etc/weft
+rm -rf /opt/weft /opt/weft.new /opt/weft.old /opt/weft.failed /usr/local/bin/weft /etc/weft
 for dir in /var/lib/weft /var/lib/weft-cp; do
   [[ -e $dir ]] || continue
   if [[ $keep_data == no ]]; then

@@ -1,12 +1,13 @@
 // weft's native addon: the socket operations Node lacks (original destination,
 // transparent listeners and connects, socket owner lookup, listening sockets on a port), and
-// malloc_trim for the agent's memory upkeep.
+// malloc_trim for the agent's memory upkeep, FD_CLOEXEC and waitpid for the master's re-exec.
 // Loaded by src/native/addon.ts.
 #include <napi.h>
 
 #include <cerrno>
 #include <string>
 
+#include "exec-handover.h"
 #include "malloc-trim.h"
 #include "original-dst.h"
 #include "sd-notify.h"
@@ -30,6 +31,8 @@ class WeftNative : public Napi::Addon<WeftNative> {
                              InstanceMethod("transparentConnect", &WeftNative::Connect),
                              InstanceMethod("cancelConnect", &WeftNative::Cancel),
                              InstanceMethod("mallocTrim", &WeftNative::Trim),
+                             InstanceMethod("setCloexec", &WeftNative::Cloexec),
+                             InstanceMethod("reapChild", &WeftNative::Reap),
                          });
   }
 
@@ -45,6 +48,10 @@ class WeftNative : public Napi::Addon<WeftNative> {
   Napi::Value Cancel(const Napi::CallbackInfo& info) { return CancelConnect(info); }
 
   Napi::Value Trim(const Napi::CallbackInfo& info) { return MallocTrim(info); }
+
+  Napi::Value Cloexec(const Napi::CallbackInfo& info) { return SetCloexec(info); }
+
+  Napi::Value Reap(const Napi::CallbackInfo& info) { return ReapChild(info); }
 
   Napi::Value Owner(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

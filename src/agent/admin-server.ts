@@ -8,7 +8,8 @@
 //   /config_dump  the snapshot held, with its version, sync state and last update
 //   /certs        each certificate held: SPIFFE ID, serial, validity, seconds left
 //   /endpoints    each service's virtual IP, ports and endpoints
-//   /workers      the agent's worker processes: pid, generation, state, connections held
+//   /workers      the agent's master (pid, build, upgrades) and worker processes: pid,
+//                 generation, state, connections held, build
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -26,6 +27,8 @@ export interface AdminServerOptions {
   listenersReady?: () => boolean;
   /** The agent's workers (the master's pool); absent for an agent of one process. */
   workers?: () => unknown[];
+  /** The master itself (pid, version, build, upgrades); absent for an agent of one process. */
+  master?: () => unknown;
   logger?: Logger;
 }
 
@@ -91,7 +94,10 @@ function route(options: AdminServerOptions, url: URL): { status: number; body: u
     case '/endpoints':
       return { status: 200, body: endpointsView(session) };
     case '/workers':
-      return { status: 200, body: { workers: options.workers?.() ?? [] } };
+      return {
+        status: 200,
+        body: { master: options.master?.(), workers: options.workers?.() ?? [] },
+      };
     default:
       return {
         status: 404,

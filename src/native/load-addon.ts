@@ -65,6 +65,10 @@ export interface NativeAddon {
   cancelConnect(fd: number): boolean;
   /** malloc_trim(0): true when the C heap gave pages back to the kernel. Absent in older builds. */
   mallocTrim?(): boolean;
+  /** Sets or clears FD_CLOEXEC: a cleared fd stays open across the master's re-exec. */
+  setCloexec(fd: number, on: boolean): void;
+  /** waitpid(pid, WNOHANG): undefined while it runs, its end once reaped, `gone` if not a child. */
+  reapChild(pid: number): { code?: number; signal?: number; gone?: true } | undefined;
 }
 
 /** native/build/Release/weft_native.node, the same from src/native (tests) and dist/native. */
@@ -80,6 +84,8 @@ const addonFunctions = [
   'tcpListeners',
   'transparentConnect',
   'cancelConnect',
+  'setCloexec',
+  'reapChild',
 ] as const;
 
 export function loadAddon(path: string): NativeAddon {

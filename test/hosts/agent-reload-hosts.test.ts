@@ -2,9 +2,11 @@
 // scripts/install.sh on cp, node1 (the services) and node2 (their clients); real long-lived
 // clients through the mesh (a redis MONITOR while another client writes, a gRPC server stream,
 // an iperf3 transfer) survive `systemctl reload weft-agent` on both ends and an upgrade in
-// place (install.sh again, which reloads), while every new connection made meanwhile
-// succeeds; `systemctl stop` drains within its limit while the socket units queue new
-// connections, which are served once the agent is back.
+// place to new code (install.sh again: the master execs into it, same pid, new build), while
+// every new connection made meanwhile succeeds; an upgrade the master must refuse makes
+// install.sh exit 1 with the reason while the agent serves on; `systemctl stop` drains within
+// its limit while the socket units queue new connections, which are served once the agent is
+// back.
 // The guest image has no redis, gRPC or iperf3: the machine's own binaries run in a guest's
 // network namespace (Lab.spawn), where the guest's capture applies to them: it exempts only
 // the agent's uid (`-m owner --uid-owner weft`), and they run as root.
@@ -155,11 +157,49 @@ interface Worker {
   generation: number;
   state: string;
   connections: number;
+  build: string;
+}
+
+interface Master {
+  pid: number;
+  build: string;
+  execs: number;
+}
+
+async function agentStatus(host: string): Promise<{ master: Master; workers: Worker[] }> {
+  const r = await g(host).exec(['weft', 'status', '-o', 'json']);
+  return JSON.parse(r.stdout) as { master: Master; workers: Worker[] };
 }
 
 async function workers(host: string): Promise<Worker[]> {
-  const r = await g(host).exec(['weft', 'status', '-o', 'json']);
-  return (JSON.parse(r.stdout) as { workers: Worker[] }).workers;
+  return (await agentStatus(host)).workers;
+}
+
+const mainPid = async (host: string) =>
+  Number(
+    (await g(host).exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'weft-agent'])).stdout,
+  );
+
+/**
+ * A checkout in the guest with new code: this one's, with one line added to the master's
+ * code, so install.sh's build id differs (the runtime and node_modules linked, not copied).
+ */
+async function newCode(
+  host: string,
+  change = '// upgraded by agent-reload-hosts',
+): Promise<string> {
+  const dir = `/root/weft-next-${randomBytes(2).toString('hex')}`;
+  await g(host).sh(
+    [
+      `mkdir -p ${dir}/native/build/Release`,
+      `cp -a ${SRC}/package.json ${SRC}/package-lock.json ${SRC}/bin ${SRC}/dist ${SRC}/proto ${SRC}/scripts ${dir}/`,
+      `cp -a ${SRC}/native/build/Release/weft_native.node ${dir}/native/build/Release/`,
+      `ln -s ${SRC}/runtime ${SRC}/node_modules ${dir}/`,
+      // On a line of its own: the file ends in a comment without a newline.
+      `printf '\\n%s\\n' '${change} ${dir}' >> ${dir}/dist/agent/workers/master.js`,
+    ].join(' && '),
+  );
+  return dir;
 }
 
 const newest = (ws: Worker[]) => Math.max(...ws.map((w) => w.generation));
@@ -364,11 +404,29 @@ describe('reloads and upgrades that cut no connection', () => {
     await allReceive('after reloading node2');
     await reload('node1', () => g('node1').exec(['systemctl', 'reload', 'weft-agent']));
     await allReceive('after reloading node1');
+    // The upgrade in place to new code replaces the master too: the same pid runs the new build.
+    const before = await agentStatus('node2');
+    const pid = await mainPid('node2');
+    expect(before.master.pid).toBe(pid);
+    const next = await newCode('node2');
     await reload('node2', async () => {
-      const r = await install('node2', []);
+      const r = await install('node2', ['--source', next]);
       expect(r.exitCode, r.explain).toBe(0);
-      expect(r.stdout).toContain('upgrading: reloading weft-agent');
+      expect(r.stdout).toContain("upgrading: the agent's master execs into the new code");
+      expect(r.stdout).toContain('upgraded: master pid');
     });
+    const upgraded = await agentStatus('node2');
+    const installed = (await g('node2').exec(['cat', '/opt/weft/build-id'])).stdout.trim();
+    expect(upgraded.master).toMatchObject({
+      pid,
+      build: installed,
+      execs: before.master.execs + 1,
+    });
+    expect(installed).not.toBe(before.master.build);
+    expect(await mainPid('node2')).toBe(pid);
+    expect(upgraded.workers.filter((w) => w.state === 'serving').map((w) => w.build)).toEqual(
+      upgraded.workers.filter((w) => w.state === 'serving').map(() => installed),
+    );
     await allReceive('after upgrading node2');
     // The old workers still hold the connections opened before the reloads.
     const ws = await workers('node2');
@@ -422,6 +480,70 @@ describe('reloads and upgrades that cut no connection', () => {
       return now.every((w) => w.generation === newest(now));
     });
   }, 420_000);
+
+  it('an upgrade the master must refuse (a capture change) makes install.sh exit 1 with the reason; the agent serves on', async () => {
+    const before = await agentStatus('node2');
+    const held = load(40, 2, 2_000);
+    await g('node2').sh(
+      "cp -a /etc/weft/agent.yaml /root/agent.yaml.kept && sed -i 's/^  agentUser: weft$/  agentUser: weft\\n  outboundPort: 15101/' /etc/weft/agent.yaml",
+    );
+    try {
+      expect((await g('node2').exec(['cat', '/etc/weft/agent.yaml'])).stdout).toContain(
+        'outboundPort: 15101',
+      );
+      const r = await install('node2', []);
+      expect(r.exitCode, r.explain).toBe(1);
+      expect(r.stderr).toMatch(
+        /the upgrade did not take: upgrade refused: .*cannot change capture/,
+      );
+      expect(r.stderr).toContain('the agent keeps serving on its previous code');
+    } finally {
+      await g('node2').sh('cp -a /root/agent.yaml.kept /etc/weft/agent.yaml');
+    }
+    // New code that does not start: the master's check fails, nothing changes, and install.sh
+    // puts the previous code back on disk.
+    const running = (await g('node2').exec(['cat', '/opt/weft/build-id'])).stdout.trim();
+    const broken = await newCode('node2', 'this is not JavaScript');
+    const r = await install('node2', ['--source', broken]);
+    expect(r.exitCode, r.explain).toBe(1);
+    expect(r.stderr).toMatch(
+      /the upgrade did not take: upgrade refused: the new code does not start/,
+    );
+    expect(r.stderr).toContain('put the previous code back in /opt/weft');
+    expect((await g('node2').exec(['cat', '/opt/weft/build-id'])).stdout.trim()).toBe(running);
+    const after = await agentStatus('node2');
+    expect(after.master).toMatchObject({ pid: before.master.pid, execs: before.master.execs });
+    expect(after.workers.map((w) => w.pid).sort()).toEqual(before.workers.map((w) => w.pid).sort());
+    const h = await held;
+    expect(h.failed, JSON.stringify(h)).toBe(0);
+    expect(h.ok).toBeGreaterThan(0);
+  }, 240_000);
+
+  it('under socket activation (a SO_REUSEPORT group of systemd sockets per port), two workers each take 35-65 % of the connections', async () => {
+    // node2's socket unit passes one socket per worker (install.sh repeats ListenStream=).
+    const listen = (
+      await g('node2').exec(['systemctl', 'show', '-p', 'Listen', 'weft-agent.socket'])
+    ).stdout;
+    const serving = (await workers('node2')).filter((w) => w.state === 'serving');
+    expect(serving.length, 'the guest should give the agent 2 CPUs').toBe(2);
+    expect(listen.match(/:15001 \(Stream\)/g)?.length, listen).toBe(2);
+    // 40 connections held at once (each a line every 100 ms for 8 s), through node2's capture.
+    const held = load(6, 40, 8_000);
+    const counts = await until('node2 holds the 40 connections', async () => {
+      const now = (await workers('node2')).filter((w) => w.state === 'serving');
+      return now.reduce((n, w) => n + w.connections, 0) >= 40;
+    }).then(async () =>
+      (await workers('node2')).filter((w) => w.state === 'serving').map((w) => w.connections),
+    );
+    const total = counts.reduce((a, b) => a + b, 0);
+    console.log(`spread under socket activation: ${JSON.stringify(counts)} of ${total}`);
+    for (const c of counts) {
+      expect(c / total, JSON.stringify(counts)).toBeGreaterThanOrEqual(0.35);
+      expect(c / total, JSON.stringify(counts)).toBeLessThanOrEqual(0.65);
+    }
+    const h = await held;
+    expect(h.failed, JSON.stringify(h)).toBe(0);
+  }, 120_000);
 
   it('systemctl stop drains and exits within its limit; connections made meanwhile queue and are served after start', async () => {
     const held = load(8, 2, 3_000);

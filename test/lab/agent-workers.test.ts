@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MasterInfo } from '../../src/agent/workers/master.js';
 import type { WorkerStatus } from '../../src/agent/workers/worker-pool.js';
 import { MeshLab } from '../../src/lab/index.js';
 import { labMetric } from '../helpers/metrics-text.js';
@@ -35,8 +36,22 @@ let mesh: MeshLab;
 let dir: string;
 
 async function workers(): Promise<WorkerStatus[]> {
+  return (await agentStatus()).workers;
+}
+
+/** The admin's /workers: the master and its workers (fails while the master execs). */
+async function agentStatus(): Promise<{ master: MasterInfo; workers: WorkerStatus[] }> {
   const r = await mesh.lab.exec('node1', ['curl', '-s', 'http://127.0.0.1:15000/workers']);
-  return (JSON.parse(r.stdout) as { workers: WorkerStatus[] }).workers;
+  return JSON.parse(r.stdout) as { master: MasterInfo; workers: WorkerStatus[] };
+}
+
+/** Its state letter in /proc (Z: a zombie nobody reaped), or undefined once reaped. */
+function procState(pid: number): string | undefined {
+  try {
+    return /^\d+ \(.*\) (\w)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
 }
 
 const agentPid = () =>
@@ -211,9 +226,11 @@ describe('an agent with two workers', () => {
     // `weft status` shows both generations and what the old one still holds.
     const status = (await mesh.weft('node1', ['status'])).stdout;
     expect(status).toMatch(
-      new RegExp(`^ +${after.old[0]!.pid} +${oldGeneration} +retiring +\\d+$`, 'm'),
+      new RegExp(`^ +${after.old[0]!.pid} +${oldGeneration} +retiring +\\d+ +\\S+$`, 'm'),
     );
-    expect(status).toMatch(new RegExp(`^ +${after.fresh[0]!.pid} +\\d+ +serving +\\d+$`, 'm'));
+    expect(status).toMatch(
+      new RegExp(`^ +${after.fresh[0]!.pid} +\\d+ +serving +\\d+ +\\S+$`, 'm'),
+    );
     // The kept connections still work, on the retiring workers.
     expect(await kept.command('ping')).toEqual({ ok: 10, failed: 0 });
     // New connections go to the new workers only.
@@ -298,5 +315,91 @@ describe('an agent with two workers', () => {
     expect(await after.command('open 40')).toEqual({ ok: 40, failed: 0 });
     kept.close();
     after.close();
+  });
+
+  it('an upgrade (SIGUSR2) replaces the master in place: same pid, open connections kept, new ones all served, the previous workers reaped', async () => {
+    const before = await waitFor('no connection held', async () => {
+      const w = await workers();
+      return w.every((x) => x.connections === 0 && x.state === 'serving') ? w : undefined;
+    });
+    const pid = agentPid();
+    const { master } = await agentStatus();
+    const oldGeneration = Math.max(...before.map((w) => w.generation));
+    const kept = new Held(10);
+    expect(await kept.counts()).toEqual({ ok: 10, failed: 0 });
+    const during = new Held(0);
+    await during.counts();
+    const opened = () => labMetric(mesh.lab, 'node1', /^weft_tcp_open_total\{/);
+    const openedBefore = await opened();
+    process.kill(pid, 'SIGUSR2');
+    // New connections while the master execs and its new workers start: all answered.
+    expect(await during.command('open 30')).toEqual({ ok: 30, failed: 0 });
+    const after = await waitFor(
+      'a new master image (same pid) with new workers serving, the previous ones retiring',
+      async () => {
+        const s = await agentStatus().catch(() => undefined);
+        if (!s || s.master.execs !== master.execs + 1) return undefined;
+        const fresh = s.workers.filter(
+          (x) => x.generation > oldGeneration && x.state === 'serving',
+        );
+        const old = s.workers.filter((x) => x.generation <= oldGeneration);
+        return fresh.length === 2 && old.every((x) => x.state === 'retiring') ? s : undefined;
+      },
+      60_000,
+    );
+    expect(after.master.pid).toBe(pid);
+    expect(agentPid()).toBe(pid);
+    expect(after.master.startedAt > master.startedAt).toBe(true);
+    // The kept connections still work, on the previous master's workers.
+    expect(await kept.command('ping')).toEqual({ ok: 10, failed: 0 });
+    const later = new Held(10);
+    expect(await later.counts()).toEqual({ ok: 10, failed: 0 });
+    expect(await kept.command('ping')).toEqual({ ok: 10, failed: 0 });
+    // No counter of the agent goes backwards across the exec: the previous image's counts
+    // (its workers' as last scraped) are carried over, the new connections added.
+    expect(await opened()).toBeGreaterThanOrEqual(openedBefore + 10);
+    // The previous image's workers are counted while they drain.
+    expect(await labMetric(mesh.lab, 'node1', /^weft_agent_workers\{state="retiring"\}/)).toBe(
+      before.length,
+    );
+    // Their connections closed, the previous workers exit and are reaped (no zombie left).
+    kept.close();
+    await waitFor(
+      'the previous workers gone and reaped',
+      async () =>
+        (await workers()).every((x) => x.generation > oldGeneration) &&
+        before.every((w) => procState(w.pid) === undefined),
+      60_000,
+    );
+    expect(await later.command('ping')).toEqual({ ok: 10, failed: 0 });
+    later.close();
+    during.close();
+  });
+
+  it('an upgrade the master must refuse (a capture change) leaves it and its workers serving, with the reason', async () => {
+    const file = mesh.configFile('node1');
+    const original = readFileSync(file, 'utf8');
+    const { master, workers: before } = await agentStatus();
+    const held = new Held(5);
+    expect(await held.counts()).toEqual({ ok: 5, failed: 0 });
+    try {
+      const changed = JSON.parse(original) as { capture: Record<string, unknown> };
+      changed.capture.outboundPort = 15101;
+      writeFileSync(file, JSON.stringify(changed));
+      process.kill(agentPid(), 'SIGUSR2');
+      const refused = await waitFor('the upgrade refused', async () => {
+        const s = await agentStatus();
+        return s.master.lastUpgrade ? s.master : undefined;
+      });
+      expect(refused.lastUpgrade).toMatchObject({ outcome: 'refused' });
+      expect(refused.lastUpgrade!.reason).toMatch(/cannot change capture/);
+      expect(refused.execs).toBe(master.execs);
+      expect((await workers()).map((w) => w.pid).sort()).toEqual(before.map((w) => w.pid).sort());
+    } finally {
+      writeFileSync(file, original);
+    }
+    expect(await held.command('ping')).toEqual({ ok: 5, failed: 0 });
+    expect(await held.command('open 5')).toEqual({ ok: 5, failed: 0 });
+    held.close();
   });
 });

@@ -13,7 +13,7 @@ import {
 import { mergeReadouts, retiredPart } from '../../src/agent/workers/readout-merge.js';
 import { reloadRefusal } from '../../src/agent/workers/reload-check.js';
 import { SessionMirror } from '../../src/agent/workers/session-mirror.js';
-import { workerCount } from '../../src/agent/workers/worker-count.js';
+import { slotCount, workerCount } from '../../src/agent/workers/worker-count.js';
 import type { Identity } from '../../src/controlplane-client/identity-store.js';
 import type { Snapshot } from '../../src/controlplane-client/snapshot.js';
 import type { Tally } from '../../src/telemetry/stats-readout.js';
@@ -27,6 +27,17 @@ describe('worker count', () => {
     { configured: 3, cpus: 64, want: 3 },
   ])('configured $configured on $cpus cpus: $want', ({ configured, cpus, want }) => {
     expect(workerCount(configured, cpus)).toBe(want);
+  });
+
+  // Every socket of systemd's SO_REUSEPORT group gets a worker: the kernel hashes connections
+  // to each, and one nobody accepts on would hold its share.
+  it.each([
+    { configured: 2, passed: 0, cpus: 4, want: 2 },
+    { configured: undefined, passed: 2, cpus: 2, want: 2 },
+    { configured: 1, passed: 2, cpus: 2, want: 2 },
+    { configured: 4, passed: 2, cpus: 2, want: 4 },
+  ])('slots: configured $configured, $passed sockets passed per port: $want', (c) => {
+    expect(slotCount(c.configured, c.passed, c.cpus)).toBe(c.want);
   });
 
   it.each([0, 257, 1.5, -1])('agent.yaml workers: %s is refused, naming the field', (n) => {

@@ -11,3 +11,17 @@ export function workerCount(
   if (configured !== undefined) return configured;
   return Math.min(MAX_WORKERS, Math.max(1, Math.floor(cpus)));
 }
+
+/**
+ * How many worker slots serve the listening sockets: the workers wanted, and at least one per
+ * socket systemd passed for a port. Its socket units (ReusePort=yes, one ListenStream= per
+ * worker, rendered by install.sh) form a SO_REUSEPORT group per port, and the kernel hashes
+ * connections to every socket in it: one nobody accepts on would hold its share forever.
+ */
+export function slotCount(
+  configured: number | undefined,
+  passedPerPort: number,
+  cpus: number = availableParallelism(),
+): number {
+  return Math.max(workerCount(configured, cpus), passedPerPort);
+}

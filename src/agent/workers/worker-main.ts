@@ -2,7 +2,9 @@
 // data plane on the listening sockets the master holds, from the master's view of the control
 // plane (session-mirror.ts), and sends back its metrics, denials, errors and tapped requests,
 // which the master reports for the whole agent. Retired by the master: stops accepting, drains
-// its connections, exits.
+// its connections, exits. When the master replaces itself (an upgrade, handover.ts) the IPC
+// channel closes at its exec: the worker serves on until the new master's workers are ready
+// and it gets SIGUSR2, then retires the same way.
 import { Registry } from 'prom-client';
 import { describeError, isWeftError } from '../../errors.js';
 import { nativeSocketOps } from '../../native/socket-ops.js';
@@ -13,6 +15,7 @@ import { RecentDenials } from '../../telemetry/recent-denials.js';
 import { RecentErrors } from '../../telemetry/recent-errors.js';
 import { readStats } from '../../telemetry/stats-readout.js';
 import { TapHub } from '../../telemetry/tap-hub.js';
+import { BUILD_ID } from '../build-id.js';
 import { EXIT_CONFIG } from '../exit-status.js';
 import { startMemoryTrim } from '../memory-trim.js';
 import { registerProcessMetrics } from '../metrics-server.js';
@@ -88,6 +91,8 @@ async function main(init: Extract<MasterMessage, { type: 'init' }>): Promise<voi
   }, EVENTS_EVERY_MS);
   events.unref();
 
+  // Set when the master announced its exec (the drain to use once told to retire).
+  let handedOverDrainMs: number | undefined;
   let retiring = false;
   const retire = async (drainMs: number) => {
     if (retiring) return;
@@ -140,19 +145,36 @@ async function main(init: Extract<MasterMessage, { type: 'init' }>): Promise<voi
         taps.get(message.id)?.close();
         taps.delete(message.id);
         break;
+      case 'handover':
+        handedOverDrainMs = message.drainMs ?? undefined;
+        break;
       case 'init':
         break;
     }
   });
-  // The master is gone (it crashed, or was killed): nobody will retire this worker, so it
-  // finishes its connections as a stop would and exits rather than serve on unmanaged.
-  process.once('disconnect', () => void retire(config.drainMs));
+  process.once('disconnect', () => {
+    // The master exec'd into new code: keep accepting until its workers are ready (SIGUSR2),
+    // so no connection waits; it reaps this process and forwards its log lines.
+    if (handedOverDrainMs !== undefined) {
+      log.info('the master is being replaced: serving until its new workers are ready');
+      return;
+    }
+    // The master is gone (it crashed, or was killed): nobody will retire this worker, so it
+    // finishes its connections as a stop would and exits rather than serve on unmanaged.
+    void retire(config.drainMs);
+  });
+  // From the master that replaced the one that started this worker: its workers serve now.
+  process.on('SIGUSR2', () => void retire(handedOverDrainMs ?? config.drain.maxMs));
   process.on('SIGTERM', () => void retire(config.drainMs));
   // A terminal's Ctrl-C reaches the whole process group: the master decides what happens.
   process.on('SIGINT', () => {});
   process.on('SIGHUP', () => {});
-  send({ type: 'ready' });
+  send({ type: 'ready', build: BUILD_ID });
 }
+
+// Log lines go through the master's pipe; with no reader left (a master that died during its
+// exec) a write fails with EPIPE, which must not take the connections down with it.
+process.stdout.on('error', () => {});
 
 process.once('message', (message: MasterMessage) => {
   if (message.type !== 'init') {

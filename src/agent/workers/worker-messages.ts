@@ -15,7 +15,7 @@ import type { AgentConfig } from '../config.js';
  * reload fails, the old workers keep serving) and asks for a restart. Bump it with any change
  * to these messages.
  */
-export const WORKER_PROTOCOL = 1;
+export const WORKER_PROTOCOL = 2;
 
 /** Which certificate an identity is: the node's or a local service's. */
 export type CertificateRole = { kind: 'node' } | { kind: 'service'; service: string };
@@ -53,6 +53,9 @@ export type MasterMessage =
   | MirrorUpdate
   /** Stop accepting, ask clients to go away, drain for up to drainMs, exit. */
   | { type: 'retire'; drainMs: number }
+  /** The master is about to exec into new code (an upgrade): when the channel closes, keep
+   * serving until SIGUSR2 from the new master, then retire with drainMs. null: it will not. */
+  | { type: 'handover'; drainMs: number | null }
   /** Answer with a 'metrics' message carrying the same id. */
   | { type: 'metrics'; id: number }
   | { type: 'tapOpen'; id: string; filter: TapFilter }
@@ -60,7 +63,7 @@ export type MasterMessage =
 
 export type WorkerMessage =
   /** The data plane listens: the master may retire the generation this one replaces. */
-  | { type: 'ready' }
+  | { type: 'ready'; build: string }
   /** Its registry as getMetricsAsJSON(), its stats readout, the connections it holds. */
   | { type: 'metrics'; id: number; metrics: unknown[]; readout: Readout; connections: number }
   /** Denials and failed requests seen since the last such message (at most every second). */

@@ -2,7 +2,7 @@
 // after an upgrade runs the new code), hands each the held listening sockets as stdio slots
 // and the session's state, replaces the ones that die (crash-backoff.ts), and runs reloads
 // generation by generation (generations.ts). Workers' stdout comes through here, whole lines
-// at a time, so that lines of several workers never cut into each other.
+// at a time (worker-lines.ts). Before the master execs, it hands its workers over (handOver).
 import { type ChildProcess, fork } from 'node:child_process';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../sys/logger.js';
@@ -11,9 +11,11 @@ import type { AgentConfig } from '../config.js';
 import { EXIT_CONFIG } from '../exit-status.js';
 import { defaultCrashBackoff, restartDelay } from './crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from './generations.js';
+import type { HandedWorker } from './handover.js';
 import type { SlotSockets } from './listening-sockets.js';
 import { mergeMetrics, retiredMetrics } from './metrics-merge.js';
 import { mergeReadouts, retiredPart } from './readout-merge.js';
+import { forwardLines } from './worker-lines.js';
 import {
   type MasterMessage,
   type MirrorState,
@@ -32,6 +34,8 @@ export interface WorkerStatus {
   state: 'starting' | 'serving' | 'retiring';
   /** Connections it held at the last scrape or status request. */
   connections: number;
+  /** The code it runs (build-id.ts); empty until it is ready. */
+  build: string;
 }
 
 export interface WorkerPoolOptions {
@@ -50,6 +54,18 @@ export interface WorkerPoolOptions {
   registry: Registry;
   log: Logger;
   now?: () => number;
+  /** The first generation's number (after a master's exec: on from the previous image's). */
+  firstGeneration?: number;
+  /** Workers this pool did not fork but that serve (a previous master image's, adopted). */
+  others?: () => WorkerStatus[];
+  /** The counts the previous master image had (retiredCounts), so none goes backwards. */
+  retired?: RetiredCounts;
+}
+
+/** The counts of workers no longer scraped: exited ones, and after an exec the adopted ones. */
+export interface RetiredCounts {
+  readout: Readout;
+  metrics: unknown[][];
 }
 
 export interface PoolWorker {
@@ -59,6 +75,7 @@ export interface PoolWorker {
   readonly slot: number;
   ready: boolean;
   connections: number;
+  build: string;
   stopping: boolean;
   /** Its stats readout at the last scrape (kept as retired counts when it exits). */
   readout: Readout | undefined;
@@ -76,8 +93,10 @@ export class WorkerPool {
   private readonly gens: Generation[] = [];
   private readonly workers = new Set<PoolWorker>();
   private crashes: number[] = [];
-  private nextGeneration = 1;
+  private nextGeneration: number;
   private stopping = false;
+  /** While the master execs (an upgrade): no worker is started, the hand-over lists them all. */
+  private frozen = false;
   private metricsId = 0;
   private readonly pendingMetrics = new Map<number, (m: { metrics: unknown[] }) => void>();
   /** The counts of workers that exited (readout-merge.ts). */
@@ -89,6 +108,11 @@ export class WorkerPool {
 
   constructor(private readonly opts: WorkerPoolOptions) {
     this.now = opts.now ?? Date.now;
+    this.nextGeneration = opts.firstGeneration ?? 1;
+    if (opts.retired) {
+      this.retired = opts.retired.readout;
+      this.retiredMetrics = [...opts.retired.metrics];
+    }
     this.restarts = new Counter({
       name: 'weft_agent_worker_restarts_total',
       help: 'Workers the master started in place of one that died, by how it ended',
@@ -104,7 +128,8 @@ export class WorkerPool {
       collect() {
         this.reset();
         for (const s of ['starting', 'serving', 'retiring'] as const) this.set({ state: s }, 0);
-        for (const w of pool.status()) this.inc({ state: w.state });
+        for (const w of [...pool.status(), ...(opts.others?.() ?? [])])
+          this.inc({ state: w.state });
       },
     });
   }
@@ -134,7 +159,50 @@ export class WorkerPool {
       generation: w.generation,
       state: this.gens.find((g) => g.id === w.generation)?.state ?? 'retiring',
       connections: w.connections,
+      build: w.build,
     }));
+  }
+
+  /**
+   * Before the master execs: every worker is told to keep serving when the channel closes (and
+   * the drain to use when the new master retires it); no worker is started meanwhile. Resolves
+   * with the workers to hand over once every message was written.
+   */
+  async handOver(drainMs: number): Promise<HandedWorker[]> {
+    this.frozen = true;
+    await Promise.all([...this.workers].map((w) => sendFlushed(w, { type: 'handover', drainMs })));
+    return this.status().map((s) => {
+      const w = [...this.workers].find((x) => x.child.pid === s.pid);
+      const fd = (w?.child.stdout as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
+      return { ...s, stdout: typeof fd === 'number' && fd >= 0 ? fd : undefined };
+    });
+  }
+
+  /** For the next master image: every count so far, the live workers' as last scraped (the
+   * next image cannot scrape them: their IPC channel closes at the exec). */
+  retiredCounts(): RetiredCounts {
+    const live = [...this.workers];
+    return {
+      readout: mergeReadouts([
+        this.retired,
+        ...live.flatMap((w) => (w.readout ? [retiredPart(w.readout)] : [])),
+      ]),
+      metrics: [
+        ...this.retiredMetrics,
+        ...live.flatMap((w) => (w.metrics ? [retiredMetrics(w.metrics)] : [])),
+      ],
+    };
+  }
+
+  /** The exec failed: the workers go back to retiring when their channel closes. */
+  handOverCancelled(): void {
+    this.frozen = false;
+    this.broadcast({ type: 'handover', drainMs: null });
+  }
+
+  /** The number the next generation gets (handed over to the next master image). */
+  get generationAfter(): number {
+    return this.nextGeneration;
   }
 
   /** True once a generation serves (its workers accept connections). */
@@ -217,23 +285,15 @@ export class WorkerPool {
       slot,
       ready: false,
       connections: 0,
+      build: '',
       stopping: false,
       readout: undefined,
       metrics: undefined,
     };
     this.workers.add(worker);
-    let partial = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      const text = partial + chunk;
-      const end = text.lastIndexOf('\n') + 1;
-      partial = text.slice(end);
-      if (end > 0) this.opts.writeLines(text.slice(0, end));
-    });
+    if (child.stdout) forwardLines(child.stdout, this.opts.writeLines);
     child.on('message', (message: WorkerMessage) => this.onMessage(worker, message));
-    child.once('exit', (code, signal) => {
-      if (partial !== '') this.opts.writeLines(`${partial}\n`);
-      this.onExit(worker, code, signal);
-    });
+    child.once('exit', (code, signal) => this.onExit(worker, code, signal));
     child.on('error', (err) => this.opts.log.error({ err, worker_pid: child.pid }, 'worker error'));
     send(worker, {
       type: 'init',
@@ -261,6 +321,7 @@ export class WorkerPool {
     }
     if (message.type === 'ready') {
       worker.ready = true;
+      worker.build = message.build;
       const gen = this.gens.find((g) => g.id === worker.generation);
       if (!gen) return;
       gen.ready += 1;
@@ -355,7 +416,9 @@ export class WorkerPool {
     );
     const again = () => {
       if (this.stopping || !gen || !this.gens.includes(gen)) return;
-      this.spawn(gen, worker.slot);
+      // During an exec, the next master image replaces it (or this one, if the exec failed).
+      if (this.frozen) setTimeout(again, 1_000).unref();
+      else this.spawn(gen, worker.slot);
     };
     if (delayMs === 0) again();
     else setTimeout(again, delayMs).unref();
@@ -377,6 +440,18 @@ function send(worker: PoolWorker, message: MasterMessage): boolean {
   } catch {
     return false;
   }
+}
+
+/** Sends and resolves once the message was written to the channel (or could not be). */
+function sendFlushed(worker: PoolWorker, message: MasterMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (!worker.child.connected) return resolve();
+    try {
+      worker.child.send(message, () => resolve());
+    } catch {
+      resolve();
+    }
+  });
 }
 
 function exited(child: ChildProcess): Promise<void> {

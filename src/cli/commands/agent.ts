@@ -12,9 +12,23 @@ export function registerAgent(program: Command): void {
     .command('agent')
     .description('run the weft agent on this host (in the foreground)')
     .option('-c, --config <file>', 'agent config file (YAML); default: built-in defaults')
-    .action(async (opts: { config?: string }) => {
+    .option(
+      '--check',
+      'load the config and the code as an upgrade would, print what this build is, and exit',
+    )
+    .action(async (opts: { config?: string; check?: boolean }) => {
       const config = loadConfigOrExit(opts.config);
+      if (opts.check) return checkBuild();
       const log = createLogger(config.logLevel, 'weft-agent');
+      // SIGUSR2 (install.sh's upgrade) would end the process by default: until the agent is up
+      // it is remembered, then the master execs into the code on disk (see upgrade below).
+      let upgrade = (): void => {
+        upgrade = () => {};
+        log.info('upgrade asked for while starting: done once the agent is up');
+        pendingUpgrade = true;
+      };
+      let pendingUpgrade = false;
+      process.on('SIGUSR2', () => upgrade());
       // SIGHUP's default action ends the process: a reload asked for while the agent starts
       // (a `systemctl reload` right after start) must wait for it, not kill it silently.
       let reload = (): void => {
@@ -27,7 +41,13 @@ export function registerAgent(program: Command): void {
       // Imported here, not at the top: only the agent needs the native addon, and a missing
       // build should not break `weft --help` or the other verbs.
       const { nativeSocketOps } = await import('../../native/socket-ops.js');
-      const agent = await startMaster(config, { socketOps: nativeSocketOps, log }).catch((err) => {
+      const { takeHandover } = await import('../../agent/workers/handover.js');
+      const agent = await startMaster(config, {
+        socketOps: nativeSocketOps,
+        log,
+        handover: takeHandover(process.env),
+        configFile: opts.config,
+      }).catch((err) => {
         // The control plane session may already hold the event loop open: exit, so that
         // systemd sees the failure instead of a process that never becomes ready. A config
         // that cannot work (limits beyond the descriptors the process may open) is EX_CONFIG,
@@ -55,6 +75,19 @@ export function registerAgent(program: Command): void {
         );
       };
       if (pendingReload) reload();
+      // SIGUSR2: an upgrade. The master checks the code on disk and execs into it with the
+      // same pid, handing over its sockets and workers; a refusal leaves everything running.
+      upgrade = () => {
+        let next: ReturnType<typeof loadAgentConfig>;
+        try {
+          next = loadAgentConfig(opts.config);
+        } catch (err) {
+          log.error({ err: describeError(err) }, 'upgrade refused: keeping the running master');
+          return;
+        }
+        void agent.upgrade(next);
+      };
+      if (pendingUpgrade) upgrade();
       const ended = await Promise.race([waitForSignal(), agent.refused]);
       if (typeof ended !== 'string') await exitRefused(agent, ended, log);
       log.info({ drain_ms: config.drainMs }, 'stopping: draining connections');
@@ -81,6 +114,34 @@ async function exitRefused(agent: RunningMaster, err: WeftError, log: Logger): P
   console.error(`weft: ${describeError(err)}`);
   await flushLogs(log);
   process.exit(exitStatusForRefusal(err));
+}
+
+/**
+ * `weft agent --check`: what a master runs with the new code before an upgrade's exec. The
+ * config loaded (above), the native addon and the master's and workers' modules load; prints
+ * this build and the hand-over versions it reads, as one JSON line.
+ */
+async function checkBuild(): Promise<never> {
+  try {
+    await import('../../native/socket-ops.js');
+    await import('../../agent/workers/master.js');
+    const { HANDOVER_VERSION } = await import('../../agent/workers/handover.js');
+    const { WORKER_PROTOCOL } = await import('../../agent/workers/worker-messages.js');
+    const { BUILD_ID } = await import('../../agent/build-id.js');
+    const { WEFT_VERSION } = await import('../../api/weft-version.js');
+    console.log(
+      JSON.stringify({
+        version: WEFT_VERSION,
+        build: BUILD_ID,
+        handover: [HANDOVER_VERSION],
+        workerProtocol: WORKER_PROTOCOL,
+      }),
+    );
+    process.exit(0);
+  } catch (err) {
+    console.error(`weft: ${describeError(err)}`);
+    process.exit(1);
+  }
 }
 
 function waitForSignal(): Promise<NodeJS.Signals> {

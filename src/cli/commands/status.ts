@@ -3,6 +3,7 @@
 // and its local workloads. Reads the agent's admin endpoint (127.0.0.1:15000 by default).
 import type { Command } from 'commander';
 import type { CertView, ConfigDumpView, ReadyView } from '../../agent/admin-views.js';
+import type { MasterInfo } from '../../agent/workers/master.js';
 import type { WorkerStatus } from '../../agent/workers/worker-pool.js';
 import { WeftError } from '../../errors.js';
 
@@ -28,20 +29,37 @@ export function registerStatus(program: Command): void {
         getJson<{ certificates: CertView[] }>(base, '/certs'),
         getJson<ReadyView>(base, '/ready'),
         // An agent older than its workers answers 404: no section.
-        getJson<{ workers: WorkerStatus[] }>(base, '/workers').catch(() => undefined),
+        getJson<{ master?: MasterInfo; workers: WorkerStatus[] }>(base, '/workers').catch(
+          () => undefined,
+        ),
       ]);
       if (opts.output === 'json') {
         const { resources: _r, trustBundlePem: _t, ...summary } = dump;
         console.log(
           JSON.stringify(
-            { ...summary, ready, certificates: certs.certificates, workers: workers?.workers },
+            {
+              ...summary,
+              ready,
+              certificates: certs.certificates,
+              master: workers?.master,
+              workers: workers?.workers,
+            },
             null,
             2,
           ),
         );
         return;
       }
-      console.log(renderStatus(dump, certs.certificates, ready, Date.now(), workers?.workers));
+      console.log(
+        renderStatus(
+          dump,
+          certs.certificates,
+          ready,
+          Date.now(),
+          workers?.workers,
+          workers?.master,
+        ),
+      );
     });
 }
 
@@ -69,6 +87,7 @@ export function renderStatus(
   ready: ReadyView,
   now: number,
   workers?: WorkerStatus[],
+  master?: MasterInfo,
 ): string {
   const lines: string[] = [];
   const stateNote: Record<string, string> = {
@@ -138,6 +157,15 @@ export function renderStatus(
       ),
     );
   }
+  if (master !== undefined) {
+    lines.push('', 'Master:');
+    lines.push(
+      `  pid ${master.pid}, weft ${master.version}, build ${master.build}` +
+        (master.execs > 0 ? `, replaced in place ${master.execs} time(s) by upgrades` : ''),
+    );
+    if (master.lastUpgrade)
+      lines.push(`  last upgrade ${master.lastUpgrade.outcome}: ${master.lastUpgrade.reason}`);
+  }
   if (workers !== undefined) {
     lines.push('', 'Workers:');
     if (workers.length === 0) lines.push('  none');
@@ -145,12 +173,13 @@ export function renderStatus(
       lines.push(
         indent(
           table([
-            ['PID', 'GENERATION', 'STATE', 'CONNECTIONS'],
+            ['PID', 'GENERATION', 'STATE', 'CONNECTIONS', 'BUILD'],
             ...workers.map((w) => [
               String(w.pid),
               String(w.generation),
               w.state,
               String(w.connections),
+              w.build || '-',
             ]),
           ]),
         ),
