@@ -9,6 +9,7 @@ import type { Logger } from '../../sys/logger.js';
 import type { Readout } from '../../telemetry/stats-readout.js';
 import type { AgentConfig } from '../config.js';
 import { EXIT_CONFIG } from '../exit-status.js';
+import { workerExecArgv } from '../node-flags.js';
 import { defaultCrashBackoff, restartDelay } from './crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from './generations.js';
 import type { SlotSockets } from './listening-sockets.js';
@@ -208,6 +209,8 @@ export class WorkerPool {
     const child = fork(this.opts.entry, [], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc', fds.outbound, fds.inbound, fds.tunnel],
       serialization: 'advanced',
+      // The master's node flags but its own V8 sizes (node-flags.ts).
+      execArgv: workerExecArgv(process.execArgv),
       // A worker must not take systemd's variables (sockets, watchdog) for its own.
       env: { ...process.env, LISTEN_PID: '', WATCHDOG_PID: '' },
     });
