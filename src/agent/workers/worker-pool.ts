@@ -15,6 +15,7 @@ import { afterExit, afterReady, type GenerationView } from './generations.js';
 import type { SlotSockets } from './listening-sockets.js';
 import { mergeMetrics, retiredMetrics } from './metrics-merge.js';
 import { mergeReadouts, retiredPart } from './readout-merge.js';
+import { UpdateFlow } from './update-flow.js';
 import {
   type MasterMessage,
   type MirrorState,
@@ -65,6 +66,8 @@ export interface PoolWorker {
   readout: Readout | undefined;
   /** Its getMetricsAsJSON() at the last scrape (its counters kept when it exits). */
   metrics: unknown[] | undefined;
+  /** Snapshots and certificates to it, one write at a time (update-flow.ts). */
+  readonly updates: UpdateFlow;
 }
 
 interface Generation extends GenerationView {
@@ -144,7 +147,10 @@ export class WorkerPool {
   }
 
   broadcast(message: MasterMessage): void {
-    for (const w of this.workers) send(w, message);
+    for (const w of this.workers) {
+      if (message.type === 'snapshot' || message.type === 'certificate') w.updates.offer(message);
+      else send(w, message);
+    }
   }
 
   /** The agent's stats readout: every worker's now, and the counts of those that exited. */
@@ -223,6 +229,14 @@ export class WorkerPool {
       stopping: false,
       readout: undefined,
       metrics: undefined,
+      updates: new UpdateFlow((update, written) => {
+        if (!child.connected) return written();
+        try {
+          child.send(update, () => written());
+        } catch {
+          written();
+        }
+      }),
     };
     this.workers.add(worker);
     let partial = '';
