@@ -1,8 +1,8 @@
 // The V8 flags of the agent's processes, where a measurement showed their worth (issue #15).
 // The master serves no connection: its young generation (semi-spaces V8 grows to 16 MiB while
 // start-up allocates) holds nothing after start, and 1 MiB semi-spaces cut it by 12-13 MiB idle
-// (bench lab, bench/probe.mjs rss). A worker keeps V8's default: with 1 MiB its CPU per L7
-// request rose in 3 of 3 interleaved runs. Flags must be on node's command line (V8 sizes the
+// (bench lab, bench/probe.mjs rss). A worker keeps V8's default: its CPU per L7 request rose
+// with 1 MiB in 3 of 3 interleaved runs, with 4 MiB in 3 of 4 (+8-30 %, for 4 MiB idle). Flags must be on node's command line (V8 sizes the
 // heap when the process starts), so the systemd unit and the lab start the master with them,
 // and a worker (forked with the master's execArgv by default) is forked without them.
 export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
