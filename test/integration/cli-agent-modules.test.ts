@@ -38,13 +38,15 @@ async function weft(args: string[]): Promise<{ stdout: string; modules: string[]
 }
 
 // The same hook, one list per process (the master's workers inherit --import): $WEFT_TEST_MODULES
-// is a directory.
+// is a directory. At exit each process also writes Node's own modules it loaded (<pid>.builtin).
 const perProcessHook = join(dir, 'per-process-hook.mjs');
 writeFileSync(
   perProcessHook,
   `import { registerHooks } from 'node:module';
 import { appendFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 registerHooks({ load(url, ctx, next) { appendFileSync(process.env.WEFT_TEST_MODULES + '/' + process.pid, url + '\\n'); return next(url, ctx); } });
+process.on('exit', () => writeFileSync(process.env.WEFT_TEST_MODULES + '/' + process.pid + '.builtin', process.moduleLoadList.join('\\n')));
 `,
 );
 
@@ -65,7 +67,14 @@ async function freePorts(n: number): Promise<number[]> {
  * Runs `weft agent` (a master and one worker, on loopback, no control plane) until it is ready;
  * returns the modules its master and its worker loaded.
  */
-async function runningAgentModules(): Promise<{ master: string[]; worker: string[] }> {
+interface ProcessModules {
+  master: string[];
+  worker: string[];
+  /** Node's internal modules each loaded (process.moduleLoadList). */
+  builtin: { master: string[]; worker: string[] };
+}
+
+async function runningAgentModules(): Promise<ProcessModules> {
   const [outbound, inbound, dns, admin, tunnel, metrics] = await freePorts(6);
   const lists = mkdtempSync(join(dir, 'agent-'));
   const config = join(lists, 'agent.yaml');
@@ -108,18 +117,22 @@ async function runningAgentModules(): Promise<{ master: string[]; worker: string
     agent.kill('SIGTERM');
     await exited;
   }
+  const lines = (file: string) =>
+    readFileSync(join(lists, file), 'utf8').split('\n').filter(Boolean);
   const byPid = readdirSync(lists)
     .filter((f) => /^\d+$/.test(f))
-    .map((f) =>
-      readFileSync(join(lists, f), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((m) => m.replace(`file://${ROOT}`, '')),
-    );
-  const master = byPid.find((m) => m.includes('dist/cli/commands/agent.js'));
-  const worker = byPid.find((m) => m.includes('dist/agent/workers/worker-main.js'));
+    .map((pid) => ({
+      pid,
+      modules: lines(pid).map((m) => m.replace(`file://${ROOT}`, '')),
+    }));
+  const master = byPid.find((p) => p.modules.includes('dist/cli/commands/agent.js'));
+  const worker = byPid.find((p) => p.modules.includes('dist/agent/workers/worker-main.js'));
   if (!master || !worker) throw new Error(`no module list of the master or the worker in ${lists}`);
-  return { master, worker };
+  return {
+    master: master.modules,
+    worker: worker.modules,
+    builtin: { master: lines(`${master.pid}.builtin`), worker: lines(`${worker.pid}.builtin`) },
+  };
 }
 
 const REQUEST_SERIES = new Set([
@@ -146,7 +159,7 @@ describe('weft agent loads only the agent', () => {
   });
 
   it("loads only each process's part: the master no data plane, a worker no control plane", async () => {
-    const { master, worker } = await runningAgentModules();
+    const { master, worker, builtin } = await runningAgentModules();
     // Sentinels: each list holds its process's own entry, so an empty list cannot pass.
     expect(master).toContain('dist/agent/workers/master.js');
     expect(worker).toContain('dist/proxy/data-plane.js');
@@ -189,6 +202,14 @@ describe('weft agent loads only the agent', () => {
         m.includes('node_modules/undici/lib/web/'),
     );
     expect(controlPlane).toEqual([]);
+    // Neither loads Node's own fetch and WebSocket (its bundled undici, 7 MiB): an ESM import
+    // of node:http does, reading http's lazy WebSocket getter (src/sys/node-http.ts).
+    expect(builtin.master).toContain('NativeModule net'); // sentinel: the list is Node's
+    const fetchOf = (list: string[]) => list.filter((m) => m.includes('internal/deps/undici'));
+    expect({ master: fetchOf(builtin.master), worker: fetchOf(builtin.worker) }).toEqual({
+      master: [],
+      worker: [],
+    });
   });
 
   it('still lists every verb in `weft --help`', async () => {
