@@ -2,9 +2,8 @@
 // lab once, then serves commands written to <dir>/cmd (default /tmp/weft-probe), one at a time,
 // appending results to <dir>/out:
 //   measure SETUP [CONNECTIONS] [SECONDS]   wrk against a setup (direct, haproxy, weft, weft-l7)
-//   restart [profile | NODEFLAG...] [NAME=VALUE...]  restart both agents on the current dist/
-//                                           (profiled, or under the given node flags; with these
-//                                           environment variables)
+//   restart [profile | NODEFLAG...]         restart both agents on the current dist/ (profiled,
+//                                           or under the given node flags)
 //   rss                                     5 s from now, each agent's master and workers: VmRSS,
 //                                           RssAnon and PSS (sums: bench scenario 5's "idle, after
 //                                           start" when run right after restart); with agents
@@ -83,20 +82,13 @@ try {
           const weft = lookupUser('weft');
           chownSync(profDir, weft.uid, weft.gid);
           flags.push('--cpu-prof', `--cpu-prof-dir=${profDir}`);
-        } else flags.push(...args.filter((a) => a.startsWith('-')));
-        // NAME=VALUE arguments are environment variables of the agents (GLIBC_TUNABLES=...).
-        const env = Object.fromEntries(
-          args
-            .filter((a) => !a.startsWith('-') && a.includes('='))
-            .map((a) => a.split(/=(.*)/s, 2)),
-        );
+        } else flags.push(...args);
         for (const host of ['client', 'server']) {
           await bench.lab.stopProcess(host, 'agent');
-          await bench.startAgentUnder(
-            host,
-            [...flags, ...(args[0] === 'profile' ? [`--cpu-prof-name=${host}.cpuprofile`] : [])],
-            env,
-          );
+          await bench.startAgentUnder(host, [
+            ...flags,
+            ...(args[0] === 'profile' ? [`--cpu-prof-name=${host}.cpuprofile`] : []),
+          ]);
         }
         await bench.waitReady();
         loaded = 0;

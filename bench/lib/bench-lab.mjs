@@ -445,13 +445,11 @@ export class BenchLab {
 
   /**
    * Starts `host`'s agent (stopped by the caller) under `node <nodeFlags>`, pinned to its core.
-   * Node refuses --cpu-prof in NODE_OPTIONS: such flags go on the command line. `env`: more
-   * environment variables (e.g. glibc's malloc tunables).
+   * Node refuses --cpu-prof in NODE_OPTIONS: such flags go on the command line.
    */
-  async startAgentUnder(host, nodeFlags, env = {}) {
+  async startAgentUnder(host, nodeFlags) {
     await this.lab.startProcess(host, {
       name: 'agent',
-      env,
       command: [
         process.execPath,
         ...MASTER_NODE_FLAGS, // as the unit and the lab start the master
