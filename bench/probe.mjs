@@ -6,8 +6,15 @@
 //   restart [bin=PATH] [profile | NODEFLAG...]   restart both agents on the current dist/ (or the
 //                                           checkout of bin PATH: an old build to compare with;
 //                                           profiled, or under the given node flags)
-//   rss                                     both agents' VmRSS 5 s from now (bench scenario 5's
-//                                           "idle, after start" when run right after restart)
+//   rss                                     5 s from now, each agent's master and workers: VmRSS,
+//                                           RssAnon and PSS (sums: bench scenario 5's "idle, after
+//                                           start" when run right after restart); with agents
+//                                           restarted under --import=lib/heap-hook.mjs also each
+//                                           process's V8 heap used / total and modules loaded
+//   services [AGENTS]                       load 1,000 services and 10 endpoints per simulated
+//                                           agent (default 1,000 agents, as bench scenario 6),
+//                                           held until `unload`
+//   unload                                  end the simulated agents of `services`
 //   stop                                    the profiled agents write their profiles; summary
 //   counts                                  with agents restarted under --import=lib/count-hook.mjs:
 //                                           what each L7 request made on each agent since the
@@ -28,7 +35,7 @@ import { join } from 'node:path';
 import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
-import { cpuSeconds, rssMiB } from './lib/proc.mjs';
+import { cpuSeconds, treeMemory } from './lib/proc.mjs';
 
 const dir = process.argv[2] ?? '/tmp/weft-probe';
 mkdirSync(dir, { recursive: true });
@@ -39,6 +46,8 @@ const log = (msg) => out(`# ${msg}`);
 const bench = await BenchLab.up(`pr${process.pid % 1000}`, log);
 let profDir;
 let loaded = 0;
+/** The simulated agents of `services`, held until `unload`. */
+let simulated;
 /** The count hook's totals at the last `counts`, per host. */
 const lastCounts = {};
 out('ready');
@@ -99,9 +108,19 @@ try {
       } else if (cmd === 'rss') {
         await new Promise((r) => setTimeout(r, 5_000));
         const p = bench.pids;
-        out(
-          `VmRSS MiB: client ${rssMiB(p.clientAgent).toFixed(1)}, server ${rssMiB(p.serverAgent).toFixed(1)}`,
-        );
+        for (const [host, pid] of [
+          ['client', p.clientAgent],
+          ['server', p.serverAgent],
+        ])
+          out(memoryLine(host, treeMemory(pid)));
+      } else if (cmd === 'services') {
+        simulated = await loadServices(bench, Number(args[0] ?? 1000));
+        out(`loaded: ${JSON.stringify(simulated.result.initialSync ?? {})}`);
+      } else if (cmd === 'unload') {
+        simulated?.child.stdin.end();
+        if (simulated) await new Promise((r) => simulated.child.once('exit', r));
+        simulated = undefined;
+        out('unloaded');
       } else if (cmd === 'stop') {
         for (const host of ['client', 'server']) await bench.lab.stopProcess(host, 'agent', 30_000);
         for (const host of ['client', 'server']) {
@@ -137,6 +156,60 @@ try {
     out('done');
   }
 } finally {
+  simulated?.child.stdin.end();
   await bench.lab.down().catch(() => undefined);
   out('down');
+}
+
+/** One line per agent: the sums, then master and each worker (RSS / RssAnon / PSS, MiB), with
+ * the V8 heap the heap hook wrote for that process if it runs (bench/lib/heap-hook.mjs). */
+function memoryLine(host, procs) {
+  const mib = (x) => x.toFixed(1);
+  const sum = (k) => procs.reduce((a, m) => a + m[k], 0);
+  const parts = procs.map((m, i) => {
+    let heap = '';
+    try {
+      const h = JSON.parse(readFileSync(`/tmp/weft-heap/${m.pid}.json`, 'utf8'));
+      const b = (x) => mib(x / 1048576);
+      heap = `, heap ${b(h.heapUsed)} / ${b(h.heapTotal)}, external ${b(h.external)}, ${h.modules} modules`;
+    } catch {}
+    return `${i === 0 ? 'master' : `worker ${i}`} ${mib(m.rss)} / ${mib(m.rssAnon)} / ${mib(m.pss)}${heap}`;
+  });
+  return `${host}: RSS ${mib(sum('rss'))} PSS ${mib(sum('pss'))} MiB (RSS / RssAnon / PSS: ${parts.join('; ')})`;
+}
+
+/** Scenario 6's simulated agents (bench/sim-agents.mjs) with no changes: every agent of the
+ * lab gets `agents` services with 10 endpoints each. */
+async function loadServices(bench, agents) {
+  const child = bench.lab.spawn('cp', [
+    process.execPath,
+    join(import.meta.dirname, 'sim-agents.mjs'),
+    '--server',
+    '127.0.0.1:15012',
+    '--credentials',
+    join(bench.lab.dir, 'cp', 'admin'),
+    '--cp-pid',
+    String(bench.pids.controlPlane),
+    '--agents',
+    String(agents),
+    '--services',
+    String(agents),
+    '--per-agent',
+    '10',
+    '--changes',
+    '0',
+    '--real-nodes',
+    'client,server',
+  ]);
+  child.stderr.on('data', (d) => log(String(d).trim()));
+  const result = await new Promise((resolve, reject) => {
+    let text = '';
+    child.stdout.on('data', (d) => {
+      text += d;
+      const line = text.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve(JSON.parse(line));
+    });
+    child.once('exit', (code) => reject(new Error(`sim-agents exited with ${code}`)));
+  });
+  return { child, result };
 }

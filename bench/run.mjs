@@ -14,7 +14,7 @@ import { analyzeProfile } from './lib/cpuprofile.mjs';
 import { haMarkdown, haScenario } from './lib/ha-scenario.mjs';
 import { killScenario } from './lib/kill-scenario.mjs';
 import { policyCostScenario } from './lib/policy-cost.mjs';
-import { rssMiB, rssSampler, totalCpuSeconds } from './lib/proc.mjs';
+import { agentMemory, memorySampler, totalCpuSeconds } from './lib/proc.mjs';
 import { killMarkdown, markdown, policyCostMarkdown } from './lib/report.mjs';
 import { summarize } from './lib/stats.mjs';
 import { ensureTools } from './lib/tools.mjs';
@@ -408,10 +408,17 @@ async function controlPlaneScale(bench) {
   // The real agents acked the state with every simulated service and endpoint: measure them.
   const p = bench.pids;
   await new Promise((r) => setTimeout(r, 2_000));
-  const loaded = [rssMiB(p.clientAgent), rssMiB(p.serverAgent)];
+  const loaded = bothAgents(p);
   child.stdin.end();
   await new Promise((r) => child.once('exit', r));
   return { result, loaded };
+}
+
+/** RSS and PSS (MiB) of the client and the server agent, each summed over its master and
+ * workers: RSS counts the node binary's shared pages once per process, PSS splits them. */
+function bothAgents(p) {
+  const [client, server] = [agentMemory(p.clientAgent), agentMemory(p.serverAgent)];
+  return { rss: [client.rss, server.rss], pss: [client.pss, server.pss] };
 }
 
 async function profileAgents(bench, dir) {
@@ -544,12 +551,12 @@ async function main() {
     // Settle: the agents' start-up garbage is collected within a few seconds.
     await new Promise((r) => setTimeout(r, 5_000));
     const p0 = bench.pids;
-    memory['idle, after start'] = [rssMiB(p0.clientAgent), rssMiB(p0.serverAgent)];
+    memory['idle, after start'] = bothAgents(p0);
     const load = {
       peaks: { weft: [], 'weft-l7': [] },
       failures,
-      client: () => rssSampler(p0.clientAgent),
-      server: () => rssSampler(p0.serverAgent),
+      client: () => memorySampler(p0.clientAgent),
+      server: () => memorySampler(p0.serverAgent),
     };
     for (let rep = 0; rep < PLAN.reps; rep++) {
       // Rotate the order each repetition so that no setup always runs first or last.
@@ -560,11 +567,14 @@ async function main() {
         await runScenarios(bench, setup, raw, load);
       }
     }
-    const peak = (setup) => [0, 1].map((i) => Math.max(...load.peaks[setup].map((p) => p[i])));
+    const peak = (setup) => ({
+      rss: [0, 1].map((i) => Math.max(...load.peaks[setup].map((p) => p[i].rss))),
+      pss: [0, 1].map((i) => Math.max(...load.peaks[setup].map((p) => p[i].pss))),
+    });
     memory['under load (peak during scenario 2, opaque port)'] = peak('weft');
     memory['under load (peak during scenario 2, http port)'] = peak('weft-l7');
     await new Promise((r) => setTimeout(r, 5_000));
-    memory['idle, after the load'] = [rssMiB(p0.clientAgent), rssMiB(p0.serverAgent)];
+    memory['idle, after the load'] = bothAgents(p0);
     httpCounted = await bench.httpRequestsCounted();
     addDerived(raw);
     try {

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MASTER_NODE_FLAGS } from '../../dist/agent/node-flags.js';
 import { lookupUser, MeshLab, WEFT_BIN, waitUntil } from '../../dist/lab/index.js';
 import { makeCerts } from './certs.mjs';
 import { findProcess, treePids } from './proc.mjs';
@@ -452,6 +453,7 @@ export class BenchLab {
       name: 'agent',
       command: [
         process.execPath,
+        ...MASTER_NODE_FLAGS, // as the unit and the lab start the master
         ...nodeFlags,
         bin,
         'agent',

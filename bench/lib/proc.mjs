@@ -109,12 +109,41 @@ export function rssSampler(pid, everyMs = 250) {
 export function treeMemory(pid) {
   return treePids(pid).map((p) => {
     let pss = 0;
+    let rssAnon = 0;
     try {
       const rollup = readFileSync(`/proc/${p}/smaps_rollup`, 'utf8');
       pss = Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) / 1024;
+      const status = readFileSync(`/proc/${p}/status`, 'utf8');
+      rssAnon = Number(/^RssAnon:\s+(\d+)/m.exec(status)?.[1] ?? 0) / 1024;
     } catch {}
-    return { pid: p, rss: ownRssMiB(p), pss };
+    return { pid: p, rss: ownRssMiB(p), rssAnon, pss };
   });
+}
+
+/** RSS and PSS in MiB of `pid` and its descendants, summed (an agent: master and workers). */
+export function agentMemory(pid) {
+  const procs = treeMemory(pid);
+  return {
+    rss: procs.reduce((a, m) => a + m.rss, 0),
+    pss: procs.reduce((a, m) => a + m.pss, 0),
+  };
+}
+
+/** Samples the largest RSS and PSS (each summed over `pid`'s tree) until stop() is called. */
+export function memorySampler(pid, everyMs = 250) {
+  let peak = agentMemory(pid);
+  const sample = () => {
+    const now = agentMemory(pid);
+    peak = { rss: Math.max(peak.rss, now.rss), pss: Math.max(peak.pss, now.pss) };
+  };
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return peak;
+    },
+  };
 }
 
 /** CPU seconds of each process of `pid`'s tree, by pid (a worker's share of the agent's CPU). */

@@ -45,10 +45,14 @@ export function markdown(result) {
     }
   }
   if (result.memory) {
-    lines.push('| agent RSS (MiB, client / server host) | value |');
-    lines.push('|---|---|');
+    // RSS counts the node binary's pages once per process (master and each worker); PSS
+    // splits the shared ones among them, so the PSS sum is what the agent holds. (Results
+    // before PSS was measured hold one RSS list.)
+    lines.push('| agent memory, master + workers (MiB, client / server host) | RSS | PSS |');
+    lines.push('|---|---|---|');
+    const pair = (v) => (v ? v.map((x) => x.toFixed(1)).join(' / ') : '-');
     for (const [k, v] of Object.entries(result.memory))
-      lines.push(`| ${k} | ${v.map((x) => x.toFixed(1)).join(' / ')} |`);
+      lines.push(`| ${k} | ${pair(Array.isArray(v) ? v : v.rss)} | ${pair(v.pss)} |`);
   }
   const cp = result.controlPlane;
   if (cp) {

@@ -10,11 +10,12 @@
 //   /endpoints    each service's virtual IP, ports and endpoints
 //   /workers      the agent's master (pid, build, upgrades) and worker processes: pid,
 //                 generation, state, connections held, build
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { ControlPlaneSession } from '../controlplane-client/session.js';
 import { WeftError } from '../errors.js';
+import { createServer } from '../sys/node-http.js';
 import { certsView, configDumpView, endpointsView, readyView } from './admin-views.js';
 
 export interface AdminServerOptions {

@@ -1,9 +1,10 @@
 // Prometheus `/metrics` on the host address (DESIGN.md: 15020). The registry is filled by the
 // parts that own each metric; this serves it, off the data path, and adds the process's own.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, type Registry } from 'prom-client';
 import { WeftError } from '../errors.js';
+import { createServer } from '../sys/node-http.js';
 import { EVENT_LOOP_LAG_METRICS, registerEventLoopLag } from './event-loop-lag.js';
 
 /**

@@ -1,8 +1,9 @@
 // The three ways of checking a local workload, as executors of a HealthCheck: listening (the
 // kernel's table of listening sockets; nothing reaches the application), a TCP connect, and an
 // HTTP GET. Each resolves true (passed), false (failed) or undefined (could not be run).
-import { request } from 'node:http';
+
 import { connect } from 'node:net';
+import { request } from '../sys/node-http.js';
 import { type HealthCheck, statusPasses } from './health-check.js';
 
 /** Is something listening on address:port? (SocketOps.listening) */

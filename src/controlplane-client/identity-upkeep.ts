@@ -4,8 +4,8 @@
 // refused: this node may not serve them). Idempotent: it runs on every connect, when a
 // certificate falls due, when the workloads change, and while registrations stay refused.
 import type { Logger } from 'pino';
-import { createKeyAndCsr } from '../api/csr.js';
 import { fromGrpcError } from '../api/grpc-errors.js';
+import { createKeyAndCsr } from '../api/key-and-csr.js';
 import type { RegisterWorkloadsResponse } from '../api/messages.js';
 import { deadlineIn, type IdentityClient, unary } from '../api/proto.js';
 import { serviceSpiffeId } from '../api/spiffe.js';

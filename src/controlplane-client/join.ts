@@ -1,8 +1,8 @@
 // Joining: the one time the agent talks to the control plane without a node certificate. The
 // join token is the credential; the key of the node certificate is made here and never sent.
 import type { Logger } from 'pino';
-import { createKeyAndCsr } from '../api/csr.js';
 import { fromGrpcError } from '../api/grpc-errors.js';
+import { createKeyAndCsr } from '../api/key-and-csr.js';
 import type { JoinResponse } from '../api/messages.js';
 import { deadlineIn, type IdentityClient, unary } from '../api/proto.js';
 import { nodeSpiffeId } from '../api/spiffe.js';

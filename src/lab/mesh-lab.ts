@@ -6,6 +6,7 @@
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MASTER_NODE_FLAGS } from '../agent/node-flags.js';
 import { WeftError } from '../errors.js';
 import type { RunResult } from '../sys/run.js';
 import { ETCD_HOSTS, HaControlPlane, REPLICA_HOSTS } from './ha-control-plane.js';
@@ -120,7 +121,15 @@ export class MeshLab {
   async startAgent(node: string): Promise<void> {
     await this.lab.startProcess(node, {
       name: 'agent',
-      command: weft('agent', '--config', this.configFile(node)),
+      // With the master's V8 flags, as the systemd unit starts it (agent/node-flags.ts).
+      command: [
+        process.execPath,
+        ...MASTER_NODE_FLAGS,
+        WEFT_BIN,
+        'agent',
+        '--config',
+        this.configFile(node),
+      ],
       user: 'weft',
       // As its systemd unit grants: IP_TRANSPARENT and SO_MARK need it.
       capabilities: ['net_admin'],

@@ -30,7 +30,6 @@ import { RequestTelemetry } from './http/request-telemetry.js';
 import { createPlaintextInboundHandler } from './inbound/plaintext.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
 import { buildGuards } from './limits/index.js';
-import { startMeshDns } from './mesh-dns.js';
 import { MeshState } from './mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
@@ -274,7 +273,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
 
   const dns: DnsServer | undefined =
     capture.dns.enabled && opts.dns !== false
-      ? await startMeshDns({
+      ? // Imported here: the agent's workers leave DNS to their master and load none of it.
+        await (await import('./mesh-dns.js')).startMeshDns({
           config,
           view: () => state.view,
           fds: passed.get('dns'),

@@ -7,10 +7,11 @@
 // {"dropped": N} lines when the count of dropped records changes; the tap ends when the
 // client goes away.
 import { chmod, mkdir, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { describeError, WeftError } from '../errors.js';
+import { createServer } from '../sys/node-http.js';
 import { parseTapFilter, tapFilterMessage } from './tap-filter.js';
 import type { TapHub } from './tap-hub.js';
 

@@ -9,6 +9,7 @@ import type { Logger } from '../../sys/logger.js';
 import type { Readout } from '../../telemetry/stats-readout.js';
 import type { AgentConfig } from '../config.js';
 import { EXIT_CONFIG } from '../exit-status.js';
+import { workerExecArgv } from '../node-flags.js';
 import { defaultCrashBackoff, restartDelay } from './crash-backoff.js';
 import { afterExit, afterReady, type GenerationView } from './generations.js';
 import type { HandedWorker } from './handover.js';
@@ -16,6 +17,7 @@ import type { SlotSockets } from './listening-sockets.js';
 import { mergeMetrics, retiredMetrics } from './metrics-merge.js';
 import { mergeReadouts, retiredPart } from './readout-merge.js';
 import { forwardLines } from './worker-lines.js';
+import { UpdateFlow } from './update-flow.js';
 import {
   type MasterMessage,
   type MirrorState,
@@ -81,6 +83,8 @@ export interface PoolWorker {
   readout: Readout | undefined;
   /** Its getMetricsAsJSON() at the last scrape (its counters kept when it exits). */
   metrics: unknown[] | undefined;
+  /** Snapshots and certificates to it, one write at a time (update-flow.ts). */
+  readonly updates: UpdateFlow;
 }
 
 interface Generation extends GenerationView {
@@ -211,7 +215,10 @@ export class WorkerPool {
   }
 
   broadcast(message: MasterMessage): void {
-    for (const w of this.workers) send(w, message);
+    for (const w of this.workers) {
+      if (message.type === 'snapshot' || message.type === 'certificate') w.updates.offer(message);
+      else send(w, message);
+    }
   }
 
   /** The agent's stats readout: every worker's now, and the counts of those that exited. */
@@ -276,6 +283,8 @@ export class WorkerPool {
     const child = fork(this.opts.entry, [], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc', fds.outbound, fds.inbound, fds.tunnel],
       serialization: 'advanced',
+      // The master's node flags but its own V8 sizes (node-flags.ts).
+      execArgv: workerExecArgv(process.execArgv),
       // A worker must not take systemd's variables (sockets, watchdog) for its own.
       env: { ...process.env, LISTEN_PID: '', WATCHDOG_PID: '' },
     });
@@ -289,6 +298,14 @@ export class WorkerPool {
       stopping: false,
       readout: undefined,
       metrics: undefined,
+      updates: new UpdateFlow((update, written) => {
+        if (!child.connected) return written();
+        try {
+          child.send(update, () => written());
+        } catch {
+          written();
+        }
+      }),
     };
     this.workers.add(worker);
     if (child.stdout) forwardLines(child.stdout, this.opts.writeLines);

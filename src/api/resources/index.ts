@@ -3,6 +3,7 @@ export * from './authorization-path.js';
 export * from './authorization-policy.js';
 export * from './authorization-ports.js';
 export * from './common.js';
+export * from './format-issues.js';
 export * from './grpc-route.js';
 export * from './http-route.js';
 export * from './kinds.js';

@@ -6,13 +6,13 @@
 // value the Mesh's policy sets. Shared by the agents (MeshState) and the control plane (apply
 // checks, `weft get -o yaml`).
 
+import { formatIssues } from './format-issues.js';
 import {
   type PolicyTarget,
   policyTargetRef,
   type TrafficPolicySpec,
   trafficPolicySpec,
 } from './traffic-policy.js';
-import { formatIssues } from './validate.js';
 
 /** One TrafficPolicy as written: its name, its target, and its spec without targetRef. */
 export interface ScopedPolicy {

@@ -2,8 +2,8 @@
 // "spec.ports[0].port: must be 1-65535". Used by the CLI (with file and document context, see
 // ./parse.ts) and again by the control plane, which is the authority.
 import type { z } from 'zod';
-import { formatZodIssue } from '../../sys/zod-format.js';
 import { API_VERSION } from './common.js';
+import { formatIssues } from './format-issues.js';
 import {
   DOCUMENT_SCHEMAS,
   INTERNAL_KINDS,
@@ -65,22 +65,6 @@ function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
     default:
       return undefined;
   }
-}
-
-/** One "path: message" line per problem; an unknown key is reported at its own path. */
-export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  const out: string[] = [];
-  for (const issue of issues) {
-    if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys)
-        out.push(
-          formatZodIssue({ ...issue, path: [...issue.path, key], message: 'unknown field' }),
-        );
-    } else {
-      out.push(formatZodIssue(issue));
-    }
-  }
-  return out;
 }
 
 function envelopeProblem(

@@ -2,7 +2,7 @@
 // Linkerd's single probe): how long an ejection lasts, whether one more endpoint may be
 // ejected, and how the ejection count decays. EndpointState applies them; the pool counts.
 import { parseDuration } from '../../api/duration.js';
-import { outlierDetection, type TrafficPolicySpec } from '../../api/resources/index.js';
+import { outlierDetection, type TrafficPolicySpec } from '../../api/resources/traffic-policy.js';
 
 export interface OutlierDetection {
   /** Consecutive failures (connect failures, resets, 5xx answers) that eject an endpoint. */

@@ -4,9 +4,18 @@
 // true while still reusing connections across that caller's requests. undici's dispatcher, not
 // node:http's Agent and ClientRequest: the request path is about half the CPU, and the head of
 // a bodiless request goes out in one write (bench/README.md "The L7 path's cost").
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { Client, type Dispatcher, Pool } from 'undici';
+import type { Client as ClientType, Dispatcher, Pool as PoolType } from 'undici';
+
+// undici's two dispatcher files, not its index: the index also loads fetch, WebSocket, the cache
+// and the mock agents (95 modules, 11 MiB of a worker's memory; these two load 23 for 6 MiB).
+const require = createRequire(import.meta.url);
+const Client = require('undici/lib/dispatcher/client.js') as typeof ClientType;
+const Pool = require('undici/lib/dispatcher/pool.js') as typeof PoolType;
+type Pool = PoolType;
+
 import type { LocalConnector } from '../endpoint/connect-local.js';
 import { formatAuthority } from '../tunnel/authority.js';
 import type { TunnelTarget } from '../tunnel/types.js';
@@ -134,7 +143,7 @@ export class LocalHttp1Pool {
           ...options,
           connect: (_, done) =>
             connect(made, done as (err: Error | null, socket: Socket | null) => void),
-        } as Client.Options);
+        } as ClientType.Options);
         return made;
       },
       keepAliveTimeout: idleTimeoutMs,

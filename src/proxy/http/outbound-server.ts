@@ -6,11 +6,7 @@
 // Bad input never goes anywhere: Node's strict HTTP/1 parser refuses malformed request lines,
 // headers over 64 KiB, Content-Length with Transfer-Encoding and conflicting Content-Lengths,
 // which are answered 400 with the connection closed; invalid HTTP/2 frames get GOAWAY.
-import {
-  createServer as createHttp1Server,
-  type IncomingMessage,
-  type ServerResponse,
-} from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   constants,
   createServer as createH2Server,
@@ -22,6 +18,7 @@ import type { Socket } from 'node:net';
 import { type Readable, Transform } from 'node:stream';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
+import { createServer as createHttp1Server } from '../../sys/node-http.js';
 import { httpSpan } from '../../telemetry/http-span.js';
 import { setTraceHeaders, type Tracer } from '../../telemetry/tracer.js';
 import { type CloseReason, parseAnswerReason, reasonOfAnswer } from '../close-reason.js';

@@ -1,8 +1,9 @@
 // The outbound HTTP stack's pure pieces: the wire headers of a request riding the tunnel (the
 // contract between agents), gRPC's status and trailers as the app gets them, and the request
 // head of an Upgrade or CONNECT replayed to the endpoint. The agent's own answers: agent-answer.ts.
-import { STATUS_CODES } from 'node:http';
+
 import type { OutgoingHttpHeaders } from 'node:http2';
+import { STATUS_CODES } from '../../sys/node-http.js';
 import type { AnswerReason } from '../close-reason.js';
 import { CLIENT_ADDRESS_HEADER, formatClientAddress } from '../tunnel/client-address.js';
 import type { TunnelTarget } from '../tunnel/types.js';

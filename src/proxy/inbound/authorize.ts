@@ -5,14 +5,17 @@
 // Then, when the service has ALLOW policies, some rule of one must match; with none, allow.
 // At L4 a rule's HTTP fields (methods, paths, grpc) cannot be checked. They fail closed: an
 // ALLOW rule that needs them does not match, and a DENY rule that has them matches on the rest.
+// From the files, not resources/index.js: a worker loads no schema it does not use.
+import {
+  pathFormProblem,
+  pathMatches,
+  pathWithoutQuery,
+} from '../../api/resources/authorization-path.js';
 import {
   type AuthorizationOperation,
   type AuthorizationPolicySpec,
   httpFieldsOf,
-  pathFormProblem,
-  pathMatches,
-  pathWithoutQuery,
-} from '../../api/resources/index.js';
+} from '../../api/resources/authorization-policy.js';
 
 export type AuthzDecision =
   | { allow: true; policy?: string }

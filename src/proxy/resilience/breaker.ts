@@ -13,7 +13,7 @@
 //   endpoint's host (its TLS handshake) before their head goes out. A same-host call is sent
 //   when it is handed to the inbound stack (its local connection is the inbound stack's).
 // Pure state and decisions, no clock: unit-tested in test/unit/breaker.test.ts.
-import { circuitBreaker } from '../../api/resources/index.js';
+import { circuitBreaker } from '../../api/resources/traffic-policy.js';
 
 export type BreakerLimit = 'max_connections' | 'max_pending_requests' | 'max_requests';
 
