@@ -16,8 +16,8 @@ import type { HandedWorker } from './handover.js';
 import type { SlotSockets } from './listening-sockets.js';
 import { mergeMetrics, retiredMetrics } from './metrics-merge.js';
 import { mergeReadouts, retiredPart } from './readout-merge.js';
-import { forwardLines } from './worker-lines.js';
 import { UpdateFlow } from './update-flow.js';
+import { forwardLines } from './worker-lines.js';
 import {
   type MasterMessage,
   type MirrorState,
