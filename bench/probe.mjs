@@ -82,7 +82,7 @@ try {
                 seconds: Number(args[3] ?? 5),
               })
             : await bench.grpc(args[0], {
-                concurrency: Number(args[1] ?? 64),
+                concurrency: Number(args[1] ?? 32),
                 seconds: Number(args[2] ?? 5),
                 warmS: 1,
               });
