@@ -3,6 +3,8 @@
 // appending results to <dir>/out:
 //   measure SETUP [CONNECTIONS] [SECONDS] [close]   wrk against a setup (direct, haproxy, weft,
 //                                           weft-l7); `close`: a connection per request (scenario 4)
+//   h2load SETUP [CLIENTS] [STREAMS] [SECONDS]   h2load (h2c) against direct, haproxy or weft-l7
+//   grpc SETUP [CONCURRENCY] [SECONDS]      grpc-load on one channel (direct, haproxy, weft-l7)
 //   restart [bin=PATH] [profile | NODEFLAG...]   restart both agents on the current dist/ (or the
 //                                           checkout of bin PATH: an old build to compare with;
 //                                           profiled, or under the given node flags)
@@ -78,6 +80,25 @@ try {
         out(
           `${setup} c=${connections}: ${r.rps.toFixed(0)} req/s p50 ${r.p50 / 1000} ms p99 ${r.p99 / 1000} ms errors ${r.errors} status ${r.status}`,
         );
+      } else if (cmd === 'h2load' || cmd === 'grpc') {
+        const pids = bench.proxyPids(args[0], { server2: cmd === 'grpc' });
+        const before = pids.map(cpuSeconds);
+        const r =
+          cmd === 'h2load'
+            ? await bench.h2load(args[0], {
+                clients: Number(args[1] ?? 4),
+                streams: Number(args[2] ?? 32),
+                seconds: Number(args[3] ?? 5),
+              })
+            : await bench.grpc(args[0], {
+                concurrency: Number(args[1] ?? 32),
+                seconds: Number(args[2] ?? 5),
+                warmS: 1,
+              });
+        const n = r.requests ?? r.calls;
+        const cpu = pids.map((pid, i) => (((cpuSeconds(pid) - before[i]) * 1e6) / n).toFixed(0));
+        out(`  CPU µs per request: ${cpu.join(' + ')}`);
+        out(`${cmd} ${args.join(' ')}: ${JSON.stringify(r)}`);
       } else if (cmd === 'restart') {
         const bin = args[0]?.startsWith('bin=') ? args.shift().slice(4) : undefined;
         const flags = [];

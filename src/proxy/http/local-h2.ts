@@ -1,7 +1,9 @@
-// HTTP/2 with prior knowledge (h2c) to local apps, gRPC's transport: one session per (app
+// HTTP/2 with prior knowledge (h2c) to local apps, gRPC's transport: sessions per (app
 // endpoint, caller IP), multiplexing every request of that caller host, made by the
-// LocalConnector from the caller's address where the host allows it. A session that closes,
-// errs or gets GOAWAY is forgotten at once; the next request opens a new one.
+// LocalConnector from the caller's address where the host allows it. A session takes streams
+// up to the app's SETTINGS_MAX_CONCURRENT_STREAMS; past that another is opened (as Envoy and
+// HAProxy do), so a request never waits inside the agent behind the app's limit on one
+// connection. A session that closes, errs or gets GOAWAY is forgotten at once.
 import {
   type ClientHttp2Session,
   type ClientHttp2Stream,
@@ -28,13 +30,29 @@ export interface LocalH2Options {
  */
 const STREAM_WINDOW = 1024 * 1024;
 const SESSION_WINDOW = 16 * 1024 * 1024;
+/**
+ * Streams a session takes before the app's SETTINGS say how many it allows: RFC 9113 section
+ * 6.5.2 recommends that servers allow at least 100, and most advertise exactly that (HAProxy,
+ * grpc-java, nginx 128).
+ */
+const UNKNOWN_LIMIT = 100;
+/**
+ * Sessions per (app, caller IP) at most: a bound on the connections one caller host makes to
+ * an app. When all are full, the least busy one takes the stream and nghttp2 holds it until a
+ * stream of that session ends (the app's own limit, kept).
+ */
+export const MAX_SESSIONS_PER_APP = 16;
 
 interface Entry {
   session: Promise<{ session: ClientHttp2Session; preserved: boolean }>;
+  /** Streams opened on it and not yet closed (reserved before the session is ready). */
+  active: number;
+  /** The app's SETTINGS_MAX_CONCURRENT_STREAMS for this session, once it said. */
+  limit: number;
 }
 
 export class LocalH2Sessions {
-  private readonly sessions = new Map<string, Entry>();
+  private readonly sessions = new Map<string, Entry[]>();
 
   constructor(private readonly opts: LocalH2Options) {}
 
@@ -44,33 +62,63 @@ export class LocalH2Sessions {
     client: TunnelTarget | undefined,
     req: L7Request,
   ): Promise<{ stream: ClientHttp2Stream; preserved: boolean }> {
-    const { session, preserved } = await this.session(target, client);
-    const headers: OutgoingHttpHeaders = {
-      ...req.headers,
-      ':method': req.method,
-      ':path': req.path,
-      ':authority': req.authority,
-      ':scheme': 'http',
-    };
-    return { stream: session.request(headers, { endStream: false }), preserved };
+    const entry = this.entry(target, client);
+    // Reserved now, synchronously: requests arriving together spread over sessions with room.
+    entry.active += 1;
+    let stream: ClientHttp2Stream;
+    let preserved: boolean;
+    try {
+      const opened = await entry.session;
+      preserved = opened.preserved;
+      const headers: OutgoingHttpHeaders = {
+        ...req.headers,
+        ':method': req.method,
+        ':path': req.path,
+        ':authority': req.authority,
+        ':scheme': 'http',
+      };
+      stream = opened.session.request(headers, { endStream: false });
+    } catch (err) {
+      entry.active -= 1;
+      throw err;
+    }
+    stream.once('close', () => {
+      entry.active -= 1;
+    });
+    return { stream, preserved };
   }
 
-  private session(target: TunnelTarget, client: TunnelTarget | undefined): Entry['session'] {
+  /** A session of this (app, caller IP) with room, else a new one, else the least busy. */
+  private entry(target: TunnelTarget, client: TunnelTarget | undefined): Entry {
     const key = `${formatAuthority(target)}|${client?.address ?? ''}`;
-    const known = this.sessions.get(key);
-    if (known) return known.session;
-    const entry: Entry = { session: this.open(target, client, () => forget()) };
+    let list = this.sessions.get(key);
+    if (list === undefined) {
+      list = [];
+      this.sessions.set(key, list);
+    }
+    let least: Entry | undefined;
+    for (const e of list) {
+      if (e.active < e.limit) return e;
+      if (least === undefined || e.active < least.active) least = e;
+    }
+    if (least !== undefined && list.length >= MAX_SESSIONS_PER_APP) return least;
+    const entries = list;
+    const entry: Entry = { session: undefined as never, active: 0, limit: UNKNOWN_LIMIT };
     const forget = () => {
-      if (this.sessions.get(key) === entry) this.sessions.delete(key);
+      const i = entries.indexOf(entry);
+      if (i >= 0) entries.splice(i, 1);
+      if (entries.length === 0 && this.sessions.get(key) === entries) this.sessions.delete(key);
     };
+    entry.session = this.open(target, client, entry, forget);
     entry.session.catch(forget);
-    this.sessions.set(key, entry);
-    return entry.session;
+    list.push(entry);
+    return entry;
   }
 
   private async open(
     target: TunnelTarget,
     client: TunnelTarget | undefined,
+    entry: Entry,
     forget: () => void,
   ): Promise<{ session: ClientHttp2Session; preserved: boolean }> {
     let connected: Awaited<ReturnType<LocalH2Options['local']['connect']>>;
@@ -96,17 +144,25 @@ export class LocalH2Sessions {
       session.close();
     });
     session.once('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
+    // The app's limit, and any later change of it (RFC 9113 section 6.5.2: unlimited if absent).
+    session.on('remoteSettings', (settings) => {
+      entry.limit = Math.max(1, settings.maxConcurrentStreams ?? 2 ** 32 - 1);
+    });
     return { session, preserved };
   }
 
-  /** Sessions open now. */
+  /** Sessions open (or opening) now. */
   count(): number {
-    return this.sessions.size;
+    let n = 0;
+    for (const list of this.sessions.values()) n += list.length;
+    return n;
   }
 
   close(): void {
-    for (const entry of this.sessions.values()) {
-      entry.session.then(({ session }) => session.destroy()).catch(() => {});
+    for (const list of this.sessions.values()) {
+      for (const entry of list) {
+        entry.session.then(({ session }) => session.destroy()).catch(() => {});
+      }
     }
     this.sessions.clear();
   }

@@ -15,7 +15,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
-import { type Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../sys/logger.js';
 import { createServer as createHttp1Server } from '../../sys/node-http.js';
@@ -453,20 +453,18 @@ function refused(response: L7Response, body: Readable): Exchanged {
   return { response, endpoint: undefined, done: () => {} };
 }
 
-/** The body as forwarded, counting its bytes on the way (a fixed buffer: back pressure). */
+/**
+ * The body as forwarded, its bytes counted on the way: a 'data' listener on the paused body
+ * sees every chunk its reader takes without starting the flow itself (as the inbound stack's
+ * `observed`), so back pressure stays the reader's. Not a Transform piped in between: that was
+ * a stream, a pipe and about ten listeners more on every request with a body (every gRPC call).
+ */
 function counted(source: Readable, onBytes: (n: number) => void): Readable {
-  const through = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      onBytes(chunk.length);
-      cb(null, chunk);
-    },
-  });
-  // The reader sees a failed body through its own listeners; these keep a late error (the app
-  // gone after the exchange ended) from being unhandled.
-  source.on('error', (err) => through.destroy(err));
-  through.on('error', () => {});
-  source.pipe(through);
-  return through;
+  source.pause();
+  source.on('data', (chunk: Buffer) => onBytes(chunk.length));
+  // A late error (the app gone after the exchange ended) must not be an unhandled 'error'.
+  if (source.listenerCount('error') === 0) source.on('error', () => {});
+  return source;
 }
 
 /** A bodiless request's body as the inbound stack reads it: the app's own, ended. */
