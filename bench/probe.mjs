@@ -3,6 +3,8 @@
 // appending results to <dir>/out:
 //   measure SETUP [CONNECTIONS] [SECONDS] [close]   wrk against a setup (direct, haproxy, weft,
 //                                           weft-l7); `close`: a connection per request (scenario 4)
+//   bulk SETUP [STREAMS] [SECONDS]          iperf3 through a setup (direct, haproxy, weft):
+//                                           Gbit/s, each proxy's CPU seconds per GB and RSS
 //   restart [bin=PATH] [profile | NODEFLAG...]   restart both agents on the current dist/ (or the
 //                                           checkout of bin PATH: an old build to compare with;
 //                                           profiled, or under the given node flags)
@@ -68,6 +70,21 @@ try {
         out(`  CPU µs per request: ${cpu.join(' + ')}`);
         out(
           `${setup} c=${connections}: ${r.rps.toFixed(0)} req/s p50 ${r.p50 / 1000} ms p99 ${r.p99 / 1000} ms errors ${r.errors} status ${r.status}`,
+        );
+      } else if (cmd === 'bulk') {
+        const [setup, streams = '1', seconds = '5'] = args;
+        const pids = bench.proxyPids(setup);
+        const before = pids.map(cpuSeconds);
+        const gbits = await bench.iperf(setup, {
+          streams: Number(streams),
+          seconds: Number(seconds),
+        });
+        // iperf3 leaves its first second out of the rate; the CPU covers all of it.
+        const gb = (gbits / 8) * (Number(seconds) + 1);
+        const cpu = pids.map((pid, i) => ((cpuSeconds(pid) - before[i]) / gb).toFixed(2));
+        const rss = pids.map((pid) => rssMiB(pid).toFixed(0));
+        out(
+          `${setup} P=${streams}: ${gbits.toFixed(2)} Gbit/s, CPU s per GB: ${cpu.join(' + ')}, RSS MiB after: ${rss.join(' + ')}`,
         );
       } else if (cmd === 'restart') {
         const bin = args[0]?.startsWith('bin=') ? args.shift().slice(4) : undefined;
