@@ -7,6 +7,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../sys/logger.js';
 import type { Readout } from '../../telemetry/stats-readout.js';
+import { BULK_GC_FLAG } from '../bulk-gc.js';
 import type { AgentConfig } from '../config.js';
 import { EXIT_CONFIG } from '../exit-status.js';
 import { defaultCrashBackoff, restartDelay } from './crash-backoff.js';
@@ -276,6 +277,8 @@ export class WorkerPool {
     const child = fork(this.opts.entry, [], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc', fds.outbound, fds.inbound, fds.tunnel],
       serialization: 'advanced',
+      // Full collections spaced by heap and buffer growth together (bulk-gc.ts).
+      execArgv: [...process.execArgv, BULK_GC_FLAG],
       // A worker must not take systemd's variables (sockets, watchdog) for its own.
       env: { ...process.env, LISTEN_PID: '', WATCHDOG_PID: '' },
     });
