@@ -1,8 +1,10 @@
 // `node bench/probe.mjs [dir]`: the bench lab kept up for iterating on one figure. It builds the
 // lab once, then serves commands written to <dir>/cmd (default /tmp/weft-probe), one at a time,
 // appending results to <dir>/out:
-//   measure SETUP [CONNECTIONS] [SECONDS] [close]   wrk against a setup (direct, haproxy, weft,
-//                                           weft-l7); `close`: a connection per request (scenario 4)
+//   measure SETUP [CONNECTIONS] [SECONDS] [close] [delay=MS]   wrk against a setup (direct,
+//                                           haproxy, weft, weft-l7); `close`: a connection per
+//                                           request (scenario 4); delay=15 with 16 connections:
+//                                           about 1k req/s (scenario 1)
 //   bulk SETUP [STREAMS] [SECONDS]          iperf3 through a setup (direct, haproxy, weft):
 //                                           Gbit/s, each proxy's CPU seconds per GB and RSS
 //   restart [bin=PATH] [profile | NODEFLAG...]   restart both agents on the current dist/ (or the
@@ -55,13 +57,15 @@ try {
     try {
       if (cmd === 'quit') break;
       if (cmd === 'measure') {
-        const [setup, connections = '64', seconds = '5', close] = args;
+        const delay = args.find((a) => a.startsWith('delay='));
+        const [setup, connections = '64', seconds = '5', close] = args.filter((a) => a !== delay);
         const pids = bench.proxyPids(setup);
         const before = pids.map(cpuSeconds);
         const r = await bench.wrk(setup, {
           connections: Number(connections),
           seconds: Number(seconds),
           close: close === 'close',
+          delayMs: delay ? Number(delay.slice(6)) : 0,
         });
         const cpu = pids.map((pid, i) =>
           (((cpuSeconds(pid) - before[i]) * 1e6) / r.requests).toFixed(0),
