@@ -1,10 +1,14 @@
 // `node bench/probe.mjs [dir]`: the bench lab kept up for iterating on one figure. It builds the
 // lab once, then serves commands written to <dir>/cmd (default /tmp/weft-probe), one at a time,
 // appending results to <dir>/out:
-//   measure SETUP [CONNECTIONS] [SECONDS] [close]   wrk against a setup (direct, haproxy, weft,
-//                                           weft-l7); `close`: a connection per request (scenario 4)
+//   measure SETUP [CONNECTIONS] [SECONDS] [close] [delay=MS]   wrk against a setup (direct,
+//                                           haproxy, weft, weft-l7); `close`: a connection per
+//                                           request (scenario 4); delay=15 with 16 connections:
+//                                           about 1k req/s (scenario 1)
 //   h2load SETUP [CLIENTS] [STREAMS] [SECONDS]   h2load (h2c) against direct, haproxy or weft-l7
 //   grpc SETUP [CONCURRENCY] [SECONDS]      grpc-load on one channel (direct, haproxy, weft-l7)
+//   bulk SETUP [STREAMS] [SECONDS]          iperf3 through a setup (direct, haproxy, weft):
+//                                           Gbit/s, each proxy's CPU seconds per GB and RSS
 //   restart [bin=PATH] [profile | NODEFLAG...]   restart both agents on the current dist/ (or the
 //                                           checkout of bin PATH: an old build to compare with;
 //                                           profiled, or under the given node flags)
@@ -64,13 +68,15 @@ try {
     try {
       if (cmd === 'quit') break;
       if (cmd === 'measure') {
-        const [setup, connections = '64', seconds = '5', close] = args;
+        const delay = args.find((a) => a.startsWith('delay='));
+        const [setup, connections = '64', seconds = '5', close] = args.filter((a) => a !== delay);
         const pids = bench.proxyPids(setup);
         const before = pids.map(cpuSeconds);
         const r = await bench.wrk(setup, {
           connections: Number(connections),
           seconds: Number(seconds),
           close: close === 'close',
+          delayMs: delay ? Number(delay.slice(6)) : 0,
         });
         const cpu = pids.map((pid, i) =>
           (((cpuSeconds(pid) - before[i]) * 1e6) / r.requests).toFixed(0),
@@ -99,6 +105,21 @@ try {
         const cpu = pids.map((pid, i) => (((cpuSeconds(pid) - before[i]) * 1e6) / n).toFixed(0));
         out(`  CPU µs per request: ${cpu.join(' + ')}`);
         out(`${cmd} ${args.join(' ')}: ${JSON.stringify(r)}`);
+      } else if (cmd === 'bulk') {
+        const [setup, streams = '1', seconds = '5'] = args;
+        const pids = bench.proxyPids(setup);
+        const before = pids.map(cpuSeconds);
+        const gbits = await bench.iperf(setup, {
+          streams: Number(streams),
+          seconds: Number(seconds),
+        });
+        // iperf3 leaves its first second out of the rate; the CPU covers all of it.
+        const gb = (gbits / 8) * (Number(seconds) + 1);
+        const cpu = pids.map((pid, i) => ((cpuSeconds(pid) - before[i]) / gb).toFixed(2));
+        const rss = pids.map((pid) => rssMiB(pid).toFixed(0));
+        out(
+          `${setup} P=${streams}: ${gbits.toFixed(2)} Gbit/s, CPU s per GB: ${cpu.join(' + ')}, RSS MiB after: ${rss.join(' + ')}`,
+        );
       } else if (cmd === 'restart') {
         const bin = args[0]?.startsWith('bin=') ? args.shift().slice(4) : undefined;
         const flags = [];

@@ -193,6 +193,47 @@ describe('an app connection spliced onto a tunnel stream (the outbound wiring)',
     await expect.poll(() => out.results).toEqual([{ reason: 'done' }]);
   });
 
+  it('holds at most a fixed amount of an upload the target does not read, then delivers it all', {
+    timeout: 120_000,
+  }, async () => {
+    // The app sends far more than every window and socket buffer on the way can hold while the
+    // target reads nothing: the sending side must pause the app, not buffer the rest.
+    const size = 64 * 1024 * 1024;
+    let target: Socket | undefined;
+    const sink = await listenTarget((socket) => {
+      socket.pause();
+      target = socket;
+    });
+    const { server, pool } = await setup({}, {}, sink);
+    let maxQueued = 0;
+    let pausedAt = 0;
+    const listener = await listenTarget((app) => {
+      app.pause();
+      void openTo(pool, server, sink.port).then((stream) => {
+        splice(stream, app, () => {});
+        // After splice's own listener: what waits in the stream once this read is handed over.
+        app.on('data', () => {
+          maxQueued = Math.max(maxQueued, stream.writableLength);
+          if (app.isPaused() && pausedAt === 0) pausedAt = app.bytesRead;
+        });
+      });
+    });
+    cleanups.push(() => listener.close());
+    const app = await appConnect(listener.port);
+    const payload = randomBytes(size);
+    const sent = createHash('sha256').update(payload).digest('hex');
+    app.end(payload);
+    await expect.poll(() => pausedAt, { timeout: 60_000 }).toBeGreaterThan(0);
+    const received = hashAll(target!);
+    target!.resume();
+    const got = await received;
+    expect(got.bytes).toBe(size);
+    expect(got.sha256).toBe(sent);
+    // The cap of splice.ts (256 KiB) plus one socket read (64 KiB).
+    expect(maxQueued).toBeLessThanOrEqual(256 * 1024 + 64 * 1024);
+    expect(pausedAt).toBeLessThan(size);
+  });
+
   it('turns a reset by the target into a reset of the app connection', async () => {
     const rude = await listenTarget((socket) => {
       socket.once('data', () => socket.resetAndDestroy());

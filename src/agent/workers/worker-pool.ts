@@ -7,6 +7,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../sys/logger.js';
 import type { Readout } from '../../telemetry/stats-readout.js';
+import { BULK_GC_FLAG } from '../bulk-gc.js';
 import type { AgentConfig } from '../config.js';
 import { EXIT_CONFIG } from '../exit-status.js';
 import { workerExecArgv } from '../node-flags.js';
@@ -283,8 +284,9 @@ export class WorkerPool {
     const child = fork(this.opts.entry, [], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc', fds.outbound, fds.inbound, fds.tunnel],
       serialization: 'advanced',
-      // The master's node flags but its own V8 sizes (node-flags.ts).
-      execArgv: workerExecArgv(process.execArgv),
+      // The master's node flags but its own V8 sizes (node-flags.ts), and full collections
+      // spaced by heap and buffer growth together (bulk-gc.ts).
+      execArgv: [...workerExecArgv(process.execArgv), BULK_GC_FLAG],
       // A worker must not take systemd's variables (sockets, watchdog) for its own.
       env: { ...process.env, LISTEN_PID: '', WATCHDOG_PID: '' },
     });

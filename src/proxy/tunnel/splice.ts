@@ -6,6 +6,7 @@
 // CONNECT_ERROR, and a reset stream resets the TCP connection.
 import { constants, type Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
 
 export interface SpliceResult {
   /** done: both directions ended cleanly; otherwise which side broke first. */
@@ -49,41 +50,53 @@ export function splice(
     finish();
   });
 
-  pipeCoalesced(stream, socket);
-  socket.pipe(stream);
+  pump(stream, socket, () => {
+    // Node also ends the readable side of a stream that was reset (RST_STREAM): that must
+    // reach the socket as a reset, not as a clean FIN.
+    if (socket.destroyed) return;
+    if (wasReset(stream)) socket.resetAndDestroy();
+    else socket.end();
+  });
+  pump(socket, stream, () => {
+    if (!stream.destroyed && !stream.writableEnded) stream.end();
+  });
 }
 
-/** How much may wait in the socket's buffer before the stream is paused. */
-const COALESCE_LIMIT = 256 * 1024;
+/**
+ * How much may wait in the writer's buffer before the reader is paused: the fixed cap per
+ * direction of a stream. Well above one read (64 KiB): a writer at its highWaterMark (64 KiB,
+ * one read's worth) would otherwise pause and resume the reader on every read, and the reader
+ * would sit idle while one chunk is framed and encrypted.
+ */
+const PUMP_LIMIT = 256 * 1024;
 
 /**
- * stream -> socket, one writev per event-loop turn. HTTP/2 hands DATA over in pieces cut at
- * TLS record boundaries (16 KiB, a frame header often in the middle), so a plain pipe makes two
- * write syscalls per 16 KiB; corking until setImmediate batches a whole read's worth. The
- * stream is paused when more than COALESCE_LIMIT waits, and resumed on 'drain'.
+ * `from` -> `to`, one write call per event-loop turn: corked from the first chunk of a turn
+ * until setImmediate, so the chunks of a turn go out as one writev. HTTP/2 hands DATA over in
+ * pieces cut at TLS record boundaries (16 KiB, a frame header often in the middle): a plain
+ * pipe makes two write syscalls per 16 KiB to the socket. The other way, several 64 KiB socket
+ * reads of one turn become one call into the HTTP/2 stream. `from` is paused while more than
+ * PUMP_LIMIT waits in `to`, and resumed on 'drain'; `onEnd` runs when `from` ends.
  */
-function pipeCoalesced(from: Http2Stream, to: Socket): void {
+function pump(from: Readable, to: Writable, onEnd: () => void): void {
   let corked = false;
   const flush = (): void => {
     corked = false;
     to.uncork();
   };
   from.on('data', (chunk: Buffer) => {
+    if (to.destroyed) return;
     if (!corked) {
       corked = true;
       to.cork();
       setImmediate(flush);
     }
-    if (!to.write(chunk) && to.writableLength >= COALESCE_LIMIT) from.pause();
+    if (!to.write(chunk) && to.writableLength >= PUMP_LIMIT) from.pause();
   });
   to.on('drain', () => from.resume());
-  from.once('end', () => {
-    // Node also ends the readable side of a stream that was reset (RST_STREAM): that must
-    // reach the socket as a reset, not as a clean FIN.
-    if (to.destroyed) return;
-    if (wasReset(from)) to.resetAndDestroy();
-    else to.end();
-  });
+  from.once('end', onEnd);
+  // As pipe() did: a reader paused until its upstream was ready starts flowing now.
+  from.resume();
 }
 
 const EMPTY = Buffer.alloc(0);
