@@ -41,7 +41,7 @@ import { join } from 'node:path';
 import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
-import { cpuSeconds, treeMemory } from './lib/proc.mjs';
+import { cpuSeconds, rssMiB, treeMemory } from './lib/proc.mjs';
 
 const dir = process.argv[2] ?? '/tmp/weft-probe';
 mkdirSync(dir, { recursive: true });
