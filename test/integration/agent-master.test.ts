@@ -5,7 +5,7 @@
 // stay in /metrics (a counter never goes backwards). Forks the built worker
 // (dist/agent/workers/worker-main.js): `npm run build:ts` first.
 import { existsSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -13,6 +13,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type AgentConfig, agentConfigSchema } from '../../src/agent/config.js';
 import { type RunningMaster, startMaster } from '../../src/agent/workers/master.js';
 import { nativeSocketOps } from '../../src/native/socket-ops.js';
+import { freePorts } from '../helpers/free-ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 const WORKER = fileURLToPath(new URL('../../dist/agent/workers/worker-main.js', import.meta.url));
@@ -26,19 +27,6 @@ afterEach(async () => {
 beforeAll(() => {
   if (!existsSync(WORKER)) throw new Error(`${WORKER} is missing: run npm run build:ts first`);
 });
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, async () => {
-      const s = createServer();
-      await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-      return s;
-    }),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 interface Started {
   config: AgentConfig;

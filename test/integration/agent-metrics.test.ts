@@ -2,13 +2,14 @@
 // relay: no control plane) on loopback ports chosen free: the process metrics tell the real
 // event-loop lag, counters are counters, and connections refused at accept are counted by
 // listener and reason.
-import { createServer, connect as netConnect } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RunningAgent, startAgent } from '../../src/agent/agent.js';
 import { agentConfigSchema } from '../../src/agent/config.js';
 import { nativeSocketOps } from '../../src/native/socket-ops.js';
+import { freePorts } from '../helpers/free-ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 let agent: RunningAgent | undefined;
@@ -18,19 +19,6 @@ afterEach(async () => {
 });
 
 /** Ports the kernel says are free now (bound to 0, then released). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, async () => {
-      const s = createServer();
-      await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-      return s;
-    }),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
 interface Started {
   metricsPort: number;
   outboundPort: number;

@@ -4,11 +4,11 @@
 // client, DNS server, admin or ASN.1 library.
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePorts } from '../helpers/free-ports.js';
 import { PINNED_NODE, ROOT } from '../helpers/node-runtime.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -49,19 +49,6 @@ registerHooks({ load(url, ctx, next) { appendFileSync(process.env.WEFT_TEST_MODU
 process.on('exit', () => writeFileSync(process.env.WEFT_TEST_MODULES + '/' + process.pid + '.builtin', process.moduleLoadList.join('\\n')));
 `,
 );
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, async () => {
-      const s = createServer();
-      await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-      return s;
-    }),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 /**
  * Runs `weft agent` (a master and one worker, on loopback, no control plane) until it is ready;
