@@ -43,7 +43,9 @@ const HA_ONLY = argv.has('--ha-only');
  * Only scenario 6 against one file-store control plane: `-- --controlplane-only`, with
  * `--cp-compare DIR` (another checkout's control plane, interleaved), `--plain-agents`
  * (simulated agents that announce no snapshot compression, as the previous release's),
- * `--cp-repetitions N` (default 3, quick 1) and `--cp-agents N`.
+ * `--cp-repetitions N` (default 3, quick 1), `--cp-agents N` and `--cp-node-options FLAGS`
+ * (Node flags for the control plane, e.g. `--import=$PWD/bench/lib/heap-hook.mjs`) and
+ * `--cp-env "K=V ..."` (more of its environment).
  */
 const CONTROL_PLANE_ONLY = argv.has('--controlplane-only');
 const argValue = (flag) => {
@@ -770,6 +772,13 @@ async function onlyControlPlane(stamp) {
     changes: PLAN.simChanges,
     repetitions: wholeArg('--cp-repetitions') ?? (QUICK ? 1 : 3),
     variants,
+    nodeFlags: argValue('--cp-node-options') ?? '',
+    env: Object.fromEntries(
+      (argValue('--cp-env') ?? '')
+        .split(/\s+/)
+        .filter(Boolean)
+        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    ),
     log,
   });
   const result = {

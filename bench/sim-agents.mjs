@@ -309,7 +309,8 @@ async function main() {
   const simCpu0 = process.cpuUsage();
   let etcdInitialRssPeak = groupRss(ETCD_PIDS);
   const tOpen = performance.now();
-  let initialRssPeak = groupRss(CP_PIDS);
+  const rssAtOpen = groupRss(CP_PIDS);
+  let initialRssPeak = rssAtOpen;
   const initialSampler = setInterval(() => {
     initialRssPeak = Math.max(initialRssPeak, groupRss(CP_PIDS));
     etcdInitialRssPeak = Math.max(etcdInitialRssPeak, groupRss(ETCD_PIDS));
@@ -327,6 +328,8 @@ async function main() {
     wave: WAVE,
     cpuSeconds: groupCpu(CP_PIDS) - cpu0,
     rssMiBPeak: initialRssPeak,
+    /** Before the streams open: what joins and registrations left. */
+    rssMiBAtOpen: rssAtOpen,
     etcdCpuSeconds: groupCpu(ETCD_PIDS) - etcdCpu0,
     simCpuSeconds: (() => {
       const u = process.cpuUsage(simCpu0);
