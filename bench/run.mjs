@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab, CPU, OVERLOAD_APP } from './lib/bench-lab.mjs';
+import { controlPlaneMarkdown, controlPlaneScenario } from './lib/controlplane-scenario.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
 import { haMarkdown, haScenario } from './lib/ha-scenario.mjs';
 import { killScenario } from './lib/kill-scenario.mjs';
@@ -38,6 +39,27 @@ const WORKERS_ONLY = argv.has('--workers-only');
 const TAP = argv.has('--tap');
 /** Only scenario 6 against three replicas on a three-member etcd: `-- --ha-only`. */
 const HA_ONLY = argv.has('--ha-only');
+/**
+ * Only scenario 6 against one file-store control plane: `-- --controlplane-only`, with
+ * `--cp-compare DIR` (another checkout's control plane, interleaved), `--plain-agents`
+ * (simulated agents that announce no snapshot compression, as the previous release's),
+ * `--cp-repetitions N` (default 3, quick 1), `--cp-agents N` and `--cp-node-options FLAGS`
+ * (Node flags for the control plane, e.g. `--import=$PWD/bench/lib/heap-hook.mjs`) and
+ * `--cp-env "K=V ..."` (more of its environment).
+ */
+const CONTROL_PLANE_ONLY = argv.has('--controlplane-only');
+const argValue = (flag) => {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(flag);
+  return i < 0 ? undefined : args[i + 1];
+};
+const wholeArg = (flag) => {
+  const v = argValue(flag);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a whole number of at least 1`);
+  return n;
+};
 /** `--ha-agents N`: scenario 6 (HA) with N simulated agents instead of the plan's. */
 const HA_AGENTS = (() => {
   const args = process.argv.slice(2);
@@ -531,6 +553,7 @@ async function main() {
     .slice(2, 6)
     .replace(/[^a-z0-9]/g, 'x')}`; // <lab>-<host> must fit an interface name
   if (HA_ONLY) return onlyHa(stamp);
+  if (CONTROL_PLANE_ONLY) return onlyControlPlane(stamp);
   const bench = await BenchLab.up(name, log, { killAppMs: KILL_APP_MS });
   if (OVERLOAD_ONLY)
     return onlyOne(bench, stamp, 'overload', overloadScenario, (o) => overloadMarkdown(o));
@@ -726,6 +749,53 @@ async function onlyOne(bench, stamp, what, run, toMarkdown) {
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, `${stamp}-${what}.json`), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(RESULTS, `${stamp}-${what}.md`), `${md}\n`);
+  process.stdout.write(`${md}\n`);
+}
+
+/** `--controlplane-only`: scenario 6 against one control plane, in a lab of its own host. */
+async function onlyControlPlane(stamp) {
+  if (PROFILE) {
+    const profDir = join(RESULTS, `${stamp}-controlplane-profile`);
+    mkdirSync(profDir, { recursive: true, mode: 0o777 });
+    chmodSync(profDir, 0o777);
+    process.env.WEFT_LAB_CPU_PROF_DIR = profDir;
+    log(`control plane profiles (one per run, in run order): ${profDir}`);
+  }
+  const compare = argValue('--cp-compare');
+  const variants = [{ label: 'this checkout', simArgs: [] }];
+  if (argv.has('--plain-agents'))
+    variants.push({ label: 'this checkout, plain agents', simArgs: ['--plain', '1'] });
+  if (compare !== undefined)
+    variants.push({ label: `${compare}`, bin: join(compare, 'bin', 'weft'), simArgs: [] });
+  const figures = await controlPlaneScenario({
+    agents: wholeArg('--cp-agents') ?? PLAN.simAgents,
+    changes: PLAN.simChanges,
+    repetitions: wholeArg('--cp-repetitions') ?? (QUICK ? 1 : 3),
+    variants,
+    nodeFlags: argValue('--cp-node-options') ?? '',
+    env: Object.fromEntries(
+      (argValue('--cp-env') ?? '')
+        .split(/\s+/)
+        .filter(Boolean)
+        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    ),
+    log,
+  });
+  const result = {
+    date: new Date().toISOString(),
+    commit: gitCommit(),
+    mode: `controlplane-only${QUICK ? ', quick' : ''}`,
+    machine: { cores: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+    controlPlaneOnly: figures,
+    durationSeconds: (Date.now() - started) / 1000,
+  };
+  const md = `commit ${result.commit}, ${result.date}\n\n${controlPlaneMarkdown(figures)}`;
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(
+    join(RESULTS, `${stamp}-controlplane.json`),
+    `${JSON.stringify(result, null, 2)}\n`,
+  );
+  writeFileSync(join(RESULTS, `${stamp}-controlplane.md`), `${md}\n`);
   process.stdout.write(`${md}\n`);
 }
 

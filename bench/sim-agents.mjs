@@ -1,8 +1,9 @@
 // Scenario 6: many simulated agents against one real control plane. Each simulated agent is a
 // node joined with its own token and key (a real Join), registers its workloads, and keeps one
 // Sync stream with its own node certificate, acknowledging every version as a real agent does
-// and sending heartbeats. Responses are not decoded beyond their version (field 1): the cost
-// measured is the control plane's fan-out, not this process's parsing.
+// and sending heartbeats. Responses are not decoded beyond their version (field 1), nor
+// decompressed: the cost measured is the control plane's fan-out, not this process's parsing
+// (a real agent's decoding is on its own host; bench/decode-snapshot.mjs measures it).
 // Usage (as root on the control plane host): node sim-agents.mjs --server 127.0.0.1:15012
 //   --credentials DIR --cp-pid PID --agents 1000 --services 1000 --per-agent 10 --changes 6
 //   --real-nodes client,server [--wave N (default: all at once)]
@@ -40,6 +41,12 @@ const FIRST_BACKOFF_MS = 250;
 const REAL_NODES = (args['real-nodes'] ?? '').split(',').filter(Boolean);
 const HEARTBEAT_MS = 5_000;
 const WAVE = Number(args.wave ?? AGENTS);
+/**
+ * `--plain 1`: announce no snapshot encoding in Hello, as an agent of the previous release;
+ * else the simulated agents announce zstd as a real agent does (Hello field 50). Either way
+ * responses are not decompressed: field 1 (the version) stays in clear at the front.
+ */
+const ENCODINGS = args.plain === '1' ? [] : ['zstd'];
 
 const log = (msg) => process.stderr.write(`[sim] ${msg}\n`);
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
@@ -237,7 +244,9 @@ class SimAgent {
       if (SERVERS.length > 1) this.moveOn();
       else log(`${this.node.hostname}: stream error: ${err.message}`);
     });
-    this.call.write({ hello: { version: this.version, agentVersion: 'bench-sim' } });
+    this.call.write({
+      hello: { version: this.version, agentVersion: 'bench-sim', acceptEncodings: ENCODINGS },
+    });
     const beat = () =>
       this.call.write({
         heartbeat: { workloads: this.names.map((name) => ({ name, health: 'healthy' })) },
@@ -300,7 +309,8 @@ async function main() {
   const simCpu0 = process.cpuUsage();
   let etcdInitialRssPeak = groupRss(ETCD_PIDS);
   const tOpen = performance.now();
-  let initialRssPeak = groupRss(CP_PIDS);
+  const rssAtOpen = groupRss(CP_PIDS);
+  let initialRssPeak = rssAtOpen;
   const initialSampler = setInterval(() => {
     initialRssPeak = Math.max(initialRssPeak, groupRss(CP_PIDS));
     etcdInitialRssPeak = Math.max(etcdInitialRssPeak, groupRss(ETCD_PIDS));
@@ -318,6 +328,8 @@ async function main() {
     wave: WAVE,
     cpuSeconds: groupCpu(CP_PIDS) - cpu0,
     rssMiBPeak: initialRssPeak,
+    /** Before the streams open: what joins and registrations left. */
+    rssMiBAtOpen: rssAtOpen,
     etcdCpuSeconds: groupCpu(ETCD_PIDS) - etcdCpu0,
     simCpuSeconds: (() => {
       const u = process.cpuUsage(simCpu0);

@@ -89,6 +89,8 @@ export interface LeaveResponse {
 export interface Hello {
   version: number;
   agentVersion?: string;
+  /** Encodings of SyncResponse.encoded the agent decodes, best first (field 50). */
+  acceptEncodings?: string[];
 }
 
 export interface Ack {
@@ -152,6 +154,9 @@ export interface SyncResponse {
   /** A tap control message (fields 20-21): not a version, neither applied nor acknowledged. */
   tapStart?: TapStart | null;
   tapStop?: TapStop | null;
+  /** Fields 50-51: upserts, removals and trust bundle compressed (sync-encoding.ts). */
+  encoding?: string;
+  encoded?: Buffer;
 }
 
 // ---------------------------------------------------------------- Tap

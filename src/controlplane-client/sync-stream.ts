@@ -2,7 +2,9 @@
 // SyncResponse an Ack or a Nack (in order: a version is acknowledged only after it is on
 // disk), and a Heartbeat every interval. Reconnecting is the caller's job.
 import type { SyncRequest, SyncResponse, WorkloadHealth } from '../api/messages.js';
-import type { SyncClient } from '../api/proto.js';
+import { loadProto, type SyncClient } from '../api/proto.js';
+import { acceptedEncodings, inflateResponse } from '../api/sync-encoding.js';
+import { describeError } from '../errors.js';
 import type { SyncDelta } from './snapshot.js';
 
 export type Verdict = { accepted: true } | { accepted: false; reason: string; resync: boolean };
@@ -92,7 +94,15 @@ export function openSyncStream(
   });
   let graceTimer: NodeJS.Timeout | undefined;
 
-  write({ hello: { version: handlers.heldVersion(), agentVersion: options.agentVersion } });
+  write({
+    hello: {
+      version: handlers.heldVersion(),
+      agentVersion: options.agentVersion,
+      // Large responses may then come compressed (a control plane of an earlier release
+      // ignores the field and sends them plain, which this agent reads as well).
+      acceptEncodings: acceptedEncodings(),
+    },
+  });
   // Control messages are understood here: the control plane may send them on this stream.
   if (handlers.control) write({ tapReady: {} });
   heartbeatNow();
@@ -107,7 +117,14 @@ async function handle(
   write: (msg: SyncRequest) => boolean,
   resync: (reason: string) => void,
 ): Promise<void> {
-  const delta = toDelta(msg);
+  let delta: SyncDelta;
+  try {
+    delta = toDelta(msg);
+  } catch (err) {
+    // Nothing applied: the agent keeps its version and says why (`weft get nodes`).
+    write({ nack: { version: msg.version, reason: describeError(err) } });
+    return;
+  }
   const verdict = await handlers.apply(delta);
   if (verdict.accepted) {
     write({ ack: { version: delta.version } });
@@ -119,7 +136,9 @@ async function handle(
   if (verdict.resync) resync(verdict.reason);
 }
 
-export function toDelta(msg: SyncResponse): SyncDelta {
+/** A response as a delta to apply; a compressed one is inflated first (throws if it cannot be). */
+export function toDelta(received: SyncResponse): SyncDelta {
+  const msg = inflateResponse(received, decodeResponse);
   return {
     version: msg.version,
     baseVersion: msg.baseVersion,
@@ -133,4 +152,8 @@ export function toDelta(msg: SyncResponse): SyncDelta {
     removals: msg.removals.map((r) => ({ kind: r.kind, name: r.name })),
     trustBundlePem: msg.trustBundlePem,
   };
+}
+
+function decodeResponse(body: Buffer): SyncResponse {
+  return loadProto().Sync.service.Stream!.responseDeserialize(body) as SyncResponse;
 }

@@ -1,7 +1,8 @@
 // The fan-out behind every sync stream. One store watch feeds one materialized view of what
 // agents need (every resource under /resources/); changes are merged into batches, at most one
 // per coalescing interval, and each batch is serialized once and the same bytes written to
-// every stream that is up to date. Streams that fell behind (slow reader, rejected version, a
+// every stream that is up to date (compressed once more for the streams whose agent takes it:
+// encoded-response.ts). Streams that fell behind (slow reader, rejected version, a
 // reconnect) get one merged delta, or a full snapshot (also encoded once per version) when the
 // history does not reach back to the version they hold.
 //
@@ -21,6 +22,7 @@ import {
   type Watch,
   type WatchBatch,
 } from '../store/store.js';
+import { EncodedResponse } from './encoded-response.js';
 
 export interface SyncBatch {
   /** The version a stream must hold for this batch's encoding to apply. */
@@ -31,7 +33,7 @@ export interface SyncBatch {
   /** When the oldest change in it was committed (for the latency metric). */
   committedAt: number;
   /** Its encoding, only while it is being offered. */
-  encoded?: Buffer;
+  encoded?: EncodedResponse;
 }
 
 export interface SyncSubscriber {
@@ -51,12 +53,6 @@ export interface SyncHubOptions {
   log: Logger;
   /** Changes kept for deltas to lagging streams (default 100,000). */
   historyChanges?: number;
-}
-
-export interface EncodedResponse {
-  buffer: Buffer;
-  version: number;
-  full: boolean;
 }
 
 interface Pending {
@@ -273,7 +269,7 @@ export class SyncHub {
     base: number,
     version: number,
     changed: ReadonlyMap<string, ResourceKey>,
-  ): Buffer {
+  ): EncodedResponse {
     const upserts: ResourceMessage[] = [];
     const removals: ResourceKey[] = [];
     for (const [id, key] of changed) {
@@ -281,14 +277,10 @@ export class SyncHub {
       if (msg !== undefined) upserts.push(msg);
       else removals.push(key);
     }
-    return this.options.encode({
-      version,
-      baseVersion: base,
-      full: false,
-      upserts,
-      removals,
-      trustBundlePem: '',
-    });
+    return new EncodedResponse(
+      { version, baseVersion: base, full: false, upserts, removals, trustBundlePem: '' },
+      this.options.encode,
+    );
   }
 
   /**
@@ -304,20 +296,22 @@ export class SyncHub {
       for (const [id, key] of batch.changed) changed.set(id, key);
     }
     const version = changed.size === 0 ? from : this.version;
-    return { buffer: this.encodeChanges(from, version, changed), version, full: false };
+    return this.encodeChanges(from, version, changed);
   }
 
   private full(): EncodedResponse {
     if (this.fullCache?.version !== this.version) {
-      const buffer = this.options.encode({
-        version: this.version,
-        baseVersion: 0,
-        full: true,
-        upserts: [...this.view.values()],
-        removals: [],
-        trustBundlePem: this.options.trustBundlePem,
-      });
-      this.fullCache = { buffer, version: this.version, full: true };
+      this.fullCache = new EncodedResponse(
+        {
+          version: this.version,
+          baseVersion: 0,
+          full: true,
+          upserts: [...this.view.values()],
+          removals: [],
+          trustBundlePem: this.options.trustBundlePem,
+        },
+        this.options.encode,
+      );
     }
     return this.fullCache;
   }

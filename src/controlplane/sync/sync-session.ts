@@ -9,11 +9,13 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { HostFacts, StatsReport, SyncRequest } from '../../api/messages.js';
+import { chooseEncoding, type SyncEncoding } from '../../api/sync-encoding.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
+import type { EncodedResponse } from './encoded-response.js';
 import type { FullSnapshotGate } from './full-snapshot-gate.js';
 import type { NodeHealth } from './node-health.js';
 import type { NodeLiveness } from './node-liveness.js';
-import type { EncodedResponse, SyncBatch, SyncHub, SyncSubscriber } from './sync-hub.js';
+import type { SyncBatch, SyncHub, SyncSubscriber } from './sync-hub.js';
 
 export interface SyncSessionDeps {
   hub: SyncHub;
@@ -48,6 +50,8 @@ export class SyncSession implements SyncSubscriber {
   /** Set while the stream waits for, or holds, a full-snapshot slot. */
   private cancelFullSlot: (() => void) | undefined;
   private closed = false;
+  /** How this stream's large responses go (Hello field 50); undefined: plain. */
+  private encoding: SyncEncoding | undefined;
 
   constructor(call: SyncCall, node: string, deps: SyncSessionDeps) {
     this.call = call;
@@ -67,7 +71,7 @@ export class SyncSession implements SyncSubscriber {
     const { liveness, metrics } = this.deps;
     liveness.seen(this.node);
     if (req.hello) {
-      this.onHello(req.hello.version);
+      this.onHello(req.hello.version, req.hello.acceptEncodings);
     } else if (req.ack) {
       const version = req.ack.version;
       if (version > this.ackedVersion) this.ackedVersion = version;
@@ -86,8 +90,9 @@ export class SyncSession implements SyncSubscriber {
     }
   }
 
-  private onHello(version: number): void {
+  private onHello(version: number, acceptEncodings: readonly string[] | undefined): void {
     if (this.sentVersion !== undefined) return; // one Hello per stream; later ones are ignored
+    this.encoding = chooseEncoding(acceptEncodings);
     this.ackedVersion = version;
     this.sentVersion = version;
     this.unsubscribe = this.deps.hub.subscribe(this);
@@ -114,7 +119,7 @@ export class SyncSession implements SyncSubscriber {
     }
     if (this.sentVersion >= batch.version) return;
     if (this.sentVersion === batch.base && batch.encoded !== undefined) {
-      this.write({ buffer: batch.encoded, version: batch.version, full: false });
+      this.write(batch.encoded);
       this.deps.metrics.syncLatency.observe((Date.now() - batch.committedAt) / 1000);
     } else {
       this.catchUp();
@@ -177,9 +182,10 @@ export class SyncSession implements SyncSubscriber {
    */
   private write(response: EncodedResponse, onWritten?: () => void): void {
     this.sentVersion = response.version;
+    const bytes = response.bytes(this.encoding);
     this.deps.metrics.syncPushes.inc({ type: response.full ? 'full' : 'delta' });
-    this.deps.metrics.syncPushBytes.inc(response.buffer.length);
-    if (this.call.write(response.buffer, onWritten)) return;
+    this.deps.metrics.syncPushBytes.inc(bytes.length);
+    if (this.call.write(bytes, onWritten)) return;
     this.blocked = true;
     this.call.once('drain', () => {
       this.blocked = false;
