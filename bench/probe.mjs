@@ -4,12 +4,14 @@
 //   measure SETUP [CONNECTIONS] [SECONDS] [close] [delay=MS]   wrk against a setup (direct,
 //                                           haproxy, weft, weft-l7); `close`: a connection per
 //                                           request (scenario 4); delay=15 with 16 connections:
-//                                           about 1k req/s (scenario 1)
+//                                           about 1k req/s (scenario 1); on weft's setups also each
+//                                           agent process's peak RSS / RssAnon / PSS meanwhile
 //   h2load SETUP [CLIENTS] [STREAMS] [SECONDS]   h2load (h2c) against direct, haproxy or weft-l7
 //   grpc SETUP [CONCURRENCY] [SECONDS]      grpc-load on one channel (direct, haproxy, weft-l7)
 //   bulk SETUP [STREAMS] [SECONDS]          iperf3 through a setup (direct, haproxy, weft):
 //                                           Gbit/s, each proxy's CPU seconds per GB and RSS
-//   restart [bin=PATH] [profile | NODEFLAG...]   restart both agents on the current dist/ (or the
+//   restart [bin=PATH] [profile | NODEFLAG...] [NAME=VALUE...]   restart both agents on the
+//                                           current dist/ (NAME=VALUE: their environment; or the
 //                                           checkout of bin PATH: an old build to compare with;
 //                                           profiled, or under the given node flags)
 //   rss                                     5 s from now, each agent's master and workers: VmRSS,
@@ -63,7 +65,7 @@ try {
       await new Promise((r) => setTimeout(r, 200));
       continue;
     }
-    const [cmd, ...args] = readFileSync(cmdFile, 'utf8').trim().split(/\s+/);
+    let [cmd, ...args] = readFileSync(cmdFile, 'utf8').trim().split(/\s+/);
     rmSync(cmdFile);
     try {
       if (cmd === 'quit') break;
@@ -72,6 +74,11 @@ try {
         const [setup, connections = '64', seconds = '5', close] = args.filter((a) => a !== delay);
         const pids = bench.proxyPids(setup);
         const before = pids.map(cpuSeconds);
+        // weft's agents: each process's largest RSS / RssAnon / PSS during the run (the bench's
+        // "peak during scenario 2" row, per process).
+        const peaks = setup.startsWith('weft')
+          ? [bench.pids.clientAgent, bench.pids.serverAgent].map((pid) => processPeaks(pid))
+          : [];
         const r = await bench.wrk(setup, {
           connections: Number(connections),
           seconds: Number(seconds),
@@ -83,6 +90,8 @@ try {
         );
         loaded += r.requests;
         out(`  CPU µs per request: ${cpu.join(' + ')}`);
+        for (const [i, host] of ['client', 'server'].entries())
+          if (peaks[i]) out(`  peak ${memoryLine(host, peaks[i].stop())}`);
         out(
           `${setup} c=${connections}: ${r.rps.toFixed(0)} req/s p50 ${r.p50 / 1000} ms p99 ${r.p99 / 1000} ms errors ${r.errors} status ${r.status}`,
         );
@@ -122,6 +131,11 @@ try {
         );
       } else if (cmd === 'restart') {
         const bin = args[0]?.startsWith('bin=') ? args.shift().slice(4) : undefined;
+        // NAME=VALUE arguments are environment variables of the agents (MALLOC_ARENA_MAX=2).
+        const env = Object.fromEntries(
+          args.filter((a) => /^[A-Z_][A-Z0-9_]*=/.test(a)).map((a) => a.split(/=(.*)/s, 2)),
+        );
+        args = args.filter((a) => !/^[A-Z_][A-Z0-9_]*=/.test(a));
         const flags = [];
         if (args[0] === 'profile') {
           profDir = join(dir, `prof-${Date.now()}`);
@@ -142,6 +156,7 @@ try {
             host,
             [...flags, ...(args[0] === 'profile' ? [`--cpu-prof-dir=${hostDir}`] : [])],
             bin,
+            env,
           );
         }
         await bench.waitReady();
@@ -218,6 +233,37 @@ function memoryLine(host, procs) {
     return `${i === 0 ? 'master' : `worker ${i}`} ${mib(m.rss)} / ${mib(m.rssAnon)} / ${mib(m.pss)}${heap}`;
   });
   return `${host}: RSS ${mib(sum('rss'))} PSS ${mib(sum('pss'))} MiB (RSS / RssAnon / PSS: ${parts.join('; ')})`;
+}
+
+/** Samples each process of `pid`'s tree every 250 ms; stop() gives each one's largest RSS,
+ * RssAnon and PSS (each taken on its own: they need not peak at once). */
+function processPeaks(pid) {
+  const peak = new Map();
+  const sample = () => {
+    for (const m of treeMemory(pid)) {
+      const p = peak.get(m.pid);
+      peak.set(
+        m.pid,
+        p
+          ? {
+              pid: m.pid,
+              rss: Math.max(p.rss, m.rss),
+              rssAnon: Math.max(p.rssAnon, m.rssAnon),
+              pss: Math.max(p.pss, m.pss),
+            }
+          : m,
+      );
+    }
+  };
+  sample();
+  const timer = setInterval(sample, 250);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return [...peak.values()];
+    },
+  };
 }
 
 /** Scenario 6's simulated agents (bench/sim-agents.mjs) with no changes: every agent of the

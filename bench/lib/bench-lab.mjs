@@ -446,11 +446,13 @@ export class BenchLab {
   /**
    * Starts `host`'s agent (stopped by the caller) under `node <nodeFlags>`, pinned to its core.
    * Node refuses --cpu-prof in NODE_OPTIONS: such flags go on the command line. `bin`: another
-   * checkout's bin/weft (an old build, to compare with).
+   * checkout's bin/weft (an old build, to compare with). `env`: more environment variables
+   * (e.g. glibc's malloc tunables).
    */
-  async startAgentUnder(host, nodeFlags, bin = WEFT_BIN) {
+  async startAgentUnder(host, nodeFlags, bin = WEFT_BIN, env = {}) {
     await this.lab.startProcess(host, {
       name: 'agent',
+      env,
       command: [
         process.execPath,
         ...MASTER_NODE_FLAGS, // as the unit and the lab start the master

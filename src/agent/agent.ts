@@ -1,7 +1,7 @@
 // The per-host daemon, composed: the control plane session (which loads the last-known-good
 // state from disk first), the data plane, the admin endpoint and /metrics. Each part lives in
 // its own module; this file only orders their start and stop.
-import { Registry } from 'prom-client';
+
 import { WEFT_VERSION } from '../api/weft-version.js';
 import {
   type ControlPlaneSession,
@@ -10,8 +10,10 @@ import {
 import { describeError, type WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import { startDataPlane } from '../proxy/data-plane.js';
+import { computedTraffic } from '../proxy/traffic-policies.js';
 import type { Logger } from '../sys/logger.js';
 import { createTracer } from '../telemetry/create-tracer.js';
+import { Registry } from '../telemetry/prom.js';
 import { RecentDenials } from '../telemetry/recent-denials.js';
 import { RecentErrors } from '../telemetry/recent-errors.js';
 import { tapSocketPath } from '../telemetry/tap-config.js';
@@ -94,6 +96,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const dataPlane = await startDataPlane({
     config,
     session,
+    traffic: computedTraffic(),
     socketOps,
     registry,
     log,

@@ -6,7 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseHostPort } from '../api/tls.js';
 import { WeftError } from '../errors.js';
-import { limitsConfigSchema } from '../proxy/limits/limits-config.js';
+import { limitsConfigSchema } from '../proxy/limits/limits-schema.js';
 import { captureConfigSchema } from '../redirect/config.js';
 import { readConfigFile } from '../sys/config-file.js';
 import { formatZodIssue } from '../sys/zod-format.js';

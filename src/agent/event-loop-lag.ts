@@ -6,7 +6,8 @@
 // records how much later than due it ran, into a histogram reset per scrape; a stall of any
 // length delays the next sample by that much and shows.
 import { createHistogram } from 'node:perf_hooks';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Gauge } from '../telemetry/prom.js';
 
 /** Sampling interval: 20 wakeups a second on an idle agent, 300 samples per 15 s scrape. */
 export const LAG_RESOLUTION_MS = 50;

@@ -2,19 +2,19 @@
 // parts that own each metric; this serves it, off the data path, and adds the process's own.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { collectDefaultMetrics, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { WeftError } from '../errors.js';
 import { createServer } from '../sys/node-http.js';
-import { EVENT_LOOP_LAG_METRICS, registerEventLoopLag } from './event-loop-lag.js';
+import { collectProcessMetrics } from '../telemetry/prom.js';
+import { registerEventLoopLag } from './event-loop-lag.js';
 
 /**
  * prom-client's process metrics (CPU, memory, fds, GC, ...), with the event-loop lag measured
- * by event-loop-lag.ts instead: prom-client's reports its sampling interval as lag. Its own
- * sampler cannot be left out; at a 1 s interval it wakes the loop once a second, unread.
+ * by event-loop-lag.ts instead: prom-client's reports its sampling interval as lag (and its
+ * sampler, which src/telemetry/prom.ts leaves out, woke the loop once a second).
  */
 export function registerProcessMetrics(registry: Registry): void {
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1_000 });
-  for (const name of EVENT_LOOP_LAG_METRICS) registry.removeSingleMetric(name);
+  collectProcessMetrics(registry);
   registerEventLoopLag(registry);
 }
 

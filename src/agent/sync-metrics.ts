@@ -2,8 +2,9 @@
 // workloads' health checks), registered on the registry the agent serves on 15020. Values are read from the session at scrape time (collect), so
 // nothing on any hot path touches them. identity_cert_expiration_timestamp_seconds is the
 // name Linkerd users alert on; an expiry alert is what catches a renewal that keeps failing.
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { ControlPlaneSession, SyncState } from '../controlplane-client/session.js';
+import { Counter, Gauge } from '../telemetry/prom.js';
 
 const STATES: readonly SyncState[] = ['starting', 'connected', 'stale'];
 const HEALTHS = ['healthy', 'unhealthy', 'unknown'] as const;

@@ -1,7 +1,8 @@
 // Prometheus metrics of the DNS server, on the registry the agent serves (none: no-ops).
 // The `type` label is bounded to common record types so that odd queries cannot grow the
 // number of series without end.
-import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Counter, Histogram } from '../telemetry/prom.js';
 
 /** How a query ended: a mesh answer (NOERROR with or without records), a mesh NXDOMAIN,
  * relayed from an upstream, SERVFAIL from us, or FORMERR for a packet that does not parse. */

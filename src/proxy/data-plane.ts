@@ -5,7 +5,7 @@
 
 import { once } from 'node:events';
 import type { Server, Socket } from 'node:net';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { AgentConfig } from '../agent/config.js';
 import { listenFds } from '../agent/systemd.js';
 import { parseSpiffeId } from '../api/spiffe.js';
@@ -15,6 +15,7 @@ import type { DnsServer } from '../dns/index.js';
 import { describeError, WeftError } from '../errors.js';
 import type { SocketOps } from '../native/socket-ops.js';
 import type { Logger } from '../sys/logger.js';
+import { Gauge } from '../telemetry/prom.js';
 import type { RecentDenials } from '../telemetry/recent-denials.js';
 import type { RecentErrors } from '../telemetry/recent-errors.js';
 import type { TapHub } from '../telemetry/tap-hub.js';
@@ -30,7 +31,7 @@ import { RequestTelemetry } from './http/request-telemetry.js';
 import { createPlaintextInboundHandler } from './inbound/plaintext.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from './inbound/tunnel-inbound.js';
 import { buildGuards } from './limits/index.js';
-import { MeshState } from './mesh-state.js';
+import { MeshState, type TrafficResolver } from './mesh-state.js';
 import { DETECT_WINDOW_MS, detectProtocol } from './outbound/detect.js';
 import { SourceIdentities } from './outbound/source-identity.js';
 import { createOutboundHandler } from './outbound/stack.js';
@@ -63,6 +64,9 @@ export interface DataPlaneSession {
 export interface DataPlaneOptions {
   config: AgentConfig;
   session: DataPlaneSession | undefined;
+  /** The effective TrafficPolicies of the session's views: computed in this process
+   * (traffic-policies.ts), or in a worker the master's (SessionMirror.trafficOf). */
+  traffic: TrafficResolver;
   /** Listening sockets by name (outbound, inbound, tunnel, dns), e.g. from the master; default
    * the ones systemd passed (listenFds()). */
   listenFds?: Map<string, number[]>;
@@ -98,7 +102,7 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   // A socket unit (weft-agent.socket) holds the listeners across restarts: connections queue
   // in the kernel while no agent runs. Without one, the agent binds them itself.
   const passed = opts.listenFds ?? listenFds();
-  const state = new MeshState(config.hostname);
+  const state = new MeshState(config.hostname, opts.traffic);
   const telemetry = new Telemetry(registry, log, opts.denials);
   // One record per HTTP request, both directions (weft_http_*).
   const requests = new RequestTelemetry(registry, log, opts.tap, opts.errors);

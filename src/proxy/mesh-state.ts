@@ -12,11 +12,7 @@ import type {
   HTTPRouteSpec,
   TrafficPolicySpec,
 } from '../api/resources/index.js';
-import {
-  type EffectivePolicies,
-  effectivePolicies,
-  policyScopes,
-} from '../api/resources/traffic-policy-scopes.js';
+import type { EffectivePolicy } from '../api/resources/traffic-policy-scopes.js';
 import type { EndpointView, MeshView } from '../controlplane-client/mesh-view.js';
 import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
@@ -42,6 +38,21 @@ export interface NamedRoute {
   spec: HTTPRouteSpec;
 }
 
+/** The effective TrafficPolicies of one view: per service with a policy of its own, and the
+ * Mesh's for all the others (undefined without one). */
+export interface ResolvedTraffic {
+  mesh: EffectivePolicy | undefined;
+  services: ReadonlyMap<string, EffectivePolicy>;
+}
+
+/**
+ * Where a view's effective TrafficPolicies come from. Filling in their defaults takes the
+ * schema (zod), so a worker of the agent gets them computed by its master with each snapshot
+ * (session-mirror.ts) and loads no schema library; a single-process agent and the tests compute
+ * them here (traffic-policies.ts).
+ */
+export type TrafficResolver = (view: MeshView) => ResolvedTraffic;
+
 /** A balancer pool and the service port it serves. */
 export interface ServicePortPool {
   service: string;
@@ -56,7 +67,6 @@ export class MeshState {
   /** By service, then by service port: a connection reads two maps, builds no key. */
   private pools = new Map<string, Map<number, ServicePortPool>>();
   private authz = new Map<string, NamedPolicy[]>();
-  private traffic: EffectivePolicies | undefined;
   private serviceTraffic = new Map<string, TrafficPolicySpec>();
   private meshTraffic: TrafficPolicySpec | undefined;
   private routes = new Map<string, NamedRoute[]>();
@@ -72,6 +82,8 @@ export class MeshState {
 
   constructor(
     readonly node: string,
+    /** The effective TrafficPolicies of each view (see TrafficResolver). */
+    private readonly resolveTraffic: TrafficResolver,
     /** A monotonic clock (ms) for rate limits. */
     readonly now: () => number = () => performance.now(),
   ) {}
@@ -80,8 +92,8 @@ export class MeshState {
     const policies = (kind: string) =>
       (view.policies.get(kind) ?? []).map((r) => ({ name: r.name, doc: r.doc }));
 
-    // Effective policies, merged once here; unchanged documents keep their objects.
-    const traffic = effectivePolicies(policyScopes(policies('TrafficPolicy')), this.traffic);
+    // Effective policies, merged once per view (by the resolver: see TrafficResolver).
+    const traffic = this.resolveTraffic(view);
     const serviceTraffic = new Map<string, TrafficPolicySpec>();
     for (const [service, p] of traffic.services) serviceTraffic.set(service, p.spec);
     const meshTraffic = traffic.mesh?.spec;
@@ -182,7 +194,6 @@ export class MeshState {
     this.endpointIndex = buildEndpointIndex(view);
     this.pools = pools;
     this.authz = authz;
-    this.traffic = traffic;
     this.serviceTraffic = serviceTraffic;
     this.meshTraffic = meshTraffic;
     this.routes = routes;

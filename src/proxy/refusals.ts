@@ -2,8 +2,9 @@
 // for every listener, one counter (weft_connections_refused_total{listener, reason}) and the
 // rate-limited log. Refusals later on the path (denied, no endpoint, ...) are close reasons of
 // a connection record instead (telemetry.ts: weft_tcp_close_total{reason}).
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../sys/logger.js';
+import { Counter } from '../telemetry/prom.js';
 import { type Clock, RefusalLog } from './limits/refusal-log.js';
 
 export const REFUSAL_REASONS = [

@@ -2,7 +2,8 @@
 // the server's sessions and streams by status and close reason (receiving side). Read from
 // their stats at scrape time, off the data path. Refusals of connections to 15008 are
 // weft_connections_refused_total{listener="tunnel"} (refusals.ts).
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Counter, Gauge } from '../telemetry/prom.js';
 import type { TunnelPool, TunnelServer } from './tunnel/index.js';
 
 export function registerTunnelMetrics(

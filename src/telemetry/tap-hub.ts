@@ -4,8 +4,9 @@
 // setImmediate, off the request's path; a full queue drops (counted), never waits: tapping
 // puts no back pressure on requests.
 import { randomUUID } from 'node:crypto';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { RequestRecord } from '../proxy/records.js';
+import { Counter, Gauge } from './prom.js';
 import { type TapFilter, tapMatches } from './tap-filter.js';
 import { TapLimiter } from './tap-limiter.js';
 import { SENSITIVE_HEADERS, type TapHeaders, type TapRecord, tapRecord } from './tap-record.js';

@@ -1,6 +1,7 @@
 // What happened to the spans the agent recorded: exported, or dropped and why. Registered only
 // when spans are exported (telemetry.tracing.otlpEndpoint).
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Counter } from './prom.js';
 
 /** queue_full: the export queue was at its bound; export_failed: the collector refused it,
  * was unreachable or too slow (after the exporter's retries, within its timeout). */

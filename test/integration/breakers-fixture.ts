@@ -12,6 +12,7 @@ import { Registry } from 'prom-client';
 import type { InboundHttpHandler } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { registerResilienceMetrics } from '../../src/proxy/resilience/resilience-metrics.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { connectLocal, type TunnelServer } from '../../src/proxy/tunnel/index.js';
 import { viewOf } from '../helpers/mesh-views.js';
 import { issueLeaf } from '../helpers/test-pki.js';
@@ -110,7 +111,7 @@ export async function breakersLab(
   await new Promise<void>((resolve) => silentServer.listen(b.port, '127.0.0.3', resolve));
 
   const pool = newPool(pki);
-  const state = new MeshState('node-a');
+  const state = new MeshState('node-a', computedTraffic());
   state.update(viewOf(docs));
   const registry = new Registry();
   registerResilienceMetrics(registry, state);

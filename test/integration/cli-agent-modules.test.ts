@@ -1,7 +1,7 @@
 // `weft agent` imports only what the agent runs: the other verbs' modules (control plane, lab,
 // resource CLI) cost the resident daemon memory for nothing (issue #15 item 2). Each process of
 // a running agent loads only its own part: the master no data plane, a worker no control plane
-// client, DNS server, admin or ASN.1 library.
+// client, DNS server, admin, ASN.1 or schema library.
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -186,9 +186,29 @@ describe('weft agent loads only the agent', () => {
         m.includes('node_modules/commander/') ||
         m.includes('node_modules/dns-packet/') ||
         // undici's Pool and Client only (local-http1.ts), not its fetch and WebSocket.
-        m.includes('node_modules/undici/lib/web/'),
+        m.includes('node_modules/undici/lib/web/') ||
+        // No schema library: the master sends each snapshot's effective TrafficPolicies with
+        // it (session-publisher.ts), and what the data path reads of resources and agent.yaml
+        // (durations, defaults, limits) comes from zod-free files.
+        m.includes('node_modules/zod/') ||
+        m === 'dist/api/resources/traffic-policy.js' ||
+        m === 'dist/proxy/limits/limits-schema.js',
     );
     expect(controlPlane).toEqual([]);
+    // Neither loads prom-client's package entry, which brings its Pushgateway, Summary, cluster
+    // aggregation and, for exemplars, the OpenTelemetry API (src/telemetry/prom.ts).
+    expect(worker.some((m) => m.startsWith('node_modules/prom-client/lib/'))).toBe(true);
+    const promEntry = (list: string[]) =>
+      list.filter(
+        (m) =>
+          m === 'node_modules/prom-client/index.js' ||
+          m.includes('node_modules/@opentelemetry/') ||
+          m.includes('node_modules/tdigest/'),
+      );
+    expect({ master: promEntry(master), worker: promEntry(worker) }).toEqual({
+      master: [],
+      worker: [],
+    });
     // Neither loads Node's own fetch and WebSocket (its bundled undici, 7 MiB): an ESM import
     // of node:http does, reading http's lazy WebSocket getter (src/sys/node-http.ts).
     expect(builtin.master).toContain('NativeModule net'); // sentinel: the list is Node's

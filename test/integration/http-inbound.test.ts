@@ -28,6 +28,7 @@ import { randomTraceIds } from '../../src/proxy/http/trace-ids.js';
 import { tunnelAuthorizer } from '../../src/proxy/inbound/tunnel-inbound.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import type { TunnelServer } from '../../src/proxy/tunnel/index.js';
 import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
@@ -224,7 +225,7 @@ beforeAll(async () => {
     () => h2.close(),
   );
 
-  const state = new MeshState('node-b');
+  const state = new MeshState('node-b', computedTraffic());
   state.update(
     viewOf([
       serviceDoc('web', '240.240.0.10', [{ port: 80, targetPort: h1.port, protocol: 'http' }]),

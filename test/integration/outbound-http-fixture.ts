@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { InboundHttpHandler } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import type {
   TunnelPool,
   TunnelServer,
@@ -200,7 +201,7 @@ export async function outboundLab(
     ...overrides,
   });
   const pool = newPool(pki);
-  const state = new MeshState('node-a');
+  const state = new MeshState('node-a', computedTraffic());
   state.update(
     viewOf([
       serviceDoc('web', WEB_VIP, [{ port: 80, targetPort: 8080, protocol: 'http' }]),

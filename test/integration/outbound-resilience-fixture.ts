@@ -22,6 +22,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { InboundHttpHandler } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { connectLocal, type TunnelServerOptions } from '../../src/proxy/tunnel/index.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 import { issueLeaf } from '../helpers/test-pki.js';
@@ -102,7 +103,7 @@ export async function resilienceLab(
   });
   await new Promise<void>((resolve) => e.listen(b.port, '127.0.0.3', resolve));
   const pool = newPool(pki);
-  const state = new MeshState('node-a');
+  const state = new MeshState('node-a', computedTraffic());
   const docs: Record<string, unknown>[] = [];
   for (const s of services) {
     const protocol = s.protocol ?? 'http';

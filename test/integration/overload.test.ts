@@ -29,6 +29,7 @@ import { MeshState } from '../../src/proxy/mesh-state.js';
 import { AdaptiveConcurrency } from '../../src/proxy/resilience/adaptive-concurrency.js';
 import { percentileOf } from '../../src/proxy/resilience/adaptive-limit.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import type { TunnelServer } from '../../src/proxy/tunnel/index.js';
 import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
@@ -143,7 +144,7 @@ beforeAll(async () => {
     metadata: { name },
     spec: { targetRef: { name: service }, ...spec },
   });
-  const state = new MeshState('node-b');
+  const state = new MeshState('node-b', computedTraffic());
   state.update(
     viewOf([
       serviceDoc('orders', '240.240.0.20', [{ port: 80, targetPort: appPort, protocol: 'http' }]),

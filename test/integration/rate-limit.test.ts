@@ -28,6 +28,7 @@ import { tunnelAccessRecorder, tunnelAuthorizer } from '../../src/proxy/inbound/
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { registerResilienceMetrics } from '../../src/proxy/resilience/resilience-metrics.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import type { TunnelServer } from '../../src/proxy/tunnel/index.js';
 import { propagatingTracer } from '../../src/telemetry/propagating-tracer.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
@@ -136,7 +137,7 @@ beforeAll(async () => {
     // 100 per second, in fills of 5 every 50 ms, with a burst of 25.
     policy('rated', 'rated', { maxTokens: 25, tokensPerFill: 5, fillInterval: '50ms' }),
   );
-  state = new MeshState('node-b');
+  state = new MeshState('node-b', computedTraffic());
   state.update(viewOf(docs));
   const registry = new Registry();
   const log = pino({ level: 'silent' });

@@ -13,6 +13,7 @@ import type { SourceIdentities } from '../../src/proxy/outbound/source-identity.
 import { createOutboundHandler } from '../../src/proxy/outbound/stack.js';
 import { Resilience } from '../../src/proxy/resilience/resilience.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 import { sumSeries } from '../helpers/metrics-text.js';
 import { waitFor } from '../helpers/wait.js';
@@ -34,7 +35,7 @@ beforeAll(async () => {
   const appPort = (app.address() as { port: number }).port;
 
   const log = pino({ level: 'info' }, { write: (s: string) => logs.push(JSON.parse(s)) });
-  const state = new MeshState('node-a');
+  const state = new MeshState('node-a', computedTraffic());
   state.update(
     viewOf([
       serviceDoc('db', VIP, [{ port: 5432, targetPort: appPort, protocol: 'tcp' }]),

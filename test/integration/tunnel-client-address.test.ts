@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tunnelAccessRecorder } from '../../src/proxy/inbound/tunnel-inbound.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import {
   CLIENT_ADDRESS_HEADER,
   type ConnectTarget,
@@ -48,7 +49,7 @@ beforeAll(async () => {
   // The agent's access log, captured as the lines pino writes.
   const log = pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line)) });
   const recorder = tunnelAccessRecorder(
-    new MeshState('node-b'),
+    new MeshState('node-b', computedTraffic()),
     new Telemetry(new Registry(), log),
   );
   server = await startServer(pki, {

@@ -12,6 +12,7 @@ import { isWeftError } from '../../src/errors.js';
 import { tunnelAccessRecorder, tunnelAuthorizer } from '../../src/proxy/inbound/tunnel-inbound.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { Telemetry } from '../../src/proxy/telemetry.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import {
   type TunnelPool,
   type TunnelServer,
@@ -78,7 +79,7 @@ function open(address: string) {
 beforeAll(async () => {
   pki = await meshPki();
   await listenBoth();
-  const state = new MeshState('node-b');
+  const state = new MeshState('node-b', computedTraffic());
   state.update(
     viewOf([
       serviceDoc('echo', '240.240.0.10', [{ port: 80, targetPort: port }]),

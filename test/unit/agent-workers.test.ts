@@ -14,8 +14,11 @@ import { mergeReadouts, retiredPart } from '../../src/agent/workers/readout-merg
 import { reloadRefusal } from '../../src/agent/workers/reload-check.js';
 import { SessionMirror } from '../../src/agent/workers/session-mirror.js';
 import { slotCount, workerCount } from '../../src/agent/workers/worker-count.js';
+import type { MirroredSnapshot } from '../../src/agent/workers/worker-messages.js';
+import type { EffectivePolicy } from '../../src/api/resources/traffic-policy-scopes.js';
 import type { Identity } from '../../src/controlplane-client/identity-store.js';
 import type { Snapshot } from '../../src/controlplane-client/snapshot.js';
+import type { ResolvedTraffic } from '../../src/proxy/mesh-state.js';
 import type { Tally } from '../../src/telemetry/stats-readout.js';
 
 describe('worker count', () => {
@@ -237,11 +240,15 @@ describe('session mirror', () => {
     trustBundlePem: `bundle-${version}`,
     resources: new Map(),
   });
+  /** A snapshot as the master sends it: with no TrafficPolicy, none in effect. */
+  const mirrored = (version: number, traffic: ResolvedTraffic = noTraffic): Uint8Array =>
+    serialize({ snapshot: snapshot(version), traffic } satisfies MirroredSnapshot);
+  const noTraffic: ResolvedTraffic = { mesh: undefined, services: new Map() };
 
   it('starts from the master state and follows its updates, announcing each', () => {
     const node = identity('spiffe://td/node/a');
     const mirror = new SessionMirror({
-      snapshot: serialize(snapshot(3)),
+      snapshot: mirrored(3),
       trustBundlePem: 'join-bundle',
       node,
       services: [['web', identity('spiffe://td/svc/web')]],
@@ -257,7 +264,7 @@ describe('session mirror', () => {
     mirror.on('certificate', (i) => seen.push(`certificate ${i.spiffeId}`));
     mirror.apply({
       type: 'snapshot',
-      snapshot: serialize(snapshot(4)),
+      snapshot: mirrored(4),
       trustBundlePem: 'bundle-4',
     });
     const renewed = identity('spiffe://td/node/a');
@@ -281,6 +288,25 @@ describe('session mirror', () => {
     expect(mirror.view()?.version).toBe(4);
     expect(mirror.certificates.node).toBe(renewed);
     expect(mirror.certificates.service('db')?.spiffeId).toBe('spiffe://td/svc/db');
+  });
+
+  it("hands the data plane the master's TrafficPolicies of each view, computing none", () => {
+    const retries = {
+      spec: { targetRef: { kind: 'Service', name: 'web' }, retries: { attempts: 2 } },
+      from: { 'retries.attempts': { scope: 'Service', policy: 'web-retries' } },
+    } as unknown as EffectivePolicy;
+    const mirror = new SessionMirror({
+      snapshot: mirrored(5, { mesh: undefined, services: new Map([['web', retries]]) }),
+      trustBundlePem: 'join',
+      node: undefined,
+      services: [],
+    });
+    const first = mirror.view()!;
+    expect(mirror.trafficOf(first).services.get('web')).toEqual(retries);
+    mirror.apply({ type: 'snapshot', snapshot: mirrored(6), trustBundlePem: 'b' });
+    expect(mirror.trafficOf(mirror.view()!).services.size).toBe(0);
+    // A view it did not decode has no policies from the master: a bug, said loudly.
+    expect(() => mirror.trafficOf({ ...first })).toThrow(/did not send/);
   });
 
   it('before any snapshot: no view, the trust bundle from joining', () => {

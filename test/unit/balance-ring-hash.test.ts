@@ -6,6 +6,7 @@ import { EndpointPool } from '../../src/proxy/balance/endpoint-pool.js';
 import type { EndpointState } from '../../src/proxy/balance/endpoint-state.js';
 import type { HashSource } from '../../src/proxy/balance/hash-key.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { ep, outlier, seededRandom } from '../helpers/balance.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 
@@ -161,7 +162,7 @@ describe('the ring-hash key of a request (hashOn)', () => {
   });
 
   it("reaches the pool from the service's TrafficPolicy", () => {
-    const state = new MeshState('node1');
+    const state = new MeshState('node1', computedTraffic());
     state.update(
       viewOf([
         serviceDoc('echo', '240.240.0.2', [{ port: 80, targetPort: 8080 }]),

@@ -7,11 +7,8 @@ import { parseAgentConfig } from '../../src/agent/config.js';
 import { isWeftError } from '../../src/errors.js';
 import { admission, ConnectionGate, sourceKey } from '../../src/proxy/limits/connection-gate.js';
 import { parseFdLimit } from '../../src/proxy/limits/fd-limit.js';
-import {
-  type LimitsConfig,
-  limitsConfigSchema,
-  resolveLimits,
-} from '../../src/proxy/limits/limits-config.js';
+import { type LimitsConfig, resolveLimits } from '../../src/proxy/limits/limits-config.js';
+import { limitsConfigSchema } from '../../src/proxy/limits/limits-schema.js';
 import { RefusalLog } from '../../src/proxy/limits/refusal-log.js';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units

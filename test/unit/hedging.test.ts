@@ -15,6 +15,7 @@ import {
   upperBound,
 } from '../../src/proxy/resilience/latency-quantile.js';
 import type { AttemptOutcome } from '../../src/proxy/resilience/retry-decision.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { serviceDoc, viewOf } from '../helpers/mesh-views.js';
 
 const fixed = (ms: number, grpcRoute = false): HedgePolicy => ({
@@ -132,13 +133,13 @@ describe('the compiled route table', () => {
   const exchangeOf = (state: MeshState) => state.routeTable('web')!.get(80)!.http[0]!.rule.exchange;
 
   it('a rule without hedging has none (no cost per request)', () => {
-    const state = new MeshState('node-a');
+    const state = new MeshState('node-a', computedTraffic());
     state.update(viewOf([...services, route(undefined)]));
     expect(exchangeOf(state)).toEqual({ name: 'r' });
   });
 
   it('a fixed delay and maxHedges are compiled in ms', () => {
-    const state = new MeshState('node-a');
+    const state = new MeshState('node-a', computedTraffic());
     state.update(viewOf([...services, route({ delay: '50ms', maxHedges: 2 })]));
     expect(exchangeOf(state).hedging).toEqual({
       delayMs: 50,
@@ -149,7 +150,7 @@ describe('the compiled route table', () => {
   });
 
   it('a p95 rule keeps its estimator across snapshots, and loses it when the rule goes', () => {
-    const state = new MeshState('node-a');
+    const state = new MeshState('node-a', computedTraffic());
     state.update(viewOf([...services, route({ delay: 'p95' })]));
     const first = exchangeOf(state).hedging!.latency!;
     expect(first).toBeInstanceOf(LatencyQuantile);

@@ -8,6 +8,7 @@ import { appVersion, authorizeAtL4, decideInbound } from '../../src/proxy/http/i
 import { parseTunnelRequest } from '../../src/proxy/http/inbound-request.js';
 import type { InboundCall } from '../../src/proxy/http/types.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 
 const PEER = '10.0.0.7';
@@ -89,7 +90,7 @@ describe('appVersion', () => {
 });
 
 describe('decideInbound', () => {
-  const state = new MeshState('node-b');
+  const state = new MeshState('node-b', computedTraffic());
   state.update(
     viewOf([
       serviceDoc('orders', '240.240.0.10', [{ port: 80, targetPort: 8080, protocol: 'grpc' }]),

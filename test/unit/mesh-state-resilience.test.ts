@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { DEFAULT_BREAKER_LIMITS } from '../../src/proxy/resilience/breaker.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 
 const http = [{ port: 80, targetPort: 8080, protocol: 'http' }];
@@ -44,7 +45,7 @@ const docs = [
 ];
 
 function stateOf(): MeshState {
-  const state = new MeshState('node1', () => 0);
+  const state = new MeshState('node1', computedTraffic(), () => 0);
   state.update(viewOf(docs));
   return state;
 }

@@ -11,10 +11,11 @@ import {
   planOutbound,
 } from '../../src/proxy/outbound/plan.js';
 import { routeOutbound } from '../../src/proxy/outbound/route.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 
 const VIP = '240.240.0.9';
-const state = new MeshState('node1');
+const state = new MeshState('node1', computedTraffic());
 state.update(
   viewOf([
     serviceDoc('shop', VIP, [

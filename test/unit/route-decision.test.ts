@@ -11,6 +11,7 @@ import { hostOf } from '../../src/proxy/routing/route-match.js';
 import { modifyPath, redirectLocation, replacePrefix } from '../../src/proxy/routing/route-path.js';
 import { pickBackend } from '../../src/proxy/routing/route-split.js';
 import type { PortRoutes } from '../../src/proxy/routing/route-table.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { serviceDoc, viewOf } from '../helpers/mesh-views.js';
 import { seeded } from '../helpers/seeded-random.js';
 
@@ -50,7 +51,7 @@ const to = (backend: string, matches: unknown[]) => ({
 });
 
 function tableOf(docs: Record<string, unknown>[], port = 80): PortRoutes | undefined {
-  const state = new MeshState('node-a');
+  const state = new MeshState('node-a', computedTraffic());
   state.update(viewOf([...services, ...docs]));
   return state.routeTable('web')?.get(port);
 }
@@ -70,7 +71,7 @@ function decide(
 ): RouteDecision | undefined {
   let state = states.get(docs);
   if (state === undefined) {
-    state = new MeshState('node-a');
+    state = new MeshState('node-a', computedTraffic());
     state.update(viewOf([...services, ...docs]));
     states.set(docs, state);
   }

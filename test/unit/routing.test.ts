@@ -6,6 +6,7 @@ import { canonicalAddress } from '../../src/proxy/address.js';
 import { inboundTarget } from '../../src/proxy/inbound/tunnel-inbound.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
 import { routeOutbound } from '../../src/proxy/outbound/route.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 
 const VIP = '240.240.0.7';
@@ -25,7 +26,7 @@ const docs = [
 ];
 
 function stateOf(node: string, extra: Record<string, unknown>[] = []): MeshState {
-  const state = new MeshState(node);
+  const state = new MeshState(node, computedTraffic());
   state.update(viewOf([...docs, ...extra]));
   return state;
 }
@@ -92,7 +93,7 @@ describe('balancer pools, one per service port', () => {
   });
 
   it('a port with no workload on its targetPort has an empty pool: nothing to pick', () => {
-    const state = new MeshState('node1');
+    const state = new MeshState('node1', computedTraffic());
     state.update(viewOf([docs[0]!, workloadDoc('node2', 'nginx', '10.0.0.2', 8080)]));
     expect(state.pool('nginx', 81)?.size).toBe(0);
     expect(state.pool('nginx', 81)?.pick()).toBeUndefined();

@@ -15,6 +15,7 @@ import {
 } from '../../src/api/resources/index.js';
 import { isWeftError } from '../../src/errors.js';
 import { MeshState } from '../../src/proxy/mesh-state.js';
+import { computedTraffic } from '../../src/proxy/traffic-policies.js';
 import { serviceDoc, viewOf, workloadDoc } from '../helpers/mesh-views.js';
 
 const doc = (name: string, spec: Record<string, unknown>) => ({
@@ -328,7 +329,7 @@ describe('policyScopes and effectivePolicies', () => {
 });
 
 describe('MeshState.trafficPolicy: the effective policy', () => {
-  const state = new MeshState('node-a');
+  const state = new MeshState('node-a', computedTraffic());
   state.update(
     viewOf([
       serviceDoc('orders', '240.240.0.1', [{ port: 80 }]),
@@ -376,7 +377,7 @@ describe('MeshState.trafficPolicy: the effective policy', () => {
   });
 
   it('without any policy: undefined', () => {
-    const empty = new MeshState('node-a');
+    const empty = new MeshState('node-a', computedTraffic());
     empty.update(viewOf([serviceDoc('orders', '240.240.0.1', [{ port: 80 }])]));
     expect(empty.trafficPolicy('orders')).toBeUndefined();
   });

@@ -8,7 +8,6 @@
 // workers to the new image (handover.ts), which adopts them (adopted-workers.ts).
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Registry } from 'prom-client';
 import { WEFT_VERSION } from '../../api/weft-version.js';
 import {
   type ControlPlaneSession,
@@ -19,6 +18,7 @@ import { nativeProcessOps } from '../../native/process-ops.js';
 import type { SocketOps } from '../../native/socket-ops.js';
 import { startMeshDns } from '../../proxy/mesh-dns.js';
 import { type Logger, rawLineWriter } from '../../sys/logger.js';
+import { Registry } from '../../telemetry/prom.js';
 import { RecentDenials } from '../../telemetry/recent-denials.js';
 import { RecentErrors } from '../../telemetry/recent-errors.js';
 import { tapSocketPath } from '../../telemetry/tap-config.js';

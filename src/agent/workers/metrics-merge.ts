@@ -4,12 +4,13 @@
 // mesh view every worker holds alike are taken once, not multiplied by the worker count. A
 // worker that exits leaves its counters and histograms as they were at its last scrape
 // (retiredMetrics), so the agent's counters never go backwards (Prometheus would read a reset).
-import {
-  AggregatorRegistry,
-  type MetricObjectWithValues,
-  type MetricValue,
-  type Registry,
-} from 'prom-client';
+import { createRequire } from 'node:module';
+import type { MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
+
+// prom-client's aggregation from its own file, not its package entry (src/telemetry/prom.ts).
+const AggregatorRegistry = createRequire(import.meta.url)(
+  'prom-client/lib/cluster',
+) as typeof import('prom-client').AggregatorRegistry;
 
 /**
  * Gauges whose every copy holds the same value: each worker computes the balancer's from the

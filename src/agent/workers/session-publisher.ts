@@ -1,13 +1,23 @@
 // The master's side of the session mirror: what a new worker starts from, and each change of
 // the control plane session (snapshot, certificate) as one message for every worker. A
-// snapshot is v8-serialized once per version, not once per worker.
+// snapshot is v8-serialized once per version, not once per worker, with its effective
+// TrafficPolicies (computed here, where zod is loaded anyway, so no worker loads it).
 import { serialize } from 'node:v8';
+import type { EffectivePolicies } from '../../api/resources/traffic-policy-scopes.js';
 import type { Identity } from '../../controlplane-client/identity-store.js';
 import type { ControlPlaneSession } from '../../controlplane-client/session.js';
-import type { CertificateRole, MirrorState, MirrorUpdate } from './worker-messages.js';
+import { trafficOf } from '../../proxy/traffic-policies.js';
+import type {
+  CertificateRole,
+  MirroredSnapshot,
+  MirrorState,
+  MirrorUpdate,
+} from './worker-messages.js';
 
 export class SessionPublisher {
   private encoded: { version: number; bytes: Uint8Array } | undefined;
+  /** The last snapshot's effective TrafficPolicies: unchanged documents keep their objects. */
+  private traffic: EffectivePolicies | undefined;
 
   constructor(private readonly session: ControlPlaneSession | undefined) {}
 
@@ -50,8 +60,15 @@ export class SessionPublisher {
   private snapshotBytes(): Uint8Array | undefined {
     const snapshot = this.session?.snapshot();
     if (!snapshot) return undefined;
-    if (this.encoded?.version !== snapshot.version)
-      this.encoded = { version: snapshot.version, bytes: serialize(snapshot) };
+    if (this.encoded?.version !== snapshot.version) {
+      const view = this.session!.view()!;
+      this.traffic = trafficOf(view, this.traffic);
+      const mirrored: MirroredSnapshot = {
+        snapshot,
+        traffic: { mesh: this.traffic.mesh, services: this.traffic.services },
+      };
+      this.encoded = { version: snapshot.version, bytes: serialize(mirrored) };
+    }
     return this.encoded.bytes;
   }
 }

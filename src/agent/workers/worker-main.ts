@@ -5,12 +5,13 @@
 // its connections, exits. When the master replaces itself (an upgrade, handover.ts) the IPC
 // channel closes at its exec: the worker serves on until the new master's workers are ready
 // and it gets SIGUSR2, then retires the same way.
-import { Registry } from 'prom-client';
+
 import { describeError, isWeftError } from '../../errors.js';
 import { nativeSocketOps } from '../../native/socket-ops.js';
 import { type DataPlane, startDataPlane } from '../../proxy/data-plane.js';
 import { createLogger, flushLogs, type Logger } from '../../sys/logger.js';
 import { createTracer } from '../../telemetry/create-tracer.js';
+import { Registry } from '../../telemetry/prom.js';
 import { RecentDenials } from '../../telemetry/recent-denials.js';
 import { RecentErrors } from '../../telemetry/recent-errors.js';
 import { readStats } from '../../telemetry/stats-readout.js';
@@ -65,6 +66,7 @@ async function main(init: Extract<MasterMessage, { type: 'init' }>): Promise<voi
   const dataPlane: DataPlane = await startDataPlane({
     config,
     session: config.controlPlane ? mirror : undefined,
+    traffic: mirror.trafficOf,
     socketOps: nativeSocketOps,
     registry,
     log,

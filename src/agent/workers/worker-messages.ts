@@ -4,6 +4,8 @@
 // from these, and sends back what the master reports for the whole agent.
 import type { DenialRecord, RequestErrorRecord } from '../../api/stats-messages.js';
 import type { Identity } from '../../controlplane-client/identity-store.js';
+import type { Snapshot } from '../../controlplane-client/snapshot.js';
+import type { ResolvedTraffic } from '../../proxy/mesh-state.js';
 import type { Readout } from '../../telemetry/stats-readout.js';
 import type { TapFilter } from '../../telemetry/tap-filter.js';
 import type { TapRecord } from '../../telemetry/tap-record.js';
@@ -15,14 +17,24 @@ import type { AgentConfig } from '../config.js';
  * reload fails, the old workers keep serving) and asks for a restart. Bump it with any change
  * to these messages.
  */
-export const WORKER_PROTOCOL = 2;
+export const WORKER_PROTOCOL = 3;
 
 /** Which certificate an identity is: the node's or a local service's. */
 export type CertificateRole = { kind: 'node' } | { kind: 'service'; service: string };
 
+/**
+ * A snapshot as a worker gets it, v8-serialized once by the master for all workers: with its
+ * effective TrafficPolicies, which the master computes (their defaults come from the schema,
+ * and a worker loads no schema library).
+ */
+export interface MirroredSnapshot {
+  snapshot: Snapshot;
+  traffic: ResolvedTraffic;
+}
+
 /** The session's state a worker starts from; later changes come as MirrorUpdate messages. */
 export interface MirrorState {
-  /** The snapshot, v8-serialized once by the master for all workers; absent before the first. */
+  /** A MirroredSnapshot, v8-serialized; absent before the first snapshot. */
   snapshot: Uint8Array | undefined;
   trustBundlePem: string;
   node: Identity | undefined;

@@ -4,8 +4,9 @@
 // generation by generation (generations.ts). Workers' stdout comes through here, whole lines
 // at a time (worker-lines.ts). Before the master execs, it hands its workers over (handOver).
 import { type ChildProcess, fork } from 'node:child_process';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../../sys/logger.js';
+import { Counter, Gauge } from '../../telemetry/prom.js';
 import type { Readout } from '../../telemetry/stats-readout.js';
 import { BULK_GC_FLAG } from '../bulk-gc.js';
 import type { AgentConfig } from '../config.js';

@@ -78,15 +78,7 @@ const operation = z
       });
   });
 
-/** Fields that only an HTTP request has: at L4 they cannot be checked. */
-export const HTTP_OPERATION_FIELDS = ['methods', 'paths', 'grpc'] as const;
-
-/** The HTTP fields an entry of `to` sets (non-empty lists). */
-export function httpFieldsOf(
-  op: AuthorizationOperation,
-): Array<(typeof HTTP_OPERATION_FIELDS)[number]> {
-  return HTTP_OPERATION_FIELDS.filter((f) => (op[f]?.length ?? 0) > 0);
-}
+export { HTTP_OPERATION_FIELDS, httpFieldsOf } from './authorization-fields.js';
 
 export const authorizationRule = z
   .object({

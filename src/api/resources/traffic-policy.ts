@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { durationString, parseDuration } from '../duration.js';
 import { dnsLabel, documentSchema, resourceName } from './common.js';
+import { CIRCUIT_BREAKER_DEFAULTS, OUTLIER_DETECTION_DEFAULTS } from './traffic-policy-defaults.js';
 
 const count = (min: number, max: number) =>
   z
@@ -148,9 +149,9 @@ export const retries = z
  */
 export const circuitBreaker = z
   .object({
-    maxConnections: count(1, 1_000_000).default(1024),
-    maxPendingRequests: count(1, 1_000_000).default(1024),
-    maxRequests: count(1, 1_000_000).default(1024),
+    maxConnections: count(1, 1_000_000).default(CIRCUIT_BREAKER_DEFAULTS.maxConnections),
+    maxPendingRequests: count(1, 1_000_000).default(CIRCUIT_BREAKER_DEFAULTS.maxPendingRequests),
+    maxRequests: count(1, 1_000_000).default(CIRCUIT_BREAKER_DEFAULTS.maxRequests),
     // Unset: no limit but the retry budget (Linkerd's model). Envoy's default of 3 retries at
     // once fails the requests in flight when an endpoint dies under load.
     maxRetries: count(0, 1_000_000).optional(),
@@ -166,13 +167,13 @@ export const circuitBreaker = z
  */
 export const outlierDetection = z
   .object({
-    consecutiveFailures: count(1, 1_000).default(5),
-    interval: durationString.default('10s'),
+    consecutiveFailures: count(1, 1_000).default(OUTLIER_DETECTION_DEFAULTS.consecutiveFailures),
+    interval: durationString.default(OUTLIER_DETECTION_DEFAULTS.interval),
     // 5 s, not Envoy's 30 s: weft's quiet health check already takes a stopped app out, so
     // ejection is for endpoints that fail while they listen; an app restarted after failing
     // requests is back within seconds (a probe), not half a minute.
-    baseEjectionTime: durationString.default('5s'),
-    maxEjectionPercent: count(0, 100).default(10),
+    baseEjectionTime: durationString.default(OUTLIER_DETECTION_DEFAULTS.baseEjectionTime),
+    maxEjectionPercent: count(0, 100).default(OUTLIER_DETECTION_DEFAULTS.maxEjectionPercent),
   })
   .strict();
 

@@ -1,8 +1,9 @@
 // Outlier detection's settings and its pure decisions (Envoy's consecutive-failure detector with
 // Linkerd's single probe): how long an ejection lasts, whether one more endpoint may be
 // ejected, and how the ejection count decays. EndpointState applies them; the pool counts.
-import { parseDuration } from '../../api/duration.js';
-import { outlierDetection, type TrafficPolicySpec } from '../../api/resources/traffic-policy.js';
+import { parseDuration } from '../../api/duration-text.js';
+import type { TrafficPolicySpec } from '../../api/resources/traffic-policy.js';
+import { OUTLIER_DETECTION_DEFAULTS } from '../../api/resources/traffic-policy-defaults.js';
 
 export interface OutlierDetection {
   /** Consecutive failures (connect failures, resets, 5xx answers) that eject an endpoint. */
@@ -43,7 +44,7 @@ function settingsOf(p: NonNullable<TrafficPolicySpec['outlierDetection']>): Outl
 }
 
 /** Without a TrafficPolicy: 5 failures, 10 s interval, 30 s base ejection, 10 % (Envoy's). */
-export const DEFAULT_OUTLIER_DETECTION: OutlierDetection = settingsOf(outlierDetection.parse({}));
+export const DEFAULT_OUTLIER_DETECTION: OutlierDetection = settingsOf(OUTLIER_DETECTION_DEFAULTS);
 
 export function sameOutlier(a: OutlierDetection, b: OutlierDetection): boolean {
   return (

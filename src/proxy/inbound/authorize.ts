@@ -6,15 +6,16 @@
 // At L4 a rule's HTTP fields (methods, paths, grpc) cannot be checked. They fail closed: an
 // ALLOW rule that needs them does not match, and a DENY rule that has them matches on the rest.
 // From the files, not resources/index.js: a worker loads no schema it does not use.
+
+import { httpFieldsOf } from '../../api/resources/authorization-fields.js';
 import {
   pathFormProblem,
   pathMatches,
   pathWithoutQuery,
 } from '../../api/resources/authorization-path.js';
-import {
-  type AuthorizationOperation,
-  type AuthorizationPolicySpec,
-  httpFieldsOf,
+import type {
+  AuthorizationOperation,
+  AuthorizationPolicySpec,
 } from '../../api/resources/authorization-policy.js';
 
 export type AuthzDecision =

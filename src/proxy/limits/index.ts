@@ -10,7 +10,7 @@ import { type FdLimit, readFdLimit } from './fd-limit.js';
 import { type LimitsConfig, type ResolvedLimits, resolveLimits } from './limits-config.js';
 
 export { ConnectionGate } from './connection-gate.js';
-export { type LimitsConfig, limitsConfigSchema, type ResolvedLimits } from './limits-config.js';
+export type { LimitsConfig, ResolvedLimits } from './limits-config.js';
 
 export interface ListenerGuard {
   gate: ConnectionGate;

@@ -1,14 +1,12 @@
-// agent.yaml's `limits:` section, and the limits it resolves to: connections per listener in
-// total and per source address, and the timeouts that free what hostile or forgotten clients
-// hold. Defaults are shares of the process's file descriptors, so that a flood on one listener
+// The limits agent.yaml's `limits:` section (limits-schema.ts) resolves to: connections per
+// listener in total and per source address, and the timeouts that free what hostile or
+// forgotten clients hold. Defaults are shares of the process's file descriptors, so that a flood on one listener
 // (15006 takes plaintext from anyone) cannot take the descriptors that local apps (15001) and
 // peer agents (15008) need.
-import { z } from 'zod';
+import type { z } from 'zod';
 import { WeftError } from '../../errors.js';
 import type { FdLimit } from './fd-limit.js';
-
-const count = z.number().int().min(1);
-const durationMs = z.number().int().min(1);
+import type { limitsConfigSchema } from './limits-schema.js';
 
 /** Descriptors a connection holds: the accepted socket and its upstream. */
 export const FDS_PER_CONNECTION = { outbound: 2, inbound: 2, tunnel: 4 } as const;
@@ -17,67 +15,6 @@ export const FDS_PER_CONNECTION = { outbound: 2, inbound: 2, tunnel: 4 } as cons
 const SHARES = { outbound: 0.4, inbound: 0.2, tunnel: 0.4 } as const;
 
 export type ListenerName = keyof typeof FDS_PER_CONNECTION;
-
-const connectionLimits = {
-  /** Open connections accepted on this listener at once; beyond, new ones are refused. */
-  maxConnections: count.optional(),
-  /** Of those, from one source address. */
-  maxConnectionsPerSource: count.optional(),
-};
-
-function perSourceWithinTotal(
-  l: { maxConnections?: number | undefined; maxConnectionsPerSource?: number | undefined },
-  ctx: z.RefinementCtx,
-): void {
-  if (
-    l.maxConnections !== undefined &&
-    l.maxConnectionsPerSource !== undefined &&
-    l.maxConnectionsPerSource > l.maxConnections
-  ) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['maxConnectionsPerSource'],
-      message: `must not exceed maxConnections (${l.maxConnections})`,
-    });
-  }
-}
-
-export const limitsConfigSchema = z
-  .strictObject({
-    /** 15001: local applications' outbound connections. */
-    outbound: z
-      .strictObject({
-        ...connectionLimits,
-        /** No byte either way for this long closes the connection (Envoy's tcp_proxy: 1 h). */
-        idleTimeoutMs: durationMs.default(3_600_000),
-      })
-      .superRefine(perSourceWithinTotal)
-      .prefault({}),
-    /** 15006: plaintext from outside the mesh. */
-    inbound: z
-      .strictObject({
-        ...connectionLimits,
-        idleTimeoutMs: durationMs.default(3_600_000),
-        /** A connection on which no byte has moved either way this long after accept is closed. */
-        silentTimeoutMs: durationMs.default(60_000),
-      })
-      .superRefine(perSourceWithinTotal)
-      .prefault({}),
-    /** 15008: peer agents' mTLS tunnels. */
-    tunnel: z
-      .strictObject({
-        ...connectionLimits,
-        /** The TLS handshake must be done within this. */
-        handshakeTimeoutMs: durationMs.default(10_000),
-        /** A session with no stream for this long is closed (GOAWAY); peers' pools close first. */
-        idleTimeoutMs: durationMs.default(600_000),
-      })
-      .superRefine(perSourceWithinTotal)
-      .prefault({}),
-    /** Refusals are logged at most once per listener and reason per interval, with a count. */
-    refusalLogIntervalMs: durationMs.default(10_000),
-  })
-  .prefault({});
 
 export type LimitsConfig = z.output<typeof limitsConfigSchema>;
 

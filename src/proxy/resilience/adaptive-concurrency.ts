@@ -4,9 +4,10 @@
 // The limit is compiled when a snapshot brings a new policy object and kept (with what it has
 // learnt) while the policy's settings stay the same. A service without the field costs one map
 // read per request. Metrics: the limit and minRTT per service, sheds per service and class.
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { parseDuration } from '../../api/duration.js';
+import type { Registry } from 'prom-client';
+import { parseDuration } from '../../api/duration-text.js';
 import type { TrafficPolicySpec } from '../../api/resources/index.js';
+import { Counter, Gauge } from '../../telemetry/prom.js';
 import { admits, classOf, NO_QOS, type QosClass, type QosPolicy } from './adaptive-admission.js';
 import { type Admitted, GradientLimit, type GradientOptions } from './adaptive-limit.js';
 

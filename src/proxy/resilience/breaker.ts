@@ -13,7 +13,7 @@
 //   endpoint's host (its TLS handshake) before their head goes out. A same-host call is sent
 //   when it is handed to the inbound stack (its local connection is the inbound stack's).
 // Pure state and decisions, no clock: unit-tested in test/unit/breaker.test.ts.
-import { circuitBreaker } from '../../api/resources/traffic-policy.js';
+import { CIRCUIT_BREAKER_DEFAULTS } from '../../api/resources/traffic-policy-defaults.js';
 
 export type BreakerLimit = 'max_connections' | 'max_pending_requests' | 'max_requests';
 
@@ -23,14 +23,8 @@ export interface BreakerLimits {
   maxRequests: number;
 }
 
-const schemaDefaults = circuitBreaker.parse({});
-
 /** TrafficPolicy.circuitBreaker's defaults (1024 each, Envoy's): what a service without one gets. */
-export const DEFAULT_BREAKER_LIMITS: BreakerLimits = {
-  maxConnections: schemaDefaults.maxConnections,
-  maxPendingRequests: schemaDefaults.maxPendingRequests,
-  maxRequests: schemaDefaults.maxRequests,
-};
+export const DEFAULT_BREAKER_LIMITS: BreakerLimits = { ...CIRCUIT_BREAKER_DEFAULTS };
 
 /** The policy field each limit comes from, for messages. */
 const FIELD: Record<BreakerLimit, keyof BreakerLimits> = {

@@ -3,7 +3,7 @@
 // opaque connection) to the service takes one token; none left: 429 with retry-after (or
 // RESOURCE_EXHAUSTED, or the connection refused). Refilled lazily from an injected monotonic
 // clock: no timer, and nothing at all for a service without a rateLimit.
-import { parseDuration } from '../../api/duration.js';
+import { parseDuration } from '../../api/duration-text.js';
 import type { TrafficPolicySpec } from '../../api/resources/index.js';
 
 export interface RateLimitSpec {

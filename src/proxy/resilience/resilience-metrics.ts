@@ -1,7 +1,8 @@
 // The resilience stages' counters, read from MeshState's breakers and buckets at scrape time
 // (off the data path, which only increments plain numbers):
 // weft_circuit_breaker_rejections_total{dst_service,limit} and weft_rate_limited_total{dst_service}.
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Counter } from '../../telemetry/prom.js';
 import type { MeshState } from '../mesh-state.js';
 import type { BreakerLimit } from './breaker.js';
 

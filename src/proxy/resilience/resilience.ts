@@ -2,8 +2,9 @@
 // compiled policy (recompiled only when a snapshot brings a new TrafficPolicy object), the
 // retry budget and the retries in flight (both kept across snapshots while the budget's
 // parameters stay), and their metrics. The clock and the random source are injected.
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { TrafficPolicySpec } from '../../api/resources/index.js';
+import { Counter } from '../../telemetry/prom.js';
 import { RetryBudget } from './budget.js';
 import type { RetryReason } from './retry-decision.js';
 import { compilePolicy, type ServicePolicy } from './retry-policy.js';

@@ -2,7 +2,7 @@
 // reads them: milliseconds and sets, compiled once per snapshot (never per request). A service
 // with none of them compiles to undefined, and its requests take the plain path.
 
-import { parseDuration } from '../../api/duration.js';
+import { parseDuration } from '../../api/duration-text.js';
 import type { TrafficPolicySpec } from '../../api/resources/index.js';
 
 /** The conditions of TrafficPolicy.retries.on (Envoy's names and meanings). */

@@ -2,7 +2,8 @@
 // outcome}, per copy: `sent`, then `failed` when no app answered it (the agent's own answer:
 // no endpoint, a timeout, the 10 s cut; or an error), or `dropped` instead of sent when the
 // request's body was over 64 KiB. dst_service is the Service the request itself went to.
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Counter } from '../../telemetry/prom.js';
 
 export type MirrorOutcome = 'sent' | 'failed' | 'dropped';
 

@@ -3,7 +3,7 @@
 // balances over, and every match sorted by the Gateway API's precedence, so that a request only
 // walks a sorted list. A service without routes has no table: one map read per request.
 
-import { parseDuration } from '../../api/duration.js';
+import { parseDuration } from '../../api/duration-text.js';
 import type { GRPCRouteSpec, HTTPRouteSpec } from '../../api/resources/index.js';
 import type { ServiceView } from '../../controlplane-client/mesh-view.js';
 import type { ExchangeRoute } from '../http/outbound-exchange.js';
