@@ -303,8 +303,9 @@ function stallLines(bench, window) {
       const stalls = events.filter((e) => e.stall !== undefined);
       const byKind = {};
       for (const g of gcs) {
-        byKind[g.gc] ??= { n: 0, ms: 0, max: 0 };
-        const k = byKind[g.gc];
+        const kind = g.forced ? `forced ${g.gc}` : g.gc;
+        byKind[kind] ??= { n: 0, ms: 0, max: 0 };
+        const k = byKind[kind];
         k.n += 1;
         k.ms += g.ms;
         k.max = Math.max(k.max, g.ms);

@@ -25,6 +25,8 @@ new PerformanceObserver((list) => {
       t: performance.timeOrigin + e.startTime,
       gc: kinds[e.detail?.kind] ?? String(e.detail?.kind),
       ms: e.duration,
+      // A forced collection is one the code asked for (memory-trim.ts's), not V8's own.
+      ...(e.detail?.flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED ? { forced: true } : {}),
     });
 }).observe({ entryTypes: ['gc'] });
 
