@@ -3,7 +3,7 @@
 // gets (collections are driven by allocation), and glibc keeps what is then freed in its heap.
 // Measured on the bench lab after scenario 2's load: an idle agent held 287 MiB; a full
 // collection and malloc_trim(0) brought it to 133 MiB. The collection pauses the event loop
-// (35-300 ms measured on a worker of the shared bench lab, bench/lib/stall-hook.mjs), so it runs
+// (19-300 ms measured on a worker of the shared bench lab, bench/lib/stall-hook.mjs), so it runs
 // only when the agent has been idle for a whole interval, once per idle period, and only if it
 // is still idle just before: traffic that starts in the last seconds of an interval leaves its
 // utilization under the threshold (1k req/s of L7 traffic is about 30 % of a worker: 2 s of it
