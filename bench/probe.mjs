@@ -4,7 +4,9 @@
 //   measure SETUP [CONNECTIONS] [SECONDS] [close] [delay=MS]   wrk against a setup (direct,
 //                                           haproxy, weft, weft-l7); `close`: a connection per
 //                                           request (scenario 4); delay=15 with 16 connections:
-//                                           about 1k req/s (scenario 1); on weft's setups also each
+//                                           about 1k req/s (scenario 1). Per proxy: CPU, and time
+//                                           runnable but waiting for a CPU, sleeps (wake-ups) and
+//                                           preemptions, per request; on weft's setups also each
 //                                           agent process's peak RSS / RssAnon / PSS meanwhile
 //   h2load SETUP [CLIENTS] [STREAMS] [SECONDS]   h2load (h2c) against direct, haproxy or weft-l7
 //   grpc SETUP [CONCURRENCY] [SECONDS]      grpc-load on one channel (direct, haproxy, weft-l7)
@@ -27,6 +29,9 @@
 //   counts                                  with agents restarted under --import=lib/count-hook.mjs:
 //                                           what each L7 request made on each agent since the
 //                                           last `counts` (promises, timers, listeners, ...)
+//   stalls                                  with agents restarted under --import=lib/stall-hook.mjs:
+//                                           each agent process's collections and event-loop stalls
+//                                           during the last measure
 //   quit                                    tear the lab down
 // Not a benchmark: figures for a change go through `npm run bench`.
 import {
@@ -43,7 +48,7 @@ import { join } from 'node:path';
 import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
-import { cpuSeconds, rssMiB, treeMemory } from './lib/proc.mjs';
+import { cpuSeconds, rssMiB, schedFigures, treeMemory, treePids } from './lib/proc.mjs';
 
 const dir = process.argv[2] ?? '/tmp/weft-probe';
 mkdirSync(dir, { recursive: true });
@@ -54,6 +59,8 @@ const log = (msg) => out(`# ${msg}`);
 const bench = await BenchLab.up(`pr${process.pid % 1000}`, log);
 let profDir;
 let loaded = 0;
+/** Wall-clock bounds of the last `measure` (for `stalls`). */
+let lastWindow;
 /** The simulated agents of `services`, held until `unload`. */
 let simulated;
 /** The count hook's totals at the last `counts`, per host. */
@@ -79,6 +86,8 @@ try {
         const peaks = setup.startsWith('weft')
           ? [bench.pids.clientAgent, bench.pids.serverAgent].map((pid) => processPeaks(pid))
           : [];
+        const schedBefore = pids.map(schedFigures);
+        lastWindow = { from: Date.now() };
         const r = await bench.wrk(setup, {
           connections: Number(connections),
           seconds: Number(seconds),
@@ -88,10 +97,20 @@ try {
         const cpu = pids.map((pid, i) =>
           (((cpuSeconds(pid) - before[i]) * 1e6) / r.requests).toFixed(0),
         );
+        lastWindow.to = Date.now();
+        const sched = pids.map((pid, i) => {
+          const [a, b] = [schedBefore[i], schedFigures(pid)];
+          const per = (x) => ((b[x] - a[x]) / r.requests).toFixed(2);
+          return `${((b.waitNs - a.waitNs) / 1e3 / r.requests).toFixed(1)} µs waiting, ${per('voluntary')} sleeps, ${per('involuntary')} preemptions`;
+        });
         loaded += r.requests;
         out(`  CPU µs per request: ${cpu.join(' + ')}`);
         for (const [i, host] of ['client', 'server'].entries())
           if (peaks[i]) out(`  peak ${memoryLine(host, peaks[i].stop())}`);
+        out(
+          `  per request, runnable waiting for a CPU / sleeps / preemptions: ${sched.join(' + ')}`,
+        );
+        out(`  window ${lastWindow.from} ${lastWindow.to}`);
         out(
           `${setup} c=${connections}: ${r.rps.toFixed(0)} req/s p50 ${r.p50 / 1000} ms p99 ${r.p99 / 1000} ms errors ${r.errors} status ${r.status}`,
         );
@@ -192,6 +211,11 @@ try {
           }
           out(`${host}: profiles in ${profDir}/${host} (${loaded} requests since restart)`);
         }
+      } else if (cmd === 'stalls') {
+        // With agents restarted under --import=lib/stall-hook.mjs: each agent process's
+        // collections and event-loop stalls during the last measure.
+        await new Promise((r) => setTimeout(r, 1_500));
+        for (const line of stallLines(bench, lastWindow)) out(line);
       } else if (cmd === 'counts') {
         // The hook writes every second: let the last requests' counts land first.
         await new Promise((r) => setTimeout(r, 1_500));
@@ -300,4 +324,53 @@ async function loadServices(bench, agents) {
     child.once('exit', (code) => reject(new Error(`sim-agents exited with ${code}`)));
   });
   return { child, result };
+}
+
+/** Per agent process: collections (count, total and largest pause by kind) and event-loop
+ * stalls (a 10 ms timer more than 1 ms late: count over 1 and 5 ms, total, largest, and how
+ * many overlap a collection of that process) within `window` (stall-hook.mjs's records). */
+function stallLines(bench, window) {
+  if (!window?.to) return ['no measure yet'];
+  const lines = [];
+  for (const host of ['client', 'server']) {
+    const pid = host === 'client' ? bench.pids.clientAgent : bench.pids.serverAgent;
+    for (const p of treePids(pid)) {
+      let events;
+      try {
+        events = readFileSync(`/tmp/weft-stall/${p}.jsonl`, 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l))
+          .filter((e) => e.t >= window.from && e.t <= window.to);
+      } catch {
+        continue;
+      }
+      const gcs = events.filter((e) => e.gc);
+      const stalls = events.filter((e) => e.stall !== undefined);
+      const byKind = {};
+      for (const g of gcs) {
+        const kind = g.forced ? `forced ${g.gc}` : g.gc;
+        byKind[kind] ??= { n: 0, ms: 0, max: 0 };
+        const k = byKind[kind];
+        k.n += 1;
+        k.ms += g.ms;
+        k.max = Math.max(k.max, g.ms);
+      }
+      const gcText = Object.entries(byKind)
+        .map(([k, v]) => `${k} ${v.n} (${v.ms.toFixed(1)} ms, max ${v.max.toFixed(2)})`)
+        .join(', ');
+      // A stall is the EVERY_MS window before the late timer ran: a collection in it explains it.
+      const withGc = stalls.filter((s) =>
+        gcs.some((g) => g.t + g.ms >= s.t - 10 && g.t <= s.t + s.stall),
+      ).length;
+      const sum = stalls.reduce((a, s) => a + s.stall, 0);
+      const max = stalls.reduce((a, s) => Math.max(a, s.stall), 0);
+      const over5 = stalls.filter((s) => s.stall > 5).length;
+      const role = events[0]?.role ?? '?';
+      lines.push(
+        `${host} ${role} ${p}: gc ${gcText || 'none'}; stalls >1 ms ${stalls.length} (>5 ms ${over5}, total ${sum.toFixed(1)} ms, max ${max.toFixed(1)}), ${withGc} with a gc`,
+      );
+    }
+  }
+  return lines;
 }

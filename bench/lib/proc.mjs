@@ -162,3 +162,29 @@ export function machineBusySeconds() {
   const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
   return (total - cpu[3] - cpu[4]) / TICKS_PER_SECOND;
 }
+
+/**
+ * Scheduling of a process and its descendants, all threads: time spent runnable but waiting for
+ * a CPU (ns, /proc/PID/task/TID/schedstat's second field) and context switches, voluntary (it
+ * slept: a wake-up each) and involuntary (preempted).
+ */
+export function schedFigures(pid) {
+  const sum = { waitNs: 0, voluntary: 0, involuntary: 0 };
+  for (const p of treePids(pid)) {
+    let tids = [];
+    try {
+      tids = readdirSync(`/proc/${p}/task`);
+    } catch {}
+    for (const tid of tids) {
+      try {
+        sum.waitNs += Number(
+          readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[1],
+        );
+        const status = readFileSync(`/proc/${p}/task/${tid}/status`, 'utf8');
+        sum.voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+        sum.involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      } catch {}
+    }
+  }
+  return sum;
+}

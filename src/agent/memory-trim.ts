@@ -2,30 +2,44 @@
 // state of a burst hold native memory until V8's next full collection, which an idle agent never
 // gets (collections are driven by allocation), and glibc keeps what is then freed in its heap.
 // Measured on the bench lab after scenario 2's load: an idle agent held 287 MiB; a full
-// collection and malloc_trim(0) brought it to 133 MiB. The collection pauses the event loop for
-// milliseconds, so it runs only when the agent has been idle for a whole interval, and once per
-// idle period.
+// collection and malloc_trim(0) brought it to 133 MiB. The collection pauses the event loop
+// (19-300 ms measured on a worker of the shared bench lab, bench/lib/stall-hook.mjs), so it runs
+// only when the agent has been idle for a whole interval, once per idle period, and only if it
+// is still idle just before: traffic that starts in the last seconds of an interval leaves its
+// utilization under the threshold (1k req/s of L7 traffic is about 30 % of a worker: 2 s of it
+// in 30 s is 2 %), and a collection then would stall the first requests of a burst.
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { defaultAddonPath, loadAddon } from '../native/load-addon.js';
 
 export const MEMORY_TRIM_INTERVAL_MS = 30_000;
+/** The short window, right after an idle interval, that must be idle too before collecting. */
+export const CONFIRM_IDLE_MS = 500;
 /** Event-loop utilization below which an interval counts as idle (a busy agent is far above). */
 export const IDLE_UTILIZATION = 0.02;
 
 export type TrimDecision =
+  | { action: 'confirm' }
   | { action: 'collect-and-trim' }
   | { action: 'wait'; reason: 'busy' | 'already-trimmed' };
 
+/** Which window a utilization covers: the whole interval, or the confirming window after it. */
+export type TrimStage = 'interval' | 'confirm';
+
 /**
- * Whether to collect and trim now, from the last interval's event-loop utilization and whether
- * memory was already given back since the agent was last busy.
+ * What to do after a window, from its event-loop utilization and whether memory was already given
+ * back since the agent was last busy: after an idle interval, watch a short window first
+ * (`confirm`); after an idle confirming window, collect and trim.
  */
-export function decideTrim(utilization: number, trimmedSinceBusy: boolean): TrimDecision {
+export function decideTrim(
+  utilization: number,
+  trimmedSinceBusy: boolean,
+  stage: TrimStage,
+): TrimDecision {
   if (utilization >= IDLE_UTILIZATION) return { action: 'wait', reason: 'busy' };
   if (trimmedSinceBusy) return { action: 'wait', reason: 'already-trimmed' };
-  return { action: 'collect-and-trim' };
+  return stage === 'interval' ? { action: 'confirm' } : { action: 'collect-and-trim' };
 }
 
 export interface MemoryTrimOptions {
@@ -36,6 +50,7 @@ export interface MemoryTrimOptions {
   /** Event-loop utilization (0-1) since the previous call. Default: performance's ELU. */
   utilization?: () => number;
   intervalMs?: number;
+  confirmMs?: number;
 }
 
 /** The addon's malloc_trim, or undefined where the addon (or this build of it) lacks it. */
@@ -67,23 +82,35 @@ function eventLoopUtilization(): () => number {
   };
 }
 
-/** Checks every `intervalMs` (the timer never holds the process open); returns stop. */
+/** Checks every `intervalMs`, then `confirmMs` after an idle interval (the timers never hold the
+ * process open); returns stop. */
 export function startMemoryTrim(opts: MemoryTrimOptions = {}): () => void {
   const trim = opts.trim ?? nativeTrim();
   if (!trim) return () => {};
   const collect = opts.collect ?? v8Collect();
   const utilization = opts.utilization ?? eventLoopUtilization();
   let trimmedSinceBusy = false;
-  const timer = setInterval(() => {
-    const decision = decideTrim(utilization(), trimmedSinceBusy);
+  let confirming: NodeJS.Timeout | undefined;
+  const act = (stage: TrimStage): void => {
+    const decision = decideTrim(utilization(), trimmedSinceBusy, stage);
     if (decision.action === 'wait') {
       if (decision.reason === 'busy') trimmedSinceBusy = false;
-      return;
+    } else if (decision.action === 'confirm') {
+      confirming = setTimeout(() => {
+        confirming = undefined;
+        act('confirm');
+      }, opts.confirmMs ?? CONFIRM_IDLE_MS);
+      confirming.unref();
+    } else {
+      collect();
+      trim();
+      trimmedSinceBusy = true;
     }
-    collect();
-    trim();
-    trimmedSinceBusy = true;
-  }, opts.intervalMs ?? MEMORY_TRIM_INTERVAL_MS);
+  };
+  const timer = setInterval(() => act('interval'), opts.intervalMs ?? MEMORY_TRIM_INTERVAL_MS);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => {
+    clearInterval(timer);
+    clearTimeout(confirming);
+  };
 }
