@@ -5,19 +5,16 @@
 // plain form is head + body, and the compressed form the head's fields with the body
 // compressed. Each form is made on first use and then shared, so a fleet of new agents costs
 // one compression per version and an old agent one concatenation.
-import type { ResourceKey, ResourceMessage, SyncResponse } from '../../api/messages.js';
+import type { SyncResponse } from '../../api/messages.js';
 import { compressBody, type SyncEncoding, worthEncoding } from '../../api/sync-encoding.js';
 
 export type Encode = (message: SyncResponse) => Buffer;
 
-export interface ResponseContent {
-  version: number;
-  baseVersion: number;
-  full: boolean;
-  upserts: ResourceMessage[];
-  removals: ResourceKey[];
-  trustBundlePem: string;
-}
+/** What a response says, before it is serialized in one form or another. */
+export type ResponseContent = Pick<
+  SyncResponse,
+  'version' | 'baseVersion' | 'full' | 'upserts' | 'removals' | 'trustBundlePem'
+>;
 
 export class EncodedResponse {
   readonly version: number;
