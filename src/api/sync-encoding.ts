@@ -1,7 +1,7 @@
 // Compressed sync responses (SyncResponse fields 50-51, Hello field 50), both sides. A full
-// snapshot of 1,000 services and 10,000 endpoints is about 3 MB of JSON documents; compressed
-// once per version it is a tenth of that for every stream, which is what a fleet reconnecting
-// at once costs the control plane in TLS, HTTP/2 framing and buffers. An agent announces what it
+// snapshot of 1,000 services and 10,000 endpoints is 2.5 MB of JSON documents and 39 KB with
+// zstd, compressed once per version for every stream: what a fleet reconnecting at once costs
+// the control plane in TLS, HTTP/2 framing, flow-control round trips and buffers. An agent announces what it
 // decodes; a control plane of an earlier release ignores the field and sends plain responses,
 // and an agent of an earlier release announces nothing and gets plain ones.
 import * as zlib from 'node:zlib';
