@@ -36,7 +36,23 @@ class FakeUpstream {
 
   constructor(private readonly mode: 'answer' | 'swallow') {}
 
+  /**
+   * Binds UDP on a free port, then TCP on the same number. That number may be taken for TCP
+   * (another process's connection, say), so on EADDRINUSE both are given up and it tries again.
+   */
   async start(): Promise<this> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.bind();
+        return this;
+      } catch (err) {
+        this.udp.close();
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 20) throw err;
+      }
+    }
+  }
+
+  private async bind(): Promise<void> {
     this.udp = createSocket('udp4');
     this.udp.on('message', (msg, peer) => {
       const reply = this.reply(msg);
@@ -57,7 +73,6 @@ class FakeUpstream {
     });
     this.tcp.listen(this.port, '127.0.0.1');
     await once(this.tcp, 'listening');
-    return this;
   }
 
   private reply(msg: Buffer): Buffer | undefined {
