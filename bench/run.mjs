@@ -455,6 +455,9 @@ function bothAgents(p) {
   return { rss: [client.rss, server.rss], pss: [client.pss, server.pss] };
 }
 
+/** The monotonic clock in µs: V8 stamps a profile's samples with it. */
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
 async function profileAgents(bench, dir) {
   const weft = lookupUser('weft');
   const runs = [
@@ -465,35 +468,37 @@ async function profileAgents(bench, dir) {
   ];
   const out = {};
   for (const [name, load] of runs) {
-    const profDir = join(dir, name);
-    mkdirSync(profDir, { recursive: true });
-    chownSync(profDir, weft.uid, weft.gid);
-    const startedAt = {};
     for (const host of ['client', 'server']) {
+      const hostDir = join(dir, name, host);
+      mkdirSync(hostDir, { recursive: true });
+      chownSync(join(dir, name), weft.uid, weft.gid);
+      chownSync(hostDir, weft.uid, weft.gid);
       await bench.lab.stopProcess(host, 'agent');
-      startedAt[host] = Date.now();
-      // The profile is written when the agent exits after SIGTERM's drain.
-      await bench.startAgentUnder(host, [
-        '--cpu-prof',
-        `--cpu-prof-dir=${profDir}`,
-        `--cpu-prof-name=${host}.cpuprofile`,
-      ]);
+      // The profile is written when the agent exits after SIGTERM's drain. Node's own file
+      // names (with the pid): the workers inherit the master's flags, so a fixed
+      // --cpu-prof-name would have the master's profile overwrite its worker's.
+      await bench.startAgentUnder(host, ['--cpu-prof', `--cpu-prof-dir=${hostDir}`]);
     }
     await bench.waitReady();
     log(`profiling the agents under ${name} load`);
-    const loadStart = Date.now();
+    const window = { fromUs: monotonicUs() };
     const result = await load();
-    const loadEnd = Date.now();
+    window.toUs = monotonicUs();
     // A long grace: the profile is written after the drain, and a SIGKILL would lose it.
     for (const host of ['client', 'server']) await bench.lab.stopProcess(host, 'agent', 30_000);
     // Only the load window counts: start-up (module loading, joining) is left out.
-    out[name] = { load: result, seconds: (loadEnd - loadStart) / 1000 };
+    out[name] = { load: result, seconds: (window.toUs - window.fromUs) / 1e6 };
     for (const host of ['client', 'server']) {
-      out[name][host] = analyzeProfile(join(profDir, `${host}.cpuprofile`), {
-        top: 25,
-        fromMs: loadStart - startedAt[host],
-        toMs: loadEnd - startedAt[host],
-      });
+      // Each process of the agent, the busiest (the worker, which serves) first.
+      const hostDir = join(dir, name, host);
+      const processes = readdirSync(hostDir)
+        .filter((f) => f.endsWith('.cpuprofile'))
+        .map((f) => ({ file: f, ...analyzeProfile(join(hostDir, f), { top: 25, ...window }) }))
+        .sort((a, b) => b.busyMs - a.busyMs);
+      out[name][host] = {
+        ...processes[0],
+        others: processes.slice(1).map(({ file, busyMs }) => ({ file, busyMs })),
+      };
     }
   }
   // Leave plain agents behind for whatever runs next.
@@ -516,8 +521,11 @@ function profileMarkdown(profiles) {
       const perRequest = requests
         ? `, ${((p.busyMs * 1000) / requests).toFixed(1)} µs per request`
         : '';
+      const others = p.others.length
+        ? ` (its busiest process, ${p.file}; the others: ${p.others.map((o) => `${o.file} ${(o.busyMs / 1000).toFixed(2)} s`).join(', ')})`
+        : '';
       lines.push(
-        `### ${host} agent: ${(p.busyMs / 1000).toFixed(2)} s busy of ${(p.totalMs / 1000).toFixed(2)} s${perRequest}`,
+        `### ${host} agent: ${(p.busyMs / 1000).toFixed(2)} s busy of ${(p.totalMs / 1000).toFixed(2)} s${perRequest}${others}`,
         '',
       );
       lines.push('| self ms | % of busy | function | where |', '|---|---|---|---|');

@@ -17,11 +17,15 @@ function frameKey(node) {
 const META = new Set(['(idle)', '(program)', '(garbage collector)', '(root)']);
 
 /**
- * Self time per function; `fromMs`/`toMs` (from the profile's start) restrict the samples.
+ * Self time per function; `fromMs`/`toMs` (from the profile's start) restrict the samples, or
+ * `fromUs`/`toUs` on the monotonic clock (`process.hrtime`'s, which V8 stamps profiles with),
+ * for a window shared by processes that started at different times.
  * Returns { totalMs, busyMs, top, callers, weft }.
  */
-export function analyzeProfile(file, { top = 25, fromMs = 0, toMs = Infinity } = {}) {
+export function analyzeProfile(file, { top = 25, fromMs = 0, toMs = Infinity, fromUs, toUs } = {}) {
   const profile = JSON.parse(readFileSync(file, 'utf8'));
+  if (fromUs !== undefined) fromMs = (fromUs - profile.startTime) / 1000;
+  if (toUs !== undefined) toMs = (toUs - profile.startTime) / 1000;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parent = new Map();
   for (const node of profile.nodes) for (const c of node.children ?? []) parent.set(c, node.id);
