@@ -27,8 +27,9 @@
 //   unload                                  end the simulated agents of `services`
 //   stop                                    the profiled agents write their profiles; summary
 //   counts                                  with agents restarted under --import=lib/count-hook.mjs:
-//                                           what each L7 request made on each agent since the
-//                                           last `counts` (promises, timers, listeners, ...)
+//                                           what each L7 request made on each agent (master and
+//                                           workers) since the last `counts` or `restart`
+//                                           (promises, timers, listeners, ...)
 //   stalls                                  with agents restarted under --import=lib/stall-hook.mjs:
 //                                           each agent process's collections and event-loop stalls
 //                                           during the last measure
@@ -180,6 +181,7 @@ try {
         }
         await bench.waitReady();
         loaded = 0;
+        for (const host of Object.keys(lastCounts)) delete lastCounts[host];
         out(`restarted${bin ? ` on ${bin}` : ''}`);
       } else if (cmd === 'rss') {
         await new Promise((r) => setTimeout(r, 5_000));
@@ -220,7 +222,18 @@ try {
         // The hook writes every second: let the last requests' counts land first.
         await new Promise((r) => setTimeout(r, 1_500));
         for (const host of ['client', 'server']) {
-          const now = JSON.parse(readFileSync(`/tmp/weft-counts/${host}.json`, 'utf8'));
+          // The master's and its workers' totals (one file per process), summed.
+          const pid = host === 'client' ? bench.pids.clientAgent : bench.pids.serverAgent;
+          const now = {};
+          for (const p of treePids(pid)) {
+            let counts;
+            try {
+              counts = JSON.parse(readFileSync(`/tmp/weft-counts/${p}.json`, 'utf8'));
+            } catch {
+              continue; // not started under the hook, or not written yet
+            }
+            for (const [k, v] of Object.entries(counts)) now[k] = (now[k] ?? 0) + v;
+          }
           const before = lastCounts[host] ?? {};
           lastCounts[host] = now;
           const streams = (now.HTTP2STREAM ?? 0) - (before.HTTP2STREAM ?? 0);

@@ -1,7 +1,8 @@
 // Loaded into an agent with `--import` (bench/probe.mjs: `restart --import=<this file>`): counts
 // what requests make, by kind (async resources by type: PROMISE, Timeout, Immediate,
 // HTTP2STREAM, ...; EventEmitter listeners added and removed; EventTarget listeners added) and
-// writes the totals to /tmp/weft-counts/<host>.json every second. The probe's `counts` command
+// writes the totals to /tmp/weft-counts/<pid>.json every second (the master's workers inherit
+// the flag: one file per process). The probe's `counts` command sums an agent's processes and
 // divides the change since its last call by the HTTP/2 streams made (one per L7 request on
 // both agents). Exact where CPU figures on a shared machine are not; it slows the agent down.
 import { createHook } from 'node:async_hooks';
@@ -37,13 +38,10 @@ EventTarget.prototype.addEventListener = function (...args) {
   return addEvent.apply(this, args);
 };
 
-// The host from the agent's config path (<lab>/<host>.agent.yaml), else the pid.
-const config = process.argv.find((a) => a.endsWith('.agent.yaml'));
-const host = config?.split('/').pop()?.split('.')[0] ?? String(process.pid);
 const dir = '/tmp/weft-counts';
 setInterval(() => {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o777 });
-    writeFileSync(`${dir}/${host}.json`, JSON.stringify(counts));
+    writeFileSync(`${dir}/${process.pid}.json`, JSON.stringify(counts));
   } catch {}
 }, 1000).unref();
