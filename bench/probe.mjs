@@ -56,7 +56,8 @@ const cmdFile = join(dir, 'cmd');
 const out = (line) => appendFileSync(join(dir, 'out'), `${line}\n`);
 const log = (msg) => out(`# ${msg}`);
 
-const bench = await BenchLab.up(`pr${process.pid % 1000}`, log);
+const labName = `pr${process.pid % 1000}`;
+const bench = await BenchLab.up(labName, log);
 let profDir;
 let loaded = 0;
 /** Wall-clock bounds of the last `measure` (for `stalls`). */
@@ -220,7 +221,14 @@ try {
         // The hook writes every second: let the last requests' counts land first.
         await new Promise((r) => setTimeout(r, 1_500));
         for (const host of ['client', 'server']) {
-          const now = JSON.parse(readFileSync(`/tmp/weft-counts/${host}.json`, 'utf8'));
+          // Summed over the host's processes (master and workers, restarted ones included:
+          // a gone process's totals stay as they were, so the change since last time holds).
+          const now = {};
+          const mine = `${labName}-${host}-`;
+          for (const f of readdirSync('/tmp/weft-counts').filter((f) => f.startsWith(mine))) {
+            const one = JSON.parse(readFileSync(`/tmp/weft-counts/${f}`, 'utf8'));
+            for (const [k, v] of Object.entries(one)) now[k] = (now[k] ?? 0) + v;
+          }
           const before = lastCounts[host] ?? {};
           lastCounts[host] = now;
           const streams = (now.HTTP2STREAM ?? 0) - (before.HTTP2STREAM ?? 0);

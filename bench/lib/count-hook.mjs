@@ -1,12 +1,12 @@
 // Loaded into an agent with `--import` (bench/probe.mjs: `restart --import=<this file>`): counts
 // what requests make, by kind (async resources by type: PROMISE, Timeout, Immediate,
 // HTTP2STREAM, ...; EventEmitter listeners added and removed; EventTarget listeners added) and
-// writes the totals to /tmp/weft-counts/<host>.json every second. The probe's `counts` command
-// divides the change since its last call by the HTTP/2 streams made (one per L7 request on
-// both agents). Exact where CPU figures on a shared machine are not; it slows the agent down.
+// writes the totals to /tmp/weft-counts/<lab>-<host>-<pid>.json every second. The probe's
+// `counts` command sums a host's processes and divides the change since its last call by the
+// HTTP/2 streams made (one per L7 request on both agents). Exact where CPU figures on a shared machine are not; it slows the agent down.
 import { createHook } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 const counts = { listenerAdd: 0, listenerRemove: 0, eventTargetAdd: 0 };
 createHook({
@@ -37,13 +37,22 @@ EventTarget.prototype.addEventListener = function (...args) {
   return addEvent.apply(this, args);
 };
 
-// The host from the agent's config path (<lab>/<host>.agent.yaml), else the pid.
-const config = process.argv.find((a) => a.endsWith('.agent.yaml'));
-const host = config?.split('/').pop()?.split('.')[0] ?? String(process.pid);
+// The lab and host from the agent's config path (<lab>/<host>.agent.yaml): a worker process has
+// no config in its argv, so it takes its master's. One file per process (master and workers
+// each count their own), named by lab so that two probes' labs never share one.
+const configOf = (argv) => argv.find((a) => a.endsWith('.agent.yaml'));
+let config = configOf(process.argv);
+if (config === undefined) {
+  try {
+    config = configOf(readFileSync(`/proc/${process.ppid}/cmdline`, 'utf8').split('\0'));
+  } catch {}
+}
+const [lab, host] = config?.split('/').slice(-2) ?? ['', String(process.pid)];
+const name = `${lab}-${host.split('.')[0]}-${process.pid}`;
 const dir = '/tmp/weft-counts';
 setInterval(() => {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o777 });
-    writeFileSync(`${dir}/${host}.json`, JSON.stringify(counts));
+    writeFileSync(`${dir}/${name}.json`, JSON.stringify(counts));
   } catch {}
 }, 1000).unref();
