@@ -14,7 +14,7 @@ import {
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
 } from 'node:http2';
-import type { Socket } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,7 +62,33 @@ let h2Port = 0;
 let lockedPort = 0;
 let downPort = 0;
 
-async function listen(s: HttpServer | Http2Server, port = 0): Promise<number> {
+/** An app that writes each whole answer (head, body, trailers) in one write: read with its head. */
+const WHOLE: Record<string, string> = {
+  '/whole': 'HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nin one read',
+  '/whole-empty': 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n',
+  '/whole-trailers':
+    'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n' +
+    '5\r\nwhole\r\n0\r\nx-sum: 42\r\n\r\n',
+};
+let wholePort = 0;
+
+function startWholeApp(): NetServer {
+  return createNetServer((socket) => {
+    let held = '';
+    socket.on('data', (chunk: Buffer) => {
+      held += chunk.toString('latin1');
+      // Bodiless GETs only: each head ends at its blank line.
+      for (let end = held.indexOf('\r\n\r\n'); end >= 0; end = held.indexOf('\r\n\r\n')) {
+        const path = held.slice(0, held.indexOf('\r\n')).split(' ')[1] ?? '';
+        held = held.slice(end + 4);
+        socket.write(WHOLE[path] ?? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+      }
+    });
+    socket.on('error', () => {});
+  });
+}
+
+async function listen(s: HttpServer | Http2Server | NetServer, port = 0): Promise<number> {
   s.listen(port, REGISTERED);
   await once(s, 'listening');
   return (s.address() as { port: number }).port;
@@ -213,6 +239,9 @@ beforeAll(async () => {
   h1.port = await listen(h1.server);
   const h2 = startH2App();
   h2Port = await listen(h2);
+  const whole = startWholeApp();
+  wholePort = await listen(whole);
+  closers.push(() => whole.close());
   const h2Locked = startH2App();
   lockedPort = await listen(h2Locked);
   closers.push(() => h2Locked.close());
@@ -231,6 +260,8 @@ beforeAll(async () => {
       serviceDoc('web', '240.240.0.10', [{ port: 80, targetPort: h1.port, protocol: 'http' }]),
       serviceDoc('grpc', '240.240.0.11', [{ port: 50051, targetPort: h2Port, protocol: 'grpc' }]),
       serviceDoc('down', '240.240.0.12', [{ port: 80, targetPort: downPort, protocol: 'http' }]),
+      serviceDoc('whole', '240.240.0.14', [{ port: 80, targetPort: wholePort, protocol: 'http' }]),
+      workloadDoc('node-b', 'whole', REGISTERED, wholePort),
       serviceDoc('locked', '240.240.0.13', [
         { port: 81, targetPort: lockedPort, protocol: 'grpc' },
       ]),
@@ -385,6 +416,26 @@ describe('HTTP/1.1 apps (weft-orig-proto: HTTP/1.1)', () => {
     const post = await request(toApp(h1.port, headers), body);
     expect(post.headers[':status']).toBe(200);
     expect(post.headers['x-request-bytes']).toBe(String(body.length));
+  });
+
+  it('an answer read whole with its head keeps its body, trailers and record', async () => {
+    // Such an answer is sent on in one piece rather than piped (inbound-tunnel.ts).
+    const plain = await request(toApp(wholePort, { ...http1, ':path': '/whole' }));
+    expect(plain.headers[':status']).toBe(200);
+    expect(plain.body.toString()).toBe('in one read');
+    expect(plain.trailers).toBeUndefined();
+    const empty = await request(toApp(wholePort, { ...http1, ':path': '/whole-empty' }));
+    expect(empty.headers[':status']).toBe(200);
+    expect(empty.body.length).toBe(0);
+    const t = await request(toApp(wholePort, { ...http1, ':path': '/whole-trailers' }));
+    expect(t.body.toString()).toBe('whole');
+    expect(t.trailers).toMatchObject({ 'x-sum': '42' });
+    const line = (name: string) =>
+      new RegExp(
+        `^weft_http_${name}\\{direction="inbound",src_service="frontend",dst_service="whole"`,
+      );
+    await expect.poll(() => scrape(line('requests_total'))).toBe(3);
+    expect(await scrape(line('response_bytes_total'))).toBe(11 + 5);
   });
 
   it("never lets weft's own headers reach the app", async () => {
