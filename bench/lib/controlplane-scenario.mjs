@@ -8,6 +8,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CONTROL_PLANE_NODE_FLAGS } from '../../dist/controlplane/node-flags.js';
 import { MeshLab, WEFT_BIN } from '../../dist/lab/index.js';
 import { summarize } from './stats.mjs';
 
@@ -67,7 +68,16 @@ async function restartControlPlane(mesh, bin = WEFT_BIN, nodeFlags = '', env = {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const started = await lab.startProcess('cp', {
     name: 'controlplane',
-    command: [process.execPath, bin, 'controlplane', '--data-dir', dir],
+    // This checkout's control plane with its V8 flags, as its systemd unit starts it; another
+    // checkout's (--cp-compare) as that one's lab did before the flags (none).
+    command: [
+      process.execPath,
+      ...(bin === WEFT_BIN ? CONTROL_PLANE_NODE_FLAGS : []),
+      bin,
+      'controlplane',
+      '--data-dir',
+      dir,
+    ],
     // --profile: each run's control plane writes its V8 CPU profile when it stops;
     // --cp-node-options: Node flags for it (e.g. --import=bench/lib/heap-hook.mjs).
     // --cp-env: more of its environment (e.g. glibc's MALLOC_ARENA_MAX=2).

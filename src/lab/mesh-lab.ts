@@ -7,6 +7,7 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MASTER_NODE_FLAGS } from '../agent/node-flags.js';
+import { CONTROL_PLANE_NODE_FLAGS } from '../controlplane/node-flags.js';
 import { WeftError } from '../errors.js';
 import type { RunResult } from '../sys/run.js';
 import { ETCD_HOSTS, HaControlPlane, REPLICA_HOSTS } from './ha-control-plane.js';
@@ -56,7 +57,11 @@ export class MeshLab {
     readonly lab: Lab,
     readonly options: MeshLabOptions,
   ) {
-    this.ha = options.ha === true ? new HaControlPlane(lab, weft()) : undefined;
+    // Replicas start with the control plane's V8 flags, as the systemd unit starts them.
+    this.ha =
+      options.ha === true
+        ? new HaControlPlane(lab, [process.execPath, ...CONTROL_PLANE_NODE_FLAGS, WEFT_BIN])
+        : undefined;
   }
 
   /** The hosts that run a control plane: cp, or the replicas cp1-3. */
@@ -108,7 +113,15 @@ export class MeshLab {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     await this.lab.startProcess('cp', {
       name: 'controlplane',
-      command: weft('controlplane', '--data-dir', dir),
+      // With its V8 flags, as the systemd unit starts it (controlplane/node-flags.ts).
+      command: [
+        process.execPath,
+        ...CONTROL_PLANE_NODE_FLAGS,
+        WEFT_BIN,
+        'controlplane',
+        '--data-dir',
+        dir,
+      ],
     });
     await waitUntil('the control plane', async () => {
       const r = await this.weft('cp', ['get', 'services', ...this.adminArgs], {

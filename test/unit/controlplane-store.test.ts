@@ -1,7 +1,16 @@
 // The embedded store: the Store contract every store meets (test/helpers/store-contract.ts), and
 // what is the file store's own: what survives a restart or a crash in the middle of a write,
 // its bounded change log, and lease timing on a fake clock.
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  cpSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +30,12 @@ function newDir(): string {
 
 async function openStore(
   dir: string,
-  options: { historyEvents?: number; leaseCheckMs?: number; changeLogSize?: number } = {},
+  options: {
+    historyEvents?: number;
+    leaseCheckMs?: number;
+    changeLogSize?: number;
+    journalCompactBytes?: number;
+  } = {},
 ): Promise<FileStore> {
   const store = await FileStore.open({ dir, ...options });
   open.push(store);
@@ -86,6 +100,125 @@ describe('durability', () => {
     writeFileSync(join(dir, 'state.json'), 'not json');
     await expect(FileStore.open({ dir })).rejects.toThrow('is not a weft store');
     expect(readFileSync(join(dir, 'state.json'), 'utf8')).toBe('not json');
+  });
+});
+
+describe('journal', () => {
+  const stateFile = (dir: string) => join(dir, 'state.json');
+  const journalFile = (dir: string) => join(dir, 'journal.jsonl');
+  /** What a crash leaves: the directory's files as they are now, the store still open. */
+  const crashImage = (dir: string): string => {
+    const copy = newDir();
+    for (const f of readdirSync(dir).filter((n) => n !== '.lock' && !n.endsWith('.lock')))
+      cpSync(join(dir, f), join(copy, f));
+    return copy;
+  };
+  const bulk = async (store: FileStore, n: number) => {
+    for (let i = 0; i < n; i += 100)
+      await store.txn({
+        ops: Array.from({ length: 100 }, (_, k) => ({
+          type: 'put' as const,
+          key: `/bulk/${i + k}`,
+          value: { pad: 'x'.repeat(1000) },
+        })),
+      });
+  };
+
+  it('writes what a transaction changed, not the whole state again', async () => {
+    const dir = newDir();
+    const store = await openStore(dir);
+    await bulk(store, 2_000); // about 2 MB of state
+    await store.close(); // the snapshot alone holds it
+    const again = await openStore(dir);
+    const snapshot = statSync(stateFile(dir));
+    for (let i = 0; i < 20; i++) await again.put(`/small/${i}`, i);
+    // The snapshot file was not rewritten (a rewrite renames a new file over it).
+    expect(statSync(stateFile(dir)).ino).toBe(snapshot.ino);
+    expect(statSync(journalFile(dir)).size).toBeLessThan(snapshot.size / 100);
+    const image = await openStore(crashImage(dir));
+    expect((await image.get('/small/19'))?.value).toBe(19);
+    expect((await image.list('/bulk/')).entries).toHaveLength(2_000);
+    expect(await image.revision()).toBe(await again.revision());
+  });
+
+  it('folds the journal into a new snapshot once it outgrows its bound, losing nothing', async () => {
+    const dir = newDir();
+    const store = await openStore(dir, { journalCompactBytes: 4_000 });
+    const first = statSync(stateFile(dir)).ino;
+    for (let i = 0; i < 40; i++) await store.put(`/k/${i}`, { pad: 'y'.repeat(200) });
+    expect(statSync(stateFile(dir)).ino).not.toBe(first);
+    expect(statSync(journalFile(dir)).size).toBeLessThanOrEqual(4_000);
+    const image = await openStore(crashImage(dir));
+    expect((await image.list('/k/')).entries).toHaveLength(40);
+    expect(await image.changes('/k/')).toEqual(await store.changes('/k/'));
+  });
+
+  it('keeps a lease granted after the snapshot, and its removal, across a crash', async () => {
+    const dir = newDir();
+    const store = await openStore(dir);
+    const kept = await store.grantLease(60_000);
+    const gone = await store.grantLease(60_000);
+    await store.revokeLease(gone);
+    const image = await openStore(crashImage(dir));
+    expect(await image.leaseTimeToLive(kept)).toMatchObject({ ttlMs: 60_000 });
+    expect(await image.leaseTimeToLive(gone)).toBeUndefined();
+  });
+
+  it('drops a torn last line (a write that never completed) and starts from a whole snapshot', async () => {
+    const dir = newDir();
+    const store = await openStore(dir);
+    await store.put('/kept', 'yes');
+    const image = crashImage(dir);
+    appendFileSync(journalFile(image), '{"j":1,"r":2,"g":[[2,[["/torn"');
+    const again = await openStore(image);
+    expect((await again.get('/kept'))?.value).toBe('yes');
+    expect(await again.get('/torn')).toBeUndefined();
+    expect(await again.revision()).toBe(1);
+    // Folded at open: an older release, reading only the snapshot, sees the same state.
+    expect(statSync(journalFile(image)).size).toBe(0);
+    expect(JSON.parse(readFileSync(stateFile(image), 'utf8')).revision).toBe(1);
+  });
+
+  it('refuses a damaged line before the last instead of starting without what follows it', async () => {
+    const dir = newDir();
+    const store = await openStore(dir);
+    await store.put('/a', 1);
+    const image = crashImage(dir);
+    const lines = readFileSync(journalFile(image), 'utf8');
+    writeFileSync(journalFile(image), `not json\n${lines}`);
+    await expect(FileStore.open({ dir: image })).rejects.toThrow(/journal.jsonl line 1 is damaged/);
+    expect(readFileSync(journalFile(image), 'utf8')).toBe(`not json\n${lines}`);
+  });
+
+  it("ignores the lines of an older snapshot's journal (a crash before it was emptied)", async () => {
+    const dir = newDir();
+    const store = await openStore(dir, { journalCompactBytes: 300 });
+    await store.put('/a', 'first');
+    const before = readFileSync(journalFile(dir), 'utf8');
+    for (let i = 0; i < 10; i++) await store.put('/a', `v${i}`);
+    await store.delete('/a');
+    const image = crashImage(dir);
+    // The snapshot was replaced, but the journal still holds the lines it already folded in.
+    writeFileSync(journalFile(image), before + readFileSync(journalFile(image), 'utf8'));
+    const again = await openStore(image);
+    expect(await again.get('/a')).toBeUndefined();
+    expect(await again.revision()).toBe(await store.revision());
+  });
+
+  it('leaves the whole state in the snapshot file after a clean close', async () => {
+    const dir = newDir();
+    const store = await openStore(dir);
+    await store.put('/a', 1);
+    await store.close();
+    rmSync(journalFile(dir)); // what a release without journals reads: the snapshot alone
+    const again = await openStore(dir);
+    expect((await again.get('/a'))?.value).toBe(1);
+  });
+
+  it('refuses a compaction bound that is not a whole number of bytes', async () => {
+    await expect(FileStore.open({ dir: newDir(), journalCompactBytes: -1 })).rejects.toThrow(
+      'journalCompactBytes must be a whole number of bytes',
+    );
   });
 });
 

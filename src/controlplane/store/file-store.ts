@@ -1,17 +1,26 @@
-// The embedded store: the whole state as one JSON file in the data directory, replaced
-// crash-safely (write a temp file, fsync it, rename it over the old one, fsync the directory).
+// The embedded store: a snapshot of the whole state as one JSON file in the data directory,
+// replaced crash-safely (write a temp file, fsync it, rename it over the old one, fsync the
+// directory), and a journal of what changed since (./file-journal.ts), appended and fsynced.
 // Transactions apply to an in-memory working copy at once (so compare-and-swap sees every
 // earlier transaction) and are acknowledged, made visible to readers and sent to watchers only
-// after the file holding them is durable. Transactions that arrive while a write is in flight
-// share the next write, so a burst costs one or two file writes, not one per change.
-// At weft's scale (thousands of entries, a few MB) rewriting the file is cheap; etcd takes
-// over beyond one process.
+// after the write holding them is durable. Transactions that arrive while a write is in flight
+// share the next write, so a burst costs one or two writes, not one per change. A write is a
+// journal line unless the journal has grown to the snapshot's size: then a new snapshot, and the
+// journal starts empty (the cost of a write stays proportional to what changed). Opening and a
+// clean close leave the state in the snapshot alone. etcd takes over beyond one process.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WeftError } from '../../errors.js';
 import { acquireDirLock, type DirLock } from './dir-lock.js';
+import {
+  encodeRecord,
+  JournalFile,
+  type JournalGroup,
+  type JournalRecord,
+  parseJournal,
+} from './file-journal.js';
 import {
   type ChangeLog,
   deleteRequest,
@@ -38,9 +47,16 @@ export interface FileStoreOptions {
   leaseCheckMs?: number;
   /** Key changes kept (and persisted) for changes() (default 20,000). */
   changeLogSize?: number;
+  /**
+   * Journal size (bytes) beyond which the next write is a new snapshot instead (default: the
+   * last snapshot's size, at least 1 MiB).
+   */
+  journalCompactBytes?: number;
 }
 
 const STATE_FILE = 'state.json';
+const JOURNAL_FILE = 'journal.jsonl';
+const MIN_COMPACT_BYTES = 1024 * 1024;
 const TEMP_SUFFIX = '.tmp';
 const FORMAT = 'weft-store/1';
 
@@ -51,6 +67,8 @@ interface PersistedState {
   entries: Array<StoreEntry>;
   /** The change log: from, then [revision, key, 1 = put | 0 = delete] oldest first. */
   changeLog?: { from: number; changes: Array<[number, string, 0 | 1]> };
+  /** Its generation: the journal lines written after it carry it (absent before journals). */
+  journal?: number;
 }
 
 interface Pending {
@@ -98,11 +116,26 @@ export class FileStore implements Store {
   private failure: Error | undefined;
   private closed = false;
   private readonly leaseTimer: NodeJS.Timeout;
+  private journal: JournalFile | undefined;
+  private readonly journalCompactBytes: number | undefined;
+  private snapshotBytes = 0;
+  private generation = 0; // the snapshot's, carried by the journal lines after it
+  // Leases changed since the last write: the next journal line carries them all.
+  private leasesDirty = false;
 
   private constructor(options: FileStoreOptions, lock: DirLock) {
     this.dir = options.dir;
     this.historyEvents = options.historyEvents ?? 100_000;
     this.changeLogSize = options.changeLogSize ?? 20_000;
+    if (
+      options.journalCompactBytes !== undefined &&
+      !(Number.isInteger(options.journalCompactBytes) && options.journalCompactBytes >= 0)
+    )
+      throw new WeftError(
+        'WEFT_E_INTERNAL',
+        `journalCompactBytes must be a whole number of bytes, got ${options.journalCompactBytes}`,
+      );
+    this.journalCompactBytes = options.journalCompactBytes;
     this.lock = lock;
     this.leaseTimer = setInterval(() => this.expireLeases(), options.leaseCheckMs ?? 250);
     this.leaseTimer.unref();
@@ -112,11 +145,14 @@ export class FileStore implements Store {
   static async open(options: FileStoreOptions): Promise<FileStore> {
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
     const lock = acquireDirLock(options.dir);
+    let store: FileStore | undefined;
     try {
-      const store = new FileStore(options, lock);
+      store = new FileStore(options, lock);
       await store.load();
       return store;
     } catch (err) {
+      clearInterval(store?.leaseTimer);
+      await store?.journal?.close();
       lock.release();
       throw err;
     }
@@ -128,38 +164,83 @@ export class FileStore implements Store {
     for (const name of await readdir(this.dir)) {
       if (name.endsWith(TEMP_SUFFIX)) await unlink(join(this.dir, name));
     }
+    const state = await this.readSnapshot();
+    if (state !== undefined) {
+      for (const entry of state.entries) this.committed.set(entry.key, entry);
+      this.committedRevision = state.revision;
+      this.changeLog = state.changeLog?.changes ?? [];
+      this.changeLogFrom = state.changeLog?.from ?? state.revision;
+      for (const [lease, ttl] of state.leases) this.leases.set(lease, ttl);
+      this.generation = state.journal ?? 0;
+    }
+    const journalPath = join(this.dir, JOURNAL_FILE);
+    let journalText = '';
+    try {
+      journalText = await readFile(journalPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new WeftError(
+          'WEFT_E_STORE',
+          `cannot read ${journalPath}: ${(err as Error).message}`,
+        );
+    }
+    for (const record of parseJournal(journalText, this.generation, journalPath))
+      this.replay(record);
+    this.working = new Map(this.committed);
+    this.workingRevision = this.committedRevision;
+    this.historyStart = this.committedRevision + 1;
+    const now = Date.now();
+    for (const [lease, ttl] of this.leases) this.leaseDeadlines.set(lease, now + ttl);
+    this.journal = await JournalFile.open(journalPath);
+    // Folded into a fresh snapshot: the journal then holds no torn tail to append after, and
+    // the snapshot alone is the whole state (what `controlplane migrate` and an older release
+    // read).
+    if (state === undefined || this.journal.bytes > 0) await this.compact();
+  }
+
+  private async readSnapshot(): Promise<PersistedState | undefined> {
     let text: string;
     try {
       text = await readFile(join(this.dir, STATE_FILE), 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new WeftError(
         'WEFT_E_STORE',
         `cannot read ${join(this.dir, STATE_FILE)}: ${(err as Error).message}`,
       );
     }
-    let state: PersistedState;
     try {
-      state = JSON.parse(text) as PersistedState;
+      const state = JSON.parse(text) as PersistedState;
       if (state.format !== FORMAT)
         throw new Error(`unknown format ${JSON.stringify(state.format)}`);
+      this.snapshotBytes = text.length;
+      return state;
     } catch (err) {
       throw new WeftError(
         'WEFT_E_STORE',
         `${join(this.dir, STATE_FILE)} is not a weft store (${(err as Error).message}); restore it from a backup or move it away to start empty`,
       );
     }
-    for (const entry of state.entries) this.committed.set(entry.key, entry);
-    this.working = new Map(this.committed);
-    this.committedRevision = this.workingRevision = state.revision;
-    this.historyStart = state.revision + 1;
-    this.changeLog = state.changeLog?.changes ?? [];
-    this.changeLogFrom = state.changeLog?.from ?? state.revision;
-    const now = Date.now();
-    for (const [lease, ttl] of state.leases) {
-      this.leases.set(lease, ttl);
-      this.leaseDeadlines.set(lease, now + ttl);
+  }
+
+  /** One journal line onto the committed state, as the writes it holds were applied. */
+  private replay(record: JournalRecord): void {
+    for (const [revision, ops] of record.g) {
+      const events: StoreEvent[] = [];
+      for (const op of ops) {
+        const prev = this.committed.get(op[0]);
+        if (op.length === 2) {
+          this.committed.set(op[0], op[1]);
+          events.push({ type: 'put', key: op[0], entry: op[1] });
+        } else if (prev !== undefined) {
+          this.committed.delete(op[0]);
+          events.push({ type: 'delete', key: op[0], entry: prev });
+        }
+      }
+      this.logChanges(revision, events);
     }
+    if (record.l !== undefined) this.leases = new Map(record.l);
+    this.committedRevision = record.r;
   }
 
   private check(): void {
@@ -292,13 +373,19 @@ export class FileStore implements Store {
   }
 
   private async flushLoop(): Promise<void> {
+    // Yield first: a batch with nothing to write runs no await, and the loop must not end (and
+    // clear `flushing`) before enqueue() has stored its promise there.
+    await undefined;
     while (this.queue.length > 0) {
       const batch = this.queue;
       this.queue = [];
-      // Serialized now, synchronously: the file holds exactly the transactions in `batch`.
-      const text = batch.some((p) => p.write) ? this.serialize() : undefined;
+      // Serialized now, synchronously: the write holds exactly the transactions in `batch`.
+      const line = batch.some((p) => p.write) ? this.journalLine(batch) : undefined;
+      const snapshot =
+        line !== undefined && this.journalFull(line.length) ? this.serialize() : undefined;
       try {
-        if (text !== undefined) await this.writeDurably(text);
+        if (snapshot !== undefined) await this.writeSnapshot(snapshot);
+        else if (line !== undefined) await this.journal!.append(line);
       } catch (err) {
         this.fail(
           new WeftError(
@@ -315,6 +402,42 @@ export class FileStore implements Store {
     this.flushing = undefined;
   }
 
+  /** The batch's changes as one journal line; undefined when it changed nothing durable. */
+  private journalLine(batch: Pending[]): string | undefined {
+    const groups: JournalGroup[] = [];
+    for (const p of batch) {
+      if (p.events.length === 0) continue;
+      groups.push([
+        p.revision,
+        p.events.map((e) => (e.type === 'put' ? [e.key, e.entry] : [e.key])),
+      ]);
+    }
+    if (groups.length === 0 && !this.leasesDirty) return undefined;
+    const record: JournalRecord = { j: this.generation, r: this.workingRevision, g: groups };
+    if (this.leasesDirty) record.l = [...this.leases];
+    this.leasesDirty = false;
+    return encodeRecord(record);
+  }
+
+  /** Whether a write of `lineBytes` more should be a new snapshot instead. */
+  private journalFull(lineBytes: number): boolean {
+    const limit = this.journalCompactBytes ?? Math.max(MIN_COMPACT_BYTES, this.snapshotBytes);
+    return this.journal!.bytes + lineBytes > limit;
+  }
+
+  /** The whole working state as the new snapshot, and an empty journal after it. */
+  private async compact(): Promise<void> {
+    this.leasesDirty = false;
+    await this.writeSnapshot(this.serialize());
+  }
+
+  private async writeSnapshot(text: string): Promise<void> {
+    await this.writeDurably(text);
+    this.generation += 1; // serialize() wrote the next one
+    this.snapshotBytes = text.length;
+    await this.journal!.clear();
+  }
+
   private serialize(): string {
     const state: PersistedState = {
       format: FORMAT,
@@ -322,6 +445,7 @@ export class FileStore implements Store {
       leases: [...this.leases],
       entries: [...this.working.values()],
       changeLog: { from: this.changeLogFrom, changes: this.changeLog },
+      journal: this.generation + 1,
     };
     return JSON.stringify(state);
   }
@@ -427,6 +551,7 @@ export class FileStore implements Store {
     const lease = randomBytes(8).toString('hex');
     this.leases.set(lease, ttlMs);
     this.leaseDeadlines.set(lease, Date.now() + ttlMs);
+    this.leasesDirty = true;
     await this.enqueue(-1, [], true); // the lease itself must be durable before keys use it
     return lease;
   }
@@ -457,6 +582,7 @@ export class FileStore implements Store {
       .map((e) => ({ type: 'delete' as const, key: e.key }));
     this.leases.delete(lease);
     this.leaseDeadlines.delete(lease);
+    this.leasesDirty = true;
     await this.apply({ ops });
     // Persist the lease's removal even when no key used it.
     await this.enqueue(-1, [], true);
@@ -474,6 +600,10 @@ export class FileStore implements Store {
     if (this.closed) return;
     clearInterval(this.leaseTimer);
     if (this.flushing !== undefined) await this.flushing;
+    // The snapshot alone then holds the whole state: an older release reads only that file.
+    if (this.failure === undefined && this.journal !== undefined && this.journal.bytes > 0)
+      await this.compact().catch(() => {}); // the journal still holds it all: nothing is lost
+    await this.journal?.close();
     this.closed = true;
     for (const watcher of [...this.watchers])
       this.endWatch(watcher, new WeftError('WEFT_E_STORE', 'the store is closed'));
