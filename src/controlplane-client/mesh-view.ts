@@ -10,6 +10,14 @@ import type {
 } from '../api/resources/index.js';
 import type { Snapshot, SnapshotResource } from './snapshot.js';
 
+/** What a view reads of a resource (a worker's copy holds only this: no wire JSON). */
+export type ViewResource = Pick<SnapshotResource, 'kind' | 'name' | 'doc'>;
+
+/** What a view is built from: a snapshot, or a worker's copy of one. */
+export interface ViewSource extends Pick<Snapshot, 'version' | 'trustBundlePem'> {
+  resources: ReadonlyMap<string, ViewResource>;
+}
+
 export interface ServiceView {
   name: string;
   /** From 240.240.0.0/16; undefined until the control plane allocated one. */
@@ -38,7 +46,7 @@ export interface MeshView {
   /** Per service name; a service may have endpoints before its Service resource exists. */
   endpoints: ReadonlyMap<string, readonly EndpointView[]>;
   /** TrafficPolicy, HTTPRoute, AuthorizationPolicy (and kinds this agent does not know), by kind. */
-  policies: ReadonlyMap<string, readonly SnapshotResource[]>;
+  policies: ReadonlyMap<string, readonly ViewResource[]>;
   /**
    * Serials (canonical: lowercase hex, no leading zeros) of certificates the control plane
    * revoked and that have not expired: the tunnel refuses peers presenting them.
@@ -46,13 +54,13 @@ export interface MeshView {
   revokedSerials: ReadonlySet<string>;
 }
 
-export function meshView(snapshot: Snapshot, now = Date.now()): MeshView {
+export function meshView(snapshot: ViewSource, now = Date.now()): MeshView {
   let mesh: MeshSpec | undefined;
   const revokedSerials = new Set<string>();
   const services = new Map<string, ServiceView>();
   const servicesByVip = new Map<string, ServiceView>();
   const endpoints = new Map<string, EndpointView[]>();
-  const policies = new Map<string, SnapshotResource[]>();
+  const policies = new Map<string, ViewResource[]>();
   for (const r of snapshot.resources.values()) {
     switch (r.kind) {
       case 'Mesh':
