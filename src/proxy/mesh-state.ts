@@ -18,7 +18,11 @@ import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
 import { outlierDetectionOf } from './balance/outlier.js';
 import type { NamedPolicy } from './inbound/authorize.js';
-import { buildEndpointIndex, type EndpointIndex } from './outbound/route.js';
+import {
+  buildEndpointIndex,
+  type EndpointIndex,
+  type EndpointIndexParts,
+} from './outbound/route.js';
 import {
   type BreakerLimits,
   CircuitBreaker,
@@ -75,6 +79,13 @@ export class MeshState {
   private readonly ruleLatencies = new RuleLatencies();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
+  /** Each service's part of endpointIndex, by the endpoint list it came from. */
+  private readonly indexParts: EndpointIndexParts = new WeakMap();
+  /** What each pool was last updated from (see update). */
+  private readonly poolInputs = new WeakMap<
+    EndpointPool,
+    { endpoints: readonly EndpointView[]; policy: TrafficPolicySpec | undefined; port: object }
+  >();
   /** Per destination service, kept across versions (counts in flight carry over). */
   private breakers = new Map<string, CircuitBreaker>();
   /** Per local service with a rateLimit; replaced only when its settings change. */
@@ -129,7 +140,7 @@ export class MeshState {
     // service's workloads registered on its targetPort (80->8080 never dials an 8081 one).
     const pools = new Map<string, Map<number, ServicePortPool>>();
     for (const service of view.services.values()) {
-      const endpoints = view.endpoints.get(service.name) ?? [];
+      const endpoints = view.endpoints.get(service.name) ?? NO_ENDPOINTS;
       const policy = serviceTraffic.get(service.name) ?? meshTraffic;
       const balancer = policy?.balancer;
       const outlier = outlierDetectionOf(policy?.outlierDetection);
@@ -137,11 +148,17 @@ export class MeshState {
       for (const port of service.ports) {
         const pool =
           this.pool(service.name, port.port) ?? new EndpointPool(service.name, balancer, outlier);
-        pool.update(
-          endpoints.filter((ep) => ep.port === port.targetPort),
-          balancer,
-          outlier,
-        );
+        // Unchanged endpoints (the same list: a worker's view keeps it, nextMeshView) and
+        // policy: nothing to do, which is most services in each version of a large mesh.
+        const last = this.poolInputs.get(pool);
+        if (last?.endpoints !== endpoints || last.policy !== policy || last.port !== port) {
+          pool.update(
+            endpoints.filter((ep) => ep.port === port.targetPort),
+            balancer,
+            outlier,
+          );
+          this.poolInputs.set(pool, { endpoints, policy, port });
+        }
         byPort.set(port.port, { service: service.name, port: port.port, pool });
       }
       pools.set(service.name, byPort);
@@ -191,7 +208,7 @@ export class MeshState {
     }
 
     this.view = view;
-    this.endpointIndex = buildEndpointIndex(view);
+    this.endpointIndex = buildEndpointIndex(view, this.indexParts);
     this.pools = pools;
     this.authz = authz;
     this.serviceTraffic = serviceTraffic;
@@ -277,6 +294,8 @@ export class MeshState {
     return this.view?.mesh?.mtls.mode ?? 'permissive';
   }
 }
+
+const NO_ENDPOINTS: readonly EndpointView[] = [];
 
 function breakerLimits(policy: TrafficPolicySpec['circuitBreaker'] | undefined): BreakerLimits {
   if (policy === undefined) return DEFAULT_BREAKER_LIMITS;

@@ -119,6 +119,7 @@ describe('snapshots from the master to a worker', () => {
     const first = snapshotOf(docs, 1);
     const { session, publisher, mirror, sent } = masterAndWorker(first);
     const whole = serialize(publisher.state()).byteLength;
+    const before = mirror.view()!;
 
     const changed = docs.map((d) =>
       (d.metadata as { name: string }).name === 'n3-svc7-8080'
@@ -138,5 +139,9 @@ describe('snapshots from the master to a worker', () => {
     expect(view.endpoints.get('svc9')!.map((e) => e.node)).not.toContain('n4');
     // The worker's view is the one the master's session has of the same version.
     expect(view).toEqual(meshView(second));
+    // Made in proportion to the change: services it did not touch keep their objects.
+    expect(view.endpoints.get('svc8')).toBe(before.endpoints.get('svc8'));
+    expect(view.services.get('svc7')).toBe(before.services.get('svc7'));
+    expect(view.endpoints.get('svc7')).not.toBe(before.endpoints.get('svc7'));
   });
 });

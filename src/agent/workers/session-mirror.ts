@@ -8,7 +8,13 @@
 import { EventEmitter } from 'node:events';
 import type { EffectivePolicy } from '../../api/resources/traffic-policy-scopes.js';
 import type { Identity } from '../../controlplane-client/identity-store.js';
-import { type MeshView, meshView, type ViewResource } from '../../controlplane-client/mesh-view.js';
+import {
+  type MeshView,
+  meshView,
+  nextMeshView,
+  type ResourceChange,
+  type ViewResource,
+} from '../../controlplane-client/mesh-view.js';
 import { WeftError } from '../../errors.js';
 import type { DataPlaneSession } from '../../proxy/data-plane.js';
 import type { ResolvedTraffic } from '../../proxy/mesh-state.js';
@@ -77,14 +83,29 @@ export class SessionMirror extends EventEmitter<MirrorEvents> implements DataPla
         `snapshot changes from version ${m.baseVersion} arrived at a worker holding ${this.current?.version ?? 'none'}`,
       );
     }
+    const previous = m.baseVersion === undefined ? undefined : this.current;
+    const changes: ResourceChange[] = [];
+    if (previous) {
+      for (const key of m.resources.removed)
+        changes.push({ before: this.resources.get(key), after: undefined });
+      for (const [key, after] of m.resources.set)
+        changes.push({ before: this.resources.get(key), after });
+    }
     applyChanges(this.resources, m.resources);
     applyChanges(this.services, m.services);
     if (m.mesh) this.mesh = m.mesh.policy;
-    const view = meshView({
+    const source = {
       version: m.version,
       trustBundlePem: m.trustBundlePem,
       resources: this.resources,
-    });
+    };
+    const view = previous
+      ? nextMeshView(
+          previous,
+          source,
+          changes.filter((c) => c.before ?? c.after),
+        )
+      : meshView(source);
     this.traffic.set(view, { mesh: this.mesh, services: new Map(this.services) });
     return view;
   }
