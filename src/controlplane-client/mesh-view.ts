@@ -185,6 +185,22 @@ export function nextMeshView(
   };
 }
 
+/** The resources set or removed between two versions, by identity (an accepted delta keeps the
+ * objects of the resources it did not change). */
+export function changedResources(
+  before: ReadonlyMap<string, ViewResource>,
+  after: ReadonlyMap<string, ViewResource>,
+): ResourceChange[] {
+  const changes: ResourceChange[] = [];
+  for (const [key, r] of after) {
+    const old = before.get(key);
+    if (old !== r) changes.push({ before: old, after: r });
+  }
+  for (const [key, old] of before)
+    if (!after.has(key)) changes.push({ before: old, after: undefined });
+  return changes;
+}
+
 const byWorkload = (a: EndpointView, b: EndpointView) => a.workload.localeCompare(b.workload);
 
 function serviceView(doc: Service): ServiceView {

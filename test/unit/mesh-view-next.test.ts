@@ -3,6 +3,7 @@
 // keeps the objects of what did not change.
 import { describe, expect, it } from 'vitest';
 import {
+  changedResources,
   type MeshView,
   meshView,
   nextMeshView,
@@ -46,6 +47,10 @@ function step(set: Doc[], removed: string[]) {
     changes.push({ before: before.get(key), after: r });
     after.set(key, r);
   }
+  // What the master's session finds by identity is the same list of changes.
+  const found = changedResources(before, after);
+  expect(found).toHaveLength(changes.filter((c) => c.before ?? c.after).length);
+  expect(found).toEqual(expect.arrayContaining(changes.filter((c) => c.before ?? c.after)));
   const previous = meshView({ version: 1, trustBundlePem: 'b1', resources: before });
   const source = { version: 2, trustBundlePem: 'b2', resources: after };
   return { previous, next: nextMeshView(previous, source, changes), whole: meshView(source) };
