@@ -1,6 +1,7 @@
 // nextMeshView (src/controlplane-client/mesh-view.ts): a version's view made from the view
 // before it and the resources that changed is the view made from the whole snapshot, and
-// keeps the objects of what did not change.
+// keeps the objects of what did not change; and the outbound route's endpoint index kept up to
+// date in place from such views is the one made from the whole view.
 import { describe, expect, it } from 'vitest';
 import {
   changedResources,
@@ -11,6 +12,8 @@ import {
   type ViewResource,
 } from '../../src/controlplane-client/mesh-view.js';
 import { snapshotRules } from '../../src/controlplane-client/resource-rules.js';
+import { LiveEndpointIndex } from '../../src/proxy/outbound/endpoint-index.js';
+import { buildEndpointIndex } from '../../src/proxy/outbound/route.js';
 import { serviceDoc, workloadDoc } from '../helpers/mesh-views.js';
 
 type Doc = Record<string, unknown>;
@@ -89,6 +92,11 @@ describe('nextMeshView', () => {
   ])('%s: the same view as from the whole snapshot', (_what, set, removed, kept) => {
     const { previous, next, whole } = step(set, removed);
     expect(next).toEqual(whole);
+    // The outbound route's index, kept in place, is the one made from the whole view.
+    const index = new LiveEndpointIndex();
+    index.update(previous);
+    index.update(next);
+    expect(index.map).toEqual(buildEndpointIndex(next));
     for (const service of kept)
       expect(next.endpoints.get(service)).toBe((previous as MeshView).endpoints.get(service));
   });

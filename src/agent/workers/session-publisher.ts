@@ -5,6 +5,7 @@
 // worker loads it). Sending only changes keeps a worker from decoding 10,000 endpoints each
 // time one changes (a worker's heap grew to 110 MiB during a registration storm) and keeps its
 // objects of what did not change.
+import type { Service, Workload } from '../../api/resources/index.js';
 import type { EffectivePolicies } from '../../api/resources/traffic-policy-scopes.js';
 import type { Identity } from '../../controlplane-client/identity-store.js';
 import type { ViewResource } from '../../controlplane-client/mesh-view.js';
@@ -102,9 +103,36 @@ function changes(before: Published | undefined, after: Published): MirroredSnaps
   };
 }
 
-/** What a worker's view reads of a resource: not its wire JSON (the bulk of it, unused there). */
+/**
+ * What a worker's view reads of a resource (mesh-view.ts): no wire JSON, and of the 10,000s of
+ * Workloads and Services only the fields a view takes, since a worker keeps them all to apply
+ * later changes to. Policies and the rest go whole: the data path reads their specs.
+ */
 function viewResource(r: SnapshotResource): ViewResource {
-  return { kind: r.kind, name: r.name, doc: r.doc };
+  const name = r.name;
+  if (r.kind === 'Workload') {
+    const s = (r.doc as unknown as Workload).spec;
+    const spec = {
+      service: s.service,
+      node: s.node,
+      address: s.address,
+      port: s.port,
+      health: s.health,
+      weight: s.weight,
+      zone: s.zone,
+    };
+    return { kind: r.kind, name, doc: { metadata: { name }, spec } };
+  }
+  if (r.kind === 'Service') {
+    const doc = r.doc as unknown as Service;
+    const status = { vip: doc.status?.vip };
+    return {
+      kind: r.kind,
+      name,
+      doc: { metadata: { name }, spec: { ports: doc.spec.ports }, status },
+    };
+  }
+  return { kind: r.kind, name, doc: r.doc };
 }
 
 function roleOf(s: ControlPlaneSession, identity: Identity): CertificateRole | undefined {

@@ -5,8 +5,9 @@
 // says so (no_such_port, counted under the service) rather than passing as external.
 
 import type { ServicePort } from '../../api/resources/index.js';
-import type { EndpointView, MeshView, ServiceView } from '../../controlplane-client/mesh-view.js';
+import type { MeshView, ServiceView } from '../../controlplane-client/mesh-view.js';
 import type { SocketAddress } from '../../native/socket-ops.js';
+import { LiveEndpointIndex } from './endpoint-index.js';
 
 export type OutboundRoute =
   | { kind: 'service'; service: ServiceView; port: ServicePort; via: 'vip' | 'endpoint' }
@@ -17,40 +18,10 @@ export type OutboundRoute =
 /** Index of endpoint "address:port" -> service, built once per snapshot version. */
 export type EndpointIndex = ReadonlyMap<string, { service: ServiceView; port: ServicePort }>;
 
-/** A service's entries of the index, kept by the endpoint list they came from (see below). */
-export type EndpointIndexParts = WeakMap<
-  readonly EndpointView[],
-  { service: ServiceView; entries: [string, EndpointIndexEntry][] }
->;
-
-type EndpointIndexEntry = { service: ServiceView; port: ServicePort };
-
-/**
- * `parts` keeps each service's entries across versions: a list that did not change (a worker's
- * views keep it, nextMeshView) is not walked again, so a version of a mesh with 10,000
- * endpoints makes no key strings but those of the services that changed.
- */
-export function buildEndpointIndex(
-  view: MeshView,
-  parts: EndpointIndexParts = new WeakMap(),
-): EndpointIndex {
-  const index = new Map<string, EndpointIndexEntry>();
-  for (const [name, endpoints] of view.endpoints) {
-    const service = view.services.get(name);
-    if (!service) continue;
-    let part = parts.get(endpoints);
-    if (part?.service !== service) {
-      const entries: [string, EndpointIndexEntry][] = [];
-      for (const ep of endpoints) {
-        const port = service.ports.find((p) => p.targetPort === ep.port);
-        if (port) entries.push([`${ep.address}|${ep.port}`, { service, port }]);
-      }
-      part = { service, entries };
-      parts.set(endpoints, part);
-    }
-    for (const [key, entry] of part.entries) index.set(key, entry);
-  }
-  return index;
+export function buildEndpointIndex(view: MeshView): EndpointIndex {
+  const index = new LiveEndpointIndex();
+  index.update(view);
+  return index.map;
 }
 
 export function routeOutbound(
