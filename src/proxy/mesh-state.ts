@@ -78,7 +78,7 @@ export class MeshState {
   private readonly ruleLatencies = new RuleLatencies();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
-  /** endpointIndex, changed in place for the services that changed. */
+  /** endpointIndex, made again from the parts of the services that did not change. */
   private readonly liveIndex = new LiveEndpointIndex();
   /** What each service's pools were last updated from (see update). */
   private readonly poolInputs = new Map<string, PoolInputs>();
