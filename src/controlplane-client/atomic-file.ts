@@ -6,10 +6,13 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { WeftError } from '../errors.js';
 
-/** Writes data to path atomically with the given mode (0600 for keys and certificates). */
+/**
+ * Writes data to path atomically with the given mode (0600 for keys and certificates); data may
+ * come in pieces (strings written one after another).
+ */
 export async function writeFileAtomic(
   path: string,
-  data: string | Uint8Array,
+  data: string | Uint8Array | Iterable<string>,
   mode = 0o600,
 ): Promise<void> {
   const dir = dirname(path);
@@ -17,7 +20,9 @@ export async function writeFileAtomic(
   try {
     const file = await open(tmp, 'wx', mode);
     try {
-      await file.writeFile(data);
+      // Each writeFile goes on from where the one before ended.
+      if (typeof data === 'string' || data instanceof Uint8Array) await file.writeFile(data);
+      else for (const piece of data) await file.writeFile(piece);
       await file.sync();
     } finally {
       await file.close();

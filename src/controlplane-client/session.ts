@@ -32,7 +32,7 @@ import { upkeep } from './identity-upkeep.js';
 import { JoinKey, join } from './join.js';
 import { joinFailure } from './join-failure.js';
 import { hostAddresses, type LocalWorkload, resolveWorkloads } from './local-workloads.js';
-import { type MeshView, meshView } from './mesh-view.js';
+import { changedResources, type MeshView, meshView, nextMeshView } from './mesh-view.js';
 import { type ResolveAll, resolveCandidates } from './replica-candidates.js';
 import {
   chooseReplica,
@@ -149,6 +149,8 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
   private trustBundlePem = '';
   private current: Snapshot | undefined;
   private currentView: MeshView | undefined;
+  /** The snapshot currentView was made from. */
+  private viewSource: Snapshot | undefined;
   private syncState: SyncState = 'starting';
   private acceptedUnixMs: number | undefined;
   private lastContactUnixMs: number | undefined;
@@ -208,8 +210,21 @@ export class ControlPlaneSession extends EventEmitter<SessionEvents> {
 
   /** The snapshot as the data path wants it: services, endpoints, policies, trust bundle. */
   view(): MeshView | undefined {
-    if (this.current && this.currentView?.version !== this.current.version)
-      this.currentView = meshView(this.current);
+    const current = this.current;
+    if (current && this.currentView?.version !== current.version) {
+      // From the view before, in proportion to what changed (10,000 endpoints register or go
+      // stale a version at a time: a whole view each time was most of the master's garbage).
+      const before = this.viewSource;
+      this.currentView =
+        before && this.currentView
+          ? nextMeshView(
+              this.currentView,
+              current,
+              changedResources(before.resources, current.resources),
+            )
+          : meshView(current);
+      this.viewSource = current;
+    }
     return this.currentView;
   }
 

@@ -191,13 +191,3 @@ function checkTrustBundle(pem: string): string | undefined {
   }
   return undefined;
 }
-
-/** The wire form of a snapshot's resources (for the on-disk cache and /config_dump). */
-export function toWire(snapshot: Snapshot): WireResource[] {
-  return [...snapshot.resources.values()].map((r) => ({
-    kind: r.kind,
-    name: r.name,
-    revision: r.revision,
-    json: r.json,
-  }));
-}

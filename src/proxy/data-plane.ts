@@ -177,11 +177,17 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<DataPlane>
   };
 
   if (session) {
+    /** The trust bundle the tunnels verify with since the last snapshot that changed it. */
+    let bundle: string | undefined;
     const apply = () => {
       const view = session.view();
       if (!view) return;
       state.update(view);
-      if (view.trustBundlePem) {
+      // A new bundle only: each setTrustBundle parses every CA certificate into new OpenSSL
+      // contexts (native memory), and 10,000 endpoints registering bring 10 versions a second
+      // that keep the bundle.
+      if (view.trustBundlePem && view.trustBundlePem !== bundle) {
+        bundle = view.trustBundlePem;
         tunnels?.setTrustBundle(view.trustBundlePem);
         tunnelServer?.setTrustBundle(view.trustBundlePem);
       }

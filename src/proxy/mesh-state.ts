@@ -13,12 +13,13 @@ import type {
   TrafficPolicySpec,
 } from '../api/resources/index.js';
 import type { EffectivePolicy } from '../api/resources/traffic-policy-scopes.js';
-import type { EndpointView, MeshView } from '../controlplane-client/mesh-view.js';
+import type { EndpointView, MeshView, ServiceView } from '../controlplane-client/mesh-view.js';
 import { canonicalAddress } from './address.js';
 import { EndpointPool } from './balance/endpoint-pool.js';
 import { outlierDetectionOf } from './balance/outlier.js';
 import type { NamedPolicy } from './inbound/authorize.js';
-import { buildEndpointIndex, type EndpointIndex } from './outbound/route.js';
+import { LiveEndpointIndex } from './outbound/endpoint-index.js';
+import type { EndpointIndex } from './outbound/route.js';
 import {
   type BreakerLimits,
   CircuitBreaker,
@@ -63,9 +64,11 @@ export interface ServicePortPool {
 
 export class MeshState {
   view: MeshView | undefined;
-  endpointIndex: EndpointIndex = new Map();
+  get endpointIndex(): EndpointIndex {
+    return this.liveIndex.map;
+  }
   /** By service, then by service port: a connection reads two maps, builds no key. */
-  private pools = new Map<string, Map<number, ServicePortPool>>();
+  private readonly pools = new Map<string, Map<number, ServicePortPool>>();
   private authz = new Map<string, NamedPolicy[]>();
   private serviceTraffic = new Map<string, TrafficPolicySpec>();
   private meshTraffic: TrafficPolicySpec | undefined;
@@ -75,6 +78,10 @@ export class MeshState {
   private readonly ruleLatencies = new RuleLatencies();
   private localServices = new Map<number, string>();
   private localEndpoints = new Map<string, EndpointView>();
+  /** endpointIndex, made again from the parts of the services that did not change. */
+  private readonly liveIndex = new LiveEndpointIndex();
+  /** What each service's pools were last updated from (see update). */
+  private readonly poolInputs = new Map<string, PoolInputs>();
   /** Per destination service, kept across versions (counts in flight carry over). */
   private breakers = new Map<string, CircuitBreaker>();
   /** Per local service with a rateLimit; replaced only when its settings change. */
@@ -127,10 +134,17 @@ export class MeshState {
     );
     // One pool per service port: a workload serves one port, so a port's endpoints are the
     // service's workloads registered on its targetPort (80->8080 never dials an 8081 one).
-    const pools = new Map<string, Map<number, ServicePortPool>>();
+    // A service whose view, endpoint list and policy are the objects it had (a worker's views
+    // keep them, nextMeshView) keeps its pools as they are: most services in each version of a
+    // large mesh. The maps change in place (this runs at once, between connections' reads).
+    const pools = this.pools;
     for (const service of view.services.values()) {
-      const endpoints = view.endpoints.get(service.name) ?? [];
+      const endpoints = view.endpoints.get(service.name) ?? NO_ENDPOINTS;
       const policy = serviceTraffic.get(service.name) ?? meshTraffic;
+      const last = this.poolInputs.get(service.name);
+      if (last?.service === service && last.endpoints === endpoints && last.policy === policy)
+        continue;
+      this.poolInputs.set(service.name, { service, endpoints, policy });
       const balancer = policy?.balancer;
       const outlier = outlierDetectionOf(policy?.outlierDetection);
       const byPort = new Map<number, ServicePortPool>();
@@ -145,6 +159,11 @@ export class MeshState {
         byPort.set(port.port, { service: service.name, port: port.port, pool });
       }
       pools.set(service.name, byPort);
+    }
+    for (const name of pools.keys()) {
+      if (view.services.has(name)) continue;
+      pools.delete(name);
+      this.poolInputs.delete(name);
     }
 
     const authz = new Map<string, NamedPolicy[]>();
@@ -191,8 +210,7 @@ export class MeshState {
     }
 
     this.view = view;
-    this.endpointIndex = buildEndpointIndex(view);
-    this.pools = pools;
+    this.liveIndex.update(view);
     this.authz = authz;
     this.serviceTraffic = serviceTraffic;
     this.meshTraffic = meshTraffic;
@@ -276,6 +294,14 @@ export class MeshState {
   get mtlsMode(): 'strict' | 'permissive' {
     return this.view?.mesh?.mtls.mode ?? 'permissive';
   }
+}
+
+const NO_ENDPOINTS: readonly EndpointView[] = [];
+
+interface PoolInputs {
+  service: ServiceView;
+  endpoints: readonly EndpointView[];
+  policy: TrafficPolicySpec | undefined;
 }
 
 function breakerLimits(policy: TrafficPolicySpec['circuitBreaker'] | undefined): BreakerLimits {

@@ -1,6 +1,6 @@
 // What the agent keeps in its data directory: the directory 0700, keys and certificates 0600,
 // the last-known-good snapshot written atomically and validated again when read back.
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -124,6 +124,44 @@ describe('SnapshotCache', () => {
     expect(loaded.snapshot.version).toBe(12);
     expect(loaded.acceptedUnixMs).toBe(1_700_000_000_000);
     expect(loaded.snapshot.resources.get('Service/echo')?.revision).toBe(3);
+  });
+
+  it('writes a large snapshot in pieces as the same JSON, and reads it back', async () => {
+    const { caPem } = await issue('spiffe://weft.local/controlplane');
+    await new IdentityStore(dir).init();
+    const cache = new SnapshotCache(dir);
+    const upserts = Array.from({ length: 2_000 }, (_, i) => ({
+      kind: 'Workload',
+      name: `n${i}-web-8080`,
+      revision: i + 1,
+      json: JSON.stringify({
+        apiVersion: 'weft/v1',
+        kind: 'Workload',
+        metadata: { name: `n${i}-web-8080` },
+        spec: { service: 'web', node: `n${i}`, address: `10.0.${i >> 8}.${i & 255}`, port: 8080 },
+      }),
+    }));
+    const r = applyDelta(
+      undefined,
+      { version: 7, baseVersion: 0, full: true, upserts, removals: [], trustBundlePem: caPem },
+      snapshotRules,
+    );
+    if (!r.ok) throw new Error(r.reason);
+    await cache.save(r.snapshot, 1_700_000_000_000);
+    const text = await readFile(cache.path, 'utf8');
+    expect(text.length).toBeGreaterThan(4 * 64 * 1024); // several pieces
+    expect(text).toBe(
+      JSON.stringify({
+        format: 1,
+        version: 7,
+        trustBundlePem: caPem,
+        acceptedUnixMs: 1_700_000_000_000,
+        resources: upserts,
+      }),
+    );
+    const loaded = await cache.load(snapshotRules);
+    if (!loaded || 'error' in loaded) throw new Error(`not loaded: ${JSON.stringify(loaded)}`);
+    expect(loaded.snapshot.resources.size).toBe(2_000);
   });
 
   it('reports a damaged cache instead of serving it', async () => {

@@ -1,6 +1,6 @@
 // The master's decisions about its workers: how many, when to replace one that died, what a
 // ready or dead worker means for the generations, and the workers' numbers merged as one agent.
-import { serialize } from 'node:v8';
+import { deserialize, serialize } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { restartDelay } from '../../src/agent/workers/crash-backoff.js';
@@ -17,7 +17,6 @@ import { slotCount, workerCount } from '../../src/agent/workers/worker-count.js'
 import type { MirroredSnapshot } from '../../src/agent/workers/worker-messages.js';
 import type { EffectivePolicy } from '../../src/api/resources/traffic-policy-scopes.js';
 import type { Identity } from '../../src/controlplane-client/identity-store.js';
-import type { Snapshot } from '../../src/controlplane-client/snapshot.js';
 import type { ResolvedTraffic } from '../../src/proxy/mesh-state.js';
 import type { Tally } from '../../src/telemetry/stats-readout.js';
 
@@ -235,14 +234,18 @@ describe('session mirror', () => {
       notAfter: new Date(1),
     } as unknown as Identity['info'],
   });
-  const snapshot = (version: number): Snapshot => ({
-    version,
-    trustBundlePem: `bundle-${version}`,
-    resources: new Map(),
-  });
-  /** A snapshot as the master sends it: with no TrafficPolicy, none in effect. */
-  const mirrored = (version: number, traffic: ResolvedTraffic = noTraffic): Uint8Array =>
-    serialize({ snapshot: snapshot(version), traffic } satisfies MirroredSnapshot);
+  /** A whole snapshot as the master sends it: with no TrafficPolicy, none in effect. */
+  const mirrored = (version: number, traffic: ResolvedTraffic = noTraffic): MirroredSnapshot =>
+    deserialize(
+      serialize({
+        version,
+        baseVersion: undefined,
+        trustBundlePem: `bundle-${version}`,
+        resources: { set: new Map(), removed: [] },
+        services: { set: new Map(traffic.services), removed: [] },
+        mesh: { policy: traffic.mesh },
+      } satisfies MirroredSnapshot),
+    );
   const noTraffic: ResolvedTraffic = { mesh: undefined, services: new Map() };
 
   it('starts from the master state and follows its updates, announcing each', () => {

@@ -2,14 +2,16 @@
 // child_process.fork (advanced serialization: Maps, Dates and byte arrays travel as they are).
 // The master owns the control plane session; a worker learns what its data plane needs of it
 // from these, and sends back what the master reports for the whole agent.
+
+import type { EffectivePolicy } from '../../api/resources/traffic-policy-scopes.js';
 import type { DenialRecord, RequestErrorRecord } from '../../api/stats-messages.js';
 import type { Identity } from '../../controlplane-client/identity-store.js';
-import type { Snapshot } from '../../controlplane-client/snapshot.js';
-import type { ResolvedTraffic } from '../../proxy/mesh-state.js';
+import type { ViewResource } from '../../controlplane-client/mesh-view.js';
 import type { Readout } from '../../telemetry/stats-readout.js';
 import type { TapFilter } from '../../telemetry/tap-filter.js';
 import type { TapRecord } from '../../telemetry/tap-record.js';
 import type { AgentConfig } from '../config.js';
+import type { MapChanges } from './mirror-delta.js';
 
 /**
  * The version of these messages. A reload after an upgrade runs new worker code under the
@@ -17,32 +19,41 @@ import type { AgentConfig } from '../config.js';
  * reload fails, the old workers keep serving) and asks for a restart. Bump it with any change
  * to these messages.
  */
-export const WORKER_PROTOCOL = 3;
+export const WORKER_PROTOCOL = 4;
 
 /** Which certificate an identity is: the node's or a local service's. */
 export type CertificateRole = { kind: 'node' } | { kind: 'service'; service: string };
 
 /**
- * A snapshot as a worker gets it, v8-serialized once by the master for all workers: with its
- * effective TrafficPolicies, which the master computes (their defaults come from the schema,
- * and a worker loads no schema library).
+ * A snapshot version as a worker gets it: what changed since the version the worker holds
+ * (mirror-delta.ts), or all of it when `baseVersion` is undefined (a worker's first), with the
+ * effective TrafficPolicies the master computed (their defaults come from the schema, and a
+ * worker loads no schema library), changed ones only, by service.
  */
 export interface MirroredSnapshot {
-  snapshot: Snapshot;
-  traffic: ResolvedTraffic;
+  version: number;
+  /** The version these changes apply to; undefined: the whole snapshot. */
+  baseVersion: number | undefined;
+  trustBundlePem: string;
+  /** By `${kind}/${name}`; no wire JSON (only the master writes the cache and dumps). */
+  resources: MapChanges<ViewResource>;
+  /** The effective TrafficPolicies of services with a policy of their own. */
+  services: MapChanges<EffectivePolicy>;
+  /** The Mesh's effective TrafficPolicy, when it changed (always in a whole snapshot). */
+  mesh?: { policy: EffectivePolicy | undefined };
 }
 
 /** The session's state a worker starts from; later changes come as MirrorUpdate messages. */
 export interface MirrorState {
-  /** A MirroredSnapshot, v8-serialized; absent before the first snapshot. */
-  snapshot: Uint8Array | undefined;
+  /** The whole snapshot; absent before the first one. */
+  snapshot: MirroredSnapshot | undefined;
   trustBundlePem: string;
   node: Identity | undefined;
   services: [string, Identity][];
 }
 
 export type MirrorUpdate =
-  | { type: 'snapshot'; snapshot: Uint8Array; trustBundlePem: string }
+  | { type: 'snapshot'; snapshot: MirroredSnapshot; trustBundlePem: string }
   | { type: 'certificate'; role: CertificateRole; identity: Identity; trustBundlePem: string };
 
 /** The listening sockets a worker serves, as fd numbers in the worker (its stdio slots). */

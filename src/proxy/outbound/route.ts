@@ -7,6 +7,7 @@
 import type { ServicePort } from '../../api/resources/index.js';
 import type { MeshView, ServiceView } from '../../controlplane-client/mesh-view.js';
 import type { SocketAddress } from '../../native/socket-ops.js';
+import { LiveEndpointIndex } from './endpoint-index.js';
 
 export type OutboundRoute =
   | { kind: 'service'; service: ServiceView; port: ServicePort; via: 'vip' | 'endpoint' }
@@ -18,16 +19,9 @@ export type OutboundRoute =
 export type EndpointIndex = ReadonlyMap<string, { service: ServiceView; port: ServicePort }>;
 
 export function buildEndpointIndex(view: MeshView): EndpointIndex {
-  const index = new Map<string, { service: ServiceView; port: ServicePort }>();
-  for (const [name, endpoints] of view.endpoints) {
-    const service = view.services.get(name);
-    if (!service) continue;
-    for (const ep of endpoints) {
-      const port = service.ports.find((p) => p.targetPort === ep.port);
-      if (port) index.set(`${ep.address}|${ep.port}`, { service, port });
-    }
-  }
-  return index;
+  const index = new LiveEndpointIndex();
+  index.update(view);
+  return index.map;
 }
 
 export function routeOutbound(
