@@ -93,9 +93,8 @@ const SETUPS = ['direct', 'haproxy', 'weft', 'weft-l7'];
  * What each setup runs. `weft` is weft's opaque path (service `bench-tcp`, protocol tcp): the
  * L4 figures, comparable with runs from before the L7 engine. `weft-l7` is the same upstream
  * through the HTTP path (service `bench`, protocol http) and the gRPC service.
- * http: scenarios 1, 2 (and 5); l4: 3, 4; l7: 7 (h2c), 8 (gRPC).
+ * http: scenarios 1, 2 (and 5); conn: 4; l4: 3; l7: 7 (h2c), 8 (gRPC).
  */
-// http: scenarios 1 and 2; conn: 4; l4: 3; l7: 7 and 8.
 const SCENARIOS = {
   direct: ['http', 'conn', 'l4', 'l7'],
   haproxy: ['http', 'conn', 'l4', 'l7'],
