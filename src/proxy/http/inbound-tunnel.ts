@@ -100,21 +100,8 @@ export async function writeResponse(
     response.headers['grpc-status'] !== undefined ||
     method === 'HEAD' ||
     NO_BODY.has(response.status);
-  // A small answer usually arrives whole with its head (one read from the app): sent in one
-  // piece, as HEADERS and one DATA frame ending the stream, rather than piped. With no trailers
-  // that saves the empty DATA frame that ends a stream waiting for trailers, and on this agent
-  // the pipe's promise and listeners, the flowing body's ticks and sendTrailers' setImmediate.
-  const whole = !empty && response.complete?.() === true && !body.destroyed;
-  const trailers = whole ? response.trailers() : undefined;
   try {
-    stream.respond(
-      headers,
-      empty
-        ? { endStream: true }
-        : whole && trailers === undefined
-          ? {}
-          : { waitForTrailers: true },
-    );
+    stream.respond(headers, empty ? { endStream: true } : { waitForTrailers: true });
   } catch {
     // Header fields HTTP/2 refuses (an app's malformed value): nothing usable to forward.
     body.destroy();
@@ -123,17 +110,6 @@ export async function writeResponse(
   }
   if (empty) {
     body.resume(); // nothing to send; reading it to its end completes its record
-    return closed(stream, ends, 'done');
-  }
-  if (whole) {
-    if (trailers !== undefined) {
-      stream.once('wantTrailers', () => stream.sendTrailers({ ...trailers }));
-    }
-    // read() on the paused body returns all it holds as one chunk and emits it as 'data' (the
-    // record counts it); the end follows on the next tick, closing the record.
-    const data = body.read() as Buffer | null;
-    if (data === null) stream.end();
-    else stream.end(data);
     return closed(stream, ends, 'done');
   }
   stream.once('wantTrailers', () => {

@@ -48,8 +48,6 @@ export interface LocalHttp1Response {
   body: Readable;
   /** Known once `body` has ended; undefined when the app sent none. */
   trailers: () => HeaderMap | undefined;
-  /** The app's whole response has been read (see L7Response.complete). */
-  complete: () => boolean;
   /** The app saw the caller's address as its peer. */
   preserved: boolean;
   /** Request body bytes sent to the app so far (final once the request body ended). */
@@ -183,8 +181,6 @@ class ResponseHandler implements Dispatcher.DispatchHandlers {
   private resume: (() => void) | undefined;
   private trailers: HeaderMap | undefined;
   private settled = false;
-  /** undici saw the response's end: a small answer's body, end and trailers come with its head. */
-  private completed = false;
 
   constructor(
     private readonly signal: AbortSignal,
@@ -218,7 +214,6 @@ class ResponseHandler implements Dispatcher.DispatchHandlers {
       headers: endToEndRaw(raw),
       body,
       trailers: () => this.trailers,
-      complete: () => this.completed,
       preserved: this.client?.preserved ?? false,
       requestBytes: () => this.sent.bytes,
     });
@@ -232,7 +227,6 @@ class ResponseHandler implements Dispatcher.DispatchHandlers {
   onComplete(trailers: string[] | null): void {
     this.signal.removeEventListener('abort', this.onAbort);
     if (trailers !== null && trailers.length > 0) this.trailers = endToEndRaw(trailers);
-    this.completed = true;
     this.body?.push(null);
   }
 

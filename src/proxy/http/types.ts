@@ -32,12 +32,6 @@ export interface L7Response {
   body: Readable;
   /** Trailers (gRPC's grpc-status lives there), known once `body` has ended. */
   trailers: () => HeaderMap | undefined;
-  /**
-   * True once the whole body has arrived: all of it buffered in `body`, its end and trailers
-   * known (a small answer read with its head). A writer may then send it in one piece rather
-   * than pipe it. Absent: unknown, pipe it.
-   */
-  complete?: () => boolean;
   /** Set when the agent answered itself (denied, no endpoint, bad request, ...): why. */
   reason?: string;
 }
