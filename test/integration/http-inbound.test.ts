@@ -419,7 +419,8 @@ describe('HTTP/1.1 apps (weft-orig-proto: HTTP/1.1)', () => {
   });
 
   it('an answer read whole with its head keeps its body, trailers and record', async () => {
-    // Such an answer is sent on in one piece rather than piped (inbound-tunnel.ts).
+    // An app that writes each whole answer (head, body, trailers) in one write: undici reads it
+    // in one pass, before the stack's continuation runs; nothing of it may be lost on the way.
     const plain = await request(toApp(wholePort, { ...http1, ':path': '/whole' }));
     expect(plain.headers[':status']).toBe(200);
     expect(plain.body.toString()).toBe('in one read');
