@@ -208,9 +208,12 @@ function serviceView(doc: Service): ServiceView {
 }
 
 function endpointView(doc: Workload): EndpointView {
-  const s = doc.spec;
+  return { workload: doc.metadata.name, ...endpointFields(doc.spec) };
+}
+
+/** What a view reads of a Workload's spec (a worker is sent only these: session-publisher.ts). */
+export function endpointFields(s: Workload['spec']): Omit<EndpointView, 'workload'> {
   return {
-    workload: doc.metadata.name,
     service: s.service,
     node: s.node,
     address: s.address,

@@ -8,7 +8,7 @@
 import type { Service, Workload } from '../../api/resources/index.js';
 import type { EffectivePolicies } from '../../api/resources/traffic-policy-scopes.js';
 import type { Identity } from '../../controlplane-client/identity-store.js';
-import type { ViewResource } from '../../controlplane-client/mesh-view.js';
+import { endpointFields, type ViewResource } from '../../controlplane-client/mesh-view.js';
 import type { ControlPlaneSession } from '../../controlplane-client/session.js';
 import type { Snapshot, SnapshotResource } from '../../controlplane-client/snapshot.js';
 import { trafficOf } from '../../proxy/traffic-policies.js';
@@ -111,16 +111,7 @@ function changes(before: Published | undefined, after: Published): MirroredSnaps
 function viewResource(r: SnapshotResource): ViewResource {
   const name = r.name;
   if (r.kind === 'Workload') {
-    const s = (r.doc as unknown as Workload).spec;
-    const spec = {
-      service: s.service,
-      node: s.node,
-      address: s.address,
-      port: s.port,
-      health: s.health,
-      weight: s.weight,
-      zone: s.zone,
-    };
+    const spec = endpointFields((r.doc as unknown as Workload).spec);
     return { kind: r.kind, name, doc: { metadata: { name }, spec } };
   }
   if (r.kind === 'Service') {
