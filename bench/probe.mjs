@@ -50,6 +50,7 @@ import { lookupUser } from '../dist/lab/index.js';
 import { BenchLab } from './lib/bench-lab.mjs';
 import { analyzeProfile } from './lib/cpuprofile.mjs';
 import { cpuSeconds, rssMiB, schedFigures, treeMemory, treePids } from './lib/proc.mjs';
+import { ensureTools } from './lib/tools.mjs';
 
 const dir = process.argv[2] ?? '/tmp/weft-probe';
 mkdirSync(dir, { recursive: true });
@@ -57,6 +58,7 @@ const cmdFile = join(dir, 'cmd');
 const out = (line) => appendFileSync(join(dir, 'out'), `${line}\n`);
 const log = (msg) => out(`# ${msg}`);
 
+ensureTools(log);
 const bench = await BenchLab.up(`pr${process.pid % 1000}`, log);
 let profDir;
 let loaded = 0;

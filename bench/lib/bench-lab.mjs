@@ -58,6 +58,10 @@ export const PORTS = {
   haTcp: 18002,
   haH2: 18003,
   haGrpc: 18004,
+  floorTunnel: 18450, // the server host's floor relay (bench/floor-relay.mjs), mutual TLS
+  floorTcp: 18010, // the client host's floor relay on 127.0.0.1: opaque, to plainHttp
+  floorHttp: 18011, // HTTP/1.1, to plainHttp
+  floorIperf: 18012, // opaque, to plainIperf
 };
 
 /** Scenario 10's HAProxys: the host and its config template. */
@@ -242,6 +246,7 @@ export class BenchLab {
       PORTS.tlsTcp,
       PORTS.tlsH2,
       PORTS.tlsGrpc,
+      PORTS.floorTunnel,
       PORTS.plainKill,
       PORTS.tlsKill,
     ];
@@ -350,6 +355,34 @@ export class BenchLab {
       execFileSync('haproxy', ['-c', '-q', '-f', cfg]);
       await lab.startProcess(side, { name: 'haproxy', command: ['haproxy', '-f', cfg, '-db'] });
     }
+    // What Node itself allows (bench/floor-relay.mjs): the least two Node processes do to carry
+    // traffic as weft's agents do, one per host, pinned as HAProxy is.
+    const relay = join(BENCH, 'floor-relay.mjs');
+    await lab.startProcess('server', {
+      name: 'floor',
+      command: [
+        process.execPath,
+        relay,
+        'server',
+        certs,
+        this.serverAddr,
+        String(PORTS.floorTunnel),
+      ],
+    });
+    await lab.startProcess('client', {
+      name: 'floor',
+      command: [
+        process.execPath,
+        relay,
+        'client',
+        certs,
+        this.serverAddr,
+        String(PORTS.floorTunnel),
+        `${PORTS.floorTcp}:127.0.0.1:${PORTS.plainHttp}`,
+        `${PORTS.floorIperf}:127.0.0.1:${PORTS.plainIperf}`,
+        `${PORTS.floorHttp}=127.0.0.1:${PORTS.plainHttp}`,
+      ],
+    });
     // Scenario 10's HAProxys: one balancing on the client host, one in front of each app.
     for (const [host, tmpl] of KILL_HAPROXY) {
       const cfg = join(this.dir, `haproxy-kill-${host}.cfg`);
@@ -400,6 +433,8 @@ export class BenchLab {
       server2Agent: this.pid('server2', 'agent', 'node'),
       clientHaproxy: this.pid('client', 'haproxy', 'haproxy'),
       serverHaproxy: this.pid('server', 'haproxy', 'haproxy'),
+      clientFloor: this.pid('client', 'floor', 'node'),
+      serverFloor: this.pid('server', 'floor', 'node'),
       upstream: this.pid('server', 'bench', 'haproxy'),
       controlPlane: this.pid('cp', 'controlplane', 'node'),
     };
@@ -427,10 +462,18 @@ export class BenchLab {
     // server2 stands for a second server machine, but there are only two cores: it shares
     // the server host's, so both gRPC endpoints compete as the server side's processes do.
     const placement = [
-      [this.cpu.client, [p.clientAgent, p.clientHaproxy]],
+      [this.cpu.client, [p.clientAgent, p.clientHaproxy, p.clientFloor]],
       [
         this.cpu.server,
-        [p.serverAgent, p.server2Agent, p.serverHaproxy, p.upstream, ...iperfs, ...grpcs],
+        [
+          p.serverAgent,
+          p.server2Agent,
+          p.serverHaproxy,
+          p.serverFloor,
+          p.upstream,
+          ...iperfs,
+          ...grpcs,
+        ],
       ],
     ];
     // The whole tree: an agent is a master and its workers (which inherit it when forked later).
@@ -559,6 +602,8 @@ export class BenchLab {
     return {
       direct: `http://${this.serverAddr}:${PORTS.plainHttp}/`,
       haproxy: `http://127.0.0.1:${PORTS.haHttp}/`,
+      floor: `http://127.0.0.1:${PORTS.floorTcp}/`,
+      'floor-l7': `http://127.0.0.1:${PORTS.floorHttp}/`,
       weft: `http://${this.serverAddr}:${PORTS.weftTcp}/`,
       'weft-l7': `http://${this.serverAddr}:${PORTS.weftHttp}/`,
       // Scenario 11: both through a service's virtual IP (routes apply to a Service, not to an
@@ -594,6 +639,7 @@ export class BenchLab {
     return {
       direct: [this.serverAddr, PORTS.plainIperf],
       haproxy: ['127.0.0.1', PORTS.haTcp],
+      floor: ['127.0.0.1', PORTS.floorIperf],
       weft: [this.serverAddr, PORTS.weftIperf],
     };
   }
@@ -605,6 +651,7 @@ export class BenchLab {
   proxyPids(setup, { server2 = false } = {}) {
     const p = this.pids;
     if (setup === 'haproxy') return [p.clientHaproxy, p.serverHaproxy];
+    if (setup.startsWith('floor')) return [p.clientFloor, p.serverFloor];
     if (setup.startsWith('weft'))
       return [p.clientAgent, p.serverAgent, ...(server2 ? [p.server2Agent] : [])];
     return [];
