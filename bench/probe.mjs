@@ -2,7 +2,8 @@
 // lab once, then serves commands written to <dir>/cmd (default /tmp/weft-probe), one at a time,
 // appending results to <dir>/out:
 //   measure SETUP [CONNECTIONS] [SECONDS] [close] [delay=MS]   wrk against a setup (direct,
-//                                           haproxy, weft, weft-l7); `close`: a connection per
+//                                           haproxy, bare, weft, bare-l7, weft-l7; bare: weft's
+//                                           design in bare Node, bench/bare-relay.mjs); `close`: a connection per
 //                                           request (scenario 4); delay=15 with 16 connections:
 //                                           about 1k req/s (scenario 1). Per proxy: CPU, and time
 //                                           runnable but waiting for a CPU, sleeps (wake-ups) and
@@ -10,7 +11,7 @@
 //                                           agent process's peak RSS / RssAnon / PSS meanwhile
 //   h2load SETUP [CLIENTS] [STREAMS] [SECONDS]   h2load (h2c) against direct, haproxy or weft-l7
 //   grpc SETUP [CONCURRENCY] [SECONDS]      grpc-load on one channel (direct, haproxy, weft-l7)
-//   bulk SETUP [STREAMS] [SECONDS]          iperf3 through a setup (direct, haproxy, weft):
+//   bulk SETUP [STREAMS] [SECONDS]          iperf3 through a setup (direct, haproxy, bare, weft):
 //                                           Gbit/s, each proxy's CPU seconds per GB and RSS
 //   restart [bin=PATH] [profile | NODEFLAG...] [NAME=VALUE...]   restart both agents on the
 //                                           current dist/ (NAME=VALUE: their environment; or the

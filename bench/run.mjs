@@ -87,18 +87,22 @@ const KILL_APP_MS = (() => {
   }
   return ms;
 })();
-const SETUPS = ['direct', 'haproxy', 'weft', 'weft-l7'];
+const SETUPS = ['direct', 'haproxy', 'bare', 'weft', 'bare-l7', 'weft-l7'];
 
 /**
  * What each setup runs. `weft` is weft's opaque path (service `bench-tcp`, protocol tcp): the
  * L4 figures, comparable with runs from before the L7 engine. `weft-l7` is the same upstream
- * through the HTTP path (service `bench`, protocol http) and the gRPC service.
+ * through the HTTP path (service `bench`, protocol http) and the gRPC service. `bare` and
+ * `bare-l7` are the same two paths through bench/bare-relay.mjs: weft's design in bare Node,
+ * with none of weft's code (HTTP/1.1 only: no h2c or gRPC).
  * http: scenarios 1, 2 (and 5); conn: 4; l4: 3; l7: 7 (h2c), 8 (gRPC).
  */
 const SCENARIOS = {
   direct: ['http', 'conn', 'l4', 'l7'],
   haproxy: ['http', 'conn', 'l4', 'l7'],
+  bare: ['http', 'conn', 'l4'],
   weft: ['http', 'conn', 'l4'],
+  'bare-l7': ['http', 'conn'],
   'weft-l7': ['http', 'conn', 'l7'],
 };
 const H2 = { clients: 4, streams: 32 };
@@ -294,6 +298,7 @@ const TABLES = [
     title: 'L4: weft on an opaque port (`bench-tcp`, protocol tcp)',
     weft: 'weft',
     weftLabel: 'weft',
+    bare: 'bare',
     rows: [
       ...HTTP1_ROWS,
       ['s3.gbps1', '3. TCP bulk, 1 connection (Gbit/s)', 2],
@@ -311,6 +316,7 @@ const TABLES = [
       "L7: weft on an `http` port (`bench`) and a `grpc` one (`bench-grpc`); direct and haproxy's rows 1, 2, 4 and 5 are the runs of the L4 table",
     weft: 'weft-l7',
     weftLabel: 'weft L7',
+    bare: 'bare-l7',
     rows: [
       ...HTTP1_ROWS,
       ['s4.cps', '4. new connections/s (conn per request)', 0],
@@ -355,9 +361,10 @@ function addDerived(raw) {
     raw.errors[s] = SCENARIOS[s].includes('l4')
       ? sum(['s1.errors', 's2.errors', 's4.errors'], s)
       : [];
-    raw['l7.errors'][s] = SCENARIOS[s].includes('l7')
-      ? sum(['s1.errors', 's2.errors', 's4.errors', 'h2.errors', 'grpc.errors'], s)
-      : [];
+    raw['l7.errors'][s] =
+      s === 'weft' || s === 'bare'
+        ? []
+        : sum(['s1.errors', 's2.errors', 's4.errors', 'h2.errors', 'grpc.errors'], s);
   }
 }
 
@@ -371,6 +378,7 @@ function tableRows(table, raw) {
     setups: {
       direct: summarize(raw[key]?.direct ?? []),
       haproxy: summarize(raw[key]?.haproxy ?? []),
+      bare: summarize(raw[key]?.[table.bare] ?? []),
       weft: summarize(raw[key]?.[table.weft] ?? []),
     },
   }));

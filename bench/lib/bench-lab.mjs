@@ -58,10 +58,10 @@ export const PORTS = {
   haTcp: 18002,
   haH2: 18003,
   haGrpc: 18004,
-  floorTunnel: 18450, // the server host's floor relay (bench/floor-relay.mjs), mutual TLS
-  floorTcp: 18010, // the client host's floor relay on 127.0.0.1: opaque, to plainHttp
-  floorHttp: 18011, // HTTP/1.1, to plainHttp
-  floorIperf: 18012, // opaque, to plainIperf
+  bareTunnel: 18450, // the server host's bare relay (bench/bare-relay.mjs), mutual TLS
+  bareTcp: 18010, // the client host's bare relay on 127.0.0.1: opaque, to plainHttp
+  bareHttp: 18011, // HTTP/1.1, to plainHttp
+  bareIperf: 18012, // opaque, to plainIperf
 };
 
 /** Scenario 10's HAProxys: the host and its config template. */
@@ -246,7 +246,7 @@ export class BenchLab {
       PORTS.tlsTcp,
       PORTS.tlsH2,
       PORTS.tlsGrpc,
-      PORTS.floorTunnel,
+      PORTS.bareTunnel,
       PORTS.plainKill,
       PORTS.tlsKill,
     ];
@@ -355,32 +355,32 @@ export class BenchLab {
       execFileSync('haproxy', ['-c', '-q', '-f', cfg]);
       await lab.startProcess(side, { name: 'haproxy', command: ['haproxy', '-f', cfg, '-db'] });
     }
-    // What Node itself allows (bench/floor-relay.mjs): the least two Node processes do to carry
+    // weft's design in bare Node (bench/bare-relay.mjs): the least two Node processes do to carry
     // traffic as weft's agents do, one per host, pinned as HAProxy is.
-    const relay = join(BENCH, 'floor-relay.mjs');
+    const relay = join(BENCH, 'bare-relay.mjs');
     await lab.startProcess('server', {
-      name: 'floor',
+      name: 'bare',
       command: [
         process.execPath,
         relay,
         'server',
         certs,
         this.serverAddr,
-        String(PORTS.floorTunnel),
+        String(PORTS.bareTunnel),
       ],
     });
     await lab.startProcess('client', {
-      name: 'floor',
+      name: 'bare',
       command: [
         process.execPath,
         relay,
         'client',
         certs,
         this.serverAddr,
-        String(PORTS.floorTunnel),
-        `${PORTS.floorTcp}:127.0.0.1:${PORTS.plainHttp}`,
-        `${PORTS.floorIperf}:127.0.0.1:${PORTS.plainIperf}`,
-        `${PORTS.floorHttp}=127.0.0.1:${PORTS.plainHttp}`,
+        String(PORTS.bareTunnel),
+        `${PORTS.bareTcp}:127.0.0.1:${PORTS.plainHttp}`,
+        `${PORTS.bareIperf}:127.0.0.1:${PORTS.plainIperf}`,
+        `${PORTS.bareHttp}=127.0.0.1:${PORTS.plainHttp}`,
       ],
     });
     // Scenario 10's HAProxys: one balancing on the client host, one in front of each app.
@@ -433,8 +433,8 @@ export class BenchLab {
       server2Agent: this.pid('server2', 'agent', 'node'),
       clientHaproxy: this.pid('client', 'haproxy', 'haproxy'),
       serverHaproxy: this.pid('server', 'haproxy', 'haproxy'),
-      clientFloor: this.pid('client', 'floor', 'node'),
-      serverFloor: this.pid('server', 'floor', 'node'),
+      clientBare: this.pid('client', 'bare', 'node'),
+      serverBare: this.pid('server', 'bare', 'node'),
       upstream: this.pid('server', 'bench', 'haproxy'),
       controlPlane: this.pid('cp', 'controlplane', 'node'),
     };
@@ -462,14 +462,14 @@ export class BenchLab {
     // server2 stands for a second server machine, but there are only two cores: it shares
     // the server host's, so both gRPC endpoints compete as the server side's processes do.
     const placement = [
-      [this.cpu.client, [p.clientAgent, p.clientHaproxy, p.clientFloor]],
+      [this.cpu.client, [p.clientAgent, p.clientHaproxy, p.clientBare]],
       [
         this.cpu.server,
         [
           p.serverAgent,
           p.server2Agent,
           p.serverHaproxy,
-          p.serverFloor,
+          p.serverBare,
           p.upstream,
           ...iperfs,
           ...grpcs,
@@ -602,8 +602,8 @@ export class BenchLab {
     return {
       direct: `http://${this.serverAddr}:${PORTS.plainHttp}/`,
       haproxy: `http://127.0.0.1:${PORTS.haHttp}/`,
-      floor: `http://127.0.0.1:${PORTS.floorTcp}/`,
-      'floor-l7': `http://127.0.0.1:${PORTS.floorHttp}/`,
+      bare: `http://127.0.0.1:${PORTS.bareTcp}/`,
+      'bare-l7': `http://127.0.0.1:${PORTS.bareHttp}/`,
       weft: `http://${this.serverAddr}:${PORTS.weftTcp}/`,
       'weft-l7': `http://${this.serverAddr}:${PORTS.weftHttp}/`,
       // Scenario 11: both through a service's virtual IP (routes apply to a Service, not to an
@@ -639,7 +639,7 @@ export class BenchLab {
     return {
       direct: [this.serverAddr, PORTS.plainIperf],
       haproxy: ['127.0.0.1', PORTS.haTcp],
-      floor: ['127.0.0.1', PORTS.floorIperf],
+      bare: ['127.0.0.1', PORTS.bareIperf],
       weft: [this.serverAddr, PORTS.weftIperf],
     };
   }
@@ -651,7 +651,7 @@ export class BenchLab {
   proxyPids(setup, { server2 = false } = {}) {
     const p = this.pids;
     if (setup === 'haproxy') return [p.clientHaproxy, p.serverHaproxy];
-    if (setup.startsWith('floor')) return [p.clientFloor, p.serverFloor];
+    if (setup.startsWith('bare')) return [p.clientBare, p.serverBare];
     if (setup.startsWith('weft'))
       return [p.clientAgent, p.serverAgent, ...(server2 ? [p.server2Agent] : [])];
     return [];

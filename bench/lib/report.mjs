@@ -24,14 +24,17 @@ export function markdown(result) {
     const short = w === 'weft' ? 'weft' : w.replace(/^weft /, '');
     lines.push(`## ${table.title}`);
     lines.push('');
-    lines.push(`| figure | direct | haproxy | ${w} | ${short}/direct | ${short}/haproxy |`);
-    lines.push('|---|---|---|---|---|---|');
+    // `bare Node`: bench/bare-relay.mjs, weft's design in bare Node, with none of weft's code
+    // (runs before it have no such column).
+    lines.push(
+      `| figure | direct | haproxy | bare Node | ${w} | ${short}/direct | ${short}/haproxy | ${short}/bare |`,
+    );
+    lines.push('|---|---|---|---|---|---|---|---|');
     for (const row of table.rows) {
       const s = row.setups;
-      const wd = row.noRatio ? null : ratio(s.weft?.median, s.direct?.median);
-      const wh = row.noRatio ? null : ratio(s.weft?.median, s.haproxy?.median);
+      const r = (of) => (row.noRatio ? null : ratio(s.weft?.median, of?.median));
       lines.push(
-        `| ${row.label} | ${cell(s.direct, row.digits)} | ${cell(s.haproxy, row.digits)} | ${cell(s.weft, row.digits)} | ${fmt(wd, 2)} | ${fmt(wh, 2)} |`,
+        `| ${row.label} | ${cell(s.direct, row.digits)} | ${cell(s.haproxy, row.digits)} | ${cell(s.bare, row.digits)} | ${cell(s.weft, row.digits)} | ${fmt(r(s.direct), 2)} | ${fmt(r(s.haproxy), 2)} | ${fmt(r(s.bare), 2)} |`,
       );
     }
     lines.push('');

@@ -1,11 +1,13 @@
-// What Node.js itself allows for weft's data path: the least a pair of Node processes must do
-// to carry traffic the way weft's agents do, with none of weft's own code (no capture, caller
-// lookup, policy, balancing, limits, telemetry or logs). The bench lab runs one per host, one
-// process each, pinned to the host's core as HAProxy is; set beside weft, its figures say how
-// much of weft's cost is Node's stacks and how much is weft's own code.
+// weft's data path in bare Node: the least a pair of Node processes must do to carry traffic
+// the way weft's agents do, with none of weft's own code (no capture, caller lookup, policy,
+// balancing, limits, telemetry or logs) and Node's streams as they come (pipe()). The bench
+// lab runs one per host, one process each, pinned to the host's core as HAProxy is; set beside
+// weft, its figures say how much of weft's cost is Node's own stacks for this design and how
+// much is weft's code. Not a bound: where weft drives the sockets better (its tunnel pump), it
+// is faster.
 //
-//   node bench/floor-relay.mjs client CERTDIR SERVER_ADDR TUNNEL_PORT TCP_PORT:TARGET ... HTTP_PORT=TARGET
-//   node bench/floor-relay.mjs server CERTDIR LISTEN_ADDR TUNNEL_PORT
+//   node bench/bare-relay.mjs client CERTDIR SERVER_ADDR TUNNEL_PORT TCP_PORT:TARGET ... HTTP_PORT=TARGET
+//   node bench/bare-relay.mjs server CERTDIR LISTEN_ADDR TUNNEL_PORT
 //
 // The client holds one HTTP/2 session over mutual TLS (TLS 1.3, the bench's certificates) to
 // the server, as weft's tunnel pool does between two agents. `PORT:TARGET`: each connection
@@ -41,7 +43,7 @@ const HOP_BY_HOP = new Set([
 
 const [mode, certDir, addr, tunnelPortText, ...mappings] = process.argv.slice(2);
 if ((mode !== 'client' && mode !== 'server') || !certDir || !addr || !tunnelPortText) {
-  console.error('usage: floor-relay.mjs client|server CERTDIR ADDR TUNNEL_PORT [MAPPINGS...]');
+  console.error('usage: bare-relay.mjs client|server CERTDIR ADDR TUNNEL_PORT [MAPPINGS...]');
   process.exit(2);
 }
 const tunnelPort = Number(tunnelPortText);
@@ -74,7 +76,7 @@ function serve() {
   server.on('stream', (stream, headers) => {
     stream.on('error', () => {});
     if (headers[':method'] === 'CONNECT') return relayConnect(stream, headers[':authority']);
-    relayRequest(stream, headers, poolFor(headers['x-floor-target']));
+    relayRequest(stream, headers, poolFor(headers['x-bare-target']));
   });
   server.listen(tunnelPort, addr);
 }
@@ -94,7 +96,7 @@ function relayConnect(stream, authority) {
 function relayRequest(stream, headers, pool) {
   const forwarded = {};
   for (const name in headers) {
-    if (name[0] === ':' || name === 'x-floor-target') continue;
+    if (name[0] === ':' || name === 'x-bare-target') continue;
     forwarded[name] = headers[name];
   }
   const method = headers[':method'];
@@ -175,7 +177,7 @@ function listenHttp(port, target, sessionNow) {
       ':method': req.method,
       ':path': req.url,
       ':authority': req.headers.host ?? target,
-      'x-floor-target': target,
+      'x-bare-target': target,
     };
     for (const name in req.headers) if (!HOP_BY_HOP.has(name)) headers[name] = req.headers[name];
     const hasBody = req.headers['content-length'] > 0 || req.headers['transfer-encoding'];
