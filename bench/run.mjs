@@ -205,7 +205,7 @@ async function runScenarios(bench, setup, into, load) {
     if (setup !== 'direct') put('s1.cpu', s1.cpu / (s1.res.requests / 1000));
 
     // 2. HTTP/1.1 at maximum rate, 64 connections (agent RSS sampled under this load).
-    const samplers = setup.startsWith('weft') ? [load.client(), load.server()] : [];
+    const samplers = load.peaks[setup] ? load.samplers(setup) : [];
     const s2 = await cpuDuring(() => bench.wrk(setup, { connections: 64, seconds: PLAN.maxS }));
     if (samplers.length) load.peaks[setup].push(samplers.map((s) => s.stop()));
     put('s2.rps', s2.res.rps);
@@ -467,6 +467,11 @@ function bothAgents(p) {
   return { rss: [client.rss, server.rss], pss: [client.pss, server.pss] };
 }
 
+function bothBare(p) {
+  const [client, server] = [agentMemory(p.clientBare), agentMemory(p.serverBare)];
+  return { rss: [client.rss, server.rss], pss: [client.pss, server.pss] };
+}
+
 /** The monotonic clock in µs: V8 stamps a profile's samples with it. */
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
@@ -607,11 +612,16 @@ async function main() {
     await new Promise((r) => setTimeout(r, 5_000));
     const p0 = bench.pids;
     memory['idle, after start'] = bothAgents(p0);
+    const bareIdle = bothBare(p0);
     const load = {
-      peaks: { weft: [], 'weft-l7': [] },
+      peaks: { weft: [], 'weft-l7': [], bare: [], 'bare-l7': [] },
       failures,
-      client: () => memorySampler(p0.clientAgent),
-      server: () => memorySampler(p0.serverAgent),
+      // Each side's peak RSS and PSS while scenario 2 runs: the agents (master and workers
+      // summed), or the bare Node relays.
+      samplers: (setup) =>
+        setup.startsWith('bare')
+          ? [memorySampler(p0.clientBare), memorySampler(p0.serverBare)]
+          : [memorySampler(p0.clientAgent), memorySampler(p0.serverAgent)],
     };
     for (let rep = 0; rep < PLAN.reps; rep++) {
       // Rotate the order each repetition so that no setup always runs first or last.
@@ -630,6 +640,10 @@ async function main() {
     memory['under load (peak during scenario 2, http port)'] = peak('weft-l7');
     await new Promise((r) => setTimeout(r, 5_000));
     memory['idle, after the load'] = bothAgents(p0);
+    // The same design in bare Node (bench/bare-relay.mjs), one process per host.
+    memory['bare Node relay (one process): idle, after start'] = bareIdle;
+    memory['bare Node relay: peak during scenario 2, opaque'] = peak('bare');
+    memory['bare Node relay: peak during scenario 2, HTTP'] = peak('bare-l7');
     httpCounted = await bench.httpRequestsCounted();
     addDerived(raw);
     try {

@@ -54,7 +54,10 @@ export function markdown(result) {
     lines.push('| agent memory, master + workers (MiB, client / server host) | RSS | PSS |');
     lines.push('|---|---|---|');
     const pair = (v) => (v ? v.map((x) => x.toFixed(1)).join(' / ') : '-');
-    for (const [k, v] of Object.entries(result.memory))
+    // The bare Node relay's rows (weft's design with none of its code) after the agent's.
+    const rows = Object.entries(result.memory);
+    const bare = ([k]) => k.startsWith('bare Node');
+    for (const [k, v] of [...rows.filter((r) => !bare(r)), ...rows.filter(bare)])
       lines.push(`| ${k} | ${pair(Array.isArray(v) ? v : v.rss)} | ${pair(v.pss)} |`);
   }
   const cp = result.controlPlane;
