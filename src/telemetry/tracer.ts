@@ -24,6 +24,18 @@ export interface SpanResult {
   error?: string;
 }
 
+/** A span's result, its optional fields set only when present (no temporary objects). */
+export function spanResult(
+  status: number,
+  grpcStatus: number | undefined,
+  error: string | undefined,
+): SpanResult {
+  const result: SpanResult = { status };
+  if (grpcStatus !== undefined) result.grpcStatus = grpcStatus;
+  if (error !== undefined) result.error = error;
+  return result;
+}
+
 export interface ActiveSpan {
   readonly traceId: string;
   /** This hop's span: the parent of whatever the request reaches next. */

@@ -513,9 +513,7 @@ class OutboundExchange {
           port: this.deps.tunnelPort,
           ...(plan.expectedSpiffeId ? { expectedSpiffeId: plan.expectedSpiffeId } : {}),
         },
-        headers: this.headersForTry(
-          tunnelRequestHeaders(this.request, { address: ep.address, port: ep.port }, client),
-        ),
+        headers: this.headersForTry(tunnelRequestHeaders(this.request, ep, client)),
         body,
         signal,
         onSent: () => {
