@@ -708,7 +708,7 @@ async function main() {
       node: process.version,
       kernel: release(),
     },
-    placement: `client host (wrk, h2load, iperf3 and gRPC clients, client-side HAProxy, client agent) pinned to CPU ${CPU.client}; server and server2 hosts (upstream HAProxy, iperf3 and gRPC servers, server-side HAProxy, their agents) pinned to CPU ${CPU.server}; each agent is a master and 1 worker (both pinned, CPU and RSS summed); control plane and simulated agents unpinned. The machine is shared: other work may run on the same cores.`,
+    placement: `client host (wrk, h2load, iperf3 and gRPC clients, client-side HAProxy, client agent, client bare Node relay) pinned to CPU ${CPU.client}; server and server2 hosts (upstream HAProxy, iperf3 and gRPC servers, server-side HAProxy, server bare Node relay, their agents) pinned to CPU ${CPU.server}; each agent is a master and 1 worker (both pinned, CPU and RSS summed); control plane and simulated agents unpinned. The machine is shared: other work may run on the same cores.`,
     tables: TABLES.map((t) => ({
       id: t.id,
       title: t.title,
