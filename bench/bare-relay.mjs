@@ -76,13 +76,16 @@ function serve() {
   server.on('stream', (stream, headers) => {
     stream.on('error', () => {});
     if (headers[':method'] === 'CONNECT') return relayConnect(stream, headers[':authority']);
-    relayRequest(stream, headers, poolFor(headers['x-bare-target']));
+    const target = headers['x-bare-target'];
+    if (typeof target !== 'string') return stream.respond({ ':status': 400 }, { endStream: true });
+    relayRequest(stream, headers, poolFor(target));
   });
   server.listen(tunnelPort, addr);
 }
 
 function relayConnect(stream, authority) {
-  const [host, port] = authority.split(':');
+  const [host, port] = (authority ?? '').split(':');
+  if (!host || !port) return stream.close(0x1); // PROTOCOL_ERROR: no host:port to go to
   const app = netConnect({ host, port: Number(port), noDelay: true });
   app.on('error', () => stream.close(0x2)); // INTERNAL_ERROR: the app is not there
   app.once('connect', () => {
