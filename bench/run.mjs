@@ -460,16 +460,16 @@ async function controlPlaneScale(bench) {
   return { result, loaded };
 }
 
-/** RSS and PSS (MiB) of the client and the server agent, each summed over its master and
- * workers: RSS counts the node binary's shared pages once per process, PSS splits them. */
-function bothAgents(p) {
-  const [client, server] = [agentMemory(p.clientAgent), agentMemory(p.serverAgent)];
+/** RSS and PSS (MiB) of a process on the client and one on the server host, each summed over
+ * its tree (an agent: master and workers): RSS counts the node binary's shared pages once per
+ * process, PSS splits them. */
+function bothHosts(clientPid, serverPid) {
+  const [client, server] = [agentMemory(clientPid), agentMemory(serverPid)];
   return { rss: [client.rss, server.rss], pss: [client.pss, server.pss] };
 }
 
-function bothBare(p) {
-  const [client, server] = [agentMemory(p.clientBare), agentMemory(p.serverBare)];
-  return { rss: [client.rss, server.rss], pss: [client.pss, server.pss] };
+function bothAgents(p) {
+  return bothHosts(p.clientAgent, p.serverAgent);
 }
 
 /** The monotonic clock in µs: V8 stamps a profile's samples with it. */
@@ -612,7 +612,7 @@ async function main() {
     await new Promise((r) => setTimeout(r, 5_000));
     const p0 = bench.pids;
     memory['idle, after start'] = bothAgents(p0);
-    const bareIdle = bothBare(p0);
+    const bareIdle = bothHosts(p0.clientBare, p0.serverBare);
     const load = {
       peaks: { weft: [], 'weft-l7': [], bare: [], 'bare-l7': [] },
       failures,
